@@ -1,3 +1,111 @@
-"""Placeholder replaced below."""
-def main() -> int:
-    return 0
+"""The `bodycam` command: one entry point for integrators, officers, dock operators and CI.
+
+Each package registers its own subcommands through an `add_subcommands(subparsers)`
+function in its `cli` module; this module only assembles them, runs the chosen
+handler and turns every error into one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+log = logging.getLogger("bodycam")
+
+# (module, function) pairs that add top-level command groups, in help order.
+_COMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (
+    ("crypto.cli", "add_subcommands"),  # keys
+    ("firmware.profile_cli", "add_subcommands"),  # profile validate
+    ("sim.cli", "add_subcommands"),  # device run, sim shift
+    ("dock.cli", "add_subcommands"),  # dock run/status/register
+    ("vault.cli", "add_subcommands"),  # vault verify/decrypt/...
+)
+
+# Command groups named in ARCHITECTURE.md; a group no package provides yet says so.
+_PLANNED_GROUPS = {
+    "keys": "create a site's vault, integrator and dock keys",
+    "profile": "validate, sign, flash and read configuration profiles",
+    "device": "run an emulated camera",
+    "sim": "run scripted shifts in fast-forward",
+    "dock": "the docking-station ingest daemon",
+    "vault": "back office: verify, decrypt, hold, export, purge",
+}
+
+
+class NotImplementedCommand(Exception):
+    """A command named in the design that this build does not provide."""
+
+
+def _not_implemented(group: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        raise NotImplementedCommand(f"'{group}' is not implemented in this build")
+
+    return handler
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from sim.demo import run_demo
+
+    return run_demo(out_dir=args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bodycam",
+        description="Body-worn camera simulator and docking-station ingest.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for module_name, func_name in _COMMAND_PROVIDERS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        getattr(module, func_name)(sub)
+    for group, help_text in _PLANNED_GROUPS.items():
+        if group not in sub.choices:
+            p = sub.add_parser(group, help=f"{help_text} (not implemented)")
+            p.set_defaults(func=_not_implemented(group))
+    demo = sub.add_parser("demo", help="run a whole shift end to end on embedded defaults")
+    demo.add_argument("--out", default="demo-out", help="where the shift's files go")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    func: Callable[[argparse.Namespace], Any] | None = getattr(args, "func", None)
+    if func is None:
+        parser.error(f"'{args.command}' needs a subcommand")
+    try:
+        result = func(args)
+    except NotImplementedCommand as exc:
+        print(f"bodycam: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bodycam: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; BODYCAM_DEBUG=1 shows the traceback
+        if os.environ.get("BODYCAM_DEBUG"):
+            raise
+        message = str(exc) or type(exc).__name__
+        print(f"bodycam: error: {message}".splitlines()[0], file=sys.stderr)
+        return 1
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

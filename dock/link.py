@@ -1,0 +1,499 @@
+"""The dock's client for a camera's serial control channel (protocol: firmware/PROTOCOL.md).
+
+`CameraLink` opens any pyserial URL (a pty path such as /dev/pts/5, `socket://`,
+`loop://`) and offers one typed method per command. Every request carries a
+sequence number; a lost, corrupt or unanswered frame is resent with the same
+number (the camera answers a resent request from its cache, never running it
+twice), so nothing is misread and nothing happens twice.
+
+```
+with CameraLink("/dev/pts/5") as link:
+    info = link.hello()
+    link.auth(dock_key, registered_device_public)
+    link.set_time(clock.now())
+    for rec in link.list_recordings(): ...
+    link.read_file_to("recordings/<id>/<segment>", out, start_offset=out.tell())
+    link.release(ReleaseReceipt.sign(dock_key, info.device_id, rec_id, segment, sha256))
+```
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from firmware.protocol import (
+    MAX_DATA,
+    NONCE_SIZE,
+    PUBLIC_KEY_SIZE,
+    SIGNATURE_SIZE,
+    ErrorCode,
+    Fields,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    Message,
+    MessageError,
+    MessageType,
+    ReleaseReceipt,
+    Signer,
+    camera_auth_message,
+    decode_payload,
+    dock_auth_message,
+    encode_frame,
+    encode_payload,
+    error_name,
+    response_type,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
+DEFAULT_CHUNK = 1024  # profile chunks: small enough for a visible progress bar
+
+
+class LinkError(Exception):
+    """The camera answered with an error (`code` from PROTOCOL.md section 5), or broke protocol."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.name = error_name(code)
+        self.message = message
+        super().__init__(f"camera refused ({self.name}): {message}")
+
+
+class AuthFailed(LinkError):
+    """Authentication failed in either direction (dock key untrusted, wrong device key)."""
+
+
+class ProfileRejected(LinkError):
+    """The camera refused a profile; the old profile stays active."""
+
+
+class ReceiptRejected(LinkError):
+    """The camera refused a release receipt; nothing was deleted."""
+
+
+class RemoteNotFound(LinkError):
+    """The file or segment is not on the camera."""
+
+
+class LinkTimeout(TimeoutError):
+    """No valid answer after all retries: the camera is gone, hung or the line is too noisy."""
+
+
+class LinkClosed(ConnectionError):
+    """The serial port went away (camera undocked, unplugged or switched off)."""
+
+
+_ERRORS: dict[int, type[LinkError]] = {
+    ErrorCode.AUTH_FAILED: AuthFailed,
+    ErrorCode.PROFILE_REJECTED: ProfileRejected,
+    ErrorCode.RECEIPT_REJECTED: ReceiptRejected,
+    ErrorCode.NOT_FOUND: RemoteNotFound,
+}
+
+
+@dataclass(frozen=True)
+class ProfileInfo:
+    name: str
+    version: int
+    sha256: str
+    signer: bytes | None
+    slot: str | None = None
+    data: bytes | None = None
+    signature_file: bytes | None = None
+
+
+@dataclass(frozen=True)
+class HelloInfo:
+    device_id: str
+    model: str
+    firmware: str
+    device_public: bytes
+    profile: ProfileInfo
+    transfer_mode: str
+    storage: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    recording_id: str
+    name: str
+    size: int
+
+    @property
+    def path(self) -> str:
+        """Path relative to the volume root, as READ takes it."""
+        return f"recordings/{self.recording_id}/{self.name}"
+
+
+@dataclass(frozen=True)
+class RecordingListing:
+    recording_id: str
+    files: tuple[RemoteFile, ...]
+
+
+def _profile_info(f: Fields) -> ProfileInfo:
+    signer = f.optional("signer")
+    return ProfileInfo(
+        name=f.text("name", 128),
+        version=f.integer("version", 0, 2**31),
+        sha256=f.text("sha256", 64),
+        signer=bytes.fromhex(signer) if isinstance(signer, str) else None,
+    )
+
+
+class CameraLink:
+    """Client of one camera's control channel. Not thread-safe: one caller at a time."""
+
+    def __init__(
+        self,
+        port: Any,
+        *,
+        timeout: float = 1.0,
+        retries: int = 5,
+        client_name: str = "bodycam-dock",
+    ) -> None:
+        """`port`: a pyserial URL/path, or an already open pyserial-like port object."""
+        if timeout <= 0 or retries < 0:
+            raise ValueError("timeout must be > 0 and retries >= 0")
+        self.timeout = timeout
+        self.retries = retries
+        self.client_name = client_name
+        if isinstance(port, str):
+            import serial
+
+            try:
+                # The port's own timeout only bounds one wait; deadlines are kept here.
+                self._port = serial.serial_for_url(
+                    port, timeout=min(timeout, 0.25), write_timeout=timeout
+                )
+            except (serial.SerialException, OSError) as exc:
+                raise LinkClosed(f"cannot open camera port {port}: {exc}") from None
+            self._owned = True
+            self.url = port
+        else:
+            self._port = port
+            self._owned = False
+            self.url = repr(port)
+        self._flush_input()
+        self._decoder = FrameDecoder()
+        self._seq = secrets.randbelow(0xFFFFFFFF) + 1
+        self.device_id: str | None = None
+        self.device_public: bytes | None = None
+        self.authenticated = False
+        self.retransmissions = 0
+
+    def close(self) -> None:
+        if self._owned and self._port is not None:
+            self._port.close()
+        self._port = None
+
+    def __enter__(self) -> CameraLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport -----------------------------------------------------------------------
+
+    def _flush_input(self) -> None:
+        # Bytes left in the line by an earlier client (a reply it never read) are stale.
+        reset = getattr(self._port, "reset_input_buffer", None)
+        if reset is not None:
+            try:
+                reset()
+            except Exception:  # not every port-like object supports it
+                log.debug("could not flush the port's input buffer")
+
+    def _next_seq(self) -> int:
+        self._seq = self._seq + 1 if self._seq < 0xFFFFFFFF else 1
+        return self._seq
+
+    def _write(self, data: bytes) -> None:
+        import serial
+
+        if self._port is None:
+            raise LinkClosed("the link is closed")
+        try:
+            self._port.write(data)
+        except serial.SerialTimeoutException:
+            log.debug("write timed out")  # counts as a lost frame: the retry loop resends
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"camera port {self.url} failed: {exc}") from None
+
+    def _read_some(self) -> bytes:
+        import serial
+
+        if self._port is None:
+            raise LinkClosed("the link is closed")
+        try:
+            waiting = self._port.in_waiting
+            return bytes(self._port.read(waiting if waiting else 1))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkClosed(f"camera port {self.url} failed: {exc}") from None
+
+    def call(
+        self, msg_type: int, fields: dict[str, Any] | None = None, blob: bytes = b""
+    ) -> Message:
+        """Send one request and return the camera's response message (or raise)."""
+        payload = encode_payload(fields or {}, blob)
+        seq = self._next_seq()
+        frame = encode_frame(msg_type, seq, payload)
+        expected = response_type(msg_type)
+        sends = 0
+        while True:
+            if sends > self.retries:
+                raise LinkTimeout(
+                    f"camera on {self.url} did not answer {MessageType(msg_type).name} "
+                    f"after {sends} attempts of {self.timeout:.1f} s"
+                )
+            if sends:
+                self.retransmissions += 1
+            self._write(frame)
+            sends += 1
+            reply = self._await(seq)
+            if reply is None:
+                continue  # timeout, or damage seen on the line: resend the same frame
+            if reply.type == expected:
+                try:
+                    return decode_payload(reply.payload)
+                except MessageError as exc:
+                    raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed reply: {exc}") from None
+            if reply.type == MessageType.ERROR:
+                raise self._error_from(reply)
+            raise LinkError(
+                ErrorCode.BAD_MESSAGE,
+                f"reply type 0x{reply.type:02x} does not answer {MessageType(msg_type).name}",
+            )
+
+    def _await(self, seq: int) -> Frame | None:
+        """The reply to `seq`, or None after a timeout or a sign that our frame was damaged."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            data = self._read_some()
+            if not data:
+                continue
+            damaged = False
+            for item in self._decoder.feed(data):
+                if isinstance(item, FrameError):
+                    damaged = True  # possibly our reply, damaged on the way back
+                    continue
+                if item.seq == seq:
+                    return item
+                if item.seq == 0 and item.type == MessageType.ERROR:
+                    damaged = True  # the camera could not decode a frame: maybe ours
+                # Anything else is a stale reply to an earlier attempt: ignore it.
+            if damaged:
+                log.debug("damaged frame on the line; resending request %d", seq)
+                return None
+        log.debug("no reply to request %d within %.2f s", seq, self.timeout)
+        return None
+
+    @staticmethod
+    def _error_from(frame: Frame) -> LinkError:
+        try:
+            f = decode_payload(frame.payload).fields
+            code = f.integer("code", 0, 255)
+            message = f.text("message", 4096, default="")
+        except MessageError as exc:
+            return LinkError(ErrorCode.BAD_MESSAGE, f"malformed error reply: {exc}")
+        return _ERRORS.get(code, LinkError)(code, message)
+
+    # --- commands ------------------------------------------------------------------------
+
+    def hello(self) -> HelloInfo:
+        """Identify the camera; starts a new session (any earlier authentication ends)."""
+        self.authenticated = False
+        f = self.call(MessageType.HELLO, {"client": self.client_name[:64], "protocol": 1}).fields
+        profile = f.optional("profile")
+        storage = f.optional("storage")
+        info = HelloInfo(
+            device_id=f.text("device_id", 64),
+            model=f.text("model", 128),
+            firmware=f.text("firmware", 64),
+            device_public=f.hexbytes("device_public", PUBLIC_KEY_SIZE),
+            profile=_profile_info(Fields(profile if isinstance(profile, dict) else {})),
+            transfer_mode=f.text("transfer_mode", 32),
+            storage=storage if isinstance(storage, dict) else {},
+        )
+        self.device_id = info.device_id
+        self.device_public = info.device_public
+        return info
+
+    def auth(self, dock_key: Signer, device_public: bytes) -> None:
+        """Prove our dock key and make the camera prove `device_public` (its registered key).
+
+        Raises AuthFailed if the camera does not trust the dock key or cannot prove it holds
+        the private half of `device_public`.
+        """
+        from crypto.keys import verify_signature
+
+        if self.device_id is None:
+            self.hello()
+        assert self.device_id is not None
+        dock_public = dock_key.public_bytes()
+        dock_nonce = secrets.token_bytes(NONCE_SIZE)
+        f = self.call(
+            MessageType.AUTH_BEGIN,
+            {"dock_public": dock_public.hex(), "dock_nonce": dock_nonce.hex()},
+        ).fields
+        camera_nonce = f.hexbytes("camera_nonce", NONCE_SIZE)
+        device_signature = f.hexbytes("device_signature", SIGNATURE_SIZE)
+        message = camera_auth_message(self.device_id, dock_public, dock_nonce, camera_nonce)
+        if not verify_signature(device_public, message, device_signature):
+            raise AuthFailed(
+                ErrorCode.AUTH_FAILED,
+                f"camera {self.device_id} did not prove the registered device key "
+                f"{device_public[:8].hex()}...: not the camera it claims to be",
+            )
+        signature = dock_key.sign(
+            dock_auth_message(self.device_id, dock_public, dock_nonce, camera_nonce)
+        )
+        self.call(MessageType.AUTH_FINISH, {"dock_signature": signature.hex()})
+        self.authenticated = True
+        log.info("authenticated with camera %s", self.device_id)
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.call(MessageType.STATUS).fields.data)
+
+    def set_time(self, utc: float) -> float:
+        """Set the camera clock; returns the drift the camera had (camera minus dock)."""
+        return self.call(MessageType.SET_TIME, {"utc": float(utc)}).fields.number(
+            "drift", -1e12, 1e12
+        )
+
+    def profile_flash(
+        self,
+        data: bytes,
+        signature_file: bytes,
+        progress: ProgressCallback | None = None,
+        *,
+        chunk_size: int = DEFAULT_CHUNK,
+    ) -> ProfileInfo:
+        """Flash a signed profile (A/B) and check the read-back; returns what is now active."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        total = len(data)
+        begin = self.call(
+            MessageType.PROFILE_BEGIN, {"size": total, "sha256": sha256}, signature_file
+        ).fields
+        chunk = max(1, min(chunk_size, begin.integer("chunk_max", 1, MAX_DATA)))
+        if progress:
+            progress(0, total)
+        for offset in range(0, total, chunk):
+            piece = data[offset : offset + chunk]
+            self.call(MessageType.PROFILE_CHUNK, {"offset": offset}, piece)
+            if progress:
+                progress(offset + len(piece), total)
+        committed = self.call(MessageType.PROFILE_COMMIT).fields
+        slot = committed.text("slot", 1)
+        back = self.profile_read()
+        if back.data != data or back.signature_file != signature_file or back.slot != slot:
+            raise LinkError(
+                ErrorCode.BAD_STATE,
+                "read-back after flashing does not match what was sent; flash again",
+            )
+        return back
+
+    def profile_read(self) -> ProfileInfo:
+        """The camera's active profile, exactly as flashed, with its signature file."""
+        msg = self.call(MessageType.PROFILE_READ)
+        info = _profile_info(msg.fields)
+        slot = msg.fields.optional("slot")
+        sig = msg.fields.optional("signature_file")
+        return ProfileInfo(
+            name=info.name,
+            version=info.version,
+            sha256=info.sha256,
+            signer=info.signer,
+            slot=slot if isinstance(slot, str) else None,
+            data=msg.blob,
+            signature_file=sig.encode("utf-8") if isinstance(sig, str) else None,
+        )
+
+    def list_recordings(self) -> list[RecordingListing]:
+        """Every file under recordings/ on the camera, grouped by recording, sorted."""
+        grouped: dict[str, list[RemoteFile]] = {}
+        after = ""
+        for _ in range(1_000_000):  # bounded: each page moves `after` strictly forward
+            f = self.call(MessageType.LIST_RECORDINGS, {"after": after}).fields
+            files = f.optional("files")
+            if not isinstance(files, list):
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without files")
+            for entry in files:
+                e = Fields(entry if isinstance(entry, dict) else {})
+                rf = RemoteFile(
+                    e.text("recording", 128), e.text("name", 128), e.integer("size", 0, 2**53)
+                )
+                grouped.setdefault(rf.recording_id, []).append(rf)
+                key = f"{rf.recording_id}/{rf.name}"
+                if key <= after:
+                    raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS went backwards")
+                after = key
+            if not f.flag("more") or not files:
+                break
+        return [RecordingListing(rid, tuple(fs)) for rid, fs in sorted(grouped.items())]
+
+    def read_chunk(self, path: str, offset: int, length: int) -> tuple[int, bytes]:
+        """(file size, up to `length` bytes at `offset`) of a file on the camera's volume."""
+        if not 0 < length <= MAX_DATA:
+            raise ValueError(f"length must be 1..{MAX_DATA}")
+        msg = self.call(MessageType.READ, {"path": path, "offset": offset, "length": length})
+        size = msg.fields.integer("size", 0, 2**53)
+        if len(msg.blob) > length:
+            raise LinkError(ErrorCode.BAD_MESSAGE, "READ returned more than asked")
+        return size, msg.blob
+
+    def read(self, path: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes at `offset`; shorter means end of file."""
+        return self.read_chunk(path, offset, length)[1]
+
+    def read_file_to(
+        self,
+        path: str,
+        out: BinaryIO,
+        start_offset: int = 0,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Copy a camera file from `start_offset` to its end into `out`; returns its size.
+
+        To resume an interrupted copy, open the partial file for appending and pass its
+        length as `start_offset`.
+        """
+        offset = start_offset
+        while True:
+            size, data = self.read_chunk(path, offset, MAX_DATA)
+            if data:
+                out.write(data)
+                offset += len(data)
+            if progress:
+                progress(offset, size)
+            if offset >= size or not data:
+                if offset != size:
+                    raise LinkError(
+                        ErrorCode.BAD_STATE,
+                        f"{path}: copied up to {offset} but the camera says it has {size} bytes",
+                    )
+                return size
+
+    def event_log(self, offset: int = 0) -> bytes:
+        """The camera's signed event log (JSON lines) from byte `offset` to its end."""
+        parts: list[bytes] = []
+        while True:
+            msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": MAX_DATA})
+            size = msg.fields.integer("size", 0, 2**53)
+            parts.append(msg.blob)
+            offset += len(msg.blob)
+            if not msg.blob or offset >= size:
+                return b"".join(parts)
+
+    def release(self, receipt: ReleaseReceipt) -> bool:
+        """Let the camera delete one segment; returns True if its recording folder went too."""
+        f = self.call(MessageType.RELEASE, receipt.to_fields()).fields
+        return f.flag("recording_removed", default=False)

@@ -258,7 +258,7 @@ class CameraLink:
                 self.retransmissions += 1
             self._write(frame)
             sends += 1
-            reply = self._await(seq)
+            reply = self._await(seq, expected)
             if reply is None:
                 continue  # timeout, or damage seen on the line: resend the same frame
             if reply.type == expected:
@@ -266,14 +266,9 @@ class CameraLink:
                     return decode_payload(reply.payload)
                 except MessageError as exc:
                     raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed reply: {exc}") from None
-            if reply.type == MessageType.ERROR:
-                raise self._error_from(reply)
-            raise LinkError(
-                ErrorCode.BAD_MESSAGE,
-                f"reply type 0x{reply.type:02x} does not answer {MessageType(msg_type).name}",
-            )
+            raise self._error_from(reply)
 
-    def _await(self, seq: int) -> Frame | None:
+    def _await(self, seq: int, expected: int) -> Frame | None:
         """The reply to `seq`, or None after a timeout or a sign that our frame was damaged."""
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -285,11 +280,11 @@ class CameraLink:
                 if isinstance(item, FrameError):
                     damaged = True  # possibly our reply, damaged on the way back
                     continue
-                if item.seq == seq:
+                if item.seq == seq and item.type in (expected, MessageType.ERROR):
                     return item
                 if item.seq == 0 and item.type == MessageType.ERROR:
                     damaged = True  # the camera could not decode a frame: maybe ours
-                # Anything else is a stale reply to an earlier attempt: ignore it.
+                # Anything else is a stale reply to an earlier attempt (or an echo): ignore it.
             if damaged:
                 log.debug("damaged frame on the line; resending request %d", seq)
                 return None

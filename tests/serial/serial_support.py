@@ -1,0 +1,259 @@
+"""Test doubles for the serial control channel, built from real pieces.
+
+`FakeCamera` implements `firmware.control.CameraServices` with real Ed25519
+keys, a real home and volume on disk and a settable clock; `LossyPort` wraps a
+real pyserial port and damages bytes in both directions on a fixed, bounded
+schedule; `RawPort` speaks raw frames to a server for fuzzing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from firmware.protocol import Frame, FrameDecoder, FrameError, encode_frame
+
+VAULT_RECIPIENT = "5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"
+
+
+def profile_toml(
+    version: int,
+    trusted_docks: list[bytes],
+    *,
+    name: str = "test-site",
+    prerecord_seconds: int = 30,
+    transfer: str = "serial",
+) -> bytes:
+    docks = ", ".join(f'"{k.hex()}"' for k in trusted_docks)
+    return f"""\
+[profile]
+name = "{name}"
+version = {version}
+
+[prerecord]
+seconds = {prerecord_seconds}
+audio = false
+
+[recording]
+audio = true
+segment_seconds = 10
+
+[video]
+width = 1280
+height = 720
+fps = 30
+bitrate_kbps = 4000
+gop_frames = 30
+night_mode = false
+
+[indicators]
+led_on_record = true
+beep_on_start_stop = true
+beep_interval_seconds = 0
+vibrate = true
+
+[buttons]
+record = "press"
+stop = "long-press"
+
+[device]
+screen = false
+storage_capacity_mb = 16384
+storage_low_water_mb = 512
+time_zone = "Europe/Amsterdam"
+
+[keys]
+vault_recipients = ["{VAULT_RECIPIENT}"]
+trusted_docks = [{docks}]
+
+[transfer]
+mode = "{transfer}"
+""".encode()
+
+
+class SettableClock:
+    """A manual clock with the SET_TIME hook the control server needs."""
+
+    def __init__(self, start: float = 1_790_000_000.0) -> None:
+        self.t = start
+
+    def now(self) -> float:
+        return self.t
+
+    def set_time(self, utc: float) -> float:
+        drift = self.t - utc
+        self.t = utc
+        return drift
+
+
+class EventList:
+    """Event sink that keeps what the server logs."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def append(self, kind: str, **fields: Any) -> None:
+        self.events.append((kind, fields))
+
+    def kinds(self) -> list[str]:
+        return [k for k, _ in self.events]
+
+
+@dataclass
+class FakeCamera:
+    """CameraServices for tests: real keys and files, no video pipeline."""
+
+    device_id: str
+    device_key: Any
+    home: Path
+    boot_profile: bytes
+    model: str = "BC-SIM-1"
+    firmware_version: str = "0.1.0-test"
+    clock: SettableClock = field(default_factory=SettableClock)
+    event_log: EventList = field(default_factory=EventList)
+    activated: list[bytes] = field(default_factory=list)
+
+    @property
+    def volume(self) -> Path:
+        return self.home / "volume"
+
+    def status(self) -> dict[str, Any]:
+        return {"state": "docked", "charging": True, "path": self.home}
+
+    def active_profile(self) -> tuple[bytes, Any]:
+        from firmware.profile import parse_profile
+
+        return self.boot_profile, parse_profile(self.boot_profile, source="boot profile")
+
+    def on_profile_activated(self, raw: bytes, profile: Any) -> None:
+        self.activated.append(raw)
+
+    def add_file(self, recording_id: str, name: str, data: bytes) -> Path:
+        path = self.volume / "recordings" / recording_id / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
+
+
+class LossyPort:
+    """A real pyserial port that damages traffic on a fixed schedule, both ways.
+
+    Writes (requests): every `write_every`-th write is dropped, truncated or has a byte
+    flipped, in turn. Reads (replies): every `read_every`-th non-empty read is dropped or
+    flipped; and, for bulk replies, one byte is flipped per `read_byte_period` bytes. The
+    periods keep faults far enough apart that a retry always gets through.
+    """
+
+    def __init__(
+        self,
+        port: Any,
+        *,
+        write_every: int = 0,
+        read_every: int = 0,
+        read_byte_period: int = 0,
+    ) -> None:
+        self.port = port
+        self.write_every = write_every
+        self.read_every = read_every
+        self.read_byte_period = read_byte_period
+        self.writes = self.reads = 0
+        self.bytes_read = 0
+        self.next_byte_fault = read_byte_period
+        self.faults: list[str] = []
+
+    @property
+    def in_waiting(self) -> int:
+        return int(self.port.in_waiting)
+
+    def reset_input_buffer(self) -> None:
+        self.port.reset_input_buffer()
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.write_every and self.writes % self.write_every == 0:
+            kind = ("drop", "truncate", "flip")[(self.writes // self.write_every) % 3]
+            self.faults.append(f"write-{kind}")
+            if kind == "drop":
+                return len(data)
+            if kind == "truncate":
+                self.port.write(data[: len(data) // 2])
+                return len(data)
+            damaged = bytearray(data)
+            damaged[len(data) // 2] ^= 0x5A
+            self.port.write(bytes(damaged))
+            return len(data)
+        self.port.write(data)
+        return len(data)
+
+    def read(self, size: int = 1) -> bytes:
+        data = bytes(self.port.read(size))
+        if not data:
+            return data
+        self.reads += 1
+        start = self.bytes_read
+        self.bytes_read += len(data)
+        if self.read_every and self.reads % self.read_every == 0:
+            if (self.reads // self.read_every) % 2:
+                self.faults.append("read-drop")
+                return b""
+            self.faults.append("read-flip")
+            damaged = bytearray(data)
+            damaged[len(data) // 2] ^= 0x21
+            return bytes(damaged)
+        if self.read_byte_period and self.bytes_read > self.next_byte_fault:
+            damaged = bytearray(data)
+            damaged[min(max(self.next_byte_fault - start, 0), len(data) - 1)] ^= 0x10
+            self.next_byte_fault += self.read_byte_period
+            self.faults.append("read-bulk-flip")
+            return bytes(damaged)
+        return data
+
+    def close(self) -> None:
+        self.port.close()
+
+
+class RawPort:
+    """Speaks raw bytes and frames to a control server over its pty."""
+
+    def __init__(self, path: str) -> None:
+        self.port = serial.serial_for_url(path, timeout=0.05)
+        self.port.reset_input_buffer()
+        self.decoder = FrameDecoder()
+        self.pending: list[Frame | FrameError] = []
+
+    def close(self) -> None:
+        self.port.close()
+
+    def send(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def send_frame(self, msg_type: int, seq: int, payload: bytes) -> None:
+        self.send(encode_frame(msg_type, seq, payload))
+
+    def collect_until(self, seq: int, timeout: float = 5.0) -> list[Frame | FrameError]:
+        """Everything received up to and including the reply carrying `seq`."""
+        got: list[Frame | FrameError] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            while self.pending:
+                item = self.pending.pop(0)
+                got.append(item)
+                if isinstance(item, Frame) and item.seq == seq:
+                    return got
+            waiting = self.port.in_waiting
+            data = self.port.read(waiting if waiting else 1)
+            if data:
+                self.pending.extend(self.decoder.feed(data))
+        raise AssertionError(f"no reply with sequence number {seq} within {timeout} s: {got}")
+
+
+def random_recording(camera: FakeCamera, recording_id: str, sizes: list[int]) -> list[Path]:
+    return [
+        camera.add_file(recording_id, f"segment-{i:05d}.bcs", os.urandom(size))
+        for i, size in enumerate(sizes)
+    ]

@@ -1,0 +1,130 @@
+"""`bodycam profile sign|flash|read` against a camera served on a real pty."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from conftest import Keys
+from serial_support import FakeCamera, profile_toml
+
+from firmware import serial_cli
+from firmware.control import CameraControlServer
+from firmware.profile_sign import ProfileSignatureError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bodycam")
+    sub = parser.add_subparsers(dest="command")
+    serial_cli.add_subcommands(sub)
+    return parser
+
+
+def _run(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    return int(args.func(args))
+
+
+@pytest.fixture
+def files(tmp_path: Path, keys: Keys) -> dict[str, Path]:
+    out = {
+        "integrator": tmp_path / "integrator.key",
+        "dock": tmp_path / "dock.key",
+        "profile": tmp_path / "site.toml",
+    }
+    keys.integrator.save(out["integrator"])
+    keys.dock.save(out["dock"])
+    out["profile"].write_bytes(profile_toml(2, [keys.dock.public_bytes()]))
+    return out
+
+
+def test_sign_flash_read(
+    files: dict[str, Path],
+    server: CameraControlServer,
+    keys: Keys,
+    camera: FakeCamera,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert server.path is not None
+    assert _run("profile", "sign", str(files["profile"]), "--key", str(files["integrator"])) == 0
+    sig = files["profile"].with_name("site.toml.sig")
+    assert sig.exists()
+    assert "version 2" in capsys.readouterr().out
+    device = keys.device.public_bytes().hex()
+    assert (
+        _run(
+            "profile",
+            "flash",
+            "--port",
+            server.path,
+            str(files["profile"]),
+            "--dock-key",
+            str(files["dock"]),
+            "--device-public",
+            device,
+        )
+        == 0
+    )
+    flashed = capsys.readouterr().out
+    assert "flashed profile 'test-site' version 2 to BC-1A2B3C4D" in flashed
+    assert "read-back matches" in flashed
+    assert camera.activated == [files["profile"].read_bytes()]
+    monkeypatch.setenv(serial_cli.DOCK_KEY_ENV, str(files["dock"]))
+    assert _run("profile", "read", "--port", server.path, "--device-public", device) == 0
+    shown = capsys.readouterr().out
+    assert "version:  2" in shown and keys.integrator.public_bytes().hex() in shown
+    assert 'name = "test-site"' in shown
+
+
+def test_flash_refuses_an_unsigned_file_before_connecting(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ProfileSignatureError, match="unsigned"):
+        _run(
+            "profile",
+            "flash",
+            "--port",
+            "/nonexistent/port",
+            str(files["profile"]),
+            "--dock-key",
+            str(files["dock"]),
+        )
+
+
+def test_flash_wrong_device_key_and_missing_dock_key(
+    files: dict[str, Path],
+    server: CameraControlServer,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dock.link import AuthFailed
+
+    assert server.path is not None
+    _run("profile", "sign", str(files["profile"]), "--key", str(files["integrator"]))
+    with pytest.raises(AuthFailed, match="did not prove"):
+        _run(
+            "profile",
+            "flash",
+            "--port",
+            server.path,
+            str(files["profile"]),
+            "--dock-key",
+            str(files["dock"]),
+            "--device-public",
+            keys.other_dock.public_bytes().hex(),
+        )
+    monkeypatch.delenv(serial_cli.DOCK_KEY_ENV, raising=False)
+    with pytest.raises(ValueError, match="--dock-key"):
+        _run("profile", "read", "--port", server.path)
+
+
+def test_commands_join_an_existing_profile_group() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command")
+    group = sub.add_parser("profile")
+    profile_sub = group.add_subparsers(dest="profile_command")
+    profile_sub.add_parser("validate")  # what firmware/profile_cli.py registers
+    serial_cli.add_subcommands(sub)
+    assert set(profile_sub.choices) == {"validate", "sign", "flash", "read"}

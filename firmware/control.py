@@ -322,6 +322,7 @@ class CameraControlServer:
         self._thread: threading.Thread | None = None
         self._conn = _Connection()
         self._stored: StoredProfile | None = None
+        self._boot: StoredProfile | None = None
         self.path: str | None = None
         self.frames_rejected = 0
         self.requests_served = 0
@@ -437,6 +438,7 @@ class CameraControlServer:
             return self._error(item.seq, ErrorCode.SEQUENCE, "sequence number 0 is reserved")
         if item.type == MessageType.HELLO:
             conn.end_session()
+            self._boot = None
         elif conn.last_seq is not None:
             ahead = (item.seq - conn.last_seq) & 0xFFFFFFFF
             if ahead == 0 or ahead > SEQUENCE_WINDOW:
@@ -487,6 +489,11 @@ class CameraControlServer:
         """The profile in force: the flashed one, else the one the camera started with."""
         if self._stored is not None:
             return self._stored
+        if self._boot is None:  # parsed once per session, not on every STATUS
+            self._boot = self._boot_profile()
+        return self._boot
+
+    def _boot_profile(self) -> StoredProfile:
         raw, profile = self.services.active_profile()
         return StoredProfile(
             raw=raw,

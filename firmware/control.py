@@ -427,6 +427,10 @@ class CameraControlServer:
             self.frames_rejected += 1
             log.debug("rejected frame: %s", item.message)
             return encode_frame(MessageType.ERROR, 0, error_payload(item.code, item.message))
+        if item.type == MessageType.ERROR:
+            # Never answer an error: two confused peers (or a loopback) must not ping-pong.
+            self.frames_rejected += 1
+            return b""
         conn = self._conn
         if (
             item.seq == conn.last_seq

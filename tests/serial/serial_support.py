@@ -8,7 +8,12 @@ schedule; `RawPort` speaks raw frames to a server for fuzzing.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import socket
+import struct
+import termios
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +220,30 @@ class LossyPort:
 
     def close(self) -> None:
         self.port.close()
+
+
+class SocketPort:
+    """The accepting end of a TCP connection, shaped like a pyserial port."""
+
+    def __init__(self, sock: socket.socket, timeout: float = 0.05) -> None:
+        self.sock = sock
+        self.timeout = timeout
+
+    @property
+    def in_waiting(self) -> int:
+        raw = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        return int(struct.unpack("i", raw)[0])
+
+    def read(self, size: int = 1) -> bytes:
+        ready, _, _ = select.select([self.sock], [], [], self.timeout)
+        return self.sock.recv(size) if ready else b""
+
+    def write(self, data: bytes) -> int:
+        self.sock.sendall(data)
+        return len(data)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class RawPort:

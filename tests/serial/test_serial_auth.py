@@ -99,3 +99,26 @@ def test_hello_ends_the_session(session: CameraLink) -> None:
     with pytest.raises(LinkError) as exc:
         session.status()
     assert exc.value.code == ErrorCode.NOT_AUTHENTICATED
+
+
+def test_server_serves_a_pyserial_url(camera: FakeCamera, keys: Keys) -> None:
+    import socket
+
+    from serial_support import SocketPort
+
+    from firmware.control import CameraControlServer
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        server = CameraControlServer(camera, port=f"socket://127.0.0.1:{port}")
+        assert server.start() == f"socket://127.0.0.1:{port}"
+        try:
+            conn, _ = listener.accept()
+            link = CameraLink(SocketPort(conn), timeout=0.5)
+            assert link.hello().device_id == camera.device_id
+            link.auth(keys.dock, keys.device.public_bytes())
+            assert link.status()["camera"]["state"] == "docked"
+            link.close()
+            conn.close()
+        finally:
+            server.stop()

@@ -162,6 +162,10 @@ def test_fuzz_well_framed_messages(raw: RawPort, server: CameraControlServer) ->
         probe.alive()  # a HELLO first: sequence numbers restart, no session
         n = next(seq) + 2_000_000
         raw.send_frame(msg_type, n, payload)
+        if msg_type == MessageType.ERROR:
+            # Errors are never answered; the next request still is.
+            assert all(isinstance(f, Frame) and f.seq != n for f in probe.alive())
+            return
         reply = raw.collect_until(n)[-1]
         assert isinstance(reply, Frame)
         assert reply.type in (MessageType.ERROR, response_type(msg_type))
@@ -234,6 +238,16 @@ def test_bad_crc_is_answered_bad_frame_with_seq_zero(raw: RawPort) -> None:
     raw.send(b"\x00" + cobs_encode(bytes(body)) + b"\x00")
     got = raw.collect_until(0)
     assert _error_code(got[-1]) == ErrorCode.BAD_FRAME
+
+
+def test_error_frames_are_never_answered(camera: FakeCamera) -> None:
+    from firmware.protocol import decode_frame, error_payload
+
+    server = CameraControlServer(camera)  # handle() alone: no port needed
+    wire = encode_frame(MessageType.ERROR, 0, error_payload(ErrorCode.BAD_FRAME, "x"))
+    assert server.handle(decode_frame(wire[1:-1])) == b""
+    wire = encode_frame(MessageType.ERROR, 12, b"junk")
+    assert server.handle(decode_frame(wire[1:-1])) == b""
 
 
 def test_oversized_input_is_refused_without_buffering_it(

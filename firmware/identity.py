@@ -108,7 +108,7 @@ def load_or_provision(home: Path, *, model: str = DEFAULT_MODEL) -> tuple[Device
                 f"{info_path} exists but {key_path} is missing: this home lost its device "
                 "key; re-provision the camera with a new home"
             )
-        key = SigningKey.generate()
+        key = SigningKey.generate(kind="device")
         key.save(key_path)  # 0600, refuses to overwrite
         _fsync_dir(home)
         provisioned = True

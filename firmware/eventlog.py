@@ -182,6 +182,8 @@ class EventLog:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = 0
+        self.last_kind: str | None = None  # kind of the last event before this session
+        self.last_fields: dict[str, Any] = {}
         self._seq, self._last_hash = self._open_tail()
         self._fd: int | None = os.open(
             self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
@@ -236,14 +238,14 @@ class EventLog:
             raise EventLogError(
                 self.path, event.seq, "the last event is not signed by this camera's key"
             )
+        self.last_kind, self.last_fields = event.kind, event.fields
         return event.seq, event.hash
 
     def append(self, kind: str, **fields: Any) -> Event:
         """Sign and durably append one event; returns it."""
         if not isinstance(kind, str) or not _KIND.fullmatch(kind):
             raise EventRejected(
-                f"event kind {kind!r} must be lowercase letters, digits and _ "
-                f"(at most {MAX_KIND})"
+                f"event kind {kind!r} must be lowercase letters, digits and _ (at most {MAX_KIND})"
             )
         if len(fields) > MAX_FIELDS:
             raise EventRejected(f"event {kind} has {len(fields)} fields, at most {MAX_FIELDS}")

@@ -29,11 +29,15 @@ def test_first_boot_provisions_and_later_boots_load(tmp_path: Path) -> None:
     assert SigningKey.load(key_file).public_bytes() == identity.public_key
     info = json.loads((home / "device.json").read_text())
     exported = json.loads((home / "volume" / "DEVICE.json").read_text())
-    assert info == exported == {
-        "device_id": identity.device_id,
-        "public_key": identity.public_key.hex(),
-        "model": identity.model,
-    }
+    assert (
+        info
+        == exported
+        == {
+            "device_id": identity.device_id,
+            "public_key": identity.public_key.hex(),
+            "model": identity.model,
+        }
+    )
     assert "seed" not in (home / "volume" / "DEVICE.json").read_text()
     assert "signing_key" not in repr(identity)
 

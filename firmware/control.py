@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crypto.format import segment_index_of
+from firmware.eventlog import events_path
 from firmware.profile_sign import (
     ProfileSignatureError,
     fsync_dir,
@@ -82,7 +84,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EVENT_LOG_PATH = Path("events") / "events.jsonl"
+EVENT_LOG_PATH = events_path(Path("."))  # relative to the volume root
 RECORDINGS_DIR = "recordings"
 PROFILE_CHUNK_MAX = 16 * 1024
 _MIN_UTC = 946_684_800.0  # 2000-01-01
@@ -772,6 +774,11 @@ class CameraControlServer:
             self._log_event("release_refused", file=where, reason=reason)
             return ProtocolError(code, f"release of {where} refused: {reason}")
 
+        if segment_index_of(receipt.segment) is None:
+            # Only sealed segments are released; the header and the signed manifest stay
+            # until the whole recording has gone (they prove what the dock must hold).
+            raise refuse(ErrorCode.FORBIDDEN, "only sealed segments (seg-NNNNNN.bcs) are released")
+
         if receipt.dock_public not in self._trusted_docks():
             raise refuse(
                 ErrorCode.RECEIPT_REJECTED,
@@ -785,6 +792,8 @@ class CameraControlServer:
             )
         rec_dir = Path(self.services.volume) / RECORDINGS_DIR / receipt.recording_id
         path = rec_dir / receipt.segment
+        if rec_dir.is_symlink() or (rec_dir.parent.is_symlink()):
+            raise refuse(ErrorCode.FORBIDDEN, "recording folder is a link")
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -826,8 +835,33 @@ class CameraControlServer:
 
 
 def remove_recording_if_released(rec_dir: Path, device_public: bytes) -> bool:
-    """Placeholder until the sealed format is known: keeps the folder."""
-    return False
+    """Remove a recording folder when it is finished and none of its segments is left.
+
+    "Finished" is what the camera's own signed manifest says (an END or RECOVERED_END
+    entry, crypto/FORMAT.md); a recording still being written, or one whose manifest
+    does not verify, is kept whatever is released from it.
+    """
+    from crypto.errors import FormatError
+    from crypto.verify import verify_manifest
+
+    try:
+        recording = verify_manifest(rec_dir, device_public)
+    except (FormatError, OSError, ValueError) as exc:
+        log.warning("keeping %s: its manifest does not verify (%s)", rec_dir.name, exc)
+        return False
+    if not recording.complete:
+        return False
+    if any((rec_dir / entry.name).exists() for entry in recording.segments):
+        return False
+    for entry in _safe_listdir(rec_dir):
+        if entry.is_dir(follow_symlinks=False):
+            log.warning("keeping %s: it holds a folder %s", rec_dir.name, entry.name)
+            return False
+    for entry in _safe_listdir(rec_dir):
+        os.unlink(entry.path)
+    rec_dir.rmdir()
+    fsync_dir(rec_dir.parent)
+    return True
 
 
 def _safe_listdir(path: Path) -> list[os.DirEntry[str]]:

@@ -46,7 +46,7 @@ def make_profile(keys: Keys) -> Callable[..., tuple[bytes, bytes]]:
 
 
 @pytest.fixture
-def camera(tmp_path: Path, keys: Keys) -> FakeCamera:
+def camera(tmp_path: Path, keys: Keys) -> Iterator[FakeCamera]:
     home = tmp_path / "home"
     (home / "volume" / "recordings").mkdir(parents=True)
     (home / "device.key").write_bytes(b"camera-private: must never be readable over serial")
@@ -57,7 +57,8 @@ def camera(tmp_path: Path, keys: Keys) -> FakeCamera:
         boot_profile=profile_toml(1, [keys.dock.public_bytes()]),
     )
     ProfileStore(home / "profiles").provision_integrator(keys.integrator.public_bytes())
-    return cam
+    yield cam
+    cam.close()
 
 
 @pytest.fixture

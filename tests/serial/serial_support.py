@@ -1,7 +1,8 @@
 """Test doubles for the serial control channel, built from real pieces.
 
 `FakeCamera` implements `firmware.control.CameraServices` with real Ed25519
-keys, a real home and volume on disk and a settable clock; `LossyPort` wraps a
+keys, a real home and volume on disk, the real signed event log and a settable
+clock; `LossyPort` wraps a
 real pyserial port and damages bytes in both directions on a fixed, bounded
 schedule; `RawPort` speaks raw frames to a server for fuzzing.
 """
@@ -21,6 +22,8 @@ from typing import Any
 
 import serial
 
+from crypto.format import segment_name
+from firmware.eventlog import EventLog, events_path, verify_event_log
 from firmware.protocol import Frame, FrameDecoder, FrameError, encode_frame
 
 VAULT_RECIPIENT = "5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"
@@ -96,19 +99,6 @@ class SettableClock:
         return drift
 
 
-class EventList:
-    """Event sink that keeps what the server logs."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def append(self, kind: str, **fields: Any) -> None:
-        self.events.append((kind, fields))
-
-    def kinds(self) -> list[str]:
-        return [k for k, _ in self.events]
-
-
 @dataclass
 class FakeCamera:
     """CameraServices for tests: real keys and files, no video pipeline."""
@@ -120,12 +110,26 @@ class FakeCamera:
     model: str = "BC-SIM-1"
     firmware_version: str = "0.1.0-test"
     clock: SettableClock = field(default_factory=SettableClock)
-    event_log: EventList = field(default_factory=EventList)
     activated: list[bytes] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.event_log = EventLog(events_path(self.volume), self.device_key, self.clock)
 
     @property
     def volume(self) -> Path:
         return self.home / "volume"
+
+    @property
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        """What the camera's signed event log holds, checked with its device key."""
+        report = verify_event_log(events_path(self.volume), self.device_key.public_bytes())
+        return [(e.kind, e.fields) for e in report.events]
+
+    def kinds(self) -> list[str]:
+        return [kind for kind, _ in self.events]
+
+    def close(self) -> None:
+        self.event_log.close()
 
     def status(self) -> dict[str, Any]:
         return {"state": "docked", "charging": True, "path": self.home}
@@ -283,6 +287,6 @@ class RawPort:
 
 def random_recording(camera: FakeCamera, recording_id: str, sizes: list[int]) -> list[Path]:
     return [
-        camera.add_file(recording_id, f"segment-{i:05d}.bcs", os.urandom(size))
+        camera.add_file(recording_id, segment_name(i), os.urandom(size))
         for i, size in enumerate(sizes)
     ]

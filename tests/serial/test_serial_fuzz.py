@@ -178,7 +178,7 @@ def test_fuzz_well_framed_messages(raw: RawPort, server: CameraControlServer) ->
 def test_fuzz_commands_in_an_authenticated_session(
     link: CameraLink, keys: Keys, camera: FakeCamera, server: CameraControlServer
 ) -> None:
-    camera.add_file("20261122T181500Z-0001", "segment-00000.bcs", b"sealed" * 100)
+    camera.add_file("20261122T181500Z-0001", "seg-000000.bcs", b"sealed" * 100)
     link.hello()
     link.auth(keys.dock, keys.device.public_bytes())
     commands = [t for t in MessageType if t not in (MessageType.HELLO, MessageType.ERROR)]
@@ -225,7 +225,7 @@ def test_fuzz_commands_in_an_authenticated_session(
 
     check()
     # Nothing was deleted and the camera still runs its boot profile.
-    assert (camera.volume / "recordings" / "20261122T181500Z-0001" / "segment-00000.bcs").exists()
+    assert (camera.volume / "recordings" / "20261122T181500Z-0001" / "seg-000000.bcs").exists()
     assert link.profile_read().version == 1
 
 

@@ -22,7 +22,7 @@ def test_status_and_set_time_logs_the_drift(session: CameraLink, camera: FakeCam
     assert before["profile"]["version"] == 1
     drift = session.set_time(camera.clock.now() - 12.5)
     assert drift == pytest.approx(12.5)
-    syncs = [f for k, f in camera.event_log.events if k == "clock_sync"]
+    syncs = [f for k, f in camera.events if k == "clock_sync"]
     assert syncs == [{"dock_utc": camera.clock.now(), "drift_seconds": pytest.approx(12.5)}]
     with pytest.raises(LinkError) as exc:
         session.set_time(float("1e300"))
@@ -34,7 +34,7 @@ def test_list_recordings_pages_through_every_file(session: CameraLink, camera: F
     for r in range(3):
         rid = f"20261122T18150{r}Z-ab1{r}"
         for i in range(110):  # 330 files: more than one page
-            name = f"segment-{i:05d}.bcs"
+            name = f"seg-{i:06d}.bcs"
             camera.add_file(rid, name, b"x" * (i + r))
             expected[(rid, name)] = i + r
     (camera.volume / "recordings" / "stray-file").write_bytes(b"not a recording folder")
@@ -42,7 +42,7 @@ def test_list_recordings_pages_through_every_file(session: CameraLink, camera: F
     got = {(f.recording_id, f.name): f.size for rec in listing for f in rec.files}
     assert got == expected
     assert [rec.recording_id for rec in listing] == sorted({rid for rid, _ in expected})
-    assert listing[0].files[0].path == f"recordings/{listing[0].recording_id}/segment-00000.bcs"
+    assert listing[0].files[0].path == f"recordings/{listing[0].recording_id}/seg-000000.bcs"
 
 
 def test_read_returns_ranges_and_short_reads_at_the_end(
@@ -50,7 +50,7 @@ def test_read_returns_ranges_and_short_reads_at_the_end(
 ) -> None:
     (path,) = random_recording(camera, "20261122T181500Z-0001", [150_000])
     data = path.read_bytes()
-    rel = "recordings/20261122T181500Z-0001/segment-00000.bcs"
+    rel = "recordings/20261122T181500Z-0001/seg-000000.bcs"
     assert session.read(rel, 0, 100) == data[:100]
     assert session.read(rel, 70_000, MAX_DATA) == data[70_000 : 70_000 + MAX_DATA]
     assert session.read(rel, 149_990, 1000) == data[149_990:]
@@ -71,7 +71,7 @@ def test_read_file_to_resumes_after_an_unplug(
     camera: FakeCamera, keys: Keys, tmp_path: Path
 ) -> None:
     (path,) = random_recording(camera, "20261122T181500Z-0002", [600_000])
-    rel = "recordings/20261122T181500Z-0002/segment-00000.bcs"
+    rel = "recordings/20261122T181500Z-0002/seg-000000.bcs"
     out_path = tmp_path / "copy.part"
     progress: list[tuple[int, int]] = []
     srv = CameraControlServer(camera)
@@ -143,14 +143,20 @@ def test_read_refuses_links_out_of_the_volume_and_non_files(
         session.read("recordings/nothing-here", 0, 10)
 
 
-def test_event_log_is_read_whole(session: CameraLink, camera: FakeCamera) -> None:
-    assert session.event_log() == b""
-    log_path = camera.volume / "events" / "events.jsonl"
-    log_path.parent.mkdir(parents=True)
-    data = b"".join(b'{"seq": %d, "kind": "press"}\n' % i for i in range(5000))
-    log_path.write_bytes(data)
+def test_event_log_is_read_whole_and_verifies(
+    session: CameraLink, camera: FakeCamera, keys: Keys, tmp_path: Path
+) -> None:
+    from firmware.eventlog import verify_event_log
+
+    for i in range(90):  # > 2 READ-sized pages of signed events
+        camera.event_log.append("indicator", n=i, note="x" * 1500)
+    data = session.event_log()
     assert len(data) > 2 * MAX_DATA
-    assert session.event_log() == data
+    assert data == (camera.volume / "events" / "events.jsonl").read_bytes()
+    copy = tmp_path / "offloaded.jsonl"
+    copy.write_bytes(data)
+    report = verify_event_log(copy, keys.device.public_bytes())
+    assert report.of_kind("dock_authenticated") and report.count == 91
     assert session.event_log(offset=1000) == data[1000:]
 
 
@@ -171,7 +177,7 @@ def test_release_with_a_valid_receipt_deletes_the_segment(
     receipt = ReleaseReceipt.sign(keys.dock, camera.device_id, RID, path.name, sha)
     session.release(receipt)
     assert not path.exists()
-    released = [f for k, f in camera.event_log.events if k == "segment_released"]
+    released = [f for k, f in camera.events if k == "segment_released"]
     assert released and released[0]["segment"] == path.name and released[0]["sha256"] == sha
     with pytest.raises(RemoteNotFound):
         session.release(receipt)  # a new request (not a retry): the segment is gone
@@ -186,7 +192,7 @@ def test_release_with_the_wrong_hash_is_refused(
     with pytest.raises(ReceiptRejected, match="sha256 on the camera"):
         session.release(receipt)
     assert path.exists()
-    assert "release_refused" in camera.event_log.kinds()
+    assert "release_refused" in camera.kinds()
 
 
 @pytest.mark.parametrize("flaw", ["untrusted-dock", "other-device", "other-segment", "bad-sig"])
@@ -199,7 +205,7 @@ def test_release_without_a_valid_receipt_is_refused(
     elif flaw == "other-device":
         receipt = ReleaseReceipt.sign(keys.dock, "BC-FFFFFFFF", RID, path.name, sha)
     elif flaw == "other-segment":
-        signed = ReleaseReceipt.sign(keys.dock, camera.device_id, RID, "segment-00001.bcs", sha)
+        signed = ReleaseReceipt.sign(keys.dock, camera.device_id, RID, "seg-000001.bcs", sha)
         receipt = ReleaseReceipt(RID, path.name, sha, signed.dock_public, signed.signature)
     else:
         good = ReleaseReceipt.sign(keys.dock, camera.device_id, RID, path.name, sha)
@@ -237,3 +243,66 @@ def test_sealed_files_stay_byte_identical_after_reads(
         assert buf.getvalue() == p.read_bytes()
     assert [p.read_bytes() for p in paths] == before
     assert sorted(os.listdir(camera.volume / "recordings" / RID)) == sorted(p.name for p in paths)
+
+
+def _sealed_recording(camera: FakeCamera, recording_id: str, segments: int, finish: bool) -> Path:
+    from crypto.keys import VaultKey
+    from crypto.seal import RecordingSealer
+
+    rec_dir = camera.volume / "recordings" / recording_id
+    sealer = RecordingSealer(
+        rec_dir,
+        camera.device_id,
+        recording_id,
+        camera.device_key,
+        [VaultKey.generate().public_bytes()],
+        started_utc=1_790_000_000.0,
+    )
+    for i in range(segments):
+        seg = sealer.begin_segment(i, "video/mp2t", i * 900_000, 1_790_000_000.0 + 10 * i)
+        seg.write(os.urandom(5000))
+        seg.close()
+    if finish:
+        sealer.finish(1_790_000_000.0 + 10 * segments)
+    return rec_dir
+
+
+def _release_all(session: CameraLink, camera: FakeCamera, keys: Keys, rec_dir: Path) -> list[bool]:
+    from crypto.verify import verify_recording
+
+    verified = verify_recording(rec_dir, keys.device.public_bytes())  # what a dock does first
+    removed = []
+    for entry in verified.segments:
+        receipt = ReleaseReceipt.sign(
+            keys.dock, camera.device_id, rec_dir.name, entry.name, entry.sha256
+        )
+        removed.append(session.release(receipt))
+    return removed
+
+
+def test_releasing_the_last_segment_of_a_finished_recording_removes_its_folder(
+    session: CameraLink, camera: FakeCamera, keys: Keys
+) -> None:
+    rec_dir = _sealed_recording(camera, "20261122T181500Z-0c01", 3, finish=True)
+    assert _release_all(session, camera, keys, rec_dir) == [False, False, True]
+    assert not rec_dir.exists()
+    assert session.list_recordings() == []
+
+
+def test_an_unfinished_recording_keeps_its_folder(
+    session: CameraLink, camera: FakeCamera, keys: Keys
+) -> None:
+    rec_dir = _sealed_recording(camera, "20261122T181500Z-0c02", 2, finish=False)
+    assert _release_all(session, camera, keys, rec_dir) == [False, False]
+    assert sorted(p.name for p in rec_dir.iterdir()) == ["manifest.bcm", "recording.hdr"]
+
+
+def test_only_segments_can_be_released(session: CameraLink, camera: FakeCamera, keys: Keys) -> None:
+    rec_dir = _sealed_recording(camera, "20261122T181500Z-0c03", 1, finish=True)
+    manifest = rec_dir / "manifest.bcm"
+    sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    receipt = ReleaseReceipt.sign(keys.dock, camera.device_id, rec_dir.name, manifest.name, sha)
+    with pytest.raises(LinkError, match="only sealed segments") as exc:
+        session.release(receipt)
+    assert exc.value.code == ErrorCode.FORBIDDEN
+    assert manifest.exists()

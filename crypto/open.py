@@ -27,7 +27,6 @@ from crypto.errors import FormatError, Tampered, Truncated
 from crypto.format import (
     TAG_SIZE,
     RecordingHeader,
-    SegmentHeader,
     chunk_nonce,
     normal_chunk_count,
     read_segment_header,
@@ -40,8 +39,7 @@ from crypto.keys import VaultKey
 from crypto.verify import (
     ManifestEntry,
     VerifiedRecording,
-    check_segment_header,
-    open_segment_file,
+    open_listed_segment,
     verify_manifest,
 )
 
@@ -74,15 +72,13 @@ class SegmentReader:
         self._started = False
         try:
             if entry is not None:
-                self._fd = open_segment_file(self.path, entry)
-            else:
-                self._fd = self._open_plain(self.path)
-            self.size = os.fstat(self._fd).st_size
-            self.header: SegmentHeader = read_segment_header(self._fd, self.name)
-            if entry is not None:
                 if recording is None:
                     raise ValueError("checking a manifest entry needs the recording")
-                check_segment_header(self.header, entry, recording)
+                self._fd, self.header = open_listed_segment(self.path, entry, recording)
+            else:
+                self._fd = self._open_plain(self.path)
+                self.header = read_segment_header(self._fd, self.name)
+            self.size = os.fstat(self._fd).st_size
             self.recovered = bool(entry is not None and entry.recovered)
             self.chunk_count = self._layout()
             self._key = bytearray(segment_key(data_key, self.header))

@@ -63,7 +63,7 @@ from crypto.format import (
     write_atomic,
 )
 from crypto.keys import SigningKey, check_x25519_public
-from crypto.verify import check_manifest, load_header, load_manifest_records
+from crypto.verify import check_manifest, load_header_bytes, load_manifest_records
 
 log = logging.getLogger(__name__)
 
@@ -558,9 +558,9 @@ def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport
             report.problem("no manifest, unknown files present")
         return report
     try:
-        header = load_header(recording_dir)
+        header_raw = load_header_bytes(recording_dir)
         records = load_manifest_records(recording_dir)
-        vr = check_manifest(records, header, signer.public_bytes())
+        vr = check_manifest(records, header_raw, signer.public_bytes())
     except FormatError as exc:
         report.recording_id = recording_dir.name
         report.problem(f"manifest does not verify: {exc}")

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crypto.errors import NotSignedByDevice, Tampered, Truncated
+from crypto.errors import FormatError, NotSignedByDevice, Tampered, Truncated
 from crypto.format import (
     END_KINDS,
     HEADER_NAME,
@@ -85,20 +85,37 @@ def _fail(reason: str, entry: int | None = None) -> Tampered:
 
 
 def check_manifest(
-    records: list[ManifestRecord], header: RecordingHeader, device_public: bytes
+    records: list[ManifestRecord], header_raw: bytes, device_public: bytes
 ) -> VerifiedRecording:
-    """Signatures, chain and entry rules of parsed manifest records (FORMAT.md rules 2-6)."""
+    """Signatures, chain and entry rules of parsed manifest records (FORMAT.md rules 2-6).
+
+    `header_raw` is the content of `recording.hdr`; it is parsed only after the
+    signed START entry vouched for it, so a changed header is Tampered whatever
+    field was changed.
+    """
     device_public = bytes(device_public)
     good = [
         verify_signature(device_public, entry_message(r.body), r.signature) for r in records
     ]
     if not any(good):
         raise NotSignedByDevice(
-            f"manifest of recording {header.recording_id} is not signed by device key "
-            f"{fingerprint(device_public)}... (another camera's key, or a forged manifest)"
+            f"manifest is not signed by device key {fingerprint(device_public)}... "
+            "(another camera's recording, or a forged manifest)"
         )
     if not all(good):
         raise _fail("signature does not verify with the device key", good.index(False))
+    start = records[0]
+    if start.kind != KIND_START:
+        raise _fail("the first entry is not START", 0)
+    if start.size != len(header_raw) or not hmac.compare_digest(
+        start.digest, hashlib.sha256(header_raw).digest()
+    ):
+        raise Tampered(
+            HEADER_NAME, None,
+            "does not match the signed manifest (changed header, or a manifest from "
+            "another recording)",
+        )
+    header = parse_recording_header(header_raw)
     prev = bytes(32)
     segments: list[ManifestEntry] = []
     ended_utc: float | None = None
@@ -113,14 +130,6 @@ def check_manifest(
         if complete:
             raise _fail(f"{KIND_NAMES[r.kind]} after the end of the recording", pos)
         if pos == 0:
-            if r.kind != KIND_START:
-                raise _fail("the first entry is not START", pos)
-            header_digest = hashlib.sha256(header.raw).digest()
-            if r.size != len(header.raw) or not hmac.compare_digest(r.digest, header_digest):
-                raise _fail(
-                    f"manifest belongs to another recording: its START does not match "
-                    f"{HEADER_NAME} of {header.recording_id}"
-                )
             if r.utc != header.started_utc:
                 raise _fail("START time differs from the recording header", pos)
             continue
@@ -164,10 +173,8 @@ def check_manifest(
     )
 
 
-def load_header(recording_dir: Path) -> RecordingHeader:
-    return parse_recording_header(
-        read_bounded(Path(recording_dir) / HEADER_NAME, REC_HEADER_MAX, HEADER_NAME)
-    )
+def load_header_bytes(recording_dir: Path) -> bytes:
+    return read_bounded(Path(recording_dir) / HEADER_NAME, REC_HEADER_MAX, HEADER_NAME)
 
 
 def load_manifest_records(recording_dir: Path) -> list[ManifestRecord]:
@@ -183,85 +190,109 @@ def verify_manifest(recording_dir: Path | str, device_public: bytes) -> Verified
     a recording before copying it. Raises the format's errors on any problem.
     """
     recording_dir = Path(recording_dir)
-    header = load_header(recording_dir)
+    header_raw = load_header_bytes(recording_dir)
     records = load_manifest_records(recording_dir)
-    return check_manifest(records, header, device_public)
+    return check_manifest(records, header_raw, device_public)
 
 
-def check_segment_header(
+def check_segment_identity(
     seg: SegmentHeader, entry: ManifestEntry, rec: VerifiedRecording | RecordingHeader
 ) -> None:
-    """The segment header names this recording, device and entry, and fits its layout."""
+    """The segment header names this recording, device and manifest entry."""
     name = entry.name
     if seg.device_id != rec.device_id or seg.recording_id != rec.recording_id:
         raise Tampered(name, None, f"header names {seg.device_id}/{seg.recording_id}, not "
                                    f"{rec.device_id}/{rec.recording_id}")
     if seg.index != entry.index:
-        raise Tampered(name, None, f"header says segment {seg.index}, the manifest lists it "
-                                   f"as {entry.index} (reordered or duplicated)")
+        raise Tampered(name, None, f"holds segment {seg.index}, the manifest lists "
+                                   f"{entry.index} here (reordered or duplicated)")
     if seg.start_pts != entry.start_pts or seg.start_utc != entry.start_utc:
         raise Tampered(name, None, "start time differs from the signed manifest")
+
+
+def check_segment_layout(seg: SegmentHeader, entry: ManifestEntry) -> None:
+    """The signed size holds exactly the signed number of chunks (FORMAT.md rule 5)."""
     if entry.recovered:
         chunks = recovered_chunk_count(entry.size, seg.header_len, seg.chunk_size)
     else:
         chunks = normal_chunk_count(entry.size, seg.header_len, seg.chunk_size)
     if chunks != entry.chunks:
-        raise Tampered(name, None, f"{entry.size} bytes do not hold the {entry.chunks} chunks "
-                                   "the manifest lists")
+        raise Tampered(entry.name, None, f"{entry.size} bytes do not hold the {entry.chunks} "
+                                         "chunks the manifest lists")
 
 
-def open_segment_file(path: Path, entry: ManifestEntry) -> int:
-    """An fd on a listed segment, after checking it is a regular file of the signed size."""
+def _sha256_fd(fd: int, size: int, name: str) -> str:
+    digest = hashlib.sha256()
+    buf = bytearray(min(_HASH_BLOCK, max(size, 1)))
+    view = memoryview(buf)
+    offset = 0
+    while offset < size:
+        n = os.preadv(fd, [view[: min(len(buf), size - offset)]], offset)
+        if n <= 0:
+            raise Truncated(f"{name} shrank while being read")
+        digest.update(view[:n])
+        offset += n
+    return digest.hexdigest()
+
+
+def open_listed_segment(
+    path: Path, entry: ManifestEntry, rec: VerifiedRecording | RecordingHeader
+) -> tuple[int, SegmentHeader]:
+    """Open a segment the manifest lists; check identity, size and layout (not the hash).
+
+    The error says what happened to the file: missing or shorter than signed is
+    Truncated; another segment in its place (reordered, duplicated, from another
+    recording), longer, or a header that no longer parses is Tampered.
+    """
+    name = entry.name
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise Truncated(
-            f"{entry.name} (segment {entry.index}) is listed in the signed manifest but "
-            "missing"
+            f"{name} (segment {entry.index}) is listed in the signed manifest but missing"
         ) from None
     except OSError as exc:
-        raise Tampered(entry.name, None, f"cannot be opened as a file ({exc.strerror})") from None
+        raise Tampered(name, None, f"cannot be opened as a file ({exc.strerror})") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise Tampered(entry.name, None, "not a regular file")
-        if st.st_size < entry.size:
-            raise Truncated(
-                f"{entry.name}: {st.st_size} bytes, the signed manifest lists {entry.size}"
-            )
-        if st.st_size > entry.size:
-            raise Tampered(
-                entry.name, None,
-                f"{st.st_size} bytes, the signed manifest lists {entry.size}",
-            )
+            raise Tampered(name, None, "not a regular file")
+        size = st.st_size
+        try:
+            header = read_segment_header(fd, name)
+        except Truncated:
+            if size < entry.size:
+                raise Truncated(f"{name}: {size} bytes, the signed manifest lists "
+                                f"{entry.size}") from None
+            raise
+        except FormatError as exc:
+            # The camera signed a header it could write: one that no longer parses
+            # (bad magic, version or field) was changed after signing.
+            if size != entry.size or _sha256_fd(fd, size, name) != entry.sha256:
+                raise Tampered(name, None, f"differs from the signed manifest ({exc})") from None
+            raise
+        check_segment_identity(header, entry, rec)
+        if size < entry.size:
+            raise Truncated(f"{name}: {size} bytes, the signed manifest lists {entry.size}")
+        if size > entry.size:
+            raise Tampered(name, None, f"{size} bytes, the signed manifest lists {entry.size}")
+        check_segment_layout(header, entry)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, header
 
 
 def verify_segment_file(
     path: Path | str, entry: ManifestEntry, rec: VerifiedRecording | RecordingHeader
 ) -> None:
-    """One segment file against its signed manifest entry: size, SHA-256, header fields."""
-    path = Path(path)
-    fd = open_segment_file(path, entry)
+    """One segment file against its signed manifest entry: header, size, SHA-256."""
+    fd, _ = open_listed_segment(Path(path), entry, rec)
     try:
-        check_segment_header(read_segment_header(fd, entry.name), entry, rec)
-        digest = hashlib.sha256()
-        buf = bytearray(min(_HASH_BLOCK, max(entry.size, 1)))
-        view = memoryview(buf)
-        remaining = entry.size
-        with os.fdopen(os.dup(fd), "rb", buffering=0) as f:
-            while remaining:
-                n = f.readinto(view[: min(len(buf), remaining)])
-                if not n:
-                    raise Truncated(f"{entry.name} shrank while being verified")
-                digest.update(view[:n])
-                remaining -= n
+        actual = _sha256_fd(fd, entry.size, entry.name)
     finally:
         os.close(fd)
-    if not hmac.compare_digest(digest.hexdigest(), entry.sha256):
+    if not hmac.compare_digest(actual, entry.sha256):
         raise Tampered(entry.name, None, "SHA-256 differs from the signed manifest")
 
 

@@ -115,9 +115,7 @@ def load_or_provision(home: Path, *, model: str = DEFAULT_MODEL) -> tuple[Device
     else:
         mode = key_path.stat().st_mode & 0o777
         if mode & 0o077:
-            raise IdentityError(
-                f"{key_path} is readable by others (mode {mode:o}): chmod 600 it"
-            )
+            raise IdentityError(f"{key_path} is readable by others (mode {mode:o}): chmod 600 it")
         key = SigningKey.load(key_path)
     public = key.public_bytes()
     if info_path.exists():

@@ -55,6 +55,30 @@ class Sealed:
         return self.folder / f"seg-{i:06d}.bcs"
 
 
+def seal_recording(
+    folder: Path,
+    signer: SigningKey,
+    recipients: list[bytes],
+    sizes: tuple[int, ...],
+    *,
+    chunk_size: int = SMALL_CHUNK,
+    finish: bool = True,
+) -> Sealed:
+    rid = folder.name
+    sealer = RecordingSealer(folder, DEVICE_ID, rid, signer, recipients, STARTED, chunk_size)
+    plaintexts = []
+    for i, n in enumerate(sizes):
+        data = pattern(f"{rid}/{i}", n)
+        with sealer.begin_segment(i, "video/mp2t", i * 900_000, STARTED + 10 * i) as seg:
+            seg.write(data)
+        plaintexts.append(data)
+    if finish:
+        sealer.finish(STARTED + 10 * len(sizes))
+    else:
+        sealer.wipe()
+    return Sealed(folder, plaintexts, rid)
+
+
 MakeRecording = Callable[..., Sealed]
 
 
@@ -75,19 +99,8 @@ def make_recording(tmp_path: Path, ckeys: CryptoKeys) -> MakeRecording:
         counter[0] += 1
         rid = recording_id or f"20261122T181500Z-{counter[0]:04x}"
         folder = (root or tmp_path / "recordings") / rid
-        sealer = RecordingSealer(folder, DEVICE_ID, rid, signer or ckeys.device,
-                                 recipients or [ckeys.vault.public_bytes()], STARTED,
-                                 chunk_size)
-        plaintexts = []
-        for i, n in enumerate(sizes):
-            data = pattern(f"{rid}/{i}", n)
-            with sealer.begin_segment(i, "video/mp2t", i * 900_000, STARTED + 10 * i) as seg:
-                seg.write(data)
-            plaintexts.append(data)
-        if finish:
-            sealer.finish(STARTED + 10 * len(sizes))
-        else:
-            sealer.wipe()
-        return Sealed(folder, plaintexts, rid)
+        return seal_recording(folder, signer or ckeys.device,
+                              recipients or [ckeys.vault.public_bytes()], sizes,
+                              chunk_size=chunk_size, finish=finish)
 
     return make

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Callable
@@ -138,11 +137,9 @@ def _recovered(sealer: RecordingSealer) -> list[bytes]:
     seg.write(second)
     # Power cut: the first 3 chunks are on disk, the 10 bytes that would start the
     # last chunk never were; a partial chunk write leaves 30 stray bytes behind.
-    os.close(seg._fd)
-    seg._fd = -1
+    sealer.abandon()
     with open(seg.part_path, "ab") as f:
         f.write(b"\xa5" * 30)
-    sealer.wipe()
     return [first, second[: 3 * CHUNK]]
 
 

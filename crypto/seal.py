@@ -262,6 +262,14 @@ class SegmentWriter:
                 self._fd = -1
         return self._sealer._segment_aborted(self)
 
+    def _abandon(self) -> None:
+        """Drop the segment as a power cut would: the `.part` keeps what reached the file."""
+        self._done = True
+        self._wipe()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def _wipe(self) -> None:
         for buf in (self._key, self._pending, self._out):
             buf[:] = bytes(len(buf))
@@ -395,6 +403,20 @@ class RecordingSealer:
             self.wipe()
         self._state = "finished"
         log.info("recording %s finished: %d segments", self.recording_id, len(self.segments))
+
+    def abandon(self) -> None:
+        """Stop here as a power cut would, for fault paths and simulation.
+
+        The open segment's `.part` keeps the whole chunks already written (what
+        waited in memory is lost), no END is signed and the data key is wiped;
+        `recover_recordings` seals the leftovers at the next boot.
+        """
+        if self._open is not None:
+            self._open._abandon()
+            self._open = None
+        self.wipe()
+        if self._state == "wiped":
+            self._state = "abandoned"
 
     def wipe(self) -> None:
         """Overwrite the data key without an END entry (fault path; recovery closes it).

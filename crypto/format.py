@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -561,13 +562,19 @@ def read_bounded(path: Path, limit: int, file: str) -> bytes:
     except OSError as exc:
         raise Tampered(file, None, f"cannot be opened as a regular file ({exc.strerror})") from None
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise Tampered(file, None, "not a regular file")
+        size = st.st_size
         if size > limit:
             raise Tampered(file, None, f"{size} bytes, larger than the format allows ({limit})")
+        # Ask for what the file holds (plus one byte to see growth), never the limit:
+        # os.read allocates the requested size up front.
+        want = min(limit, size) + 1
         parts = []
         total = 0
-        while total <= limit:
-            block = os.read(fd, limit + 1 - total)
+        while total < want:
+            block = os.read(fd, want - total)
             if not block:
                 break
             parts.append(block)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -380,21 +379,6 @@ class Recorder:
         self._closed = True
         if self._sink is not None:
             self._sink.dead = True
-        if self._segment is not None:
-            _lose_power(self._segment)
+        self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
         self._mux = self._segment = self._sink = None
 
-
-def _lose_power(segment: object) -> None:
-    """Drop a segment writer the way a power cut does: no last chunk, no rename, no entry.
-
-    Only the descriptor is released (a real power cut frees it too), so a simulator
-    that cuts power many times in one process does not run out of descriptors.
-    """
-    fd = getattr(segment, "_fd", -1)
-    if isinstance(fd, int) and fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-        segment._fd = -1  # type: ignore[attr-defined]

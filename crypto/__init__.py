@@ -1,0 +1,1 @@
+"""Sealed recording format: keys, sealing on the camera, verification, opening (FORMAT.md)."""

@@ -214,7 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from crypto.keys import SigningKey
-
     from dock.link import CameraLink
 
     total = args.mib * 1024 * 1024

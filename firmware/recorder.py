@@ -159,6 +159,7 @@ class SealingSink(io.RawIOBase):
         self.bytes_written = 0
         self.seconds = 0.0
         self.dead = False
+        self.error: BaseException | None = None
 
     def writable(self) -> bool:
         return True
@@ -171,9 +172,18 @@ class SealingSink(io.RawIOBase):
         if self.dead or not size:
             # After a power cut nothing reaches the volume any more.
             return size
+        if self.error is not None:
+            # Sticky: the muxer may call again after a failed write (PyAV does); the
+            # first error is the one that says what went wrong.
+            raise self.error
         start = time.perf_counter()
-        self._segment.write(data)
-        self.seconds += time.perf_counter() - start
+        try:
+            self._segment.write(data)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.seconds += time.perf_counter() - start
         self.bytes_written += size
         return size
 
@@ -298,6 +308,8 @@ class Recorder:
         start = time.perf_counter()
         self._mux.write(bytes(data), pts, duration, stream, keyframe)
         elapsed = time.perf_counter() - start
+        if self._sink.error is not None:  # the muxer may have swallowed it
+            raise self._sink.error
         sealing = self._sink.seconds - sealing_before
         self.mux_seconds += elapsed - sealing
         self.seal_seconds += sealing
@@ -333,6 +345,8 @@ class Recorder:
         start = time.perf_counter()
         mux.close()
         elapsed = time.perf_counter() - start
+        if sink.error is not None:  # a muxer's close may swallow a failed write
+            raise sink.error
         sealing = sink.seconds - sealing_before
         self.mux_seconds += elapsed - sealing
         start = time.perf_counter()
@@ -381,4 +395,3 @@ class Recorder:
             self._sink.dead = True
         self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
         self._mux = self._segment = self._sink = None
-

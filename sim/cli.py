@@ -1,0 +1,111 @@
+"""`bodycam sim shift` and `bodycam device run`: the simulator's commands.
+
+`add_subcommands(subparsers)` adds both command groups to the top-level CLI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def add_subcommands(subparsers: Any) -> None:
+    """Register `sim shift` and `device run`."""
+    sim = subparsers.add_parser("sim", help="run scripted shifts in fast-forward")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="COMMAND")
+    sim_sub.required = True
+    shift = sim_sub.add_parser(
+        "shift",
+        help="run a scripted shift (TOML scenario) and print what was recorded",
+        description="Run every camera of SCENARIO through its events (power on, record, "
+        "stop, power cut, dock) and print a table of the sealed recordings. Site keys are "
+        "created in OUT/site-keys unless --keys names a directory that has them.",
+    )
+    shift.add_argument("scenario", type=Path, metavar="SCENARIO", help="scenario TOML file")
+    shift.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    shift.add_argument(
+        "--speed",
+        choices=("max", "realtime"),
+        default="max",
+        help="max: fast-forward (default); realtime: wall-clock time",
+    )
+    shift.add_argument("--keys", type=Path, metavar="DIR", help="site key folder to use")
+    shift.add_argument("--json", action="store_true", help="print the summary as JSON")
+    shift.set_defaults(func=cmd_shift)
+
+    device = subparsers.add_parser("device", help="run an emulated camera")
+    device_sub = device.add_subparsers(dest="device_command", metavar="COMMAND")
+    device_sub.required = True
+    run = device_sub.add_parser(
+        "run",
+        help="an emulated camera in the terminal (r record, s stop, d dock, q quit)",
+        description="Boot a camera with PROFILE in HOME (provisioned on first use) and run "
+        "it in real time. Keys: r record, s stop, d dock/undock, q quit. When stdin is not "
+        "a terminal, commands are read one per line (also 'wait SECONDS').",
+    )
+    run.add_argument("--profile", type=Path, required=True, metavar="FILE", help="profile TOML")
+    run.add_argument("--home", type=Path, required=True, metavar="DIR", help="camera home")
+    run.add_argument(
+        "--slots",
+        type=Path,
+        metavar="DIR",
+        help="dock slots folder: docking publishes the volume and serial port there",
+    )
+    run.add_argument("--slot-name", metavar="NAME", help="slot name (default: the device id)")
+    run.add_argument(
+        "--no-serial", action="store_true", help="do not serve the control channel when docked"
+    )
+    run.set_defaults(func=cmd_device_run)
+
+
+def cmd_shift(args: argparse.Namespace) -> int:
+    from sim.shift import print_summary, run_shift
+
+    def progress(message: str) -> None:
+        log.info("%s", message)
+
+    result = run_shift(
+        args.scenario, args.out, speed=args.speed, keys_dir=args.keys, progress=progress
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print_summary(result, file=sys.stdout)
+    return 0
+
+
+def cmd_device_run(args: argparse.Namespace) -> int:
+    from firmware.camera import Camera
+    from firmware.profile import parse_profile
+    from sim.clock import RealClock
+    from sim.terminal import run_device
+
+    path: Path = args.profile
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise OSError(f"{path}: {exc.strerror or exc}") from None
+    profile = parse_profile(raw, source=str(path))
+    control_factory = None
+    if not args.no_serial:
+        from firmware.control import CameraControlServer
+
+        control_factory = CameraControlServer
+    camera = Camera(
+        args.home, profile, RealClock(), profile_raw=raw, control_factory=control_factory
+    )
+    slot_name = args.slot_name
+    if args.slots is not None and not slot_name:
+        from firmware.identity import load_or_provision
+
+        slot_name = load_or_provision(args.home, model=Camera.model)[0].device_id
+    return run_device(
+        camera, stdin_fd=sys.stdin.fileno(), out=sys.stdout, slots=args.slots, slot_name=slot_name
+    )

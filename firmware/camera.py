@@ -241,7 +241,16 @@ class Camera:
         self._buffer_rejects = 0
         self.frames_captured = 0
         self.frames_skipped = 0
-        self.stage_seconds = {"sensor": 0.0, "encoder": 0.0, "buffer": 0.0, "recorder": 0.0}
+        # Where the pipeline's time goes (for benchmarks/camera_bench.py); "recorder" is
+        # all of recording, of which "mux" and "seal" are parts (added per recording).
+        self.stage_seconds = {
+            "sensor": 0.0,
+            "encoder": 0.0,
+            "buffer": 0.0,
+            "recorder": 0.0,
+            "mux": 0.0,
+            "seal": 0.0,
+        }
 
     # --- what the control server (CameraServices) and the sim read -------------------------
 
@@ -506,19 +515,21 @@ class Camera:
             self._gop = []
             live_pts = self._pts_of_frame(self._next_frame)
             pre = self._buffer.drain() if self._buffer is not None else []
+            t0 = time.perf_counter()
             try:
                 for pkt in pre:
                     if pkt.stream == STREAM_AUDIO and not self._profile.recording.audio:
                         continue
-                    recorder.write(
-                        bytes(pkt.data), pkt.pts, pkt.duration, pkt.stream, bool(pkt.keyframe)
-                    )
+                    recorder.write(pkt.data, pkt.pts, pkt.duration, pkt.stream, bool(pkt.keyframe))
                     self._carry(pkt)
-            except RecordingStorageFull as exc:
-                self._fault(FaultKind.STORAGE_FULL, str(exc))
+            except (RecordingStorageFull, OSError) as exc:
+                full = isinstance(exc, RecordingStorageFull)
+                self._fault(FaultKind.STORAGE_FULL if full else FaultKind.STORAGE_ERROR, str(exc))
                 return PressResult(
                     True, self.state, str(exc), recorder.summary.recording_id, recorder.summary
                 )
+            finally:
+                self.stage_seconds["recorder"] += time.perf_counter() - t0
             recorder.mark_live(live_pts)
             summary = recorder.summary
             on_for = self._clock.monotonic() - self._base_mono
@@ -735,6 +746,9 @@ class Camera:
 
     def _carry(self, pkt: Any) -> None:
         """Keep the group of pictures in progress, to seed the buffer when recording stops."""
+        if isinstance(pkt.data, memoryview):
+            # A drained buffer packet: its view dies with the next append, keep a copy.
+            pkt = pkt._replace(data=bytes(pkt.data))
         if pkt.stream == STREAM_VIDEO:
             if pkt.keyframe:
                 self._gop = [pkt]
@@ -808,6 +822,8 @@ class Camera:
             summary.stop_reason = f"{reason}; could not finish: {exc}"
             self._event("fault", fault=FaultKind.STORAGE_ERROR.value, detail=str(exc))
         self._recorder = None
+        self.stage_seconds["mux"] += recorder.mux_seconds
+        self.stage_seconds["seal"] += recorder.seal_seconds
         self.recordings.append(summary)
         self._event(
             "record_stop",

@@ -386,7 +386,10 @@ class Camera:
     # --- lifecycle -----------------------------------------------------------------------
 
     def power_on(self) -> Transition:
-        """Boot: provision or load the identity, open the log, recover, start standby."""
+        """Boot: provision or load the identity, open the log, recover, start standby.
+
+        Returns the transition to standby, or to fault when the sensor does not come up.
+        """
         with self._lock:
             self._machine.check(Action.POWER_ON)
             identity, provisioned = load_or_provision(self._home, model=self.model)
@@ -418,9 +421,12 @@ class Camera:
             try:
                 self._start_pipeline()
             except Exception as exc:  # the sensor (hardware) failed to come up
-                self._machine.move(Action.FAULT, f"sensor failure at boot: {exc}", self._now())
+                log.exception("pipeline failed to start at boot")
+                fault = self._machine.move(
+                    Action.FAULT, f"sensor failure at boot: {exc}", self._now()
+                )
                 self._enter_fault(FaultKind.SENSOR_FAILURE, str(exc))
-                raise CameraError(f"camera booted into a fault: sensor failure: {exc}") from exc
+                return fault
             transition = self._machine.move(Action.POWER_ON, "power on", self._now())
             self._check_storage_low()
             return transition
@@ -471,10 +477,15 @@ class Camera:
             self._event("dock", charging=True)
             self.fault, self.fault_detail = None, ""
             if self._control_factory is not None and self._control is None:
-                server = self._control_factory(self)
-                self.serial_path = server.start()
-                self._control = server
-                self._event("serial_up", port=self.serial_path)
+                try:
+                    server = self._control_factory(self)
+                    self.serial_path = server.start()
+                except Exception as exc:  # docked without serial: mass storage still works
+                    log.exception("the control channel did not start")
+                    self._event("serial_failed", error=str(exc))
+                else:
+                    self._control = server
+                    self._event("serial_up", port=self.serial_path)
             return transition
 
     def undock(self) -> Transition:

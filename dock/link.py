@@ -446,8 +446,19 @@ class CameraLink:
         return size, msg.blob
 
     def read(self, path: str, offset: int, length: int) -> bytes:
-        """Up to `length` bytes at `offset`; shorter means end of file."""
-        return self.read_chunk(path, offset, length)[1]
+        """Up to `length` bytes at `offset` (in READs of at most 64 KiB); shorter means EOF."""
+        if length < 0 or offset < 0:
+            raise ValueError("offset and length must not be negative")
+        parts: list[bytes] = []
+        done = 0
+        while done < length:
+            want = min(MAX_DATA, length - done)
+            size, data = self.read_chunk(path, offset + done, want)
+            parts.append(data)
+            done += len(data)
+            if len(data) < want or offset + done >= size:
+                break
+        return b"".join(parts)
 
     def read_file_to(
         self,

@@ -55,8 +55,10 @@ def test_read_returns_ranges_and_short_reads_at_the_end(
     assert session.read(rel, 70_000, MAX_DATA) == data[70_000 : 70_000 + MAX_DATA]
     assert session.read(rel, 149_990, 1000) == data[149_990:]
     assert session.read(rel, 10**9, 10) == b""
+    assert session.read(rel, 1, 3 * MAX_DATA) == data[1:]  # several READs, EOF before length
+    assert session.read(rel, 5, 2 * MAX_DATA + 7) == data[5 : 5 + 2 * MAX_DATA + 7]
     with pytest.raises(ValueError):
-        session.read(rel, 0, MAX_DATA + 1)  # refused locally; the camera checks it too (below)
+        session.read_chunk(rel, 0, MAX_DATA + 1)  # one READ: refused locally (camera: below)
 
 
 def test_read_length_is_bounded_by_the_camera(session: CameraLink) -> None:

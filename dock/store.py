@@ -1,0 +1,958 @@
+"""Storage backends for ingested footage: a local content-addressed directory and S3 Object Lock.
+
+`open_store(url)` picks the backend:
+
+- `file:///srv/bodycam` (or a plain path): `FileStore`, the embedded default.
+- `s3://bucket/prefix?endpoint=http://127.0.0.1:8333&region=us-east-1&retention_days=28`:
+  `S3Store`, any S3-compatible server through boto3 (credentials from the usual
+  AWS environment variables or config files, never from the URL).
+
+Both keep the same content-addressed layout, so the vault reads either the same way.
+A key is `/`-separated; the last component is the file's own name, a dot and the
+lowercase hex SHA-256 of its bytes:
+
+```
+<site>/<device_id>/<recording_id>/recording.hdr.<sha256>
+<site>/<device_id>/<recording_id>/manifest.bcm.<sha256>      one object per manifest version
+<site>/<device_id>/<recording_id>/seg-000000.bcs.<sha256>
+<site>/<device_id>/events/events-<first byte>-<end byte>.jsonl.<sha256>
+quarantine/<any key above>                                    what failed verification
+quarantine/<any key above>.reason.json                        why
+```
+
+Because a name carries its digest, writing the same content twice is a no-op and
+two different contents can never share a key. `put_file` returns a `StoredObject`
+only once the copy is durable: for files after fsync of the file and of its
+directory, for S3 after the server returned the SHA-256 we sent (it checked the
+bytes it received against it) under a COMPLIANCE Object Lock. Transient failures are
+retried with exponential backoff (`RetryPolicy`, injected sleep); when the budget is
+spent the caller gets `StoreUnavailable`, and `StoreFull` when there is no room.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import errno
+import hashlib
+import hmac
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import threading
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_RETENTION_DAYS = 28.0
+MIN_LOCK_SECONDS = 24 * 3600.0  # a lock date must lie in the future; keep at least a day
+COPY_BLOCK = 1 << 20
+STORE_MARKER = ".bodycam-store"
+STAGING_DIR = ".staging"
+HOLDS_DIR = ".holds"
+QUARANTINE_PREFIX = "quarantine"
+REASON_SUFFIX = ".reason.json"
+_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_SMALL_OBJECT = 64 << 20  # bound for get_bytes (headers, manifests, reason files)
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class StoreError(Exception):
+    """Base of every storage failure; the message says what to do."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached now (network, server down, disk unmounted); retry later."""
+
+
+class StoreFull(StoreError):
+    """The store has no room for the object; free space or add capacity, then retry."""
+
+
+class StoreIntegrityError(StoreError):
+    """The store holds or returned something other than what was sent: never release."""
+
+
+class StoreConfigError(StoreError, ValueError):
+    """The store URL or the bucket/directory is not usable as a bodycam store."""
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+def _check_component(part: str, what: str) -> str:
+    if not _COMPONENT.fullmatch(part) or part in (".", ".."):
+        raise ValueError(f"{what} {part!r} is not a safe name ([A-Za-z0-9._-], at most 200)")
+    return part
+
+
+def _check_sha(sha256: str) -> str:
+    if not _SHA256_HEX.fullmatch(sha256):
+        raise ValueError(f"sha256 {sha256!r} is not 64 lowercase hex digits")
+    return sha256
+
+
+def object_key(site: str, device_id: str, recording_id: str, name: str, sha256: str) -> str:
+    """Key of one file of a recording: site/device/recording/name.sha256."""
+    parts = (
+        _check_component(site, "site"),
+        _check_component(device_id, "device id"),
+        _check_component(recording_id, "recording id"),
+        f"{_check_component(name, 'file name')}.{_check_sha(sha256)}",
+    )
+    return "/".join(parts)
+
+
+def events_key(site: str, device_id: str, start: int, end: int, sha256: str) -> str:
+    """Key of one offloaded piece of a camera's event log (bytes start..end)."""
+    if not 0 <= start < end:
+        raise ValueError(f"event log piece {start}..{end} is empty or reversed")
+    name = f"events-{start:012d}-{end:012d}.jsonl"
+    return "/".join(
+        (_check_component(site, "site"), _check_component(device_id, "device id"), "events",
+         f"{name}.{_check_sha(sha256)}")
+    )
+
+
+def quarantine_key(key: str) -> str:
+    return f"{QUARANTINE_PREFIX}/{check_key(key)}"
+
+
+def split_name(key: str) -> tuple[str, str]:
+    """(file name, sha256) of a content-addressed key's last component."""
+    base = key.rsplit("/", 1)[-1]
+    name, _, sha = base.rpartition(".")
+    if not name or not _SHA256_HEX.fullmatch(sha):
+        raise ValueError(f"{key!r} is not a content-addressed key (name.sha256)")
+    return name, sha
+
+
+def check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or len(key) > 1024:
+        raise ValueError(f"store key {key!r} is empty or longer than 1024 characters")
+    for part in parts:
+        _check_component(part, "key component")
+    return key
+
+
+def retain_until(recorded_utc: float, now: float, days: float = DEFAULT_RETENTION_DAYS) -> float:
+    """Object Lock date: recorded time + retention, within [now + 1 day, now + retention].
+
+    The upper bound stops a camera whose clock ran ahead from locking footage for
+    years in COMPLIANCE mode (which nobody could undo); the lower bound keeps the
+    date in the future, which S3 requires, for footage docked late.
+    """
+    seconds = days * 86400.0
+    wanted = recorded_utc + seconds
+    return max(now + min(MIN_LOCK_SECONDS, seconds), min(wanted, now + seconds))
+
+
+# --- receipts and retries -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A durable copy in the store: what the ledger records and a release relies on."""
+
+    key: str
+    sha256: str
+    size: int
+    backend: str  # "file" | "s3"
+    location: str  # path or s3://bucket/key
+    version_id: str | None = None
+    retain_until: float | None = None
+    already_present: bool = False  # nothing was written: the same content was there
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "key": self.key,
+                "sha256": self.sha256,
+                "size": self.size,
+                "backend": self.backend,
+                "location": self.location,
+                "version_id": self.version_id,
+                "retain_until": self.retain_until,
+            },
+            sort_keys=True,
+        )
+
+
+RetryNotice = Callable[[str, int, float, BaseException], None]  # what, attempt, delay, error
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff for transient store failures; sleep and clock are injectable."""
+
+    attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    sleep: Callable[[float], None] = time.sleep
+    stop: threading.Event | None = None  # set on shutdown: give up instead of sleeping
+    on_retry: RetryNotice | None = None
+    delays: list[float] = field(default_factory=list)  # what was slept (status, tests)
+
+    def delay_for(self, attempt: int) -> float:
+        return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
+
+    def run(self, what: str, fn: Callable[[], T], transient: Callable[[BaseException], bool],
+            describe: str = "store") -> T:
+        """Call `fn`, retrying while `transient(error)`; StoreUnavailable when out of budget."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return fn()
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                if attempt >= self.attempts or (self.stop is not None and self.stop.is_set()):
+                    raise StoreUnavailable(
+                        f"{what}: {describe} unreachable after {attempt} attempt(s) "
+                        f"({type(exc).__name__}: {exc}); everything stays on the camera, "
+                        "the dock retries later"
+                    ) from exc
+                delay = self.delay_for(attempt)
+                log.warning("%s failed (%s), retry %d in %.1f s", what, exc, attempt, delay)
+                if self.on_retry is not None:
+                    self.on_retry(what, attempt, delay, exc)
+                self.delays.append(delay)
+                self.sleep(delay)
+
+
+# --- the interface ------------------------------------------------------------------------
+
+
+class Store(ABC):
+    """Where verified footage goes. Thread-safe: slots upload concurrently."""
+
+    backend = "abstract"
+
+    def __init__(self, retry: RetryPolicy | None, retention_days: float) -> None:
+        self.retry = retry or RetryPolicy()
+        self.retention_days = retention_days
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where the store is, for logs and status (never with secrets)."""
+
+    @property
+    def staging_dir(self) -> Path | None:
+        """A local directory on the store's filesystem for spool files (rename, no copy)."""
+        return None
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise StoreUnavailable / StoreConfigError if the store cannot take objects now."""
+
+    @abstractmethod
+    def stat(self, key: str) -> StoredObject | None:
+        """The stored object under `key` with its proven checksum, or None if absent."""
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
+                 retain_until: float | None = None, consume: bool = False,
+                 legal_hold: bool = False) -> StoredObject:
+        """Store the file's bytes under `key` durably; idempotent for identical content.
+
+        `consume=True` lets the store take the file over (rename instead of copy) and
+        removes it once stored.
+        """
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """Read a stored object."""
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys under `prefix` (a key prefix ending in '/' or empty), sorted."""
+
+    @abstractmethod
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Put or lift a legal hold on an object (kept past its retention while held)."""
+
+    @abstractmethod
+    def legal_hold(self, key: str) -> bool:
+        """Whether a legal hold is on."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
+                  legal_hold: bool = False) -> StoredObject:
+        """Store small bytes (headers, manifests, event log pieces, reason files)."""
+        sha = hashlib.sha256(data).hexdigest()
+        staging = self.staging_dir
+        tmp_dir = staging if staging is not None else Path(os.environ.get("TMPDIR", "/tmp"))
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        tmp = tmp_dir / f"bytes-{secrets.token_hex(8)}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+        try:
+            return self.put_file(key, tmp, sha256=sha, size=len(data), retain_until=retain_until,
+                                 consume=True, legal_hold=legal_hold)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def get_bytes(self, key: str, limit: int = MAX_SMALL_OBJECT) -> bytes:
+        with self.open(key) as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise StoreIntegrityError(f"{key}: larger than {limit} bytes")
+        return data
+
+    def quarantine(self, key: str, source: bytes | Path, reason: str, *,
+                   details: dict[str, Any] | None = None, now: float,
+                   retain_until: float | None = None) -> StoredObject:
+        """Keep something that failed verification under quarantine/ with a reason file.
+
+        The item is stored under a legal hold: it is evidence of a fault or of tampering
+        and must outlive normal retention until someone has looked at it.
+        """
+        qkey = quarantine_key(key)
+        if isinstance(source, bytes):
+            stored = self.put_bytes(qkey, source, retain_until=retain_until, legal_hold=True)
+        else:
+            size = Path(source).stat().st_size
+            stored = self.put_file(qkey, Path(source), sha256=sha256_file(Path(source)),
+                                   size=size, retain_until=retain_until, legal_hold=True)
+        reason_prefix = qkey + REASON_SUFFIX
+        parent = qkey.rsplit("/", 1)[0] + "/"
+        if stored.already_present and any(
+            k.startswith(reason_prefix) for k in self.list(parent)
+        ):
+            return stored  # quarantined before, with its reason: nothing new to keep
+        doc = {"key": key, "reason": reason, "quarantined_utc": now, "sha256": stored.sha256,
+               "size": stored.size, **(details or {})}
+        reason_raw = json.dumps(doc, sort_keys=True, indent=1).encode()
+        rkey = f"{reason_prefix}.{hashlib.sha256(reason_raw).hexdigest()}"
+        self.put_bytes(rkey, reason_raw, retain_until=retain_until, legal_hold=True)
+        log.warning("quarantined %s in %s: %s", key, self.url, reason)
+        return stored
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(COPY_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- local directory ----------------------------------------------------------------------
+
+
+class FileStore(Store):
+    """A content-addressed directory tree, written atomically and fsynced.
+
+    Each object is written to `.staging/` on the same filesystem, fsynced, then
+    hard-linked to its final name (link, unlike rename, never replaces an existing
+    file) and the directory is fsynced: a final name always holds complete, durable
+    content. Objects are made read-only (0444).
+    """
+
+    backend = "file"
+
+    def __init__(self, root: Path | str, *, retry: RetryPolicy | None = None,
+                 retention_days: float = DEFAULT_RETENTION_DAYS, min_free_bytes: int = 64 << 20,
+                 create: bool = True) -> None:
+        super().__init__(retry, retention_days)
+        self.root = Path(root).absolute()
+        self.min_free_bytes = min_free_bytes
+        self._create = create
+        self._ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / STAGING_DIR
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def check(self) -> None:
+        with self._lock:
+            if self._ready and (self.root / STORE_MARKER).is_file():
+                return
+            self._ready = False
+            marker = self.root / STORE_MARKER
+            if not self.root.is_dir():
+                if not self._create or not self.root.parent.is_dir():
+                    raise StoreUnavailable(
+                        f"store directory {self.root} does not exist: is the disk mounted?"
+                    )
+                self.root.mkdir(mode=0o750)
+                _fsync_dir(self.root.parent)
+            if not marker.is_file():
+                if any(p.name != STAGING_DIR for p in self.root.iterdir()):
+                    raise StoreConfigError(
+                        f"{self.root} holds other files and no {STORE_MARKER}: not a bodycam "
+                        "store (choose an empty directory)"
+                    )
+                marker.write_text(json.dumps({"format": "bodycam-file-store-v1"}) + "\n")
+                _fsync_dir(self.root)
+            self.staging_dir.mkdir(exist_ok=True)
+            self._ready = True
+
+    def stat(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        _, sha = split_name(key)
+        return StoredObject(key, sha, st.st_size, self.backend, str(path), already_present=True)
+
+    def _verify_existing(self, key: str, path: Path, sha256: str, size: int) -> StoredObject:
+        actual = sha256_file(path)
+        if path.stat().st_size != size or not hmac.compare_digest(actual, sha256):
+            raise StoreIntegrityError(
+                f"{path} exists with other content (sha256 {actual}): the store is damaged; "
+                "check the disk before ingesting more"
+            )
+        return StoredObject(key, sha256, size, self.backend, str(path), already_present=True)
+
+    def _make_parents(self, directory: Path) -> None:
+        missing: list[Path] = []
+        d = directory
+        while not d.is_dir():
+            missing.append(d)
+            d = d.parent
+        for m in reversed(missing):
+            try:
+                m.mkdir(mode=0o750)
+            except FileExistsError:
+                pass
+            _fsync_dir(m.parent)
+
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
+                 retain_until: float | None = None, consume: bool = False,
+                 legal_hold: bool = False) -> StoredObject:
+        _check_sha(sha256)
+        if split_name(key)[1] != sha256:
+            raise ValueError(f"key {key} does not carry the content's sha256 {sha256}")
+        self.check()
+        dest = self._path(key)
+        try:
+            return self._put(key, dest, Path(path), sha256, size, consume, legal_hold)
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StoreFull(f"store {self.root} is full writing {key}: free space") from exc
+            if exc.errno in (errno.EIO, errno.ENODEV, errno.ENXIO, errno.ESTALE, errno.EROFS):
+                self._ready = False
+                raise StoreUnavailable(f"store {self.root} failed writing {key}: {exc}") from exc
+            raise
+
+    def _put(self, key: str, dest: Path, src: Path, sha256: str, size: int, consume: bool,
+             legal_hold: bool) -> StoredObject:
+        if dest.exists():
+            done = self._verify_existing(key, dest, sha256, size)
+            if consume:
+                src.unlink(missing_ok=True)
+            if legal_hold:
+                self.set_legal_hold(key, True)
+            return done
+        vfs = os.statvfs(self.root)
+        if vfs.f_bavail * vfs.f_frsize < size + self.min_free_bytes:
+            raise StoreFull(
+                f"store {self.root} has {vfs.f_bavail * vfs.f_frsize} bytes free, "
+                f"{size} needed plus a reserve of {self.min_free_bytes}: free space"
+            )
+        staging = self.staging_dir
+        same_fs = consume and src.stat().st_dev == staging.stat().st_dev
+        if same_fs:
+            # The spool file already lives on this filesystem: make it durable and link it.
+            if src.stat().st_size != size:
+                raise StoreIntegrityError(f"{src}: {src.stat().st_size} bytes, expected {size}")
+            fd = os.open(src, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp = src
+        else:
+            tmp = staging / f"{secrets.token_hex(8)}.tmp"
+            self._copy_verified(src, tmp, sha256, size)
+        try:
+            os.chmod(tmp, 0o444)
+            self._make_parents(dest.parent)
+            try:
+                os.link(tmp, dest)
+                _fsync_dir(dest.parent)
+                result = StoredObject(key, sha256, size, self.backend, str(dest))
+            except FileExistsError:
+                # Another slot stored the same content a moment ago.
+                result = self._verify_existing(key, dest, sha256, size)
+        except BaseException:
+            if tmp != src:
+                tmp.unlink(missing_ok=True)
+            raise
+        # The final name is durable; the staging name (and a consumed source) can go.
+        tmp.unlink(missing_ok=True)
+        if consume:
+            src.unlink(missing_ok=True)
+        _fsync_dir(tmp.parent)
+        if legal_hold:
+            self.set_legal_hold(key, True)
+        log.debug("stored %s (%d bytes) in %s", key, size, self.root)
+        return result
+
+    def _copy_verified(self, src: Path, tmp: Path, sha256: str, size: int) -> None:
+        digest = hashlib.sha256()
+        n = 0
+        buf = bytearray(COPY_BLOCK)
+        view = memoryview(buf)
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while True:
+                got = fin.readinto(buf)
+                if not got:
+                    break
+                digest.update(view[:got])
+                fout.write(view[:got])
+                n += got
+            fout.flush()
+            os.fsync(fout.fileno())
+        if n != size or not hmac.compare_digest(digest.hexdigest(), sha256):
+            tmp.unlink(missing_ok=True)
+            raise StoreIntegrityError(
+                f"{src} changed while being stored ({n} bytes, sha256 {digest.hexdigest()})"
+            )
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{key} is not in store {self.root}") from None
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        base = self.root / prefix if prefix else self.root
+        if not base.is_dir():
+            return iter(())
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = Path(dirpath).relative_to(self.root)
+            if rel_dir.parts and rel_dir.parts[0] in (STAGING_DIR, HOLDS_DIR):
+                dirnames.clear()
+                continue
+            dirnames[:] = [d for d in dirnames if d not in (STAGING_DIR, HOLDS_DIR)]
+            for name in filenames:
+                if name == STORE_MARKER:
+                    continue
+                keys.append((rel_dir / name).as_posix())
+        return iter(sorted(keys))
+
+    def _hold_path(self, key: str) -> Path:
+        return self.root / HOLDS_DIR / (check_key(key) + ".hold")
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        if not self._path(key).exists():
+            raise FileNotFoundError(f"{key} is not in store {self.root}")
+        hold = self._hold_path(key)
+        if on:
+            self._make_parents(hold.parent)
+            hold.write_text("ON\n")
+            _fsync_dir(hold.parent)
+        elif hold.exists():
+            hold.unlink()
+            _fsync_dir(hold.parent)
+
+    def legal_hold(self, key: str) -> bool:
+        return self._hold_path(key).exists()
+
+
+# --- S3 with Object Lock ------------------------------------------------------------------
+
+_TRANSIENT_CODES = {
+    "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "ServiceUnavailable",
+    "InternalError", "InternalServerError", "RequestTimeoutException", "Throttling",
+    "ThrottlingException", "OperationAborted",
+}
+_FULL_CODES = {"QuotaExceeded", "InsufficientStorage", "XMinioStorageFull", "StorageFull"}
+
+
+def _error_code(exc: BaseException) -> tuple[str, int]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return "", 0
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return code, status
+
+
+def _is_transient(exc: BaseException) -> bool:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectionClosedError,
+        ConnectionError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, ConnectionError | EndpointConnectionError | ConnectionClosedError
+                  | ReadTimeoutError):
+        return True
+    if isinstance(exc, ClientError):
+        code, status = _error_code(exc)
+        if code in _FULL_CODES or status == 507:
+            return False
+        return code in _TRANSIENT_CODES or status >= 500
+    # urllib3 / socket level failures that botocore did not wrap
+    return isinstance(exc, OSError | TimeoutError) and not isinstance(exc, FileNotFoundError)
+
+
+def _b64(hex_digest: str) -> str:
+    return base64.b64encode(bytes.fromhex(hex_digest)).decode("ascii")
+
+
+class S3Store(Store):
+    """S3-compatible object storage with Object Lock in COMPLIANCE mode.
+
+    Every object is put with `ObjectLockMode=COMPLIANCE`, a retain-until date from
+    `retain_until()` and our SHA-256 (`ChecksumSHA256`): the server rejects bytes that
+    do not match it, and the checksum it returns proves what it stored. Before each
+    upload attempt a HEAD looks for the key, so a retry after a lost reply never
+    uploads the same content a second time.
+    """
+
+    backend = "s3"
+
+    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
+                 region: str | None = None, retention_days: float = DEFAULT_RETENTION_DAYS,
+                 retry: RetryPolicy | None = None, create_bucket: bool = True,
+                 connect_timeout: float = 3.0, read_timeout: float = 30.0,
+                 client: Any = None, clock: Callable[[], float] = time.time) -> None:
+        super().__init__(retry, retention_days)
+        if len(bucket) < 3 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise StoreConfigError(f"bucket name {bucket!r} is not a valid S3 bucket name")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        if self.prefix:
+            check_key(self.prefix)
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.create_bucket = create_bucket
+        self._clock = clock
+        self._ready = False
+        self._lock = threading.Lock()
+        if client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                retries={"total_max_attempts": 1, "mode": "standard"},  # RetryPolicy retries
+                s3={"addressing_style": "path"},
+                max_pool_connections=16,
+            )
+            session = boto3.session.Session()
+            client = session.client("s3", endpoint_url=endpoint_url, region_name=region,
+                                    config=config)
+        self.client = client
+
+    @property
+    def url(self) -> str:
+        where = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+        return f"{where} at {self.endpoint_url}" if self.endpoint_url else where
+
+    def full_key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _run(self, what: str, fn: Callable[[], T]) -> T:
+        return self.retry.run(what, fn, _is_transient, describe=f"store {self.url}")
+
+    def check(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            self._run(f"checking bucket {self.bucket}", self._ensure_bucket)
+            self._ready = True
+
+    def _ensure_bucket(self) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            if status != 404 and code not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            if not self.create_bucket:
+                raise StoreConfigError(
+                    f"bucket {self.bucket} does not exist; create it with Object Lock enabled"
+                ) from None
+            log.warning("creating bucket %s with Object Lock enabled", self.bucket)
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "ObjectLockEnabledForBucket": True}
+            if self.region and self.region != "us-east-1":
+                kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+            try:
+                self.client.create_bucket(**kwargs)
+            except ClientError as exc2:
+                if _error_code(exc2)[0] not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        try:
+            conf = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            enabled = conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        except ClientError as exc:
+            if _is_transient(exc):
+                raise
+            enabled = None
+        if enabled != "Enabled":
+            raise StoreConfigError(
+                f"bucket {self.bucket} has no Object Lock: footage could be deleted early; "
+                "use a bucket created with Object Lock enabled"
+            )
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            result: dict[str, Any] = self.client.head_object(
+                Bucket=self.bucket, Key=self.full_key(key), ChecksumMode="ENABLED"
+            )
+            return result
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 404 or code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def _as_stored(self, key: str, head: dict[str, Any], already: bool) -> StoredObject:
+        _, sha = split_name(key)
+        got = head.get("ChecksumSHA256")
+        if not isinstance(got, str) or not hmac.compare_digest(got, _b64(sha)):
+            raise StoreIntegrityError(
+                f"{self.url}/{key}: the store reports checksum {got!r}, not the SHA-256 in the "
+                "key; the object cannot be trusted (not released)"
+            )
+        until = head.get("ObjectLockRetainUntilDate")
+        return StoredObject(
+            key, sha, int(head.get("ContentLength", 0)), self.backend,
+            f"s3://{self.bucket}/{self.full_key(key)}", head.get("VersionId"),
+            until.timestamp() if isinstance(until, dt.datetime) else None, already,
+        )
+
+    def stat(self, key: str) -> StoredObject | None:
+        self.check()
+        head = self._run(f"looking up {key}", lambda: self._head(key))
+        return None if head is None else self._as_stored(key, head, True)
+
+    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
+                 retain_until: float | None = None, consume: bool = False,
+                 legal_hold: bool = False) -> StoredObject:
+        _check_sha(sha256)
+        if split_name(key)[1] != sha256:
+            raise ValueError(f"key {key} does not carry the content's sha256 {sha256}")
+        self.check()
+        path = Path(path)
+        now = self._clock()
+        until = retain_until if retain_until is not None else now + self.retention_days * 86400
+        until = max(until, now + 60.0)
+
+        def attempt() -> StoredObject:
+            head = self._head(key)
+            if head is not None:
+                if int(head.get("ContentLength", -1)) != size:
+                    raise StoreIntegrityError(
+                        f"{self.url}/{key} exists with {head.get('ContentLength')} bytes, "
+                        f"expected {size}"
+                    )
+                return self._as_stored(key, head, True)
+            return self._upload(key, path, sha256, size, until, legal_hold)
+
+        try:
+            stored = self._run(f"uploading {key}", attempt)
+        except Exception as exc:
+            code, status = _error_code(exc)
+            if code in _FULL_CODES or status == 507:
+                raise StoreFull(f"{self.url} is full ({code or status}) storing {key}") from exc
+            raise
+        if consume:
+            path.unlink(missing_ok=True)
+        return stored
+
+    def _upload(self, key: str, path: Path, sha256: str, size: int, until: float,
+                legal_hold: bool) -> StoredObject:
+        ours = _b64(sha256)
+        with open(path, "rb") as body:
+            if os.fstat(body.fileno()).st_size != size:
+                raise StoreIntegrityError(f"{path}: size differs from the expected {size} bytes")
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=self.full_key(key),
+                Body=body,
+                ContentLength=size,
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=ours,
+                ObjectLockMode="COMPLIANCE",
+                ObjectLockRetainUntilDate=dt.datetime.fromtimestamp(until, dt.UTC),
+                ObjectLockLegalHoldStatus="ON" if legal_hold else "OFF",
+                Metadata={"sha256": sha256},
+            )
+        got = response.get("ChecksumSHA256")
+        if not isinstance(got, str):
+            head = self._head(key)  # some servers return the checksum only on HEAD
+            got = head.get("ChecksumSHA256") if head else None
+        if not isinstance(got, str) or not hmac.compare_digest(got, ours):
+            raise StoreIntegrityError(
+                f"{self.url} did not confirm the SHA-256 of {key} (returned {got!r}): "
+                "not durable, not released"
+            )
+        log.debug("stored %s (%d bytes) in %s, locked until %s", key, size, self.url,
+                  dt.datetime.fromtimestamp(until, dt.UTC).isoformat())
+        return StoredObject(key, sha256, size, self.backend,
+                            f"s3://{self.bucket}/{self.full_key(key)}",
+                            response.get("VersionId"), until)
+
+    def open(self, key: str) -> BinaryIO:
+        from botocore.exceptions import ClientError
+
+        self.check()
+        try:
+            obj = self._run(
+                f"reading {key}",
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self.full_key(key)),
+            )
+        except ClientError as exc:
+            if _error_code(exc)[1] == 404:
+                raise FileNotFoundError(f"{key} is not in {self.url}") from None
+            raise
+        body: BinaryIO = obj["Body"]
+        return body
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        self.check()
+        full = self.full_key(prefix.rstrip("/")) + "/" if prefix else (
+            f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        token: str | None = None
+
+        def page_after(token: str | None) -> dict[str, Any]:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": full}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page: dict[str, Any] = self.client.list_objects_v2(**kwargs)
+            return page
+
+        while True:
+            page = self._run(f"listing {prefix}", lambda: page_after(token))  # noqa: B023
+            keys.extend(o["Key"][strip:] for o in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                break
+            token = page.get("NextContinuationToken")
+        return iter(sorted(keys))
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        self.check()
+        self._run(
+            f"legal hold on {key}",
+            lambda: self.client.put_object_legal_hold(
+                Bucket=self.bucket, Key=self.full_key(key),
+                LegalHold={"Status": "ON" if on else "OFF"},
+            ),
+        )
+
+    def legal_hold(self, key: str) -> bool:
+        self.check()
+        r = self._run(
+            f"legal hold of {key}",
+            lambda: self.client.get_object_legal_hold(Bucket=self.bucket, Key=self.full_key(key)),
+        )
+        return bool(r.get("LegalHold", {}).get("Status") == "ON")
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if close is not None:
+            close()
+
+
+# --- URLs ---------------------------------------------------------------------------------
+
+
+def open_store(url: str, *, retry: RetryPolicy | None = None,
+               clock: Callable[[], float] = time.time) -> Store:
+    """The store a URL names: file:///path (or a plain path) or s3://bucket/prefix?...
+
+    S3 query parameters: endpoint (URL of the S3 server), region, retention_days
+    (default 28), create (1: create the bucket with Object Lock if missing; default 1),
+    connect_timeout, read_timeout (seconds). File stores take retention_days too.
+    """
+    parsed = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
+
+    def number(name: str, default: float) -> float:
+        raw = query.pop(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise StoreConfigError(f"store URL: {name}={raw!r} is not a number") from None
+        if not 0 < value < 1e6:
+            raise StoreConfigError(f"store URL: {name}={raw!r} is out of range")
+        return value
+
+    retention = number("retention_days", DEFAULT_RETENTION_DAYS)
+    if parsed.scheme in ("", "file"):
+        if parsed.netloc not in ("", "localhost"):
+            raise StoreConfigError(f"store URL {url!r}: file URLs take no host (file:///path)")
+        path = urllib.parse.unquote(parsed.path)
+        if not path:
+            raise StoreConfigError(f"store URL {url!r} has no path")
+        if query:
+            raise StoreConfigError(f"store URL {url!r}: unknown parameters {sorted(query)}")
+        return FileStore(path, retry=retry, retention_days=retention)
+    if parsed.scheme == "s3":
+        endpoint = query.pop("endpoint", None)
+        region = query.pop("region", None)
+        create = query.pop("create", "1") not in ("0", "false", "no")
+        connect_timeout = number("connect_timeout", 3.0)
+        read_timeout = number("read_timeout", 30.0)
+        if query:
+            raise StoreConfigError(f"store URL {url!r}: unknown parameters {sorted(query)}")
+        if endpoint is not None and urllib.parse.urlsplit(endpoint).scheme not in ("http",
+                                                                                   "https"):
+            raise StoreConfigError(f"store URL: endpoint {endpoint!r} is not an http(s) URL")
+        return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint, region=region,
+                       retention_days=retention, retry=retry, create_bucket=create,
+                       connect_timeout=connect_timeout, read_timeout=read_timeout, clock=clock)
+    raise StoreConfigError(f"store URL {url!r}: use file:///path or s3://bucket/prefix?endpoint=")
+
+
+def is_regular_file(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except FileNotFoundError:
+        return False

@@ -299,6 +299,7 @@ class Store(ABC):
                   legal_hold: bool = False) -> StoredObject:
         """Store small bytes (headers, manifests, event log pieces, reason files)."""
         sha = hashlib.sha256(data).hexdigest()
+        self.check()
         staging = self.staging_dir
         tmp_dir = staging if staging is not None else Path(os.environ.get("TMPDIR", "/tmp"))
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -956,3 +957,31 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(path.lstat().st_mode)
     except FileNotFoundError:
         return False
+
+
+def fetch_recording(store: Store, site: str, device_id: str, recording_id: str,
+                    dest: Path) -> Path:
+    """Rebuild a recording folder from the store (for the vault and the demo); returns it.
+
+    Writes the header, the most complete manifest version (a manifest only grows, so
+    the longest one) and every segment under their own names into `dest`. Decrypt
+    or verify the folder with crypto afterwards: this only collects files.
+    """
+    prefix = "/".join((_check_component(site, "site"), _check_component(device_id, "device id"),
+                       _check_component(recording_id, "recording id"))) + "/"
+    best: dict[str, tuple[int, str]] = {}
+    for key in store.list(prefix):
+        name, _ = split_name(key)
+        size = store.stat(key)
+        length = size.size if size is not None else 0
+        if name not in best or length > best[name][0]:
+            best[name] = (length, key)
+    if not best:
+        raise FileNotFoundError(f"recording {device_id}/{recording_id} is not in {store.url}")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, (_, key) in sorted(best.items()):
+        with store.open(key) as src, open(dest / name, "wb") as out:
+            while block := src.read(COPY_BLOCK):
+                out.write(block)
+    return dest

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from dock_support import Dock, SimCamera, make_camera
 from s3_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer, start_weed
+
+from crypto.keys import SigningKey, VaultKey
+from dock.ledger import Ledger
 
 
 @pytest.fixture(scope="session")
@@ -37,3 +42,46 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     return env
+
+
+@dataclass
+class DockKeys:
+    dock: SigningKey
+    other_dock: SigningKey
+    vault: VaultKey
+    integrator: SigningKey
+
+
+@pytest.fixture(scope="session")
+def dock_keys() -> DockKeys:
+    return DockKeys(SigningKey.generate(kind="dock"), SigningKey.generate(kind="dock"),
+                    VaultKey.generate(), SigningKey.generate(kind="integrator"))
+
+
+@pytest.fixture
+def docks(tmp_path: Path) -> Iterator[Dock]:
+    dock = Dock(tmp_path / "slots")
+    yield dock
+    dock.close()
+
+
+@pytest.fixture
+def make_cam(tmp_path: Path, dock_keys: DockKeys) -> Iterator[Callable[..., SimCamera]]:
+    made: list[SimCamera] = []
+
+    def make(name: str = "cam1", transfer: str = "mass-storage",
+             trusted: list[bytes] | None = None) -> SimCamera:
+        cam = make_camera(tmp_path / "cameras", name,
+                          trusted or [dock_keys.dock.public_bytes()], dock_keys.vault, transfer)
+        made.append(cam)
+        return cam
+
+    yield make
+    for cam in made:
+        cam.close()
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger(tmp_path / "state" / "ledger.sqlite") as led:
+        yield led

@@ -1,0 +1,107 @@
+"""The dock ledger: forward-only, idempotent segment transitions and the device registry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from dock.ledger import (
+    COPIED,
+    QUARANTINED,
+    RELEASED,
+    STORED,
+    Ledger,
+    LedgerError,
+    NotCoordinator,
+    TransitionRefused,
+    status_json,
+)
+
+DEV, REC = "BC-1A2B3C4D", "20261122T181500Z-0a1b"
+SHA = "ab" * 32
+KEY = bytes(range(32))
+
+
+def test_only_the_coordinator_adds_or_removes_cameras(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite", clock=lambda: 100.0) as led:
+        for role in ("privacy-officer", "cluster-manager", "officer", ""):
+            with pytest.raises(NotCoordinator, match="only the coordinator"):
+                led.register_device(DEV, KEY, registered_by="x", role=role)
+        assert led.devices() == []
+        rec = led.register_device(DEV, KEY, model="BC-SIM-1", registered_by="anna",
+                                  role="coordinator")
+        assert (rec.registered_by, rec.registered_role, rec.registered_utc) == (
+            "anna", "coordinator", 100.0)
+        assert led.register_device(DEV, KEY, registered_by="bob", role="coordinator") == rec
+        with pytest.raises(LedgerError, match="another key"):
+            led.register_device(DEV, bytes(32), registered_by="anna", role="coordinator")
+        with pytest.raises(NotCoordinator):
+            led.remove_device(DEV, removed_by="eve", role="privacy-officer")
+        led.remove_device(DEV, removed_by="anna", role="coordinator")
+        assert led.active_device(DEV) is None and led.device(DEV) is not None
+        with pytest.raises(LedgerError, match="not a registered camera"):
+            led.remove_device(DEV, removed_by="anna", role="coordinator")
+        # a re-provisioned camera gets its new key after removal
+        led.register_device(DEV, bytes(32), registered_by="anna", role="coordinator")
+        active = led.active_device(DEV)
+        assert active is not None and active.public_key == bytes(32)
+
+
+def test_segments_move_forward_only_and_release_needs_a_durable_copy(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as led:
+        with pytest.raises(TransitionRefused, match="not stored"):
+            led.mark_released(DEV, REC, "seg-000000.bcs", SHA)
+        assert led.mark_copied(DEV, REC, "seg-000000.bcs", SHA, 10).state == COPIED
+        with pytest.raises(TransitionRefused, match="copied, not stored"):
+            led.mark_released(DEV, REC, "seg-000000.bcs", SHA)
+        stored = led.mark_stored(DEV, REC, "seg-000000.bcs", SHA, 10, "k", "{}")
+        assert stored.state == STORED and stored.durable
+        assert led.mark_copied(DEV, REC, "seg-000000.bcs", SHA, 10).state == STORED
+        assert led.mark_released(DEV, REC, "seg-000000.bcs", SHA).state == RELEASED
+        # re-applying any earlier step after a restart changes nothing
+        assert led.mark_stored(DEV, REC, "seg-000000.bcs", SHA, 10, "k", "{}").state == RELEASED
+        assert led.mark_released(DEV, REC, "seg-000000.bcs", SHA).state == RELEASED
+        with pytest.raises(TransitionRefused, match="differs"):
+            led.mark_stored(DEV, REC, "seg-000000.bcs", "cd" * 32, 10, "k2", "{}")
+
+
+def test_quarantine_is_terminal_but_never_undoes_a_durable_copy(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "l.sqlite") as led:
+        q = led.mark_quarantined(DEV, REC, "seg-000001.bcs", SHA, 10, "tampered", "quarantine/x")
+        assert q.state == QUARANTINED and q.reason == "tampered"
+        with pytest.raises(TransitionRefused, match="quarantined"):
+            led.mark_stored(DEV, REC, "seg-000001.bcs", SHA, 10, "k", "{}")
+        with pytest.raises(TransitionRefused):
+            led.mark_released(DEV, REC, "seg-000001.bcs", SHA)
+        led.mark_stored(DEV, REC, "seg-000002.bcs", SHA, 10, "k", "{}")
+        kept = led.mark_quarantined(DEV, REC, "seg-000002.bcs", SHA, 10, "bad read", None)
+        assert kept.state == STORED
+
+
+def test_ledger_survives_reopen_and_serves_status_read_only(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite"
+    with pytest.raises(FileNotFoundError, match="bodycam dock run"):
+        Ledger(path, readonly=True)
+    with Ledger(path, clock=lambda: 50.0) as led:
+        led.mark_stored(DEV, REC, "seg-000000.bcs", SHA, 10, "k", "{}")
+        led.set_slot("slot-1", state="uploading", device_id=DEV, bytes_done=5, bytes_total=10)
+        led.set_daemon(pid=123, store="file:///x", heartbeat_utc=50.0)
+        led.record_session("slot-1", DEV, 40.0, True, f"{DEV}: all 1 recording stored")
+        led.set_events_offset(DEV, 77, "events-key")
+        with pytest.raises(ValueError):
+            led.set_daemon(colour="blue")
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    with Ledger(path, readonly=True) as ro:
+        status = json.loads(status_json(ro))
+        assert status["segments"] == {"stored": 1}
+        assert status["slots"][0]["state"] == "uploading"
+        assert status["daemon"]["pid"] == 123
+        assert status["cameras"][0]["summary"].endswith("stored")
+        assert ro.events_offset(DEV) == 77
+        with pytest.raises(LedgerError, match="read-only"):
+            ro.set_slot("slot-2", state="done")

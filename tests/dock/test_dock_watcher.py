@@ -1,0 +1,142 @@
+"""The slot watcher: whole-folder moves, files still being written, lost events, unplugs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from dock.watcher import SlotWatcher
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def now(self) -> float:
+        return 1_790_000_000.0 + self.t
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+def make_volume(root: Path, name: str) -> Path:
+    volume = root / "cameras" / name / "volume"
+    (volume / "recordings").mkdir(parents=True)
+    (volume / "DEVICE.json").write_text('{"device_id": "BC-00000000"}')
+    return volume
+
+
+def dock_whole(slots: Path, name: str, volume: Path) -> Path:
+    tmp = slots / f".{name}.tmp"
+    tmp.mkdir()
+    os.symlink(volume, tmp / "volume")
+    os.symlink("/dev/null", tmp / "serial")
+    os.rename(tmp, slots / name)
+    return slots / name
+
+
+def test_folder_moved_in_whole_is_docked_after_settling(tmp_path: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    clock = ManualClock()
+    # no periodic rescan: only the Observer's event for the moved folder can find it
+    with SlotWatcher(slots, clock=clock, settle=1.0, rescan_interval=1e9) as watcher:
+        assert watcher.poll() == []
+        volume = make_volume(tmp_path, "a")
+        tmp = slots / ".slot-1.tmp"
+        tmp.mkdir()
+        os.symlink(volume, tmp / "volume")
+        os.rename(tmp, slots / "slot-1")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (not watcher.pending() or watcher.wait(0.3)):
+            watcher.wait(0.2)
+            assert watcher.poll() == []  # seen, settling; a .tmp folder is never reported
+        assert watcher.pending() == ["slot-1"]
+        clock.t += 1.01
+        events = watcher.poll()
+        assert [(kind, slot.name) for kind, slot in events] == [("docked", "slot-1")]
+        assert events[0][1].volume == slots / "slot-1" / "volume"
+        clock.t += 10
+        assert watcher.poll() == []  # reported once
+
+
+def test_files_still_being_written_delay_the_slot_until_stable(tmp_path: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    clock = ManualClock()
+    watcher = SlotWatcher(slots, clock=clock, settle=1.0, use_observer=False)
+    # a real mount: the folder appears first, its content fills in afterwards
+    slot = slots / "slot-2"
+    slot.mkdir()
+    assert watcher.poll() == []
+    volume = slot / "volume"
+    (volume / "recordings" / "rec-1").mkdir(parents=True)
+    growing = volume / "recordings" / "rec-1" / "seg-000000.bcs"
+    for _ in range(3):
+        with open(growing, "ab") as f:
+            f.write(os.urandom(1000))
+        clock.t += 0.6  # written more often than the settle time: never ready
+        assert watcher.poll() == []
+    clock.t += 0.6
+    assert watcher.poll() == []  # unchanged for 0.6 s only
+    clock.t += 0.5
+    assert [k for k, _ in watcher.poll()] == ["docked"]
+
+
+def test_lost_events_are_caught_by_the_periodic_rescan(tmp_path: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    clock = ManualClock()
+    watcher = SlotWatcher(slots, clock=clock, settle=0.0, rescan_interval=5.0,
+                          use_observer=False)
+    assert watcher.poll() == []  # first poll rescans
+    dock_whole(slots, "slot-3", make_volume(tmp_path, "c"))
+    clock.t += 1
+    assert watcher.poll() == []  # no event arrived and no rescan is due yet
+    clock.t += 5
+    assert [(k, s.name) for k, s in watcher.poll()] == [("docked", "slot-3")]
+
+
+def test_vanishing_and_replaced_slots_are_reported_undocked(tmp_path: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    clock = ManualClock()
+    watcher = SlotWatcher(slots, clock=clock, settle=0.0, use_observer=False)
+    slot = dock_whole(slots, "slot-4", make_volume(tmp_path, "d"))
+    assert [k for k, _ in watcher.poll()] == ["docked"]
+    shutil.rmtree(slot)
+    watcher.request_rescan()
+    assert watcher.poll() == [("undocked", "slot-4")]
+    # undocked and another camera docked under the same name between two looks
+    dock_whole(slots, "slot-4", make_volume(tmp_path, "e"))
+    watcher.request_rescan()
+    assert [k for k, _ in watcher.poll()] == ["docked"]
+    shutil.rmtree(slots / "slot-4")
+    dock_whole(slots, "slot-4", make_volume(tmp_path, "f"))
+    watcher.request_rescan()
+    assert [k for k, _ in watcher.poll()] == ["undocked", "docked"]
+
+
+def test_observer_events_wake_the_watcher(tmp_path: Path) -> None:
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    watcher = SlotWatcher(slots, settle=0.0, rescan_interval=3600.0)
+    with watcher:
+        assert watcher.poll() == []
+        dock_whole(slots, "slot-5", make_volume(tmp_path, "g"))
+        events: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            watcher.wait(0.5)
+            events = list(watcher.poll())
+        assert [(k, getattr(s, "name", s)) for k, s in events] == [("docked", "slot-5")]
+        shutil.rmtree(slots / "slot-5")
+        events = []
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            watcher.wait(0.5)
+            events = list(watcher.poll())
+        assert events == [("undocked", "slot-5")]

@@ -1,0 +1,1 @@
+"""The docking-station ingest daemon: slot watcher, camera ingest, storage, ledger, CLI."""

@@ -709,8 +709,9 @@ class CameraIngest:
         manifest_key = object_key(self.ctx.site, self.device_id, rec_id, MANIFEST_NAME,
                                   _sha_of(manifest))
         # Header and manifest first: without them no stored segment could be opened.
-        self.ctx.store.put_bytes(header_key, header, retain_until=until)
-        self.ctx.store.put_bytes(manifest_key, manifest, retain_until=until)
+        with self.ctx.uploads:
+            self.ctx.store.put_bytes(header_key, header, retain_until=until)
+            self.ctx.store.put_bytes(manifest_key, manifest, retain_until=until)
         ledger.note_recording(self.device_id, rec_id, started_utc=vr.started_utc,
                               complete=vr.complete, segments=len(vr.segments),
                               header_key=header_key, manifest_key=manifest_key)
@@ -910,13 +911,14 @@ class CameraIngest:
         data_sha = sha256_file(path)
         qkey = object_key(self.ctx.site, self.device_id, rec_id, name, data_sha)
         now = self.ctx.clock.now()
-        stored = self.ctx.store.quarantine(
-            qkey, path, reason, now=now,
-            details={"device_id": self.device_id, "recording_id": rec_id, "file": name,
-                     "manifest_sha256": entry.sha256 if entry else None,
-                     "slot": self.slot.name},
-            retain_until=retain_until(now, now, self.ctx.store.retention_days),
-        )
+        with self.ctx.uploads:
+            stored = self.ctx.store.quarantine(
+                qkey, path, reason, now=now,
+                details={"device_id": self.device_id, "recording_id": rec_id, "file": name,
+                         "manifest_sha256": entry.sha256 if entry else None,
+                         "slot": self.slot.name},
+                retain_until=retain_until(now, now, self.ctx.store.retention_days),
+            )
         path.unlink(missing_ok=True)
         self.ctx.ledger.mark_quarantined(self.device_id, rec_id, name,
                                          entry.sha256 if entry else data_sha, size, reason,
@@ -949,8 +951,9 @@ class CameraIngest:
         piece = data[:cut]
         key = events_key(self.ctx.site, self.device_id, offset, offset + cut, _sha_of(piece))
         now = self.ctx.clock.now()
-        self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
-            now, now, self.ctx.store.retention_days))
+        with self.ctx.uploads:
+            self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
+                now, now, self.ctx.store.retention_days))
         ledger.set_events_offset(self.device_id, offset + cut, key)
 
 

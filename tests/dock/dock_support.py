@@ -121,6 +121,7 @@ class SimCamera:
     clock: CameraClock = field(default_factory=CameraClock)
     activated: list[bytes] = field(default_factory=list)
     plaintexts: dict[str, bytes] = field(default_factory=dict)
+    segment_names: dict[str, list[str]] = field(default_factory=dict)
     _counter: int = 0
 
     def __post_init__(self) -> None:
@@ -179,6 +180,7 @@ class SimCamera:
         else:
             sealer.wipe()
         self.plaintexts[rec_id] = bytes(plain)
+        self.segment_names[rec_id] = [f"seg-{i:06d}.bcs" for i in range(segments)]
         self.event_log.append("record_stop", recording_id=rec_id)
         self.clock.t += 60
         return rec_id

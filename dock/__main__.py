@@ -1,0 +1,7 @@
+"""`python -m dock run|status|register|unregister ...` (same as `bodycam dock ...`)."""
+
+import sys
+
+from dock.cli import main
+
+sys.exit(main())

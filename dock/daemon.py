@@ -1,0 +1,455 @@
+"""The docking-station daemon: watch the slots, ingest every docked camera, report.
+
+`DockDaemon.run()` watches the slots root (`dock.watcher`), runs one ingest
+session (`dock.ingest.CameraIngest`) per docked camera in its own thread, up to
+`max_slots` at once, with at most `max_uploads` uploads in flight across all of
+them. One failing camera never stops another. A camera whose session could not
+finish because the store was unreachable or full, or because it stopped answering,
+is tried again with exponential backoff while it stays docked; everything stays on
+the camera meanwhile, and `dock status` says so.
+
+Progress per slot (device, recording, bytes, rate, ETA, state) is shown live with
+rich when stderr is a terminal, and written to the ledger twice a second for
+`dock status` in another terminal. Each finished camera gets one summary line on
+stdout. SIGTERM (or Ctrl-C) sets a stop flag: every session finishes the chunk it
+is copying, nothing half-done is recorded or released, and the daemon exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from dock.ingest import (
+    DONE,
+    ERROR,
+    QUARANTINED_STATE,
+    WAITING,
+    CameraIngest,
+    CameraReport,
+    Clock,
+    DockContext,
+    Slot,
+    SlotProgress,
+    SystemClock,
+)
+from dock.ledger import Ledger
+from dock.store import RetryPolicy, Store, open_store
+from dock.watcher import SlotWatcher
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL = 0.5  # seconds between progress writes to the ledger
+
+
+@dataclass
+class DaemonConfig:
+    """Everything `bodycam dock run` takes; see dock/cli.py for the flags."""
+
+    slots: Path
+    store_url: str
+    ledger_path: Path
+    keys_dir: Path | None = None
+    state_dir: Path | None = None  # spool for stores without a local filesystem
+    profiles_dir: Path | None = None
+    site: str = "default"
+    once: bool = False
+    max_uploads: int = 2
+    max_slots: int = 8
+    settle: float = 1.0
+    rescan_interval: float = 5.0
+    retry_base: float = 5.0
+    retry_max: float = 300.0
+    once_attempts: int = 3
+    link_timeout: float = 2.0
+    live: bool | None = None  # rich live view; None: when stderr is a terminal
+
+
+@dataclass
+class _Session:
+    slot: Slot
+    thread: threading.Thread
+    cancel: threading.Event
+    progress: SlotProgress
+    started_utc: float
+    report: CameraReport | None = None
+
+
+@dataclass
+class _Retry:
+    attempts: int = 0
+    due: float = 0.0
+
+
+@dataclass
+class DaemonResult:
+    reports: list[CameraReport] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if all(r.ok for r in self.reports) else 1
+
+
+def load_dock_key(keys_dir: Path | None) -> Any:
+    """The site's dock signing key (keys_dir/dock.key), made by `bodycam keys init`."""
+    from crypto.keys import SigningKey
+
+    if keys_dir is None:
+        env = os.environ.get("BODYCAM_DOCK_KEYS")
+        keys_dir = Path(env) if env else None
+    if keys_dir is None:
+        raise FileNotFoundError(
+            "no dock key: pass --keys DIR (the folder `bodycam keys init DIR` made, with "
+            "dock.key) or set BODYCAM_DOCK_KEYS"
+        )
+    path = Path(keys_dir) / "dock.key"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: `bodycam keys init {keys_dir}` makes it")
+    return SigningKey.load(path)
+
+
+class DockDaemon:
+    """Runs the dock until stopped (or, with `once`, until every docked camera is done)."""
+
+    def __init__(self, config: DaemonConfig, *, store: Store | None = None,
+                 ledger: Ledger | None = None, dock_key: Any = None,
+                 clock: Clock | None = None, out: TextIO | None = None,
+                 watcher: SlotWatcher | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.out = out or sys.stdout
+        self.stop_event = threading.Event()
+        self.result = DaemonResult()
+        self._store_trouble: str | None = None
+        retry = RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0,
+                            sleep=self._interruptible_sleep, stop=self.stop_event,
+                            on_retry=self._store_retry)
+        self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now)
+        if store is not None:
+            store.retry.stop = self.stop_event
+            store.retry.on_retry = self._store_retry
+        self.ledger = ledger or Ledger(config.ledger_path, clock=self.clock.now)
+        self.dock_key = dock_key if dock_key is not None else load_dock_key(config.keys_dir)
+        state_dir = config.state_dir or Path(config.ledger_path).parent
+        self.ctx = DockContext(
+            store=self.store,
+            ledger=self.ledger,
+            dock_key=self.dock_key,
+            site=config.site,
+            spool_root=state_dir / "spool",
+            clock=self.clock,
+            uploads=threading.BoundedSemaphore(max(1, config.max_uploads)),
+            stop=self.stop_event,
+            profiles_dir=config.profiles_dir,
+            link_timeout=config.link_timeout,
+        )
+        self.watcher = watcher or SlotWatcher(
+            config.slots, clock=self.clock, settle=config.settle,
+            rescan_interval=config.rescan_interval,
+        )
+        self._sessions: dict[str, _Session] = {}
+        self._queue: list[Slot] = []
+        self._retries: dict[str, _Retry] = {}
+        self._docked: dict[str, Slot] = {}
+        self._redocked: dict[str, Slot] = {}
+        self._last_status = -1e18
+        self._view: Any = None
+
+    # --- control -----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Stop after the current chunk of every transfer (signal handlers call this)."""
+        if not self.stop_event.is_set():
+            log.info("stopping: finishing the current chunk of every transfer")
+        self.stop_event.set()
+        self.watcher.request_rescan()  # wakes the main loop
+
+    def _interruptible_sleep(self, seconds: float) -> None:
+        self.stop_event.wait(seconds)
+
+    def _store_retry(self, what: str, attempt: int, delay: float, exc: BaseException) -> None:
+        self._store_trouble = f"unreachable ({exc}); retry {attempt} in {delay:.0f} s"
+        try:
+            self.ledger.set_daemon(store_state="unreachable",
+                                   store_message=self._store_trouble[:500])
+        except Exception:  # status only; the transfer logic does not depend on it
+            log.debug("could not record the store state")
+
+    # --- main loop -----------------------------------------------------------------------------
+
+    def run(self) -> DaemonResult:
+        cfg = self.config
+        now = self.clock.now()
+        self.ledger.clear_slots()
+        self.ledger.set_daemon(pid=os.getpid(), store=self.store.url, store_state="ok",
+                               store_message="", started_utc=now, heartbeat_utc=now,
+                               stopped_utc=None)
+        log.info("dock started: slots %s, store %s, ledger %s", cfg.slots, self.store.url,
+                 cfg.ledger_path)
+        self.watcher.start()
+        self._start_view()
+        try:
+            while True:
+                self._handle_events()
+                self._reap()
+                self._requeue_due()
+                self._start_sessions()
+                self._write_status()
+                if self.stop_event.is_set() and not self._sessions:
+                    break
+                if cfg.once and self._drained():
+                    break
+                self.watcher.wait(0.2)
+        finally:
+            self.stop_event.set()
+            for session in list(self._sessions.values()):
+                session.thread.join()
+            self._reap()
+            self.watcher.stop()
+            self._stop_view()
+            self.ledger.set_daemon(stopped_utc=self.clock.now(), heartbeat_utc=self.clock.now())
+            log.info("dock stopped")
+        return self.result
+
+    def _drained(self) -> bool:
+        return not (self._sessions or self._queue or self._retries or self.watcher.pending())
+
+    def _handle_events(self) -> None:
+        for kind, payload in self.watcher.poll():
+            if kind == "docked":
+                slot: Slot = payload
+                self._docked[slot.name] = slot
+                self._retries.pop(slot.name, None)
+                if slot.name in self._sessions:
+                    # undocked and docked again while the old session winds down
+                    self._redocked[slot.name] = slot
+                elif slot not in self._queue:
+                    self._queue.append(slot)
+                    self.ledger.set_slot(slot.name, state=WAITING, message="docked")
+            else:
+                name: str = payload
+                self._docked.pop(name, None)
+                self._retries.pop(name, None)
+                self._redocked.pop(name, None)
+                self._queue = [s for s in self._queue if s.name != name]
+                session = self._sessions.get(name)
+                if session is not None:
+                    session.cancel.set()  # the session stops at its next chunk
+                else:
+                    self.ledger.clear_slot(name)
+
+    def _start_sessions(self) -> None:
+        while self._queue and len(self._sessions) < self.config.max_slots:
+            if self.stop_event.is_set():
+                self._queue.clear()
+                return
+            slot = self._queue.pop(0)
+            progress = SlotProgress(slot.name, self.clock)
+            cancel = threading.Event()
+            session = _Session(slot, threading.Thread(), cancel, progress, self.clock.now())
+            session.thread = threading.Thread(target=self._run_session, args=(session,),
+                                              name=f"dock-slot-{slot.name}", daemon=True)
+            self._sessions[slot.name] = session
+            self.ledger.set_slot(slot.name, state=progress.state, started_utc=session.started_utc)
+            session.thread.start()
+
+    def _run_session(self, session: _Session) -> None:
+        try:
+            session.report = CameraIngest(session.slot, self.ctx, session.progress,
+                                          session.cancel).run()
+        except Exception as exc:  # a bug must not take the other slots down
+            log.exception("slot %s: session failed", session.slot.name)
+            report = CameraReport(session.slot.name)
+            report.errors.append(f"internal error: {type(exc).__name__}: {exc}")
+            session.report = report
+            session.progress.set(ERROR, message=str(exc))
+
+    def _reap(self) -> None:
+        for name, session in list(self._sessions.items()):
+            if session.thread.is_alive():
+                continue
+            session.thread.join()
+            del self._sessions[name]
+            report = session.report or CameraReport(name, errors=["no report"])
+            self._finished(session, report)
+            again = self._redocked.pop(name, None)
+            if again is not None and not self.stop_event.is_set():
+                self._queue.append(again)
+
+    def _finished(self, session: _Session, report: CameraReport) -> None:
+        name = session.slot.name
+        line = report.summary()
+        print(line, file=self.out, flush=True)
+        log.info("camera done: %s", line, extra={"slot": name, "device_id": report.device_id,
+                                                 "ok": report.ok})
+        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line)
+        if report.store_problem is None and self._store_trouble is not None:
+            self._store_trouble = None
+            self.ledger.set_daemon(store_state="ok", store_message="")
+        elif report.store_problem is not None:
+            self.ledger.set_daemon(store_state="unavailable", store_message=report.store_problem)
+        still_docked = name in self._docked and session.slot.present()
+        retry = (
+            still_docked and not self.stop_event.is_set() and not session.cancel.is_set()
+            and (report.store_problem is not None
+                 or any("stopped answering" in e for e in report.errors))
+        )
+        snap = session.progress.snapshot()
+        if retry:
+            state = self._retries.setdefault(name, _Retry())
+            state.attempts += 1
+            if self.config.once and state.attempts >= self.config.once_attempts:
+                self._retries.pop(name, None)
+                self.result.reports.append(report)
+                self._slot_row(name, snap, ERROR, f"gave up: {line}")
+                return
+            delay = min(self.config.retry_max,
+                        self.config.retry_base * 2 ** (state.attempts - 1))
+            state.due = self.clock.monotonic() + delay
+            message = f"{line}; everything kept on the camera, retrying in {delay:.0f} s"
+            self._slot_row(name, snap, ERROR, message)
+            log.warning("slot %s: retrying in %.0f s", name, delay)
+            return
+        self._retries.pop(name, None)
+        self.result.reports.append(report)
+        if not still_docked and not self.stop_event.is_set():
+            self.ledger.clear_slot(name)
+            return
+        final = DONE if report.ok else (QUARANTINED_STATE if report.quarantined else ERROR)
+        self._slot_row(name, snap, final, line)
+
+    def _slot_row(self, name: str, snap: dict[str, Any], state: str, message: str) -> None:
+        self.ledger.set_slot(name, state=state, device_id=snap["device_id"],
+                             recording=None, bytes_done=snap["bytes_done"],
+                             bytes_total=snap["bytes_total"], rate=0.0, eta=None,
+                             message=message[:1000])
+
+    def _requeue_due(self) -> None:
+        now = self.clock.monotonic()
+        for name, state in list(self._retries.items()):
+            if state.due <= now and name not in self._sessions:
+                slot = self._docked.get(name)
+                if slot is None:
+                    self._retries.pop(name, None)
+                    continue
+                state.due = float("inf")  # requeued; a new due time comes with its outcome
+                self._queue.append(slot)
+
+    def _write_status(self) -> None:
+        now = self.clock.monotonic()
+        if self._view is not None:
+            self._view.update(self._table())
+        if now - self._last_status < STATUS_INTERVAL:
+            return
+        self._last_status = now
+        for name, session in self._sessions.items():
+            snap = session.progress.snapshot()
+            self.ledger.set_slot(name, state=snap["state"], device_id=snap["device_id"],
+                                 recording=snap["recording"], bytes_done=snap["bytes_done"],
+                                 bytes_total=snap["bytes_total"], rate=snap["rate"],
+                                 eta=snap["eta"], message=snap["message"][:1000])
+        self.ledger.set_daemon(heartbeat_utc=self.clock.now())
+
+    # --- live view -----------------------------------------------------------------------------
+
+    def _start_view(self) -> None:
+        live = self.config.live
+        if live is None:
+            live = sys.stderr.isatty()
+        if not live:
+            return
+        from rich.console import Console
+        from rich.live import Live
+
+        self._view = Live(self._table(), console=Console(stderr=True), refresh_per_second=4,
+                          transient=False)
+        self._view.start()
+
+    def _stop_view(self) -> None:
+        if self._view is not None:
+            self._view.update(self._table())
+            self._view.stop()
+            self._view = None
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"bodycam dock - {self.config.slots} -> {self.store.url}",
+                      expand=True)
+        for col in ("slot", "device", "recording", "state", "bytes", "rate", "ETA", "message"):
+            table.add_column(col, overflow="fold")
+        for name in sorted(self._sessions):
+            snap = self._sessions[name].progress.snapshot()
+            table.add_row(*progress_cells(snap))
+        if self._store_trouble:
+            table.caption = f"store {self._store_trouble}; everything stays on the cameras"
+        return table
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def progress_cells(snap: dict[str, Any]) -> list[str]:
+    eta = snap.get("eta")
+    rate = snap.get("rate") or 0.0
+    return [
+        str(snap.get("slot", "")),
+        str(snap.get("device_id") or "-"),
+        str(snap.get("recording") or "-"),
+        str(snap.get("state", "")),
+        f"{human_bytes(snap.get('bytes_done', 0))} / {human_bytes(snap.get('bytes_total', 0))}",
+        f"{human_bytes(rate)}/s" if rate else "-",
+        f"{eta:.0f} s" if isinstance(eta, int | float) else "-",
+        str(snap.get("message") or ""),
+    ]
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any extra fields."""
+
+    _standard = set(vars(logging.makeLogRecord({})))
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._standard and key not in doc and not key.startswith("_"):
+                doc[key] = value if isinstance(value, str | int | float | bool | None) \
+                    else str(value)
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, sort_keys=True)
+
+
+def configure_logging(json_logs: bool, verbose: bool = True) -> None:
+    """Logs to stderr: JSON lines (--json-logs) or plain text, INFO and up."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    # boto3/urllib3 chatter is not the operator's business
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "watchdog"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

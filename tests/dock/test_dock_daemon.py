@@ -1,0 +1,148 @@
+"""The daemon: many slots at once, a failing camera, bounded uploads, status, the CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dock_support import Dock, SimCamera, decrypt_from_store, register
+
+from dock.cli import main as dock_main
+from dock.daemon import DaemonConfig, DockDaemon
+from dock.ledger import Ledger
+from dock.store import FileStore
+
+
+def config(tmp_path: Path, docks: Dock, **kw: Any) -> DaemonConfig:
+    return DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
+                        ledger_path=tmp_path / "state" / "ledger.sqlite", once=True,
+                        settle=0.0, live=False, site="s", **kw)
+
+
+def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cams: list[SimCamera] = []
+    for i in range(8):
+        cam = make_cam(f"cam{i}")
+        cam.record(2)
+        cam.record(1)
+        if i != 5:
+            register(ledger, cam)  # camera 5 was never registered
+        docks.dock(cam, f"slot-{i}")
+        cams.append(cam)
+    store = FileStore(tmp_path / "store")
+    in_flight = peak = 0
+    lock = threading.Lock()
+    real_put = store.put_file
+
+    def counting_put(*a: Any, **kw: Any) -> Any:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        try:
+            return real_put(*a, **kw)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(store, "put_file", counting_put)
+    out = io.StringIO()
+    daemon = DockDaemon(config(tmp_path, docks, max_uploads=2), store=store, ledger=ledger,
+                        dock_key=dock_keys.dock, out=out)
+    result = daemon.run()
+    assert result.exit_code == 1
+    lines = sorted(out.getvalue().splitlines())
+    assert len(lines) == 8
+    for i, cam in enumerate(cams):
+        if i == 5:
+            assert len(cam.segment_files()) == 3
+            refused = f"{cam.device_id}: refused: camera {cam.device_id} is not registered"
+            assert any(line.startswith(refused) for line in lines)
+        else:
+            assert cam.segment_files() == []
+            assert f"{cam.device_id}: all 2 recordings stored, camera released" in lines
+    assert 1 <= peak <= 2
+    rec = sorted(cams[0].plaintexts)[0]
+    assert decrypt_from_store(store, "s", cams[0], rec, tmp_path / "out") == \
+        cams[0].plaintexts[rec]
+    status = ledger.status()
+    assert status["segments"] == {"released": 21}
+    assert {s["state"] for s in status["slots"]} == {"done", "error"}
+    assert sum(1 for c in status["cameras"] if not c["ok"]) == 1
+
+
+def test_store_outage_keeps_footage_and_retries_with_backoff(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    cam: SimCamera = make_cam()
+    cam.record(2)
+    register(ledger, cam)
+    docks.dock(cam, "slot-1")
+    nas = tmp_path / "nas"
+    store = FileStore(nas / "bodycam", create=False)
+    out = io.StringIO()
+    cfg = config(tmp_path, docks, retry_base=0.0, once_attempts=3)
+    daemon = DockDaemon(cfg, store=store, ledger=ledger, dock_key=dock_keys.dock, out=out)
+    attempts: list[str] = []
+    real_check = store.check
+
+    def check_then_mount() -> None:
+        attempts.append("check")
+        if len(attempts) == 2:
+            (nas / "bodycam").mkdir(parents=True)  # the NAS comes back before the 2nd try
+        real_check()
+
+    store.check = check_then_mount  # type: ignore[method-assign]
+    result = daemon.run()
+    lines = out.getvalue().splitlines()
+    assert "store problem" in lines[0] and "mounted" in lines[0]
+    assert lines[-1] == f"{cam.device_id}: all 1 recording stored, camera released"
+    assert result.exit_code == 0 and cam.segment_files() == []
+
+    # gone for good: the daemon gives up in --once mode, footage stays on the camera
+    cam.record(1)
+    docks.undock("slot-1")
+    docks.dock(cam, "slot-1")
+    dead = FileStore(tmp_path / "gone" / "bodycam", create=False)
+    out = io.StringIO()
+    result = DockDaemon(cfg, store=dead, ledger=ledger, dock_key=dock_keys.dock, out=out).run()
+    assert result.exit_code == 1 and len(cam.segment_files()) == 1
+    assert len(out.getvalue().splitlines()) == 3  # three attempts, each reported
+    slot = ledger.slots()[0]
+    assert slot["state"] == "error" and "gave up" in slot["message"]
+
+
+def test_cli_register_status_and_roles(
+    tmp_path: Path, make_cam: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cam: SimCamera = make_cam()
+    led = str(tmp_path / "l.sqlite")
+    device_json = str(cam.volume / "DEVICE.json")
+    assert dock_main(["register", device_json, "--role", "privacy-officer",
+                      "--ledger", led]) == 1
+    assert "only the coordinator may add cameras" in capsys.readouterr().err
+    assert dock_main(["register", device_json, "--role", "coordinator", "--by", "anna",
+                      "--ledger", led]) == 0
+    assert f"registered camera {cam.device_id}" in capsys.readouterr().out
+    other = make_cam("cam2")
+    assert dock_main(["register", other.public_key.hex(), "--role", "coordinator",
+                      "--ledger", led]) == 0
+    assert other.device_id in capsys.readouterr().out
+    assert dock_main(["status", "--json", "--ledger", led]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert sorted(status["registered"]) == sorted([cam.device_id, other.device_id])
+    assert dock_main(["status", "--ledger", led]) == 0
+    assert "registered cameras: 2" in capsys.readouterr().out
+    assert dock_main(["unregister", other.device_id, "--role", "cluster-manager",
+                      "--ledger", led]) == 1
+    assert dock_main(["unregister", other.device_id, "--role", "coordinator",
+                      "--ledger", led]) == 0
+    assert dock_main(["status", "--ledger", str(tmp_path / "none.sqlite")]) == 1
+    assert "bodycam dock run" in capsys.readouterr().err

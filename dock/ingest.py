@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import logging
 import os
+import queue
 import re
 import signal
 import stat
@@ -376,6 +377,54 @@ class SerialSource:
         return data[:limit]
 
 
+# --- releasing in the background --------------------------------------------------------------
+
+
+class _ReleaseWorker:
+    """Sends RELEASEs over the serial link while the next segment is copied from the volume.
+
+    The camera hashes and deletes a released segment (and fsyncs its folder); doing that
+    in the background overlaps it with the dock's own copying. Only what the ledger
+    holds as stored is ever queued. Used when files come from the volume, so the link
+    has a single user: this thread.
+    """
+
+    def __init__(self, release: Callable[[str, ManifestEntry, str], None]) -> None:
+        self._release = release
+        self._queue: queue.Queue[tuple[str, ManifestEntry, str] | None] = queue.Queue()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="dock-release", daemon=True)
+        self._thread.start()
+
+    def submit(self, rec_id: str, entry: ManifestEntry, key: str) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((rec_id, entry, key))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # after a failure only drain: nothing more is released
+            try:
+                self._release(*item)
+            except BaseException as exc:  # handed to the session thread
+                self.error = exc
+
+    def finish(self) -> None:
+        """Wait for every queued release; raise the first failure."""
+        self.close()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
 # --- the report ---------------------------------------------------------------------------
 
 
@@ -480,6 +529,7 @@ class CameraIngest:
         self.source: FileSource | None = None
         self._spool: Path | None = None
         self._hold: set[str] = set()  # segments not to release (see _ingest_recording)
+        self._releaser: _ReleaseWorker | None = None
 
     # --- session ---------------------------------------------------------------------------
 
@@ -490,6 +540,10 @@ class CameraIngest:
                            "the next start")
         if self.cancel.is_set() or not self.slot.present():
             raise SlotGone("undocked during transfer; dock the camera again to resume")
+        releaser = self._releaser
+        if releaser is not None and releaser.error is not None \
+                and threading.current_thread() is not releaser._thread:
+            raise releaser.error
 
     def run(self) -> CameraReport:
         """Ingest the camera; never raises for a camera-level problem (see the report)."""
@@ -526,6 +580,8 @@ class CameraIngest:
             self.progress.set(ERROR, message=str(exc))
             log.error("slot %s: %s", self.slot.name, exc)
         finally:
+            if self._releaser is not None:
+                self._releaser.close()
             if self.link is not None:
                 try:
                     self.link.close()
@@ -657,12 +713,18 @@ class CameraIngest:
                 if seg is None or seg.state not in (STORED, RELEASED, QUARANTINED):
                     pending += size
         self.progress.set(bytes_total=pending, bytes_done=0)
+        if self.link is not None and self.source.kind == "volume":
+            self._releaser = _ReleaseWorker(self._release_now)
         for rec_id in sorted(files):
             self.check_alive()
             self.report.recordings += 1
             self.progress.set(VERIFYING, recording=rec_id)
             if self._ingest_recording(rec_id, files[rec_id]):
                 self.report.recordings_done += 1
+        if self._releaser is not None:
+            releaser, self._releaser = self._releaser, None
+            self.progress.set(RELEASING)
+            releaser.finish()
         # What is left on the camera now, as the camera itself shows it.
         left = self.source.list_files()
         self.report.kept = sum(
@@ -861,6 +923,12 @@ class CameraIngest:
             raise VerificationFailed(str(exc)) from None
 
     def _release(self, rec_id: str, entry: ManifestEntry, key: str) -> None:
+        if self._releaser is not None:
+            self._releaser.submit(rec_id, entry, key)
+        else:
+            self._release_now(rec_id, entry, key)
+
+    def _release_now(self, rec_id: str, entry: ManifestEntry, key: str) -> None:
         from dock.link import ReceiptRejected, RemoteNotFound
         from firmware.protocol import ReleaseReceipt
 
@@ -880,7 +948,8 @@ class CameraIngest:
                 "not released (check the store)")
             return
         self.check_alive()
-        self.progress.set(RELEASING, recording=rec_id)
+        if self._releaser is None:
+            self.progress.set(RELEASING, recording=rec_id)
         receipt = ReleaseReceipt.sign(self.ctx.dock_key, self.device_id, rec_id, entry.name,
                                       entry.sha256)
         try:

@@ -217,17 +217,24 @@ class Ledger:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; `durable=False` skips the fsync (informational rows only)."""
         if self.readonly:
             raise LedgerError(f"{self.path} is open read-only")
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not durable:
+                self._db.execute("PRAGMA synchronous = NORMAL")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous = FULL")
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -363,7 +370,8 @@ class Ledger:
 
     def mark_copied(self, device_id: str, recording_id: str, name: str, sha256: str,
                     size: int) -> SegmentRecord:
-        with self._tx() as db:
+        # Informational (a copy in the spool); losing it in a power cut changes nothing.
+        with self._tx(durable=False) as db:
             row = self._current(db, device_id, recording_id, name, sha256)
             if row is None:
                 db.execute(
@@ -474,7 +482,7 @@ class Ledger:
                  recording: str | None = None, bytes_done: int = 0, bytes_total: int = 0,
                  rate: float = 0.0, eta: float | None = None, message: str = "",
                  started_utc: float | None = None) -> None:
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             db.execute(
                 "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (slot) DO UPDATE SET device_id=excluded.device_id, "
@@ -521,7 +529,7 @@ class Ledger:
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown daemon fields {sorted(unknown)}")
-        with self._tx() as db:
+        with self._tx(durable=False) as db:
             db.execute("INSERT OR IGNORE INTO daemon (id) VALUES (1)")
             for k, v in fields.items():
                 db.execute(f"UPDATE daemon SET {k}=? WHERE id=1", (v,))  # noqa: S608 - k checked

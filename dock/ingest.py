@@ -35,6 +35,7 @@ import signal
 import stat
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -530,6 +531,7 @@ class CameraIngest:
         self._spool: Path | None = None
         self._hold: set[str] = set()  # segments not to release (see _ingest_recording)
         self._releaser: _ReleaseWorker | None = None
+        self._deferred_profile: Any = None
 
     # --- session ---------------------------------------------------------------------------
 
@@ -553,6 +555,8 @@ class CameraIngest:
             self._connect()
             self._ingest_all()
             self._offload_events()
+            if self._deferred_profile is not None:
+                self._push_profile(self._deferred_profile, after_transfer=True)
             self._finish_state()
         except CameraRefused as exc:
             self.report.refused = str(exc)
@@ -671,7 +675,16 @@ class CameraIngest:
             return None
         return info["device_id"], bytes.fromhex(info["public_key"])
 
-    def _push_profile(self, info: Any) -> None:
+    def _trusts_this_dock(self, data: bytes) -> bool:
+        """Whether a profile lists our dock key (the camera checks it from commit on)."""
+        try:
+            keys = tomllib.loads(data.decode("utf-8")).get("keys", {})
+            trusted = {str(k).lower() for k in keys.get("trusted_docks", [])}
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError, TypeError):
+            return True  # not ours to judge: the camera validates and refuses it
+        return self.ctx.dock_key.public_bytes().hex() in trusted
+
+    def _push_profile(self, info: Any, *, after_transfer: bool = False) -> None:
         from dock.link import LinkError
 
         directory = self.ctx.profiles_dir
@@ -686,6 +699,13 @@ class CameraIngest:
             return  # the camera already runs it
         if not sig.is_file():
             self.report.errors.append(f"staged profile {profile} has no signature file {sig}")
+            return
+        if not after_transfer and not self._trusts_this_dock(data):
+            # Its trusted docks apply from commit on: flashed now, this dock could not
+            # release anything any more. Flash it once the transfer is done.
+            self._deferred_profile = info
+            self.report.notes.append("staged profile does not trust this dock: flashed after "
+                                     "the transfer")
             return
         try:
             active = self.link.profile_flash(data, sig.read_bytes())

@@ -189,7 +189,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  store {daemon.get('store_state')}: {daemon.get('store_message')}; "
                   "everything stays on the cameras until it is back")
     slots = status["slots"]
-    print("slots:" if slots else "slots: none docked")
+    print("slots (slot, device, recording, state, bytes, rate, ETA, message):" if slots
+          else "slots: none docked")
     for slot in slots:
         cells = progress_cells(slot)
         print("  " + "  ".join(c for c in cells[:7]) + (f"  {cells[7]}" if cells[7] else ""))

@@ -459,6 +459,8 @@ class CameraReport:
             return f"{who}: refused: {self.refused}"
         if self.ok:
             n = self.recordings
+            if n == 0:
+                return f"{who}: no recordings on the camera"
             noun = "recording" if n == 1 else "recordings"
             return f"{who}: all {n} {noun} stored, camera released"
         parts = [f"{self.recordings_done} of {self.recordings} recordings stored"]
@@ -739,8 +741,11 @@ class CameraIngest:
             self.check_alive()
             self.report.recordings += 1
             self.progress.set(VERIFYING, recording=rec_id)
-            if self._ingest_recording(rec_id, files[rec_id]):
-                self.report.recordings_done += 1
+            try:
+                if self._ingest_recording(rec_id, files[rec_id]):
+                    self.report.recordings_done += 1
+            finally:
+                self._clean_spool(rec_id)
         if self._releaser is not None:
             releaser, self._releaser = self._releaser, None
             self.progress.set(RELEASING)
@@ -816,6 +821,17 @@ class CameraIngest:
             if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
                 all_durable = False
         return all_durable
+
+    def _clean_spool(self, rec_id: str) -> None:
+        """Drop the spooled header and manifest; partial serial copies stay for resuming."""
+        assert self._spool is not None
+        spool = self._spool / rec_id
+        for name in (HEADER_NAME, MANIFEST_NAME):
+            (spool / name).unlink(missing_ok=True)
+        try:
+            spool.rmdir()
+        except OSError:
+            pass  # missing, or holds a partial copy
 
     def _unlisted_file(self, vr: VerifiedRecording, name: str, size: int) -> None:
         rec_id = vr.recording_id

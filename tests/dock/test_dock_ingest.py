@@ -337,8 +337,17 @@ def test_undock_mid_transfer_aborts_cleanly_and_resumes(
     report = ingest(docks, "slot-1", ctx)
     assert report.aborted and "undocked" in report.aborted
     assert "dock the camera again" in report.summary()
-    assert [p.name for p in cam.segment_files()] == ["seg-000001.bcs", "seg-000002.bcs"]
-    assert [s.state for s in ledger.segments(cam.device_id)] == [RELEASED, "stored"]
+    # segment 0 may or may not have been released (releases run in the background) before
+    # the unplug; 1 was stored but not released; 2 was never touched
+    states = {s.name: s.state for s in ledger.segments(cam.device_id)}
+    on_camera = {p.name for p in cam.segment_files()}
+    assert states["seg-000001.bcs"] == "stored" and "seg-000002.bcs" not in states
+    assert {"seg-000001.bcs", "seg-000002.bcs"} <= on_camera
+    # (the camera may even have deleted it with the reply lost in the unplug: then the
+    # ledger still says stored, and the next docking notices it is gone)
+    assert states["seg-000000.bcs"] in ("stored", RELEASED)
+    if states["seg-000000.bcs"] == RELEASED:
+        assert "seg-000000.bcs" not in on_camera
     docks.dock(cam, "slot-1")
     report = ingest(docks, "slot-1", ctx)
     assert report.ok, report.summary()

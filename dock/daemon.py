@@ -121,8 +121,9 @@ class DockDaemon:
     def __init__(self, config: DaemonConfig, *, store: Store | None = None,
                  ledger: Ledger | None = None, dock_key: Any = None,
                  clock: Clock | None = None, out: TextIO | None = None,
-                 watcher: SlotWatcher | None = None) -> None:
+                 watcher: SlotWatcher | None = None, console: Any = None) -> None:
         self.config = config
+        self._console = console
         self.clock = clock or SystemClock()
         self.out = out or sys.stdout
         self.stop_event = threading.Event()
@@ -161,6 +162,7 @@ class DockDaemon:
         self._redocked: dict[str, Slot] = {}
         self._last_status = -1e18
         self._view: Any = None
+        self._rows: dict[str, dict[str, Any]] = {}  # last state of slots no longer running
 
     # --- control -----------------------------------------------------------------------------
 
@@ -239,6 +241,7 @@ class DockDaemon:
                 self._retries.pop(name, None)
                 self._redocked.pop(name, None)
                 self._queue = [s for s in self._queue if s.name != name]
+                self._rows.pop(name, None)
                 session = self._sessions.get(name)
                 if session is not None:
                     session.cancel.set()  # the session stops at its next chunk
@@ -326,6 +329,8 @@ class DockDaemon:
         self._slot_row(name, snap, final, line)
 
     def _slot_row(self, name: str, snap: dict[str, Any], state: str, message: str) -> None:
+        self._rows[name] = {**snap, "state": state, "message": message, "rate": 0.0,
+                            "recording": None}
         self.ledger.set_slot(name, state=state, device_id=snap["device_id"],
                              recording=None, bytes_done=snap["bytes_done"],
                              bytes_total=snap["bytes_total"], rate=0.0, eta=None,
@@ -368,7 +373,8 @@ class DockDaemon:
         from rich.console import Console
         from rich.live import Live
 
-        self._view = Live(self._table(), console=Console(stderr=True), refresh_per_second=4,
+        console = self._console or Console(stderr=True)
+        self._view = Live(self._table(), console=console, refresh_per_second=4,
                           transient=False)
         self._view.start()
 
@@ -385,9 +391,11 @@ class DockDaemon:
                       expand=True)
         for col in ("slot", "device", "recording", "state", "bytes", "rate", "ETA", "message"):
             table.add_column(col, overflow="fold")
-        for name in sorted(self._sessions):
-            snap = self._sessions[name].progress.snapshot()
-            table.add_row(*progress_cells(snap))
+        rows = dict(self._rows)
+        for name, session in self._sessions.items():
+            rows[name] = session.progress.snapshot()
+        for name in sorted(rows):
+            table.add_row(*progress_cells(rows[name]))
         if self._store_trouble:
             table.caption = f"store {self._store_trouble}; everything stays on the cameras"
         return table

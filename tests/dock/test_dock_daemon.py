@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from dock_support import Dock, SimCamera, decrypt_from_store, register
+from rich.console import Console
 
 from dock.cli import main as dock_main
 from dock.daemon import DaemonConfig, DockDaemon
@@ -18,9 +19,10 @@ from dock.store import FileStore
 
 
 def config(tmp_path: Path, docks: Dock, **kw: Any) -> DaemonConfig:
+    kw.setdefault("live", False)
     return DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
                         ledger_path=tmp_path / "state" / "ledger.sqlite", once=True,
-                        settle=0.0, live=False, site="s", **kw)
+                        settle=0.0, site="s", **kw)
 
 
 def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
@@ -54,8 +56,9 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
 
     monkeypatch.setattr(store, "put_file", counting_put)
     out = io.StringIO()
-    daemon = DockDaemon(config(tmp_path, docks, max_uploads=2), store=store, ledger=ledger,
-                        dock_key=dock_keys.dock, out=out)
+    screen = Console(file=io.StringIO(), width=250, force_terminal=False)
+    daemon = DockDaemon(config(tmp_path, docks, max_uploads=2, live=True), store=store,
+                        ledger=ledger, dock_key=dock_keys.dock, out=out, console=screen)
     result = daemon.run()
     assert result.exit_code == 1
     lines = sorted(out.getvalue().splitlines())
@@ -69,6 +72,11 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
             assert cam.segment_files() == []
             assert f"{cam.device_id}: all 2 recordings stored, camera released" in lines
     assert 1 <= peak <= 2
+    # the live view's last frame shows every slot with its final state
+    frame = screen.file.getvalue().split("bodycam dock - ")[-1]  # type: ignore[attr-defined]
+    for i, cam in enumerate(cams):
+        assert f"slot-{i}" in frame and cam.device_id in frame
+    assert frame.count(" done ") == 7 and frame.count(" error ") == 1
     rec = sorted(cams[0].plaintexts)[0]
     assert decrypt_from_store(store, "s", cams[0], rec, tmp_path / "out") == \
         cams[0].plaintexts[rec]

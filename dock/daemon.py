@@ -17,6 +17,7 @@ is copying, nothing half-done is recorded or released, and the daemon exits 0.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -47,6 +48,10 @@ from dock.watcher import SlotWatcher
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.5  # seconds between progress writes to the ledger
+
+
+class DockBusy(RuntimeError):
+    """Another dock daemon already runs on this ledger."""
 
 
 @dataclass
@@ -186,7 +191,31 @@ class DockDaemon:
 
     # --- main loop -----------------------------------------------------------------------------
 
+    def _lock_ledger(self) -> int:
+        """One daemon per ledger: a second one would release what the first is storing."""
+        path = Path(f"{self.ledger.path}.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DockBusy(
+                f"another dock daemon (pid {holder}) is using {self.ledger.path}; stop it "
+                "first, or give this one its own --ledger"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
     def run(self) -> DaemonResult:
+        lock = self._lock_ledger()
+        try:
+            return self._run()
+        finally:
+            os.close(lock)  # closing releases the lock (a killed process's lock goes too)
+
+    def _run(self) -> DaemonResult:
         cfg = self.config
         now = self.clock.now()
         self.ledger.clear_slots()

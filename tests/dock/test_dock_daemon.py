@@ -154,3 +154,26 @@ def test_cli_register_status_and_roles(
                       "--ledger", led]) == 0
     assert dock_main(["status", "--ledger", str(tmp_path / "none.sqlite")]) == 1
     assert "bodycam dock run" in capsys.readouterr().err
+
+
+def test_a_second_daemon_on_the_same_ledger_is_refused(
+    tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any
+) -> None:
+    import fcntl
+    import os
+
+    from dock.daemon import DockBusy
+
+    lock_path = f"{ledger.path}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)
+    os.write(fd, b"4242\n")
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a running daemon holds it
+    try:
+        daemon = DockDaemon(config(tmp_path, docks), store=FileStore(tmp_path / "store"),
+                            ledger=ledger, dock_key=dock_keys.dock, out=io.StringIO())
+        with pytest.raises(DockBusy, match="pid 4242"):
+            daemon.run()
+    finally:
+        os.close(fd)
+    result = daemon.run()  # free again
+    assert result.reports == []

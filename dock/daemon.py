@@ -168,6 +168,7 @@ class DockDaemon:
         self._last_status = -1e18
         self._view: Any = None
         self._rows: dict[str, dict[str, Any]] = {}  # last state of slots no longer running
+        self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
 
     # --- control -----------------------------------------------------------------------------
 
@@ -230,6 +231,7 @@ class DockDaemon:
             while True:
                 self._handle_events()
                 self._reap()
+                self._requeue_registered()
                 self._requeue_due()
                 self._start_sessions()
                 self._write_status()
@@ -271,6 +273,7 @@ class DockDaemon:
                 self._redocked.pop(name, None)
                 self._queue = [s for s in self._queue if s.name != name]
                 self._rows.pop(name, None)
+                self._unregistered.pop(name, None)
                 session = self._sessions.get(name)
                 if session is not None:
                     session.cancel.set()  # the session stops at its next chunk
@@ -351,6 +354,8 @@ class DockDaemon:
             return
         self._retries.pop(name, None)
         self.result.reports.append(report)
+        if report.refused and report.device_id and "not registered" in report.refused:
+            self._unregistered[name] = report.device_id  # until the coordinator adds it
         if not still_docked and not self.stop_event.is_set():
             self.ledger.clear_slot(name)
             return
@@ -364,6 +369,19 @@ class DockDaemon:
                              recording=None, bytes_done=snap["bytes_done"],
                              bytes_total=snap["bytes_total"], rate=0.0, eta=None,
                              message=message[:1000])
+
+    def _requeue_registered(self) -> None:
+        """A camera refused as unknown is taken as soon as the coordinator registers it."""
+        if self.config.once:
+            return
+        for name, device_id in list(self._unregistered.items()):
+            if self.ledger.active_device(device_id) is None:
+                continue
+            del self._unregistered[name]
+            slot = self._docked.get(name)
+            if slot is not None and name not in self._sessions:
+                log.info("slot %s: camera %s is registered now", name, device_id)
+                self._queue.append(slot)
 
     def _requeue_due(self) -> None:
         now = self.clock.monotonic()

@@ -20,8 +20,9 @@ from dock.store import FileStore
 
 def config(tmp_path: Path, docks: Dock, **kw: Any) -> DaemonConfig:
     kw.setdefault("live", False)
+    kw.setdefault("once", True)
     return DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
-                        ledger_path=tmp_path / "state" / "ledger.sqlite", once=True,
+                        ledger_path=tmp_path / "state" / "ledger.sqlite",
                         settle=0.0, site="s", **kw)
 
 
@@ -177,3 +178,34 @@ def test_a_second_daemon_on_the_same_ledger_is_refused(
         os.close(fd)
     result = daemon.run()  # free again
     assert result.reports == []
+
+
+def test_running_daemon_takes_a_camera_once_the_coordinator_registers_it(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    import time
+
+    cam: SimCamera = make_cam()
+    cam.record(1)
+    out = io.StringIO()
+    daemon = DockDaemon(config(tmp_path, docks, once=False), store=FileStore(tmp_path / "st"),
+                        ledger=ledger, dock_key=dock_keys.dock, out=out)
+    runner = threading.Thread(target=daemon.run, name="test-dock")
+    runner.start()
+    try:
+        docks.dock(cam, "slot-1")
+
+        def wait_for(text: str) -> None:
+            deadline = time.monotonic() + 20
+            while text not in out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.02)  # polling the daemon's output, not an assertion
+            assert text in out.getvalue(), out.getvalue()
+
+        wait_for("is not registered")
+        assert len(cam.segment_files()) == 1
+        register(ledger, cam)
+        wait_for(f"{cam.device_id}: all 1 recording stored, camera released")
+        assert cam.segment_files() == []
+    finally:
+        daemon.request_stop()
+        runner.join()

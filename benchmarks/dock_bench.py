@@ -14,7 +14,7 @@ The ratio is ingest throughput / baseline throughput (target >= 0.80). The same 
 then measured with 8 cameras docked at once (daemon, `--once`), against `cp` +
 `sha256sum` of all eight volumes.
 
-Usage: python benchmarks/dock_bench.py [--mib 256] [--segment-mib 5] [--runs 3] [--dir DIR]
+Usage: python benchmarks/dock_bench.py [--mib 256] [--segment-mib 5] [--runs 5] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mib", type=float, default=256.0, help="sealed MiB on the camera")
     parser.add_argument("--segment-mib", type=float, default=5.0,
                         help="MiB per segment (10 s at 4 Mbit/s is about 5)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--dir", type=Path, default=None,
                         help="work folder (on the disk to measure; default: system temp)")
     args = parser.parse_args(argv)

@@ -239,8 +239,10 @@ def read_device_pubkey(spec: str) -> tuple[str, bytes, str]:
             f"{spec}: neither a file nor 64 hex digits (pass the camera's "
             "volume/DEVICE.json or its public key)"
         )
+    with open(path, "rb") as f:
+        raw = f.read(65537)  # a key file or DEVICE.json is small; never read a big file whole
     try:
-        doc = json.loads(path.read_bytes()[:65536])
+        doc = json.loads(raw) if len(raw) <= 65536 else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         doc = None
     if isinstance(doc, dict) and "device_id" in doc:

@@ -696,7 +696,14 @@ class CameraIngest:
         sig = directory / f"{info.device_id}.toml.sig"
         if not profile.is_file():
             return
-        data = profile.read_bytes()
+        from firmware.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE
+
+        with open(profile, "rb") as f:
+            data = f.read(MAX_PROFILE + 1)
+        if len(data) > MAX_PROFILE:
+            self.report.errors.append(f"staged profile {profile} is larger than {MAX_PROFILE} "
+                                      "bytes; not flashed")
+            return
         if hmac.compare_digest(_sha_of(data), info.profile.sha256):
             return  # the camera already runs it
         if not sig.is_file():
@@ -709,8 +716,10 @@ class CameraIngest:
             self.report.notes.append("staged profile does not trust this dock: flashed after "
                                      "the transfer")
             return
+        with open(sig, "rb") as f:
+            signature = f.read(MAX_SIGNATURE_FILE + 1)
         try:
-            active = self.link.profile_flash(data, sig.read_bytes())
+            active = self.link.profile_flash(data, signature)
         except LinkError as exc:
             self.report.errors.append(f"staged profile refused by the camera: {exc}")
             return

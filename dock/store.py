@@ -694,10 +694,27 @@ class S3Store(Store):
         return self.retry.run(what, fn, _is_transient, describe=f"store {self.url}")
 
     def check(self) -> None:
+        from botocore.exceptions import ClientError, NoCredentialsError
+
         with self._lock:
             if self._ready:
                 return
-            self._run(f"checking bucket {self.bucket}", self._ensure_bucket)
+            try:
+                self._run(f"checking bucket {self.bucket}", self._ensure_bucket)
+            except NoCredentialsError:
+                raise StoreConfigError(
+                    f"no S3 credentials for {self.url}: set AWS_ACCESS_KEY_ID and "
+                    "AWS_SECRET_ACCESS_KEY (or an AWS profile) for the dock"
+                ) from None
+            except ClientError as exc:
+                code, status = _error_code(exc)
+                if status in (401, 403) or code in ("AccessDenied", "InvalidAccessKeyId",
+                                                    "SignatureDoesNotMatch"):
+                    raise StoreConfigError(
+                        f"{self.url} refused the dock's credentials ({code or status}): "
+                        "check the access key and its rights on the bucket"
+                    ) from None
+                raise
             self._ready = True
 
     def _ensure_bucket(self) -> None:

@@ -438,3 +438,18 @@ def test_s3_store_from_url_uses_environment_credentials(
                    retain_until=dt.datetime.now(dt.UTC).timestamp() + DAY)
     assert store.get_bytes(key) == data
     store.close()
+
+
+def test_s3_without_credentials_says_what_to_set(
+    weed: WeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
+                "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    store = open_store(f"s3://{BUCKET}/x?endpoint={weed.endpoint}&region=us-east-1")
+    with pytest.raises(StoreConfigError, match="AWS_ACCESS_KEY_ID"):
+        store.check()
+    store.close()

@@ -59,6 +59,9 @@ MAX_PROFILE_BYTES = 64 * 1024  # same bound as a profile sent over serial (firmw
 MAX_VAULT_RECIPIENTS = 8
 MAX_TRUSTED_DOCKS = 64
 MAX_GOP_SECONDS = 4  # longer groups of pictures make pre-roll and segment cuts too coarse
+# Below ~0.01 bit per pixel x264 starts repeating whole frames after each keyframe (measured
+# at 1280x720 30 fps: 100 kbit/s repeats 4 frames of every 30; 277 kbit/s none).
+MIN_BITS_PER_PIXEL = 0.01
 
 HEX_KEY_ALLOWED = "64 hex characters (a 32-byte public key, as `bodycam keys init` writes it)"
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
@@ -129,6 +132,22 @@ class VideoSection(_Section):
     bitrate_kbps: int = Field(default=4000, ge=100, le=50_000)
     gop_frames: int = Field(default=30, ge=1, le=MAX_GOP_SECONDS * 60)
     night_mode: bool = False
+
+    def min_bitrate_kbps(self) -> int:
+        """The lowest bitrate at which this picture size and rate keep every frame."""
+        return max(100, math.ceil(self.width * self.height * self.fps * MIN_BITS_PER_PIXEL / 1000))
+
+    @model_validator(mode="after")
+    def _bitrate_for_picture(self) -> VideoSection:
+        minimum = self.min_bitrate_kbps()
+        if self.bitrate_kbps < minimum:
+            raise _constraint(
+                "bitrate_kbps",
+                self.bitrate_kbps,
+                f"an integer {minimum}..50000 (at least {MIN_BITS_PER_PIXEL} bit per pixel at "
+                f"{self.width}x{self.height} {self.fps} fps; below it frames are repeated)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _gop_within_seconds(self) -> VideoSection:

@@ -63,6 +63,7 @@ MAX_GOP_SECONDS = 4  # longer groups of pictures make pre-roll and segment cuts 
 # at 1280x720 30 fps: 100 kbit/s repeats 4 frames of every 30; 277 kbit/s none).
 MIN_BITS_PER_PIXEL = 0.01
 
+DEFAULT_PROFILE_NAME = "bodycam-default"
 HEX_KEY_ALLOWED = "64 hex characters (a 32-byte public key, as `bodycam keys init` writes it)"
 _HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]*")
@@ -332,13 +333,13 @@ def parse_profile(data: bytes | str, *, source: str = "<profile>") -> Profile:
 def default_profile(
     vault_recipients: Sequence[str | bytes],
     trusted_docks: Sequence[str | bytes],
-    *,
-    name: str = "bodycam-default",
-    version: int = 1,
 ) -> Profile:
-    """The embedded default profile (for demos and tests) with a site's public keys."""
+    """The embedded default profile (for demos and tests) with a site's public keys.
+
+    Named "bodycam-default", version 1; every other field has the defaults of the models.
+    """
     data = {
-        "profile": {"name": name, "version": version},
+        "profile": {"name": DEFAULT_PROFILE_NAME, "version": 1},
         "keys": {
             "vault_recipients": [_as_hex(k) for k in vault_recipients],
             "trusted_docks": [_as_hex(k) for k in trusted_docks],

@@ -125,7 +125,10 @@ def test_error_text_is_one_line_with_all_errors() -> None:
 
 def test_missing_sections_take_the_embedded_defaults() -> None:
     parsed = parse_profile(MINIMAL, source="minimal")
-    assert parsed == default_profile([VAULT], [DOCK], name="minimal", version=2)
+    default = default_profile([VAULT], [DOCK])
+    assert default.profile.name == "bodycam-default" and default.profile.version == 1
+    assert parsed.model_dump(exclude={"profile"}) == default.model_dump(exclude={"profile"})
+    assert parsed.profile.name == "minimal" and parsed.profile.version == 2
     assert parsed.prerecord.seconds == 30 and parsed.video.width == 1280
     assert parsed.buttons.stop == "long-press" and parsed.transfer.mode == "mass-storage"
 

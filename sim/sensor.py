@@ -8,13 +8,16 @@ read_frame_counter(decoded_frame)  # 42, after H.264 encode and decode
 
 Each frame carries, like the on-screen display of a real body camera, the device id,
 the frame number and the capture time (UTC) burned in with OpenCV, plus a
-machine-readable frame counter: a strip of 32 black/white cells along the bottom edge
+machine-readable frame counter: a strip of 32 black/white cells along the top edge
 (2 rows x 16 columns) holding the frame number (24 bits) and a CRC-8 over it. The cells
 are large and pure black or white, so the strip survives H.264 at the bitrates a
 profile allows, and the CRC makes a misread fail loudly instead of returning a wrong
-number. Tests use it to check for gaps and duplicates after decoding.
+number. Tests use it to check for gaps and duplicates after decoding. The strip is at
+the top because the top macroblock rows are coded first: a frame cut short (a power
+cut in the middle of writing it) still shows its own number, where a strip at the
+bottom would show whatever the decoder concealed the missing rows with (an older frame).
 
-The picture above the strip moves (a panning textured panorama and a bouncing disc) so
+The picture below the strip moves (a panning textured panorama and a bouncing disc) so
 the encoder sees realistic motion. Everything that does not change per frame is
 computed once in the constructor; a capture is a slice copy, a few OpenCV drawing calls
 and 32 block fills (about 1 ms at 1280x720).
@@ -65,10 +68,13 @@ class FrameCounterError(ValueError):
 
 
 def strip_geometry(width: int, height: int) -> tuple[int, int, int]:
-    """(cell width, cell height, top row y) of the counter strip in a width x height frame."""
+    """(cell width, cell height, y of the first picture row below the strip) for a frame.
+
+    The strip covers rows 0 .. STRIP_ROWS * cell height; the picture is below it.
+    """
     cell_w = width // STRIP_COLUMNS
     cell_h = max(8, (height // 30) & ~1)
-    return cell_w, cell_h, height - STRIP_ROWS * cell_h
+    return cell_w, cell_h, STRIP_ROWS * cell_h
 
 
 def _crc8(value: int, nbits: int = COUNTER_BITS) -> int:
@@ -105,12 +111,12 @@ def read_frame_counter(frame: npt.NDArray[Any]) -> int:
     height, width = luma.shape
     if width < MIN_WIDTH or height < MIN_HEIGHT:
         raise FrameCounterError(f"frame {width}x{height} is too small to hold a counter strip")
-    cell_w, cell_h, top = strip_geometry(width, height)
+    cell_w, cell_h, _ = strip_geometry(width, height)
     # Sample the middle half of each cell: edges blur under compression.
     mx, my = max(1, cell_w // 4), max(1, cell_h // 4)
     levels = []
     for row in range(STRIP_ROWS):
-        y = top + row * cell_h
+        y = row * cell_h
         for col in range(STRIP_COLUMNS):
             x = col * cell_w
             levels.append(float(luma[y + my : y + cell_h - my, x + mx : x + cell_w - mx].mean()))
@@ -159,7 +165,7 @@ class _Overlay:
         self.width, self.height = width, height
         self.device_id = device_id
         self.night_mode = night_mode
-        self.cell_w, self.cell_h, self.strip_top = strip_geometry(width, height)
+        self.cell_w, self.cell_h, self.picture_top = strip_geometry(width, height)
         self.scale = max(0.3, height / 720.0 * 0.9)
         self.thickness = max(1, round(height / 360.0))
         (_, text_h), baseline = cv2.getTextSize("0", _FONT, self.scale, self.thickness)
@@ -174,10 +180,12 @@ class _Overlay:
 
     def draw(self, frame: Frame, frame_number: int, capture_utc: float) -> None:
         box_h, box_w = self.box
-        frame[:box_h, :box_w] //= 4  # darkened box: the text stays legible on any picture
+        top = self.picture_top
+        # Darkened box: the text stays legible on any picture.
+        frame[top : top + box_h, :box_w] //= 4
         lines = (self.device_id, f"frame {frame_number}", _format_utc(capture_utc))
         for i, text in enumerate(lines):
-            y = self.margin + (i + 1) * self.line_h - self.line_h // 4
+            y = top + self.margin + (i + 1) * self.line_h - self.line_h // 4
             cv2.putText(
                 frame,
                 text,
@@ -191,12 +199,12 @@ class _Overlay:
         self.draw_strip(frame, frame_number)
 
     def draw_strip(self, frame: Frame, frame_number: int) -> None:
-        top, cw, ch = self.strip_top, self.cell_w, self.cell_h
-        frame[top:] = 0
+        cw, ch = self.cell_w, self.cell_h
+        frame[: self.picture_top] = 0
         for i, bit in enumerate(encode_counter_bits(frame_number)):
             if bit:
                 row, col = divmod(i, STRIP_COLUMNS)
-                y = top + row * ch
+                y = row * ch
                 frame[y : y + ch, col * cw : (col + 1) * cw] = 255
 
 
@@ -215,7 +223,8 @@ class SyntheticSensor:
         # The same device always sees the same world: seed from its id.
         seed = int.from_bytes(hashlib.sha256(device_id.encode()).digest()[:8], "big")
         rng = np.random.default_rng(seed)
-        self._picture_h = self._overlay.strip_top
+        self._picture_top = self._overlay.picture_top
+        self._picture_h = height - self._picture_top
         self._pan = max(8, width // 4)  # panorama is this much wider than the frame
         self._pan_step = max(1, width // 320)  # pixels per frame
         self._panorama = self._make_panorama(rng, width + self._pan, self._picture_h)
@@ -263,12 +272,13 @@ class SyntheticSensor:
         period = 2 * self._pan
         phase = (n * self._pan_step) % period
         offset = phase if phase <= self._pan else period - phase
-        frame[: self._picture_h] = self._panorama[:, offset : offset + self.width]
+        frame[self._picture_top :] = self._panorama[:, offset : offset + self.width]
         # A disc bouncing across the picture: local motion on top of the pan.
         w, h, r = self.width, self._picture_h, self._disc_r
         cx = r + abs((n * 3 * self._pan_step) % (2 * (w - 2 * r)) - (w - 2 * r))
         cy = r + abs((n * 2 * self._pan_step) % (2 * max(1, h - 2 * r)) - (h - 2 * r))
-        cv2.circle(frame, (int(cx), int(cy)), r, self._disc_color, -1, cv2.LINE_8)
+        centre = (int(cx), self._picture_top + int(cy))
+        cv2.circle(frame, centre, r, self._disc_color, -1, cv2.LINE_8)
         return frame
 
     def __repr__(self) -> str:

@@ -100,7 +100,9 @@ def read_frame_counter(frame: npt.NDArray[Any]) -> int:
     """The frame number from a (decoded) frame's counter strip; raises FrameCounterError.
 
     `frame` is BGR (H, W, 3) or grayscale (H, W) at the size it was captured. The value
-    is the frame number modulo 2**24.
+    is the frame number modulo 2**24. A frame torn inside its first macroblock row (the
+    last frame of a recording cut by a power cut; PyAV's `frame.is_corrupt` is set) may
+    raise, or show the older picture FFmpeg concealed it with: skip corrupt frames.
     """
     if frame.ndim == 3:
         luma = frame[..., 1]  # green carries most of the luma; the cells are neutral anyway

@@ -299,16 +299,17 @@ def test_encoder_time_base_is_the_ts_clock() -> None:
 
 def test_a_recording_cut_mid_frame_still_numbers_its_last_frame() -> None:
     # A power cut can end a recovered segment in the middle of a frame. FFmpeg then
-    # conceals the missing rows with an older picture; the counter strip must be in
-    # the part coded first (the top rows), so the frame still reads as itself.
+    # conceals the missing rows with an older picture; the counter strip is in the part
+    # coded first (the top rows), so the torn frame still reads as itself unless the
+    # cut falls inside the strip's own macroblocks (then FFmpeg flags the frame
+    # corrupt: readers of torn recordings skip frames with `is_corrupt`).
     enc = H264Encoder(320, 240, 15, 600_000, 15)
     ts = b"".join(mux_segments(enc, encode(enc, range(40))))
     tail_packets = 30
     for cut in range(len(ts) - 188 * tail_packets, len(ts), 188):
         with av.open(io.BytesIO(ts[:cut]), mode="r", format="mpegts") as container:
-            counters = [
-                read_frame_counter(f.to_ndarray(format="bgr24"))
-                for f in container.decode(video=0)
-            ]
+            frames = list(container.decode(video=0))
+        counters = [read_frame_counter(f.to_ndarray(format="bgr24")) for f in frames]
         assert counters == list(range(len(counters))), f"cut at byte {cut}"
         assert len(counters) >= 37  # the last 30 TS packets hold about two frames
+        assert not any(f.is_corrupt for f in frames[:-1])

@@ -187,7 +187,7 @@ class PreRecordBuffer:
         self._wrapped = False  # data runs from _head_off to the arena's end, then from 0
         self._wrap_slot = 0  # the first slot written at offset 0 when it wrapped
         self._first_pts = 0  # pts of the oldest retained keyframe
-        self._video_end = 0  # largest pts + duration of retained video
+        self._video_end = 0  # pts + duration of the newest video packet
         self._evict_at = _NEVER  # video end at which the oldest GOP leaves by time
         log.debug(
             "pre-record buffer: %d s, arena %d bytes, index %d packets",
@@ -261,7 +261,8 @@ class PreRecordBuffer:
 
         Returns False when the packet was dropped (counted in `dropped_before_keyframe`):
         no keyframe precedes it in the buffer, or it is audio from before the oldest
-        retained keyframe. Raises PacketTooLarge, NonMonotonicPts or InvalidPacket.
+        retained keyframe. Raises PacketTooLarge, NonMonotonicPts, or InvalidPacket (an
+        empty packet, a stream other than 0/1, a duration outside 0..2**32-1).
         """
         if type(data) is not bytes:
             data = _as_byte_view(data)
@@ -277,6 +278,10 @@ class PreRecordBuffer:
             raise InvalidPacket(f"duration must be 0..{_U32_MAX} ticks, got {duration}")
         if not _I64_MIN <= pts <= _I64_MAX:
             raise InvalidPacket(f"pts must fit in 64 bits, got {pts}")
+        if size == 0:
+            # An empty packet has no picture or sound to keep, and giving it an arena
+            # position would blur where the held bytes begin.
+            raise InvalidPacket("an empty packet cannot be buffered")
         if size > self._cap:
             raise PacketTooLarge(
                 f"a packet of {size} bytes does not fit in the {self._cap}-byte pre-record "
@@ -301,11 +306,8 @@ class PreRecordBuffer:
                 self.dropped_before_keyframe += 1
                 return False
             end = pts + duration
-            if video and self._count:
-                if end < self._video_end:
-                    end = self._video_end
-                if end >= self._evict_at:
-                    self._evict_by_time(end)
+            if video and end >= self._evict_at:
+                self._evict_by_time(end)
 
             tail = self._tail_off
             while True:
@@ -323,7 +325,7 @@ class PreRecordBuffer:
                     elif self._head_off >= size:
                         offset = 0
                         break
-                self._evict_for_room(end if video else self._video_end)
+                self._evict_for_room()
                 if self._count == 0 and not gop_start:
                     self.dropped_before_keyframe += 1
                     return False
@@ -338,11 +340,9 @@ class PreRecordBuffer:
             flags = FLAG_KEYFRAME if keyframe else 0
             self._index[slot] = (offset, size, pts, duration, stream, flags)
             if self._count == 0:
-                end = pts + duration  # a fresh start: nothing older is held
                 self._head = slot
                 self._head_off = offset
                 self._first_pts = pts
-                self._video_end = end
                 self._kf_head = 0
                 self._kf_count = 0
             elif offset != tail:
@@ -367,19 +367,19 @@ class PreRecordBuffer:
         while end >= self._evict_at:
             self._drop_gops(1)
 
-    def _evict_for_room(self, end: int) -> None:
+    def _evict_for_room(self) -> None:
+        # Eviction by time has already run for the incoming packet, so the oldest GOP is
+        # still needed for the span: taking it for room always cuts into the last seconds.
         self._drop_gops(1)
-        span = end - self._first_pts if self._count else 0
-        if span < self._span_ticks:
-            self.undersized_evictions += 1
-            level = logging.WARNING if self.undersized_evictions == 1 else logging.DEBUG
-            log.log(
-                level,
-                "pre-record buffer full: evicted a GOP inside the last %d s "
-                "(%d such evictions); the stream exceeds the byte or packet bound",
-                self.seconds,
-                self.undersized_evictions,
-            )
+        self.undersized_evictions += 1
+        level = logging.WARNING if self.undersized_evictions == 1 else logging.DEBUG
+        log.log(
+            level,
+            "pre-record buffer full: evicted a GOP inside the last %d s (%d such evictions); "
+            "the stream exceeds the byte or packet bound",
+            self.seconds,
+            self.undersized_evictions,
+        )
 
     def _drop_gops(self, gops: int) -> None:
         """Forget the oldest `gops` GOPs with the audio captured among them."""

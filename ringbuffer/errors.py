@@ -16,4 +16,4 @@ class NonMonotonicPts(ValueError):
 
 
 class InvalidPacket(ValueError):
-    """A packet's stream id or duration is out of range."""
+    """A packet is empty, or its stream id, duration or pts is out of range."""

@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import math
 import operator
+import struct
 import threading
 from fractions import Fraction
 from numbers import Rational
@@ -78,6 +79,13 @@ INDEX_DTYPE = np.dtype(
     ]
 )
 
+# The append path writes a record with one struct call into the index's bytes (several
+# times cheaper than assigning a tuple to a numpy record); the layout is INDEX_DTYPE's.
+_RECORD = struct.Struct("<qIqIBB")
+if _RECORD.size != INDEX_DTYPE.itemsize:  # a guard for later edits of either
+    raise ImportError("ringbuffer: _RECORD and INDEX_DTYPE disagree")
+
+_RECORD_SIZE = _RECORD.size
 _NEVER = 1 << 80  # an eviction deadline no int64 timestamp reaches
 _NO_PTS = -(1 << 80)  # below every int64 timestamp: the first packet of a stream always passes
 _I64_MIN = -(1 << 63)
@@ -105,6 +113,14 @@ def _config_int(name: str, value: object, low: int, high: int | None, unit: str 
     return number
 
 
+def _order_message(video: bool, pts: int, last: int) -> str:
+    kind = "video" if video else "audio"
+    return (
+        f"{kind} pts {pts} does not follow the previous {kind} pts {last}; "
+        f"timestamps must increase within a stream"
+    )
+
+
 def _as_byte_view(data: object) -> memoryview:
     """A flat unsigned-byte view of any buffer, without copying it."""
     try:
@@ -122,6 +138,42 @@ def _as_byte_view(data: object) -> memoryview:
 
 class PreRecordBuffer:
     """Fixed-memory circular buffer of encoded packets, evicting whole GOPs by time."""
+
+    # Slots: cheaper attribute access on the append path, and no per-instance dict.
+    __slots__ = (
+        "seconds",
+        "time_base",
+        "bitrate_bps",
+        "headroom",
+        "undersized_evictions",
+        "dropped_before_keyframe",
+        "_span_ticks",
+        "_cap",
+        "_slots",
+        "_arena",
+        "_index",
+        "_kf",
+        "_write_view",
+        "_read_view",
+        "_index_bytes",
+        "_pack",
+        "_offsets",
+        "_pts",
+        "_lock",
+        "_last_pts",
+        "_tail_off",
+        "_head",
+        "_count",
+        "_kf_head",
+        "_kf_count",
+        "_head_off",
+        "_wrapped",
+        "_wrap_slot",
+        "_first_pts",
+        "_video_end",
+        "_evict_at",
+        "_room",
+    )
 
     def __init__(
         self,
@@ -171,6 +223,8 @@ class PreRecordBuffer:
         self._kf = np.zeros(slots, dtype=np.int32)  # ring of index slots, one per GOP
         self._write_view = self._arena.data
         self._read_view = self._write_view.toreadonly()
+        self._index_bytes = self._index.view(np.uint8).data
+        self._pack = _RECORD.pack_into
         self._offsets = self._index["offset"]
         self._pts = self._index["pts"]
         self._lock = threading.Lock()
@@ -189,6 +243,9 @@ class PreRecordBuffer:
         self._first_pts = 0  # pts of the oldest retained keyframe
         self._video_end = 0  # pts + duration of the newest video packet
         self._evict_at = _NEVER  # video end at which the oldest GOP leaves by time
+        # Free bytes from _tail_off on, or -1 when the next packet must take the slow
+        # path (empty buffer, full index): one comparison decides the common case.
+        self._room = -1
         log.debug(
             "pre-record buffer: %d s, arena %d bytes, index %d packets",
             self.seconds,
@@ -264,20 +321,76 @@ class PreRecordBuffer:
         retained keyframe. Raises PacketTooLarge, NonMonotonicPts, or InvalidPacket (an
         empty packet, a stream other than 0/1, a duration outside 0..2**32-1).
         """
-        if type(data) is not bytes:
+        # The common case (bytes, plain ints, a packet that fits after the newest one)
+        # runs straight through; everything else goes to the helpers below.
+        if type(data) is bytes:
+            size = len(data)
+        elif type(data) is memoryview and data.c_contiguous:
+            size = data.nbytes  # any item format: the copy below casts if it must
+        else:
             data = _as_byte_view(data)
-        size = len(data)
-        pts = operator.index(pts)
-        duration = operator.index(duration)
-        stream = operator.index(stream)
-        if stream != STREAM_VIDEO and stream != STREAM_AUDIO:
-            raise InvalidPacket(
-                f"stream must be {STREAM_VIDEO} (video) or {STREAM_AUDIO} (audio), got {stream}"
+            size = len(data)
+        if type(pts) is not int or type(duration) is not int or type(stream) is not int:
+            pts, duration, stream = (operator.index(v) for v in (pts, duration, stream))
+        if not (
+            0 < size <= self._cap
+            and 0 <= duration <= _U32_MAX
+            and (stream == STREAM_VIDEO or stream == STREAM_AUDIO)
+            and _I64_MIN <= pts <= _I64_MAX
+        ):
+            self._refuse(size, pts, duration, stream)
+        video = stream == STREAM_VIDEO
+        lock = self._lock
+        lock.acquire()
+        try:
+            last_pts = self._last_pts
+            if pts <= last_pts[stream]:
+                raise NonMonotonicPts(_order_message(video, pts, last_pts[stream]))
+            last_pts[stream] = pts
+            end = pts + duration
+            if video:
+                if end >= self._evict_at:
+                    self._evict_by_time(end)
+            elif self._count == 0 or pts < self._first_pts:
+                # Audio before any keyframe, or lagging behind the oldest one: its GOP
+                # is not (or no longer) held.
+                self.dropped_before_keyframe += 1
+                return False
+            room = self._room
+            if room >= size:
+                offset = self._tail_off
+            else:
+                offset = self._make_room(size, pts, video, video and bool(keyframe))
+                if offset < 0:
+                    return False
+                room = self._room
+            slot = self._head + self._count
+            if slot >= self._slots:
+                slot -= self._slots
+            try:
+                self._write_view[offset : offset + size] = data
+            except (TypeError, ValueError):  # a view of other items than unsigned bytes
+                self._write_view[offset : offset + size] = data.cast("B")  # type: ignore[union-attr]
+            flags = FLAG_KEYFRAME if keyframe else 0
+            self._pack(
+                self._index_bytes, slot * _RECORD_SIZE, offset, size, pts, duration, stream, flags
             )
-        if not 0 <= duration <= _U32_MAX:
-            raise InvalidPacket(f"duration must be 0..{_U32_MAX} ticks, got {duration}")
-        if not _I64_MIN <= pts <= _I64_MAX:
-            raise InvalidPacket(f"pts must fit in 64 bits, got {pts}")
+            count = self._count + 1
+            self._count = count
+            self._tail_off = offset + size
+            self._room = room - size if count < self._slots else -1
+            if video:
+                self._video_end = end
+                if keyframe:
+                    # A second GOP sets the time at which the first may leave.
+                    self._add_gop(slot, pts)
+                    if end >= self._evict_at:
+                        self._evict_by_time(end)
+            return True
+        finally:
+            lock.release()
+
+    def _refuse(self, size: int, pts: int, duration: int, stream: int) -> None:
         if size == 0:
             # An empty packet has no picture or sound to keep, and giving it an arena
             # position would blur where the held bytes begin.
@@ -287,80 +400,57 @@ class PreRecordBuffer:
                 f"a packet of {size} bytes does not fit in the {self._cap}-byte pre-record "
                 f"buffer; give a larger max_bytes (or bitrate_bps/headroom)"
             )
-        video = stream == STREAM_VIDEO
-        gop_start = video and bool(keyframe)
-        with self._lock:
-            last = self._last_pts[stream]
-            if pts <= last:
-                kind = "video" if video else "audio"
-                raise NonMonotonicPts(
-                    f"{kind} pts {pts} does not follow the previous {kind} pts {last}; "
-                    f"timestamps must increase within a stream"
-                )
-            self._last_pts[stream] = pts
-            if self._count == 0:
+        if stream != STREAM_VIDEO and stream != STREAM_AUDIO:
+            raise InvalidPacket(
+                f"stream must be {STREAM_VIDEO} (video) or {STREAM_AUDIO} (audio), got {stream}"
+            )
+        if not 0 <= duration <= _U32_MAX:
+            raise InvalidPacket(f"duration must be 0..{_U32_MAX} ticks, got {duration}")
+        raise InvalidPacket(f"pts must fit in 64 bits, got {pts}")
+
+    def _make_room(self, size: int, pts: int, video: bool, gop_start: bool) -> int:
+        """Where a packet goes that does not fit after the newest one; -1: dropped.
+
+        Starts a new run in an empty buffer, wraps to offset 0, or evicts GOPs for room;
+        leaves `_room` as the free bytes from the returned offset on.
+        """
+        tail = self._tail_off
+        while True:
+            count = self._count
+            if count == 0:
                 if not gop_start:
                     self.dropped_before_keyframe += 1
-                    return False
-            elif not video and pts < self._first_pts:
-                self.dropped_before_keyframe += 1
-                return False
-            end = pts + duration
-            if video and end >= self._evict_at:
-                self._evict_by_time(end)
-
-            tail = self._tail_off
-            while True:
-                if self._count == 0:
-                    offset = tail if self._cap - tail >= size else 0
-                    break
-                if self._count < self._slots:
-                    if self._wrapped:
-                        if self._head_off - tail >= size:
-                            offset = tail
-                            break
-                    elif self._cap - tail >= size:
-                        offset = tail
-                        break
-                    elif self._head_off >= size:
-                        offset = 0
-                        break
-                self._evict_for_room()
-                if self._count == 0 and not gop_start:
-                    self.dropped_before_keyframe += 1
-                    return False
-            if self._count and not video and pts < self._first_pts:
-                self.dropped_before_keyframe += 1  # its GOP was just evicted for room
-                return False
-
-            slot = self._head + self._count
-            if slot >= self._slots:
-                slot -= self._slots
-            self._write_view[offset : offset + size] = data
-            flags = FLAG_KEYFRAME if keyframe else 0
-            self._index[slot] = (offset, size, pts, duration, stream, flags)
-            if self._count == 0:
-                self._head = slot
+                    return -1
+                offset = tail if self._cap - tail >= size else 0
                 self._head_off = offset
                 self._first_pts = pts
                 self._kf_head = 0
                 self._kf_count = 0
-            elif offset != tail:
-                self._wrapped = True
-                self._wrap_slot = slot
-            self._count += 1
-            self._tail_off = offset + size
-            if gop_start:
-                position = self._kf_head + self._kf_count
-                self._kf[position % self._slots] = slot
-                self._kf_count += 1
-                if self._kf_count == 2:
-                    self._evict_at = pts + self._span_ticks
-            if video:
-                self._video_end = end
-                if end >= self._evict_at:
-                    self._evict_by_time(end)
-            return True
+                self._room = self._cap - offset
+                return offset
+            if count < self._slots:
+                if self._wrapped:
+                    if self._head_off - tail >= size:
+                        self._room = self._head_off - tail
+                        return tail
+                elif self._cap - tail >= size:
+                    self._room = self._cap - tail
+                    return tail
+                elif self._head_off >= size:
+                    self._wrapped = True
+                    self._wrap_slot = (self._head + count) % self._slots
+                    self._room = self._head_off
+                    return 0
+            self._evict_for_room()
+            if self._count and not video and pts < self._first_pts:
+                self.dropped_before_keyframe += 1  # its GOP was just evicted for room
+                return -1
+
+    def _add_gop(self, slot: int, pts: int) -> None:
+        self._kf[(self._kf_head + self._kf_count) % self._slots] = slot
+        self._kf_count += 1
+        if self._kf_count == 2:
+            self._evict_at = pts + self._span_ticks
 
     def _evict_by_time(self, end: int) -> None:
         # One iteration per GOP (normally exactly one); packets leave by moving the head.
@@ -402,6 +492,10 @@ class PreRecordBuffer:
             self._evict_at = int(self._pts[following]) + self._span_ticks
         else:
             self._evict_at = _NEVER
+        if self._count < self._slots:
+            self._room = (self._head_off if self._wrapped else self._cap) - self._tail_off
+        else:
+            self._room = -1
 
     def _make_empty(self) -> None:
         # The write position stays where it is, so views handed out by drain() live on
@@ -412,6 +506,7 @@ class PreRecordBuffer:
         self._head_off = self._tail_off
         self._wrapped = False
         self._evict_at = _NEVER
+        self._room = -1  # an empty buffer takes only a keyframe: the slow path decides
 
     # --- reading -------------------------------------------------------------------------
 

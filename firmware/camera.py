@@ -105,7 +105,7 @@ class Microphone(Protocol):
 
 
 class IndicatorPanel(Protocol):
-    def led(self, on: bool) -> Any: ...
+    def led(self, on: bool, reason: str = "") -> Any: ...
 
     def beep(self, reason: str) -> Any: ...
 
@@ -925,7 +925,7 @@ class Camera:
             return
         self._led = on
         if self._indicators is not None:
-            self._indicators.led(on)
+            self._indicators.led(on, reason)
         self._last_indicator = f"led {'on' if on else 'off'}"
         self._event("indicator", indicator="led", on=on, reason=reason)
 
@@ -1024,7 +1024,7 @@ class Camera:
     def _make_indicators(self) -> IndicatorPanel:
         from sim.indicators import Indicators
 
-        return Indicators()
+        return Indicators(clock=self._clock)
 
     def _make_sensor(self) -> Sensor:
         from sim.sensor import SyntheticSensor

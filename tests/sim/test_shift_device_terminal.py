@@ -1,0 +1,201 @@
+"""`bodycam device run`: the emulated camera in a terminal, by lines and by keys."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crypto.keys import SigningKey, VaultKey
+from crypto.verify import verify_recording
+from firmware.camera import Camera
+from firmware.eventlog import events_path, verify_event_log
+from firmware.profile import default_profile
+from sim.clock import FastForwardClock
+from sim.shift import derive_profile
+from sim.terminal import run_device, status_line
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = {
+    "video": {"width": 160, "height": 120, "fps": 10, "gop_frames": 10, "bitrate_kbps": 300},
+    "recording": {"audio": False, "segment_seconds": 4},
+}
+
+
+def profile_bytes() -> bytes:
+    base = default_profile(
+        vault_recipients=[VaultKey.generate().public_bytes().hex()],
+        trusted_docks=[SigningKey.generate().public_bytes().hex()],
+    )
+    return derive_profile(base, SMALL, source="test")[0]
+
+
+class FakeServer:
+    def __init__(self, camera: Camera) -> None:
+        self.running = False
+
+    def start(self) -> str:
+        self.running = True
+        return "/dev/pts/fake"
+
+    def stop(self) -> None:
+        self.running = False
+
+
+def test_commands_by_line_in_fast_forward(tmp_path: Path) -> None:
+    from firmware.profile import parse_profile
+
+    raw = profile_bytes()
+    cam = Camera(
+        tmp_path / "home",
+        parse_profile(raw, source="t"),
+        FastForwardClock(),
+        profile_raw=raw,
+        control_factory=FakeServer,
+    )
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, b"wait 40\nr\nwait 5\ns\nx\nd\nr\nd\nwait 1\nq\nr\n")
+    os.close(write_fd)
+    out = io.StringIO()
+    slots = tmp_path / "slots"
+    try:
+        assert run_device(cam, stdin_fd=read_fd, out=out, slots=slots, slot_name="s1") == 0
+    finally:
+        os.close(read_fd)
+    text = out.getvalue()
+    assert "recording 20" in text
+    assert "stopped 20" in text and "pre-roll 3" in text
+    assert "unknown command 'x'" in text
+    assert f"docked in {slots / 's1'}, serial /dev/pts/fake" in text
+    assert "record refused: take the camera out of its dock first" in text
+    assert "undocked" in text
+    assert text.count("recording 20") == 1  # the r after q was never read
+    assert cam.state.value == "off" and not (slots / "s1").exists()
+    rec = cam.recordings[0]
+    assert verify_recording(rec.path, cam.device_public).complete
+    kinds = [e.kind for e in verify_event_log(events_path(cam.volume), cam.device_public).events]
+    assert kinds[-1] == "power_off"
+
+
+def test_status_line_shows_what_the_officer_needs() -> None:
+    line = status_line(
+        {
+            "state": "recording",
+            "device_id": "BC-12345678",
+            "buffer_seconds": 0,
+            "buffer_target_seconds": 30,
+            "recording_seconds": 75.4,
+            "storage_free_bytes": 2_000_000_000,
+            "indicators": {"led": True, "last": "beep: recording started"},
+        }
+    )
+    assert line.startswith("BC-12345678 RECORDING")
+    assert "buffer   0.0/30s" in line and "rec 01:15" in line
+    assert "free 2,000 MB" in line and "LED on" in line and "beep: recording started" in line
+
+
+def _bodycam(*args: str) -> list[str]:
+    return [sys.executable, "-c", "import sys, bodycam_cli; sys.exit(bodycam_cli.main())", *args]
+
+
+def test_device_run_real_time_from_a_script(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.toml"
+    profile.write_bytes(profile_bytes())
+    home = tmp_path / "home"
+    done = subprocess.run(
+        _bodycam("device", "run", "--profile", str(profile), "--home", str(home)),
+        input="r\nwait 1.2\ns\nq\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "recording 20" in done.stdout and "stopped 20" in done.stdout
+    recordings = list((home / "volume" / "recordings").iterdir())
+    assert len(recordings) == 1
+    from firmware.identity import read_device_info
+
+    public = bytes.fromhex(read_device_info(home / "volume" / "DEVICE.json")["public_key"])
+    assert verify_recording(recordings[0], public).complete
+
+
+def test_device_run_bad_profile_is_one_line(tmp_path: Path) -> None:
+    profile = tmp_path / "bad.toml"
+    profile.write_text("[prerecord]\nseconds = 5\n")
+    done = subprocess.run(
+        _bodycam("device", "run", "--profile", str(profile), "--home", str(tmp_path / "h")),
+        input="q\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("bodycam: error:") and done.stderr.count("\n") == 1
+
+
+def _read_until(fd: int, wanted: bytes, seen: bytearray, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{wanted!r} never appeared in {bytes(seen[-400:])!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"output ended before {wanted!r}: {bytes(seen[-400:])!r}")
+            seen += chunk
+
+
+@pytest.mark.parametrize("slots", [False, True])
+def test_device_run_keys_on_a_terminal(tmp_path: Path, slots: bool) -> None:
+    """Keys act without Enter: the camera is driven through a real pty as its terminal."""
+    profile = tmp_path / "profile.toml"
+    profile.write_bytes(profile_bytes())
+    args = ["device", "run", "--profile", str(profile), "--home", str(tmp_path / "home")]
+    if slots:
+        args += ["--slots", str(tmp_path / "slots"), "--slot-name", "cam"]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        _bodycam(*args), stdin=slave, stdout=slave, stderr=subprocess.PIPE, cwd=ROOT
+    )
+    os.close(slave)
+    seen = bytearray()
+    try:
+        _read_until(master, b"keys: r record", seen)
+        _read_until(master, b"STANDBY", seen)
+        os.write(master, b"r")
+        _read_until(master, b"RECORDING", seen)
+        os.write(master, b"s")
+        _read_until(master, b"stopped 20", seen)
+        if slots:
+            os.write(master, b"d")
+            _read_until(master, b"DOCKED", seen)
+            slot = tmp_path / "slots" / "cam"
+            assert (slot / "volume").resolve() == (tmp_path / "home" / "volume").resolve()
+            assert os.readlink(slot / "serial").startswith("/dev/pts/")
+        os.write(master, b"q")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+        os.close(master)
+    assert b"\x1b[K" in seen  # the status line is redrawn in place
+    assert not (tmp_path / "slots" / "cam").exists()

@@ -91,7 +91,7 @@ def decode(ts: bytes, *, cut_by_power: bool = False) -> Decoded:
     audio_first: int | None = None
     video_first: int | None = None
     torn = 0
-    with av.open(io.BytesIO(ts), format="mpegts") as container:
+    with av.open(io.BytesIO(ts), mode="r", format="mpegts") as container:
         video = container.streams.video[0]
         audio = container.streams.audio[0] if container.streams.audio else None
         streams = [video] + ([audio] if audio is not None else [])
@@ -107,6 +107,7 @@ def decode(ts: bytes, *, cut_by_power: bool = False) -> Decoded:
                 if packet.pts is not None:
                     video_first = int(packet.pts * packet.time_base * 90_000)
             for frame in packet.decode():
+                assert isinstance(frame, av.VideoFrame)
                 try:
                     counter: int | None = read_frame_counter(frame.to_ndarray(format="bgr24"))
                 except FrameCounterError:

@@ -427,6 +427,10 @@ class Camera:
                 )
                 self._enter_fault(FaultKind.SENSOR_FAILURE, str(exc))
                 return fault
+            # Frame 0 is due now that the encoder is up (its start-up time is not footage).
+            self._base_mono = self._clock.monotonic()
+            self._boot_utc = self._clock.now()
+            self._next_frame = 0
             transition = self._machine.move(Action.POWER_ON, "power on", self._now())
             self._check_storage_low()
             return transition

@@ -129,6 +129,11 @@ class ReferenceBuffer:
             if not self.packets and not gop_start:
                 self.dropped_before_keyframe += 1
                 return False
+            if stream == AUDIO and pts < self.first_pts():
+                # The GOP this audio belongs to just left for room: the audio goes too,
+                # and nothing more is evicted for it.
+                self.dropped_before_keyframe += 1
+                return False
         if self.packets and stream == AUDIO and pts < self.first_pts():
             self.dropped_before_keyframe += 1
             return False

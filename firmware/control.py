@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from crypto.format import segment_index_of
+from crypto.format import HEADER_NAME, MANIFEST_NAME, segment_index_of
 from firmware.eventlog import events_path
 from firmware.profile_sign import (
     ProfileSignatureError,
@@ -834,6 +834,9 @@ class CameraControlServer:
         return remove_recording_if_released(rec_dir, self.services.device_key.public_bytes())
 
 
+_RECORDING_METADATA = frozenset({HEADER_NAME, MANIFEST_NAME})
+
+
 def remove_recording_if_released(rec_dir: Path, device_public: bytes) -> bool:
     """Remove a recording folder when it is finished and none of its segments is left.
 
@@ -853,11 +856,19 @@ def remove_recording_if_released(rec_dir: Path, device_public: bytes) -> bool:
         return False
     if any((rec_dir / entry.name).exists() for entry in recording.segments):
         return False
-    for entry in _safe_listdir(rec_dir):
-        if entry.is_dir(follow_symlinks=False):
-            log.warning("keeping %s: it holds a folder %s", rec_dir.name, entry.name)
+    # Only the recording's own header and manifest go with it. Anything else in the
+    # folder (a segment the manifest does not list, a file someone put there) is not the
+    # camera's to judge: the folder is kept and the dock reports what it found.
+    entries = _safe_listdir(rec_dir)
+    for entry in entries:
+        if entry.name not in _RECORDING_METADATA:
+            log.warning(
+                "keeping %s: it holds %s, which its manifest does not list",
+                rec_dir.name,
+                entry.name,
+            )
             return False
-    for entry in _safe_listdir(rec_dir):
+    for entry in entries:
         os.unlink(entry.path)
     rec_dir.rmdir()
     fsync_dir(rec_dir.parent)

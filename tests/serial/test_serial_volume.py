@@ -308,3 +308,27 @@ def test_only_segments_can_be_released(session: CameraLink, camera: FakeCamera, 
         session.release(receipt)
     assert exc.value.code == ErrorCode.FORBIDDEN
     assert manifest.exists()
+
+
+def test_a_finished_recording_holding_an_unlisted_segment_keeps_it(
+    session: CameraLink, camera: FakeCamera, keys: Keys
+) -> None:
+    # A segment the manifest does not list is what the dock quarantines: releasing every
+    # listed segment must not take it with the folder.
+    from crypto.verify import verify_recording
+
+    rec_dir = _sealed_recording(camera, "20261122T181500Z-0c04", 2, finish=True)
+    verified = verify_recording(rec_dir, keys.device.public_bytes())
+    stray = rec_dir / "seg-000007.bcs"
+    stray.write_bytes(b"sealed elsewhere")
+    for entry in verified.segments:
+        receipt = ReleaseReceipt.sign(
+            keys.dock, camera.device_id, rec_dir.name, entry.name, entry.sha256
+        )
+        assert session.release(receipt) is False
+    assert stray.read_bytes() == b"sealed elsewhere"
+    assert sorted(p.name for p in rec_dir.iterdir()) == [
+        "manifest.bcm",
+        "recording.hdr",
+        "seg-000007.bcs",
+    ]

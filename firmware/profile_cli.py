@@ -23,12 +23,7 @@ log = logging.getLogger(__name__)
 
 def add_subcommands(subparsers: Any) -> None:
     """Add `profile validate` to the top-level subparsers of the `bodycam` command."""
-    group = subparsers.choices.get("profile")
-    if group is None:
-        group = subparsers.add_parser(
-            "profile", help="validate, sign, flash and read configuration profiles"
-        )
-    validate = _subparsers_of(group).add_parser(
+    validate = profile_actions(subparsers).add_parser(
         "validate",
         help="check a profile: exit 0 and a summary, or every error naming the field",
         description="Validate a TOML configuration profile. Prints a one-line summary and "
@@ -36,6 +31,16 @@ def add_subcommands(subparsers: Any) -> None:
     )
     validate.add_argument("file", type=Path, metavar="FILE", help="profile TOML")
     validate.set_defaults(func=cmd_validate)
+
+
+def profile_actions(subparsers: Any) -> Any:
+    """The subparsers of the top-level `profile` group, creating the group if needed."""
+    group = subparsers.choices.get("profile")
+    if group is None:
+        group = subparsers.add_parser(
+            "profile", help="validate, sign, flash and read configuration profiles"
+        )
+    return _subparsers_of(group)
 
 
 def _subparsers_of(parser: argparse.ArgumentParser) -> Any:

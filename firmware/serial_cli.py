@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from firmware.profile_cli import profile_actions
 from firmware.profile_sign import (
     read_profile_file,
     read_signature_file,
@@ -66,22 +67,7 @@ def add_profile_commands(profile_subparsers: Any) -> None:
 
 def add_subcommands(subparsers: Any) -> None:
     """Add the commands to the top-level `profile` group, creating the group if needed."""
-    group = subparsers.choices.get("profile")
-    if group is None:
-        group = subparsers.add_parser(
-            "profile", help="validate, sign, flash and read configuration profiles"
-        )
-    add_profile_commands(_subparsers_of(group))
-
-
-def _subparsers_of(parser: argparse.ArgumentParser) -> Any:
-    # argparse has no public accessor for a parser's existing subparsers action.
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    sub = parser.add_subparsers(dest="profile_command", metavar="ACTION")
-    sub.required = True
-    return sub
+    add_profile_commands(profile_actions(subparsers))
 
 
 def _add_link_arguments(p: argparse.ArgumentParser) -> None:

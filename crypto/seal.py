@@ -454,7 +454,7 @@ class RecoveryReport:
 
     def note(self, line: str) -> None:
         self.actions.append(line)
-        log.warning("recovery %s: %s", self.recording_id, line)
+        log.info("recovery %s: %s", self.recording_id, line)
 
     def problem(self, line: str) -> None:
         self.problems.append(line)
@@ -503,7 +503,7 @@ def _salvage_part(directory: Path, part: Path, expected: SegmentHeader | None,
                 report.discarded.append(part.name)
                 report.note(line)
             else:
-                log.warning("%s", line)
+                log.info("%s", line)
             return "discarded"
         assert header is not None
         new_size = header.header_len + chunks * full
@@ -525,7 +525,7 @@ def _salvage_part(directory: Path, part: Path, expected: SegmentHeader | None,
         report.recovered_segments.append((name, chunks))
         report.note(line)
     else:
-        log.warning("%s", line)
+        log.info("%s", line)
     return SealedSegmentInfo(name, final, sha, new_size, chunks)
 
 

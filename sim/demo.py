@@ -1,14 +1,259 @@
-"""`make demo`: a demonstration run on embedded defaults."""
+"""`make demo`: a whole shift end to end on embedded defaults.
+
+Two cameras (the Heusden scenario: 30 s pre-record, three incidents, one of them cut
+short by a power cut) film in fast-forward and seal everything on their volumes. At the
+end of the shift both go into the dock: the dock daemon authenticates each over its
+serial control channel, verifies and copies every segment into a local file store,
+releases it, and the cameras delete what is safely stored. Then the back office takes
+one recording out of the store, decrypts it with the site's vault key and remuxes it
+into an MP4, and ffprobe says what it is.
+
+Everything goes into one folder (default ``demo-out``), made afresh on each run.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from dock.daemon import DaemonResult
+    from firmware.camera import Camera
+    from sim.shift import RecordingResult, ShiftResult
+
+log = logging.getLogger(__name__)
+
+SCENARIO = Path(__file__).resolve().parent / "scenarios" / "heusden.toml"
+SITE = "heusden"
+MARKER = ".bodycam-demo"
+PROBE_BYTES = 256 * 1024 * 1024
+PROBE_MICROSECONDS = 180 * 1_000_000
 
 
-def run_demo(out_dir: str | Path = "demo-out") -> int:
+class DemoError(RuntimeError):
+    """The demo could not run or its result does not hold up."""
+
+
+def prepare_out(out: Path) -> None:
+    """Make `out` empty: a previous demo folder is replaced, any other folder refused."""
+    if out.exists():
+        if not out.is_dir():
+            raise DemoError(f"{out} exists and is not a folder; pass --out with a new path")
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            raise DemoError(
+                f"{out} is not empty and was not made by the demo; pass --out with a new path"
+            )
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("made by `bodycam demo`; replaced on the next run\n")
+
+
+def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) -> int:
     """Run the demonstration; returns the process exit code."""
-    from ringbuffer.demo import run_demo as run_buffer_demo
+    from firmware.control import CameraControlServer
+    from sim.shift import print_summary, run_shift
 
-    run_buffer_demo(sys.stdout)
+    say = file or sys.stdout
+    out = Path(out_dir).resolve()
+    prepare_out(out)
+    slots = out / "dock" / "slots"
+    ledger_path = out / "dock" / "ledger.sqlite"
+    store_dir = out / "store"
+    keys_dir = out / "site-keys"
+    docked: list[DaemonResult] = []
+
+    def heading(text: str) -> None:
+        print(f"\n== {text}", file=say, flush=True)
+
+    heading(f"Shift: {SCENARIO.name} in fast-forward (two cameras, three incidents)")
+    started = time.perf_counter()
+
+    def at_end(cameras: dict[str, Camera]) -> None:
+        heading("Dock: both cameras docked; ingest into the local store")
+        docked.append(_ingest(cameras, slots, ledger_path, store_dir, keys_dir, say))
+
+    result = run_shift(
+        SCENARIO,
+        out / "shift",
+        keys_dir=keys_dir,
+        slots=slots,
+        control_factory=CameraControlServer,
+        progress=lambda line: print(f"  {line}", file=say, flush=True),
+        at_end=at_end,
+    )
+    print_summary(result, file=say)
+    if not docked:
+        raise DemoError("the shift ended before the dock ran")
+    report = docked[0]
+    _check_cameras_emptied(result, report)
+
+    heading("Back office: one recording out of the store, decrypted with the vault key")
+    recording = _pick_recording(result)
+    mp4 = _decrypt_to_mp4(result, recording, store_dir, keys_dir, out / "vault", say)
+    _ffprobe(mp4, say)
+    heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
     return 0
+
+
+def _ingest(
+    cameras: dict[str, Camera],
+    slots: Path,
+    ledger_path: Path,
+    store_dir: Path,
+    keys_dir: Path,
+    say: TextIO,
+) -> DaemonResult:
+    from dock.daemon import DaemonConfig, DockDaemon
+    from dock.ledger import Ledger
+
+    ledger_path.parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ledger_path)
+    try:
+        for name, cam in cameras.items():
+            ledger.register_device(
+                cam.device_id,
+                cam.identity.public_key,
+                model=cam.model,
+                registered_by="demo coordinator",
+                role="coordinator",
+            )
+            print(f"  registered {name} as {cam.device_id}", file=say)
+    finally:
+        ledger.close()
+    config = DaemonConfig(
+        slots=slots,
+        store_url=f"file://{store_dir}",
+        ledger_path=ledger_path,
+        keys_dir=keys_dir,
+        site=SITE,
+        once=True,
+        settle=0.0,
+        live=False,
+    )
+    result = DockDaemon(config, out=say).run()
+    if result.exit_code != 0:
+        lines = "; ".join(r.summary() for r in result.reports)
+        raise DemoError(f"the dock did not store everything: {lines}")
+    return result
+
+
+def _check_cameras_emptied(result: ShiftResult, report: DaemonResult) -> None:
+    stored = sum(r.stored for r in report.reports)
+    held = sum(r.segments for r in result.recordings)
+    if stored != held:
+        raise DemoError(f"the cameras held {held} segments but the dock stored {stored}")
+    for cam in result.cameras:
+        left = sorted(p.name for p in (cam.volume / "recordings").glob("*/seg-*"))
+        if left:
+            raise DemoError(f"{cam.name} still holds {', '.join(left)} after the dock")
+
+
+def _pick_recording(result: ShiftResult) -> RecordingResult:
+    """The first complete recording with sound: incident 1 on boa-1."""
+    complete = [r for r in result.recordings if r.complete and not r.recovered]
+    if not complete:
+        raise DemoError("the shift made no complete recording")
+    return complete[0]
+
+
+def _decrypt_to_mp4(
+    result: ShiftResult,
+    recording: RecordingResult,
+    store_dir: Path,
+    keys_dir: Path,
+    vault_dir: Path,
+    say: TextIO,
+) -> Path:
+    from crypto.keys import VaultKey
+    from crypto.open import decrypt_recording
+    from dock.store import FileStore, fetch_recording
+
+    cam = result.camera(recording.camera)
+    store = FileStore(store_dir)
+    folder = fetch_recording(
+        store, SITE, cam.device_id, recording.recording_id, vault_dir / recording.recording_id
+    )
+    print(f"  fetched {recording.recording_id} ({recording.camera}) into {folder}", file=say)
+    vault_key = VaultKey.load(keys_dir / "vault.key")
+    ts = vault_dir / f"{recording.recording_id}.ts"
+    with open(ts, "wb") as sink:
+        size = decrypt_recording(folder, vault_key, cam.device_public, sink)
+    print(
+        f"  decrypted {size} bytes of MPEG-TS (signed manifest and every chunk verified)", file=say
+    )
+    mp4 = vault_dir / f"{recording.recording_id}.mp4"
+    remux_to_mp4(ts, mp4)
+    ts.unlink()
+    print(f"  MP4: {mp4}", file=say)
+    return mp4
+
+
+def remux_to_mp4(source: Path, dest: Path) -> None:
+    """Copy the streams of an MPEG-TS file into an MP4 without re-encoding (PyAV)."""
+    import av
+
+    tmp = dest.with_name(dest.name + ".partial")
+    # Sound may start only after the pre-roll (pre-record audio off): probe far enough
+    # into the file to find its first packet.
+    probe = {"probesize": str(PROBE_BYTES), "analyzeduration": str(PROBE_MICROSECONDS)}
+    with av.open(str(source), options=probe) as src, av.open(str(tmp), "w", format="mp4") as dst:
+        mapping = {}
+        for stream in src.streams:
+            if stream.type == "video" or (stream.type == "audio" and stream.sample_rate):
+                mapping[stream.index] = dst.add_stream_from_template(stream)
+        if not mapping:
+            raise DemoError(f"{source} holds no video or audio")
+        # The file starts at 0 s; the camera's own timeline (pts since power on) stays in
+        # the sealed recording.
+        origin: int | None = None
+        for packet in src.demux(*(src.streams[i] for i in mapping)):
+            if packet.dts is None or packet.pts is None:  # the demuxer's flush packets
+                continue
+            if origin is None:
+                origin = packet.dts
+            packet.dts -= origin
+            packet.pts -= origin
+            packet.stream = mapping[packet.stream.index]
+            dst.mux(packet)
+    tmp.replace(dest)
+
+
+def _ffprobe(path: Path, say: TextIO) -> None:
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise DemoError("ffprobe is not installed (Debian: apt-get install ffmpeg)")
+    proc = subprocess.run(
+        [ffprobe, "-v", "error", "-show_format", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise DemoError(f"ffprobe refused {path}: {proc.stderr.strip() or proc.returncode}")
+    info = json.loads(proc.stdout)
+    fmt = info.get("format", {})
+    print(
+        f"  ffprobe: {fmt.get('format_long_name', fmt.get('format_name'))}, "
+        f"{float(fmt.get('duration', 0)):.1f} s, {int(fmt.get('size', 0))} bytes",
+        file=say,
+    )
+    for stream in info.get("streams", []):
+        if stream.get("codec_type") == "video":
+            detail = (
+                f"{stream.get('width')}x{stream.get('height')} "
+                f"{stream.get('avg_frame_rate')} fps, {stream.get('nb_frames', '?')} frames"
+            )
+        else:
+            detail = f"{stream.get('sample_rate')} Hz, {stream.get('channels')} channel(s)"
+        print(
+            f"    stream {stream.get('index')}: {stream.get('codec_type')} "
+            f"{stream.get('codec_name')} ({stream.get('profile', '-')}), {detail}",
+            file=say,
+        )

@@ -480,6 +480,9 @@ class _Runner:
             return
         self.progress(f"{note}: {cam.state.value}")
 
+    def results(self) -> list[CameraResult]:
+        return [_camera_result(name, cam, self.refused[name]) for name, cam in self.cameras.items()]
+
     def finish(self) -> None:
         for name, cam in self.cameras.items():
             if cam.state is not CameraState.OFF:
@@ -497,8 +500,14 @@ def run_shift(
     slots: Path | None = None,
     control_factory: Callable[[Camera], Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    at_end: Callable[[dict[str, Camera]], None] | None = None,
 ) -> ShiftResult:
-    """Run a scenario; returns what every camera recorded. Also writes OUT/shift-summary.json."""
+    """Run a scenario; returns what every camera recorded. Also writes OUT/shift-summary.json.
+
+    `at_end` is called with the cameras by name after the last event, while they are
+    still on (and docked cameras still serve their control channel): the demo runs
+    the dock there. The result then describes what the cameras held before it ran.
+    """
     import time
 
     scenario = load_scenario(Path(scenario_path))
@@ -515,18 +524,21 @@ def run_shift(
             runner.advance_to(event.at)
             runner.apply(event)
         runner.advance_to(scenario.end_seconds)
+        if at_end is not None:
+            held = runner.results()
+            at_end(dict(runner.cameras))
     finally:
         runner.finish()
     wall = time.perf_counter() - wall_start
+    if at_end is None:
+        held = runner.results()
     result = ShiftResult(
         scenario=scenario.shift.name,
         out=out,
         keys_dir=keys.directory,
         simulated_seconds=scenario.end_seconds,
         wall_seconds=wall,
-        cameras=[
-            _camera_result(name, cam, runner.refused[name]) for name, cam in runner.cameras.items()
-        ],
+        cameras=held,
     )
     (out / "shift-summary.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint clean system-deps
+.PHONY: install test fuzz demo bench lint clean system-deps
 
 $(STAMP): pyproject.toml
 	@command -v ffprobe >/dev/null 2>&1 || $(MAKE) system-deps
@@ -24,6 +24,11 @@ system-deps:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The property-based tests with fresh random examples (make test runs a fixed set).
+fuzz: $(STAMP)
+	BODYCAM_HYPOTHESIS=explore $(BIN)/python -m pytest -q $(FUZZ_ARGS) \
+		tests/ringbuffer tests/crypto tests/serial tests/sim/test_sensor.py tests/firmware/test_eventlog.py
 
 demo: $(STAMP)
 	$(BIN)/bodycam demo

@@ -1,4 +1,9 @@
-"""Shared fixtures: every test fails if it leaks a thread or a child process."""
+"""Shared fixtures: every test fails if it leaks a thread or a child process.
+
+Property-based tests run a fixed (derandomized) set of examples by default, so `make test`
+gives the same verdict on every machine; `make fuzz` (BODYCAM_HYPOTHESIS=explore) draws
+fresh random examples each run to look for new failures.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("BODYCAM_HYPOTHESIS", "repeatable"))
 
 # Threads that libraries start once per process and keep on purpose.
 _PERSISTENT_THREAD_PREFIXES = ("pydevd", "ThreadPoolExecutor-0", "asyncio_")

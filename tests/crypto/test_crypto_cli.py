@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import DEVICE_ID, CryptoKeys, MakeRecording, Sealed
+from crypto_support import DEVICE_ID, CryptoKeys, MakeRecording, Sealed
 
 import crypto.cli
 import vault.cli

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_CHUNK, CryptoKeys, Sealed, seal_recording
+from crypto_support import SMALL_CHUNK, CryptoKeys, Sealed, seal_recording
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CryptoKeys, MakeRecording
 from crypto_reference import ReferenceError_, read_recording
+from crypto_support import CryptoKeys, MakeRecording
 
 import crypto.errors as errors
 from crypto.keys import SigningKey, VaultKey

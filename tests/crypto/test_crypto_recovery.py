@@ -10,8 +10,8 @@ import struct
 from pathlib import Path
 
 import pytest
-from conftest import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, pattern
 from crypto_reference import read_recording
+from crypto_support import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, pattern
 
 import crypto.seal as seal_module
 from crypto.errors import Truncated

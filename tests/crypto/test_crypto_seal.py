@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, MakeRecording, pattern
+from crypto_support import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, MakeRecording, pattern
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import SMALL_CHUNK, CryptoKeys, Sealed, pattern, seal_recording
+from crypto_support import SMALL_CHUNK, CryptoKeys, Sealed, pattern, seal_recording
 
 from crypto.errors import (
     FormatError,

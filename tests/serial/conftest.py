@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from serial_support import FakeCamera, profile_toml
+from serial_support import FakeCamera, Keys, profile_toml
 
 from dock.link import CameraLink
 from firmware.control import CameraControlServer
 from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
-
-
-@dataclass
-class Keys:
-    dock: Any
-    other_dock: Any
-    integrator: Any
-    other_integrator: Any
-    device: Any
 
 
 @pytest.fixture(scope="session")

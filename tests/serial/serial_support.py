@@ -100,6 +100,15 @@ class SettableClock:
 
 
 @dataclass
+class Keys:
+    dock: Any
+    other_dock: Any
+    integrator: Any
+    other_integrator: Any
+    device: Any
+
+
+@dataclass
 class FakeCamera:
     """CameraServices for tests: real keys and files, no video pipeline."""
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import Keys
-from serial_support import FakeCamera
+from serial_support import FakeCamera, Keys
 
 from dock.link import AuthFailed, CameraLink, LinkError
 from firmware.protocol import ErrorCode, MessageType, dock_auth_message

@@ -6,8 +6,7 @@ import argparse
 from pathlib import Path
 
 import pytest
-from conftest import Keys
-from serial_support import FakeCamera, profile_toml
+from serial_support import FakeCamera, Keys, profile_toml
 
 from firmware import serial_cli
 from firmware.control import CameraControlServer

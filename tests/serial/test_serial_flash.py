@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Keys
-from serial_support import FakeCamera, profile_toml
+from serial_support import FakeCamera, Keys, profile_toml
 
 from dock.link import CameraLink, LinkClosed, LinkError, ProfileRejected
 from firmware.control import CameraControlServer

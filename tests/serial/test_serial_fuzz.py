@@ -11,10 +11,9 @@ import struct
 from collections.abc import Iterator
 
 import pytest
-from conftest import Keys
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from serial_support import FakeCamera, RawPort
+from serial_support import FakeCamera, Keys, RawPort
 
 from dock.link import CameraLink, LinkError
 from firmware.control import CameraControlServer

@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 import serial
-from conftest import Keys
-from serial_support import FakeCamera, LossyPort, random_recording
+from serial_support import FakeCamera, Keys, LossyPort, random_recording
 
 from dock.link import CameraLink, LinkTimeout
 from firmware.control import CameraControlServer

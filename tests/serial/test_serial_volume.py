@@ -8,8 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Keys
-from serial_support import FakeCamera, random_recording
+from serial_support import FakeCamera, Keys, random_recording
 
 from dock.link import CameraLink, LinkClosed, LinkError, ReceiptRejected, RemoteNotFound
 from firmware.control import CameraControlServer

@@ -34,7 +34,7 @@ def test_signing_key_round_trip_and_file_mode(tmp_path: Path) -> None:
     sig = again.sign(b"message")
     assert len(sig) == 64 and verify_signature(key.public_bytes(), b"message", sig)
     assert not verify_signature(key.public_bytes(), b"messagE", sig)
-    assert not verify_signature(key.public_bytes(), b"message", sig[:-1] + b"\0")
+    assert not verify_signature(key.public_bytes(), b"message", sig[:-1] + bytes([sig[-1] ^ 0x01]))
     assert not verify_signature(b"short", b"message", sig)
     assert not verify_signature(bytes(32), b"message", sig)
 

@@ -33,8 +33,7 @@ TARGET_REALTIME = 5.0
 
 def _profile(width: int, height: int, fps: int, audio: bool) -> tuple[bytes, Any]:
     from crypto.keys import SigningKey, VaultKey
-    from firmware.profile import default_profile
-    from sim.shift import derive_profile
+    from firmware.profile import default_profile, derive_profile
 
     base = default_profile(
         vault_recipients=[VaultKey.generate().public_bytes().hex()],

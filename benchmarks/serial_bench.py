@@ -31,42 +31,7 @@ if str(ROOT) not in sys.path:
 
 TARGET_BULK_RATIO = 0.50
 
-PROFILE = """\
-[profile]
-name = "bench"
-version = 1
-[prerecord]
-seconds = 30
-audio = false
-[recording]
-audio = true
-segment_seconds = 10
-[video]
-width = 1280
-height = 720
-fps = 30
-bitrate_kbps = 4000
-gop_frames = 30
-night_mode = false
-[indicators]
-led_on_record = true
-beep_on_start_stop = true
-beep_interval_seconds = 0
-vibrate = true
-[buttons]
-record = "press"
-stop = "long-press"
-[device]
-screen = false
-storage_capacity_mb = 16384
-storage_low_water_mb = 512
-time_zone = "Europe/Amsterdam"
-[keys]
-vault_recipients = ["5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"]
-trusted_docks = ["{dock}"]
-[transfer]
-mode = "serial"
-"""
+VAULT_RECIPIENT = "5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"
 
 RAW_WRITER = """
 import os, sys
@@ -215,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from crypto.keys import SigningKey
     from dock.link import CameraLink
+    from firmware.profile import default_profile, derive_profile
 
     total = args.mib * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="serial-bench-") as tmp:
@@ -224,7 +190,13 @@ def main(argv: list[str] | None = None) -> int:
         (rec / "segment-00000.bcs").write_bytes(os.urandom(total))
         device, dock = SigningKey.generate(), SigningKey.generate()
         device.save(home / "device.key")
-        (home / "boot.toml").write_text(PROFILE.replace("{dock}", dock.public_bytes().hex()))
+        base = default_profile(
+            vault_recipients=[VAULT_RECIPIENT], trusted_docks=[dock.public_bytes()]
+        )
+        raw, _ = derive_profile(
+            base, {"profile": {"name": "bench"}, "transfer": {"mode": "serial"}}
+        )
+        (home / "boot.toml").write_bytes(raw)
 
         raw_rate = max(raw_bulk(total) for _ in range(2))
         raw_rtt = raw_round_trips(args.seconds)

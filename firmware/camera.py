@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware.eventlog import EventLog, EventLogError, events_path
 from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
+from firmware.profile import profile_toml
 from firmware.recorder import (
     DEFAULT_CHUNK,
     DEFAULT_RESERVE,
@@ -337,7 +338,7 @@ class Camera:
         """The profile in force as (TOML bytes, parsed)."""
         with self._lock:
             if self._profile_raw is None:
-                self._profile_raw = profile_to_toml(self._profile)
+                self._profile_raw = profile_toml(self._profile)
             return self._profile_raw, self._profile
 
     def on_profile_activated(self, raw: bytes, profile: Profile) -> None:
@@ -1093,11 +1094,3 @@ def _report_fields(report: Any) -> dict[str, Any]:
     else:
         data = {"report": str(report)}
     return {k: v for k, v in data.items() if not k.startswith("_")}
-
-
-def profile_to_toml(profile: Any) -> bytes:
-    """The TOML a profile object stands for (for a camera built from a default profile)."""
-    import tomli_w
-
-    data = profile.model_dump(mode="json", exclude_none=True)
-    return tomli_w.dumps(data).encode()

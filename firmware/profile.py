@@ -348,6 +348,35 @@ def default_profile(
     return _validate(data, "default profile")
 
 
+def profile_toml(profile: Profile) -> bytes:
+    """The TOML bytes a profile object stands for (what is signed and flashed)."""
+    import tomli_w
+
+    return tomli_w.dumps(profile.model_dump(mode="json", exclude_none=True)).encode()
+
+
+def merge_sections(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` applied: nested tables merged, other values replaced."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_sections(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def derive_profile(
+    base: Profile, changes: dict[str, Any], *, source: str = "derived profile"
+) -> tuple[bytes, Profile]:
+    """`base` with `changes` (nested sections) applied, validated again; (TOML, parsed)."""
+    import tomli_w
+
+    data = merge_sections(base.model_dump(mode="json", exclude_none=True), changes)
+    raw = tomli_w.dumps(data).encode()
+    return raw, parse_profile(raw, source=source)
+
+
 def _as_hex(key: str | bytes) -> str:
     return key.hex() if isinstance(key, bytes) else key
 

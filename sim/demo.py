@@ -205,7 +205,9 @@ def remux_to_mp4(source: Path, dest: Path) -> None:
     with av.open(str(source), options=probe) as src, av.open(str(tmp), "w", format="mp4") as dst:
         mapping = {}
         for stream in src.streams:
-            if stream.type == "video" or (stream.type == "audio" and stream.sample_rate):
+            if isinstance(stream, av.video.stream.VideoStream) or (
+                isinstance(stream, av.audio.stream.AudioStream) and stream.sample_rate
+            ):
                 mapping[stream.index] = dst.add_stream_from_template(stream)
         if not mapping:
             raise DemoError(f"{source} holds no video or audio")

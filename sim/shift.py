@@ -304,19 +304,9 @@ def ensure_site_keys(directory: Path) -> SiteKeyInfo:
     return SiteKeyInfo(directory, keys.vault, keys.dock, created=True)
 
 
-def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def build_profile(spec: CameraSpec, scenario_dir: Path, keys: SiteKeyInfo) -> tuple[bytes, Profile]:
     """The TOML bytes and parsed profile one scenario camera runs with."""
-    from firmware.profile import default_profile, load_profile
+    from firmware.profile import default_profile, derive_profile, load_profile, merge_sections
 
     site_keys = {
         "vault_recipients": [keys.vault_public.hex()],
@@ -335,22 +325,9 @@ def build_profile(spec: CameraSpec, scenario_dir: Path, keys: SiteKeyInfo) -> tu
     if spec.profile == "default" or spec.use_site_keys:
         changes = {"keys": site_keys}
     if spec.overrides:
-        changes = _merge(changes, spec.overrides)
+        changes = merge_sections(changes, spec.overrides)
         source = f"{source} with the scenario's overrides"
     return derive_profile(base, changes, source=source)
-
-
-def derive_profile(
-    base: Profile, changes: dict[str, Any], *, source: str = "derived profile"
-) -> tuple[bytes, Profile]:
-    """`base` with `changes` (nested sections) applied, validated again; (TOML, parsed)."""
-    import tomli_w
-
-    from firmware.profile import parse_profile
-
-    data = _merge(base.model_dump(mode="json", exclude_none=True), changes)
-    raw = tomli_w.dumps(data).encode()
-    return raw, parse_profile(raw, source=source)
 
 
 # --- dock slots (the sim side of docking, see ARCHITECTURE "Docking") ------------------------

@@ -25,6 +25,7 @@ from crypto.seal import RecordingSealer
 from firmware.control import CameraControlServer
 from firmware.eventlog import EventLog, events_path
 from firmware.identity import DeviceIdentity, load_or_provision
+from firmware.profile import default_profile, derive_profile
 
 T0 = 1_790_000_000.0
 SEG_PLAIN = 6000  # plaintext bytes per segment: small keeps the tests fast
@@ -33,51 +34,10 @@ CHUNK = 1024
 
 def profile_toml(dock_keys: list[bytes], vault: bytes, transfer: str = "mass-storage",
                  version: int = 1, name: str = "test-site") -> bytes:
-    docks = ", ".join(f'"{k.hex()}"' for k in dock_keys)
-    return f"""\
-[profile]
-name = "{name}"
-version = {version}
-
-[prerecord]
-seconds = 30
-audio = false
-
-[recording]
-audio = true
-segment_seconds = 10
-
-[video]
-width = 1280
-height = 720
-fps = 30
-bitrate_kbps = 4000
-gop_frames = 30
-night_mode = false
-
-[indicators]
-led_on_record = true
-beep_on_start_stop = true
-beep_interval_seconds = 0
-vibrate = true
-
-[buttons]
-record = "press"
-stop = "long-press"
-
-[device]
-screen = false
-storage_capacity_mb = 16384
-storage_low_water_mb = 512
-time_zone = "Europe/Amsterdam"
-
-[keys]
-vault_recipients = ["{vault.hex()}"]
-trusted_docks = [{docks}]
-
-[transfer]
-mode = "{transfer}"
-""".encode()
+    """A valid profile's TOML: the embedded default with these keys and changes."""
+    base = default_profile(vault_recipients=[vault], trusted_docks=dock_keys)
+    changes = {"profile": {"name": name, "version": version}, "transfer": {"mode": transfer}}
+    return derive_profile(base, changes, source="test profile")[0]
 
 
 def _namespace(value: Any) -> Any:

@@ -15,10 +15,9 @@ from crypto.keys import SigningKey, VaultKey
 from crypto.verify import verify_recording
 from firmware.camera import Camera, CameraClock, CameraOff
 from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import Profile, default_profile
+from firmware.profile import Profile, default_profile, derive_profile
 from firmware.state import CameraState, FaultKind, IllegalTransition
 from sim.clock import FastForwardClock
-from sim.shift import derive_profile
 from sim.volume import DirectoryVolume
 
 START = 1_790_000_000.0

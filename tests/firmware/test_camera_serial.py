@@ -13,11 +13,10 @@ from dock.link import CameraLink
 from firmware.camera import Camera
 from firmware.control import CameraControlServer
 from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import default_profile
+from firmware.profile import default_profile, derive_profile
 from firmware.protocol import ReleaseReceipt
 from firmware.state import CameraState
 from sim.clock import FastForwardClock
-from sim.shift import derive_profile
 
 START = 1_790_000_000.0
 

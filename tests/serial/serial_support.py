@@ -24,6 +24,7 @@ import serial
 
 from crypto.format import segment_name
 from firmware.eventlog import EventLog, events_path, verify_event_log
+from firmware.profile import default_profile, derive_profile
 from firmware.protocol import Frame, FrameDecoder, FrameError, encode_frame
 
 VAULT_RECIPIENT = "5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"
@@ -37,51 +38,14 @@ def profile_toml(
     prerecord_seconds: int = 30,
     transfer: str = "serial",
 ) -> bytes:
-    docks = ", ".join(f'"{k.hex()}"' for k in trusted_docks)
-    return f"""\
-[profile]
-name = "{name}"
-version = {version}
-
-[prerecord]
-seconds = {prerecord_seconds}
-audio = false
-
-[recording]
-audio = true
-segment_seconds = 10
-
-[video]
-width = 1280
-height = 720
-fps = 30
-bitrate_kbps = 4000
-gop_frames = 30
-night_mode = false
-
-[indicators]
-led_on_record = true
-beep_on_start_stop = true
-beep_interval_seconds = 0
-vibrate = true
-
-[buttons]
-record = "press"
-stop = "long-press"
-
-[device]
-screen = false
-storage_capacity_mb = 16384
-storage_low_water_mb = 512
-time_zone = "Europe/Amsterdam"
-
-[keys]
-vault_recipients = ["{VAULT_RECIPIENT}"]
-trusted_docks = [{docks}]
-
-[transfer]
-mode = "{transfer}"
-""".encode()
+    """A valid profile's TOML: the embedded default with these changes."""
+    base = default_profile(vault_recipients=[VAULT_RECIPIENT], trusted_docks=trusted_docks)
+    changes = {
+        "profile": {"name": name, "version": version},
+        "prerecord": {"seconds": prerecord_seconds},
+        "transfer": {"mode": transfer},
+    }
+    return derive_profile(base, changes, source="test profile")[0]
 
 
 class SettableClock:

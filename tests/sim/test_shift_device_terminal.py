@@ -17,9 +17,8 @@ from crypto.keys import SigningKey, VaultKey
 from crypto.verify import verify_recording
 from firmware.camera import Camera
 from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import default_profile
+from firmware.profile import default_profile, derive_profile
 from sim.clock import FastForwardClock
-from sim.shift import derive_profile
 from sim.terminal import run_device, status_line
 
 ROOT = Path(__file__).resolve().parents[2]

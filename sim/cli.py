@@ -35,6 +35,19 @@ def add_subcommands(subparsers: Any) -> None:
         help="max: fast-forward (default); realtime: wall-clock time",
     )
     shift.add_argument("--keys", type=Path, metavar="DIR", help="site key folder to use")
+    shift.add_argument(
+        "--slots",
+        type=Path,
+        metavar="DIR",
+        help="dock slots folder: a docked camera appears there with its volume and serial "
+        "port (watch it with `bodycam dock run`; use --speed realtime for that)",
+    )
+    shift.add_argument(
+        "--dock-store",
+        metavar="URL",
+        help="at the end of the shift, run the dock once over the docked cameras into this "
+        "store (file:///path or s3://...); needs no --slots (OUT/dock/slots is used)",
+    )
     shift.add_argument("--json", action="store_true", help="print the summary as JSON")
     shift.set_defaults(func=cmd_shift)
 
@@ -64,13 +77,49 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
-    from sim.shift import print_summary, run_shift
+    from sim.shift import ingest_docked, print_summary, run_shift
 
     def progress(message: str) -> None:
         log.info("%s", message)
 
+    slots: Path | None = args.slots
+    control_factory = None
+    at_end = None
+    dock_slots: Path = slots or args.out / "dock" / "slots"
+    if args.dock_store is not None:
+        slots = dock_slots
+    if slots is not None:
+        from firmware.control import CameraControlServer
+
+        control_factory = CameraControlServer
+    if args.dock_store is not None:
+        from dock.store import open_store
+
+        open_store(args.dock_store)  # a bad URL fails before the shift, not after it
+        docked = []
+        keys_dir = args.keys or args.out / "site-keys"
+
+        def at_end(cameras: dict[str, Any]) -> None:
+            docked.append(
+                ingest_docked(
+                    cameras,
+                    dock_slots,
+                    args.out / "dock" / "ledger.sqlite",
+                    args.dock_store,
+                    keys_dir,
+                    out=sys.stderr,
+                )
+            )
+
     result = run_shift(
-        args.scenario, args.out, speed=args.speed, keys_dir=args.keys, progress=progress
+        args.scenario,
+        args.out,
+        speed=args.speed,
+        keys_dir=args.keys,
+        slots=slots,
+        control_factory=control_factory,
+        progress=progress,
+        at_end=at_end,
     )
     if args.json:
         import json
@@ -78,6 +127,10 @@ def cmd_shift(args: argparse.Namespace) -> int:
         print(json.dumps(result.as_dict(), indent=2))
     else:
         print_summary(result, file=sys.stdout)
+    if args.dock_store is not None:
+        if not docked:
+            raise RuntimeError("the shift ended before the dock ran")
+        return docked[0].exit_code
     return 0
 
 

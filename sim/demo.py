@@ -57,7 +57,7 @@ def prepare_out(out: Path) -> None:
 def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) -> int:
     """Run the demonstration; returns the process exit code."""
     from firmware.control import CameraControlServer
-    from sim.shift import print_summary, run_shift
+    from sim.shift import ingest_docked, print_summary, run_shift
 
     say = file or sys.stdout
     out = Path(out_dir).resolve()
@@ -76,7 +76,11 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
 
     def at_end(cameras: dict[str, Camera]) -> None:
         heading("Dock: both cameras docked; ingest into the local store")
-        docked.append(_ingest(cameras, slots, ledger_path, store_dir, keys_dir, say))
+        docked.append(
+            ingest_docked(
+                cameras, slots, ledger_path, f"file://{store_dir}", keys_dir, site=SITE, out=say
+            )
+        )
 
     result = run_shift(
         SCENARIO,
@@ -91,6 +95,9 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     if not docked:
         raise DemoError("the shift ended before the dock ran")
     report = docked[0]
+    if report.exit_code != 0:
+        lines = "; ".join(r.summary() for r in report.reports)
+        raise DemoError(f"the dock did not store everything: {lines}")
     _check_cameras_emptied(result, report)
 
     heading("Back office: one recording out of the store, decrypted with the vault key")
@@ -99,48 +106,6 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     _ffprobe(mp4, say)
     heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
     return 0
-
-
-def _ingest(
-    cameras: dict[str, Camera],
-    slots: Path,
-    ledger_path: Path,
-    store_dir: Path,
-    keys_dir: Path,
-    say: TextIO,
-) -> DaemonResult:
-    from dock.daemon import DaemonConfig, DockDaemon
-    from dock.ledger import Ledger
-
-    ledger_path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(ledger_path)
-    try:
-        for name, cam in cameras.items():
-            ledger.register_device(
-                cam.device_id,
-                cam.identity.public_key,
-                model=cam.model,
-                registered_by="demo coordinator",
-                role="coordinator",
-            )
-            print(f"  registered {name} as {cam.device_id}", file=say)
-    finally:
-        ledger.close()
-    config = DaemonConfig(
-        slots=slots,
-        store_url=f"file://{store_dir}",
-        ledger_path=ledger_path,
-        keys_dir=keys_dir,
-        site=SITE,
-        once=True,
-        settle=0.0,
-        live=False,
-    )
-    result = DockDaemon(config, out=say).run()
-    if result.exit_code != 0:
-        lines = "; ".join(r.summary() for r in result.reports)
-        raise DemoError(f"the dock did not store everything: {lines}")
-    return result
 
 
 def _check_cameras_emptied(result: ShiftResult, report: DaemonResult) -> None:

@@ -53,6 +53,7 @@ from firmware.camera import Camera, CameraError
 from firmware.state import CameraState
 
 if TYPE_CHECKING:
+    from dock.daemon import DaemonResult
     from firmware.profile import Profile
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,50 @@ def withdraw_slot(slots: Path, slot_name: str) -> None:
         if link.is_symlink():
             link.unlink()
     final.rmdir()
+
+
+def ingest_docked(
+    cameras: dict[str, Camera],
+    slots: Path,
+    ledger_path: Path,
+    store_url: str,
+    keys_dir: Path,
+    *,
+    site: str = "default",
+    out: TextIO | None = None,
+) -> DaemonResult:
+    """Run the dock once over `slots`: every docked camera stored and released.
+
+    The cameras are registered in the ledger first (as the site's coordinator would
+    with `bodycam dock register`); the dock signs receipts with KEYS_DIR/dock.key.
+    """
+    from dock.daemon import DaemonConfig, DockDaemon
+    from dock.ledger import Ledger
+
+    Path(ledger_path).parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(ledger_path)
+    try:
+        for cam in cameras.values():
+            ledger.register_device(
+                cam.device_id,
+                cam.identity.public_key,
+                model=cam.model,
+                registered_by="shift coordinator",
+                role="coordinator",
+            )
+    finally:
+        ledger.close()
+    config = DaemonConfig(
+        slots=Path(slots),
+        store_url=store_url,
+        ledger_path=Path(ledger_path),
+        keys_dir=Path(keys_dir),
+        site=site,
+        once=True,
+        settle=0.0,
+        live=False,
+    )
+    return DockDaemon(config, out=out).run()
 
 
 # --- running ----------------------------------------------------------------------------------

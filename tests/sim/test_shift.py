@@ -233,3 +233,30 @@ action = "stop"
     assert rec.complete and rec.prerecord_short
     # Footage time follows the wall clock: about 1 s live, never more than the run took.
     assert rec.duration_seconds is not None and 0.5 <= rec.duration_seconds <= result.wall_seconds
+
+
+def test_cli_sim_shift_docks_into_a_store_at_the_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = write(tmp_path, TINY + '\n[[events]]\nat = 46\ncamera = "a"\naction = "dock"\n')
+    out, store = tmp_path / "out", tmp_path / "store"
+    args = ["sim", "shift", str(scenario), "--out", str(out), "--dock-store", f"file://{store}"]
+    assert bodycam(args) == 0
+    assert "camera released" in capsys.readouterr().err
+    summary = json.loads((out / "shift-summary.json").read_text())
+    held = sum(r["segments"] for cam in summary["cameras"] for r in cam["recordings"])
+    assert held > 0
+    assert len([p for p in store.rglob("seg-*") if "quarantine" not in p.parts]) == held
+    assert not list(out.rglob("volume/recordings/*/seg-*.bcs"))
+
+
+def test_cli_sim_shift_refuses_a_bad_store_before_the_shift(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = write(tmp_path, TINY)
+    out = tmp_path / "out"
+    args = ["sim", "shift", str(scenario), "--out", str(out), "--dock-store", "ftp://nowhere/x"]
+    assert bodycam(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("bodycam: error:") and "ftp" in err and "\n" not in err
+    assert not (out / "cameras").exists()

@@ -81,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: BaseException) -> str:
+    """What went wrong, in words a user can act on: a file error names the file."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -102,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line for the user; BODYCAM_DEBUG=1 shows the traceback
         if os.environ.get("BODYCAM_DEBUG"):
             raise
-        message = str(exc) or type(exc).__name__
+        message = _one_line(exc)
         print(f"bodycam: error: {message}".splitlines()[0], file=sys.stderr)
         return 1
     return int(result or 0)

@@ -112,6 +112,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     given = parse_device_key(args.device_key) if args.device_key else None
     failed = 0
     for folder in _expand(list(args.paths)):
+        if not folder.exists():
+            failed += 1
+            print(f"FAILED {folder}: no such file or folder")
+            continue
         try:
             public, expected_id = _device_key(folder, given)
             vr = verify_recording(folder, public)

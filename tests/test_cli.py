@@ -1,0 +1,116 @@
+"""The `bodycam` command itself: usage errors, one-line errors, every command's help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bodycam_cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _leaf_commands() -> list[list[str]]:
+    """Every runnable command path, e.g. ["dock", "run"], read from the parser."""
+    import argparse
+
+    def walk(parser: argparse.ArgumentParser, path: list[str]) -> list[list[str]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [path]
+        found: list[list[str]] = []
+        for name, child in subs[0].choices.items():
+            found += walk(child, [*path, name])
+        return found
+
+    return walk(build_parser(), [])
+
+
+def test_the_design_s_commands_are_all_there() -> None:
+    commands = {" ".join(c) for c in _leaf_commands()}
+    expected = {
+        "keys init",
+        "profile validate",
+        "profile sign",
+        "profile flash",
+        "profile read",
+        "device run",
+        "sim shift",
+        "dock run",
+        "dock status",
+        "dock register",
+        "vault verify",
+        "vault decrypt",
+        "demo",
+    }
+    assert expected <= commands, expected - commands
+
+
+@pytest.mark.parametrize("command", [" ".join(c) for c in _leaf_commands()])
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main([*command.split(), "--help"])
+    assert exc.value.code == 0
+    assert "usage: bodycam" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["nonsense"], ["vault"], ["keys", "init"], ["dock", "run", "--max-uploads", "many"]],
+    ids=["nothing", "unknown", "no-subcommand", "missing-argument", "bad-number"],
+)
+def test_usage_errors_exit_2_naming_the_problem(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "Traceback" not in err
+
+
+def test_a_missing_file_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "absent.toml"
+    assert main(["profile", "validate", str(missing)]) == 1
+    err = capsys.readouterr().err
+    assert err == f"bodycam: error: {missing}: No such file or directory\n"
+
+
+def test_errors_from_a_real_process_are_one_line_without_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bodycam_cli",
+            "vault",
+            "decrypt",
+            str(tmp_path),
+            "--key",
+            str(tmp_path / "vault.key"),
+            "--out",
+            str(tmp_path / "out.ts"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bodycam: error:"), done.stderr
+    assert "vault.key" in lines[0]
+    assert not (tmp_path / "out.ts").exists()
+
+
+def test_vault_verify_names_a_path_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing"
+    assert main(["vault", "verify", str(missing)]) == 1
+    assert capsys.readouterr().out == f"FAILED {missing}: no such file or folder\n"

@@ -1,0 +1,1 @@
+"""Scripted shifts shipped with the simulator (TOML); see sim/shift.py for the format."""

@@ -8,23 +8,43 @@ that plays frame for frame.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
+import logging
 from pathlib import Path
 
 import av
 import pytest
 from e2e_support import assert_consecutive, ffprobe
 
+from crypto.keys import SigningKey, VaultKey
 from sim.demo import MARKER, DemoError, prepare_out, run_demo
 from sim.sensor import read_frame_counter
 
 
-def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(tmp_path: Path) -> None:
+def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     out = tmp_path / "demo"
     said = io.StringIO()
+    caplog.set_level(logging.DEBUG)
     assert run_demo(out, file=said) == 0
     text = said.getvalue()
+
+    # No private key, in any spelling, in the logs, the output or anything written
+    # outside the key files themselves (volumes, event logs, ledger, store, vault).
+    secrets = _private_keys(out)
+    assert len(secrets) == 5  # vault, integrator, dock, two cameras
+    spoken = text + caplog.text
+    for secret in secrets:
+        for form in (secret.hex(), base64.b64encode(secret).decode(), secret.hex().upper()):
+            assert form not in spoken
+    for path in out.rglob("*"):
+        if path.is_file() and not path.name.endswith(".key"):
+            data = path.read_bytes()
+            for secret in secrets:
+                assert secret not in data and secret.hex().encode() not in data, path
 
     # The dock stored and released everything the shift recorded.
     summary = json.loads((out / "shift" / "shift-summary.json").read_text())
@@ -53,6 +73,16 @@ def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(tmp_path: 
     assert len(counters) == 1800
     assert_consecutive(counters)
     assert not list((out / "vault").glob("*.partial")) and not list((out / "vault").glob("*.ts"))
+
+
+def _private_keys(out: Path) -> list[bytes]:
+    keys: list[bytes] = []
+    for path in sorted(out.rglob("*.key")):
+        if path.name == "vault.key":
+            keys.append(VaultKey.load(path).private_bytes())
+        else:
+            keys.append(SigningKey.load(path).seed_bytes())
+    return keys
 
 
 def test_demo_replaces_its_own_folder_and_refuses_any_other(tmp_path: Path) -> None:

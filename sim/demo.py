@@ -91,6 +91,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
         progress=lambda line: print(f"  {line}", file=say, flush=True),
         at_end=at_end,
     )
+    heading("What the cameras recorded and sealed during the shift (now in the store)")
     print_summary(result, file=say)
     if not docked:
         raise DemoError("the shift ended before the dock ran")

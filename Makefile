@@ -34,7 +34,9 @@ demo: $(STAMP)
 	$(BIN)/bodycam demo
 
 bench: $(STAMP)
-	@for b in benchmarks/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in benchmarks/*_bench.py; do echo "== $$b"; \
+		$(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "benchmarks that did not run:$$failed" >&2; exit 1; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

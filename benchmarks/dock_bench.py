@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"one camera, {mib:.0f} MiB in {args.segment_mib:g} MiB segments:")
         print(f"  cp + sha256sum  {b:6.2f} s  {mib / b:7.1f} MiB/s")
         print(f"  dock ingest     {i:6.2f} s  {mib / i:7.1f} MiB/s")
-        print(f"  ratio {ratio:.2f} (target >= {TARGET:.2f})")
+        verdict = "met" if ratio >= TARGET else "MISSED"
+        print(f"  ratio {ratio:.2f} (target >= {TARGET:.2f}: {verdict})")
 
         many = one + [seal_volume(work / "pristine", f"cam{k}", keys, args.mib / SLOTS,
                                   args.segment_mib) for k in range(1, SLOTS)]
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  cp + sha256sum  {b8:6.2f} s  {total / b8:7.1f} MiB/s")
         print(f"  dock ingest     {i8:6.2f} s  {total / i8:7.1f} MiB/s")
         print(f"  ratio {ratio8:.2f}")
-        return 0 if ratio >= TARGET else 1
+        return 0  # a missed target is a finding, printed above; non-zero: it did not run
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

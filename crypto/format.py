@@ -22,6 +22,7 @@ from Crypto.Hash import SHA256
 from Crypto.Protocol.KDF import HKDF
 
 from crypto.errors import Tampered, Truncated, UnknownVersion, WrongKey
+from crypto.files import fsync_dir, write_all
 from crypto.keys import KEY_SIZE, fingerprint, x25519_exchange, x25519_public_from_private
 
 VERSION = 1
@@ -524,20 +525,6 @@ def parse_manifest(buf: bytes) -> list[ManifestRecord]:
 
 
 # --- files ------------------------------------------------------------------------------
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def write_atomic(path: Path, data: bytes) -> None:

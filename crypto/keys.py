@@ -35,6 +35,7 @@ from Crypto.Random import get_random_bytes
 from Crypto.Signature import eddsa
 
 from crypto.errors import KeyFileError
+from crypto.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,6 @@ def _check_raw(raw: bytes, what: str) -> bytes:
     return raw
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_new_file(path: Path, data: bytes, mode: int) -> None:
     """Create `path` with `data` atomically; FileExistsError if it exists.
 
@@ -111,7 +104,7 @@ def _write_new_file(path: Path, data: bytes, mode: int) -> None:
             ) from None
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _replace_file(path: Path, data: bytes, mode: int) -> None:
@@ -131,7 +124,7 @@ def _replace_file(path: Path, data: bytes, mode: int) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _read_key_file(path: Path) -> bytes:

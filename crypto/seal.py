@@ -25,6 +25,7 @@ from Crypto.Cipher import AES
 from Crypto.Random import get_random_bytes
 
 from crypto.errors import FormatError, Truncated
+from crypto.files import fsync_dir, write_all
 from crypto.format import (
     DEFAULT_CHUNK_SIZE,
     HEADER_NAME,
@@ -51,7 +52,6 @@ from crypto.format import (
     chunk_nonce,
     entry_body,
     entry_message,
-    fsync_dir,
     manifest_bytes,
     normal_chunk_count,
     part_index_of,
@@ -59,7 +59,6 @@ from crypto.format import (
     segment_index_of,
     segment_key,
     segment_name,
-    write_all,
     write_atomic,
 )
 from crypto.keys import SigningKey, check_x25519_public

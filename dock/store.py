@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from crypto.files import fsync_dir
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -358,14 +360,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 # --- local directory ----------------------------------------------------------------------
 
 
@@ -413,7 +407,7 @@ class FileStore(Store):
                         f"store directory {self.root} does not exist: is the disk mounted?"
                     )
                 self.root.mkdir(mode=0o750)
-                _fsync_dir(self.root.parent)
+                fsync_dir(self.root.parent)
             if not marker.is_file():
                 if any(p.name != STAGING_DIR for p in self.root.iterdir()):
                     raise StoreConfigError(
@@ -421,7 +415,7 @@ class FileStore(Store):
                         "store (choose an empty directory)"
                     )
                 marker.write_text(json.dumps({"format": "bodycam-file-store-v1"}) + "\n")
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
             self.staging_dir.mkdir(exist_ok=True)
             self._ready = True
 
@@ -454,7 +448,7 @@ class FileStore(Store):
                 m.mkdir(mode=0o750)
             except FileExistsError:
                 pass
-            _fsync_dir(m.parent)
+            fsync_dir(m.parent)
 
     def put_file(self, key: str, path: Path, *, sha256: str, size: int,
                  retain_until: float | None = None, consume: bool = False,
@@ -509,7 +503,7 @@ class FileStore(Store):
             self._make_parents(dest.parent)
             try:
                 os.link(tmp, dest)
-                _fsync_dir(dest.parent)
+                fsync_dir(dest.parent)
                 result = StoredObject(key, sha256, size, self.backend, str(dest))
             except FileExistsError:
                 # Another slot stored the same content a moment ago.
@@ -522,7 +516,7 @@ class FileStore(Store):
         tmp.unlink(missing_ok=True)
         if consume:
             src.unlink(missing_ok=True)
-        _fsync_dir(tmp.parent)
+        fsync_dir(tmp.parent)
         if legal_hold:
             self.set_legal_hold(key, True)
         log.debug("stored %s (%d bytes) in %s", key, size, self.root)
@@ -582,10 +576,10 @@ class FileStore(Store):
         if on:
             self._make_parents(hold.parent)
             hold.write_text("ON\n")
-            _fsync_dir(hold.parent)
+            fsync_dir(hold.parent)
         elif hold.exists():
             hold.unlink()
-            _fsync_dir(hold.parent)
+            fsync_dir(hold.parent)
 
     def legal_hold(self, key: str) -> bool:
         return self._hold_path(key).exists()

@@ -32,11 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from crypto.files import fsync_dir
 from crypto.format import HEADER_NAME, MANIFEST_NAME, segment_index_of
 from firmware.eventlog import events_path
 from firmware.profile_sign import (
     ProfileSignatureError,
-    fsync_dir,
     profile_identity,
     short_key,
     verify_signature_file,

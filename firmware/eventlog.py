@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from crypto.files import fsync_dir
+
 log = logging.getLogger(__name__)
 
 EVENTS_DIR = "events"
@@ -189,7 +191,7 @@ class EventLog:
             self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644
         )
         if self.repaired_bytes or self._seq == 0:
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
 
     @property
     def last_seq(self) -> int:
@@ -287,14 +289,6 @@ class EventLog:
 
     def __repr__(self) -> str:
         return f"EventLog({str(self.path)!r}, seq={self._seq})"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _verify(public: bytes, event: Event) -> bool:

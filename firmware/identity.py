@@ -14,11 +14,12 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from crypto.files import atomic_write, fsync_dir
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
@@ -110,7 +111,7 @@ def load_or_provision(home: Path, *, model: str = DEFAULT_MODEL) -> tuple[Device
             )
         key = SigningKey.generate(kind="device")
         key.save(key_path)  # 0600, refuses to overwrite
-        _fsync_dir(home)
+        fsync_dir(home)
         provisioned = True
     else:
         mode = key_path.stat().st_mode & 0o777
@@ -153,21 +154,4 @@ def export_public_info(identity: DeviceIdentity, volume: Path) -> Path:
 
 
 def _atomic_write_json(path: Path, obj: dict[str, Any]) -> None:
-    data = (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), 0o644)

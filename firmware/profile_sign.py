@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crypto.files import atomic_write
 from firmware.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE, Signer
 
 if TYPE_CHECKING:
@@ -224,30 +223,6 @@ def read_profile_file(path: Path) -> bytes:
     if len(data) > MAX_PROFILE:
         raise ValueError(f"{path}: profile is larger than {MAX_PROFILE} bytes")
     return data
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a file so a crash leaves either the old or the new content."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def sign_profile_file(profile_path: Path, key: Signer) -> Path:

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from crypto.files import atomic_write, fsync_dir
 from firmware.profile_sign import (
     ProfileSignature,
     ProfileSignatureError,
-    atomic_write,
-    fsync_dir,
     profile_identity,
     short_key,
     verify_signed_profile,

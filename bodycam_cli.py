@@ -27,27 +27,6 @@ _COMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (
     ("vault.cli", "add_subcommands"),  # vault verify/decrypt/...
 )
 
-# Command groups named in ARCHITECTURE.md; a group no package provides yet says so.
-_PLANNED_GROUPS = {
-    "keys": "create a site's vault, integrator and dock keys",
-    "profile": "validate, sign, flash and read configuration profiles",
-    "device": "run an emulated camera",
-    "sim": "run scripted shifts in fast-forward",
-    "dock": "the docking-station ingest daemon",
-    "vault": "back office: verify, decrypt, hold, export, purge",
-}
-
-
-class NotImplementedCommand(Exception):
-    """A command named in the design that this build does not provide."""
-
-
-def _not_implemented(group: str) -> Callable[[argparse.Namespace], int]:
-    def handler(args: argparse.Namespace) -> int:
-        raise NotImplementedCommand(f"'{group}' is not implemented in this build")
-
-    return handler
-
 
 def _demo(args: argparse.Namespace) -> int:
     from sim.demo import run_demo
@@ -64,17 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for module_name, func_name in _COMMAND_PROVIDERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        getattr(module, func_name)(sub)
-    for group, help_text in _PLANNED_GROUPS.items():
-        if group not in sub.choices:
-            p = sub.add_parser(group, help=f"{help_text} (not implemented)")
-            p.set_defaults(func=_not_implemented(group))
+        getattr(importlib.import_module(module_name), func_name)(sub)
     demo = sub.add_parser("demo", help="run a whole shift end to end on embedded defaults")
     demo.add_argument("--out", default="demo-out", help="where the shift's files go")
     demo.set_defaults(func=_demo)
@@ -100,9 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"'{args.command}' needs a subcommand")
     try:
         result = func(args)
-    except NotImplementedCommand as exc:
-        print(f"bodycam: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("bodycam: interrupted", file=sys.stderr)
         return 130

@@ -531,7 +531,9 @@ class CameraIngest:
         self.device_public = b""
         self.source: FileSource | None = None
         self._spool: Path | None = None
-        self._hold: set[str] = set()  # segments not to release (see _ingest_recording)
+        # (recording, segment) not to release (see _ingest_recording). Keyed by recording
+        # and never reset: the release worker may act on a recording after the next began.
+        self._hold: set[tuple[str, str]] = set()
         self._releaser: _ReleaseWorker | None = None
         self._deferred_profile: Any = None
 
@@ -816,14 +818,13 @@ class CameraIngest:
         # Unlisted files first: quarantined before any release can change the folder.
         for name in unlisted:
             self._unlisted_file(vr, name, files[name])
-        self._hold = set()
         if vr.complete and any(segment_index_of(n) is not None for n in unlisted):
             # The camera removes a finished recording's folder, every file in it, with its
             # last released segment: keep one listed segment back so the quarantined file
             # stays on the camera as evidence.
             present = [e.name for e in vr.segments if e.name in files]
             if present:
-                self._hold = {present[-1]}
+                self._hold.add((rec_id, present[-1]))
         all_durable = True
         for entry in vr.segments:
             self.check_alive()
@@ -983,7 +984,7 @@ class CameraIngest:
             raise TransitionRefused(f"{rec_id}/{entry.name} is not recorded as stored")
         if self.link is None:
             return
-        if entry.name in self._hold:
+        if (rec_id, entry.name) in self._hold:
             self.report.notes.append(
                 f"{rec_id}/{entry.name}: stored, held on the camera with the quarantined file")
             return

@@ -181,6 +181,12 @@ def _load_private(path: Path, algorithm: str) -> tuple[bytes, bytes, str]:
     """(private seed, public, kind) from a private key file of the given algorithm."""
     path = Path(path)
     data = _read_key_file(path)
+    doc = _parse_json(path, data)
+    if doc.get("format") != PRIVATE_FORMAT:
+        if doc.get("format") == PUBLIC_FORMAT:
+            raise KeyFileError(f"{path} is a public key file; this needs the private key")
+        raise KeyFileError(f"{path} is not a bodycam private key file (format {PRIVATE_FORMAT})")
+    # Only now that it is known to be a private key does its mode matter.
     try:
         mode = os.stat(path).st_mode
     except OSError:
@@ -188,11 +194,6 @@ def _load_private(path: Path, algorithm: str) -> tuple[bytes, bytes, str]:
     if mode & 0o077:
         log.warning("private key file %s is readable by others (mode %o); chmod 600 it",
                     path, stat.S_IMODE(mode))
-    doc = _parse_json(path, data)
-    if doc.get("format") != PRIVATE_FORMAT:
-        if doc.get("format") == PUBLIC_FORMAT:
-            raise KeyFileError(f"{path} is a public key file; this needs the private key")
-        raise KeyFileError(f"{path} is not a bodycam private key file (format {PRIVATE_FORMAT})")
     if doc.get("algorithm") != algorithm:
         raise KeyFileError(
             f"{path} holds an {doc.get('algorithm')!s} key ({doc.get('kind')!s}); "

@@ -27,6 +27,7 @@ footage, and a dock must be able to release it) are required.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import logging
 import math
@@ -309,6 +310,11 @@ def parse_profile(data: bytes | str, *, source: str = "<profile>") -> Profile:
         if len(data) > MAX_PROFILE_BYTES:
             raise ProfileError(
                 [f"{source}: file is larger than {MAX_PROFILE_BYTES} bytes: not a profile"]
+            )
+        if data.startswith(codecs.BOM_UTF8):
+            raise ProfileError(
+                [f"{source}: line 1: starts with a UTF-8 byte order mark (BOM); "
+                 "save the file as UTF-8 without BOM"]
             )
         try:
             text = data.decode("utf-8")

@@ -40,7 +40,7 @@ trusted_docks = ["{DOCK}"]
 
 
 def expected_message(path: Path) -> str:
-    first = path.read_bytes().split(b"\n", 1)[0].decode()
+    first = path.read_bytes().split(b"\n", 1)[0].decode("utf-8-sig")
     assert first.startswith("# expect: "), f"{path.name} must start with '# expect: MESSAGE'"
     return first[len("# expect: ") :]
 

@@ -278,6 +278,25 @@ class Profile(_Section):
             )
         return self
 
+    def placeholder_key_warnings(self) -> list[str]:
+        """One line per example key in [keys]: such a camera's footage is lost for good."""
+        lines = []
+        for k in self.keys.vault_recipients:
+            if str(k).lower() in PLACEHOLDER_KEYS:
+                lines.append(
+                    f"WARNING: vault recipient {str(k)[:16]}... is an example key whose private "
+                    "half was thrown away: footage sealed for it can never be opened. Put the "
+                    "site's vault.pub (from `bodycam keys init DIR`) in [keys] vault_recipients."
+                )
+        for k in self.keys.trusted_docks:
+            if str(k).lower() in PLACEHOLDER_KEYS:
+                lines.append(
+                    f"WARNING: trusted dock {str(k)[:16]}... is an example key whose private "
+                    "half was thrown away: no dock can release footage with it. Put the site's "
+                    "dock.pub in [keys] trusted_docks."
+                )
+        return lines
+
     def summary(self) -> str:
         """One line for `bodycam profile validate` and logs (no secrets in a profile)."""
         v, pre, rec = self.video, self.prerecord, self.recording
@@ -290,6 +309,17 @@ class Profile(_Section):
             f"{len(self.keys.vault_recipients)} vault recipient(s), "
             f"{len(self.keys.trusted_docks)} trusted dock(s); transfer {self.transfer.mode}"
         )
+
+
+# Public keys in the example profiles (profiles/*.toml) whose private halves were thrown
+# away: a camera flashed with one seals footage nobody can ever open or release.
+PLACEHOLDER_KEYS = frozenset({
+    "8dc29b5e638401ce06e805c474ab0c5020bc8d4a2abdb8b7c98ddf531e5f1437",
+    "c5b4c1be0b1af460518bbf99bbd761222444a74fff2a679682e3dd4031f05142",
+    "712cb9680cdc2adf0b0192de72094f393f639b3fd34bf960c94cdc56c6890697",
+    "39b6d8c5cd13a4c831009a7ad1bc8e91771deef1bc213bc34819deb1f50271ed",
+    "74092ace01c162d88e88d702e1dc6b4b2f9d4bfdae60aacf6b3667fef9c4cbd6",
+})
 
 
 # --- loading ---------------------------------------------------------------------------

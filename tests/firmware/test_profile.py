@@ -86,7 +86,8 @@ def test_cli_accepts_a_valid_profile(path: Path, capsys: pytest.CaptureFixture[s
     assert run_cli(["profile", "validate", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.count("\n") == 1 and out.startswith(f"{path}: valid: profile ")
-    assert err == ""
+    # The shipped profiles hold example keys: only the warnings about them reach stderr.
+    assert all(line.startswith(f"{path}: WARNING: ") for line in err.splitlines())
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
@@ -174,3 +175,28 @@ def test_validate_joins_an_existing_profile_group() -> None:
     profile_cli.add_subcommands(sub)
     args = parser.parse_args(["profile", "validate", "x.toml"])
     assert args.func is profile_cli.cmd_validate and args.file == Path("x.toml")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_validate_warns_loudly_about_the_example_keys(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped profiles carry keys nobody holds: validate says footage would be lost."""
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    captured = capsys.readouterr()
+    assert "valid:" in captured.out
+    assert f"{path}: WARNING: vault recipient" in captured.err
+    assert "can never be opened" in captured.err
+
+
+def test_validate_is_quiet_about_a_site_s_own_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crypto.keys import SigningKey, VaultKey
+
+    text = MINIMAL.replace(VAULT, VaultKey.generate().public_bytes().hex()).replace(
+        DOCK, SigningKey.generate("dock").public_bytes().hex())
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    assert capsys.readouterr().err == ""

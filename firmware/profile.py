@@ -278,6 +278,18 @@ class Profile(_Section):
             )
         return self
 
+    def prerecord_defaults(self) -> list[str]:
+        """A note per pre-record setting the file leaves to the default (privacy-relevant)."""
+        section = self.prerecord
+        set_here = section.model_fields_set if "prerecord" in self.model_fields_set else set()
+        notes = []
+        for name in ("seconds", "audio"):
+            if name not in set_here:
+                value = getattr(section, name)
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+                notes.append(f"note: [prerecord] {name} is not set; the default {shown} is used")
+        return notes
+
     def placeholder_key_warnings(self) -> list[str]:
         """One line per example key in [keys]: such a camera's footage is lost for good."""
         lines = []

@@ -146,7 +146,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OSError(f"{path}: {exc.strerror or exc}") from None
     profile = parse_profile(raw, source=str(path))
-    for line in profile.placeholder_key_warnings():
+    for line in profile.prerecord_defaults() + profile.placeholder_key_warnings():
         print(f"{path}: {line}", file=sys.stderr)
     control_factory = None
     if not args.no_serial:

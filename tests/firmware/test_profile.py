@@ -200,3 +200,18 @@ def test_validate_is_quiet_about_a_site_s_own_keys(
     path.write_text(text)
     assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_validate_says_which_pre_record_defaults_were_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "no-prerecord.toml"
+    path.write_text(MINIMAL)
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    err = capsys.readouterr().err
+    assert f"{path}: note: [prerecord] seconds is not set; the default 30 is used" in err
+    assert f"{path}: note: [prerecord] audio is not set; the default false is used" in err
+    path.write_text(MINIMAL + "[prerecord]\nseconds = 60\n")
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    err = capsys.readouterr().err
+    assert "seconds is not set" not in err and "audio is not set; the default false" in err

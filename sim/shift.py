@@ -157,13 +157,20 @@ def load_scenario(path: Path) -> Scenario:
         data = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ScenarioError(f"{path}: not TOML: {exc}") from None
+    if "shift" not in data and ("profile" in data or "keys" in data):
+        raise ScenarioError(
+            f"{path}: this is a camera profile, not a shift scenario (a scenario has a [shift] "
+            "table and [[cameras]]; see sim/scenarios/heusden.toml)"
+        )
     try:
         scenario = Scenario.model_validate({**data, "source": path})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             where = ".".join(str(p) for p in err["loc"])
-            problems.append(f"{where}: {err['msg']} (got {err.get('input')!r})")
+            got = repr(err.get("input"))
+            got = got if len(got) <= 60 else got[:57] + "..."
+            problems.append(f"{where}: {err['msg']} (got {got})")
         raise ScenarioError(f"{path}: " + "; ".join(problems)) from None
     names = [c.name for c in scenario.cameras]
     if len(set(names)) != len(names):

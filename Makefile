@@ -38,8 +38,11 @@ fuzz: $(STAMP)
 	BODYCAM_HYPOTHESIS=explore $(BIN)/python -m pytest -q $(FUZZ_ARGS) \
 		tests/ringbuffer tests/crypto tests/serial tests/sim/test_sensor.py tests/firmware/test_eventlog.py
 
-demo: $(STAMP)
-	$(BIN)/bodycam demo
+# Timed from before the install, so a fresh machine sees what the whole thing costs.
+demo:
+	@start=$$(date +%s); $(MAKE) --no-print-directory install && $(BIN)/bodycam demo; rc=$$?; \
+		echo "make demo: $$(( $$(date +%s) - start )) s in all, install included (exit $$rc)"; \
+		exit $$rc
 
 bench: $(STAMP)
 	@failed=""; for b in benchmarks/*_bench.py; do echo "== $$b"; \

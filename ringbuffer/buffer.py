@@ -200,6 +200,7 @@ class PreRecordBuffer:
         # Touch every page now: the memory is really in use from construction on.
         self._arena = np.empty(capacity, dtype=np.uint8)
         self._arena.fill(0)
+        self._arena_bytes = self._arena.data  # the arena as a writable memoryview
         self._index = np.zeros(slots, dtype=INDEX_DTYPE)
         self._index_bytes = self._index.view(np.uint8).data
         self._gops = np.zeros(slots, dtype=np.int32)  # ring of index slots, one per GOP
@@ -327,7 +328,7 @@ class PreRecordBuffer:
                 self.dropped_before_keyframe += 1
                 return False
             slot = (self._head + self._count) % self._slots
-            self._arena[offset : offset + size] = np.frombuffer(view, dtype=np.uint8)
+            self._arena_bytes[offset : offset + size] = view
             flags = FLAG_KEYFRAME if keyframe else 0
             _RECORD.pack_into(
                 self._index_bytes, slot * _RECORD.size, offset, size, pts, duration, stream, flags

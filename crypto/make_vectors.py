@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from crypto.keys import SigningKey, VaultKey
-from crypto.seal import RecordingSealer, recover_recordings
+from crypto.recovery import recover_recordings
+from crypto.seal import RecordingSealer
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 DEVICE_ID = "BC-1A2B3C4D"

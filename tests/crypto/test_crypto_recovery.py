@@ -17,7 +17,8 @@ import crypto.seal as seal_module
 from crypto.errors import Truncated
 from crypto.format import TAG_SIZE
 from crypto.open import decrypt_recording
-from crypto.seal import RecordingSealer, recover_recordings
+from crypto.recovery import recover_recordings
+from crypto.seal import RecordingSealer
 from crypto.verify import verify_recording
 
 FULL = SMALL_CHUNK + TAG_SIZE

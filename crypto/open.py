@@ -130,8 +130,12 @@ class SegmentReader:
     def __enter__(self) -> SegmentReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -176,8 +180,10 @@ class SegmentReader:
             offset += length
             digest.update(ct)
             pt = stream.open(ct, pt_all, last=i == n - 1, recovered=self.recovered)
-            if i == n - 1 and self._entry is not None and not hmac.compare_digest(
-                digest.hexdigest(), self._entry.sha256
+            if (
+                i == n - 1
+                and self._entry is not None
+                and not hmac.compare_digest(digest.hexdigest(), self._entry.sha256)
             ):
                 raise Tampered(self.name, None, "SHA-256 differs from the signed manifest")
             yield pt
@@ -230,8 +236,7 @@ class OpenedRecording:
         if self._closed:
             raise ValueError(f"recording {self.verified.recording_id} is closed")
         try:
-            return SegmentReader(self.directory / entry.name, self._data_key, entry,
-                                 self.verified)
+            return SegmentReader(self.directory / entry.name, self._data_key, entry, self.verified)
         except FormatError as exc:
             self._error = exc
             raise
@@ -255,8 +260,12 @@ class OpenedRecording:
     def __enter__(self) -> OpenedRecording:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -276,9 +285,14 @@ def decrypt_recording(
     Raises WrongKey, Tampered, Truncated, UnknownVersion or NotSignedByDevice. A
     recording without an end entry is refused unless `require_complete=False`.
     """
-    with OpenedRecording(recording_dir, vault_key, device_public,
-                         require_complete=require_complete) as rec:
+    with OpenedRecording(
+        recording_dir, vault_key, device_public, require_complete=require_complete
+    ) as rec:
         total = rec.write_all(out)
-        log.info("decrypted recording %s: %d segments, %d bytes",
-                 rec.verified.recording_id, len(rec.segments), total)
+        log.info(
+            "decrypted recording %s: %d segments, %d bytes",
+            rec.verified.recording_id,
+            len(rec.segments),
+            total,
+        )
         return total

@@ -75,9 +75,13 @@ def _sha256_file(fd: int, size: int) -> str:
     return digest.hexdigest()
 
 
-def salvage_part(directory: Path, part: Path, expected: SegmentHeader | None,
-                  manifest: ManifestWriter,
-                  report: RecoveryReport | None = None) -> SealedSegmentInfo | str:
+def salvage_part(
+    directory: Path,
+    part: Path,
+    expected: SegmentHeader | None,
+    manifest: ManifestWriter,
+    report: RecoveryReport | None = None,
+) -> SealedSegmentInfo | str:
     """Seal the whole chunks of a `.part` as RECOVERED_SEGMENT, or delete it if it has none.
 
     Returns the sealed segment, or "discarded". Raises FormatError if the file
@@ -120,8 +124,15 @@ def salvage_part(directory: Path, part: Path, expected: SegmentHeader | None,
         raise FormatError(f"{final} exists next to {part.name}; not replacing it")
     os.rename(part, final)
     fsync_dir(directory)
-    manifest.append(KIND_RECOVERED_SEGMENT, header.index, chunks, new_size, header.start_pts,
-                    header.start_utc, bytes.fromhex(sha))
+    manifest.append(
+        KIND_RECOVERED_SEGMENT,
+        header.index,
+        chunks,
+        new_size,
+        header.start_pts,
+        header.start_utc,
+        bytes.fromhex(sha),
+    )
     line = f"{name}: recovered, {chunks} chunks ({size - new_size} bytes of a partial chunk cut)"
     if report is not None:
         report.recovered_segments.append((name, chunks))
@@ -131,24 +142,28 @@ def salvage_part(directory: Path, part: Path, expected: SegmentHeader | None,
     return SealedSegmentInfo(name, final, sha, new_size, chunks)
 
 
-def _restore_final(directory: Path, name: str, rec_device: str, rec_id: str, index: int,
-                   manifest: ManifestWriter) -> None:
+def _restore_final(
+    directory: Path, name: str, rec_device: str, rec_id: str, index: int, manifest: ManifestWriter
+) -> None:
     """Sign the entry of a complete segment whose manifest update the power cut prevented."""
     fd = os.open(directory / name, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         size = os.fstat(fd).st_size
         header = read_segment_header(fd, name)
         if (header.device_id, header.recording_id, header.index) != (rec_device, rec_id, index):
-            raise FormatError(f"{name}: header names {header.device_id}/{header.recording_id} "
-                              f"segment {header.index}")
+            raise FormatError(
+                f"{name}: header names {header.device_id}/{header.recording_id} "
+                f"segment {header.index}"
+            )
         chunks = normal_chunk_count(size, header.header_len, header.chunk_size)
         if chunks is None:
             raise FormatError(f"{name}: {size} bytes do not fit the chunk layout")
         sha = _sha256_file(fd, size)
     finally:
         os.close(fd)
-    manifest.append(KIND_SEGMENT, index, chunks, size, header.start_pts, header.start_utc,
-                    bytes.fromhex(sha))
+    manifest.append(
+        KIND_SEGMENT, index, chunks, size, header.start_pts, header.start_utc, bytes.fromhex(sha)
+    )
 
 
 def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport | None:
@@ -208,8 +223,9 @@ def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport
                 report.problem(f"{parts[index]} next to {finals[index]}")
                 pending.discard(index)
             try:
-                _restore_final(recording_dir, finals[index], vr.device_id, vr.recording_id,
-                               index, manifest)
+                _restore_final(
+                    recording_dir, finals[index], vr.device_id, vr.recording_id, index, manifest
+                )
             except (FormatError, OSError) as exc:
                 report.problem(str(exc))
                 break
@@ -220,8 +236,9 @@ def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport
             continue
         if index in parts:
             try:
-                outcome = salvage_part(recording_dir, recording_dir / parts[index], None,
-                                        manifest, report)
+                outcome = salvage_part(
+                    recording_dir, recording_dir / parts[index], None, manifest, report
+                )
             except (FormatError, OSError) as exc:
                 report.problem(str(exc))
                 break
@@ -258,4 +275,3 @@ def recover_recordings(recordings_root: Path, signer: SigningKey) -> list[Recove
         if report is not None:
             reports.append(report)
     return reports
-

@@ -25,7 +25,6 @@ from crypto.files import fsync_dir, write_all
 from crypto.format import (
     DEFAULT_CHUNK_SIZE,
     HEADER_NAME,
-    KEY_SIZE,
     KIND_END,
     KIND_SEGMENT,
     KIND_START,
@@ -43,7 +42,7 @@ from crypto.format import (
     segment_name,
     write_atomic,
 )
-from crypto.keys import SigningKey, check_x25519_public
+from crypto.keys import KEY_SIZE, SigningKey, check_x25519_public
 from crypto.manifest import ManifestWriter, SealedSegmentInfo, SealerStateError
 from crypto.recovery import RecoveryReport, recover_recording, recover_recordings, salvage_part
 from crypto.stream import ChunkWriter
@@ -79,14 +78,16 @@ class SegmentWriter:
         self.path = sealer.directory / self.name
         self.part_path = sealer.directory / (self.name + PART_SUFFIX)
         self._key = key  # the stream encrypts with this buffer and overwrites it on wipe
-        self._stream = ChunkWriter(key, header.nonce_prefix, header.raw, header.chunk_size,
-                                   self._write)
+        self._stream = ChunkWriter(
+            key, header.nonce_prefix, header.raw, header.chunk_size, self._write
+        )
         self._size = 0
         self._hash = hashlib.sha256()
         self._error: BaseException | None = None
         self._done = False
-        self._fd = os.open(self.part_path,
-                           os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        self._fd = os.open(
+            self.part_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644
+        )
         try:
             self._write(header.raw)
         except BaseException as exc:
@@ -145,8 +146,7 @@ class SegmentWriter:
             os.close(self._fd)
             self._fd = -1
             if self.path.exists():
-                raise FileExistsError(f"{self.path} already exists; not replacing a sealed "
-                                      "segment")
+                raise FileExistsError(f"{self.path} already exists; not replacing a sealed segment")
             os.rename(self.part_path, self.path)
             fsync_dir(self._sealer.directory)
         except BaseException as exc:
@@ -154,8 +154,7 @@ class SegmentWriter:
             raise
         self._done = True
         self._wipe()
-        info = SealedSegmentInfo(self.name, self.path, self._hash.hexdigest(), self._size,
-                                 chunks)
+        info = SealedSegmentInfo(self.name, self.path, self._hash.hexdigest(), self._size, chunks)
         self._sealer._segment_closed(self, info)
         return info
 
@@ -192,8 +191,12 @@ class SegmentWriter:
     def __enter__(self) -> SegmentWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if self._done:
             return
         if exc_type is None:
@@ -239,8 +242,9 @@ class RecordingSealer:
         self.segments: list[SealedSegmentInfo] = []
         self._data_key = bytearray(self._rng(KEY_SIZE))
         try:
-            header = build_recording_header(device_id, recording_id, started_utc, recipients,
-                                             self._data_key, self._rng)
+            header = build_recording_header(
+                device_id, recording_id, started_utc, recipients, self._data_key, self._rng
+            )
             self.directory.mkdir(parents=True, exist_ok=True)
             for name in (HEADER_NAME, MANIFEST_NAME):
                 if (self.directory / name).exists():
@@ -250,13 +254,21 @@ class RecordingSealer:
                     )
             write_atomic(self.directory / HEADER_NAME, header)
             self._manifest = ManifestWriter(self.directory, signer, [], bytes(32))
-            self._manifest.append(KIND_START, size=len(header), utc=started_utc,
-                                  digest=hashlib.sha256(header).digest())
+            self._manifest.append(
+                KIND_START,
+                size=len(header),
+                utc=started_utc,
+                digest=hashlib.sha256(header).digest(),
+            )
         except BaseException:
             self.wipe()
             raise
-        log.info("recording %s sealing into %s for %d vault recipient(s)", recording_id,
-                 self.directory, len(recipients))
+        log.info(
+            "recording %s sealing into %s for %d vault recipient(s)",
+            recording_id,
+            self.directory,
+            len(recipients),
+        )
 
     @property
     def finished(self) -> bool:
@@ -266,8 +278,9 @@ class RecordingSealer:
         if self._state != "recording":
             raise SealerStateError(f"recording {self.recording_id} is {self._state}")
 
-    def begin_segment(self, index: int, media_type: str, start_pts: int,
-                      start_utc: float) -> SegmentWriter:
+    def begin_segment(
+        self, index: int, media_type: str, start_pts: int, start_utc: float
+    ) -> SegmentWriter:
         """Start segment `index` (the next one after the last sealed; the first is free)."""
         self._check_recording()
         if self._open is not None:
@@ -280,8 +293,14 @@ class RecordingSealer:
         if not 0 <= index < MAX_SEGMENTS:
             raise ValueError(f"segment index {index} out of range 0..{MAX_SEGMENTS - 1}")
         header = build_segment_header(
-            self.device_id, self.recording_id, index, media_type, start_pts, start_utc,
-            self.chunk_size, self._rng(NONCE_PREFIX_SIZE),
+            self.device_id,
+            self.recording_id,
+            index,
+            media_type,
+            start_pts,
+            start_utc,
+            self.chunk_size,
+            self._rng(NONCE_PREFIX_SIZE),
         )
         key = bytearray(segment_key(self._data_key, header))
         if (self.directory / segment_name(index)).exists():
@@ -292,8 +311,15 @@ class RecordingSealer:
     def _segment_closed(self, writer: SegmentWriter, info: SealedSegmentInfo) -> None:
         self._open = None
         h = writer.header
-        self._manifest.append(KIND_SEGMENT, h.index, info.chunks, info.size, h.start_pts,
-                              h.start_utc, bytes.fromhex(info.sha256))
+        self._manifest.append(
+            KIND_SEGMENT,
+            h.index,
+            info.chunks,
+            info.size,
+            h.start_pts,
+            h.start_utc,
+            bytes.fromhex(info.sha256),
+        )
         self.next_index = h.index + 1
         self.segments.append(info)
         log.debug("sealed %s: %d bytes, %d chunks", info.name, info.size, info.chunks)
@@ -346,7 +372,4 @@ class RecordingSealer:
             self._state = "wiped"
 
     def __repr__(self) -> str:
-        return f"RecordingSealer({self.recording_id}, {len(self.segments)} segments, " \
-               f"{self._state})"
-
-
+        return f"RecordingSealer({self.recording_id}, {len(self.segments)} segments, {self._state})"

@@ -151,7 +151,11 @@ class ChunkReader:
     """
 
     def __init__(
-        self, key: bytes | bytearray, nonce_prefix: bytes, associated_data: bytes, chunk_size: int,
+        self,
+        key: bytes | bytearray,
+        nonce_prefix: bytes,
+        associated_data: bytes,
+        chunk_size: int,
         name: str,
     ) -> None:
         self._key = bytearray(key)
@@ -178,8 +182,9 @@ class ChunkReader:
             return False
         return True
 
-    def open(self, ciphertext: memoryview, out: memoryview, *, last: bool,
-             recovered: bool = False) -> memoryview:
+    def open(
+        self, ciphertext: memoryview, out: memoryview, *, last: bool, recovered: bool = False
+    ) -> memoryview:
         """Authenticate and decrypt the next chunk into `out`; returns its plaintext.
 
         `last`: no chunk follows this one. In a recovered stream (whole chunks kept after

@@ -37,16 +37,21 @@ from crypto.format import (
 from crypto.open import SegmentReader, decrypt_recording
 from crypto.verify import verify_recording
 
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 FILES = ("recording.hdr", "manifest.bcm", "seg-000000.bcs", "seg-000001.bcs")
 
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory, ckeys: CryptoKeys) -> Sealed:
     root = tmp_path_factory.mktemp("fuzz") / "recordings"
-    return seal_recording(root / "20261122T181500Z-f022", ckeys.device,
-                          [ckeys.vault.public_bytes()], (2 * SMALL_CHUNK + 7, 30))
+    return seal_recording(
+        root / "20261122T181500Z-f022",
+        ckeys.device,
+        [ckeys.vault.public_bytes()],
+        (2 * SMALL_CHUNK + 7, 30),
+    )
 
 
 Mutation = Callable[[bytes], bytes]
@@ -54,8 +59,11 @@ Mutation = Callable[[bytes], bytes]
 
 def _one_mutation() -> st.SearchStrategy[Mutation]:
     def flip(i: int, bit: int) -> Mutation:
-        return lambda d: d[: i % max(len(d), 1)] + bytes([d[i % len(d)] ^ (1 << bit)]) \
-            + d[i % len(d) + 1 :] if d else d
+        return lambda d: (
+            d[: i % max(len(d), 1)] + bytes([d[i % len(d)] ^ (1 << bit)]) + d[i % len(d) + 1 :]
+            if d
+            else d
+        )
 
     def setbyte(i: int, v: int) -> Mutation:
         return lambda d: d[: i % max(len(d), 1)] + bytes([v]) + d[i % len(d) + 1 :] if d else d
@@ -89,11 +97,14 @@ def _mutate(data: bytes, changes: list[Mutation]) -> bytes:
     return data
 
 
-@given(kind=st.sampled_from(["recording.hdr", "manifest.bcm", "segment header"]),
-       changes=st.lists(_one_mutation(), min_size=1, max_size=3))
+@given(
+    kind=st.sampled_from(["recording.hdr", "manifest.bcm", "segment header"]),
+    changes=st.lists(_one_mutation(), min_size=1, max_size=3),
+)
 @FUZZ
-def test_parsers_on_mutated_valid_files(pristine: Sealed, kind: str,
-                                        changes: list[Mutation]) -> None:
+def test_parsers_on_mutated_valid_files(
+    pristine: Sealed, kind: str, changes: list[Mutation]
+) -> None:
     # Mutations of real files get past the magic and the version into the fields, which
     # random bytes practically never do.
     if kind == "segment header":
@@ -217,15 +228,19 @@ def test_a_changed_chunk_fails_exactly_there(
     assert released == pristine.plaintexts[0][: chunk * SMALL_CHUNK]
 
 
-@given(chunk_size=st.sampled_from([64, 4096, 1 << 20]), body=st.binary(max_size=200),
-       key=st.binary(min_size=32, max_size=32))
+@given(
+    chunk_size=st.sampled_from([64, 4096, 1 << 20]),
+    body=st.binary(max_size=200),
+    key=st.binary(min_size=32, max_size=32),
+)
 @FUZZ
 def test_segment_reader_allocates_no_more_than_the_file_holds(
     tmp_path: Path, chunk_size: int, body: bytes, key: bytes
 ) -> None:
     # A well-formed header declaring chunks of up to 1 MiB in front of a few bytes.
-    header = build_segment_header("BC-1A2B3C4D", "r", 0, "video/mp2t", 0, 0.0, chunk_size,
-                                  bytes(7)).raw
+    header = build_segment_header(
+        "BC-1A2B3C4D", "r", 0, "video/mp2t", 0, 0.0, chunk_size, bytes(7)
+    ).raw
     path = tmp_path / "seg-000000.bcs"
     path.write_bytes(header + body)
     tracemalloc.start()

@@ -73,8 +73,10 @@ def test_a_recovered_stream_opens_without_the_last_flag() -> None:
     chunks = seal(pattern("recovered", 3 * CS + 9))
     reader = ChunkReader(KEY, PREFIX, AAD, CS, "seg-000000.bcs")
     out = memoryview(bytearray(CS))
-    got = [bytes(reader.open(memoryview(c), out, last=i == 1, recovered=True))
-           for i, c in enumerate(chunks[:2])]
+    got = [
+        bytes(reader.open(memoryview(c), out, last=i == 1, recovered=True))
+        for i, c in enumerate(chunks[:2])
+    ]
     assert b"".join(got) == pattern("recovered", 2 * CS)
 
 

@@ -119,10 +119,12 @@ def _config_int(name: str, value: object, low: int, high: int | None, unit: str 
     return number
 
 
-def _as_byte_view(data: object) -> memoryview:
-    """A flat unsigned-byte view of any contiguous buffer, without copying it."""
+def _as_byte_view(data: object) -> bytes | bytearray | memoryview:
+    """The packet as flat unsigned bytes, without copying it."""
+    if isinstance(data, bytes | bytearray):
+        return data
     try:
-        view = memoryview(data)  # type: ignore[arg-type]  # anything with the buffer protocol
+        view = data if isinstance(data, memoryview) else memoryview(data)  # type: ignore[arg-type]
     except TypeError:
         raise InvalidPacket(
             f"packet data must be bytes, bytearray or memoryview, got {type(data).__name__}"
@@ -298,7 +300,7 @@ class PreRecordBuffer:
         empty packet, a stream other than 0/1, a duration outside 0..2**32-1).
         """
         view = _as_byte_view(data)
-        size = view.nbytes
+        size = len(view)
         pts, duration, stream = (
             operator.index(pts),
             operator.index(duration),

@@ -638,6 +638,7 @@ class CameraIngest:
         self.source: FileSource | None = None
         self._spool: Path | None = None
         self._hold: set[str] = set()  # segments not to release (see _ingest_recording)
+        self._unfinished: set[str] = set()  # recordings without END in their manifest
         self._releaser: _ReleaseWorker | None = None
         self._deferred_profile: Any = None
 
@@ -924,10 +925,12 @@ class CameraIngest:
                 if name.endswith(PART_SUFFIX):
                     self._left_file(path, "unsealed leftover (.part): the camera's recovery "
                                           "seals or removes it, the next docking takes it")
-                elif segment_index_of(name) is None and not segments:
-                    self._left_file(path, "stays with its folder: the recording is not "
-                                          "finished, or its folder holds files the camera "
-                                          "does not remove")
+                elif segment_index_of(name) is None and not segments \
+                        and rec_id not in self._unfinished:
+                    # An unfinished recording keeps its header and manifest by design; a
+                    # finished one goes with its last segment unless something else is there.
+                    self._left_file(path, "the camera kept this finished recording's folder "
+                                          "(it holds files the camera does not remove)")
         if isinstance(self.source, VolumeSource):
             for path, reason in self.source.others().items():
                 self._left_file(path, reason)
@@ -967,6 +970,8 @@ class CameraIngest:
                 rec_id, files, f"folder {rec_id} holds recording {vr.recording_id} of "
                                f"{vr.device_id}")
             return False
+        if not vr.complete:
+            self._unfinished.add(rec_id)
         now = self.ctx.clock.now()
         until = retain_until(vr.started_utc, now, self.ctx.store.retention_days)
         header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME,

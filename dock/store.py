@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from crypto.files import fsync_dir
-from dock.names import check_component, check_device_id, check_file_name, check_recording_id
+from dock.names import check_component, check_device_id, check_recording_id
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def object_key(site: str, device_id: str, recording_id: str, name: str, sha256: 
         _check_component(site, "site"),
         check_device_id(device_id),
         check_recording_id(recording_id),
-        f"{check_file_name(name)}.{_check_sha(sha256)}",
+        f"{check_component(name, 'file name')}.{_check_sha(sha256)}",
     )
     return "/".join(parts)
 

@@ -81,7 +81,7 @@ MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 # A quarantined file without a manifest entry (nothing says how long it may be) is kept
 # as evidence up to this many bytes: a camera cannot make the dock copy without end.
 MAX_EVIDENCE = 256 << 20
-MAX_NAME_NOTES = 12  # files left on the camera named one by one; the rest are counted
+MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are counted
 # What a camera volume holds besides recordings, and what stays on it after a docking.
 _EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
 VOLUME_KEEPS = {"DEVICE.json": None, "events": {"events.jsonl"}, RECORDINGS_DIR: None}
@@ -667,13 +667,9 @@ class CameraIngest:
         if path in self.report.left:
             return
         self.report.left[path] = reason
-        shown_so_far = len(self.report.left)
-        if shown_so_far <= MAX_NAME_NOTES:
+        if len(self.report.left) <= MAX_NAME_NOTES:
             self._note(f"left on the camera: {path}: {reason}")
-        elif shown_so_far == MAX_NAME_NOTES + 1:
-            self._note("more files left on the camera (see the log)")
-            log.warning("camera %s: left on the camera: %s: %s", self.device_id, path, reason)
-        else:
+        else:  # a camera listing thousands must not make the summary line endless
             log.warning("camera %s: left on the camera: %s: %s", self.device_id, path, reason)
 
     def run(self) -> CameraReport:
@@ -723,6 +719,9 @@ class CameraIngest:
             self.progress.set(ERROR, message=str(exc))
             log.error("slot %s: %s", self.slot.name, exc)
         finally:
+            unnamed = len(self.report.left) - MAX_NAME_NOTES
+            if unnamed > 0:
+                self._note(f"{unnamed} more file(s) left on the camera (named in the dock's log)")
             if self._releaser is not None:
                 self._releaser.close()
             if self.link is not None:

@@ -151,6 +151,14 @@ def _profile_info(f: Fields) -> ProfileInfo:
     )
 
 
+def _reply_size(msg: Message, command: str) -> int:
+    """The `size` a READ/EVENT_LOG reply claims; a malformed one is the camera's LinkError."""
+    try:
+        return msg.fields.integer("size", 0, 2**53)
+    except MessageError as exc:
+        raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed {command} reply: {exc}") from None
+
+
 class CameraLink:
     """Client of one camera's control channel. Not thread-safe: one caller at a time."""
 
@@ -456,7 +464,10 @@ class CameraLink:
                         # longer name is refused below and the next entry moves on.
                         after, moved = key, True
                 builder.add(recording, name, e.get("size"))
-            if not f.flag("more") or not files:
+            more = f.optional("more")
+            if not isinstance(more, bool):
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without 'more'")
+            if not more or not files:
                 break
             if not moved:
                 raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS does not move forward")
@@ -467,7 +478,7 @@ class CameraLink:
         if not 0 < length <= MAX_DATA:
             raise ValueError(f"length must be 1..{MAX_DATA}")
         msg = self.call(MessageType.READ, {"path": path, "offset": offset, "length": length})
-        size = msg.fields.integer("size", 0, 2**53)
+        size = _reply_size(msg, "READ")
         if len(msg.blob) > length:
             raise LinkError(ErrorCode.BAD_MESSAGE, "READ returned more than asked")
         return size, msg.blob
@@ -525,7 +536,7 @@ class CameraLink:
         while limit is None or done < limit:
             want = MAX_DATA if limit is None else min(MAX_DATA, limit - done)
             msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": want})
-            size = msg.fields.integer("size", 0, 2**53)
+            size = _reply_size(msg, "EVENT_LOG")
             if len(msg.blob) > want:
                 raise LinkError(ErrorCode.BAD_MESSAGE, "EVENT_LOG returned more than asked")
             parts.append(msg.blob)

@@ -135,6 +135,9 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
                  "seg-000000.bcs/../../manifest.bcm"]
     for name in bad_files:
         lies.entries.append((good[1], name, 10))
+    bad_sizes = {"seg-000008.bcs": -1, "seg-000009.bcs": "2 GiB"}
+    for name, size in bad_sizes.items():
+        lies.entries.append((good[1], name, size))
     # decoys where the escaping names point: must survive untouched
     decoy = tmp_path / "escaped"
     decoy.mkdir()
@@ -161,7 +164,8 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     assert not report.ok and not report.released_camera
     summary = report.summary()
     assert "camera released" not in summary
-    assert f"{len(BAD_IDS) + len(bad_files)} other file(s) left on the camera" in summary
+    n_bad = len(BAD_IDS) + len(bad_files) + len(bad_sizes)
+    assert f"{n_bad} other file(s) left on the camera" in summary
     for bad in BAD_IDS:
         assert display_path(bad) in report.left
     for name in bad_files:
@@ -170,6 +174,9 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     assert "\x00" not in summary and "\x1b" not in summary and "\u202e" not in summary
     assert "contains a path separator" in report.left["recordings/'a/b'"]
     assert "300 characters" in report.left[display_path("r" * 300)]
+    for name in bad_sizes:
+        assert report.left[display_path(good[1], name)] == \
+            "size refused: not a byte count 0..2^53"
     # the dock never asked for a refused path, so nothing of it was read or written
     assert set(server.read_paths) <= {f"recordings/{r}/{n}" for r in good for n in
                                       ("recording.hdr", "manifest.bcm", "seg-000000.bcs",
@@ -455,3 +462,21 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     assert "refused dockings" in text and f"{honest.device_id} in slot slot-1" in text
     assert "recordings/'a/b': name refused" in text
     assert hostile_rec  # its recording was stored and released above
+
+
+def test_thousands_of_refused_names_keep_the_summary_line_bounded(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    cam: SimCamera = make_cam(transfer="serial")
+    good = cam.record(1)
+    register(ledger, cam)
+    lies = Lies(entries=[(f"../{i:04d}", "recording.hdr", 10) for i in range(2000)])
+    docks.dock(cam, "slot-1", volume=False, server=HostileServer(cam, lies))
+    ctx = context(tmp_path, ledger, dock_keys)
+    report = ingest(docks, "slot-1", ctx)
+    assert len(report.left) == 2000  # every one counted and kept apart
+    assert report.notes[-1] == "1968 more file(s) left on the camera (named in the dock's log)"
+    assert len(report.summary()) < 6000
+    assert cam.segment_files() == [] and report.recordings_done == 1
+    assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == \
+        cam.plaintexts[good]

@@ -17,6 +17,11 @@ For a camera in a slot (`SLOTS/<slot>/volume` and `serial`, see ARCHITECTURE
    receipt, and records that;
 4. offloads the camera's signed event log from where the last docking stopped.
 
+Names, sizes and counts the camera lists are untrusted: every name is checked where it
+enters (dock/names.py, both transfer modes), a refused one is reported and never becomes
+a path, no copy reads past the size the signed manifest allows, and every file left on
+the camera at the end is named with why. Every note reaches the summary line.
+
 Anything that fails verification is put in the store's quarantine with the reason,
 recorded, reported, and never released. The volume is read-only to the dock.
 Every step is idempotent against the ledger, so a dock killed at any instant

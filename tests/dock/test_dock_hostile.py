@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from dock_support import Dock, SimCamera, decrypt_from_store, register
 from hostile_support import HostileServer, Lies, tree
+from rich.console import Console
 
 from dock.cli import main as dock_main
 from dock.daemon import DaemonConfig, DockDaemon
@@ -422,9 +423,13 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     cfg = DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
                        ledger_path=ledger.path, settle=0.0, site=SITE, once=True, live=False)
     out = io.StringIO()
-    result = DockDaemon(cfg, store=FileStore(tmp_path / "store"), ledger=ledger,
-                        dock_key=dock_keys.dock, out=out).run()
+    screen = Console(file=io.StringIO(), width=4000, force_terminal=False)  # no folding
+    result = DockDaemon(dataclasses.replace(cfg, live=True), store=FileStore(tmp_path / "store"),
+                        ledger=ledger, dock_key=dock_keys.dock, out=out, console=screen).run()
     assert result.exit_code == 1
+    # the live view's last frame carries the notes in the slot's message
+    frame = screen.file.getvalue().split("bodycam dock - ")[-1]  # type: ignore[attr-defined]
+    assert "'a/b': name refused" in frame and "camera clock was off" in frame
     lines = {line.split(":")[0]: line for line in out.getvalue().splitlines()}
     hostile_line = lines[hostile.device_id]
     assert hostile_line.startswith(f"{hostile.device_id}: 1 of 1 recordings stored; "

@@ -33,6 +33,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import queue
@@ -65,6 +66,7 @@ from dock.names import (
     ListingRefused,
     NameRefused,
     check_device_id,
+    check_recording_id,
     display_path,
     shown,
 )
@@ -332,7 +334,7 @@ class VolumeSource:
             for entry in it:
                 if len(entries) >= builder.bounds.max_files:
                     raise ListingRefused(
-                        f"{folder.name}/ on the camera holds more than "
+                        f"{shown(folder.name)} on the camera holds more than "
                         f"{builder.bounds.max_files} entries; nothing is taken from it "
                         "(check the camera)")
                 entries.append(entry)
@@ -353,6 +355,11 @@ class VolumeSource:
                 continue
             if not rec.is_dir(follow_symlinks=False):
                 builder.refuse(display_path(rec.name), "not a recording folder")
+                continue
+            try:
+                check_recording_id(rec.name)
+            except NameRefused as exc:  # refused whole: nothing inside it is looked at
+                builder.refuse(display_path(rec.name), f"name refused: {exc.reason}")
                 continue
             try:
                 files = self._scan(Path(rec.path), builder)
@@ -376,10 +383,11 @@ class VolumeSource:
         """What the volume holds outside recordings/ beyond what a camera keeps there."""
         found: dict[str, str] = {}
         try:
-            top = sorted(os.scandir(self.volume), key=lambda e: e.name)
+            with os.scandir(self.volume) as it:
+                top = sorted(itertools.islice(it, MAX_NAME_NOTES * 10), key=lambda e: e.name)
         except FileNotFoundError:
             return found
-        for entry in top[:MAX_NAME_NOTES * 10]:
+        for entry in top:
             name = entry.name if len(entry.name) <= 64 else shown(entry.name)
             if entry.name not in VOLUME_KEEPS:
                 found[name] = "not part of a camera volume"
@@ -387,7 +395,9 @@ class VolumeSource:
             keeps = VOLUME_KEEPS[entry.name]
             if keeps is None or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
                 continue
-            for inner in sorted(os.listdir(entry.path))[:MAX_NAME_NOTES * 10]:
+            with os.scandir(entry.path) as it:
+                inside = sorted(e.name for e in itertools.islice(it, MAX_NAME_NOTES * 10))
+            for inner in inside:
                 if inner not in keeps:
                     found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = \
                         "not part of a camera volume"

@@ -88,6 +88,7 @@ MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 # A quarantined file without a manifest entry (nothing says how long it may be) is kept
 # as evidence up to this many bytes: a camera cannot make the dock copy without end.
 MAX_EVIDENCE = 256 << 20
+MAX_EVIDENCE_PER_SESSION = 1 << 30  # and all of them together, per docking
 MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are counted
 # What a camera volume holds besides recordings, and what stays on it after a docking.
 _EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
@@ -654,6 +655,7 @@ class CameraIngest:
         self._spool: Path | None = None
         self._hold: set[str] = set()  # segments not to release (see _ingest_recording)
         self._unfinished: set[str] = set()  # recordings without END in their manifest
+        self._evidence_bytes = 0  # copied for quarantine in this session
         self._releaser: _ReleaseWorker | None = None
         self._deferred_profile: Any = None
 
@@ -1222,9 +1224,12 @@ class CameraIngest:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Evidence is bounded too: what the manifest signs, or what the format allows.
             limit = entry.size if entry is not None else _EVIDENCE_LIMITS.get(name, MAX_EVIDENCE)
+            limit = min(limit, max(0, MAX_EVIDENCE_PER_SESSION - self._evidence_bytes))
             with open(path, "wb") as out:
                 end, reported = self.source.copy(f"recordings/{rec_id}/{name}", out, 0,
                                                  lambda v: None, limit)
+            self._evidence_bytes += end
+            reported = max(reported, size)  # the listed size, when nothing was read
             if reported > end:
                 reason += f" (the first {end} of {reported} bytes kept as evidence)"
         data_sha = sha256_file(path)

@@ -485,3 +485,30 @@ def test_thousands_of_refused_names_keep_the_summary_line_bounded(
     assert cam.segment_files() == [] and report.recordings_done == 1
     assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == \
         cam.plaintexts[good]
+
+
+def test_quarantine_evidence_is_bounded_per_docking(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dock.ingest
+
+    budget = 8000
+    monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_SESSION", budget)
+    cam: SimCamera = make_cam()
+    rec = cam.record(3)
+    register(ledger, cam)
+    (cam.recordings / rec / "manifest.bcm").unlink()  # nothing says how long files may be
+    before = tree(cam.recordings)
+    docks.dock(cam, "slot-1")
+    ctx = context(tmp_path, ledger, dock_keys)
+    report = ingest(docks, "slot-1", ctx)
+    assert report.quarantined == [f"{rec}: recording.hdr or manifest.bcm missing: the "
+                                  "recording cannot be verified"]
+    evidence = [k for k in ctx.store.list("quarantine/") if ".reason.json" not in k]
+    assert len(evidence) == 4  # header and three segments, each recorded
+    assert sum(len(ctx.store.get_bytes(k)) for k in evidence) <= budget
+    reasons = [json.loads(ctx.store.get_bytes(k)) for k in ctx.store.list("quarantine/")
+               if ".reason.json" in k]
+    assert sum("kept as evidence" in json.dumps(r) for r in reasons) == 2
+    assert tree(cam.recordings) == before  # all of it still on the camera

@@ -136,11 +136,14 @@ def check_size(size: object) -> int:
     return size
 
 
-def display_path(recording: object, name: object | None = None) -> str:
+_NO_NAME = object()
+
+
+def display_path(recording: object, name: object = _NO_NAME) -> str:
     """`recordings/<id>[/<name>]` with each part shown safely (escaped when unsafe)."""
     parts = [RECORDINGS_DIR]
     for part in (recording, name):
-        if part is None:
+        if part is _NO_NAME:
             continue
         parts.append(part if isinstance(part, str) and _why_not_component(
             part, MAX_ID_LENGTH) is None else shown(part))

@@ -139,6 +139,7 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     bad_sizes = {"seg-000008.bcs": -1, "seg-000009.bcs": "2 GiB"}
     for name, size in bad_sizes.items():
         lies.entries.append((good[1], name, size))
+    lies.entries.append((good[1], None, 1))  # not even a string
     # decoys where the escaping names point: must survive untouched
     decoy = tmp_path / "escaped"
     decoy.mkdir()
@@ -165,7 +166,7 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     assert not report.ok and not report.released_camera
     summary = report.summary()
     assert "camera released" not in summary
-    n_bad = len(BAD_IDS) + len(bad_files) + len(bad_sizes)
+    n_bad = len(BAD_IDS) + len(bad_files) + len(bad_sizes) + 1
     assert f"{n_bad} other file(s) left on the camera" in summary
     for bad in BAD_IDS:
         assert display_path(bad) in report.left
@@ -178,6 +179,8 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     for name in bad_sizes:
         assert report.left[display_path(good[1], name)] == \
             "size refused: not a byte count 0..2^53"
+    assert report.left[f"recordings/{good[1]}/<NoneType>"] == \
+        "file name refused: not a string but NoneType"
     # the dock never asked for a refused path, so nothing of it was read or written
     assert set(server.read_paths) <= {f"recordings/{r}/{n}" for r in good for n in
                                       ("recording.hdr", "manifest.bcm", "seg-000000.bcs",

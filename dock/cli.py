@@ -200,6 +200,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         for cam in cameras:
             mark = "ok " if cam["ok"] else "!! "
             print(f"  {mark}{_ago(cam['ended_utc'], now):>16}  {cam['summary']}")
+    refused = status.get("refused") or []
+    if refused:
+        print("refused dockings (newest first; footage stayed on the camera):")
+        for r in refused:
+            who = r["device_id"] or f"slot {r['slot']}"
+            print(f"  !! {_ago(r['ended_utc'], now):>16}  {who} in slot {r['slot']}: "
+                  f"{r['refused']}")
     counts = status["segments"]
     if counts:
         print("segments: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))

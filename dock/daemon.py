@@ -324,7 +324,8 @@ class DockDaemon:
         print(line, file=self.out, flush=True)
         log.info("camera done: %s", line, extra={"slot": name, "device_id": report.device_id,
                                                  "ok": report.ok})
-        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line)
+        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line,
+                                   notes=report.notes, refused=report.refused)
         if report.store_problem is None and self._store_trouble is not None:
             self._store_trouble = None
             self.ledger.set_daemon(store_state="ok", store_message="")

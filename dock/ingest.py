@@ -17,6 +17,11 @@ For a camera in a slot (`SLOTS/<slot>/volume` and `serial`, see ARCHITECTURE
    receipt, and records that;
 4. offloads the camera's signed event log from where the last docking stopped.
 
+Names, sizes and counts the camera lists are untrusted: every name is checked where it
+enters (dock/names.py, both transfer modes), a refused one is reported and never becomes
+a path, no copy reads past the size the signed manifest allows, and every file left on
+the camera at the end is named with why. Every note reaches the summary line.
+
 Anything that fails verification is put in the store's quarantine with the reason,
 recorded, reported, and never released. The volume is read-only to the dock.
 Every step is idempotent against the ledger, so a dock killed at any instant
@@ -25,12 +30,13 @@ resumes without uploading twice or releasing anything that is not durable.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import queue
-import re
 import signal
 import stat
 import threading
@@ -52,6 +58,18 @@ from crypto.format import (
 )
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
+from dock.names import (
+    RECORDINGS_DIR,
+    CameraListing,
+    ListingBounds,
+    ListingBuilder,
+    ListingRefused,
+    NameRefused,
+    check_device_id,
+    check_recording_id,
+    display_path,
+    shown,
+)
 from dock.store import (
     Store,
     StoreError,
@@ -67,7 +85,14 @@ log = logging.getLogger(__name__)
 
 COPY_BLOCK = 1 << 20
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+# A quarantined file without a manifest entry (nothing says how long it may be) is kept
+# as evidence up to this many bytes: a camera cannot make the dock copy without end.
+MAX_EVIDENCE = 256 << 20
+MAX_EVIDENCE_PER_SESSION = 1 << 30  # and all of them together, per docking
+MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are counted
+# What a camera volume holds besides recordings, and what stays on it after a docking.
+_EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
+VOLUME_KEEPS = {"DEVICE.json": None, "events": {"events.jsonl"}, RECORDINGS_DIR: None}
 FAULT_ENV = "BODYCAM_DOCK_FAULT"
 
 # Progress states shown per slot.
@@ -240,15 +265,18 @@ class FileSource(Protocol):
 
     kind: str
 
-    def list_files(self) -> dict[str, dict[str, int]]:
-        """{recording_id: {file name: size}} of everything under recordings/."""
+    def list_files(self) -> CameraListing:
+        """Every file under recordings/: accepted names (dock/names.py) with their sizes,
+        and what was refused, with why. Raises ListingRefused beyond the bounds."""
 
     def read_small(self, relative: str, limit: int) -> bytes:
         """A whole small file (header, manifest); raises if larger than `limit`."""
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
-        """Copy from `start` to the end into `out`, chunk by chunk; returns the end offset."""
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
+        """Copy from `start` into `out`, chunk by chunk, never past byte `limit`.
+
+        Returns (end offset, size of the file as the camera reports it)."""
 
     def event_log(self, offset: int, limit: int) -> bytes:
         """Up to `limit` bytes of the signed event log from `offset`."""
@@ -259,40 +287,122 @@ class VolumeSource:
 
     kind = "volume"
 
-    def __init__(self, volume: Path, check: Callable[[], None]) -> None:
+    def __init__(self, volume: Path, check: Callable[[], None],
+                 bounds: ListingBounds | None = None) -> None:
         self.volume = Path(volume)
         self._check = check
+        self.bounds = bounds
 
     def _open(self, relative: str) -> int:
-        path = self.volume / relative
+        """Open a file below the volume without following any link on the way.
+
+        Listed names are checked already; walking folder by folder with O_NOFOLLOW also
+        stops a folder swapped for a symlink after the listing from leading the dock
+        outside the volume.
+        """
+        parts = relative.split("/")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.volume, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             self._check()
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise VerificationFailed(f"{relative} is not a regular file")
-        return fd
-
-    def list_files(self) -> dict[str, dict[str, int]]:
-        root = self.volume / "recordings"
-        out: dict[str, dict[str, int]] = {}
         try:
-            recs = sorted(os.scandir(root), key=lambda e: e.name)
+            for part in parts[:-1]:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
         except FileNotFoundError:
             self._check()
-            return out
+            raise
+        except NotADirectoryError:
+            raise VerificationFailed(f"{relative}: a folder on the way is not a folder") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise VerificationFailed(f"{relative} is a symbolic link") from None
+            raise
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+            os.close(file_fd)
+            raise VerificationFailed(f"{relative} is not a regular file")
+        return file_fd
+
+    def _scan(self, folder: Path, builder: ListingBuilder) -> list[os.DirEntry[str]]:
+        """A folder's entries, sorted; each one counts against the listing bound."""
+        entries: list[os.DirEntry[str]] = []
+        with os.scandir(folder) as it:
+            for entry in it:
+                if len(entries) >= builder.bounds.max_files:
+                    raise ListingRefused(
+                        f"{shown(folder.name)} on the camera holds more than "
+                        f"{builder.bounds.max_files} entries; nothing is taken from it "
+                        "(check the camera)")
+                entries.append(entry)
+        return sorted(entries, key=lambda e: e.name)
+
+    def list_files(self) -> CameraListing:
+        builder = ListingBuilder(self.bounds)
+        root = self.volume / RECORDINGS_DIR
+        try:
+            recs = self._scan(root, builder)
+        except FileNotFoundError:
+            self._check()
+            return builder.result()
         for rec in recs:
-            if not rec.is_dir(follow_symlinks=False) or not _NAME.fullmatch(rec.name):
+            if rec.is_symlink():
+                builder.refuse(display_path(rec.name), "a symbolic link, not a recording "
+                                                       "folder: not followed")
                 continue
-            files: dict[str, int] = {}
-            with os.scandir(rec.path) as it:
-                for e in it:
-                    if e.is_file(follow_symlinks=False) and _NAME.fullmatch(e.name):
-                        files[e.name] = e.stat(follow_symlinks=False).st_size
-            out[rec.name] = files
-        return out
+            if not rec.is_dir(follow_symlinks=False):
+                builder.refuse(display_path(rec.name), "not a recording folder")
+                continue
+            try:
+                check_recording_id(rec.name)
+            except NameRefused as exc:  # refused whole: nothing inside it is looked at
+                builder.refuse(display_path(rec.name), f"name refused: {exc.reason}")
+                continue
+            try:
+                files = self._scan(Path(rec.path), builder)
+            except FileNotFoundError:
+                continue  # released and removed meanwhile
+            if not files:
+                builder.refuse(display_path(rec.name), "an empty folder")
+            for e in files:
+                if e.is_symlink() or not e.is_file(follow_symlinks=False):
+                    kind = "a symbolic link" if e.is_symlink() else "not a regular file"
+                    builder.refuse(display_path(rec.name, e.name), f"{kind}: not taken")
+                    continue
+                try:
+                    size = e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+                builder.add(rec.name, e.name, size)
+        return builder.result()
+
+    def others(self) -> dict[str, str]:
+        """What the volume holds outside recordings/ beyond what a camera keeps there."""
+        found: dict[str, str] = {}
+        try:
+            with os.scandir(self.volume) as it:
+                top = sorted(itertools.islice(it, MAX_NAME_NOTES * 10), key=lambda e: e.name)
+        except FileNotFoundError:
+            return found
+        for entry in top:
+            name = entry.name if len(entry.name) <= 64 else shown(entry.name)
+            if entry.name not in VOLUME_KEEPS:
+                found[name] = "not part of a camera volume"
+                continue
+            keeps = VOLUME_KEEPS[entry.name]
+            if keeps is None or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(entry.path) as it:
+                inside = sorted(e.name for e in itertools.islice(it, MAX_NAME_NOTES * 10))
+            for inner in inside:
+                if inner not in keeps:
+                    found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = \
+                        "not part of a camera volume"
+        return found
 
     def read_small(self, relative: str, limit: int) -> bytes:
         fd = self._open(relative)
@@ -306,21 +416,23 @@ class VolumeSource:
         return data
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
         fd = self._open(relative)
         buf = bytearray(COPY_BLOCK)
         view = memoryview(buf)
         offset = start
         try:
-            while True:
+            while offset < limit:
                 self._check()  # between chunks: unplug and shutdown stop here
-                n = os.preadv(fd, [view], offset)
+                want = min(COPY_BLOCK, limit - offset)
+                n = os.preadv(fd, [view[:want]], offset)
                 if n <= 0:
-                    return offset
+                    break
                 chunk = view[:n]
                 on_chunk(chunk)
                 out.write(chunk)
                 offset += n
+            return offset, os.fstat(fd).st_size
         finally:
             os.close(fd)
 
@@ -341,15 +453,15 @@ class SerialSource:
 
     kind = "serial"
 
-    def __init__(self, link: Any, check: Callable[[], None]) -> None:
+    def __init__(self, link: Any, check: Callable[[], None],
+                 bounds: ListingBounds | None = None) -> None:
         self.link = link
         self._check = check
+        self.bounds = bounds
 
-    def list_files(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for listing in self.link.list_recordings():
-            out[listing.recording_id] = {f.name: f.size for f in listing.files}
-        return out
+    def list_files(self) -> CameraListing:
+        listing: CameraListing = self.link.list_files(self.bounds)
+        return listing
 
     def read_small(self, relative: str, limit: int) -> bytes:
         data: bytes = self.link.read(relative, 0, limit + 1)
@@ -358,24 +470,25 @@ class SerialSource:
         return data
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
         from firmware.protocol import MAX_DATA
 
-        offset = start
-        while True:
+        offset, size = start, start
+        while offset < limit:
             self._check()
-            size, data = self.link.read_chunk(relative, offset, MAX_DATA)
+            size, data = self.link.read_chunk(relative, offset, min(MAX_DATA, limit - offset))
             if data:
                 view = memoryview(data)
                 on_chunk(view)
                 out.write(view)
                 offset += len(data)
             if offset >= size or not data:
-                return offset
+                break
+        return offset, size
 
     def event_log(self, offset: int, limit: int) -> bytes:
-        data: bytes = self.link.event_log(offset)
-        return data[:limit]
+        data: bytes = self.link.event_log(offset, limit)
+        return data
 
 
 # --- releasing in the background --------------------------------------------------------------
@@ -447,22 +560,27 @@ class CameraReport:
     store_problem: str | None = None
     aborted: str | None = None
     released_camera: bool = False
+    # Files left on the camera besides kept segments (display path -> why): refused
+    # names, odd files, unsealed leftovers. Each is in `notes` as well.
+    left: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not (self.quarantined or self.errors or self.refused or self.store_problem
-                    or self.aborted) and self.kept == 0
+                    or self.aborted or self.left) and self.kept == 0
 
     def summary(self) -> str:
+        """One line: the outcome, then every note the session made."""
         who = self.device_id or f"slot {self.slot}"
+        notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
         if self.refused:
-            return f"{who}: refused: {self.refused}"
+            return f"{who}: refused: {self.refused}{notes}"
         if self.ok:
             n = self.recordings
             if n == 0:
-                return f"{who}: no recordings on the camera"
+                return f"{who}: no recordings on the camera{notes}"
             noun = "recording" if n == 1 else "recordings"
-            return f"{who}: all {n} {noun} stored, camera released"
+            return f"{who}: all {n} {noun} stored, camera released{notes}"
         parts = [f"{self.recordings_done} of {self.recordings} recordings stored"]
         if self.released_camera:
             parts[0] += ", camera released"
@@ -474,7 +592,9 @@ class CameraReport:
         parts.extend(self.errors)
         if self.kept:
             parts.append(f"{self.kept} segment(s) kept on the camera")
-        return f"{who}: " + "; ".join(parts)
+        if self.left:
+            parts.append(f"{len(self.left)} other file(s) left on the camera")
+        return f"{who}: " + "; ".join(parts) + notes
 
 
 # --- the dock's shared context ------------------------------------------------------------------
@@ -495,6 +615,8 @@ class DockContext:
     profiles_dir: Path | None = None
     link_factory: Callable[[str], Any] | None = None
     link_timeout: float = 2.0
+    listing_bounds: ListingBounds = field(default_factory=ListingBounds)
+    event_log_piece: int = MAX_EVENT_LOG_PIECE  # bytes of event log read per docking
 
     def spool_dir(self) -> Path:
         staging = self.store.staging_dir
@@ -534,6 +656,8 @@ class CameraIngest:
         # (recording, segment) not to release (see _ingest_recording). Keyed by recording
         # and never reset: the release worker may act on a recording after the next began.
         self._hold: set[tuple[str, str]] = set()
+        self._unfinished: set[str] = set()  # recordings without END in their manifest
+        self._evidence_bytes = 0  # copied for quarantine in this session
         self._releaser: _ReleaseWorker | None = None
         self._deferred_profile: Any = None
 
@@ -550,6 +674,22 @@ class CameraIngest:
         if releaser is not None and releaser.error is not None \
                 and threading.current_thread() is not releaser._thread:
             raise releaser.error
+
+    def _note(self, text: str) -> None:
+        """Something the operator must hear: the report, the live view, the log."""
+        self.report.notes.append(text)
+        self.progress.set(message=text)
+        log.warning("slot %s: camera %s: %s", self.slot.name, self.device_id or "?", text)
+
+    def _left_file(self, path: str, reason: str) -> None:
+        """A file stays on the camera (named, with why); the camera is not released."""
+        if path in self.report.left:
+            return
+        self.report.left[path] = reason
+        if len(self.report.left) <= MAX_NAME_NOTES:
+            self._note(f"left on the camera: {path}: {reason}")
+        else:  # a camera listing thousands must not make the summary line endless
+            log.warning("camera %s: left on the camera: %s: %s", self.device_id, path, reason)
 
     def run(self) -> CameraReport:
         """Ingest the camera; never raises for a camera-level problem (see the report)."""
@@ -570,6 +710,16 @@ class CameraIngest:
             self.report.aborted = str(exc)
             self.progress.set(ERROR, message=str(exc))
             log.warning("slot %s: %s", self.slot.name, exc)
+        except ListingRefused as exc:
+            self.report.errors.append(f"listing refused: {exc}")
+            self.progress.set(ERROR, message=str(exc))
+            log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
+        except NameRefused as exc:
+            # Names are checked where they enter (list_files); one reaching a key or a
+            # path unchecked is a bug, reported here rather than taking the daemon down.
+            self.report.errors.append(f"name refused: {exc}")
+            self.progress.set(ERROR, message=str(exc))
+            log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
         except (StoreUnavailable, StoreFull) as exc:
             self.report.store_problem = f"store problem: {exc}"
             self.progress.set(ERROR, message=f"store: {exc}")
@@ -588,6 +738,9 @@ class CameraIngest:
             self.progress.set(ERROR, message=str(exc))
             log.error("slot %s: %s", self.slot.name, exc)
         finally:
+            unnamed = len(self.report.left) - MAX_NAME_NOTES
+            if unnamed > 0:
+                self._note(f"{unnamed} more file(s) left on the camera (named in the dock's log)")
             if self._releaser is not None:
                 self._releaser.close()
             if self.link is not None:
@@ -623,11 +776,15 @@ class CameraIngest:
             self.device_id, self.device_public = device.device_id, device.public_key
             self.progress.set(device_id=self.device_id)
             self.report.device_id = self.device_id
-            self.source = VolumeSource(volume, self.check_alive)
-            self.report.notes.append("no serial link: stored only, nothing released")
+            self.source = VolumeSource(volume, self.check_alive, self.ctx.listing_bounds)
+            self._note("no serial link: stored only, nothing released")
             return
         self.link = self.ctx.open_link(serial)
         info = self.link.hello()
+        try:
+            check_device_id(info.device_id)
+        except NameRefused as exc:
+            raise CameraRefused(f"the camera presents {exc}") from None
         self.report.device_id = info.device_id
         self.progress.set(device_id=info.device_id)
         device = self.ctx.ledger.active_device(info.device_id)
@@ -648,19 +805,19 @@ class CameraIngest:
         self.device_id, self.device_public = device.device_id, device.public_key
         drift = self.link.set_time(self.ctx.clock.now())
         if abs(drift) > 2.0:
-            self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
+            self._note(f"camera clock was off by {drift:+.1f} s, corrected")
         self._push_profile(info)
         if info.transfer_mode == "serial" or volume is None:
             if info.transfer_mode != "serial":
-                self.report.notes.append("no volume in the slot: copying over serial")
-            self.source = SerialSource(self.link, self.check_alive)
+                self._note("no volume in the slot: copying over serial")
+            self.source = SerialSource(self.link, self.check_alive, self.ctx.listing_bounds)
         else:
             if volume_id is not None and volume_id[0] != info.device_id:
                 raise CameraRefused(
                     f"the volume in slot {self.slot.name} belongs to {volume_id[0]}, the serial "
                     f"port to {info.device_id}: re-seat the camera"
                 )
-            self.source = VolumeSource(volume, self.check_alive)
+            self.source = VolumeSource(volume, self.check_alive, self.ctx.listing_bounds)
 
     def _unknown(self, device_id: str) -> str:
         return (
@@ -715,8 +872,7 @@ class CameraIngest:
             # Its trusted docks apply from commit on: flashed now, this dock could not
             # release anything any more. Flash it once the transfer is done.
             self._deferred_profile = info
-            self.report.notes.append("staged profile does not trust this dock: flashed after "
-                                     "the transfer")
+            self._note("staged profile does not trust this dock: flashed after the transfer")
             return
         with open(sig, "rb") as f:
             signature = f.read(MAX_SIGNATURE_FILE + 1)
@@ -725,7 +881,7 @@ class CameraIngest:
         except LinkError as exc:
             self.report.errors.append(f"staged profile refused by the camera: {exc}")
             return
-        self.report.notes.append(f"profile {active.name} v{active.version} flashed")
+        self._note(f"profile {active.name} v{active.version} flashed")
         log.info("camera %s: flashed profile %s v%d", info.device_id, active.name,
                  active.version)
 
@@ -735,7 +891,11 @@ class CameraIngest:
         assert self.source is not None
         # Before touching anything: a store that cannot take objects means nothing moves.
         self.ctx.store.check()
-        files = self.source.list_files()
+        listing = self.source.list_files()
+        # Refused names never become paths or keys: reported, left on the camera.
+        for path, reason in listing.refused.items():
+            self._left_file(path, reason)
+        files = listing.recordings
         self._spool = self.ctx.spool_dir() / self.ctx.site / self.device_id
         pending = 0
         for rec_id, names in files.items():
@@ -761,12 +921,40 @@ class CameraIngest:
             releaser, self._releaser = self._releaser, None
             self.progress.set(RELEASING)
             releaser.finish()
-        # What is left on the camera now, as the camera itself shows it.
+        self._audit_camera()
+
+    def _audit_camera(self) -> None:
+        """Name every file left on the camera, as the camera itself now shows it.
+
+        The camera counts as released only when it holds nothing but what a camera keeps
+        (DEVICE.json, its event log): kept segments are counted (their reasons are in the
+        report already), every other file is reported with why it stayed.
+        """
+        assert self.source is not None
         left = self.source.list_files()
-        self.report.kept = sum(
-            1 for names in left.values() for n in names if segment_index_of(n) is not None
-        )
-        self.report.released_camera = self.link is not None and self.report.kept == 0
+        for path, reason in left.refused.items():
+            self._left_file(path, reason)
+        kept = 0
+        for rec_id, names in sorted(left.recordings.items()):
+            segments = sum(1 for n in names if segment_index_of(n) is not None)
+            kept += segments
+            for name in sorted(names):
+                path = display_path(rec_id, name)
+                if name.endswith(PART_SUFFIX):
+                    self._left_file(path, "unsealed leftover (.part): the camera's recovery "
+                                          "seals or removes it, the next docking takes it")
+                elif segment_index_of(name) is None and not segments \
+                        and rec_id not in self._unfinished:
+                    # An unfinished recording keeps its header and manifest by design; a
+                    # finished one goes with its last segment unless something else is there.
+                    self._left_file(path, "the camera kept this finished recording's folder "
+                                          "(it holds files the camera does not remove)")
+        if isinstance(self.source, VolumeSource):
+            for path, reason in self.source.others().items():
+                self._left_file(path, reason)
+        self.report.kept = kept
+        self.report.released_camera = (self.link is not None and kept == 0
+                                       and not self.report.left)
 
     def _ingest_recording(self, rec_id: str, files: dict[str, int]) -> bool:
         """Ingest one recording folder; True when every segment it lists is durable."""
@@ -779,7 +967,7 @@ class CameraIngest:
             return False
         if HEADER_NAME not in files or MANIFEST_NAME not in files:
             if all(n.endswith(PART_SUFFIX) for n in files):
-                self.report.notes.append(f"{rec_id}: still being sealed, left on the camera")
+                self._note(f"{rec_id}: still being sealed, left on the camera")
                 return False
             self._quarantine_recording(rec_id, files, "recording.hdr or manifest.bcm missing: "
                                                       "the recording cannot be verified")
@@ -800,6 +988,8 @@ class CameraIngest:
                 rec_id, files, f"folder {rec_id} holds recording {vr.recording_id} of "
                                f"{vr.device_id}")
             return False
+        if not vr.complete:
+            self._unfinished.add(rec_id)
         now = self.ctx.clock.now()
         until = retain_until(vr.started_utc, now, self.ctx.store.retention_days)
         header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME,
@@ -846,15 +1036,16 @@ class CameraIngest:
     def _unlisted_file(self, vr: VerifiedRecording, name: str, size: int) -> None:
         rec_id = vr.recording_id
         if name.endswith(PART_SUFFIX):
-            self.report.notes.append(f"{rec_id}/{name}: unsealed leftover, left on the camera")
+            self._left_file(display_path(rec_id, name), "unsealed leftover (.part): the "
+                            "camera's recovery seals or removes it, the next docking takes it")
             return
         if segment_index_of(name) is None:
-            self.report.notes.append(f"{rec_id}/{name}: not part of the recording, left alone")
+            self._left_file(display_path(rec_id, name), "not part of the recording")
             return
         if not vr.complete:
             # sealed but not yet in the manifest (power cut between the two): the camera's
             # boot recovery adds it; the next docking takes it.
-            self.report.notes.append(f"{rec_id}/{name}: not yet in the manifest, left on camera")
+            self._note(f"{rec_id}/{name}: not yet in the manifest, left on camera")
             return
         reason = "segment file is not in the signed manifest of a finished recording (spliced)"
         self._quarantine_file(rec_id, name, size, None, reason)
@@ -894,6 +1085,13 @@ class CameraIngest:
                 f"{rec_id}/{name} is listed in the signed manifest but is neither on the camera "
                 "nor in the store"
             )
+            return False
+        if camera_size != entry.size:
+            # Refused before a byte is copied: a camera listing 2 GiB for a segment the
+            # manifest signs at 2 MiB must not make the dock copy 2 GiB first.
+            self._quarantine_file(rec_id, name, camera_size, entry,
+                                  f"the camera lists {camera_size} bytes, the signed manifest "
+                                  f"{entry.size}")
             return False
         self.progress.set(UPLOADING, recording=rec_id)
         part = spool / f"{name}{PART_SUFFIX}"
@@ -941,9 +1139,13 @@ class CameraIngest:
                     digest.update(view)
                     self.progress.add_bytes(len(view))
 
-                end = self.source.copy(relative, out, start, on_chunk)
+                # Never more than the manifest signs, whatever size the camera claims.
+                end, reported = self.source.copy(relative, out, start, on_chunk, entry.size)
             sha = digest.hexdigest()
             try:
+                if reported != entry.size:
+                    raise VerificationFailed(f"the camera reports {reported} bytes, the signed "
+                                             f"manifest lists {entry.size}")
                 self._check_segment(part, entry, vr, sha, end)
                 return sha, end
             except VerificationFailed:
@@ -1021,8 +1223,16 @@ class CameraIngest:
         if path is None or not path.exists():
             path = self._spool / rec_id / f"{name}.quarantine"
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Evidence is bounded too: what the manifest signs, or what the format allows.
+            limit = entry.size if entry is not None else _EVIDENCE_LIMITS.get(name, MAX_EVIDENCE)
+            limit = min(limit, max(0, MAX_EVIDENCE_PER_SESSION - self._evidence_bytes))
             with open(path, "wb") as out:
-                self.source.copy(f"recordings/{rec_id}/{name}", out, 0, lambda v: None)
+                end, reported = self.source.copy(f"recordings/{rec_id}/{name}", out, 0,
+                                                 lambda v: None, limit)
+            self._evidence_bytes += end
+            reported = max(reported, size)  # the listed size, when nothing was read
+            if reported > end:
+                reason += f" (the first {end} of {reported} bytes kept as evidence)"
         data_sha = sha256_file(path)
         qkey = object_key(self.ctx.site, self.device_id, rec_id, name, data_sha)
         now = self.ctx.clock.now()
@@ -1059,10 +1269,17 @@ class CameraIngest:
         assert self.source is not None
         ledger = self.ctx.ledger
         offset = ledger.events_offset(self.device_id)
-        data = self.source.event_log(offset, MAX_EVENT_LOG_PIECE)
+        limit = self.ctx.event_log_piece
+        data = self.source.event_log(offset, limit)  # at most `limit` bytes are read
         cut = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
         if cut <= 0:
+            if len(data) >= limit:
+                self._note(f"event log: no whole line in {limit} bytes from byte {offset}; "
+                           "not offloaded (check the camera's event log)")
             return
+        if len(data) >= limit:
+            self._note(f"event log: {cut} bytes offloaded from byte {offset}; more remains for "
+                       "the next docking")
         piece = data[:cut]
         key = events_key(self.ctx.site, self.device_id, offset, offset + cut, _sha_of(piece))
         now = self.ctx.clock.now()

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from dock.names import CameraListing, ListingBounds, ListingBuilder
 from firmware.protocol import (
     MAX_DATA,
     NONCE_SIZE,
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 DEFAULT_CHUNK = 1024  # profile chunks: small enough for a visible progress bar
+MAX_LISTED_KEY = 256  # `after` of LIST_RECORDINGS (firmware/PROTOCOL.md)
 
 
 class LinkError(Exception):
@@ -147,6 +149,14 @@ def _profile_info(f: Fields) -> ProfileInfo:
         sha256=f.text("sha256", 64),
         signer=bytes.fromhex(signer) if isinstance(signer, str) else None,
     )
+
+
+def _reply_size(msg: Message, command: str) -> int:
+    """The `size` a READ/EVENT_LOG reply claims; a malformed one is the camera's LinkError."""
+    try:
+        return msg.fields.integer("size", 0, 2**53)
+    except MessageError as exc:
+        raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed {command} reply: {exc}") from None
 
 
 class CameraLink:
@@ -413,34 +423,62 @@ class CameraLink:
         )
 
     def list_recordings(self) -> list[RecordingListing]:
-        """Every file under recordings/ on the camera, grouped by recording, sorted."""
-        grouped: dict[str, list[RemoteFile]] = {}
+        """Every file under recordings/ whose name the dock accepts, grouped, sorted.
+
+        Names the dock refuses (dock/names.py) are logged and left out; `list_files`
+        returns them with their reasons.
+        """
+        listing = self.list_files()
+        for path, reason in listing.refused.items():
+            log.warning("camera %s lists %s: %s", self.device_id, path, reason)
+        return [
+            RecordingListing(rid, tuple(RemoteFile(rid, n, s) for n, s in sorted(fs.items())))
+            for rid, fs in sorted(listing.recordings.items())
+        ]
+
+    def list_files(self, bounds: ListingBounds | None = None) -> CameraListing:
+        """LIST_RECORDINGS, every page, each name checked where it enters the dock.
+
+        A camera chooses these names, so each one goes through dock/names.py: refused
+        names are set aside with their reason and never become paths. At most
+        `bounds.max_files` entries are read (ListingRefused beyond), so a camera cannot
+        make the dock hold an unbounded listing.
+        """
+        builder = ListingBuilder(bounds)
         after = ""
-        for _ in range(1_000_000):  # bounded: each page moves `after` strictly forward
+        while True:  # bounded: every entry counts against the builder's bound
             f = self.call(MessageType.LIST_RECORDINGS, {"after": after}).fields
             files = f.optional("files")
             if not isinstance(files, list):
                 raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without files")
+            moved = False
             for entry in files:
-                e = Fields(entry if isinstance(entry, dict) else {})
-                rf = RemoteFile(
-                    e.text("recording", 128), e.text("name", 128), e.integer("size", 0, 2**53)
-                )
-                grouped.setdefault(rf.recording_id, []).append(rf)
-                key = f"{rf.recording_id}/{rf.name}"
-                if key <= after:
-                    raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS went backwards")
-                after = key
-            if not f.flag("more") or not files:
+                e = entry if isinstance(entry, dict) else {}
+                recording, name = e.get("recording"), e.get("name")
+                if isinstance(recording, str) and isinstance(name, str):
+                    key = f"{recording}/{name}"
+                    if key <= after:
+                        raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS went backwards")
+                    if len(key) <= MAX_LISTED_KEY:
+                        # `after` goes back to the camera, within the request's bound; a
+                        # longer name is refused below and the next entry moves on.
+                        after, moved = key, True
+                builder.add(recording, name, e.get("size"))
+            more = f.optional("more")
+            if not isinstance(more, bool):
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without 'more'")
+            if not more or not files:
                 break
-        return [RecordingListing(rid, tuple(fs)) for rid, fs in sorted(grouped.items())]
+            if not moved:
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS does not move forward")
+        return builder.result()
 
     def read_chunk(self, path: str, offset: int, length: int) -> tuple[int, bytes]:
         """(file size, up to `length` bytes at `offset`) of a file on the camera's volume."""
         if not 0 < length <= MAX_DATA:
             raise ValueError(f"length must be 1..{MAX_DATA}")
         msg = self.call(MessageType.READ, {"path": path, "offset": offset, "length": length})
-        size = msg.fields.integer("size", 0, 2**53)
+        size = _reply_size(msg, "READ")
         if len(msg.blob) > length:
             raise LinkError(ErrorCode.BAD_MESSAGE, "READ returned more than asked")
         return size, msg.blob
@@ -488,16 +526,25 @@ class CameraLink:
                     )
                 return size
 
-    def event_log(self, offset: int = 0) -> bytes:
-        """The camera's signed event log (JSON lines) from byte `offset` to its end."""
+    def event_log(self, offset: int = 0, limit: int | None = None) -> bytes:
+        """The camera's signed event log (JSON lines) from byte `offset`: to its end, or at
+        most `limit` bytes (never more is asked for, whatever size the camera claims)."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must not be negative")
         parts: list[bytes] = []
-        while True:
-            msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": MAX_DATA})
-            size = msg.fields.integer("size", 0, 2**53)
+        done = 0
+        while limit is None or done < limit:
+            want = MAX_DATA if limit is None else min(MAX_DATA, limit - done)
+            msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": want})
+            size = _reply_size(msg, "EVENT_LOG")
+            if len(msg.blob) > want:
+                raise LinkError(ErrorCode.BAD_MESSAGE, "EVENT_LOG returned more than asked")
             parts.append(msg.blob)
             offset += len(msg.blob)
+            done += len(msg.blob)
             if not msg.blob or offset >= size:
-                return b"".join(parts)
+                break
+        return b"".join(parts)
 
     def release(self, receipt: ReleaseReceipt) -> bool:
         """Let the camera delete one segment; returns True if its recording folder went too."""

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from crypto.files import fsync_dir
+from dock.names import check_component, check_device_id, check_recording_id
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,6 @@ STAGING_DIR = ".staging"
 HOLDS_DIR = ".holds"
 QUARANTINE_PREFIX = "quarantine"
 REASON_SUFFIX = ".reason.json"
-_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_SMALL_OBJECT = 64 << 20  # bound for get_bytes (headers, manifests, reason files)
 
@@ -97,9 +97,8 @@ class StoreConfigError(StoreError, ValueError):
 
 
 def _check_component(part: str, what: str) -> str:
-    if not _COMPONENT.fullmatch(part) or part in (".", ".."):
-        raise ValueError(f"{what} {part!r} is not a safe name ([A-Za-z0-9._-], at most 200)")
-    return part
+    """One path component of a key: the grammar of dock/names.py (raises NameRefused)."""
+    return check_component(part, what)
 
 
 def _check_sha(sha256: str) -> str:
@@ -112,9 +111,9 @@ def object_key(site: str, device_id: str, recording_id: str, name: str, sha256: 
     """Key of one file of a recording: site/device/recording/name.sha256."""
     parts = (
         _check_component(site, "site"),
-        _check_component(device_id, "device id"),
-        _check_component(recording_id, "recording id"),
-        f"{_check_component(name, 'file name')}.{_check_sha(sha256)}",
+        check_device_id(device_id),
+        check_recording_id(recording_id),
+        f"{check_component(name, 'file name')}.{_check_sha(sha256)}",
     )
     return "/".join(parts)
 

@@ -167,10 +167,11 @@ class Dock:
         self.servers: dict[str, CameraControlServer] = {}
 
     def dock(self, camera: SimCamera, slot: str, *, serial: bool = True,
-             volume: bool = True) -> Path:
+             volume: bool = True, server: CameraControlServer | None = None) -> Path:
+        """`server`: the camera's control server (default: the real one for `camera`)."""
         path = None
         if serial:
-            server = CameraControlServer(camera)
+            server = server or CameraControlServer(camera)
             path = server.start()
             self.servers[slot] = server
         tmp = self.slots / f".{slot}.tmp"

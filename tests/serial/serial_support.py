@@ -49,13 +49,24 @@ def profile_toml(
 
 
 class SettableClock:
-    """A manual clock with the SET_TIME hook the control server needs."""
+    """A manual clock with the SET_TIME hook the control server needs.
+
+    `monotonic()` (session expiry) moves only with `advance()`, never with SET_TIME.
+    """
 
     def __init__(self, start: float = 1_790_000_000.0) -> None:
         self.t = start
+        self.elapsed = 0.0
 
     def now(self) -> float:
         return self.t
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.elapsed += seconds
 
     def set_time(self, utc: float) -> float:
         drift = self.t - utc

@@ -644,9 +644,7 @@ class CameraIngest:
         except AuthFailed as exc:
             raise CameraRefused(f"authentication failed: {exc}") from None
         self.device_id, self.device_public = device.device_id, device.public_key
-        drift = self.link.set_time(self.ctx.clock.now())
-        if abs(drift) > 2.0:
-            self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
+        self._sync_clock()
         self._push_profile(info)
         if info.transfer_mode == "serial" or volume is None:
             if info.transfer_mode != "serial":
@@ -659,6 +657,33 @@ class CameraIngest:
                     f"port to {info.device_id}: re-seat the camera"
                 )
             self.source = VolumeSource(volume, self.check_alive)
+
+    def _sync_clock(self) -> None:
+        """SET_TIME; a large or refused correction is logged and noted for the operator."""
+        from dock.link import ClockRefused
+        from firmware.protocol import CLOCK_JUMP_SECONDS
+
+        try:
+            drift = self.link.set_time(self.ctx.clock.now())
+        except ClockRefused as exc:
+            # The camera's profile bounds how far a dock may move its clock: the footage
+            # still comes off, but a person has to look at that camera's time.
+            off = f"{exc.drift:+.1f} s" if exc.drift is not None else "too far"
+            limit = f"{exc.limit} s" if exc.limit is not None else "its profile's limit"
+            note = (f"camera clock is off by {off}, more than its profile lets a dock correct "
+                    f"({limit}): not corrected, check the camera's clock")
+            self.report.notes.append(note)
+            self.progress.set(message=note)
+            log.warning("slot %s: camera %s: %s", self.slot.name, self.device_id, note)
+            return
+        if abs(drift) > 2.0:
+            note = f"camera clock was off by {drift:+.1f} s, corrected"
+            self.report.notes.append(note)
+            if abs(drift) > CLOCK_JUMP_SECONDS:
+                self.progress.set(message=note)
+                log.warning("slot %s: camera %s: %s", self.slot.name, self.device_id, note)
+            else:
+                log.info("slot %s: camera %s: %s", self.slot.name, self.device_id, note)
 
     def _unknown(self, device_id: str) -> str:
         return (

@@ -109,11 +109,9 @@ def test_a_silent_camera_gives_link_timeout(keys: Keys) -> None:
 
 def test_a_retried_request_is_answered_from_the_cache(camera: FakeCamera) -> None:
     # Feed the same frame twice straight into a (not started) server: same reply, one run.
-    from firmware.protocol import decode_frame
-
     import os
 
-    from firmware.protocol import derive_session_keys
+    from firmware.protocol import decode_frame, derive_session_keys
 
     server = CameraControlServer(camera)
     keys = derive_session_keys(os.urandom(32), b"transcript")

@@ -297,22 +297,29 @@ class CameraLink:
         If the camera says our session is gone, authenticate again once (with the key of
         the last AUTH) and send the request again: the camera did not execute it.
         """
+        if self._session is None and self._credentials is not None \
+                and msg_type not in _NO_REAUTH:
+            self._reauthenticate()  # lost earlier (SessionLost from a flash step)
+            return self._call_once(msg_type, fields, blob)
         try:
             return self._call_once(msg_type, fields, blob)
         except SessionLost:
             if self._credentials is None or msg_type in _NO_REAUTH:
                 raise
-            dock_key, device_public = self._credentials
-            device_id = self.device_id
-            log.warning("camera %s dropped the session; authenticating again", device_id)
-            self.reauthentications += 1
-            if self.hello().device_id != device_id:
-                raise LinkError(
-                    ErrorCode.AUTH_FAILED,
-                    f"another camera ({self.device_id}) answers on {self.url} now",
-                ) from None
-            self.auth(dock_key, device_public)
+            self._reauthenticate()
             return self._call_once(msg_type, fields, blob)
+
+    def _reauthenticate(self) -> None:
+        assert self._credentials is not None
+        dock_key, device_public = self._credentials
+        device_id = self.device_id
+        log.warning("camera %s dropped the session; authenticating again", device_id)
+        self.reauthentications += 1
+        if self.hello().device_id != device_id:
+            raise LinkError(
+                ErrorCode.AUTH_FAILED, f"another camera ({self.device_id}) answers on {self.url}"
+            )
+        self.auth(dock_key, device_public)
 
     def _call_once(
         self,
@@ -450,6 +457,7 @@ class CameraLink:
 
     def hello(self) -> HelloInfo:
         """Identify the camera; starts a new session (any earlier authentication ends)."""
+        self._credentials = None  # ended on purpose: no re-authentication behind our back
         f = self.call(
             MessageType.HELLO, {"client": self.client_name[:64], "protocol": PROTOCOL_VERSION}
         ).fields

@@ -37,14 +37,17 @@ def profile_toml(
     name: str = "test-site",
     prerecord_seconds: int = 30,
     transfer: str = "serial",
+    max_clock_correction: int | None = None,
 ) -> bytes:
     """A valid profile's TOML: the embedded default with these changes."""
     base = default_profile(vault_recipients=[VAULT_RECIPIENT], trusted_docks=trusted_docks)
-    changes = {
+    changes: dict[str, Any] = {
         "profile": {"name": name, "version": version},
         "prerecord": {"seconds": prerecord_seconds},
         "transfer": {"mode": transfer},
     }
+    if max_clock_correction is not None:
+        changes["device"] = {"max_clock_correction_seconds": max_clock_correction}
     return derive_profile(base, changes, source="test profile")[0]
 
 

@@ -256,8 +256,9 @@ def derive_session_keys(shared: bytes, dock_auth_msg: bytes) -> SessionKeys:
     if len(shared) != 32 or not any(shared):
         raise ValueError("the X25519 agreement is not usable (all-zero or wrong size)")
     salt = hashlib.sha256(dock_auth_msg).digest()
-    k_dc, k_cd = HKDF(shared, 32, salt, SHA256, 2, context=SESSION_INFO)
-    return SessionKeys(FrameKey(k_dc, DOCK_TO_CAMERA), FrameKey(k_cd, CAMERA_TO_DOCK))
+    okm = HKDF(shared, 64, salt, SHA256, 1, context=SESSION_INFO)  # L = 64, then split
+    assert isinstance(okm, bytes)
+    return SessionKeys(FrameKey(okm[:32], DOCK_TO_CAMERA), FrameKey(okm[32:], CAMERA_TO_DOCK))
 
 
 def frame_body(

@@ -239,24 +239,27 @@ class _PortWatch:
             log.warning("cannot watch %s for open/close (%s): only hangups end a session",
                         path, exc)
 
-    def changed(self) -> bool:
-        """Drain the queued events; True if the port was opened or closed since last time."""
+    def changed(self) -> str | None:
+        """Drain the queued events: None if the port was neither opened nor closed since
+        last time, else "open" or "close", whichever happened last."""
         if self.fd < 0:
-            return False
-        seen = False
+            return None
+        last: str | None = None
         while True:
             try:
                 data = os.read(self.fd, 4096)
             except BlockingIOError:
-                return seen
+                return last
             if not data:
-                return seen
+                return last
             offset = 0
             while offset + _INOTIFY_EVENT.size <= len(data):
                 _, mask, _, name_len = _INOTIFY_EVENT.unpack_from(data, offset)
                 offset += _INOTIFY_EVENT.size + name_len
-                if mask & (_IN_OPEN | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
-                    seen = True
+                if mask & _IN_OPEN:
+                    last = "open"
+                elif mask & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
+                    last = "close"
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -287,6 +290,7 @@ class _PtyTransport:
         self.slave_path = os.ttyname(slave)
         os.close(slave)
         self._hung_up = True  # until a client opens the port
+        self._reset_seen = False  # an open/close noticed while writing, not yet reported
         self._watch = _PortWatch(self.slave_path)
         flags = fcntl.fcntl(self.master, fcntl.F_GETFL)
         fcntl.fcntl(self.master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
@@ -303,7 +307,8 @@ class _PtyTransport:
         if self._stop_fd in ready:
             raise _Stopped
         # Open/close events first: they were queued before any byte of a new client.
-        if self._watch.changed():
+        if self._port_changed() or self._reset_seen:
+            self._reset_seen = False
             raise _ConnectionReset
         try:
             data = os.read(self.master, 256 * 1024)
@@ -319,6 +324,12 @@ class _PtyTransport:
         self._hung_up = False
         return data
 
+    def _port_changed(self) -> bool:
+        change = self._watch.changed()
+        if change == "open":
+            self._hung_up = False  # a client holds the port now: wait on the master again
+        return change is not None
+
     def write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -330,12 +341,13 @@ class _PtyTransport:
                 ready, _, _ = select.select([self._stop_fd], [self.master], [], 0.05)
                 if self._stop_fd in ready:
                     raise _Stopped from None
-                if not ready and self._watch.changed():
-                    return  # the client left: nobody to answer
+                if not ready and self._port_changed():
+                    self._reset_seen = True  # reported by the next read
+                    return  # the client changed: this answer has nobody to go to
             except OSError as exc:
                 if exc.errno != errno.EIO:
                     raise
-                return  # hung up: the answer has nobody to go to
+                return  # hung up: the next read reports it
 
     def close(self) -> None:
         self._watch.close()

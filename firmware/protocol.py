@@ -220,10 +220,11 @@ class FrameKey:
     def __repr__(self) -> str:  # never the key itself: reprs end up in logs
         return f"FrameKey(direction={self._direction})"
 
-    def tag(self, signed: bytes | memoryview) -> bytes:
-        """The 16-byte tag of a frame's header and payload (`signed`)."""
+    def tag(self, *signed: bytes | memoryview) -> bytes:
+        """The 16-byte tag of a frame's header and payload (`signed`, in parts)."""
         mac = hmac.new(self._key, bytes((self._direction,)), hashlib.sha256)
-        mac.update(signed)
+        for part in signed:
+            mac.update(part)
         return mac.digest()[:TAG_SIZE]
 
     def verify(self, frame: Frame) -> bool:
@@ -273,7 +274,7 @@ def frame_body(
         raise ValueError(f"payload of {len(payload)} bytes exceeds the limit of {MAX_PAYLOAD}")
     flags = FLAG_TAGGED if key is not None else 0
     header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq, len(payload))
-    tag = key.tag(header + payload) if key is not None else b""
+    tag = key.tag(header, payload) if key is not None else b""
     crc = zlib.crc32(tag, zlib.crc32(payload, zlib.crc32(header)))
     return b"".join((header, payload, tag, _CRC.pack(crc)))
 

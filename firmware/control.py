@@ -600,8 +600,10 @@ class CameraControlServer:
             if not keys.dock_to_camera.verify(item):
                 conn.frames_refused += 1
                 self.frames_refused += 1
-                log.warning("camera %s refused a frame without a valid session tag",
-                            self.services.device_id)
+                if conn.frames_refused in (1, 10, 100) or conn.frames_refused % 1000 == 0:
+                    # Bounded: whoever floods the line must not flood the log as well.
+                    log.warning("camera %s refused %d frame(s) without a valid session tag",
+                                self.services.device_id, conn.frames_refused)
                 return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED,
                                    NOT_AUTHENTICATED_MESSAGE)
             if not self._in_window(item.seq):

@@ -803,9 +803,7 @@ class CameraIngest:
         except AuthFailed as exc:
             raise CameraRefused(f"authentication failed: {exc}") from None
         self.device_id, self.device_public = device.device_id, device.public_key
-        drift = self.link.set_time(self.ctx.clock.now())
-        if abs(drift) > 2.0:
-            self._note(f"camera clock was off by {drift:+.1f} s, corrected")
+        self._sync_clock()
         self._push_profile(info)
         if info.transfer_mode == "serial" or volume is None:
             if info.transfer_mode != "serial":
@@ -818,6 +816,28 @@ class CameraIngest:
                     f"port to {info.device_id}: re-seat the camera"
                 )
             self.source = VolumeSource(volume, self.check_alive, self.ctx.listing_bounds)
+
+    def _sync_clock(self) -> None:
+        """SET_TIME; a large or refused correction is logged and noted for the operator."""
+        from dock.link import ClockRefused
+        from firmware.protocol import CLOCK_JUMP_SECONDS
+
+        try:
+            drift = self.link.set_time(self.ctx.clock.now())
+        except ClockRefused as exc:
+            # The camera's profile bounds how far a dock may move its clock: the footage
+            # still comes off, but a person has to look at that camera's time.
+            off = f"{exc.drift:+.1f} s" if exc.drift is not None else "too far"
+            limit = f"{exc.limit} s" if exc.limit is not None else "its profile's limit"
+            self._note(f"camera clock is off by {off}, more than its profile lets a dock "
+                       f"correct ({limit}): not corrected, check the camera's clock")
+            return
+        if abs(drift) > CLOCK_JUMP_SECONDS:
+            self._note(f"camera clock was off by {drift:+.1f} s, corrected")
+        elif abs(drift) > 2.0:
+            self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
+            log.info("slot %s: camera %s: camera clock was off by %+.1f s, corrected",
+                     self.slot.name, self.device_id, drift)
 
     def _unknown(self, device_id: str) -> str:
         return (

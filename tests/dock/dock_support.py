@@ -58,9 +58,13 @@ def parse_profile(raw: bytes) -> Any:
 class CameraClock:
     def __init__(self, start: float = T0) -> None:
         self.t = start
+        self.elapsed = 0.0
 
     def now(self) -> float:
         return self.t
+
+    def monotonic(self) -> float:
+        return self.elapsed
 
     def set_time(self, utc: float) -> float:
         drift = self.t - utc

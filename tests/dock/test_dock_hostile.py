@@ -432,12 +432,12 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     assert result.exit_code == 1
     # the live view's last frame carries the notes in the slot's message
     frame = screen.file.getvalue().split("bodycam dock - ")[-1]  # type: ignore[attr-defined]
-    assert "'a/b': name refused" in frame and "camera clock was off" in frame
+    assert "'a/b': name refused" in frame and "camera clock" in frame
     lines = {line.split(":")[0]: line for line in out.getvalue().splitlines()}
     hostile_line = lines[hostile.device_id]
     assert hostile_line.startswith(f"{hostile.device_id}: 1 of 1 recordings stored; "
                                    "2 other file(s) left on the camera; notes: ")
-    assert "camera clock was off by" in hostile_line
+    assert "camera clock" in hostile_line
     assert "left on the camera: recordings/'../../../../../escaped'" in hostile_line
     assert "left on the camera: recordings/'a/b': name refused" in hostile_line
     assert "differs from the registered" in lines[honest.device_id]
@@ -458,7 +458,7 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     cams = {c["device_id"]: c for c in status["cameras"]}
     assert cams[honest.device_id]["ok"] == 1
     notes = cams[hostile.device_id]["notes"]
-    assert any(n.startswith("camera clock was off by") for n in notes)
+    assert any(n.startswith("camera clock") for n in notes)
     assert "left on the camera: recordings/'a/b': name refused: contains a path separator" \
         in notes
     assert cams[hostile.device_id]["summary"] == hostile_line

@@ -380,8 +380,13 @@ def ingest_docked(
     *,
     site: str = "default",
     out: TextIO | None = None,
+    clock: Any = None,
 ) -> DaemonResult:
     """Run the dock once over `slots`: every docked camera stored and released.
+
+    The dock lives in the shift's world: without `clock` it reads the time from the first
+    camera's clock (the shift's fast-forward time, which nothing moved during the shift),
+    so a dock at the end of a simulated evening does not see every camera days behind.
 
     The cameras are registered in the ledger first (as the site's coordinator would
     with `bodycam dock register`); the dock signs receipts with KEYS_DIR/dock.key.
@@ -412,7 +417,9 @@ def ingest_docked(
         settle=0.0,
         live=False,
     )
-    return DockDaemon(config, out=out).run()
+    if clock is None and cameras:
+        clock = next(iter(cameras.values())).clock
+    return DockDaemon(config, out=out, clock=clock).run()
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ import logging
 import os
 import queue
 import re
-import signal
 import stat
 import threading
 import time
@@ -51,6 +50,7 @@ from crypto.format import (
     segment_index_of,
 )
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
+from dock.faults import FAULT_ENV, fault_point
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
 from dock.store import (
     Store,
@@ -68,7 +68,6 @@ log = logging.getLogger(__name__)
 COPY_BLOCK = 1 << 20
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-FAULT_ENV = "BODYCAM_DOCK_FAULT"
 
 # Progress states shown per slot.
 WAITING = "waiting"
@@ -115,33 +114,6 @@ class CameraRefused(Exception):
 
 class VerificationFailed(Exception):
     """A file does not match the camera's signed manifest; the item goes to quarantine."""
-
-
-# --- fault injection for crash tests ----------------------------------------------------------
-
-_fault_lock = threading.Lock()
-_fault_hits: dict[str, int] = {}
-
-
-def fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) at a named point when BODYCAM_DOCK_FAULT asks for it.
-
-    `BODYCAM_DOCK_FAULT=after-store:3` kills the dock the third time a segment has
-    been stored but not yet recorded: how the crash tests reach the narrow windows
-    between store, ledger and release deterministically.
-    """
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    with _fault_lock:
-        _fault_hits[name] = _fault_hits.get(name, 0) + 1
-        hit = _fault_hits[name]
-    if hit == int(nth or 1):
-        log.critical("fault injection: killing the dock at %s (hit %d)", name, hit)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -1074,5 +1046,5 @@ class CameraIngest:
 __all__ = [
     "CameraIngest", "CameraRefused", "CameraReport", "DockContext", "Slot", "SlotGone",
     "SlotProgress", "Stopping", "SystemClock", "VolumeSource",
-    "SerialSource", "VerificationFailed", "fault_point",
+    "SerialSource", "VerificationFailed", "FAULT_ENV", "fault_point",
 ]

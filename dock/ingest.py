@@ -56,11 +56,13 @@ from dock.store import (
     Store,
     StoreError,
     StoreFull,
+    StoreIntegrityError,
     StoreUnavailable,
     events_key,
     object_key,
     retain_until,
     sha256_file,
+    split_name,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ log = logging.getLogger(__name__)
 COPY_BLOCK = 1 << 20
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_EVENTS_PIECE = re.compile(r"events-(\d{12})-(\d{12})\.jsonl")
 
 # Progress states shown per slot.
 WAITING = "waiting"
@@ -707,6 +710,7 @@ class CameraIngest:
         self.ctx.store.check()
         files = self.source.list_files()
         self._spool = self.ctx.spool_dir() / self.ctx.site / self.device_id
+        self._tidy_spool(set(files))
         pending = 0
         for rec_id, names in files.items():
             for name, size in names.items():
@@ -803,6 +807,24 @@ class CameraIngest:
                 all_durable = False
         return all_durable
 
+    def _tidy_spool(self, listed: set[str]) -> None:
+        """Drop spooled copies of recordings the camera no longer has (released, or gone).
+
+        What a killed session left: partial copies, headers and manifests. The camera's
+        listing is the only authority on what may still be needed for resuming.
+        """
+        assert self._spool is not None
+        try:
+            entries = list(os.scandir(self._spool))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name in listed or not entry.is_dir(follow_symlinks=False):
+                continue
+            removed = remove_spool_folder(Path(entry.path))
+            log.info("camera %s: dropped the spool of %s (%d file(s)), no longer on the "
+                     "camera", self.device_id, entry.name, removed)
+
     def _clean_spool(self, rec_id: str) -> None:
         """Drop the spooled header and manifest; partial serial copies stay for resuming."""
         assert self._spool is not None
@@ -846,14 +868,18 @@ class CameraIngest:
             self.report.quarantined.append(f"{rec_id}/{name}: {seg.reason}")
             return False
         if seg is not None and seg.durable:
-            if camera_size is not None:
+            if camera_size is None:
+                if seg.state == STORED:
+                    ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
+                                         how="gone from the camera after a receipt")
+                return True
+            if self._intact(key):
                 self._release(rec_id, entry, key)
-            elif seg.state == STORED:
-                ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
-                                     how="gone from the camera after a receipt")
-            return True
+                return True
+            # Recorded as stored, but the store does not hold it intact: the camera still
+            # has it, so store it again (a damaged object is set aside) before releasing.
         if camera_size is None:
-            stored = store.stat(key)
+            stored = self._verified_or_none(key)
             if stored is not None:
                 # Stored before the dock could record it, then released: catch up.
                 ledger.mark_stored(self.device_id, rec_id, name, entry.sha256, entry.size, key,
@@ -874,10 +900,17 @@ class CameraIngest:
             self._quarantine_file(rec_id, name, camera_size, entry, str(exc), spooled=part)
             return False
         ledger.mark_copied(self.device_id, rec_id, name, sha, size)
-        with self.ctx.uploads:
-            self.check_alive()
-            stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
-                                    consume=True)
+        try:
+            with self.ctx.uploads:
+                self.check_alive()
+                stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
+                                        consume=True)
+        except StoreIntegrityError as exc:
+            # The store holds other bytes under this content's name and cannot replace them
+            # (S3 under Object Lock): keep our verified copy in quarantine, never release.
+            self._quarantine_file(rec_id, name, size, entry, f"store integrity: {exc}",
+                                  spooled=part)
+            return False
         fault_point("after-store")
         ledger.mark_stored(self.device_id, rec_id, name, sha, size, key, stored.to_json())
         self.report.stored += 1
@@ -885,12 +918,26 @@ class CameraIngest:
         self._release(rec_id, entry, key)
         return True
 
+    def _intact(self, key: str) -> bool:
+        """Whether the store holds `key` with the content its name promises (hash checked)."""
+        return self._verified_or_none(key) is not None
+
+    def _verified_or_none(self, key: str) -> Any:
+        try:
+            return self.ctx.store.verified(key)
+        except StoreIntegrityError as exc:
+            log.error("camera %s: %s", self.device_id, exc)
+            self.report.notes.append(f"{key}: the store held other bytes under this name; "
+                                     "not trusted")
+            return None
+
     def _copy_verified(self, vr: VerifiedRecording, entry: ManifestEntry,
                        part: Path) -> tuple[str, int]:
         """Copy into the spool, hashing while copying, and check against the manifest."""
         assert self.source is not None
         relative = f"recordings/{vr.recording_id}/{entry.name}"
         resume = self.source.kind == "serial"
+        _drop_if_shared(part)
         for attempt in (1, 2):
             start = part.stat().st_size if resume and part.exists() else 0
             if start > entry.size:
@@ -1027,6 +1074,13 @@ class CameraIngest:
     # --- event log -----------------------------------------------------------------------------
 
     def _offload_events(self) -> None:
+        """Store the event log from where the last docking stopped, in whole lines.
+
+        Idempotent: a piece stored before a kill, whose end the ledger never recorded,
+        is found in the store and adopted instead of stored again overlapping. The
+        camera's signed `segment_released` lines settle segments the ledger still
+        holds as stored (a kill between RELEASE and its ledger write).
+        """
         assert self.source is not None
         ledger = self.ctx.ledger
         offset = ledger.events_offset(self.device_id)
@@ -1034,17 +1088,132 @@ class CameraIngest:
         cut = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
         if cut <= 0:
             return
-        piece = data[:cut]
-        key = events_key(self.ctx.site, self.device_id, offset, offset + cut, _sha_of(piece))
+        lines = data[:cut]
+        self._settle_releases(lines)
+        piece, start = lines, offset
+        for end, key in self._stored_pieces(offset):
+            n = end - start
+            if n > len(piece) or not hmac.compare_digest(_sha_of(piece[:n]),
+                                                         split_name(key)[1]):
+                break
+            log.info("camera %s: event log %d..%d was stored before, adopted", self.device_id,
+                     start, end)
+            ledger.set_events_offset(self.device_id, end, key)
+            piece, start = piece[n:], end
+        if not piece:
+            return
+        key = events_key(self.ctx.site, self.device_id, start, start + len(piece),
+                         _sha_of(piece))
         now = self.ctx.clock.now()
         with self.ctx.uploads:
             self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
                 now, now, self.ctx.store.retention_days))
-        ledger.set_events_offset(self.device_id, offset + cut, key)
+        fault_point("events-stored")
+        ledger.set_events_offset(self.device_id, start + len(piece), key)
+
+    def _stored_pieces(self, offset: int) -> list[tuple[int, str]]:
+        """(end, key) of stored event log pieces chained from `offset`, in order."""
+        prefix = f"{self.ctx.site}/{self.device_id}/events/"
+        by_start: dict[int, tuple[int, str]] = {}
+        for key in self.ctx.store.list(prefix):
+            m = _EVENTS_PIECE.fullmatch(split_name(key)[0])
+            if m is not None and int(m[1]) >= offset:
+                by_start.setdefault(int(m[1]), (int(m[2]), key))
+        chain: list[tuple[int, str]] = []
+        while offset in by_start:
+            end, key = by_start[offset]
+            chain.append((end, key))
+            offset = end
+        return chain
+
+    def _settle_releases(self, lines: bytes) -> None:
+        """Mark released what the camera's signed log says it deleted against a receipt."""
+        from firmware.eventlog import EventLogError, verify_event_piece
+
+        try:
+            events = verify_event_piece(lines, self.device_public,
+                                        origin=f"event log of {self.device_id}")
+        except EventLogError as exc:
+            self.report.notes.append(f"event log does not verify, releases not settled from "
+                                     f"it: {exc}")
+            log.error("camera %s: %s", self.device_id, exc)
+            return
+        ledger = self.ctx.ledger
+        for event in events:
+            if event.kind != "segment_released":
+                continue
+            rec_id, name, sha = (event.fields.get(k) for k in ("recording_id", "segment",
+                                                                "sha256"))
+            if not all(isinstance(v, str) for v in (rec_id, name, sha)):
+                continue
+            seg = ledger.segment(self.device_id, str(rec_id), str(name))
+            if seg is None or seg.state != STORED or not hmac.compare_digest(seg.sha256,
+                                                                             str(sha)):
+                continue
+            ledger.mark_released(self.device_id, seg.recording_id, seg.name, seg.sha256,
+                                 how="camera event log")
+            log.info("camera %s: %s/%s released (camera's signed event log)", self.device_id,
+                     seg.recording_id, seg.name)
+
+
+def _drop_if_shared(part: Path) -> None:
+    """Never write through a spool name that is another name of a stored object.
+
+    An earlier version of the dock could leave the spool name hard-linked to the stored
+    object after a kill; reopening it for writing would change the stored bytes.
+    """
+    try:
+        if part.lstat().st_nlink > 1 or not stat.S_ISREG(part.lstat().st_mode):
+            part.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def remove_spool_folder(folder: Path) -> int:
+    """Remove one recording's spool folder (flat: spooled files only); files removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+            os.unlink(entry.path)
+            removed += 1
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something unexpected in it: left for a person to look at
+    return removed
+
+
+def clean_spool_at_start(spool: Path) -> int:
+    """Start-up check of the spool: drop any file that shares its inode with another name.
+
+    Only an earlier version of the dock, killed between storing and unlinking, left
+    such spool names (a second name of a stored object); no writer makes them now,
+    so this never disturbs another dock sharing the store. Everything else a killed
+    session left is dropped at the camera's next docking (`_tidy_spool`), when its
+    listing says what is still needed.
+    """
+    removed = 0
+    for dirpath, _, filenames in os.walk(spool):
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                if path.lstat().st_nlink > 1:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    if removed:
+        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool,
+                    removed)
+    return removed
 
 
 __all__ = [
     "CameraIngest", "CameraRefused", "CameraReport", "DockContext", "Slot", "SlotGone",
     "SlotProgress", "Stopping", "SystemClock", "VolumeSource",
-    "SerialSource", "VerificationFailed", "FAULT_ENV", "fault_point",
+    "SerialSource", "VerificationFailed", "FAULT_ENV", "clean_spool_at_start", "fault_point",
 ]

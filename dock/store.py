@@ -522,6 +522,7 @@ class FileStore(Store):
         if qpath.exists():
             path.unlink()  # the same bad bytes were set aside before
         else:
+            os.chmod(path, 0o444)  # evidence: read-only like every object
             os.rename(path, qpath)
             fsync_dir(qpath.parent)
         fsync_dir(path.parent)

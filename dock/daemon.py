@@ -365,9 +365,7 @@ class DockDaemon:
         log.info("camera done: %s", line, extra={"slot": name, "device_id": report.device_id,
                                                  "ok": report.ok})
         self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line)
-        if report.store_problem is None:
-            self._store_answered()
-        else:
+        if report.store_problem is not None:  # cleared by the store's next answer
             with self._store_state_lock:
                 self._store_down = True
                 self.ledger.set_daemon(store_state="unavailable",

@@ -456,6 +456,10 @@ class FileStore(Store):
         return self.root / check_key(key)
 
     def check(self) -> None:
+        self._check()
+        self.retry.succeeded()
+
+    def _check(self) -> None:
         with self._lock:
             if self._ready and (self.root / STORE_MARKER).is_file():
                 return

@@ -513,14 +513,21 @@ class FileStore(Store):
     def _set_aside(self, key: str, path: Path, problem: str) -> None:
         """Move a damaged object out of its final name into quarantine/, with a reason.
 
-        Rename, not copy: the bad bytes are kept as evidence (legal hold) and the name
-        is free for the good copy. A crash in between leaves the name absent, which
-        the next run fills again.
+        Rename, not copy: the bad bytes are kept as evidence and the name is free for
+        the good copy. The reason file and the legal hold are written first, so a kill
+        at any step either repeats all of it at the next run (the damaged object is
+        still under the name) or has finished it.
         """
         actual = sha256_file(path)
         name, _ = split_name(key)
         base = key if key.startswith(QUARANTINE_PREFIX + "/") else quarantine_key(key)
         qkey = f"{base.rsplit('/', 1)[0]}/{name}.{actual}"
+        doc = {"key": key, "reason": "found under its final name with other content",
+               "sha256": actual}
+        raw = json.dumps(doc, sort_keys=True, indent=1).encode()
+        self.put_bytes(f"{qkey}{REASON_SUFFIX}.{hashlib.sha256(raw).hexdigest()}", raw,
+                       legal_hold=True)
+        self._write_hold(qkey)
         qpath = self._path(qkey)
         self._make_parents(qpath.parent)
         if qpath.exists():
@@ -530,14 +537,8 @@ class FileStore(Store):
             os.rename(path, qpath)
             fsync_dir(qpath.parent)
         fsync_dir(path.parent)
-        log.error("store %s: %s held other bytes (sha256 %s); moved to %s", self.root, key,
-                  actual, qkey)
-        doc = {"key": key, "reason": f"found under its final name with other content: "
-                                     f"{problem}", "sha256": actual}
-        raw = json.dumps(doc, sort_keys=True, indent=1).encode()
-        self.put_bytes(f"{qkey}{REASON_SUFFIX}.{hashlib.sha256(raw).hexdigest()}", raw,
-                       legal_hold=True)
-        self.set_legal_hold(qkey, True)
+        log.error("store %s: %s held other bytes (%s); moved to %s", self.root, key,
+                  problem, qkey)
 
     @contextmanager
     def _staging_folder(self) -> Iterator[Path]:
@@ -744,12 +745,16 @@ class FileStore(Store):
             raise FileNotFoundError(f"{key} is not in store {self.root}")
         hold = self._hold_path(key)
         if on:
-            self._make_parents(hold.parent)
-            hold.write_text("ON\n")
-            fsync_dir(hold.parent)
+            self._write_hold(key)
         elif hold.exists():
             hold.unlink()
             fsync_dir(hold.parent)
+
+    def _write_hold(self, key: str) -> None:
+        hold = self._hold_path(key)
+        self._make_parents(hold.parent)
+        hold.write_text("ON\n")
+        fsync_dir(hold.parent)
 
     def legal_hold(self, key: str) -> bool:
         return self._hold_path(key).exists()

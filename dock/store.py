@@ -664,17 +664,17 @@ class FileStore(Store):
             # The spool file lives on this filesystem: move it here (its spool name is gone
             # before the object has a name, so nothing can write to the object through
             # it), make it durable and link it.
-            os.rename(src, tmp)
-            fsync_dir(src.parent)
-            fd = os.open(tmp, os.O_RDONLY)
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 if os.fstat(fd).st_size != size:
-                    os.unlink(tmp)
                     raise StoreIntegrityError(f"{src}: {os.fstat(fd).st_size} bytes, "
                                               f"expected {size}")
-                os.fsync(fd)
+                os.fsync(fd)  # data first, then the two directory changes
             finally:
                 os.close(fd)
+            os.rename(src, tmp)
+            if not (src.parent.parent == self.staging_dir and src.parent.name.startswith("w-")):
+                fsync_dir(src.parent)  # the spool name is durably gone before the final link
         else:
             self._copy_verified(src, tmp, sha256, size)
         try:

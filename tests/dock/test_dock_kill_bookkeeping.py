@@ -435,3 +435,44 @@ def test_store_state_is_ok_again_at_the_first_successful_upload(
     first = out.getvalue().splitlines()[0]
     assert "store problem" in first  # the first session met the outage
     assert seen and seen[0] == "ok", seen  # cleared by the first success, not the session end
+
+
+def test_s3_other_bytes_under_a_segments_name_quarantine_it_and_keep_it_on_the_camera(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
+    weed: WeedServer, aws_env: dict[str, str]
+) -> None:
+    from dock.ingest import CameraIngest, DockContext, Slot
+    from dock.ledger import QUARANTINED
+    from dock.store import object_key
+
+    cam: SimCamera = make_cam()
+    rec = cam.record(2)
+    register(ledger, cam)
+    docks.dock(cam, "slot-1")
+    seg0 = cam.recordings / rec / "seg-000000.bcs"
+    good = seg0.read_bytes()
+    key = object_key(SITE, cam.device_id, rec, seg0.name, hashlib.sha256(good).hexdigest())
+    prefix = f"clash-{tmp_path.name}"
+    client = s3_client(weed.endpoint)
+    store = open_store(f"s3://{BUCKET}/{prefix}?endpoint={weed.endpoint}&region=us-east-1")
+    try:
+        client.put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=os.urandom(len(good)))
+        ctx = DockContext(store=store, ledger=ledger, dock_key=dock_keys.dock, site=SITE,
+                          spool_root=tmp_path / "spool")
+        report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
+        assert not report.ok
+        assert any(q.startswith(f"{rec}/seg-000000.bcs: store integrity") for q in
+                   report.quarantined), report.summary()
+        assert seg0.exists()  # never released
+        held = ledger.segment(cam.device_id, rec, seg0.name)
+        assert held is not None and held.state == QUARANTINED
+        assert store.get_bytes(f"quarantine/{key}") == good  # our verified copy is kept
+        assert store.legal_hold(f"quarantine/{key}")
+        versions = client.list_object_versions(Bucket=BUCKET, Prefix=f"{prefix}/{key}")
+        assert len(versions.get("Versions", [])) == 1  # nothing added on top
+        # the other segment went its normal way
+        other = ledger.segment(cam.device_id, rec, "seg-000001.bcs")
+        assert other is not None and other.state == RELEASED
+    finally:
+        client.close()
+        store.close()

@@ -168,21 +168,21 @@ def _ago(utc: float | None, now: float) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from dock.daemon import progress_cells
+    from dock.daemon import daemon_state, progress_cells
 
-    with Ledger(args.ledger or default_ledger(), readonly=True) as ledger:
+    path = args.ledger or default_ledger()
+    with Ledger(path, readonly=True) as ledger:
         status = ledger.status()
+    now = time.time()
+    daemon = status["daemon"]
+    state = daemon_state(path, daemon, now)
+    status["daemon_state"] = state
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
-    now = time.time()
-    daemon = status["daemon"]
     if daemon is None:
         print("dock daemon: never started with this ledger")
     else:
-        running = daemon.get("stopped_utc") is None and daemon.get("heartbeat_utc") and \
-            now - daemon["heartbeat_utc"] < 30
-        state = "running" if running else "not running"
         print(f"dock daemon: {state} (pid {daemon.get('pid')}, heartbeat "
               f"{_ago(daemon.get('heartbeat_utc'), now)}), store {daemon.get('store')}")
         if daemon.get("store_state") != "ok":

@@ -37,7 +37,7 @@ import itertools
 import logging
 import os
 import queue
-import signal
+import re
 import stat
 import threading
 import time
@@ -57,6 +57,7 @@ from crypto.format import (
     segment_index_of,
 )
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
+from dock.faults import FAULT_ENV, fault_point
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
 from dock.names import (
     RECORDINGS_DIR,
@@ -74,11 +75,13 @@ from dock.store import (
     Store,
     StoreError,
     StoreFull,
+    StoreIntegrityError,
     StoreUnavailable,
     events_key,
     object_key,
     retain_until,
     sha256_file,
+    split_name,
 )
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,7 @@ MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are cou
 # What a camera volume holds besides recordings, and what stays on it after a docking.
 _EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
 VOLUME_KEEPS = {"DEVICE.json": None, "events": {"events.jsonl"}, RECORDINGS_DIR: None}
-FAULT_ENV = "BODYCAM_DOCK_FAULT"
+_EVENTS_PIECE = re.compile(r"events-(\d{12})-(\d{12})\.jsonl")
 
 # Progress states shown per slot.
 WAITING = "waiting"
@@ -140,33 +143,6 @@ class CameraRefused(Exception):
 
 class VerificationFailed(Exception):
     """A file does not match the camera's signed manifest; the item goes to quarantine."""
-
-
-# --- fault injection for crash tests ----------------------------------------------------------
-
-_fault_lock = threading.Lock()
-_fault_hits: dict[str, int] = {}
-
-
-def fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) at a named point when BODYCAM_DOCK_FAULT asks for it.
-
-    `BODYCAM_DOCK_FAULT=after-store:3` kills the dock the third time a segment has
-    been stored but not yet recorded: how the crash tests reach the narrow windows
-    between store, ledger and release deterministically.
-    """
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    with _fault_lock:
-        _fault_hits[name] = _fault_hits.get(name, 0) + 1
-        hit = _fault_hits[name]
-    if hit == int(nth or 1):
-        log.critical("fault injection: killing the dock at %s (hit %d)", name, hit)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -917,6 +893,7 @@ class CameraIngest:
             self._left_file(path, reason)
         files = listing.recordings
         self._spool = self.ctx.spool_dir() / self.ctx.site / self.device_id
+        self._tidy_spool(set(files))
         pending = 0
         for rec_id, names in files.items():
             for name, size in names.items():
@@ -1042,6 +1019,24 @@ class CameraIngest:
                 all_durable = False
         return all_durable
 
+    def _tidy_spool(self, listed: set[str]) -> None:
+        """Drop spooled copies of recordings the camera no longer has (released, or gone).
+
+        What a killed session left: partial copies, headers and manifests. The camera's
+        listing is the only authority on what may still be needed for resuming.
+        """
+        assert self._spool is not None
+        try:
+            entries = list(os.scandir(self._spool))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name in listed or not entry.is_dir(follow_symlinks=False):
+                continue
+            removed = remove_spool_folder(Path(entry.path))
+            log.info("camera %s: dropped the spool of %s (%d file(s)), no longer on the "
+                     "camera", self.device_id, entry.name, removed)
+
     def _clean_spool(self, rec_id: str) -> None:
         """Drop the spooled header and manifest; partial serial copies stay for resuming."""
         assert self._spool is not None
@@ -1086,14 +1081,18 @@ class CameraIngest:
             self.report.quarantined.append(f"{rec_id}/{name}: {seg.reason}")
             return False
         if seg is not None and seg.durable:
-            if camera_size is not None:
+            if camera_size is None:
+                if seg.state == STORED:
+                    ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
+                                         how="gone from the camera after a receipt")
+                return True
+            if self._intact(key):
                 self._release(rec_id, entry, key)
-            elif seg.state == STORED:
-                ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
-                                     how="gone from the camera after a receipt")
-            return True
+                return True
+            # Recorded as stored, but the store does not hold it intact: the camera still
+            # has it, so store it again (a damaged object is set aside) before releasing.
         if camera_size is None:
-            stored = store.stat(key)
+            stored = self._verified_or_none(key)
             if stored is not None:
                 # Stored before the dock could record it, then released: catch up.
                 ledger.mark_stored(self.device_id, rec_id, name, entry.sha256, entry.size, key,
@@ -1121,10 +1120,17 @@ class CameraIngest:
             self._quarantine_file(rec_id, name, camera_size, entry, str(exc), spooled=part)
             return False
         ledger.mark_copied(self.device_id, rec_id, name, sha, size)
-        with self.ctx.uploads:
-            self.check_alive()
-            stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
-                                    consume=True)
+        try:
+            with self.ctx.uploads:
+                self.check_alive()
+                stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
+                                        consume=True)
+        except StoreIntegrityError as exc:
+            # The store holds other bytes under this content's name and cannot replace them
+            # (S3 under Object Lock): keep our verified copy in quarantine, never release.
+            self._quarantine_file(rec_id, name, size, entry, f"store integrity: {exc}",
+                                  spooled=part)
+            return False
         fault_point("after-store")
         ledger.mark_stored(self.device_id, rec_id, name, sha, size, key, stored.to_json())
         self.report.stored += 1
@@ -1132,12 +1138,26 @@ class CameraIngest:
         self._release(rec_id, entry, key)
         return True
 
+    def _intact(self, key: str) -> bool:
+        """Whether the store holds `key` with the content its name promises (hash checked)."""
+        return self._verified_or_none(key) is not None
+
+    def _verified_or_none(self, key: str) -> Any:
+        try:
+            return self.ctx.store.verified(key)
+        except StoreIntegrityError as exc:
+            log.error("camera %s: %s", self.device_id, exc)
+            self.report.notes.append(f"{key}: the store held other bytes under this name; "
+                                     "not trusted")
+            return None
+
     def _copy_verified(self, vr: VerifiedRecording, entry: ManifestEntry,
                        part: Path) -> tuple[str, int]:
         """Copy into the spool, hashing while copying, and check against the manifest."""
         assert self.source is not None
         relative = f"recordings/{vr.recording_id}/{entry.name}"
         resume = self.source.kind == "serial"
+        _drop_if_shared(part)
         for attempt in (1, 2):
             start = part.stat().st_size if resume and part.exists() else 0
             if start > entry.size:
@@ -1286,6 +1306,13 @@ class CameraIngest:
     # --- event log -----------------------------------------------------------------------------
 
     def _offload_events(self) -> None:
+        """Store the event log from where the last docking stopped, in whole lines.
+
+        Idempotent: a piece stored before a kill, whose end the ledger never recorded,
+        is found in the store and adopted instead of stored again overlapping. The
+        camera's signed `segment_released` lines settle segments the ledger still
+        holds as stored (a kill between RELEASE and its ledger write).
+        """
         assert self.source is not None
         ledger = self.ctx.ledger
         offset = ledger.events_offset(self.device_id)
@@ -1300,17 +1327,137 @@ class CameraIngest:
         if len(data) >= limit:
             self._note(f"event log: {cut} bytes offloaded from byte {offset}; more remains for "
                        "the next docking")
-        piece = data[:cut]
-        key = events_key(self.ctx.site, self.device_id, offset, offset + cut, _sha_of(piece))
+        lines = data[:cut]
+        self._settle_releases(lines)
+        piece, start = lines, offset
+        for end, key in self._stored_pieces(offset):
+            n = end - start
+            if n > len(piece) or not hmac.compare_digest(_sha_of(piece[:n]),
+                                                         split_name(key)[1]):
+                break
+            log.info("camera %s: event log %d..%d was stored before, adopted", self.device_id,
+                     start, end)
+            ledger.set_events_offset(self.device_id, end, key)
+            piece, start = piece[n:], end
+        if not piece:
+            return
+        key = events_key(self.ctx.site, self.device_id, start, start + len(piece),
+                         _sha_of(piece))
         now = self.ctx.clock.now()
         with self.ctx.uploads:
             self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
                 now, now, self.ctx.store.retention_days))
-        ledger.set_events_offset(self.device_id, offset + cut, key)
+        fault_point("events-stored")
+        ledger.set_events_offset(self.device_id, start + len(piece), key)
+
+    def _stored_pieces(self, offset: int) -> list[tuple[int, str]]:
+        """(end, key) of stored event log pieces chained from `offset`, in order."""
+        prefix = f"{self.ctx.site}/{self.device_id}/events/"
+        by_start: dict[int, tuple[int, str]] = {}
+        for key in self.ctx.store.list(prefix):
+            m = _EVENTS_PIECE.fullmatch(split_name(key)[0])
+            if m is not None and int(m[1]) >= offset:
+                by_start.setdefault(int(m[1]), (int(m[2]), key))
+        chain: list[tuple[int, str]] = []
+        while offset in by_start:
+            end, key = by_start[offset]
+            chain.append((end, key))
+            offset = end
+        return chain
+
+    def _settle_releases(self, lines: bytes) -> None:
+        """Mark released what the camera's signed log says it deleted against a receipt."""
+        from firmware.eventlog import EventLogError, signed_by_device, verify_event_piece
+
+        try:
+            # Hashes and links of every line; the signature (~0.4 ms) only of lines used.
+            events = verify_event_piece(lines, self.device_public, signatures=False,
+                                        origin=f"event log of {self.device_id}")
+        except EventLogError as exc:
+            self.report.notes.append(f"event log does not verify, releases not settled from "
+                                     f"it: {exc}")
+            log.error("camera %s: %s", self.device_id, exc)
+            return
+        ledger = self.ctx.ledger
+        for event in events:
+            if event.kind != "segment_released":
+                continue
+            rec_id, name, sha = (event.fields.get(k) for k in ("recording_id", "segment",
+                                                                "sha256"))
+            if not all(isinstance(v, str) for v in (rec_id, name, sha)):
+                continue
+            seg = ledger.segment(self.device_id, str(rec_id), str(name))
+            if seg is None or seg.state != STORED or not hmac.compare_digest(seg.sha256,
+                                                                             str(sha)):
+                continue
+            if not signed_by_device(event, self.device_public):
+                self.report.notes.append(f"event log line {event.seq} is not signed by the "
+                                         "camera; release not settled from it")
+                continue
+            ledger.mark_released(self.device_id, seg.recording_id, seg.name, seg.sha256,
+                                 how="camera event log")
+            log.info("camera %s: %s/%s released (camera's signed event log)", self.device_id,
+                     seg.recording_id, seg.name)
+
+
+def _drop_if_shared(part: Path) -> None:
+    """Never write through a spool name that is another name of a stored object.
+
+    An earlier version of the dock could leave the spool name hard-linked to the stored
+    object after a kill; reopening it for writing would change the stored bytes.
+    """
+    try:
+        if part.lstat().st_nlink > 1 or not stat.S_ISREG(part.lstat().st_mode):
+            part.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def remove_spool_folder(folder: Path) -> int:
+    """Remove one recording's spool folder (flat: spooled files only); files removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+            os.unlink(entry.path)
+            removed += 1
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something unexpected in it: left for a person to look at
+    return removed
+
+
+def clean_spool_at_start(spool: Path) -> int:
+    """Start-up check of the spool: drop any file that shares its inode with another name.
+
+    Only an earlier version of the dock, killed between storing and unlinking, left
+    such spool names (a second name of a stored object); no writer makes them now,
+    so this never disturbs another dock sharing the store. Everything else a killed
+    session left is dropped at the camera's next docking (`_tidy_spool`), when its
+    listing says what is still needed.
+    """
+    removed = 0
+    for dirpath, _, filenames in os.walk(spool):
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                if path.lstat().st_nlink > 1:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    if removed:
+        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool,
+                    removed)
+    return removed
 
 
 __all__ = [
     "CameraIngest", "CameraRefused", "CameraReport", "DockContext", "Slot", "SlotGone",
     "SlotProgress", "Stopping", "SystemClock", "VolumeSource",
-    "SerialSource", "VerificationFailed", "fault_point",
+    "SerialSource", "VerificationFailed", "FAULT_ENV", "clean_spool_at_start", "fault_point",
 ]

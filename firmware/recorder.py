@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from media import STREAM_VIDEO, TICKS_PER_SECOND, EncodedPacket
+
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
-TICKS_PER_SECOND = 90_000  # MPEG-TS clock: every media timestamp is in these ticks
-STREAM_VIDEO = 0
-STREAM_AUDIO = 1
 MEDIA_TYPE = "video/mp2t"
 DEFAULT_CHUNK = 65_536
 # Room kept free to close a segment and finish a recording when space runs out: the
@@ -62,7 +61,7 @@ class FreeSpace(Protocol):
 class SegmentMuxer(Protocol):
     """One segment's container writer (firmware.encoder.TsSegmentMuxer)."""
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> Any: ...
+    def write(self, pkt: EncodedPacket) -> Any: ...
 
     def close(self) -> Any: ...
 
@@ -277,13 +276,20 @@ class Recorder:
     def open_segment(self) -> bool:
         return self._mux is not None
 
+    def mark_start(self, pts: int) -> None:
+        """Where the recording will start (the pre-roll's first keyframe), known before the
+        pre-roll is written: the press reports its coverage while a worker still writes it."""
+        if self.summary.first_pts is None:
+            self.summary.first_pts = pts
+
     def mark_live(self, pts: int) -> None:
         """Where the pre-roll ends: the pts of the first packet captured after the press."""
         if self.summary.live_pts is None:
             self.summary.live_pts = pts
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> None:
+    def write(self, pkt: EncodedPacket) -> None:
         """Add one packet; may start a new segment (at a video keyframe)."""
+        data, pts, duration, stream, keyframe = pkt
         if self._closed:
             raise RecorderClosed(f"recording {self.summary.recording_id} is already closed")
         is_video = stream == STREAM_VIDEO
@@ -306,7 +312,7 @@ class Recorder:
         assert self._mux is not None and self._sink is not None
         sealing_before = self._sink.seconds
         start = time.perf_counter()
-        self._mux.write(bytes(data), pts, duration, stream, keyframe)
+        self._mux.write(pkt)
         elapsed = time.perf_counter() - start
         if self._sink.error is not None:  # the muxer may have swallowed it
             raise self._sink.error

@@ -45,16 +45,13 @@ import struct
 import threading
 from fractions import Fraction
 from numbers import Rational
-from typing import NamedTuple
 
 import numpy as np
 
+from media import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
 
 log = logging.getLogger(__name__)
-
-STREAM_VIDEO = 0
-STREAM_AUDIO = 1
 
 FLAG_KEYFRAME = 1
 
@@ -93,14 +90,9 @@ _I64_MAX = (1 << 63) - 1
 _U32_MAX = (1 << 32) - 1
 
 
-class BufferedPacket(NamedTuple):
-    """One packet out of the buffer; `data` is a read-only view (see the module docstring)."""
-
-    data: memoryview
-    pts: int
-    duration: int
-    stream: int
-    keyframe: bool
+# A packet out of the buffer is the encoder's packet type with `data` a read-only view
+# into the arena (see the module docstring for how long it stays valid).
+BufferedPacket = EncodedPacket
 
 
 def _config_int(name: str, value: object, low: int, high: int | None, unit: str = "") -> int:

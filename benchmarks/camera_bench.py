@@ -76,10 +76,11 @@ def baseline(profile: Any, seconds: float) -> float:
 
 def run(profile: Any, raw: bytes, standby: float, record: float) -> dict[str, Any]:
     from firmware.camera import Camera
+    from sim.board import SimBoard
     from sim.clock import FastForwardClock
 
     with tempfile.TemporaryDirectory(prefix="camera-bench-") as tmp:
-        camera = Camera(Path(tmp) / "home", profile, FastForwardClock(), profile_raw=raw)
+        camera = Camera(Path(tmp) / "home", profile, SimBoard(FastForwardClock()), profile_raw=raw)
         camera.power_on()
         start = time.perf_counter()
         camera.run_for(standby)

@@ -424,6 +424,7 @@ class _Runner:
         control_factory: Callable[[Camera], Any] | None,
         progress: Callable[[str], None] | None,
     ) -> None:
+        from sim.board import SimBoard
         from sim.clock import FastForwardClock, RealClock
 
         self.scenario = scenario
@@ -443,7 +444,7 @@ class _Runner:
             home = out / "cameras" / spec.name / "home"
             clock = shared_real or FastForwardClock(start=scenario.shift.start_utc)
             self.cameras[spec.name] = Camera(
-                home, profile, clock, profile_raw=raw, control_factory=control_factory
+                home, profile, SimBoard(clock), profile_raw=raw, control_factory=control_factory
             )
             self.refused[spec.name] = []
             self.elapsed[spec.name] = 0.0

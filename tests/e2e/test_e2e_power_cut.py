@@ -25,6 +25,7 @@ from e2e_support import START, Site, assert_consecutive, decode, decrypt, scan_v
 from crypto.verify import verify_recording
 from firmware.camera import Camera
 from firmware.eventlog import events_path, verify_event_log
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 CHILD = Path(__file__).with_name("powercut_child.py")
@@ -43,7 +44,10 @@ def boot_and_check(home: Path, site: Site, raw: bytes, before: dict[str, str]) -
     from firmware.profile import parse_profile
 
     cam = Camera(
-        home, parse_profile(raw, source="test"), FastForwardClock(START + 3600), profile_raw=raw
+        home,
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock(START + 3600)),
+        profile_raw=raw,
     )
     cam.power_on()
     cam.power_off()
@@ -143,7 +147,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Site, bytes, Pat
         small(prerecord=30, fps=10, width=160, height=120, segment_seconds=2, bitrate_kbps=300)
     )
     home = tmp_path_factory.mktemp("prepared") / "home"
-    cam = Camera(home, profile, FastForwardClock(START), profile_raw=raw, chunk_size=4096)
+    cam = Camera(home, profile, SimBoard(FastForwardClock(START)), profile_raw=raw, chunk_size=4096)
     cam.power_on()
     cam.power_off()
     return site, raw, home
@@ -155,7 +159,7 @@ def _record_once(home: Path, raw: bytes) -> None:
     cam = Camera(
         home,
         parse_profile(raw, source="test"),
-        FastForwardClock(START),
+        SimBoard(FastForwardClock(START)),
         profile_raw=raw,
         chunk_size=4096,
     )
@@ -207,7 +211,10 @@ def _boot_only(home: Path, raw: bytes) -> None:
     from firmware.profile import parse_profile
 
     cam = Camera(
-        home, parse_profile(raw, source="test"), FastForwardClock(START + 3600), profile_raw=raw
+        home,
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock(START + 3600)),
+        profile_raw=raw,
     )
     cam.power_on()
     cam.power_off()

@@ -17,6 +17,7 @@ from firmware.camera import Camera, CameraClock, CameraOff
 from firmware.eventlog import events_path, verify_event_log
 from firmware.profile import Profile, default_profile, derive_profile
 from firmware.state import CameraState, FaultKind, IllegalTransition
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from sim.volume import DirectoryVolume
 
@@ -50,10 +51,17 @@ def site() -> Site:
 
 
 def make_camera(
-    tmp_path: Path, site: Site, changes: dict[str, Any] | None = None, **kw: Any
+    tmp_path: Path,
+    site: Site,
+    changes: dict[str, Any] | None = None,
+    *,
+    sensor: Any = None,
+    storage: Any = None,
+    **kw: Any,
 ) -> Camera:
     raw, profile = site.profile(changes)
-    return Camera(tmp_path / "home", profile, FastForwardClock(START), profile_raw=raw, **kw)
+    board = SimBoard(FastForwardClock(START), sensor=sensor, storage=storage)
+    return Camera(tmp_path / "home", profile, board, profile_raw=raw, **kw)
 
 
 def kinds(camera: Camera) -> list[str]:
@@ -411,7 +419,7 @@ def test_active_profile_round_trips_through_toml(tmp_path: Path, site: Site) -> 
     from firmware.profile import parse_profile
 
     _, profile = site.profile()
-    cam = Camera(tmp_path / "home", profile, FastForwardClock(START))
+    cam = Camera(tmp_path / "home", profile, SimBoard(FastForwardClock(START)))
     raw, same = cam.active_profile()
     assert parse_profile(raw, source="round trip") == same == profile
 

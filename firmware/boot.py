@@ -55,6 +55,17 @@ def recover(recordings_root: Path, key: SigningKey, event: EventFn) -> list[Any]
     return reports
 
 
+def load_ciphers() -> None:
+    """Load the sealing cipher's native code now, not at the first record press.
+
+    Its first use costs ~100 ms (module imports, cffi parsing) and holds the
+    interpreter lock meanwhile, which would stall capture beside the recording worker.
+    """
+    from Crypto.Cipher import AES
+
+    AES.new(bytes(32), AES.MODE_GCM, nonce=bytes(12)).encrypt_and_digest(b"")
+
+
 def load_flashed_profile(store_dir: Path) -> StoredProfile | None:
     """A profile flashed through the dock (it wins over the one the camera was built with)."""
     if not store_dir.exists():

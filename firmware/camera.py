@@ -431,6 +431,7 @@ class Camera:
                 **_profile_id(self._profile),
             )
             self.last_recovery = boot.recover(self.recordings_root, self.device_key, self._event)
+            boot.load_ciphers()
             self.fault, self.fault_detail = None, ""
             self._base_mono = self._clock.monotonic()
             self._boot_utc = self._clock.now()

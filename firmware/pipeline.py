@@ -35,6 +35,7 @@ groups of pictures only) and a press would record an empty pre-roll.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 # Counts at which a buffer counter or refusals reach the event log: every change would
 # flood it (a bitrate above the buffer's budget evicts at every keyframe).
 _REPORT_AT = frozenset(10**k for k in range(10))
+# The recording worker's nice value relative to capture: muxing and sealing can wait
+# (the queue holds seconds of frames), a late frame cannot.
+WORKER_NICE = 5
 
 
 class Output(Protocol):
@@ -279,12 +283,17 @@ class RecordingOutput:
     # --- worker ---------------------------------------------------------------------------
 
     def _work(self, preroll: list[EncodedPacket]) -> None:
+        _lower_priority()
         try:
             started = time.perf_counter()
+            self.recorder.open()
             for pkt in preroll:
                 if self._cut:
                     return
                 self.recorder.write(pkt)
+                # Hand the interpreter lock to the capture thread if it waits for it: a
+                # 120 s pre-roll is seconds of muxing, capture must not queue behind it.
+                time.sleep(0)
             self.worker_seconds += time.perf_counter() - started
             while True:
                 with self._cond:
@@ -333,3 +342,11 @@ class RecordingOutput:
                 self.carry.append(pkt)
         elif self.carry and self._carry_audio:
             self.carry.append(pkt)
+
+
+def _lower_priority() -> None:
+    """Run the calling thread below capture's priority (Linux: a thread has its own nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: only slower
+        log.debug("recording worker keeps the capture thread's priority: %s", exc)

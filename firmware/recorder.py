@@ -33,6 +33,7 @@ from media import STREAM_VIDEO, TICKS_PER_SECOND, EncodedPacket
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
+    from crypto.seal import RecordingSealer
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,6 @@ class Recorder:
         chunk_size: int = DEFAULT_CHUNK,
         on_segment: Callable[[SegmentSummary], None] | None = None,
     ) -> None:
-        from crypto.seal import RecordingSealer
-
         if not vault_recipients:
             raise ValueError("a recording needs at least one vault recipient key")
         self.path = Path(recordings_root) / recording_id
@@ -240,14 +239,28 @@ class Recorder:
         self.mux_seconds = 0.0
         self.seal_seconds = 0.0
         self._checked_space(force=True, need=self._chunk)
+        self._sealer_args = (device_id, recording_id, signer, vault_recipients, started_utc)
+        self._sealer: RecordingSealer | None = None
+
+    def open(self) -> None:
+        """Write the recording's header (key wrapping, signing): the first write does it too.
+
+        Apart from construction so that the camera's recording worker, not the record
+        press, spends the time.
+        """
+        if self._sealer is not None:
+            return
+        from crypto.seal import RecordingSealer
+
+        device_id, recording_id, signer, recipients, started_utc = self._sealer_args
         self._sealer = RecordingSealer(
             self.path,
             device_id,
             recording_id,
             signer,
-            vault_recipients,
+            recipients,
             started_utc,
-            chunk_size=chunk_size,
+            chunk_size=self._chunk,
         )
 
     # --- space ---------------------------------------------------------------------------
@@ -333,6 +346,8 @@ class Recorder:
 
     def _begin_segment(self, pts: int) -> None:
         self._checked_space(force=True, need=self._chunk)
+        self.open()
+        assert self._sealer is not None
         segment = self._sealer.begin_segment(
             self._seg_index, MEDIA_TYPE, pts, float(self._pts_to_utc(pts))
         )
@@ -380,6 +395,8 @@ class Recorder:
         self._closed = True
         if self._mux is not None:
             self._end_segment()
+        self.open()  # a recording that got no packet still has a header and an end
+        assert self._sealer is not None
         self._sealer.finish(ended_utc)
         self.summary.ended_utc = ended_utc
         self.summary.stop_reason = reason
@@ -399,5 +416,6 @@ class Recorder:
         self._closed = True
         if self._sink is not None:
             self._sink.dead = True
-        self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
+        if self._sealer is not None:
+            self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
         self._mux = self._segment = self._sink = None

@@ -246,6 +246,9 @@ class Camera:
         self._next_frame = 0
         self._samples_due = 0.0
         self._storage_low_logged = False
+        # The pre-record buffer's counters as they were when its pipeline last stopped
+        # (a fault, a dock): the status keeps saying what the buffer could not keep.
+        self._last_buffer_counters: dict[str, Any] = {}
         self.frames_captured = 0
         self.frames_skipped = 0
         # Where the pipeline's time goes (for benchmarks/camera_bench.py). "recorder" is
@@ -364,7 +367,7 @@ class Camera:
             state = self._machine.state
             rec = self._recording.summary if self._recording is not None else None
             buffer_seconds = 0.0
-            prerecord: dict[str, Any] = {}
+            prerecord = self._last_buffer_counters
             if self._prerecord is not None:
                 prerecord = self._prerecord.counters()
                 if state is CameraState.STANDBY:
@@ -695,6 +698,7 @@ class Camera:
     def _stop_pipeline(self) -> None:
         if self._prerecord is not None:
             self._report_buffer()
+            self._last_buffer_counters = self._prerecord.counters()
             self._prerecord.clear()
         self._encoder = self._prerecord = self._keyframes = None
         self._sensor = self._mic = None

@@ -1,21 +1,25 @@
-"""The camera: state machine, frame pipeline, recording, docking, faults and boot.
+"""The camera: state machine, buttons and lifecycle (power, dock, faults).
 
 ```
-camera = Camera(home, profile, clock)        # clock: sim.clock.FastForwardClock / RealClock
+camera = Camera(home, profile, SimBoard(FastForwardClock()))  # board: firmware.hardware.Board
 camera.power_on()                            # provision (first boot), recover, standby
 camera.run_for(45)                           # 45 s of frames into the pre-record buffer
-camera.press_record()                        # pre-roll drained into a sealed recording
+camera.press_record()                        # returns at once; a worker writes the pre-roll
 camera.run_for(20); camera.press_stop()      # -> PressResult(summary=RecordingSummary)
 camera.dock(); ...; camera.undock(); camera.power_off()
 ```
 
-Per frame tick (from the injected clock): sensor.capture -> H.264 encoder
-(+ AAC when the profile has sound) -> packets. In standby the packets go to the
-pre-record ring buffer; on a record press the buffer is drained into a new
-`Recorder` and the live packets follow, so the recording has no gap and no
-duplicate at the join. On stop, the packets of the group of pictures in
+The hardware (sensor, microphone, volume, indicators, clock) comes from the
+injected board; the firmware never builds it. Per frame tick (from the board's
+clock): sensor.capture -> H.264 encoder (+ AAC when the profile has sound) ->
+packets -> the output the state selects (firmware.pipeline): in standby the
+pre-record buffer; on a record press the buffer's packets go to a new recording
+output, whose worker thread writes them while live packets queue behind them,
+so the recording has no gap and no duplicate at the join and capture never
+waits for the pre-roll. On stop, the packets of the group of pictures in
 progress are put back into the (now empty) buffer, so the next pre-roll starts
-at a keyframe without losing a frame.
+at a keyframe without losing a frame. The indicator policy is firmware.signals,
+the boot steps (event log, recovery, flashed profile) firmware.boot.
 
 Frame numbers (burned into the picture by the sensor, and the source of the
 media timestamps: pts = frame number * 90000 / fps) count frame periods since

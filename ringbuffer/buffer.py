@@ -48,7 +48,9 @@ from numbers import Rational
 
 import numpy as np
 
-from media import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
+from media import STREAM_AUDIO as STREAM_AUDIO  # re-exported by ringbuffer/__init__
+from media import STREAM_VIDEO as STREAM_VIDEO
+from media import EncodedPacket
 from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
 
 log = logging.getLogger(__name__)

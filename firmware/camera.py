@@ -146,7 +146,9 @@ class ControlServer(Protocol):
     def stop(self) -> None: ...
 
 
-ControlFactory = Callable[["Camera"], ControlServer]
+# Called as factory(camera, port) with the board's serial port (firmware.hardware.Board):
+# firmware.control.CameraControlServer itself is one.
+ControlFactory = Callable[["Camera", Any], ControlServer]
 
 
 class CameraOff(CameraError):
@@ -508,7 +510,7 @@ class Camera:
             self.fault, self.fault_detail = None, ""
             if self._control_factory is not None and self._control is None:
                 try:
-                    server = self._control_factory(self)
+                    server = self._control_factory(self, self._board.serial_port())
                     self.serial_path = server.start()
                 except Exception as exc:  # docked without serial: mass storage still works
                     log.exception("the control channel did not start")

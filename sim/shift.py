@@ -421,7 +421,7 @@ class _Runner:
         keys: SiteKeyInfo,
         speed: Speed,
         slots: Path | None,
-        control_factory: Callable[[Camera], Any] | None,
+        control_factory: Callable[[Camera, Any], Any] | None,
         progress: Callable[[str], None] | None,
     ) -> None:
         from sim.board import SimBoard
@@ -521,7 +521,7 @@ def run_shift(
     speed: Speed = "max",
     keys_dir: Path | None = None,
     slots: Path | None = None,
-    control_factory: Callable[[Camera], Any] | None = None,
+    control_factory: Callable[[Camera, Any], Any] | None = None,
     progress: Callable[[str], None] | None = None,
     at_end: Callable[[dict[str, Camera]], None] | None = None,
 ) -> ShiftResult:

@@ -60,10 +60,13 @@ def make_camera(
     *,
     sensor: Any = None,
     storage: Any = None,
+    serial_port: Any = None,
     **kw: Any,
 ) -> Camera:
     raw, profile = site.profile(changes)
-    board = SimBoard(FastForwardClock(START), sensor=sensor, storage=storage)
+    board = SimBoard(
+        FastForwardClock(START), sensor=sensor, storage=storage, serial_port=serial_port
+    )
     return Camera(tmp_path / "home", profile, board, profile_raw=raw, **kw)
 
 
@@ -245,11 +248,12 @@ def test_refusals_never_crash_and_are_logged(tmp_path: Path, site: Site) -> None
 def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: Site) -> None:
     servers: list[FakeServer] = []
 
-    def factory(camera: Camera) -> FakeServer:
-        servers.append(FakeServer(camera))
+    def factory(camera: Camera, port: object) -> FakeServer:
+        servers.append(FakeServer(camera, port))
         return servers[-1]
 
-    cam = make_camera(tmp_path, site, control_factory=factory)
+    # The board's serial line is what the control server is given.
+    cam = make_camera(tmp_path, site, control_factory=factory, serial_port="loop://")
     cam.power_on()
     cam.run_for(2)
     rec = cam.press_record().recording_id
@@ -257,6 +261,7 @@ def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: S
     cam.dock()
     assert cam.state is CameraState.DOCKED
     assert cam.serial_path == "/dev/fake" and servers[0].running
+    assert servers[0].port == "loop://"
     status = cam.status()
     assert status["charging"] is True and status["buffer_seconds"] == 0
     assert status["recording_id"] is None
@@ -275,8 +280,9 @@ def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: S
 
 
 class FakeServer:
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, port: object = None) -> None:
         self.camera = camera
+        self.port = port
         self.running = False
 
     def start(self) -> str:
@@ -494,7 +500,7 @@ def test_sensor_dead_at_boot_is_a_fault_not_a_crash(tmp_path: Path, site: Site) 
 
 
 def test_control_channel_failing_to_start_still_docks(tmp_path: Path, site: Site) -> None:
-    def broken(camera: Camera) -> FakeServer:
+    def broken(camera: Camera, port: object) -> FakeServer:
         raise OSError("out of ptys")
 
     cam = make_camera(tmp_path, site, control_factory=broken)

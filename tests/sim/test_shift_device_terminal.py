@@ -38,7 +38,7 @@ def profile_bytes() -> bytes:
 
 
 class FakeServer:
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, port: object = None) -> None:
         self.running = False
 
     def start(self) -> str:

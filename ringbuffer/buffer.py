@@ -49,17 +49,16 @@ import struct
 import threading
 from fractions import Fraction
 from numbers import Rational
-from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
+from media import STREAM_AUDIO as STREAM_AUDIO  # re-exported by ringbuffer/__init__
+from media import STREAM_VIDEO as STREAM_VIDEO
+from media import EncodedPacket
 from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
 
 log = logging.getLogger(__name__)
-
-STREAM_VIDEO = 0
-STREAM_AUDIO = 1
 
 FLAG_KEYFRAME = 1
 
@@ -99,14 +98,9 @@ _U32_MAX = (1 << 32) - 1
 Records = npt.NDArray[np.void]
 
 
-class BufferedPacket(NamedTuple):
-    """One packet out of the buffer; `data` is a read-only view of the reader's own copy."""
-
-    data: memoryview
-    pts: int
-    duration: int
-    stream: int
-    keyframe: bool
+# A packet out of the buffer is the encoder's packet type, its `data` a read-only view of
+# the reader's own copy (see the module docstring).
+BufferedPacket = EncodedPacket
 
 
 def _config_int(name: str, value: object, low: int, high: int | None, unit: str = "") -> int:

@@ -435,9 +435,10 @@ class _Runner:
         keys: SiteKeyInfo,
         speed: Speed,
         slots: Path | None,
-        control_factory: Callable[[Camera], Any] | None,
+        control_factory: Callable[[Camera, Any], Any] | None,
         progress: Callable[[str], None] | None,
     ) -> None:
+        from sim.board import SimBoard
         from sim.clock import FastForwardClock, RealClock
 
         self.scenario = scenario
@@ -457,7 +458,7 @@ class _Runner:
             home = out / "cameras" / spec.name / "home"
             clock = shared_real or FastForwardClock(start=scenario.shift.start_utc)
             self.cameras[spec.name] = Camera(
-                home, profile, clock, profile_raw=raw, control_factory=control_factory
+                home, profile, SimBoard(clock), profile_raw=raw, control_factory=control_factory
             )
             self.refused[spec.name] = []
             self.elapsed[spec.name] = 0.0
@@ -534,7 +535,7 @@ def run_shift(
     speed: Speed = "max",
     keys_dir: Path | None = None,
     slots: Path | None = None,
-    control_factory: Callable[[Camera], Any] | None = None,
+    control_factory: Callable[[Camera, Any], Any] | None = None,
     progress: Callable[[str], None] | None = None,
     at_end: Callable[[dict[str, Camera]], None] | None = None,
 ) -> ShiftResult:

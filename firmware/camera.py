@@ -85,7 +85,7 @@ from firmware.state import (
     StateMachine,
     Transition,
 )
-from media import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
+from ringbuffer.packet import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey

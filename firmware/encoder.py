@@ -42,7 +42,14 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from media import STREAM_AUDIO, STREAM_VIDEO, TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
+from ringbuffer.packet import (
+    STREAM_AUDIO,
+    STREAM_VIDEO,
+    TICKS_PER_SECOND,
+    TIME_BASE,
+    EncodedPacket,
+    frame_pts,
+)
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from firmware.state import CameraError
-from media import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
+from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 
 if TYPE_CHECKING:
     from firmware.recorder import Recorder, RecordingSummary, SegmentSummary

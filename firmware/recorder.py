@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from media import STREAM_VIDEO, TICKS_PER_SECOND, EncodedPacket
+from ringbuffer.packet import STREAM_VIDEO, TICKS_PER_SECOND, EncodedPacket
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey

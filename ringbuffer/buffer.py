@@ -53,10 +53,10 @@ from numbers import Rational
 import numpy as np
 import numpy.typing as npt
 
-from media import STREAM_AUDIO as STREAM_AUDIO  # re-exported by ringbuffer/__init__
-from media import STREAM_VIDEO as STREAM_VIDEO
-from media import EncodedPacket
 from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
+from ringbuffer.packet import STREAM_AUDIO as STREAM_AUDIO  # re-exported by ringbuffer/__init__
+from ringbuffer.packet import STREAM_VIDEO as STREAM_VIDEO
+from ringbuffer.packet import EncodedPacket
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import random
 from typing import TextIO
 
-from media import STREAM_VIDEO, TICKS_PER_SECOND, TIME_BASE
 from ringbuffer.buffer import PreRecordBuffer
+from ringbuffer.packet import STREAM_VIDEO, TICKS_PER_SECOND, TIME_BASE
 
 log = logging.getLogger(__name__)
 

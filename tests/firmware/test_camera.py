@@ -19,7 +19,7 @@ from firmware.encoder import H264Encoder
 from firmware.eventlog import events_path, verify_event_log
 from firmware.profile import Profile, default_profile, derive_profile
 from firmware.state import CameraState, FaultKind, IllegalTransition
-from media import EncodedPacket
+from ringbuffer.packet import EncodedPacket
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from sim.volume import DirectoryVolume

@@ -23,7 +23,7 @@ from firmware.encoder import (
     MuxError,
     TsSegmentMuxer,
 )
-from media import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket, frame_pts
+from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket, frame_pts
 from sim.audio import SyntheticMicrophone
 from sim.sensor import SyntheticSensor, read_frame_counter
 

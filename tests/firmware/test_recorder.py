@@ -19,7 +19,7 @@ from firmware.recorder import (
     RecordingStorageFull,
     SegmentSummary,
 )
-from media import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
+from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 
 FPS = 30
 TPF = 90_000 // FPS

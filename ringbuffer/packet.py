@@ -1,4 +1,14 @@
-"""The encoded packet type, the stream ids and the 1/90000 media clock (one definition each)."""
+"""The encoded packet type, the stream ids and the 1/90000 media clock (one definition each).
+
+What every part of the camera's media path agrees on: the encoder makes these packets,
+the pre-record buffer holds and hands them back, the recorder muxes them. Pure
+definitions, no I/O; in the bottom layer so the buffer and the firmware share them.
+
+```python
+from ringbuffer.packet import EncodedPacket, STREAM_VIDEO, frame_pts
+pkt = EncodedPacket(data, pts=frame_pts(n, fps), duration=3000, stream=STREAM_VIDEO, keyframe=True)
+```
+"""
 
 from __future__ import annotations
 

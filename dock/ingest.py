@@ -51,6 +51,7 @@ from crypto.format import (
     segment_index_of,
 )
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
+from dock.ingest_record import write_for_recording
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
 from dock.store import (
     Store,
@@ -829,6 +830,8 @@ class CameraIngest:
             self.check_alive()
             if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
                 all_durable = False
+        if all_durable:  # the chain of custody, signed by this dock, next to the footage
+            write_for_recording(self.ctx, vr, header, manifest, until)
         return all_durable
 
     def _clean_spool(self, rec_id: str) -> None:

@@ -831,7 +831,8 @@ class CameraIngest:
             if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
                 all_durable = False
         if all_durable:  # the chain of custody, signed by this dock, next to the footage
-            write_for_recording(self.ctx, vr, header, manifest, until)
+            with self.ctx.uploads:
+                write_for_recording(self.ctx, vr, header, manifest, until)
         return all_durable
 
     def _clean_spool(self, rec_id: str) -> None:

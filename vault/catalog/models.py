@@ -42,6 +42,7 @@ class Recording(models.Model):
     ingest_record_key = models.CharField(max_length=1024, blank=True, default="")
     retention_ends_at = models.DateTimeField()
     state = models.CharField(max_length=16, choices=State.choices)
+    store_fingerprint = models.CharField(max_length=64, help_text="SHA-256 of its store keys")
     synced_at = models.DateTimeField()
 
     class Meta:

@@ -127,7 +127,7 @@ class Site:
         signer = key or cam.key
         start = started.timestamp()
         rec_id = rec_id or f"{started:%Y%m%dT%H%M%SZ}-{os.urandom(2).hex()}"
-        folder = self.root / "cam" / device_id / rec_id
+        folder = self.root / "cam" / device_id / os.urandom(4).hex() / rec_id
         sealer = RecordingSealer(folder, device_id, rec_id, signer,
                                  [self.vault_key.public_bytes()], start, chunk_size=4096)
         plain = bytearray()

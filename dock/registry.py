@@ -149,7 +149,8 @@ def applied_version(state: Path) -> int | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
-        raise RegistryError(f"{state}: not a registry state file; remove it to start over")
+        raise RegistryError(f"{state}: not a registry state file; remove it to start "
+                            "over") from None
 
 
 def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes,

@@ -148,3 +148,25 @@ def audit_anchor(*, store: Any, site: str, clock: Clock) -> AuditAnchor | None:
     store.put_bytes(key, raw)
     return AuditAnchor.objects.create(seq=head.seq, entry_hash=head.entry_hash, store_key=key,
                                       anchored_at=now)
+
+
+def audit_verify_as(*, actor: Any, store: Any, clock: Clock) -> AuditReport:
+    """`audit_verify` for a user whose policy allows it; the check itself is audited."""
+    from vault.access import audit_ok, authorize_any
+
+    authorize_any(actor=actor, action="audit.verify", clock=clock, target="audit log")
+    report = audit_verify(store=store)
+    with transaction.atomic():
+        audit_ok(actor=actor, action="audit.verify", target="audit log", clock=clock,
+                 detail={"ok": report.ok, "entries": report.entries,
+                         "problems": report.problems[:20]})
+    return report
+
+
+def audit_anchor_as(*, actor: Any, store: Any, site: str, clock: Clock) -> AuditAnchor | None:
+    from vault.access import audit_ok, authorize_any
+
+    authorize_any(actor=actor, action="audit.anchor", clock=clock, target="audit log")
+    with transaction.atomic():
+        audit_ok(actor=actor, action="audit.anchor", target="audit log", clock=clock)
+    return audit_anchor(store=store, site=site, clock=clock)

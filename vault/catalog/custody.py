@@ -105,12 +105,12 @@ def recording_decrypt(*, actor: Actor, recording: Recording, store: Store, vault
                         clock=clock, purpose=purpose)
     policy = policy_of(muni)
     rule = policy.viewing.get(purpose)  # type: ignore[call-overload]
+    copies = [p for p, r in policy.viewing.items() if r.copy_allowed]
     if rule is None or not rule.copy_allowed:
         raise refuse(actor=actor, action="recording.decrypt", municipality=muni.code,
                      target=str(recording), purpose=purpose, clock=clock,
                      reason=f"the {policy.policy.name} policy gives no copy for purpose "
-                            f"{purpose!r} (copies: "
-                            f"{', '.join(p for p, r in policy.viewing.items() if r.copy_allowed) or 'none'})")
+                            f"{purpose!r} (copies only for: {', '.join(copies) or 'none'})")
     suffix = out.suffix.lower()
     if suffix not in (".mp4", ".ts"):
         raise InvalidRequest(f"{out}: the name must end in .mp4 (MP4) or .ts (MPEG-TS)")

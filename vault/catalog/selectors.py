@@ -19,7 +19,8 @@ from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
 from vault.policy import PURPOSES
 
-_REF = re.compile(r"(?:(?P<dev>[A-Za-z0-9][A-Za-z0-9._-]{0,63})/)?(?P<rec>[A-Za-z0-9][A-Za-z0-9._-]{0,63})")
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_REF = re.compile(rf"(?:(?P<dev>{_NAME})/)?(?P<rec>{_NAME})")
 
 
 def visible_municipalities(*, actor: Actor, action: str, clock: Clock,
@@ -107,3 +108,15 @@ def hold_get(*, hold_id: int) -> Hold:
                                            "recording__camera").get(pk=hold_id)
     except Hold.DoesNotExist:
         raise NotFound(f"no hold {hold_id}") from None
+
+
+def recording_detail(*, actor: Actor, ref: str, clock: Clock) -> Recording:
+    """One recording with segments and holds, for a user whose policy allows `catalog.show`."""
+    from vault.access import authorize
+
+    r = recording_get(actor=actor, ref=ref, clock=clock)
+    authorize(actor=actor, action="catalog.show", municipality=r.municipality, clock=clock,
+              target=str(r))
+    audit_ok(actor=actor, action="catalog.show", municipality=r.municipality.code,
+             target=str(r), clock=clock)
+    return r

@@ -30,14 +30,26 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 
 from crypto.errors import FormatError, NotSignedByDevice
-from crypto.format import HEADER_NAME, MANIFEST_MAX_SIZE, MANIFEST_NAME, REC_HEADER_MAX, \
-    parse_manifest
+from crypto.format import (
+    HEADER_NAME,
+    MANIFEST_MAX_SIZE,
+    MANIFEST_NAME,
+    REC_HEADER_MAX,
+    parse_manifest,
+)
 from crypto.verify import VerifiedRecording, check_manifest
 from dock.ingest_record import NAME as INGEST_NAME
 from dock.ingest_record import IngestRecordError, parse_ingest_record
 from dock.store import Store, StoreError, StoreLocked, delete_object, object_key, split_name
-from vault.access import Actor, audit_ok, authorize, authorize_any, authorize_hold, \
-    policy_of, refuse
+from vault.access import (
+    Actor,
+    audit_ok,
+    authorize,
+    authorize_any,
+    authorize_hold,
+    policy_of,
+    refuse,
+)
 from vault.accounts.models import Municipality
 from vault.audit.services import audit_record
 from vault.catalog.models import Hold, Notification, Recording, Segment, Tombstone
@@ -288,6 +300,7 @@ def hold_place(*, actor: Actor, recording: Recording, kind: str, reference: str,
     authorize_hold(actor=actor, kind=kind, which="place", municipality=recording.municipality,
                    clock=clock, target=target)
     policy = policy_of(recording.municipality)
+    muni_code = recording.municipality.code
     now = clock.now()
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{target} was purged on {recording.tombstone.purged_at:%Y-%m-%d}")
@@ -297,11 +310,12 @@ def hold_place(*, actor: Actor, recording: Recording, kind: str, reference: str,
         window = policy.access_request.window_days
         if window is not None and received > recording.record_pressed_at + dt.timedelta(
                 days=window):
-            raise refuse(actor=actor, action="hold.place", municipality=recording.municipality
-                         .code, target=target, purpose=kind, clock=clock,
-                         reason=f"the access request arrived {(received - recording.record_pressed_at).days} "
-                                f"days after the recording; the {policy.policy.name} policy "
-                                f"takes requests within {window} days")
+            late = (received - recording.record_pressed_at).days
+            raise refuse(actor=actor, action="hold.place", municipality=muni_code,
+                         target=target, purpose=kind, clock=clock,
+                         reason=f"the access request arrived {late} days after the recording; "
+                                f"the {policy.policy.name} policy takes requests within "
+                                f"{window} days")
         answer_due = received + dt.timedelta(days=policy.access_request.answer_days)
         received_at = received
     with transaction.atomic():

@@ -33,13 +33,23 @@ def _is_officer_concerned(actor: Actor, recording: Recording) -> bool:
         and officer.user_id == actor.user.pk
 
 
+def _involved(role: str, recording: Recording) -> bool:
+    """Whether the officer who made the recording holds `role` here (e.g. the coordinator)."""
+    from vault.accounts.models import Membership
+
+    officer = recording.officer
+    return officer is not None and officer.user_id is not None and Membership.objects.filter(
+        user_id=officer.user_id, municipality=recording.municipality, role=role).exists()
+
+
 def _fills(actor: Actor, who: str, recording: Recording, substitutes: dict[str, str]) -> bool:
     if who == OFFICER_CONCERNED:
         return _is_officer_concerned(actor, recording)
-    if who not in actor.roles_in(recording.municipality.code):
-        return False
-    # The coordinator who made the recording is involved: the substitute takes the seat.
-    return not (who in substitutes and _is_officer_concerned(actor, recording))
+    if who in substitutes and _involved(who, recording):
+        # The coordinator made the recording: the substitute takes the seat, not them.
+        who = substitutes[who]
+    return who in actor.roles_in(recording.municipality.code) and not (
+        _is_officer_concerned(actor, recording) and who != OFFICER_CONCERNED)
 
 
 def viewing_pair_check(*, recording: Recording, purpose: str, first: Actor, second: Actor,

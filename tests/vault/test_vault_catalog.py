@@ -45,10 +45,10 @@ def office(any_db: str, site: Site, clock: Any) -> dict[str, Any]:
     return {}
 
 
-def _sync(site: Site, clock: Any, who: str = "timer") -> Any:
+def _sync(site: Site, clock: Any, who: str = "timer", **kw: Any) -> Any:
     from vault.catalog.services import catalog_sync
 
-    return catalog_sync(actor=actor(who), store=site.store, clock=clock)
+    return catalog_sync(actor=actor(who), store=site.store, clock=clock, **kw)
 
 
 def test_sync_indexes_what_the_docks_stored_and_is_idempotent(office: Any, site: Site,
@@ -97,7 +97,7 @@ def test_sync_resumes_after_an_interruption(office: Any, site: Site, clock: Any,
 
     monkeypatch.setattr(services, "verify_origin", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
-        _sync(site, clock)
+        _sync(site, clock, commit_every=1)
     assert Recording.objects.count() == 2
     monkeypatch.setattr(services, "verify_origin", real)
     report = _sync(site, clock)

@@ -40,7 +40,15 @@ from crypto.format import (
 from crypto.verify import VerifiedRecording, check_manifest
 from dock.ingest_record import NAME as INGEST_NAME
 from dock.ingest_record import IngestRecordError, parse_ingest_record
-from dock.store import Store, StoreError, StoreLocked, delete_object, object_key, split_name
+from dock.store import (
+    Store,
+    StoreError,
+    StoreLocked,
+    delete_object,
+    delete_objects,
+    object_key,
+    split_name,
+)
 from vault.access import (
     Actor,
     audit_ok,
@@ -56,8 +64,8 @@ from vault.catalog.models import Hold, Notification, Recording, Segment, Tombsto
 from vault.clock import Clock, from_epoch
 from vault.errors import InvalidRequest, OriginRefused
 from vault.policy import OFFICER_CONCERNED
-from vault.registry.models import Camera
-from vault.registry.selectors import camera_registrations, officer_at, trusted_dock_keys
+from vault.registry.models import Camera, DockStation
+from vault.registry.selectors import camera_registrations, officer_at
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +106,8 @@ class VerifiedOrigin:
     manifest_key: str
 
 
-def verify_origin(store: Store, keys: list[str], device_id: str) -> VerifiedOrigin:
+def verify_origin(store: Store, keys: list[str], device_id: str,
+                  registrations: list[Camera] | None = None) -> VerifiedOrigin:
     """Header and the longest manifest, verified with a key registered for `device_id`.
 
     OriginRefused when no registered key signed it (unknown camera, or re-signed with a
@@ -111,7 +120,8 @@ def verify_origin(store: Store, keys: list[str], device_id: str) -> VerifiedOrig
     if len(headers) != 1 or not manifests:
         raise FormatError(f"expected one {HEADER_NAME} and a {MANIFEST_NAME}, found "
                           f"{len(headers)} and {len(manifests)}")
-    registrations = camera_registrations(device_id)
+    if registrations is None:
+        registrations = camera_registrations(device_id)
     if not registrations:
         raise OriginRefused(f"camera {device_id} is not in the coordinator's registry")
     header_raw = store.get_bytes(headers[0], REC_HEADER_MAX)
@@ -157,8 +167,25 @@ def _fingerprint(keys: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()
 
 
-def _ingest_info(store: Store, keys: list[str], problems: list[str]) -> tuple[str, Any, str]:
-    trusted = trusted_dock_keys()
+@dataclass
+class _SyncRun:
+    """What one sync looks up once instead of per recording."""
+
+    allowed: set[int]
+    deep: bool
+    docks: dict[str, str]  # trusted dock public key (hex) -> station name
+    known: dict[tuple[str, str, str], tuple[str, str]]  # -> (state, store fingerprint)
+    registrations: dict[str, list[Camera]] = field(default_factory=dict)
+
+    def cameras(self, device_id: str) -> list[Camera]:
+        if device_id not in self.registrations:
+            self.registrations[device_id] = camera_registrations(device_id)
+        return self.registrations[device_id]
+
+
+def _ingest_info(store: Store, keys: list[str], problems: list[str],
+                 docks: dict[str, str]) -> tuple[str, Any, str]:
+    trusted = [bytes.fromhex(k) for k in docks]
     best = None
     for k in keys:
         if split_name(k)[0] != INGEST_NAME:
@@ -172,25 +199,21 @@ def _ingest_info(store: Store, keys: list[str], problems: list[str]) -> tuple[st
             best = rec
     if best is None:
         return "", None, ""
-    from vault.registry.models import DockStation
-
-    station = DockStation.objects.filter(public_key=best.dock_public_key.hex()).first()
-    return (station.name if station else best.dock_public_key.hex()[:16],
+    return (docks.get(best.dock_public_key.hex(), best.dock_public_key.hex()[:16]),
             from_epoch(best.ingested_utc), best.key)
 
 
-def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str],
-              allowed: set[int], clock: Clock, deep: bool, report: SyncReport,
-              actor: Actor) -> None:
+def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str], run: _SyncRun,
+              clock: Clock, report: SyncReport, actor: Actor) -> None:
     fingerprint = _fingerprint(keys)
-    existing = Recording.objects.filter(site=site, device_id=dev, recording_id=rec).first()
-    if existing is not None and (existing.state == Recording.State.PURGED
-                                 or existing.store_fingerprint == fingerprint):
+    known = run.known.get((site, dev, rec))
+    if known is not None and (known[0] == Recording.State.PURGED or known[1] == fingerprint):
         report.unchanged += 1
         return
     where = f"{site}/{dev}/{rec}"
+    allowed, deep = run.allowed, run.deep
     try:
-        origin = verify_origin(store, keys, dev)
+        origin = verify_origin(store, keys, dev, run.cameras(dev))
     except OriginRefused as exc:
         report.refused.append(f"{where}: {exc}")
         audit_record(actor=actor.username, action="catalog.sync", target=where,
@@ -227,7 +250,7 @@ def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str],
     pressed = from_epoch(vr.started_utc)
     first = vr.segments[0].start_utc if vr.segments else vr.started_utc
     policy = policy_of(camera.municipality)
-    dock, ingested_at, ingest_key = _ingest_info(store, keys, report.problems)
+    dock, ingested_at, ingest_key = _ingest_info(store, keys, report.problems, run.docks)
     values = dict(
         municipality=camera.municipality, camera=camera, officer=officer_at(camera, pressed),
         record_pressed_at=pressed, footage_start_at=from_epoch(min(first, vr.started_utc)),
@@ -241,9 +264,14 @@ def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str],
                else Recording.State.INCOMPLETE),
         store_fingerprint=fingerprint, synced_at=clock.now())
     with transaction.atomic():
-        recording, created = Recording.objects.update_or_create(
-            site=site, device_id=dev, recording_id=rec, defaults=values)
-        Segment.objects.filter(recording=recording).delete()
+        if known is None:
+            recording = Recording.objects.create(site=site, device_id=dev, recording_id=rec,
+                                                 **values)
+            created = True
+        else:
+            recording, created = Recording.objects.update_or_create(
+                site=site, device_id=dev, recording_id=rec, defaults=values)
+            Segment.objects.filter(recording=recording).delete()
         for s in segments:
             s.recording = recording
         Segment.objects.bulk_create(segments)
@@ -261,14 +289,24 @@ def _hash_object(store: Store, key: str) -> str:
     return digest.hexdigest()
 
 
-def catalog_sync(*, actor: Actor, store: Store, clock: Clock, deep: bool = False) -> SyncReport:
+def catalog_sync(*, actor: Actor, store: Store, clock: Clock, deep: bool = False,
+                 commit_every: int = 50) -> SyncReport:
+    """Index the store. Committed every `commit_every` recordings: an interrupted sync loses
+    at most that many, and the next run redoes them (it skips what is unchanged)."""
     munis = authorize_any(actor=actor, action="catalog.sync", clock=clock, target=store.url)
-    allowed = {m.id for m in munis}
+    run = _SyncRun(
+        allowed={m.id for m in munis}, deep=deep,
+        docks=dict(DockStation.objects.values_list("public_key", "name")),
+        known={(r[0], r[1], r[2]): (r[3], r[4]) for r in Recording.objects.values_list(
+            "site", "device_id", "recording_id", "state", "store_fingerprint")})
     groups, _ = store_inventory(store)
     report = SyncReport()
-    for (site, dev, rec), keys in sorted(groups.items()):
-        report.seen += 1
-        _sync_one(store, site, dev, rec, keys, allowed, clock, deep, report, actor)
+    items = sorted(groups.items())
+    for start in range(0, len(items), max(1, commit_every)):
+        with transaction.atomic():
+            for (site, dev, rec), keys in items[start:start + max(1, commit_every)]:
+                report.seen += 1
+                _sync_one(store, site, dev, rec, keys, run, clock, report, actor)
     with transaction.atomic():
         audit_record(actor=actor.username, roles=actor.describe(), action="catalog.sync",
                      target=store.url, result="ok", clock=clock,
@@ -388,14 +426,18 @@ def purge_candidates(municipalities: list[Municipality], now: dt.datetime) -> An
 
 
 def retention_purge(*, actor: Actor, store: Store, clock: Clock, dry_run: bool = False,
-                    cache_dirs: tuple[Path, ...] = ()) -> PurgeReport:
+                    cache_dirs: tuple[Path, ...] = (), commit_every: int = 50) -> PurgeReport:
     munis = authorize_any(actor=actor, action="retention.purge", clock=clock, target=store.url)
     now = clock.now()
     report = PurgeReport(dry_run=dry_run)
-    for rec in purge_candidates(munis, now).iterator(chunk_size=500):
-        report.due.append(str(rec))
-        if not dry_run:
-            _purge_one(actor, store, rec, now, clock, cache_dirs, report)
+    due = list(purge_candidates(munis, now))
+    report.due = [str(r) for r in due]
+    # Committed in batches: a recording whose objects are gone but whose tombstone was not
+    # committed is taken again by the next run (nothing left to delete; tombstone written).
+    for start in range(0, 0 if dry_run else len(due), commit_every):
+        with transaction.atomic():
+            for rec in due[start:start + commit_every]:
+                _purge_one(actor, store, rec, now, clock, cache_dirs, report)
     if not dry_run:
         _purge_events(actor, store, munis, now, clock, report)
     with transaction.atomic():
@@ -419,8 +461,8 @@ def _purge_one(actor: Actor, store: Store, rec: Recording, now: dt.datetime, clo
             return
         removed = 0
         try:
-            for key in store.list(recording_prefix(rec.site, rec.device_id, rec.recording_id)):
-                removed += delete_object(store, key)
+            removed = delete_objects(store, list(store.list(
+                recording_prefix(rec.site, rec.device_id, rec.recording_id))))
         except StoreLocked as exc:
             report.kept.append(f"{rec}: {exc}")
             audit_ok(actor=actor, action="retention.purge", municipality=rec.municipality.code,

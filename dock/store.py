@@ -1078,8 +1078,13 @@ def s3_object_versions(store: S3Store, key: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"Bucket": store.bucket, "Prefix": full}
     while True:
-        page = store._run(f"listing versions of {key}",
-                          lambda kw=dict(kwargs): store.client.list_object_versions(**kw))
+        args = dict(kwargs)
+
+        def list_page(args: dict[str, Any] = args) -> dict[str, Any]:
+            page: dict[str, Any] = store.client.list_object_versions(**args)
+            return page
+
+        page = store._run(f"listing versions of {key}", list_page)
         for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
             if item.get("Key") == full:
                 out.append(item)
@@ -1097,9 +1102,11 @@ def _delete_s3_object(store: S3Store, key: str) -> int:
     removed = 0
     for version in s3_object_versions(store, key):
         vid = version.get("VersionId")
+        def delete(v: Any = vid) -> Any:
+            return store.client.delete_object(Bucket=store.bucket, Key=full, VersionId=v)
+
         try:
-            store._run(f"deleting {key} version {vid}", lambda v=vid: store.client.delete_object(
-                Bucket=store.bucket, Key=full, VersionId=v))
+            store._run(f"deleting {key} version {vid}", delete)
         except ClientError as exc:
             code, status = _error_code(exc)
             if status == 403 or code in ("AccessDenied", "ObjectLocked", "InvalidRequest"):

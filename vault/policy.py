@@ -180,9 +180,9 @@ class Policy(_Section):
         if missing:
             raise _err("holds", f"missing hold kinds {missing}: every hold kind of POLICY.md "
                                 "needs the roles that place and lift it")
-        for kind, rule in self.holds.items():
+        for kind, hold in self.holds.items():
             for which in ("place", "lift"):
-                for role in getattr(rule, which):
+                for role in getattr(hold, which):
                     if role not in roles or role == SCHEDULER_ROLE:
                         raise _err(f"holds.{kind}.{which}", f"{role!r} is not a person's role "
                                                             "in [roles]")
@@ -207,8 +207,8 @@ class Policy(_Section):
                 raise _err(f"{where}.copy_allowed", "an access request is viewing only: no copy")
             if purpose == "learning" and rule.copy_allowed:
                 raise _err(f"{where}.copy_allowed", "learning footage is never copied")
-        for kind, who in self.inform.items():
-            for w in who:
+        for kind, informed in self.inform.items():
+            for w in informed:
                 if w != OFFICER_CONCERNED and w not in roles:
                     raise _err(f"inform.{kind}", f"{w!r} is neither {OFFICER_CONCERNED} nor a "
                                                  "role in [roles]")

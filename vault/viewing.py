@@ -68,7 +68,7 @@ def viewing_pair_check(*, recording: Recording, purpose: str, first: Actor, seco
         raise no(f"viewing only for {', '.join(policy.viewing)}")
     if first.user is None or second.user is None or first.user.pk == second.user.pk:
         raise no("always at least two different people view together")
-    rule = policy.viewing[purpose]  # type: ignore[index]
+    rule = policy.viewing[purpose]
     if rule.officer_consent and not officer_consent:
         raise no(f"{purpose} viewing needs the officer's recorded consent")
     if rule.own_footage_only and recording.officer is None:

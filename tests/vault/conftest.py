@@ -6,6 +6,8 @@ end; when the server is not installed the tests fail and say how to install it.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ from pg_support import PgCluster, start_cluster  # noqa: E402
 from vault_support import T0, Site, configure_django, use_database  # noqa: E402
 
 _HOME = Path(tempfile.mkdtemp(prefix="bodycam-vault-test-"))
+atexit.register(shutil.rmtree, _HOME, True)
 configure_django(_HOME)
 
 

@@ -302,3 +302,24 @@ def test_list_filters_and_no_per_officer_lookup_without_a_case(office: Any, site
     with pytest.raises(PermissionRefused, match="never to monitor employees"):
         ids(officer="boa-heusden")
     assert ids(officer="boa-heusden", purpose="complaint") == [a]
+
+
+def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site,
+                                                      clock: Any) -> None:
+    import hashlib
+    import json
+
+    from dock.store import events_key
+    from vault.catalog.services import retention_purge
+
+    lines = b"".join(json.dumps({"seq": i, "utc": T0.timestamp() + i, "kind": "press"})
+                     .encode() + b"\n" for i in range(3))
+    key = events_key("s1", "CAM-heusden-1", 0, len(lines), hashlib.sha256(lines).hexdigest())
+    site.store.put_bytes(key, lines)
+    timer = actor("timer")
+    clock.set(T0 + 28 * DAY + dt.timedelta(seconds=1))
+    assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == []
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == [key]
+    clock.set(T0 + 28 * DAY + dt.timedelta(seconds=2))
+    assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == [key]
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == []

@@ -36,3 +36,9 @@ def test_the_purge_timer_runs_daily_and_catches_up() -> None:
     assert _values(timer, "Unit") == ["bodycam-vault-purge.service"]
     purge = _values(UNITS / "bodycam-vault-purge.service", "ExecStart")
     assert any(" vault purge " in c for c in purge)
+
+
+def test_production_settings_pass_the_deploy_check(db: str) -> None:
+    from django.core.management import call_command
+
+    call_command("check", deploy=True, fail_level="WARNING")

@@ -28,8 +28,9 @@ def configure_django(home: Path) -> None:
 
     if settings.configured:
         return
-    os.environ.setdefault("BODYCAM_VAULT_HOME", str(home))
-    os.environ.setdefault("BODYCAM_VAULT_DATABASE", f"sqlite:///{home / 'default.sqlite3'}")
+    # Never the developer's own site: this process's back office lives in `home`.
+    os.environ["BODYCAM_VAULT_HOME"] = str(home)
+    os.environ["BODYCAM_VAULT_DATABASE"] = f"sqlite:///{home / 'default.sqlite3'}"
     os.environ["DJANGO_SETTINGS_MODULE"] = "vault.site.settings"
     django.setup()
     # Fast hashing in tests: the password checks are the same, only cheaper.

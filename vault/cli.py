@@ -167,6 +167,19 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                                       require_complete=not args.allow_incomplete)
             f.flush()
             os.fsync(f.fileno())
+        if out.suffix.lower() == ".mp4":  # a real MP4 when the name says so (remuxed, 0600)
+            from vault.media import ts_to_mp4
+
+            fd2, mp4 = _open_output(out)
+            os.close(fd2)
+            try:
+                ts_to_mp4(tmp, mp4)
+            except BaseException:
+                mp4.unlink(missing_ok=True)
+                raise
+            finally:
+                tmp.unlink(missing_ok=True)
+            tmp = mp4
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -134,3 +134,17 @@ def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(home, "someone", "list") == 1
     assert "site.toml does not exist" in capsys.readouterr().err
+
+
+def test_decrypting_a_local_folder_into_mp4_gives_a_real_mp4(tmp_path: Path) -> None:
+    site = Site.create(tmp_path / "site")
+    rid = site.record("BC-1", dt.datetime(2026, 11, 2, tzinfo=dt.UTC), ts=make_ts(30))
+    (folder,) = (tmp_path / "site" / "cam" / "BC-1").glob(f"*/{rid}")
+    site.vault_key.save(tmp_path / "vault.key")
+    out = tmp_path / "local.mp4"
+    assert main(["vault", "decrypt", str(folder), "--key", str(tmp_path / "vault.key"),
+                 "--device-key", site.camera("BC-1").public_hex, "--out", str(out)]) == 0
+    with av.open(str(out)) as container:
+        assert container.format.name.startswith("mov,mp4")
+        assert sum(1 for _ in container.decode(video=0)) == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["local.mp4", "site", "vault.key"]

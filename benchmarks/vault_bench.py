@@ -2,8 +2,8 @@
 
 Same run, same store, warm page cache:
 
-- baseline: listing the store with `os.scandir` (recursive), the cheapest way to learn
-  what a file store holds;
+- baseline: listing the store with `os.scandir` (recursive, best of three), the cheapest
+  way to learn what a file store holds;
 - sync: `catalog_sync` over the whole store (every recording: header, longest manifest
   and the dock's ingest record read, signatures verified with the registered camera and
   dock keys, every segment's size checked, the row and its segments written);
@@ -127,9 +127,12 @@ def run_backend(name: str, url: str, store_root: Path, keys: dict[str, Any],
     timer = actor_for(user)
     clock = ManualClock(T0)
     store = FileStore(store_root)
-    t = time.perf_counter()
-    listed = scandir_count(store_root)
-    scan = time.perf_counter() - t
+    scans = []
+    for _ in range(3):  # the best of three: a warm page cache, as the sync will have
+        t = time.perf_counter()
+        listed = scandir_count(store_root)
+        scans.append(time.perf_counter() - t)
+    scan = min(scans)
     t = time.perf_counter()
     report = catalog_sync(actor=timer, store=store, clock=clock)
     sync = time.perf_counter() - t

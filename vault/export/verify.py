@@ -244,8 +244,7 @@ def _originals(root: Path, manifest: dict[str, Any], report: ExportReport,
     return vr
 
 
-def _ingest(root: Path, manifest: dict[str, Any], actual: dict[str, str],
-            report: ExportReport) -> None:
+def _ingest(root: Path, manifest: dict[str, Any], report: ExportReport) -> None:
     name = f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}"
     path = root / name
     if not path.exists():
@@ -264,8 +263,10 @@ def _ingest(root: Path, manifest: dict[str, Any], actual: dict[str, str],
     if not same_recording:
         report.bad(name, "dock ingest record is about another recording")
         return
+    # Against the signed listing: a changed original is reported once, as itself.
+    signed = {str(f["path"]): str(f["sha256"]) for f in manifest.get("files", [])}
     for fname, row in rows:
-        have = actual.get(f"{fmt.ORIGINAL_DIR}/{fname}")
+        have = signed.get(f"{fmt.ORIGINAL_DIR}/{fname}")
         if have is None or not hmac.compare_digest(have, str(row["sha256"])):
             report.bad(name, f"the dock stored another {fname} than the package holds")
             return
@@ -380,7 +381,7 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
         report.proven.append(f"{len(files)} files: every one as signed, none added or missing")
     vr = _originals(root, manifest, report, changed)
     if f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}" not in changed:
-        _ingest(root, manifest, actual, report)
+        _ingest(root, manifest, report)
     if fmt.MP4 not in changed and fmt.MP4 in files:
         _mp4(root, manifest, vr, vault_key, report)
     if fmt.CUSTODY in files and fmt.CUSTODY not in changed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -256,7 +257,7 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path,
     assert run(pkg).returncode != 0
     # The Python snippet with the independent `cryptography` package.
     snippet = _spec_block("python")
-    done = subprocess.run([os.sys.executable, "-c", snippet], cwd=package, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=package, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "signature OK" in done.stdout, done.stderr
 

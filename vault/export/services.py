@@ -261,7 +261,7 @@ def _build(pkg: Path, scratch: Path, *, actor: Actor, recording: Recording, stor
     raw_manifest = _json(manifest)
     _write(pkg / fmt.MANIFEST, raw_manifest)
     _write(pkg / fmt.SIGNATURE, export_key.sign(raw_manifest))
-    hashes = {f["path"]: f["sha256"] for f in files}
+    hashes: dict[str, str] = {str(f["path"]): str(f["sha256"]) for f in files}
     hashes[fmt.MANIFEST] = fmt.sha256_file(pkg / fmt.MANIFEST)
     hashes[fmt.SIGNATURE] = fmt.sha256_file(pkg / fmt.SIGNATURE)
     _write(pkg / fmt.HASH_LIST, fmt.render_hash_list(hashes))
@@ -285,7 +285,7 @@ def _inform(recording: Recording, now: dt.datetime) -> list[str]:
     """The people the policy names for a prosecutor's claim learn of the hand-over."""
     policy = policy_of(recording.municipality)
     informed = []
-    for who in policy.inform.get("prosecutor", []):  # type: ignore[call-overload]
+    for who in policy.inform.get("prosecutor", []):
         if who == OFFICER_CONCERNED:
             if recording.officer is not None:
                 Notification.objects.create(municipality=recording.municipality,

@@ -83,3 +83,14 @@ def resign(pkg: Path, key: Any) -> None:
 def copy_package(pkg: Path, dest: Path) -> Path:
     shutil.copytree(pkg, dest)
     return dest
+
+
+def site_home(world: World, home: Path) -> Path:
+    """A site folder on the test database, as `bodycam vault init` would leave it."""
+    from vault.site.config import SiteConfig
+
+    home.mkdir()
+    world.site.vault_key.save(home / "vault.key")
+    SiteConfig(home=home, site=world.site.site, store=world.site.store.url,
+               vault_key=home / "vault.key").save()
+    return home

@@ -272,3 +272,51 @@ def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
         export(world, "u-privacy_officer", tmp_path / "x", basis="curiosity")
     # nothing half-made is left behind
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`bodycam vault export` as the privacy officer; `verify-export` in a fresh process
+    with no back office at all (no site folder, no database, no Django settings)."""
+    import subprocess
+
+    from export_support import site_home
+    from vault_support import PASSWORD
+
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    out = tmp_path / "to-om.zip"
+    assert main(["vault", "export", str(world.recording), "--home", str(home), "--user",
+                 "u-privacy_officer", "--out", str(out), "--reference", "OM-9",
+                 "--basis", "police_report"]) == 0
+    printed = capsys.readouterr().out
+    assert "package for police report OM-9" in printed and "prosecution hold" in printed
+    assert stat.S_IMODE((home / "export.key").stat().st_mode) == 0o600
+    assert main(["vault", "export-key", "--home", str(home), "--user",
+                 "u-privacy_officer"]) == 0
+    shown = capsys.readouterr().out
+    published = shown.splitlines()[0]
+    assert published in printed and "BEGIN PUBLIC KEY" in shown
+    private = json.loads((home / "export.key").read_text())["private"]
+    assert private not in printed + shown
+
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_", "DJANGO_"))}
+    env.update(HOME=str(empty), PYTHONPATH=str(Path(__file__).parents[2]))
+    cmd = [sys.executable, "-m", "bodycam_cli", "vault", "verify-export", str(out),
+           "--export-key", published, "--vault-key", str(home / "vault.key")]
+    done = subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is the decryption of the originals" in done.stdout
+    assert list(empty.iterdir()) == []  # no site folder, no database was created
+    bad = tmp_path / "bad.zip"
+    raw = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as z:
+        info = z.getinfo("custody.json")
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x20
+    bad.write_bytes(bytes(raw))
+    done = subprocess.run(cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and "FAILED custody.json:" in done.stdout

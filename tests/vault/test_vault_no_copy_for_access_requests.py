@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_support import World, make_world
+from export_support import World, make_world, site_home
 from vault_support import PASSWORD, T0, actor
 
 import bodycam_cli
@@ -49,16 +49,8 @@ def access_hold(world: World) -> Any:
 
 @pytest.fixture
 def home(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A site folder on the test database, as `bodycam vault init` would leave it."""
-    from vault.site.config import SiteConfig
-
     monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
-    home = tmp_path / "home"
-    home.mkdir()
-    world.site.vault_key.save(home / "vault.key")
-    SiteConfig(home=home, site=world.site.site, store=world.site.store.url,
-               vault_key=home / "vault.key").save()
-    return home
+    return site_home(world, tmp_path / "home")
 
 
 # --- the argparse tree ---------------------------------------------------------------------

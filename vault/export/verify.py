@@ -379,11 +379,17 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
     changed = report.files_named
     if not changed & {p for p in files if p not in fmt.UNLISTED}:
         report.proven.append(f"{len(files)} files: every one as signed, none added or missing")
-    vr = _originals(root, manifest, report, changed)
-    if f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}" not in changed:
-        _ingest(root, manifest, report)
-    if fmt.MP4 not in changed and fmt.MP4 in files:
-        _mp4(root, manifest, vr, vault_key, report)
+    try:
+        vr = _originals(root, manifest, report, changed)
+        if f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}" not in changed:
+            _ingest(root, manifest, report)
+        if fmt.MP4 not in changed and fmt.MP4 in files:
+            _mp4(root, manifest, vr, vault_key, report)
+    except (KeyError, TypeError, ValueError) as exc:
+        # Signed but malformed: the signer wrote a manifest this reader cannot use.
+        report.bad(fmt.MANIFEST, f"signed, but a field is missing or malformed: "
+                                 f"{type(exc).__name__}: {exc}")
+        return
     if fmt.CUSTODY in files and fmt.CUSTODY not in changed:
         try:
             custody = json.loads(_read(files[fmt.CUSTODY], fmt.MAX_JSON))

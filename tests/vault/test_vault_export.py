@@ -37,9 +37,19 @@ def _files(pkg: Path) -> list[str]:
 
 
 def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
-        world: World, package: Path, tmp_path: Path) -> None:
+        world: World, tmp_path: Path) -> None:
+    from vault_support import actor
+
     from vault.audit.models import AuditEntry
     from vault.catalog.models import Hold
+    from vault.viewing import viewing_pair_check
+
+    # Viewed in a pair first: the custody record lists the viewing.
+    viewing_pair_check(recording=world.recording, purpose="criminal_investigation",
+                       first=actor("u-privacy_officer"), second=actor("u-coordinator"),
+                       officer_consent=False, clock=world.clock)
+    package = tmp_path / "OM-2026-0042"
+    export(world, "u-privacy_officer", package)
 
     rec = world.recording
     assert _files(package) == sorted([
@@ -69,7 +79,9 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
     assert custody["recorded_by"]["officer"]["code"] == "boa-7"
     assert custody["ingested_by"]["dock"] == "dock-1"
     assert [h["kind"] for h in custody["holds"]] == ["prosecutor"]
-    assert "hold.place" in [e["action"] for e in custody["events"]]
+    actions = [e["action"] for e in custody["events"]]
+    assert "viewing.pair" in actions and "hold.place" in actions
+    assert actions.index("viewing.pair") < actions.index("hold.place")
     # A prosecution hold stops the purge; the hand-over is audited with the manifest's hash.
     hold = Hold.objects.get(recording=rec, kind="prosecutor", lifted_at__isnull=True)
     assert hold.reference == "OM-2026-0042"
@@ -156,14 +168,17 @@ def test_a_zipped_package_verifies_and_a_changed_member_is_named(world: World,
     export(world, "u-privacy_officer", out)
     assert verify_export(out, vault_key=world.site.vault_key).ok
     with zipfile.ZipFile(out) as z:
-        info = z.getinfo("original/manifest.bcm")
-        names = z.namelist()
-    assert "recording.mp4" in names and info.compress_type == zipfile.ZIP_STORED
-    raw = bytearray(out.read_bytes())
-    # the member's data follows its 30-byte local header, name and extra field
-    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 20] ^= 0x01
-    (tmp_path / "bad.zip").write_bytes(bytes(raw))
-    assert "original/manifest.bcm" in verify_export(tmp_path / "bad.zip").files_named
+        infos = z.infolist()
+    assert "recording.mp4" in [i.filename for i in infos]
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+    for info in infos:
+        raw = bytearray(out.read_bytes())
+        # the member's data follows its 30-byte local header, name and extra field
+        start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+        raw[start + info.file_size // 2] ^= 0x01
+        (tmp_path / "bad.zip").write_bytes(bytes(raw))
+        report = verify_export(tmp_path / "bad.zip")
+        assert not report.ok and info.filename in report.files_named, info.filename
 
 
 def test_what_each_mode_proves_about_the_mp4(world: World, package: Path,

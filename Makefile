@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 .PHONY: install test fuzz demo bench lint clean system-deps
 
 $(STAMP): pyproject.toml
-	@command -v ffprobe >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	@command -v ffprobe >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 		|| $(MAKE) system-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -19,10 +20,10 @@ install: $(STAMP)
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg \
-			postgresql >/dev/null; \
+			postgresql openssl >/dev/null; \
 	else \
-		echo "ffmpeg or the PostgreSQL server (for the catalog tests) is missing: install the" \
-			"Debian packages ffmpeg and postgresql as root" >&2; exit 1; \
+		echo "ffmpeg, openssl or the PostgreSQL server (for the catalog tests) is missing:" \
+			"install the Debian packages ffmpeg, openssl and postgresql as root" >&2; exit 1; \
 	fi
 
 test: $(STAMP)

@@ -242,7 +242,7 @@ def _spec_block(title: str) -> str:
     return block
 
 
-def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path,
+def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path, world: World,
                                                               tmp_path: Path) -> None:
     """vault/EXPORT.md's own shell recipe: openssl for the signature, sha256sum -c for the
     hash list, and a listing for added files; it fails on a changed file."""
@@ -258,6 +258,7 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path,
 
     ok = run(package)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[0] == world.export_key.public_bytes().hex()  # step 1
     assert "Signature Verified Successfully" in ok.stdout
     assert "original/seg-000000.bcs: OK" in ok.stdout
     for name in ("original/seg-000000.bcs", "export.json", "recording.mp4"):

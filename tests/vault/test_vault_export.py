@@ -151,6 +151,11 @@ def test_every_changed_added_or_removed_file_is_named(package: Path, tmp_path: P
         (pkg / name).unlink()
         report = verify_export(pkg, expected_key=bytes.fromhex(key))
         assert not report.ok and name in report.files_named, (name, report.findings)
+    for name in ("export.sig", "SHA256SUMS", "recording.mp4"):  # a byte appended
+        pkg = copy_package(package, tmp_path / f"grow-{name}")
+        with open(pkg / name, "ab") as f:
+            f.write(b"\n")
+        assert verify_export(pkg, expected_key=bytes.fromhex(key)).files_named == {name}
     for extra in ("notes.txt", "original/seg-000001.bcs"):
         pkg = copy_package(package, tmp_path / f"add-{extra.replace('/', '-')}")
         (pkg / extra).write_bytes(b"x" * 100)

@@ -171,8 +171,15 @@ def _signature(files: dict[str, Path], sums: dict[str, str] | None, actual: dict
     if fmt.MANIFEST not in files or fmt.SIGNATURE not in files:
         return None
     key = expected_key if expected_key is not None else pem_key
-    raw = _read(files[fmt.MANIFEST], fmt.MAX_JSON)
-    sig = _read(files[fmt.SIGNATURE], fmt.SIGNATURE_SIZE)
+    read: dict[str, bytes] = {}
+    for name, limit in ((fmt.MANIFEST, fmt.MAX_JSON), (fmt.SIGNATURE, fmt.SIGNATURE_SIZE)):
+        try:
+            read[name] = _read(files[name], limit)
+        except fmt.PackageFormatError:
+            report.bad(name, f"larger than {limit} bytes: changed")
+    if len(read) < 2:
+        return None
+    raw, sig = read[fmt.MANIFEST], read[fmt.SIGNATURE]
     if key is not None and verify_signature(key, raw, sig):
         if expected_key is not None and pem_key is not None and not hmac.compare_digest(
                 pem_key, expected_key):
@@ -341,13 +348,13 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
            report: ExportReport) -> None:
     files = _walk(root, report)
     actual = {p: fmt.sha256_file(f) for p, f in files.items()}
-    sums_raw = _read(files[fmt.HASH_LIST], fmt.MAX_JSON) if fmt.HASH_LIST in files else None
-    sums = None
-    if sums_raw is not None:
-        try:
+    sums_raw, sums = None, None
+    try:
+        if fmt.HASH_LIST in files:
+            sums_raw = _read(files[fmt.HASH_LIST], fmt.MAX_JSON)
             sums = fmt.parse_hash_list(sums_raw)
-        except fmt.PackageFormatError as exc:
-            report.bad(fmt.HASH_LIST, str(exc))
+    except fmt.PackageFormatError as exc:
+        report.bad(fmt.HASH_LIST, str(exc))
     signed = _signature(files, sums, actual, expected_key, report)
     if signed is None:
         # Unsigned, the hash list still helps name what else changed.

@@ -314,6 +314,9 @@ def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
     printed = capsys.readouterr().out
     assert "package for police report OM-9" in printed and "prosecution hold" in printed
     assert stat.S_IMODE((home / "export.key").stat().st_mode) == 0o600
+    # Nothing decrypted stays behind: the work folder is empty, no staging folder is left.
+    assert list((home / "work").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
     assert main(["vault", "export-key", "--home", str(home), "--user",
                  "u-privacy_officer"]) == 0
     shown = capsys.readouterr().out

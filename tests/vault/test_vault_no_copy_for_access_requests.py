@@ -167,6 +167,23 @@ def test_no_command_gives_a_copy_for_an_access_request(world: World, access_hold
     assert (tmp_path / "om" / "recording.mp4").exists()
 
 
+def test_offline_decrypt_of_a_local_folder_refuses_an_access_request(
+        world: World, home: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`vault decrypt ./FOLDER --key` runs without the back office (nothing to audit), but
+    it too gives no copy for an access request."""
+    rid = world.recording.recording_id
+    (folder,) = (world.site.root / "cam").glob(f"*/*/{rid}")
+    out = tmp_path / "offline" / "copy.mp4"
+    out.parent.mkdir()
+    argv = ["vault", "decrypt", str(folder), "--key", str(home / "vault.key"), "--device-key",
+            world.site.camera(world.recording.device_id).public_hex, "--out", str(out)]
+    assert bodycam_cli.main([*argv, "--purpose", "access_request"]) == 1
+    assert "viewing only: no copy" in capsys.readouterr().err
+    assert list(out.parent.iterdir()) == []
+    assert bodycam_cli.main(argv) == 0 and out.exists()  # the same command, otherwise
+
+
 def test_the_command_sweep_notices_a_leaking_command(world: World, access_hold: Any,
                                                      home: Path, tmp_path: Path) -> None:
     parser = bodycam_cli.build_parser()

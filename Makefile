@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install test fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
-SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd
+SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps

@@ -151,6 +151,11 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
         return _run(args, cmd_decrypt_store)
     if args.key is None:
         args.parser.error("decrypting a local folder needs --key VAULT_KEY")
+    if args.purpose == "access_request":
+        # No policy allows a copy for an access request (viewing only); offline too.
+        from vault.errors import PermissionRefused
+
+        raise PermissionRefused("an access request is viewing only: no copy is made")
     folder: Path = args.recording_dir
     out: Path = args.out
     if out.exists() and not args.overwrite:
@@ -233,3 +238,6 @@ def add_subcommands(subparsers: Any) -> None:
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
     add_backoffice_commands(sub)
+    from vault.export.cli import add_export_commands
+
+    add_export_commands(sub)

@@ -106,8 +106,9 @@ class BenchCamera:
 def serve(home: Path) -> None:
     """Child process: serve the bench camera until stdin closes."""
     from firmware.control import CameraControlServer
+    from sim.pty import PtySerialPort
 
-    with CameraControlServer(BenchCamera(home)) as server:
+    with CameraControlServer(BenchCamera(home), PtySerialPort()) as server:
         print(server.path, flush=True)
         sys.stdin.read()
 

@@ -26,6 +26,7 @@ from firmware.control import CameraControlServer
 from firmware.eventlog import EventLog, events_path
 from firmware.identity import DeviceIdentity, load_or_provision
 from firmware.profile import default_profile, derive_profile
+from sim.pty import PtySerialPort
 
 T0 = 1_790_000_000.0
 SEG_PLAIN = 6000  # plaintext bytes per segment: small keeps the tests fast
@@ -175,7 +176,7 @@ class Dock:
         """`server`: the camera's control server (default: the real one for `camera`)."""
         path = None
         if serial:
-            server = server or CameraControlServer(camera)
+            server = server or CameraControlServer(camera, PtySerialPort())
             path = server.start()
             self.servers[slot] = server
         tmp = self.slots / f".{slot}.tmp"

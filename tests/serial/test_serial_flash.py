@@ -16,6 +16,7 @@ from firmware.control import CameraControlServer
 from firmware.profile_sign import ProfileSignature, profile_message
 from firmware.profile_store import FAULT_POINTS, ProfileStore
 from firmware.protocol import ErrorCode, MessageType
+from sim.pty import PtySerialPort
 
 MakeProfile = Callable[..., tuple[bytes, bytes]]
 
@@ -34,7 +35,7 @@ def _connect(server: CameraControlServer, keys: Keys) -> CameraLink:
 
 def _active_version(camera: FakeCamera, keys: Keys) -> int:
     """Boot a fresh server on the camera's home (a reboot) and ask what is active."""
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         try:
             return link.profile_read().version
@@ -208,7 +209,7 @@ def test_power_cut_mid_transfer_keeps_the_old_profile(
 ) -> None:
     raw2, sig2 = make_profile(2)
     raw3, sig3 = make_profile(3)
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         link.profile_flash(raw2, sig2)
         _begin_and_send_part(link, raw3, sig3, chunks=4)
@@ -217,7 +218,7 @@ def test_power_cut_mid_transfer_keeps_the_old_profile(
             link.status()
         link.close()
     assert _active_version(camera, keys) == 2
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         assert link.profile_flash(raw3, sig3).version == 3
         link.close()
@@ -232,7 +233,7 @@ def test_power_cut_at_every_store_step(
     if first_flash:
         shutil.rmtree(store_dir)  # a camera never provisioned with an integrator key
     else:
-        with CameraControlServer(camera) as srv:
+        with CameraControlServer(camera, PtySerialPort()) as srv:
             link = _connect(srv, keys)
             link.profile_flash(*make_profile(2))
             link.close()
@@ -243,7 +244,8 @@ def test_power_cut_at_every_store_step(
         if at == point:
             raise PowerCut(at)
 
-    with CameraControlServer(camera, store=ProfileStore(store_dir, fault=cut)) as srv:
+    store = ProfileStore(store_dir, fault=cut)
+    with CameraControlServer(camera, PtySerialPort(), store=store) as srv:
         link = _connect(srv, keys)
         with pytest.raises(LinkError) as exc:
             link.profile_flash(*make_profile(new))
@@ -251,7 +253,7 @@ def test_power_cut_at_every_store_step(
         link.close()
     # After the reboot: the old profile, unless the cut came after the atomic switch.
     assert _active_version(camera, keys) == (new if point == "activated" else old)
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         assert link.profile_flash(*make_profile(new + 1)).version == new + 1
         link.close()
@@ -262,7 +264,7 @@ def test_first_flash_pins_the_integrator_key(
     camera: FakeCamera, keys: Keys, make_profile: MakeProfile
 ) -> None:
     shutil.rmtree(camera.home / "profiles")
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         link.profile_flash(*make_profile(2))
         with pytest.raises(ProfileRejected, match="not this camera's integrator key"):

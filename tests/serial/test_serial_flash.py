@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from serial_support import FakeCamera, Keys, profile_toml
 
-from dock.link import CameraLink, LinkClosed, LinkError, ProfileRejected
+from dock.link import CameraLink, LinkClosed, LinkError, ProfileRefused
 from firmware.control import CameraControlServer
 from firmware.profile_sign import ProfileSignature, profile_message
 from firmware.profile_store import FAULT_POINTS, ProfileStore
@@ -71,7 +71,7 @@ def test_flash_switches_slots_reads_back_and_survives_reboot(
 
 
 def _refused(link: CameraLink, raw: bytes, sig: bytes) -> str:
-    with pytest.raises(ProfileRejected) as exc:
+    with pytest.raises(ProfileRefused) as exc:
         link.profile_flash(raw, sig)
     return exc.value.message
 
@@ -198,7 +198,7 @@ def test_corrupt_chunk_is_caught_and_the_next_flash_succeeds(
     )
     for off in range(0, len(raw), 100):
         session.call(MessageType.PROFILE_CHUNK, {"offset": off}, bytes(damaged[off : off + 100]))
-    with pytest.raises(ProfileRejected, match="damaged in transfer"):
+    with pytest.raises(ProfileRefused, match="damaged in transfer"):
         session.call(MessageType.PROFILE_COMMIT)
     assert session.profile_read().version == 1 and camera.activated == []
     assert session.profile_flash(raw, sig).version == 2
@@ -267,7 +267,7 @@ def test_first_flash_pins_the_integrator_key(
     with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         link.profile_flash(*make_profile(2))
-        with pytest.raises(ProfileRejected, match="not this camera's integrator key"):
+        with pytest.raises(ProfileRefused, match="not this camera's integrator key"):
             link.profile_flash(*make_profile(3, signer=keys.other_integrator))
         assert link.profile_read().version == 2
         link.close()

@@ -33,7 +33,7 @@ no command that plays, decrypts or deletes footage: it holds only the vault's
 public keys, and segments leave the volume only through the dock's RELEASE.
 
 The serial control server (firmware.control) plugs in through the attributes
-and methods of `firmware.control.CameraServices`, which this class provides:
+and methods of `firmware.services.CameraServices`, which this class provides:
 `device_id`, `model`, `firmware_version`, `device_key`, `home`, `volume`,
 `clock` (with `set_time`), `event_log`, `status()`, `active_profile()`,
 `on_profile_activated()`. Pass `control_factory=CameraControlServer` and the

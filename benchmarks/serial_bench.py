@@ -63,6 +63,9 @@ class _BenchClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def set_time(self, utc: float) -> float:
         drift = self.now() - utc
         self.offset -= drift

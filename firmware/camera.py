@@ -62,6 +62,7 @@ from firmware.hardware import (
     Microphone,
     Sensor,
     SensorSettings,
+    SerialPort,
     StorageVolume,
 )
 from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
@@ -148,7 +149,7 @@ class ControlServer(Protocol):
 
 # Called as factory(camera, port) with the board's serial port (firmware.hardware.Board):
 # firmware.control.CameraControlServer itself is one.
-ControlFactory = Callable[["Camera", Any], ControlServer]
+ControlFactory = Callable[["Camera", SerialPort | str], ControlServer]
 
 
 class CameraOff(CameraError):

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from firmware.flashing import PROFILE_CHUNK_MAX, ProfileFlashing
+from firmware.flashing import ProfileFlashing
 from firmware.hardware import LineReset, LineStopped, SerialLine, SerialPort
 from firmware.profile_sign import profile_identity, short_key
 from firmware.profile_store import FlashSession, ProfileStore, StoredProfile
@@ -75,18 +75,16 @@ from firmware.services import CameraServices, EventSink, record_event
 from firmware.transport import SerialLike, serial_port_for
 from firmware.volume_files import (
     EVENT_LOG_PATH,
-    RECORDINGS_DIR,
     list_recordings,
     read_bytes,
     storage_summary,
     volume_file,
 )
 
+# CameraServices and the rest are defined beside their concern and named here too, so
+# `from firmware.control import ...` keeps working for the server's users.
 __all__ = [
-    "EVENT_LOG_PATH",
     "NOT_AUTHENTICATED_MESSAGE",
-    "PROFILE_CHUNK_MAX",
-    "RECORDINGS_DIR",
     "CameraControlServer",
     "CameraServices",
     "EventSink",

@@ -54,6 +54,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy firmware dock ringbuffer crypto sim vault bodycam_cli.py
+	# test folders one at a time: each has its own conftest.py (the shared fakes: tests/fakes)
+	$(BIN)/mypy --strict tests/serial
+	$(BIN)/mypy --strict tests/dock
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

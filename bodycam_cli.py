@@ -22,7 +22,7 @@ log = logging.getLogger("bodycam")
 _COMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (
     ("crypto.cli", "add_subcommands"),  # keys
     ("firmware.profile_cli", "add_subcommands"),  # profile validate
-    ("firmware.serial_cli", "add_subcommands"),  # profile sign/flash/read
+    ("dock.profile_cli", "add_subcommands"),  # profile sign/flash/read
     ("sim.cli", "add_subcommands"),  # device run, sim shift
     ("dock.cli", "add_subcommands"),  # dock run/status/register
     ("vault.cli", "add_subcommands"),  # vault verify/decrypt/...

@@ -63,6 +63,9 @@ class _BenchClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def set_time(self, utc: float) -> float:
         drift = self.now() - utc
         self.offset -= drift
@@ -106,8 +109,9 @@ class BenchCamera:
 def serve(home: Path) -> None:
     """Child process: serve the bench camera until stdin closes."""
     from firmware.control import CameraControlServer
+    from sim.pty import PtySerialPort
 
-    with CameraControlServer(BenchCamera(home)) as server:
+    with CameraControlServer(BenchCamera(home), PtySerialPort()) as server:
         print(server.path, flush=True)
         sys.stdin.read()
 

@@ -84,8 +84,12 @@ class AuthFailed(LinkError):
     """Authentication failed in either direction (dock key untrusted, wrong device key)."""
 
 
-class ProfileRejected(LinkError):
-    """The camera refused a profile; the old profile stays active."""
+class ProfileRefused(LinkError):
+    """The camera answered PROFILE_REJECTED: it refused the profile; the old one stays active.
+
+    The host's view of the camera's `firmware.profile_store.ProfileRejected` (the store's
+    verdict inside the camera), which reaches the host only as this error reply.
+    """
 
 
 class ReceiptRejected(LinkError):
@@ -130,7 +134,7 @@ class LinkClosed(ConnectionError):
 
 _ERRORS: dict[int, type[LinkError]] = {
     ErrorCode.AUTH_FAILED: AuthFailed,
-    ErrorCode.PROFILE_REJECTED: ProfileRejected,
+    ErrorCode.PROFILE_REJECTED: ProfileRefused,
     ErrorCode.RECEIPT_REJECTED: ReceiptRejected,
     ErrorCode.NOT_FOUND: RemoteNotFound,
     ErrorCode.CLOCK_REFUSED: ClockRefused,

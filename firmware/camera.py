@@ -33,7 +33,7 @@ no command that plays, decrypts or deletes footage: it holds only the vault's
 public keys, and segments leave the volume only through the dock's RELEASE.
 
 The serial control server (firmware.control) plugs in through the attributes
-and methods of `firmware.control.CameraServices`, which this class provides:
+and methods of `firmware.services.CameraServices`, which this class provides:
 `device_id`, `model`, `firmware_version`, `device_key`, `home`, `volume`,
 `clock` (with `set_time`), `event_log`, `status()`, `active_profile()`,
 `on_profile_activated()`. Pass `control_factory=CameraControlServer` and the
@@ -62,6 +62,7 @@ from firmware.hardware import (
     Microphone,
     Sensor,
     SensorSettings,
+    SerialPort,
     StorageVolume,
 )
 from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
@@ -148,7 +149,7 @@ class ControlServer(Protocol):
 
 # Called as factory(camera, port) with the board's serial port (firmware.hardware.Board):
 # firmware.control.CameraControlServer itself is one.
-ControlFactory = Callable[["Camera", Any], ControlServer]
+ControlFactory = Callable[["Camera", SerialPort | str], ControlServer]
 
 
 class CameraOff(CameraError):

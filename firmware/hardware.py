@@ -11,6 +11,11 @@ knows what it needs: the sensor needs the picture size and the device id burned
 into the picture (known after provisioning, and changed by a flashed profile),
 the volume needs its capacity from the profile. The board therefore opens them
 on request; the clock is there from the start.
+
+The serial port is the dock's line to the camera's control server
+(firmware.control): the board hands out a `SerialPort` (the simulator's is a
+pty, sim/pty.py; a device would give its USB gadget's tty as a pyserial URL),
+and the server opens a `SerialLine` on it each time it starts.
 """
 
 from __future__ import annotations
@@ -37,6 +42,54 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None:
         """Wait `seconds` (>= 0) of this clock's time."""
+        ...
+
+
+@runtime_checkable
+class SettableClock(Clock, Protocol):
+    """The camera's wall clock as the dock sets it (SET_TIME): the hardware clock plus
+    `set_time`. `monotonic()` is never moved by it (media timing, session expiry)."""
+
+    def set_time(self, utc: float) -> float:
+        """Set the wall clock to `utc`; return the drift (camera time minus `utc`) before."""
+        ...
+
+
+class LineStopped(Exception):
+    """Raised by `SerialLine.read`/`write` once the server asked it to stop."""
+
+
+class LineReset(Exception):
+    """Raised by `SerialLine.read`: the connection changed (a client opened or closed the
+    port, or the host hung up). Nothing of the previous client's session may survive it."""
+
+
+class SerialLine(Protocol):
+    """An open serial line as the control server uses it (one per server start)."""
+
+    @property
+    def name(self) -> str:
+        """What a client opens to reach the camera (a device path or pyserial URL)."""
+        ...
+
+    def read(self) -> bytes:
+        """Some bytes, or b"" after a short wait; raises LineStopped or LineReset."""
+        ...
+
+    def write(self, data: bytes) -> None:
+        """Send all of `data` (dropped if the client is gone); may raise LineStopped."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SerialPort(Protocol):
+    """The board's serial port to the dock; the control server opens it when it starts."""
+
+    def open_line(self, stop_fd: int) -> SerialLine:
+        """Open the line. `stop_fd` becomes readable when the server stops: a read or
+        write waiting on the line must then raise LineStopped."""
         ...
 
 
@@ -98,7 +151,7 @@ class Board(Protocol):
 
     def open_indicators(self, clock: Clock) -> IndicatorPanel: ...
 
-    def serial_port(self) -> Any:
-        """The dock's serial line for the control server: a pyserial URL, an open port
-        object, or None for a pty the control server opens itself."""
+    def serial_port(self) -> SerialPort | str:
+        """The dock's serial line for the control server: a port (sim/pty.py in the
+        simulator) or a pyserial URL."""
         ...

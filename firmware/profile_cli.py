@@ -5,7 +5,7 @@ allowed range) one per line on stderr and exit 1. A file that cannot be read is 
 OSError, which the top-level CLI prints in one line.
 
 `add_subcommands(subparsers)` finds or creates the top-level `profile` group, so the
-signing and flashing commands (firmware.serial_cli) can share it in either order.
+signing and flashing commands (dock.profile_cli, on the host) can share it in either order.
 """
 
 from __future__ import annotations

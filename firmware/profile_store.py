@@ -54,7 +54,11 @@ FAULT_POINTS = (
 
 
 class ProfileRejected(ValueError):
-    """The camera refuses a flashed profile; `reason` says why in one line."""
+    """The camera refuses a flashed profile; `reason` says why in one line.
+
+    Raised inside the camera; the control server answers it with the PROFILE_REJECTED
+    error code, which the host's link raises as `dock.link.ProfileRefused`.
+    """
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

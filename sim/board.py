@@ -7,15 +7,14 @@ camera = Camera(home, profile, board)
 ```
 
 Each part is the simulator's (synthetic sensor and microphone, a directory volume,
-the indicator panel) unless one is passed in, which then wins every time the
-firmware opens that part.
+the indicator panel, a pty as the serial port: sim/pty.py) unless one is passed
+in, which then wins every time the firmware opens that part.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from firmware.hardware import (
     Clock,
@@ -23,10 +22,12 @@ from firmware.hardware import (
     Microphone,
     Sensor,
     SensorSettings,
+    SerialPort,
     StorageVolume,
 )
 from sim.audio import SyntheticMicrophone
 from sim.indicators import Indicators
+from sim.pty import PtySerialPort
 from sim.sensor import SyntheticSensor
 from sim.volume import DirectoryVolume
 
@@ -44,14 +45,16 @@ class SimBoard:
         microphone: Microphone | None = None,
         storage: StorageVolume | None = None,
         indicators: IndicatorPanel | None = None,
-        serial_port: Any = None,
+        serial_port: SerialPort | str | None = None,
     ) -> None:
         self._clock = clock
         self._sensor = sensor
         self._microphone = microphone
         self._storage = storage
         self._indicators = indicators
-        self._serial_port = serial_port
+        self._serial_port: SerialPort | str = (
+            serial_port if serial_port is not None else PtySerialPort()
+        )
 
     @property
     def clock(self) -> Clock:
@@ -79,8 +82,8 @@ class SimBoard:
             return self._indicators
         return Indicators(clock=clock)
 
-    def serial_port(self) -> Any:
-        # None: the control server opens a pty of its own (clients open its slave path).
+    def serial_port(self) -> SerialPort | str:
+        # The pty port makes a fresh pty at every control-server start (each dock).
         return self._serial_port
 
     def __repr__(self) -> str:

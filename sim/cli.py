@@ -77,7 +77,9 @@ def add_subcommands(subparsers: Any) -> None:
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
-    from sim.shift import ingest_docked, print_summary, run_shift
+    from sim.docking import ingest_docked
+    from sim.report import print_summary
+    from sim.shift import run_shift
 
     def progress(message: str) -> None:
         log.info("%s", message)

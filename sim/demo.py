@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from dock.daemon import DaemonResult
     from firmware.camera import Camera
-    from sim.shift import RecordingResult, ShiftResult
+    from sim.report import RecordingResult, ShiftResult
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ def prepare_out(out: Path) -> None:
 def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) -> int:
     """Run the demonstration; returns the process exit code."""
     from firmware.control import CameraControlServer
-    from sim.shift import ingest_docked, print_summary, run_shift
+    from sim.docking import ingest_docked
+    from sim.report import print_summary
+    from sim.shift import run_shift
 
     started = time.perf_counter()
     say = file or sys.stdout

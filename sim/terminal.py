@@ -69,7 +69,7 @@ class DeviceSession:
 
     def command(self, text: str) -> str:
         """Run one command; returns what to tell the user."""
-        from sim.shift import publish_slot, withdraw_slot
+        from sim.docking import publish_slot, withdraw_slot
 
         cam = self.camera
         cmd = text.strip().lower()
@@ -116,7 +116,7 @@ class DeviceSession:
         return f"unknown command {text.strip()!r}; {HELP}"
 
     def close(self) -> None:
-        from sim.shift import withdraw_slot
+        from sim.docking import withdraw_slot
 
         if self.slots is not None and self.slot_name:
             withdraw_slot(self.slots, self.slot_name)

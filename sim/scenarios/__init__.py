@@ -1,1 +1,1 @@
-"""Scripted shifts shipped with the simulator (TOML); see sim/shift.py for the format."""
+"""Scripted shifts shipped with the simulator (TOML); see sim/scenario.py for the format."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dock_support import Dock, SimCamera, make_camera
+from dock_support import Dock, make_camera
+from fake_camera import FakeCamera
 from s3_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer, start_weed
 
 from crypto.keys import SigningKey, VaultKey
@@ -66,11 +67,11 @@ def docks(tmp_path: Path) -> Iterator[Dock]:
 
 
 @pytest.fixture
-def make_cam(tmp_path: Path, dock_keys: DockKeys) -> Iterator[Callable[..., SimCamera]]:
-    made: list[SimCamera] = []
+def make_cam(tmp_path: Path, dock_keys: DockKeys) -> Iterator[Callable[..., FakeCamera]]:
+    made: list[FakeCamera] = []
 
     def make(name: str = "cam1", transfer: str = "mass-storage",
-             trusted: list[bytes] | None = None) -> SimCamera:
+             trusted: list[bytes] | None = None) -> FakeCamera:
         cam = make_camera(tmp_path / "cameras", name,
                           trusted or [dock_keys.dock.public_bytes()], dock_keys.vault, transfer)
         made.append(cam)

@@ -1,7 +1,7 @@
 """Hostile cameras for the dock's tests: the real control server, lying where it may.
 
 `HostileServer` is `firmware.control.CameraControlServer` on a real pty, serving a
-real `SimCamera` (real keys, HELLO, AUTH, SET_TIME and RELEASE, real sealed files),
+real `FakeCamera` (real keys, HELLO, AUTH, SET_TIME and RELEASE, real sealed files),
 with its LIST_RECORDINGS, READ and EVENT_LOG answers replaced the way someone holding
 a registered camera could replace them: names the format does not allow (`../x`,
 `a/b`, NUL, control bytes, over-long), sizes other than the signed ones, an endless
@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dock_support import SimCamera
+from fake_camera import FakeCamera
 
 from firmware.control import CameraControlServer
 from firmware.protocol import LIST_PAGE_ENTRIES, MAX_JSON, Fields, MessageType
+from sim.pty import PtySerialPort
 
 PAGE_BUDGET = MAX_JSON - 2048  # JSON bytes of one LIST_RECORDINGS page
 
@@ -45,8 +46,8 @@ class Lies:
 class HostileServer(CameraControlServer):
     """The real control server of `camera`, with LIST/READ/EVENT_LOG lying as `lies` says."""
 
-    def __init__(self, camera: SimCamera, lies: Lies) -> None:
-        super().__init__(camera)
+    def __init__(self, camera: FakeCamera, lies: Lies) -> None:
+        super().__init__(camera, PtySerialPort())
         self.camera = camera
         self.lies = lies
         self.read_paths: Counter[str] = Counter()  # bytes served per requested path

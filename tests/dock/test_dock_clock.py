@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, register
+from dock_support import Dock, register
+from fake_camera import FakeCamera
 
 from dock.ingest import CameraIngest, DockContext, Slot
 from dock.ledger import Ledger
@@ -22,12 +23,12 @@ from sim.clock import FastForwardClock
 SITE = "clock-site"
 
 
-def _events(cam: SimCamera) -> list[tuple[str, dict[str, Any]]]:
+def _events(cam: FakeCamera) -> list[tuple[str, dict[str, Any]]]:
     report = verify_event_log(events_path(cam.volume), cam.public_key)
     return [(e.kind, e.fields) for e in report.events]
 
 
-def _ingest(tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any, cam: SimCamera,
+def _ingest(tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any, cam: FakeCamera,
             dock_now: float) -> Any:
     ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
                       dock_key=dock_keys.dock, site=SITE, spool_root=tmp_path / "spool",
@@ -39,7 +40,7 @@ def test_a_correction_beyond_the_profile_bound_is_refused_noted_and_logged(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     caplog: pytest.LogCaptureFixture
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -63,7 +64,7 @@ def test_a_large_correction_within_the_bound_is_applied_and_logged_as_a_jump(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     caplog: pytest.LogCaptureFixture
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(1)
     register(ledger, cam)
     docks.dock(cam, "slot-1")

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, decrypt_from_store, register
+from dock_support import Dock, decrypt_from_store, register
+from fake_camera import FakeCamera
 from s3_support import WeedServer, s3_client
 
 from dock.ingest import FAULT_ENV
@@ -61,10 +62,10 @@ def wait(proc: subprocess.Popen[bytes], tmp_path: Path, tag: str, timeout: float
 
 
 def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-          recordings: int = 2, segments: int = 2, size: int = 6000) -> SimCamera:
+          recordings: int = 2, segments: int = 2, size: int = 6000) -> FakeCamera:
     (tmp_path / "keys").mkdir()
     dock_keys.dock.save(tmp_path / "keys" / "dock.key")
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     for _ in range(recordings):
         cam.record(segments, size=size)
     register(ledger, cam)
@@ -72,7 +73,7 @@ def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys:
     return cam
 
 
-def assert_only_durable_released(cam: SimCamera, ledger_path: Path, store: Any) -> None:
+def assert_only_durable_released(cam: FakeCamera, ledger_path: Path, store: Any) -> None:
     """Every segment gone from the camera is in the store (and the ledger knows it)."""
     on_camera = {(p.parent.name, p.name) for p in cam.segment_files()}
     with Ledger(ledger_path, readonly=True) as led:
@@ -86,7 +87,7 @@ def assert_only_durable_released(cam: SimCamera, ledger_path: Path, store: Any) 
             assert seg.store_key and store.stat(seg.store_key) is not None
 
 
-def expected_segments(cam: SimCamera) -> int:
+def expected_segments(cam: FakeCamera) -> int:
     return sum(len(names) for names in cam.segment_names.values())
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, decrypt_from_store, register
+from dock_support import Dock, decrypt_from_store, register
+from fake_camera import FakeCamera
 from rich.console import Console
 
 from dock.cli import main as dock_main
@@ -30,7 +31,7 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cams: list[SimCamera] = []
+    cams: list[FakeCamera] = []
     for i in range(8):
         cam = make_cam(f"cam{i}")
         cam.record(2)
@@ -91,7 +92,7 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
 def test_store_outage_keeps_footage_and_retries_with_backoff(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -132,7 +133,7 @@ def test_store_outage_keeps_footage_and_retries_with_backoff(
 def test_cli_register_status_and_roles(
     tmp_path: Path, make_cam: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     led = str(tmp_path / "l.sqlite")
     device_json = str(cam.volume / "DEVICE.json")
     assert dock_main(["register", device_json, "--role", "privacy-officer",
@@ -186,7 +187,7 @@ def test_running_daemon_takes_a_camera_once_the_coordinator_registers_it(
 ) -> None:
     import time
 
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(1)
     out = io.StringIO()
     daemon = DockDaemon(config(tmp_path, docks, once=False), store=FileStore(tmp_path / "st"),

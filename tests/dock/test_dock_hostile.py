@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, decrypt_from_store, register
+from dock_support import Dock, decrypt_from_store, register
+from fake_camera import FakeCamera
 from hostile_support import HostileServer, Lies, tree
 from rich.console import Console
 
@@ -64,7 +65,7 @@ def store_files(store_root: Path) -> set[str]:
     return {str(p.relative_to(store_root)) for p in store_root.rglob("*") if p.is_file()}
 
 
-def assert_only_good_recordings_stored(ctx: DockContext, cam: SimCamera,
+def assert_only_good_recordings_stored(ctx: DockContext, cam: FakeCamera,
                                        good: list[str]) -> None:
     """Every key, and every file of the store's folder, belongs to a good recording."""
     keys = set(ctx.store.list())
@@ -122,7 +123,7 @@ def test_the_format_names_are_accepted_and_nothing_else() -> None:
 def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_rest_ingested(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     good = [cam.record(2), cam.record(1)]
     register(ledger, cam)
     real = {n: (cam.recordings / good[0] / n).read_bytes()
@@ -202,7 +203,7 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
 def test_volume_with_unsafe_names_reports_every_file_left_and_deletes_nothing(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     good = cam.record(2)
     other = cam.record(1)
     register(ledger, cam)
@@ -277,7 +278,7 @@ def test_volume_with_unsafe_names_reports_every_file_left_and_deletes_nothing(
 def test_a_segment_larger_than_signed_is_refused_without_copying_more_than_signed(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any, lie: str
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     rec = cam.record(3, size=100_000)
     register(ledger, cam)
     rel = f"recordings/{rec}/seg-000001.bcs"
@@ -314,7 +315,7 @@ def test_a_segment_larger_than_signed_is_refused_without_copying_more_than_signe
 def test_event_log_offload_reads_at_most_its_limit_and_resumes(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     register(ledger, cam)
     limit = 200_000
     server = HostileServer(cam, Lies(event_log_size=2 * GiB, event_line=100))
@@ -341,7 +342,7 @@ def test_event_log_offload_reads_at_most_its_limit_and_resumes(
 def test_an_event_log_line_longer_than_the_limit_is_reported_not_offloaded(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     register(ledger, cam)
     server = HostileServer(cam, Lies(event_log_size=GiB, event_line=10 * 100_000))
     docks.dock(cam, "slot-1", volume=False, server=server)
@@ -359,7 +360,7 @@ def test_an_event_log_line_longer_than_the_limit_is_reported_not_offloaded(
 def test_a_recording_listing_more_files_than_a_recording_holds_is_refused_alone(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     good = cam.record(2)
     register(ledger, cam)
     lies = Lies(entries=[("20261122T999999Z-many", f"seg-{i:06d}.bcs", 100)
@@ -381,7 +382,7 @@ def test_a_recording_listing_more_files_than_a_recording_holds_is_refused_alone(
 def test_a_camera_listing_more_than_a_session_takes_is_refused_and_keeps_everything(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any, transfer: str
 ) -> None:
-    cam: SimCamera = make_cam(transfer=transfer)
+    cam: FakeCamera = make_cam(transfer=transfer)
     cam.record(2)
     register(ledger, cam)
     if transfer == "serial":
@@ -410,17 +411,17 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
 ) -> None:
     import dataclasses
 
-    honest: SimCamera = make_cam("honest")
+    honest: FakeCamera = make_cam("honest")
     honest.record(1)
     register(ledger, honest)
-    hostile: SimCamera = make_cam("hostile", transfer="serial")
+    hostile: FakeCamera = make_cam("hostile", transfer="serial")
     hostile_rec = hostile.record(1)
     register(ledger, hostile)
     lies = Lies(entries=[("../../../../../escaped", "recording.hdr", 10), ("a/b", "x", 1)])
     docks.dock(hostile, "slot-2", volume=False, server=HostileServer(hostile, lies))
     # an impostor presenting the honest camera's registered id with its own key
-    impostor: SimCamera = make_cam("impostor")
-    impostor.identity = dataclasses.replace(impostor.identity, device_id=honest.device_id)
+    impostor: FakeCamera = make_cam("impostor")
+    impostor.device_id = honest.device_id
     impostor.record(1)
     docks.dock(impostor, "slot-1")
     cfg = DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
@@ -475,7 +476,7 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
 def test_thousands_of_refused_names_keep_the_summary_line_bounded(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     good = cam.record(1)
     register(ledger, cam)
     lies = Lies(entries=[(f"../{i:04d}", "recording.hdr", 10) for i in range(2000)])
@@ -498,7 +499,7 @@ def test_quarantine_evidence_is_bounded_per_docking(
 
     budget = 8000
     monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_SESSION", budget)
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(3)
     register(ledger, cam)
     (cam.recordings / rec / "manifest.bcm").unlink()  # nothing says how long files may be

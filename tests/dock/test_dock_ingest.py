@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, decrypt_from_store, register
+from dock_support import Dock, decrypt_from_store, register
+from fake_camera import FakeCamera
 
 from dock.ingest import CameraIngest, DockContext, Slot
 from dock.ledger import QUARANTINED, RELEASED, Ledger
@@ -29,7 +30,7 @@ def ingest(docks: Dock, slot: str, ctx: DockContext) -> Any:
 def test_mass_storage_camera_is_stored_then_released(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     recs = [cam.record(3), cam.record(2)]
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -56,7 +57,7 @@ def test_mass_storage_camera_is_stored_then_released(
 def test_serial_transfer_resumes_at_the_last_byte_held(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(transfer="serial")
+    cam: FakeCamera = make_cam(transfer="serial")
     rec = cam.record(2, size=150_000)
     register(ledger, cam)
     docks.dock(cam, "slot-1", volume=False)
@@ -82,7 +83,7 @@ def test_serial_transfer_resumes_at_the_last_byte_held(
 def test_unknown_or_rekeyed_camera_is_refused_and_keeps_everything(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     docks.dock(cam, "slot-1")
     ctx = context(tmp_path, ledger, dock_keys)
@@ -103,7 +104,7 @@ def test_unknown_or_rekeyed_camera_is_refused_and_keeps_everything(
 def test_camera_that_does_not_trust_this_dock_is_refused(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam(trusted=[dock_keys.other_dock.public_bytes()])
+    cam: FakeCamera = make_cam(trusted=[dock_keys.other_dock.public_bytes()])
     cam.record(1)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -115,7 +116,7 @@ def test_camera_that_does_not_trust_this_dock_is_refused(
 def test_tampered_segment_is_quarantined_never_released(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(3)
     register(ledger, cam)
     bad = cam.recordings / rec / "seg-000001.bcs"
@@ -146,8 +147,8 @@ def test_tampered_segment_is_quarantined_never_released(
 def test_manifest_not_signed_by_the_camera_quarantines_the_whole_recording(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
-    other: SimCamera = make_cam("other")
+    cam: FakeCamera = make_cam()
+    other: FakeCamera = make_cam("other")
     good = cam.record(1)
     foreign = other.record(2)
     # another camera's recording appears on this camera's volume
@@ -171,7 +172,7 @@ def test_manifest_not_signed_by_the_camera_quarantines_the_whole_recording(
 def test_spliced_segment_in_a_finished_recording_is_quarantined(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     a = cam.record(2)
     b = cam.record(1)
     # a segment of recording b copied into recording a under the next free name
@@ -196,7 +197,7 @@ def test_spliced_segment_in_a_finished_recording_is_quarantined(
 def test_unfinished_recording_segments_are_released_folder_stays(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(2, finish=False)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -212,7 +213,7 @@ def test_unfinished_recording_segments_are_released_folder_stays(
 def test_store_unavailable_keeps_everything_on_the_camera(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -231,7 +232,7 @@ def test_store_unavailable_keeps_everything_on_the_camera(
 def test_volume_without_serial_link_is_stored_but_not_released(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1", serial=False)
@@ -244,7 +245,7 @@ def test_volume_without_serial_link_is_stored_but_not_released(
 def test_event_log_is_offloaded_in_whole_lines_without_repeats(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     register(ledger, cam)
     docks.dock(cam, "slot-1")
     ctx = context(tmp_path, ledger, dock_keys)
@@ -270,7 +271,7 @@ def test_crash_at_each_window_resumes_without_duplicates_or_early_release(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     monkeypatch: pytest.MonkeyPatch, point: str, nth: int
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(3)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -320,7 +321,7 @@ def test_undock_mid_transfer_aborts_cleanly_and_resumes(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(3)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -363,7 +364,7 @@ def test_shutdown_finishes_the_chunk_and_stops(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dock_support import Dock, SimCamera, decrypt_from_store, register
+from dock_support import Dock, decrypt_from_store, register
+from fake_camera import FakeCamera
 from s3_support import WeedServer, s3_client
 
 from dock.daemon import DaemonConfig, DockDaemon
@@ -93,10 +94,10 @@ def ledger_path(tmp_path: Path) -> Path:
 
 
 def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-          recordings: int = 2, segments: int = 2, size: int = 6000) -> SimCamera:
+          recordings: int = 2, segments: int = 2, size: int = 6000) -> FakeCamera:
     (tmp_path / "keys").mkdir()
     dock_keys.dock.save(tmp_path / "keys" / "dock.key")
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     for _ in range(recordings):
         cam.record(segments, size=size)
     register(ledger, cam)
@@ -104,7 +105,7 @@ def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys:
     return cam
 
 
-def segment_states(tmp_path: Path, cam: SimCamera) -> dict[tuple[str, str], str]:
+def segment_states(tmp_path: Path, cam: FakeCamera) -> dict[tuple[str, str], str]:
     with Ledger(ledger_path(tmp_path), readonly=True) as led:
         return {(s.recording_id, s.name): s.state for s in led.segments(cam.device_id)}
 
@@ -265,7 +266,7 @@ class _LateArrival(S3Store):
     before it read the reply, committing after the next run's HEAD answered 404.
     """
 
-    def __init__(self, *a: Any, late_put: Callable[[str], None], **kw: Any) -> None:
+    def __init__(self, *a: Any, late_put: Callable[[str], object], **kw: Any) -> None:
         super().__init__(*a, **kw)
         self._late_put = late_put
         self.heads: list[str] = []
@@ -386,7 +387,7 @@ def test_status_says_not_running_the_moment_the_dock_is_killed(
         assert finish(proc, tmp_path, "live") == 0
     assert status_of(tmp_path)["daemon_state"] == "not running"
 
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -404,7 +405,7 @@ def test_status_says_not_running_the_moment_the_dock_is_killed(
 def test_store_state_is_ok_again_at_the_first_successful_upload(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")
@@ -451,7 +452,7 @@ def test_s3_other_bytes_under_a_segments_name_quarantine_it_and_keep_it_on_the_c
     from dock.ledger import QUARANTINED
     from dock.store import object_key
 
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     rec = cam.record(2)
     register(ledger, cam)
     docks.dock(cam, "slot-1")

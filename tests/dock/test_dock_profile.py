@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dock_support import Dock, SimCamera, profile_toml, register
+from dock_support import Dock, profile_toml, register
+from fake_camera import FakeCamera
 
 from dock.ingest import CameraIngest, DockContext, Slot
 from dock.ledger import Ledger
@@ -14,7 +15,7 @@ from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
 
 
-def stage(directory: Path, cam: SimCamera, raw: bytes, signer: Any) -> None:
+def stage(directory: Path, cam: FakeCamera, raw: bytes, signer: Any) -> None:
     directory.mkdir(exist_ok=True)
     (directory / f"{cam.device_id}.toml").write_bytes(raw)
     (directory / f"{cam.device_id}.toml.sig").write_bytes(sign_profile(raw, signer).to_bytes())
@@ -29,7 +30,7 @@ def run(tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any) -> Any:
 def test_staged_profile_is_flashed_once(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(1)
     register(ledger, cam)
@@ -50,7 +51,7 @@ def test_staged_profile_is_flashed_once(
 def test_profile_that_drops_this_dock_is_flashed_after_the_transfer(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(2)
     register(ledger, cam)
@@ -67,7 +68,7 @@ def test_profile_that_drops_this_dock_is_flashed_after_the_transfer(
 def test_profile_signed_by_a_stranger_is_refused_and_ingest_goes_on(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam: SimCamera = make_cam()
+    cam: FakeCamera = make_cam()
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(1)
     register(ledger, cam)

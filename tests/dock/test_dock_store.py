@@ -162,8 +162,8 @@ def test_file_store_syncs_file_then_links_then_syncs_directory(
         calls.append("link")
         real_link(src, dst)
 
-    monkeypatch.setattr(store_mod.os, "fsync", fsync)
-    monkeypatch.setattr(store_mod.os, "link", link)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "link", link)
     store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data))
     assert calls.index("fsync-file") < calls.index("link")
     assert f"fsync-dir:{final.parent}" in calls[calls.index("link"):]
@@ -179,7 +179,7 @@ def test_file_store_crash_before_link_leaves_no_partial_object(
     def power_cut(src: Any, dst: Any) -> None:
         raise OSError(errno.EIO, "simulated power cut")
 
-    monkeypatch.setattr(store_mod.os, "link", power_cut)
+    monkeypatch.setattr(os, "link", power_cut)
     with pytest.raises(StoreUnavailable):
         store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data))
     monkeypatch.undo()

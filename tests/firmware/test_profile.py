@@ -167,7 +167,7 @@ def test_unreadable_file_is_an_os_error(tmp_path: Path) -> None:
 
 
 def test_validate_joins_an_existing_profile_group() -> None:
-    # firmware.serial_cli may have created `profile` (sign/flash/read) before us.
+    # dock.profile_cli may have created `profile` (sign/flash/read) before us.
     parser = argparse.ArgumentParser(prog="bodycam")
     sub = parser.add_subparsers(dest="command")
     group = sub.add_parser("profile")

@@ -13,6 +13,7 @@ from dock.link import CameraLink
 from firmware.control import CameraControlServer
 from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
+from sim.pty import PtySerialPort
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +55,7 @@ def camera(tmp_path: Path, keys: Keys) -> Iterator[FakeCamera]:
 
 @pytest.fixture
 def server(camera: FakeCamera) -> Iterator[CameraControlServer]:
-    srv = CameraControlServer(camera)
+    srv = CameraControlServer(camera, PtySerialPort())
     srv.start()
     yield srv
     srv.stop()

@@ -1,10 +1,10 @@
 """Test doubles for the serial control channel, built from real pieces.
 
-`FakeCamera` implements `firmware.control.CameraServices` with real Ed25519
-keys, a real home and volume on disk, the real signed event log and a settable
-clock; `LossyPort` wraps a
-real pyserial port and damages bytes in both directions on a fixed, bounded
-schedule; `RawPort` speaks raw frames to a server for fuzzing.
+The camera itself is the shared test camera (`fake_camera.FakeCamera`,
+re-exported here): real Ed25519 keys, a real home and volume on disk, the real
+signed event log and a settable clock. `LossyPort` wraps a real pyserial port
+and damages bytes in both directions on a fixed, bounded schedule; `RawPort`
+speaks raw frames to a server for fuzzing.
 """
 
 from __future__ import annotations
@@ -16,16 +16,28 @@ import socket
 import struct
 import termios
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import serial
+from fake_camera import FakeCamera, FakeClock
 
 from crypto.format import segment_name
-from firmware.eventlog import EventLog, events_path, verify_event_log
+from crypto.keys import SigningKey
 from firmware.profile import default_profile, derive_profile
 from firmware.protocol import Frame, FrameDecoder, FrameError, encode_frame
+
+__all__ = [
+    "FakeCamera",
+    "FakeClock",
+    "Keys",
+    "LossyPort",
+    "RawPort",
+    "SocketPort",
+    "profile_toml",
+    "random_recording",
+]
 
 VAULT_RECIPIENT = "5c1f2a8e0d3b4c6f7a9e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a"
 
@@ -51,89 +63,13 @@ def profile_toml(
     return derive_profile(base, changes, source="test profile")[0]
 
 
-class SettableClock:
-    """A manual clock with the SET_TIME hook the control server needs.
-
-    `monotonic()` (session expiry) moves only with `advance()`, never with SET_TIME.
-    """
-
-    def __init__(self, start: float = 1_790_000_000.0) -> None:
-        self.t = start
-        self.elapsed = 0.0
-
-    def now(self) -> float:
-        return self.t
-
-    def monotonic(self) -> float:
-        return self.elapsed
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
-        self.elapsed += seconds
-
-    def set_time(self, utc: float) -> float:
-        drift = self.t - utc
-        self.t = utc
-        return drift
-
-
 @dataclass
 class Keys:
-    dock: Any
-    other_dock: Any
-    integrator: Any
-    other_integrator: Any
-    device: Any
-
-
-@dataclass
-class FakeCamera:
-    """CameraServices for tests: real keys and files, no video pipeline."""
-
-    device_id: str
-    device_key: Any
-    home: Path
-    boot_profile: bytes
-    model: str = "BC-SIM-1"
-    firmware_version: str = "0.1.0-test"
-    clock: SettableClock = field(default_factory=SettableClock)
-    activated: list[bytes] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.event_log = EventLog(events_path(self.volume), self.device_key, self.clock)
-
-    @property
-    def volume(self) -> Path:
-        return self.home / "volume"
-
-    @property
-    def events(self) -> list[tuple[str, dict[str, Any]]]:
-        """What the camera's signed event log holds, checked with its device key."""
-        report = verify_event_log(events_path(self.volume), self.device_key.public_bytes())
-        return [(e.kind, e.fields) for e in report.events]
-
-    def kinds(self) -> list[str]:
-        return [kind for kind, _ in self.events]
-
-    def close(self) -> None:
-        self.event_log.close()
-
-    def status(self) -> dict[str, Any]:
-        return {"state": "docked", "charging": True, "path": self.home}
-
-    def active_profile(self) -> tuple[bytes, Any]:
-        from firmware.profile import parse_profile
-
-        return self.boot_profile, parse_profile(self.boot_profile, source="boot profile")
-
-    def on_profile_activated(self, raw: bytes, profile: Any) -> None:
-        self.activated.append(raw)
-
-    def add_file(self, recording_id: str, name: str, data: bytes) -> Path:
-        path = self.volume / "recordings" / recording_id / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        return path
+    dock: SigningKey
+    other_dock: SigningKey
+    integrator: SigningKey
+    other_integrator: SigningKey
+    device: SigningKey
 
 
 class LossyPort:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from serial_support import FakeCamera, Keys, profile_toml
 
-from firmware import serial_cli
+from dock import profile_cli
 from firmware.control import CameraControlServer
 from firmware.profile_sign import ProfileSignatureError
 
@@ -16,7 +16,7 @@ from firmware.profile_sign import ProfileSignatureError
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bodycam")
     sub = parser.add_subparsers(dest="command")
-    serial_cli.add_subcommands(sub)
+    profile_cli.add_subcommands(sub)
     return parser
 
 
@@ -70,7 +70,7 @@ def test_sign_flash_read(
     assert "flashed profile 'test-site' version 2 to BC-1A2B3C4D" in flashed
     assert "read-back matches" in flashed
     assert camera.activated == [files["profile"].read_bytes()]
-    monkeypatch.setenv(serial_cli.DOCK_KEY_ENV, str(files["dock"]))
+    monkeypatch.setenv(profile_cli.DOCK_KEY_ENV, str(files["dock"]))
     assert _run("profile", "read", "--port", server.path, "--device-public", device) == 0
     shown = capsys.readouterr().out
     assert "version:  2" in shown and keys.integrator.public_bytes().hex() in shown
@@ -114,7 +114,7 @@ def test_flash_wrong_device_key_and_missing_dock_key(
             "--device-public",
             keys.other_dock.public_bytes().hex(),
         )
-    monkeypatch.delenv(serial_cli.DOCK_KEY_ENV, raising=False)
+    monkeypatch.delenv(profile_cli.DOCK_KEY_ENV, raising=False)
     with pytest.raises(ValueError, match="--dock-key"):
         _run("profile", "read", "--port", server.path)
 
@@ -125,7 +125,7 @@ def test_commands_join_an_existing_profile_group() -> None:
     group = sub.add_parser("profile")
     profile_sub = group.add_subparsers(dest="profile_command")
     profile_sub.add_parser("validate")  # what firmware/profile_cli.py registers
-    serial_cli.add_subcommands(sub)
+    profile_cli.add_subcommands(sub)
     assert set(profile_sub.choices) == {"validate", "sign", "flash", "read"}
 
 
@@ -138,7 +138,8 @@ def test_sign_refuses_a_key_that_is_not_the_integrator_key(files: dict[str, Path
 def test_sign_with_a_public_key_says_so_without_a_permission_warning(
     files: dict[str, Path], keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from crypto.keys import KeyFileError, write_public_key
+    from crypto.errors import KeyFileError
+    from crypto.keys import write_public_key
 
     public = files["profile"].with_name("integrator.pub")
     write_public_key(public, keys.integrator.public_bytes(), "integrator")

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 from serial_support import FakeCamera, Keys, profile_toml
 
-from dock.link import CameraLink, LinkClosed, LinkError, ProfileRejected
+from dock.link import CameraLink, LinkClosed, LinkError, ProfileRefused
 from firmware.control import CameraControlServer
 from firmware.profile_sign import ProfileSignature, profile_message
 from firmware.profile_store import FAULT_POINTS, ProfileStore
 from firmware.protocol import ErrorCode, MessageType
+from sim.pty import PtySerialPort
 
 MakeProfile = Callable[..., tuple[bytes, bytes]]
 
@@ -34,7 +35,7 @@ def _connect(server: CameraControlServer, keys: Keys) -> CameraLink:
 
 def _active_version(camera: FakeCamera, keys: Keys) -> int:
     """Boot a fresh server on the camera's home (a reboot) and ask what is active."""
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         try:
             return link.profile_read().version
@@ -70,7 +71,7 @@ def test_flash_switches_slots_reads_back_and_survives_reboot(
 
 
 def _refused(link: CameraLink, raw: bytes, sig: bytes) -> str:
-    with pytest.raises(ProfileRejected) as exc:
+    with pytest.raises(ProfileRefused) as exc:
         link.profile_flash(raw, sig)
     return exc.value.message
 
@@ -197,7 +198,7 @@ def test_corrupt_chunk_is_caught_and_the_next_flash_succeeds(
     )
     for off in range(0, len(raw), 100):
         session.call(MessageType.PROFILE_CHUNK, {"offset": off}, bytes(damaged[off : off + 100]))
-    with pytest.raises(ProfileRejected, match="damaged in transfer"):
+    with pytest.raises(ProfileRefused, match="damaged in transfer"):
         session.call(MessageType.PROFILE_COMMIT)
     assert session.profile_read().version == 1 and camera.activated == []
     assert session.profile_flash(raw, sig).version == 2
@@ -208,7 +209,7 @@ def test_power_cut_mid_transfer_keeps_the_old_profile(
 ) -> None:
     raw2, sig2 = make_profile(2)
     raw3, sig3 = make_profile(3)
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         link.profile_flash(raw2, sig2)
         _begin_and_send_part(link, raw3, sig3, chunks=4)
@@ -217,7 +218,7 @@ def test_power_cut_mid_transfer_keeps_the_old_profile(
             link.status()
         link.close()
     assert _active_version(camera, keys) == 2
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         assert link.profile_flash(raw3, sig3).version == 3
         link.close()
@@ -232,7 +233,7 @@ def test_power_cut_at_every_store_step(
     if first_flash:
         shutil.rmtree(store_dir)  # a camera never provisioned with an integrator key
     else:
-        with CameraControlServer(camera) as srv:
+        with CameraControlServer(camera, PtySerialPort()) as srv:
             link = _connect(srv, keys)
             link.profile_flash(*make_profile(2))
             link.close()
@@ -243,7 +244,8 @@ def test_power_cut_at_every_store_step(
         if at == point:
             raise PowerCut(at)
 
-    with CameraControlServer(camera, store=ProfileStore(store_dir, fault=cut)) as srv:
+    store = ProfileStore(store_dir, fault=cut)
+    with CameraControlServer(camera, PtySerialPort(), store=store) as srv:
         link = _connect(srv, keys)
         with pytest.raises(LinkError) as exc:
             link.profile_flash(*make_profile(new))
@@ -251,7 +253,7 @@ def test_power_cut_at_every_store_step(
         link.close()
     # After the reboot: the old profile, unless the cut came after the atomic switch.
     assert _active_version(camera, keys) == (new if point == "activated" else old)
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         assert link.profile_flash(*make_profile(new + 1)).version == new + 1
         link.close()
@@ -262,10 +264,10 @@ def test_first_flash_pins_the_integrator_key(
     camera: FakeCamera, keys: Keys, make_profile: MakeProfile
 ) -> None:
     shutil.rmtree(camera.home / "profiles")
-    with CameraControlServer(camera) as srv:
+    with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
         link.profile_flash(*make_profile(2))
-        with pytest.raises(ProfileRejected, match="not this camera's integrator key"):
+        with pytest.raises(ProfileRefused, match="not this camera's integrator key"):
             link.profile_flash(*make_profile(3, signer=keys.other_integrator))
         assert link.profile_read().version == 2
         link.close()

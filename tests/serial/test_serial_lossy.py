@@ -13,6 +13,7 @@ from serial_support import FakeCamera, Keys, LossyPort, random_recording
 from dock.link import CameraLink, LinkTimeout
 from firmware.control import CameraControlServer
 from firmware.protocol import MessageType, ReleaseReceipt, encode_frame, encode_payload
+from sim.pty import PtySerialPort
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ def test_a_retried_request_is_answered_from_the_cache(camera: FakeCamera) -> Non
 
     from firmware.protocol import decode_frame, derive_session_keys
 
-    server = CameraControlServer(camera)
+    server = CameraControlServer(camera, PtySerialPort())
     keys = derive_session_keys(os.urandom(32), b"transcript")
     server._conn.keys = keys  # a session, as AUTH_FINISH would open it
     server._conn.last_seq = 99

@@ -46,8 +46,8 @@ def _keys(link: CameraLink) -> SessionKeys:
     return keys
 
 
-def _error(frame: Frame) -> tuple[int, str]:
-    assert frame.type == MessageType.ERROR, frame
+def _error(frame: Frame | FrameError) -> tuple[int, str]:
+    assert isinstance(frame, Frame) and frame.type == MessageType.ERROR, frame
     f = decode_payload(frame.payload).fields
     return f.integer("code", 0, 255), f.text("message", 1024)
 
@@ -97,6 +97,7 @@ def test_session_dies_with_the_connection(
         jump = encode_payload({"utc": clock_before + YEAR})
         raw.send(encode_frame(MessageType.SET_TIME, next_seq + 1, jump, old.dock_to_camera))
         reply = raw.collect_until(next_seq + 1)[-1]
+        assert isinstance(reply, Frame), reply
         assert _error(reply)[0] == ErrorCode.NOT_AUTHENTICATED and not reply.tagged
         raw.send_frame(MessageType.SET_TIME, next_seq + 2, jump)
         assert _error(raw.collect_until(next_seq + 2)[-1])[0] == ErrorCode.NOT_AUTHENTICATED

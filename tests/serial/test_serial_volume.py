@@ -13,6 +13,7 @@ from serial_support import FakeCamera, Keys, random_recording
 from dock.link import CameraLink, LinkClosed, LinkError, ReceiptRejected, RemoteNotFound
 from firmware.control import CameraControlServer
 from firmware.protocol import MAX_DATA, ErrorCode, ReleaseReceipt
+from sim.pty import PtySerialPort
 
 
 def test_status_and_set_time_logs_the_drift(session: CameraLink, camera: FakeCamera) -> None:
@@ -75,7 +76,7 @@ def test_read_file_to_resumes_after_an_unplug(
     rel = "recordings/20261122T181500Z-0002/seg-000000.bcs"
     out_path = tmp_path / "copy.part"
     progress: list[tuple[int, int]] = []
-    srv = CameraControlServer(camera)
+    srv = CameraControlServer(camera, PtySerialPort())
     srv.start()
     assert srv.path is not None
     try:
@@ -94,7 +95,7 @@ def test_read_file_to_resumes_after_an_unplug(
         srv.stop()
     held = out_path.stat().st_size
     assert 0 < held < 600_000 and held % MAX_DATA == 0
-    with CameraControlServer(camera) as srv2:
+    with CameraControlServer(camera, PtySerialPort()) as srv2:
         assert srv2.path is not None
         with CameraLink(srv2.path, timeout=0.5) as link, out_path.open("ab") as out:
             link.hello()

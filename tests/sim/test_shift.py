@@ -10,14 +10,10 @@ import pytest
 
 from bodycam_cli import main as bodycam
 from crypto.verify import verify_recording
-from sim.shift import (
-    ScenarioError,
-    load_scenario,
-    print_summary,
-    publish_slot,
-    run_shift,
-    withdraw_slot,
-)
+from sim.docking import publish_slot, withdraw_slot
+from sim.report import print_summary
+from sim.scenario import ScenarioError, load_scenario
+from sim.shift import run_shift
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "sim" / "scenarios"
 

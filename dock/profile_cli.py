@@ -1,5 +1,9 @@
 """`bodycam profile sign|flash|read`: the integrator's commands for signed profiles.
 
+They run on the host and talk to a camera through the host-side client, the
+dock's link (dock.link.CameraLink); `profile validate` needs no camera and stays
+with the profile model (firmware.profile_cli).
+
 `add_profile_commands(profile_subparsers)` adds the three commands to the
 `profile` command group (where `profile validate` lives too);
 `add_subcommands(subparsers)` finds or creates that group first.
@@ -14,7 +18,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware.profile_cli import profile_actions
 from firmware.profile_sign import (
@@ -26,6 +30,10 @@ from firmware.profile_sign import (
     signature_path,
     verify_signed_profile,
 )
+
+if TYPE_CHECKING:
+    from crypto.keys import SigningKey
+    from dock.link import CameraLink, HelloInfo
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +146,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_dock_key(path: Path | None) -> Any:
+def _load_dock_key(path: Path | None) -> SigningKey:
     from crypto.keys import SigningKey
 
     if path is None:
@@ -170,9 +178,9 @@ def _device_public(text: str | None) -> bytes | None:
 
 
 @contextmanager
-def _session(args: argparse.Namespace) -> Iterator[Any]:
+def _session(args: argparse.Namespace) -> Iterator[tuple[CameraLink, HelloInfo]]:
     """An authenticated CameraLink for the command's --port."""
-    from dock.link import CameraLink
+    from dock.link import CameraLink  # imported when used: `bodycam --help` stays quick
 
     dock_key = _load_dock_key(args.dock_key)
     expected = _device_public(args.device_public)

@@ -51,7 +51,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy firmware dock ringbuffer crypto sim vault bodycam_cli.py
+	$(BIN)/mypy firmware dock ringbuffer crypto sim store vault bodycam_cli.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

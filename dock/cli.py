@@ -234,7 +234,7 @@ def _who(by: str | None) -> str:
 
 def read_device_pubkey(spec: str) -> tuple[str, bytes, str]:
     """(device id, public key, model) from a DEVICE.json / key file path or a hex key."""
-    from firmware.identity import device_id_for, read_device_info
+    from crypto.device_info import device_id_for, read_device_info
 
     text = spec.strip()
     if re.fullmatch(r"[0-9a-fA-F]{64}", text) and not Path(spec).exists():

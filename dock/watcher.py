@@ -33,7 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from dock.ingest import Clock, Slot, SystemClock
+from dock.clock import SystemClock
+from dock.slots import Slot
+from firmware.hardware import Clock
 
 log = logging.getLogger(__name__)
 

@@ -204,7 +204,7 @@ class Dock:
 def decrypt_from_store(store: Any, site: str, camera: SimCamera, rec_id: str,
                        dest: Path) -> bytes:
     """Rebuild a recording from the store and decrypt it with the vault key."""
-    from dock.store import fetch_recording
+    from store import fetch_recording
 
     folder = fetch_recording(store, site, camera.device_id, rec_id, dest / rec_id)
     out = io.BytesIO()

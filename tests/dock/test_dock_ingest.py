@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from dock_support import Dock, SimCamera, decrypt_from_store, register
 
-from dock.ingest import CameraIngest, DockContext, Slot
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import QUARANTINED, RELEASED, Ledger
-from dock.store import FileStore
+from dock.slots import Slot
+from store import FileStore
 
 SITE = "test-site"
 

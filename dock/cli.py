@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 from dock.ledger import ROLES, Ledger
 
@@ -52,7 +52,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_subcommands(subparsers: Any) -> None:
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `dock run|status|register|unregister` on the top-level `bodycam` parser."""
     dock = subparsers.add_parser("dock", help="the docking-station ingest daemon",
                                  description="Ingest docked cameras into storage with proof.")
@@ -136,7 +136,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = DockDaemon(config)
     signalled: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         signalled.append(signum)
         daemon.request_stop()
 

@@ -298,9 +298,9 @@ class DockDaemon:
         return not (self._sessions or self._queue or self._retries or self.watcher.pending())
 
     def _handle_events(self) -> None:
-        for kind, payload in self.watcher.poll():
-            if kind == "docked":
-                slot: Slot = payload
+        for _, payload in self.watcher.poll():
+            if isinstance(payload, Slot):  # ("docked", slot)
+                slot = payload
                 self._docked[slot.name] = slot
                 self._retries.pop(slot.name, None)
                 if slot.name in self._sessions:
@@ -309,8 +309,8 @@ class DockDaemon:
                 elif slot not in self._queue:
                     self._queue.append(slot)
                     self.ledger.set_slot(slot.name, state=SlotState.WAITING, message="docked")
-            else:
-                name: str = payload
+            else:  # ("undocked", name)
+                name = payload
                 self._docked.pop(name, None)
                 self._retries.pop(name, None)
                 self._redocked.pop(name, None)

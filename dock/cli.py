@@ -9,6 +9,12 @@ bodycam dock register DEVICE_PUBKEY --role coordinator [--by NAME] [--ledger PAT
 bodycam dock unregister DEVICE_ID --role coordinator [--by NAME] [--ledger PATH]
 ```
 
+With a back office, the coordinator registers cameras there (`bodycam vault camera
+add`); the back office publishes a signed registry into the store and `dock run
+--registry-key FILE` applies it to the ledger, which then serves as the dock's cache
+(offline, the last good copy). `register`/`unregister` edit that cache directly, for a
+dock without a back office.
+
 The ledger defaults to `$BODYCAM_DOCK_LEDGER`, else
 `$XDG_STATE_HOME/bodycam-dock/ledger.sqlite` (`~/.local/state/...`), so `dock
 status` in another terminal finds the daemon's ledger without flags.
@@ -85,6 +91,9 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("--rescan", type=_seconds, default=5.0,
                      help="seconds between full rescans of the slots root (default 5)")
     run.add_argument("--no-live", action="store_true", help="no live progress table")
+    run.add_argument("--registry-key", type=Path, default=None, metavar="FILE",
+                     help="the back office's registry public key: take the camera registry "
+                          "the back office publishes in the store (cached in the ledger)")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="what the dock is doing (read from its ledger)")
@@ -130,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settle=args.settle,
         rescan_interval=args.rescan,
         live=False if (args.no_live or args.json_logs) else None,
+        registry_key=args.registry_key,
     )
     if not config.slots.is_dir():
         raise FileNotFoundError(f"slots root {config.slots} does not exist")

@@ -80,6 +80,8 @@ class DaemonConfig:
     once_attempts: int = 3
     link_timeout: float = 2.0
     live: bool | None = None  # rich live view; None: when stderr is a terminal
+    registry_key: Path | None = None  # back office's registry public key (dock/registry.py)
+    registry_interval: float = 60.0  # seconds between looks for a newer published registry
 
 
 @dataclass
@@ -178,6 +180,7 @@ class DockDaemon:
         self._view: Live | None = None
         self._rows: dict[str, SlotSnapshot] = {}  # last state of slots no longer running
         self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
+        self._registry_due = -1e18
 
     # --- control -----------------------------------------------------------------------------
 
@@ -274,6 +277,7 @@ class DockDaemon:
             while True:
                 self._handle_events()
                 self._reap()
+                self._refresh_registry()
                 self._requeue_registered()
                 self._requeue_due()
                 self._start_sessions()
@@ -414,6 +418,20 @@ class DockDaemon:
                              recording=None, bytes_done=snap["bytes_done"],
                              bytes_total=snap["bytes_total"], rate=0.0, eta=None,
                              message=message[:1000])
+
+    def _refresh_registry(self) -> None:
+        """Take the back office's newest signed camera registry into the ledger (the cache)."""
+        cfg = self.config
+        if cfg.registry_key is None or self.clock.monotonic() < self._registry_due:
+            return
+        self._registry_due = self.clock.monotonic() + cfg.registry_interval
+        from crypto.keys import load_public_key
+        from dock.registry import refresh_ledger
+
+        result = refresh_ledger(self.store, self.ledger, load_public_key(cfg.registry_key),
+                                Path(f"{self.ledger.path}.registry.json"))
+        if result.problem:
+            log.warning("camera registry: %s", result.problem)
 
     def _requeue_registered(self) -> None:
         """A camera refused as unknown is taken as soon as the coordinator registers it."""

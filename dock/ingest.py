@@ -62,6 +62,7 @@ from crypto.names import NameRefused, check_device_id
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
 from dock.clock import SystemClock
 from dock.faults import fault_point
+from dock.ingest_record import write_for_recording
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
 from dock.names import ListingBounds, ListingRefused, display_path
 from dock.release import ReleaseWorker
@@ -570,6 +571,9 @@ class CameraIngest:
             self.check_alive()
             if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
                 all_durable = False
+        if all_durable:  # the chain of custody, signed by this dock, next to the footage
+            with self.ctx.uploads:
+                write_for_recording(self.ctx, vr, header, manifest, until)
         return all_durable
 
     def _tidy_spool(self, listed: set[str]) -> None:

@@ -10,15 +10,18 @@ fetch_recording(store, site, device_id, recording_id, dest)   # a folder crypto 
 The dock writes through it, the back office reads through it; it knows nothing of
 docks or people. Modules: `keys` (layout, Object Lock dates), `base` (`Store`,
 `StoredObject`), `retry` (`RetryPolicy`), `file` (`FileStore`), `s3` (`S3Store`),
-`url` (`open_store`), `fetch` (listing and fetching a recording), `errors`.
+`url` (`open_store`), `fetch` (listing and fetching a recording), `delete` (for the
+back office's retention purge), `errors`.
 """
 
 from store.base import FaultHook, Store, StoredObject
+from store.delete import delete_object, delete_objects, s3_object_versions
 from store.errors import (
     StoreConfigError,
     StoreError,
     StoreFull,
     StoreIntegrityError,
+    StoreLocked,
     StoreUnavailable,
 )
 from store.fetch import fetch_recording, recording_objects
@@ -53,9 +56,12 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreIntegrityError",
+    "StoreLocked",
     "StoreUnavailable",
     "StoredObject",
     "check_key",
+    "delete_object",
+    "delete_objects",
     "events_key",
     "events_prefix",
     "events_range",
@@ -66,5 +72,6 @@ __all__ = [
     "recording_objects",
     "recording_prefix",
     "retain_until",
+    "s3_object_versions",
     "split_name",
 ]

@@ -21,3 +21,7 @@ class StoreIntegrityError(StoreError):
 
 class StoreConfigError(StoreError, ValueError):
     """The store URL or the bucket/directory is not usable as a bodycam store."""
+
+
+class StoreLocked(StoreError):
+    """A legal hold or an unexpired Object Lock retention still protects the object."""

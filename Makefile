@@ -53,7 +53,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy firmware dock ringbuffer crypto sim vault bodycam_cli.py
+	$(BIN)/mypy firmware dock ringbuffer crypto sim store vault bodycam_cli.py
 	# test folders one at a time: each has its own conftest.py (the shared fakes: tests/fakes)
 	$(BIN)/mypy --strict tests/serial
 	$(BIN)/mypy --strict tests/dock

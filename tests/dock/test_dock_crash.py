@@ -23,9 +23,9 @@ from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
 from s3_support import WeedServer, s3_client
 
-from dock.ingest import FAULT_ENV
+from dock.faults import FAULT_ENV
 from dock.ledger import Ledger
-from dock.store import FileStore, open_store
+from store import FileStore, open_store
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "crash"

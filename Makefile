@@ -53,6 +53,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy firmware dock ringbuffer crypto sim store vault bodycam_cli.py
 	# test folders one at a time: each has its own conftest.py (the shared fakes: tests/fakes)
 	$(BIN)/mypy --strict tests/serial

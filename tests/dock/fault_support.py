@@ -50,6 +50,18 @@ DOCK_FAULT_POINTS = ("after-store", "after-ledger", "after-release")
 SYSCALL_POINTS = ("link", "fsync", "replace", "unlink")
 
 
+SEED_ENV = "BODYCAM_SEED"
+_session_seed: list[int] = []
+
+
+def session_seed() -> int:
+    """The run's seed: BODYCAM_SEED if set, else drawn once per process (print it)."""
+    if not _session_seed:
+        raw = os.environ.get(SEED_ENV)
+        _session_seed.append(int(raw) if raw else random.SystemRandom().randrange(1 << 32))
+    return _session_seed[0]
+
+
 def rng_for(seed: int, name: str) -> random.Random:
     """A generator for one test, fixed by the session seed and the test's name alone."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()

@@ -25,13 +25,12 @@ for support in ("dock", "e2e"):  # dock_support, s3_support, fault_support, e2e_
         sys.path.insert(0, path)
 
 from dock_support import Dock, SimCamera, make_camera  # noqa: E402
-from fault_support import rng_for  # noqa: E402
+from fault_support import SEED_ENV, rng_for, session_seed  # noqa: E402
 from s3_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer, start_weed  # noqa: E402
 
 from crypto.keys import SigningKey, VaultKey  # noqa: E402
 
 MODE_ENV = "BODYCAM_RELIABILITY"
-SEED_ENV = "BODYCAM_SEED"
 
 
 @dataclass
@@ -73,13 +72,11 @@ _TALLY = pytest.StashKey[Tally]()
 
 
 def _seed() -> int:
-    raw = os.environ.get(SEED_ENV)
-    if raw:
-        try:
-            return int(raw)
-        except ValueError:
-            raise pytest.UsageError(f"{SEED_ENV} must be an integer, not {raw!r}") from None
-    return random.SystemRandom().randrange(1 << 32)
+    try:
+        return session_seed()
+    except ValueError:
+        raw = os.environ.get(SEED_ENV)
+        raise pytest.UsageError(f"{SEED_ENV} must be an integer, not {raw!r}") from None
 
 
 def pytest_configure(config: pytest.Config) -> None:

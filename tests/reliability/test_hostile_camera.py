@@ -48,6 +48,8 @@ class LyingListing(CameraControlServer):
                               "size": self.size})
             else:
                 files.append({"recording": good, "name": self.bad, "size": self.size})
+            # the dock checks that a listing only moves forward: keep the camera's order
+            files.sort(key=lambda f: f"{f['recording']}/{f['name']}")
             page = {**page, "files": files}
         return page, data
 
@@ -76,33 +78,55 @@ def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "recording.hdr").write_bytes(b"keep me")  # _clean_spool must not reach it
+    store = FileStore(tmp_path / "store")
+    ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
+                      spool_root=tmp_path / "spool", link_timeout=0.5)
+    problems: list[str] = []
+    shas: dict[Any, str] = {}
     try:
+        # an honest docking first: the folders it makes are the dock's own
+        cam.record(1, size=5000)
+        shas.update(segment_shas(cam))
+        docks.dock(cam, "slot-honest", volume=False)
+        assert CameraIngest(Slot("slot-honest", docks.slots / "slot-honest"), ctx).run().ok
+        docks.undock("slot-honest")
         for i, bad in enumerate(BAD_NAMES):
             for where in ("recording", "file"):
                 cam.record(2, size=5000)
-                shas = segment_shas(cam)
-                store = FileStore(tmp_path / "store")
-                ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock,
-                                  site=SITE, spool_root=tmp_path / "spool", link_timeout=0.5)
-                before = _tree(tmp_path) - _tree(tmp_path / "spool") if (
-                    tmp_path / "spool").exists() else _tree(tmp_path)
+                shas.update(segment_shas(cam))
+                before = _tree(tmp_path)
                 slot = f"slot-{i}-{where}"
                 _dock_with(docks, LyingListing(cam, bad, where), slot)
                 tally.bad_inputs += 1
-                report = CameraIngest(Slot(slot, docks.slots / slot), ctx).run()
-                docks.undock(slot)
+                try:
+                    report = CameraIngest(Slot(slot, docks.slots / slot), ctx).run()
+                except Exception as exc:  # in the daemon: an "internal error" with a traceback
+                    problems.append(f"{bad!r} as a {where} name crashed the session: "
+                                    f"{type(exc).__name__}: {exc}")
+                    continue
+                finally:
+                    docks.undock(slot)
                 text = " ".join([report.summary(), *report.notes, *report.errors])
-                assert "refused" in text, f"{bad!r} as a {where} name: {text}"
-                after = {p for p in _tree(tmp_path) if not p.startswith(
-                    ("spool/", "store/", "state/", "cameras/", "slots/"))}
-                new = after - before - {"spool", "store"}
-                assert not new, f"{bad!r}: the dock wrote outside its place: {new}"
-                assert (outside / "recording.hdr").read_bytes() == b"keep me"
+                # anything new must lie in this camera's own place (spool, store, ledger)
+                escaped = {p for p in _tree(tmp_path) - before
+                           if not p.startswith(("state/", "cameras/"))
+                           and cam.device_id not in Path(p).parts}
                 check = check_cameras([cam], shas, ledger.path, store, SITE)
                 tally.checked(check.segments, len(check.lost), len(check.false_releases))
-                assert check.on_camera == 0 and not check.false_releases
+                if "refused" not in text:
+                    problems.append(f"{bad!r} as a {where} name not reported refused: {text}")
+                if escaped:
+                    problems.append(f"{bad!r} as a {where} name wrote outside: {sorted(escaped)}")
+                if (outside / "recording.hdr").read_bytes() != b"keep me":
+                    problems.append(f"{bad!r} as a {where} name: a file outside was changed")
+                if check.false_releases:
+                    problems.append(f"{bad!r}: released without a copy {check.false_releases}")
+                if check.on_camera:
+                    problems.append(f"{bad!r} as a {where} name stopped the good recordings: "
+                                    f"{text}")
     finally:
         ledger.close()
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.xfail(strict=True, reason="needs section 3: the serial path copies the size a "

@@ -48,6 +48,10 @@ PAUSE_ENV = "BODYCAM_TEST_PAUSE_DIR"  # where pause-put markers are written
 # What the child can be killed after. The dock's own fault points come first.
 DOCK_FAULT_POINTS = ("after-store", "after-ledger", "after-release")
 SYSCALL_POINTS = ("link", "fsync", "replace", "unlink")
+# Killed from outside the moment the ledger holds n more segments than at the start:
+# wherever the dock then is (copying, uploading, releasing), woken by the ledger's writes.
+LEDGER_POINT = "ledger"
+ANY_STATE = ("copied", "stored", "released", "quarantined")
 
 
 SEED_ENV = "BODYCAM_SEED"
@@ -74,6 +78,8 @@ def choose_kill(rng: random.Random, max_hit: int, points: Iterable[str] | None =
     options = list(points or (*DOCK_FAULT_POINTS, *SYSCALL_POINTS))
     point = rng.choice(options)
     nth = rng.randint(1, max_hit)
+    if point == LEDGER_POINT:
+        return f"{point}:{nth}", {}  # the test kills from outside: see kill_on_ledger
     if point in DOCK_FAULT_POINTS:
         return f"{point}:{nth}", {FAULT_ENV: f"{point}:{nth}"}
     return f"{point}:{nth}", {KILL_ENV: f"{point}:{nth}"}
@@ -206,6 +212,18 @@ def ledger_count(path: Path, device_ids: Iterable[str], *states: str) -> int:
         return 0
 
 
+def kill_on_ledger(run: DockProcess, device_ids: Iterable[str], more: int,
+                   timeout: float = 60.0) -> int:
+    """Start `run`, SIGKILL it once `more` segments have entered its ledger; its exit code."""
+    ids = list(device_ids)
+    base = ledger_count(run.ledger, ids, *ANY_STATE)
+    with ChangeWatch(run.ledger.parent) as watch:
+        run.start()
+        watch.wait_for(lambda: ledger_count(run.ledger, ids, *ANY_STATE) >= base + more,
+                       alive=run.running, timeout=timeout)
+        return run.kill()
+
+
 def wait_pause_marker(pause_dir: Path, nth: int, *, alive: Callable[[], bool],
                       timeout: float = 60.0) -> Path | None:
     """The marker the child writes when it holds the n-th upload; None if it never comes."""
@@ -297,9 +315,13 @@ def segment_shas(camera: Any) -> dict[tuple[str, str, str], str]:
 
 
 def check_cameras(cameras: Iterable[Any], shas: dict[tuple[str, str, str], str],
-                  ledger_path: Path, store: Any, site: str) -> Check:
+                  ledger_path: Path, store: Any, site: str,
+                  verified: set[str] | None = None) -> Check:
     """Invariant 1: every segment gone from a camera is durable in the ledger and in the store,
-    with the content the signed manifest names (its SHA-256 checked by reading it back)."""
+    with the content the signed manifest names (its SHA-256 checked by reading it back).
+
+    `verified`: keys already read back in an earlier look (skipped, then added to).
+    """
     from dock.store import object_key
 
     result = Check()
@@ -318,9 +340,10 @@ def check_cameras(cameras: Iterable[Any], shas: dict[tuple[str, str, str], str],
                     sha = shas.get((cam.device_id, rec, name))
                     key = object_key(site, cam.device_id, rec, name, sha) if sha else None
                     stored = key is not None and store.stat(key) is not None
-                    if stored:
-                        assert key is not None
+                    if stored and key is not None and (verified is None or key not in verified):
                         stored = hashlib.sha256(read_object(store, key)).hexdigest() == sha
+                        if stored and verified is not None:
+                            verified.add(key)
                     if not stored:
                         result.lost.append(where)
                         result.false_releases.append(where)

@@ -294,3 +294,38 @@ def test_listing_across_page_bounds_is_ingested_whole(
         assert check.on_camera == 0 and not check.lost and not check.false_releases
     finally:
         ledger.close()
+
+
+@pytest.mark.xfail(strict=True, reason="needs section 3 (early refusal): a header or manifest "
+                   "beyond its bound raises VerificationFailed out of CameraIngest.run instead "
+                   "of refusing that recording")
+@pytest.mark.parametrize("mode", ["mass-storage", "serial"])
+@pytest.mark.parametrize("which", ["recording.hdr", "manifest.bcm"])
+def test_header_or_manifest_beyond_its_bound_is_refused_and_the_rest_ingested(
+    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any, mode: str,
+    which: str
+) -> None:
+    from crypto.format import MANIFEST_MAX_SIZE, REC_HEADER_MAX
+
+    cam: SimCamera = make_cam("cam-z", transfer=mode)
+    ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
+    register(ledger, cam)
+    good = cam.record(2, size=5000)
+    bad = cam.record(2, size=5000)
+    bound = REC_HEADER_MAX if which == "recording.hdr" else MANIFEST_MAX_SIZE
+    (cam.recordings / bad / which).write_bytes(os.urandom(bound + 1))
+    try:
+        store = FileStore(tmp_path / "store")
+        ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
+                          spool_root=tmp_path / "spool")
+        docks.dock(cam, "slot-1", volume=mode != "serial")
+        tally.bad_inputs += 1
+        report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
+        assert not report.ok and "camera released" not in report.summary(), report.summary()
+        on_camera = {p.parent.name for p in cam.segment_files()}
+        assert on_camera == {bad}, report.summary()  # the bad one stays, as evidence
+        assert not (cam.recordings / good).exists()
+        spooled = [p for p in (tmp_path / "spool").rglob(which) if p.stat().st_size > bound]
+        assert spooled == []  # never taken in whole
+    finally:
+        ledger.close()

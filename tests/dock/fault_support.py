@@ -110,12 +110,19 @@ class DockProcess:
         if self.once:
             cmd.append("--once")
         env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, KILL_ENV, PAUSE_ENV)}
-        env.update({"PYTHONPATH": str(ROOT), **self.env})
+        # A private TMPDIR: the dock's temporary files are its own (no other program on the
+        # machine may clean them away mid-upload), and a test can look for leftovers.
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        env.update({"PYTHONPATH": str(ROOT), "TMPDIR": str(self.tmpdir), **self.env})
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
                                          stdin=subprocess.DEVNULL)
         return self
+
+    @property
+    def tmpdir(self) -> Path:
+        return self.logs / "tmp"
 
     @property
     def out_path(self) -> Path:

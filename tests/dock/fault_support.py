@@ -45,8 +45,12 @@ CHILD = Path(__file__).with_name("dock_fault_child.py")
 KILL_ENV = "BODYCAM_TEST_KILL"  # "op:n": SIGKILL right after the n-th call of op
 PAUSE_ENV = "BODYCAM_TEST_PAUSE_DIR"  # where pause-put markers are written
 
-# What the child can be killed after. The dock's own fault points come first.
-DOCK_FAULT_POINTS = ("after-store", "after-ledger", "after-release")
+# What the child can be killed after. The dock's own fault points (dock.ingest.fault_point)
+# come first; a point this dock does not have is never reached, and its round simply runs
+# to the end without a kill.
+DOCK_FAULT_POINTS = ("after-store", "after-ledger", "after-release", "events-stored")
+FILE_STORE_POINTS = ("store-linked",)  # the object has its final name, staging not unlinked
+S3_POINTS = ("s3-put-sent",)  # the PUT was answered, nothing after it ran
 SYSCALL_POINTS = ("link", "fsync", "replace", "unlink")
 # Killed from outside the moment the ledger holds n more segments than at the start:
 # wherever the dock then is (copying, uploading, releasing), woken by the ledger's writes.

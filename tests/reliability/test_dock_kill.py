@@ -22,7 +22,9 @@ import pytest
 from dock_support import Dock, SimCamera, decrypt_from_store, register
 from fault_support import (
     DOCK_FAULT_POINTS,
+    FILE_STORE_POINTS,
     LEDGER_POINT,
+    S3_POINTS,
     DockProcess,
     check_cameras,
     choose_kill,
@@ -137,8 +139,8 @@ def test_dock_kill_9_at_seeded_points_file_store(
     url = f"file://{tmp_path}/store"
     store = FileStore(tmp_path / "store")
     shas = _kill_rounds(tmp_path, docks, cams, url, store, rng, tally, count(5, 24),
-                        (*DOCK_FAULT_POINTS, "link", "fsync", "replace", "unlink",
-                         LEDGER_POINT))
+                        (*DOCK_FAULT_POINTS, *FILE_STORE_POINTS, "link", "fsync",
+                         "replace", "unlink", LEDGER_POINT))
     _final_run_and_check(tmp_path, docks, cams, url, store, shas, tally)
 
 
@@ -152,7 +154,7 @@ def test_dock_kill_9_at_seeded_points_s3(
     store = open_store(url)
     try:
         shas = _kill_rounds(tmp_path, docks, cams, url, store, rng, tally, count(3, 24),
-                            (*DOCK_FAULT_POINTS, "fsync", "replace", "unlink"))
+                            (*DOCK_FAULT_POINTS, *S3_POINTS, "fsync", "replace", "unlink"))
         _final_run_and_check(tmp_path, docks, cams, url, store, shas, tally)
         client = s3_client(weed.endpoint)
         try:

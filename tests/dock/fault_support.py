@@ -84,7 +84,7 @@ def choose_kill(rng: random.Random, max_hit: int, points: Iterable[str] | None =
     nth = rng.randint(1, max_hit)
     if point == LEDGER_POINT:
         return f"{point}:{nth}", {}  # the test kills from outside: see kill_on_ledger
-    if point in DOCK_FAULT_POINTS:
+    if point not in SYSCALL_POINTS:  # one of the dock's own fault points
         return f"{point}:{nth}", {FAULT_ENV: f"{point}:{nth}"}
     return f"{point}:{nth}", {KILL_ENV: f"{point}:{nth}"}
 

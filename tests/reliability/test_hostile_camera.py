@@ -246,9 +246,12 @@ def test_event_log_offload_reads_at_most_its_limit(
 ) -> None:
     from firmware.protocol import MAX_DATA
 
-    # the dock's limit per docking (64 MiB), made small so the test moves little data
+    # the dock's limit per docking (64 MiB), made small so the test moves little data: the
+    # module's constant, or the context's setting where the dock has one
     limit = 1 << 20
     monkeypatch.setattr("dock.ingest.MAX_EVENT_LOG_PIECE", limit)
+    setting = ({"event_log_piece": limit}
+               if "event_log_piece" in DockContext.__dataclass_fields__ else {})
     cam: SimCamera = make_cam("cam-e", transfer="serial")
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     register(ledger, cam)
@@ -256,7 +259,8 @@ def test_event_log_offload_reads_at_most_its_limit(
     server = EndlessEventLog(cam, cap=2 * limit)
     try:
         ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                          dock_key=site_keys.dock, site=SITE, spool_root=tmp_path / "spool")
+                          dock_key=site_keys.dock, site=SITE, spool_root=tmp_path / "spool",
+                          **setting)
         _dock_with(docks, server, "slot-1")
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()

@@ -6,8 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install test reliability fuzz demo bench lint clean system-deps
 
+# Debian packages the tests and the demo use, each checked by a command it provides.
+SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
+
 $(STAMP): pyproject.toml
-	@command -v ffprobe >/dev/null 2>&1 || $(MAKE) system-deps
+	@$(MAKE) --no-print-directory system-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -16,10 +19,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 system-deps:
-	@if [ "$$(id -u)" = "0" ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null; \
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+		command -v "$${dep%%:*}" >/dev/null 2>&1 || [ -x "$${dep%%:*}" ] || missing="$$missing $${dep#*:}"; \
+	done; \
+	# The PostgreSQL server (not only its client): the catalog tests run against one too. \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else \
-		echo "ffmpeg (ffprobe) is missing: install the Debian package ffmpeg as root" >&2; exit 1; \
+		echo "missing Debian packages:$$missing (install them as root)" >&2; exit 1; \
 	fi
 
 test: $(STAMP)
@@ -35,8 +45,11 @@ fuzz: $(STAMP)
 	BODYCAM_HYPOTHESIS=explore $(BIN)/python -m pytest -q $(FUZZ_ARGS) \
 		tests/ringbuffer tests/crypto tests/serial tests/sim/test_sensor.py tests/firmware/test_eventlog.py
 
-demo: $(STAMP)
-	$(BIN)/bodycam demo
+# Timed from before the install, so a fresh machine sees what the whole thing costs.
+demo:
+	@start=$$(date +%s); $(MAKE) --no-print-directory install && $(BIN)/bodycam demo; rc=$$?; \
+		echo "make demo: $$(( $$(date +%s) - start )) s in all, install included (exit $$rc)"; \
+		exit $$rc
 
 bench: $(STAMP)
 	@failed=""; for b in benchmarks/*_bench.py; do echo "== $$b"; \

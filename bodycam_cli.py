@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,7 +58,23 @@ def _one_line(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _reader_went_away() -> int:
+    """`bodycam ... | head`: the reader closed the pipe; end quietly, as `cat` would."""
+    # Python would flush stdout again at exit and print a second BrokenPipeError.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # also from argparse printing --help into a closed pipe
+        return _reader_went_away()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -69,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"'{args.command}' needs a subcommand")
     try:
         result = func(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return _reader_went_away()
     except KeyboardInterrupt:
         print("bodycam: interrupted", file=sys.stderr)
         return 130

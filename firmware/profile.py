@@ -27,6 +27,7 @@ footage, and a dock must be able to release it) are required.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import logging
 import math
@@ -58,6 +59,7 @@ log = logging.getLogger(__name__)
 MAX_PROFILE_BYTES = 64 * 1024  # same bound as a profile sent over serial (firmware.protocol)
 MAX_VAULT_RECIPIENTS = 8
 MAX_TRUSTED_DOCKS = 64
+MAX_CLOCK_CORRECTION_SECONDS = 3_155_760_000  # 100 years: in effect no bound
 MAX_GOP_SECONDS = 4  # longer groups of pictures make pre-roll and segment cuts too coarse
 # Below ~0.01 bit per pixel x264 starts repeating whole frames after each keyframe (measured
 # at 1280x720 30 fps: 100 kbit/s repeats 4 frames of every 30; 277 kbit/s none).
@@ -187,6 +189,19 @@ class DeviceSection(_Section):
         max_length=64,
         description='an IANA time zone name such as "Europe/Amsterdam" or "UTC"',
     )
+    # The largest step a dock's SET_TIME may move the camera clock (PROTOCOL.md, SET_TIME).
+    # Larger corrections are refused and logged on both sides: a camera whose clock is that
+    # far off (a reset clock, a dock with a wrong clock) needs a person, not a silent jump
+    # of the time stamped on evidence.
+    max_clock_correction_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=MAX_CLOCK_CORRECTION_SECONDS,
+        description=(
+            f"an integer 1..{MAX_CLOCK_CORRECTION_SECONDS}: seconds a dock may correct the "
+            "camera clock by (default 86400, one day); larger corrections are refused"
+        ),
+    )
 
     @field_validator("time_zone")
     @classmethod
@@ -277,6 +292,37 @@ class Profile(_Section):
             )
         return self
 
+    def prerecord_defaults(self) -> list[str]:
+        """A note per pre-record setting the file leaves to the default (privacy-relevant)."""
+        section = self.prerecord
+        set_here = section.model_fields_set if "prerecord" in self.model_fields_set else set()
+        notes = []
+        for name in ("seconds", "audio"):
+            if name not in set_here:
+                value = getattr(section, name)
+                shown = str(value).lower() if isinstance(value, bool) else str(value)
+                notes.append(f"note: [prerecord] {name} is not set; the default {shown} is used")
+        return notes
+
+    def placeholder_key_warnings(self) -> list[str]:
+        """One line per example key in [keys]: such a camera's footage is lost for good."""
+        lines = []
+        for k in self.keys.vault_recipients:
+            if str(k).lower() in PLACEHOLDER_KEYS:
+                lines.append(
+                    f"WARNING: vault recipient {str(k)[:16]}... is an example key whose private "
+                    "half was thrown away: footage sealed for it can never be opened. Put the "
+                    "site's vault.pub (from `bodycam keys init DIR`) in [keys] vault_recipients."
+                )
+        for k in self.keys.trusted_docks:
+            if str(k).lower() in PLACEHOLDER_KEYS:
+                lines.append(
+                    f"WARNING: trusted dock {str(k)[:16]}... is an example key whose private "
+                    "half was thrown away: no dock can release footage with it. Put the site's "
+                    "dock.pub in [keys] trusted_docks."
+                )
+        return lines
+
     def summary(self) -> str:
         """One line for `bodycam profile validate` and logs (no secrets in a profile)."""
         v, pre, rec = self.video, self.prerecord, self.recording
@@ -289,6 +335,17 @@ class Profile(_Section):
             f"{len(self.keys.vault_recipients)} vault recipient(s), "
             f"{len(self.keys.trusted_docks)} trusted dock(s); transfer {self.transfer.mode}"
         )
+
+
+# Public keys in the example profiles (profiles/*.toml) whose private halves were thrown
+# away: a camera flashed with one seals footage nobody can ever open or release.
+PLACEHOLDER_KEYS = frozenset({
+    "8dc29b5e638401ce06e805c474ab0c5020bc8d4a2abdb8b7c98ddf531e5f1437",
+    "c5b4c1be0b1af460518bbf99bbd761222444a74fff2a679682e3dd4031f05142",
+    "712cb9680cdc2adf0b0192de72094f393f639b3fd34bf960c94cdc56c6890697",
+    "39b6d8c5cd13a4c831009a7ad1bc8e91771deef1bc213bc34819deb1f50271ed",
+    "74092ace01c162d88e88d702e1dc6b4b2f9d4bfdae60aacf6b3667fef9c4cbd6",
+})
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -309,6 +366,11 @@ def parse_profile(data: bytes | str, *, source: str = "<profile>") -> Profile:
         if len(data) > MAX_PROFILE_BYTES:
             raise ProfileError(
                 [f"{source}: file is larger than {MAX_PROFILE_BYTES} bytes: not a profile"]
+            )
+        if data.startswith(codecs.BOM_UTF8):
+            raise ProfileError(
+                [f"{source}: line 1: starts with a UTF-8 byte order mark (BOM); "
+                 "save the file as UTF-8 without BOM"]
             )
         try:
             text = data.decode("utf-8")

@@ -64,4 +64,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{path}: not valid ({count} error{'s' if count != 1 else ''})", file=sys.stderr)
         return 1
     print(f"{path}: valid: {profile.summary()}")
+    for line in profile.prerecord_defaults() + profile.placeholder_key_warnings():
+        print(f"{path}: {line}", file=sys.stderr)
     return 0

@@ -197,7 +197,11 @@ class ProfileStore:
         part = directory / (PROFILE_FILE + PART_SUFFIX)
         fh = part.open("wb")
         session = FlashSession(self, slot, size, sha256_hex, signature_file, fh)
-        self._fault("begin")
+        try:
+            self._fault("begin")
+        except BaseException:
+            session.abort()  # nobody holds the session yet, so nobody else would close it
+            raise
         return session
 
     def _commit(self, session: FlashSession, current: Profile | None) -> StoredProfile:

@@ -18,6 +18,7 @@ from typing import Any
 
 from firmware.profile_cli import profile_actions
 from firmware.profile_sign import (
+    ProfileSignatureError,
     read_profile_file,
     read_signature_file,
     short_key,
@@ -91,20 +92,39 @@ def _add_link_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=2.0,
         metavar="SECONDS",
         help="per-attempt reply timeout (default 2)",
     )
 
 
+def _seconds(text: str) -> float:
+    """--timeout: a number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds (exclusive 0)")
+    return value
+
+
 # --- handlers --------------------------------------------------------------------------
+
+
+INTEGRATOR_KIND = "integrator"
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from crypto.keys import SigningKey
 
     key = SigningKey.load(args.key)
+    if key.kind != INTEGRATOR_KIND:
+        raise ValueError(
+            f"{args.key} is a {key.kind} key; profiles are signed with the integrator key "
+            "(integrator.key from `bodycam keys init DIR`)"
+        )
     out = sign_profile_file(args.file, key)
     data = read_profile_file(args.file)
     verified = verify_signed_profile(
@@ -184,7 +204,12 @@ def cmd_flash(args: argparse.Namespace) -> int:
     sig_path = args.sig or signature_path(args.file)
     sig_file = read_signature_file(sig_path)
     # Local checks first: a profile the camera would refuse is not worth a transfer.
-    verified = verify_signed_profile(data, sig_file, trusted_signers=None, source=str(args.file))
+    try:
+        verified = verify_signed_profile(
+            data, sig_file, trusted_signers=None, source=str(args.file)
+        )
+    except ProfileSignatureError as exc:
+        raise ProfileSignatureError(f"{sig_path}: {exc.reason}") from None
     sig = verified.signature
     console = Console(stderr=True)
     with _session(args) as (link, hello):

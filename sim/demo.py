@@ -59,6 +59,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     from firmware.control import CameraControlServer
     from sim.shift import ingest_docked, print_summary, run_shift
 
+    started = time.perf_counter()
     say = file or sys.stdout
     out = Path(out_dir).resolve()
     prepare_out(out)
@@ -72,7 +73,6 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
         print(f"\n== {text}", file=say, flush=True)
 
     heading(f"Shift: {SCENARIO.name} in fast-forward (two cameras, three incidents)")
-    started = time.perf_counter()
 
     def at_end(cameras: dict[str, Camera]) -> None:
         heading("Dock: both cameras docked; ingest into the local store")

@@ -21,7 +21,7 @@ settings.register_profile("explore", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("BODYCAM_HYPOTHESIS", "repeatable"))
 
 # Threads that libraries start once per process and keep on purpose.
-_PERSISTENT_THREAD_PREFIXES = ("pydevd", "ThreadPoolExecutor-0", "asyncio_")
+_PERSISTENT_THREAD_PREFIXES = ("pydevd",)
 
 
 def _children(pid: int) -> set[int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -114,3 +116,34 @@ def test_vault_verify_names_a_path_that_does_not_exist(
     missing = tmp_path / "nothing"
     assert main(["vault", "verify", str(missing)]) == 1
     assert capsys.readouterr().out == f"FAILED {missing}: no such file or folder\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "status"),
+    [
+        (["keys", "show", "{keys}/vault.pub", "{keys}/dock.pub"], 128 + signal.SIGPIPE),
+        (["keys", "init", "{keys}-2"], 128 + signal.SIGPIPE),
+        # argparse itself ignores a failed write of its help text and exits 0.
+        (["--help"], 0),
+        (["dock", "--help"], 0),
+    ],
+    ids=["keys-show", "keys-init", "help", "group-help"],
+)
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
+    tmp_path: Path, args: list[str], status: int
+) -> None:
+    """`bodycam ... | head`: no BrokenPipeError traceback, no error line."""
+    keys = tmp_path / "keys"
+    assert main(["keys", "init", str(keys)]) == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "bodycam_cli", *[a.format(keys=keys) for a in args]],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == status

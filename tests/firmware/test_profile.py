@@ -40,7 +40,7 @@ trusted_docks = ["{DOCK}"]
 
 
 def expected_message(path: Path) -> str:
-    first = path.read_bytes().split(b"\n", 1)[0].decode()
+    first = path.read_bytes().split(b"\n", 1)[0].decode("utf-8-sig")
     assert first.startswith("# expect: "), f"{path.name} must start with '# expect: MESSAGE'"
     return first[len("# expect: ") :]
 
@@ -86,7 +86,8 @@ def test_cli_accepts_a_valid_profile(path: Path, capsys: pytest.CaptureFixture[s
     assert run_cli(["profile", "validate", str(path)]) == 0
     out, err = capsys.readouterr()
     assert out.count("\n") == 1 and out.startswith(f"{path}: valid: profile ")
-    assert err == ""
+    # The shipped profiles hold example keys: only the warnings about them reach stderr.
+    assert all(line.startswith(f"{path}: WARNING: ") for line in err.splitlines())
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
@@ -174,3 +175,43 @@ def test_validate_joins_an_existing_profile_group() -> None:
     profile_cli.add_subcommands(sub)
     args = parser.parse_args(["profile", "validate", "x.toml"])
     assert args.func is profile_cli.cmd_validate and args.file == Path("x.toml")
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_validate_warns_loudly_about_the_example_keys(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped profiles carry keys nobody holds: validate says footage would be lost."""
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    captured = capsys.readouterr()
+    assert "valid:" in captured.out
+    assert f"{path}: WARNING: vault recipient" in captured.err
+    assert "can never be opened" in captured.err
+
+
+def test_validate_is_quiet_about_a_site_s_own_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crypto.keys import SigningKey, VaultKey
+
+    text = MINIMAL.replace(VAULT, VaultKey.generate().public_bytes().hex()).replace(
+        DOCK, SigningKey.generate("dock").public_bytes().hex())
+    path = tmp_path / "site.toml"
+    path.write_text(text + "[prerecord]\nseconds = 30\naudio = false\n")
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_validate_says_which_pre_record_defaults_were_used(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "no-prerecord.toml"
+    path.write_text(MINIMAL)
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    err = capsys.readouterr().err
+    assert f"{path}: note: [prerecord] seconds is not set; the default 30 is used" in err
+    assert f"{path}: note: [prerecord] audio is not set; the default false is used" in err
+    path.write_text(MINIMAL + "[prerecord]\nseconds = 60\n")
+    assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0
+    err = capsys.readouterr().err
+    assert "seconds is not set" not in err and "audio is not set; the default false" in err

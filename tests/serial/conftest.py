@@ -19,7 +19,8 @@ from firmware.profile_store import ProfileStore
 def keys() -> Keys:
     from crypto.keys import SigningKey
 
-    return Keys(*(SigningKey.generate() for _ in range(5)))
+    kinds = ("dock", "dock", "integrator", "integrator", "device")
+    return Keys(*(SigningKey.generate(kind) for kind in kinds))
 
 
 @pytest.fixture

@@ -127,3 +127,46 @@ def test_commands_join_an_existing_profile_group() -> None:
     profile_sub.add_parser("validate")  # what firmware/profile_cli.py registers
     serial_cli.add_subcommands(sub)
     assert set(profile_sub.choices) == {"validate", "sign", "flash", "read"}
+
+
+def test_sign_refuses_a_key_that_is_not_the_integrator_key(files: dict[str, Path]) -> None:
+    with pytest.raises(ValueError, match=r"is a dock key; profiles are signed with the integrator"):
+        _run("profile", "sign", str(files["profile"]), "--key", str(files["dock"]))
+    assert not files["profile"].with_name("site.toml.sig").exists()
+
+
+def test_sign_with_a_public_key_says_so_without_a_permission_warning(
+    files: dict[str, Path], keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crypto.keys import KeyFileError, write_public_key
+
+    public = files["profile"].with_name("integrator.pub")
+    write_public_key(public, keys.integrator.public_bytes(), "integrator")
+    public.chmod(0o644)
+    with pytest.raises(KeyFileError, match="is a public key file; this needs the private key"):
+        _run("profile", "sign", str(files["profile"]), "--key", str(public))
+    assert "readable by others" not in caplog.text
+
+
+def test_flash_with_a_cut_signature_names_the_signature_file(
+    files: dict[str, Path], server: CameraControlServer
+) -> None:
+    assert server.path is not None
+    _run("profile", "sign", str(files["profile"]), "--key", str(files["integrator"]))
+    sig = files["profile"].with_name("site.toml.sig")
+    cut = sig.with_name("cut.sig")
+    cut.write_bytes(sig.read_bytes()[:100])
+    with pytest.raises(ProfileSignatureError, match=rf"^{cut}: signature file is malformed"):
+        _run("profile", "flash", "--port", server.path, str(files["profile"]), "--sig",
+             str(cut), "--dock-key", str(files["dock"]))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_timeout_must_be_a_positive_number_of_seconds(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _run("profile", "read", "--port", "/dev/null", "--timeout", value)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--timeout" in err and "retries" not in err

@@ -167,6 +167,16 @@ def test_bad_scenarios_name_the_field(
         load_scenario(write(tmp_path, text))
 
 
+def test_a_profile_given_as_scenario_is_named_in_one_short_line() -> None:
+    root = Path(__file__).resolve().parents[2]
+    path = root / "profiles" / "heusden.toml"
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    message = str(exc.value)
+    assert message.startswith(f"{path}: this is a camera profile, not a shift scenario")
+    assert "\n" not in message and len(message) < 300
+
+
 def test_bad_profile_override_is_reported(tmp_path: Path) -> None:
     from firmware.profile import ProfileError
 

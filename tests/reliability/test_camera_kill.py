@@ -29,6 +29,7 @@ from dock.store import FileStore, fetch_recording, object_key
 from firmware.camera import Camera
 from firmware.control import CameraControlServer
 from firmware.profile import parse_profile
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 CHILD = Path(__file__).resolve().parents[1] / "e2e" / "powercut_child.py"
@@ -90,7 +91,8 @@ def test_camera_sigkill_at_seeded_moments_then_recovery_and_full_ingest(
             tally.fault("camera process SIGKILL")
             assert len(before) >= k
 
-            cam = Camera(home, parse_profile(raw, source="test"), FastForwardClock(START + 3600),
+            cam = Camera(home, parse_profile(raw, source="test"),
+                         SimBoard(FastForwardClock(START + 3600)),
                          profile_raw=raw, control_factory=CameraControlServer)
             cam.power_on()  # boot: recovery of the cut recording
             try:

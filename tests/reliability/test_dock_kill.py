@@ -2,14 +2,12 @@
 
 Each round the dock (a real `python -m dock run --once` process) is killed right after
 the n-th call of a seeded operation: one of its own fault points (stored, recorded,
-released) or a system call on its way (link, fsync, replace, unlink); against the file
-store also from outside, the moment the ledger holds n more segments (wherever the dock
-then is). On S3 that outside kill is left out until uploads are conditional (If-None-Match): it
-can land between a PUT and its reply, which uploads the object twice today. After every kill
-invariant 1 must hold, and a re-run (sometimes after killing the recovering dock again)
-must finish with nothing left on the cameras; a final look finds every segment stored
-exactly once and verified. Cameras record more between rounds, as
-they do between shifts, so every round has work to be killed in.
+released, ...) or a system call on its way (link, fsync, replace, unlink); or from
+outside, the moment the ledger holds n more segments (wherever the dock then is, a PUT
+in flight included). After every kill invariant 1 must hold, and a re-run (sometimes
+after killing the recovering dock again) must finish with nothing left on the cameras;
+a final look finds every segment stored exactly once and verified. Cameras record more
+between rounds, as they do between shifts, so every round has work to be killed in.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from dock_support import Dock, SimCamera, decrypt_from_store, register
 from fault_support import (
     DOCK_FAULT_POINTS,
@@ -154,7 +151,8 @@ def test_dock_kill_9_at_seeded_points_s3(
     store = open_store(url)
     try:
         shas = _kill_rounds(tmp_path, docks, cams, url, store, rng, tally, count(3, 24),
-                            (*DOCK_FAULT_POINTS, *S3_POINTS, "fsync", "replace", "unlink"))
+                            (*DOCK_FAULT_POINTS, *S3_POINTS, "fsync", "replace", "unlink",
+                             LEDGER_POINT))
         _final_run_and_check(tmp_path, docks, cams, url, store, shas, tally)
         client = s3_client(weed.endpoint)
         try:
@@ -169,9 +167,6 @@ def test_dock_kill_9_at_seeded_points_s3(
         store.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 4: a kill between the camera's RELEASE "
-                   "reply and the ledger write leaves the last segment of a recording at "
-                   "'stored' for good")
 def test_ledger_ends_exact_after_a_kill_between_release_and_ledger(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
@@ -198,9 +193,6 @@ def test_ledger_ends_exact_after_a_kill_between_release_and_ledger(
     assert states == {name: RELEASED for name in cam.segment_names[next(iter(cam.plaintexts))]}
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 4: a kill between linking the spool "
-                   "copy into the store and unlinking it leaves a shared inode that the next "
-                   "run truncates")
 def test_stored_object_never_changes_after_a_kill_right_after_the_link(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
@@ -233,8 +225,6 @@ def test_stored_object_never_changes_after_a_kill_right_after_the_link(
     assert not check.lost and not check.false_releases
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 4: temporary files of put_bytes left in "
-                   ".staging by a killed dock are never cleaned up")
 def test_no_temporary_file_outlives_a_kill_in_the_staging_area(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:

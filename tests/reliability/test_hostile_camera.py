@@ -67,8 +67,6 @@ def _dock_with(docks: Dock, server: CameraControlServer, slot: str) -> None:
     os.rename(tmp, docks.slots / slot)
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 1: names listed over serial are used as "
-                   "dock-side paths unchecked")
 def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
@@ -129,8 +127,6 @@ def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 3: the serial path copies the size a "
-                   "camera claims before it compares it with the signed manifest")
 def test_claimed_size_beyond_the_manifest_is_refused_before_copying(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
@@ -156,8 +152,6 @@ def test_claimed_size_beyond_the_manifest_is_refused_before_copying(
         ledger.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 1: recording folders the mass-storage "
-                   "path does not accept are skipped silently and the camera called released")
 def test_volume_folder_with_a_refused_name_is_reported_not_released(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
@@ -238,8 +232,6 @@ class EndlessEventLog(CameraControlServer):
         return {"size": 1 << 50}, data
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 3: the event-log offload reads the whole "
-                   "log over serial before it applies its limit")
 def test_event_log_offload_reads_at_most_its_limit(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any,
     monkeypatch: pytest.MonkeyPatch

@@ -24,6 +24,7 @@ from dock.store import FileStore, object_key
 from firmware.camera import Camera
 from firmware.control import CameraControlServer
 from firmware.profile import parse_profile
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 SITE = "rel"
@@ -44,7 +45,8 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
     raw, profile = site.profile(small(prerecord=30, fps=10, width=160, height=120,
                                       segment_seconds=2, bitrate_kbps=300))
     base = tmp_path / "prepared"
-    cam = Camera(base, profile, FastForwardClock(START), profile_raw=raw, chunk_size=4096)
+    cam = Camera(base, profile, SimBoard(FastForwardClock(START)), profile_raw=raw,
+                 chunk_size=4096)
     cam.power_on()
     cam.power_off()
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
@@ -64,7 +66,8 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
                 except PowerCut:
                     tally.fault("camera power cut at a write")
             before = _sealed(home / "volume")
-            cam = Camera(home, parse_profile(raw, source="test"), FastForwardClock(START + 3600),
+            cam = Camera(home, parse_profile(raw, source="test"),
+                         SimBoard(FastForwardClock(START + 3600)),
                          profile_raw=raw, control_factory=CameraControlServer)
             cam.power_on()
             try:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test fuzz demo bench lint clean system-deps
+.PHONY: install test reliability fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
 SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
@@ -34,6 +34,11 @@ system-deps:
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The fault suite at full counts (make test runs its short form); BODYCAM_SEED=N repeats a run.
+reliability: $(STAMP)
+	BODYCAM_RELIABILITY=full $(BIN)/python -m pytest -q -p no:cacheprovider $(RELIABILITY_ARGS) \
+		tests/reliability
 
 # The property-based tests with fresh random examples (make test runs a fixed set).
 fuzz: $(STAMP)

@@ -523,10 +523,21 @@ class CameraIngest:
             self._quarantine_recording(rec_id, files, "recording.hdr or manifest.bcm missing: "
                                                       "the recording cannot be verified")
             return False
+        # Header and manifest are read whole: a listed size (or the bytes themselves)
+        # beyond the format's bound refuses this recording, never the session.
+        for name, bound in ((HEADER_NAME, REC_HEADER_MAX), (MANIFEST_NAME, MANIFEST_MAX_SIZE)):
+            if files[name] > bound:
+                self._left_file(f"{base}/{name}", f"{files[name]} bytes, more than the format "
+                                                  f"allows ({bound}); recording not taken")
+                return False
+        try:
+            header = self.source.read_small(f"{base}/{HEADER_NAME}", REC_HEADER_MAX)
+            manifest = self.source.read_small(f"{base}/{MANIFEST_NAME}", MANIFEST_MAX_SIZE)
+        except VerificationFailed as exc:
+            self._left_file(base, f"{exc}; recording not taken")
+            return False
         spool = self._spool / rec_id
         spool.mkdir(parents=True, exist_ok=True)
-        header = self.source.read_small(f"{base}/{HEADER_NAME}", REC_HEADER_MAX)
-        manifest = self.source.read_small(f"{base}/{MANIFEST_NAME}", MANIFEST_MAX_SIZE)
         (spool / HEADER_NAME).write_bytes(header)
         (spool / MANIFEST_NAME).write_bytes(manifest)
         try:

@@ -34,9 +34,11 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from dock.faults import FAULT_ENV, SlotProgress
+from dock.faults import FAULT_ENV
 from dock.ledger import RELEASED, Ledger
+from dock.slots import SlotProgress
 from firmware.control import CameraControlServer
+from sim.pty import PtySerialPort
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +258,7 @@ class UnplugAt(CameraControlServer):
     """
 
     def __init__(self, services: Any, limit: int, slot_path: Path) -> None:
-        super().__init__(services)
+        super().__init__(services, PtySerialPort())
         self.limit = limit
         self.sent = 0
         self.slot_path = slot_path
@@ -267,10 +269,10 @@ class UnplugAt(CameraControlServer):
         if self.unplugged.is_set() or self.sent + len(reply) < self.limit:
             self.sent += len(reply)
             return reply
-        from firmware.control import _Stopped
+        from firmware.hardware import LineStopped
 
         keep = self.limit - self.sent
-        transport: Any = self._transport
+        transport: Any = self._line
         if keep > 0:
             transport.write(reply[:keep])
         self.sent += keep
@@ -279,7 +281,7 @@ class UnplugAt(CameraControlServer):
         # The master side goes away with the cable; stop() later finds it already closed.
         os.close(transport.master)
         transport.master = -1
-        raise _Stopped
+        raise LineStopped
 
 
 class UnplugProgress(SlotProgress):

@@ -59,7 +59,8 @@ def _kill_camera_on_event(home: Path, profile: Path, k: int, mid_write: bool) ->
             return sealed >= k and any(p.stat().st_size > 0 for p in rec_dir.glob("*.part")
                                        if p.exists())
 
-        with ChangeWatch(rec_dir) as watch:
+        # The recording worker makes the folder after the press: watch the recordings root.
+        with ChangeWatch(rec_dir.parent, recursive=True) as watch:
             hit = watch.wait_for(reached, alive=lambda: proc.poll() is None, timeout=120)
     finally:
         proc.send_signal(signal.SIGKILL)

@@ -21,6 +21,7 @@ from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
 from dock.slots import Slot
 from firmware.control import CameraControlServer
+from sim.pty import PtySerialPort
 from store import FileStore
 
 SITE = "rel"
@@ -37,7 +38,7 @@ class LyingListing(CameraControlServer):
     """Serves the camera, but adds one entry with a hostile name to its listing."""
 
     def __init__(self, services: Any, bad: str, where: str, size: int = 1000) -> None:
-        super().__init__(services)
+        super().__init__(services, PtySerialPort())
         self.bad, self.where, self.size = bad, where, size
 
     def _list_recordings(self, fields: Any, blob: bytes) -> tuple[dict[str, Any], bytes]:
@@ -218,7 +219,7 @@ class EndlessEventLog(CameraControlServer):
     """
 
     def __init__(self, services: Any, cap: int) -> None:
-        super().__init__(services)
+        super().__init__(services, PtySerialPort())
         self.cap = cap
         self.served = 0
 
@@ -294,9 +295,6 @@ def test_listing_across_page_bounds_is_ingested_whole(
         ledger.close()
 
 
-@pytest.mark.xfail(strict=True, reason="needs section 3 (early refusal): a header or manifest "
-                   "beyond its bound raises VerificationFailed out of CameraIngest.run instead "
-                   "of refusing that recording")
 @pytest.mark.parametrize("mode", ["mass-storage", "serial"])
 @pytest.mark.parametrize("which", ["recording.hdr", "manifest.bcm"])
 def test_header_or_manifest_beyond_its_bound_is_refused_and_the_rest_ingested(

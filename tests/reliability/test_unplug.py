@@ -17,9 +17,10 @@ from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
 from fault_support import UnplugAt, UnplugProgress, check_cameras, segment_shas
 
+from dock.clock import SystemClock
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
-from dock.slots import Slot, SystemClock
+from dock.slots import Slot
 from store import FileStore
 
 SITE = "rel"

@@ -192,3 +192,31 @@ def add_subcommands(subparsers: Any) -> None:
                          help="decrypt a recording that has no end entry")
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt)
+    add_anonymize(sub)
+
+
+def cmd_anonymize(args: argparse.Namespace) -> int:
+    # Deferred: OpenCV and the cascades load only for this command.
+    from vault.anonymize import anonymize_recording
+
+    report = anonymize_recording(args.source, args.out, overwrite=args.overwrite)
+    print(
+        f"anonymized {args.source}: {report.frames} frames {report.width}x{report.height} at "
+        f"{float(report.fps):g} fps, {report.tracks} faces tracked, {report.frames_obscured} "
+        f"frames blurred, {report.audio_streams_dropped} audio streams dropped -> {args.out}"
+    )
+    return 0
+
+
+def add_anonymize(sub: Any) -> None:
+    anonymize = sub.add_parser(
+        "anonymize",
+        help="make a decrypted recording unrecognizable for training (faces blurred, no sound)",
+        description="Blur every face on every frame (detected, tracked between frames) and "
+        "drop the sound; write an H.264 MP4 of the same size and frame rate. Input: a "
+        "decrypted recording (MP4 or MPEG-TS, from 'vault decrypt').",
+    )
+    anonymize.add_argument("source", metavar="IN", type=Path)
+    anonymize.add_argument("--out", metavar="OUT.mp4", type=Path, required=True)
+    anonymize.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    anonymize.set_defaults(func=cmd_anonymize)

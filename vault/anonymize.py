@@ -147,7 +147,7 @@ class AnonymizeReport:
 
 
 def _cascade(name: str) -> Any:
-    path = Path(cv2.data.haarcascades) / name
+    path = Path(cv2.data.haarcascades) / name  # type: ignore[attr-defined]
     classifier = cv2.CascadeClassifier()
     if not path.is_file() or not classifier.load(str(path)):
         raise FaceModelError(
@@ -170,7 +170,7 @@ class FaceDetector:
         s = self.settings
         height, width = luma.shape[:2]
         scale = min(1.0, s.detect_width / width)
-        small = luma
+        small: Any = luma
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
             small = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
@@ -268,7 +268,9 @@ class _Track:
         return _grown(moved, abs(dt) * grow_per_frame)
 
 
-def _grown(box: tuple[float, float, float, float], share: float) -> tuple[float, ...]:
+def _grown(
+    box: tuple[float, float, float, float], share: float
+) -> tuple[float, float, float, float]:
     x, y, w, h = box
     dx, dy = w * share / 2, h * share / 2
     return x - dx, y - dy, w + 2 * dx, h + 2 * dy

@@ -64,9 +64,11 @@ def astronaut() -> Frame:
 def cameraman_mirrored() -> tuple[Frame, Box]:
     x0, y0, x1, y1 = CAMERAMAN_CROP
     gray = data.camera()[y0:y1, x0:x1]
-    picture = cv2.cvtColor(np.ascontiguousarray(gray[:, ::-1]), cv2.COLOR_GRAY2BGR)
+    picture = np.asarray(
+        cv2.cvtColor(np.ascontiguousarray(gray[:, ::-1]), cv2.COLOR_GRAY2BGR), dtype=np.uint8
+    )
     x, y, w, h = CAMERAMAN_FACE
-    return picture, (gray.shape[1] - x - w, y, w, h)
+    return picture, (int(gray.shape[1]) - x - w, y, w, h)
 
 
 def _paste(frame: Frame, picture: Frame, face: Box, scale: float, x: int, y: int) -> Box:
@@ -106,8 +108,8 @@ def compose_frames(
                            round(k * (30 + 150 * phase)), round(k * 110 - k * 40 * phase))
             # The cameraman sways and changes size (0.45 .. 0.6).
             c_scale = k * (0.52 + 0.08 * math.sin(2 * math.pi * phase))
-            c_box = _paste(frame, c_pic, c_face, c_scale,
-                           round(k * (480 - 40 * phase)), round(k * (150 + 20 * math.sin(4 * phase))))
+            c_x, c_y = k * (480 - 40 * phase), k * (150 + 20 * math.sin(4 * phase))
+            c_box = _paste(frame, c_pic, c_face, c_scale, round(c_x), round(c_y))
             blocked = n in occlusion
             if blocked:
                 x, y, w, h = a_box
@@ -151,4 +153,7 @@ def decode_bgr(path: Path) -> list[Frame]:
     import av
 
     with av.open(str(path)) as container:
-        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+        return [
+            np.asarray(f.to_ndarray(format="bgr24"), dtype=np.uint8)
+            for f in container.decode(video=0)
+        ]

@@ -56,7 +56,7 @@ class Run:
     out: Path
     before: list[Frame]
     after: list[Frame]
-    found_before: list[list[Box]]  # the anonymizer's own detector, whole frames
+    found_before: list[list[Box] | None]  # the anonymizer's own detector, whole frames
     found_after: list[list[Box]]
 
 
@@ -69,7 +69,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     before, after = decode_bgr(clip.path), decode_bgr(out)
     detector = FaceDetector()
     return Run(clip, report, out, before, after,
-               [detector.detect(_luma(f)) for f in before],
+               [detector.detect(_luma(f)) if n % 2 == 0 or n in clip.occlusion else None
+                for n, f in enumerate(before)],
                [detector.detect(_luma(f)) for f in after])
 
 
@@ -137,7 +138,7 @@ def test_the_detector_finds_every_face_in_the_input(run: Run) -> None:
         for found_on, face, hidden in zip(run.found_before, subject.boxes, subject.occluded,
                                           strict=True):
             assert face is not None
-            if not hidden:
+            if found_on is not None and not hidden:
                 visible += 1
                 found += bool(_hits(found_on, face))
         assert found >= 0.9 * visible, f"{subject.name}: found on {found} of {visible} frames"
@@ -145,7 +146,7 @@ def test_the_detector_finds_every_face_in_the_input(run: Run) -> None:
     # only the tracking keeps the face blurred there.
     astronaut = run.clip.subjects[0]
     hidden_hits = sum(
-        bool(_hits(run.found_before[n], astronaut.boxes[n] or (0, 0, 0, 0)))
+        bool(_hits(run.found_before[n] or [], astronaut.boxes[n] or (0, 0, 0, 0)))
         for n in run.clip.occlusion
     )
     assert hidden_hits <= len(run.clip.occlusion) // 2
@@ -236,7 +237,7 @@ def test_the_burned_in_text_stays_readable(run: Run) -> None:
 
 
 def test_footage_without_faces_passes_through(tmp_path: Path) -> None:
-    clip = make_clip(tmp_path / "street.ts", seconds=1.0, with_faces=False, audio=False)
+    clip = make_clip(tmp_path / "street.ts", seconds=0.75, with_faces=False, audio=False)
     out = tmp_path / "street.mp4"
     report = anonymize_recording(clip.path, out)
     before, after = decode_bgr(clip.path), decode_bgr(out)
@@ -324,12 +325,13 @@ def test_bad_input_fails_cleanly_and_leaves_no_output(tmp_path: Path) -> None:
 
 
 def test_cli_anonymizes_and_reports_errors_in_one_line(
-    run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    clip = make_clip(tmp_path / "short.ts", seconds=0.5)
     out = tmp_path / "cli.mp4"
-    assert main(["vault", "anonymize", str(run.clip.path), "--out", str(out)]) == 0
+    assert main(["vault", "anonymize", str(clip.path), "--out", str(out)]) == 0
     assert "2 faces tracked" in capsys.readouterr().out
-    assert len(decode_bgr(out)) == run.clip.frames
+    assert len(decode_bgr(out)) == clip.frames
     bad = tmp_path / "bad.ts"
     bad.write_bytes(b"not a video")
     assert main(["vault", "anonymize", str(bad), "--out", str(tmp_path / "x.mp4")]) == 1

@@ -13,6 +13,10 @@ Runs alternate (baseline, anonymize, baseline, ...); each figure is the median o
 baseline (target >= 0.50), and CPU seconds per second of footage (all threads of this
 process: OpenCV and x264 use more than one core).
 
+`--detect-every` and `--detect-width` show what less frequent or coarser detection would
+gain (and give up: a face must stay in the picture for `detect_every` frames, and be at
+least 20 * width / detect_width pixels wide, to be found).
+
 Usage: python benchmarks/anonymize_bench.py [--seconds 4] [--runs 5] [--width 1280 ...]
 """
 
@@ -77,14 +81,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--detect-every", type=int, default=None,
+                        help="detection on every n-th frame (default: the anonymizer's)")
+    parser.add_argument("--detect-width", type=int, default=None,
+                        help="width detection runs at (default: the anonymizer's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
 
     from anonymize_support import compose_frames, write_camera_clip
 
-    from vault.anonymize import AnonymizeSettings, anonymize_recording
+    from vault.anonymize import AnonymizeSettings, DetectorSettings, anonymize_recording
 
-    settings = AnonymizeSettings()
+    defaults = AnonymizeSettings()
+    settings = AnonymizeSettings(
+        detector=DetectorSettings(detect_width=args.detect_width or defaults.detector.detect_width),
+        detect_every=args.detect_every or defaults.detect_every,
+    )
     with tempfile.TemporaryDirectory(prefix="anonymize-bench-") as tmp:
         source = Path(tmp) / "recording.ts"
         frames, _, _ = compose_frames(args.width, args.height, args.fps, args.seconds)

@@ -483,6 +483,12 @@ def _transcode(
         raise AnonymizeInputError(f"{source}: odd frame size {width}x{height} (4:2:0 needs even)")
     fps = _frame_rate(stream)
     hold = math.ceil(settings.hold_seconds * float(fps))
+    if hold < settings.detect_every:
+        raise AnonymizeError(
+            f"hold_seconds {settings.hold_seconds} is {hold} frames at {float(fps):g} fps, "
+            f"fewer than detect_every {settings.detect_every}: frames between detections "
+            "would not be covered"
+        )
     tracks = FaceTracks(hold, settings.grow_per_frame)
     audio_dropped = len(container.streams.audio)
 

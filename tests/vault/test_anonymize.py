@@ -310,6 +310,13 @@ def test_bad_settings_name_the_field(make: Callable[[], object], error: str) -> 
         make()
 
 
+def test_tracks_must_outlast_the_gap_between_detections(run: Run, tmp_path: Path) -> None:
+    settings = AnonymizeSettings(hold_seconds=0.1, detect_every=4)  # 3 frames at 24 fps
+    with pytest.raises(AnonymizeError, match="hold_seconds 0.1 is 3 frames at 24 fps"):
+        anonymize_recording(run.clip.path, tmp_path / "out.mp4", settings=settings)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_input_fails_cleanly_and_leaves_no_output(tmp_path: Path) -> None:
     garbage = tmp_path / "notavideo.ts"
     garbage.write_bytes(b"\x47" + bytes(range(256)) * 40)

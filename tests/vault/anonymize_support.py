@@ -1,8 +1,8 @@
 """Moving test footage made of real photographs, with the true face boxes of every frame.
 
 The faces come from pictures scikit-image ships: `data.astronaut()` (Eileen Collins,
-frontal) and `data.camera()` (the cameraman, in profile; shown mirrored, so only the
-profile cascade run on the mirrored picture finds him). They are pasted onto the
+frontal) and `data.camera()` (the cameraman, half in profile, shown mirrored; of the
+anonymizer's cascades only the profile one finds him). They are pasted onto the
 simulated camera's street scene (burned-in device id, time and frame counter) and move,
 grow and shrink; a grey bar passes over the astronaut's face for a few frames. The clip
 is written the way the camera writes it: H.264 + AAC in MPEG-TS, timestamps in 1/90000 s

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install test fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
-SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd
+SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -22,6 +22,8 @@ system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
 		command -v "$${dep%%:*}" >/dev/null 2>&1 || [ -x "$${dep%%:*}" ] || missing="$$missing $${dep#*:}"; \
 	done; \
+	# The PostgreSQL server (not only its client): the catalog tests run against one too. \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ]; then \
 		echo "installing Debian packages:$$missing"; \

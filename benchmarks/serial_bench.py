@@ -60,6 +60,9 @@ class _BenchClock:
     def now(self) -> float:
         return time.time() + self.offset
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
     def set_time(self, utc: float) -> float:
         drift = self.now() - utc
         self.offset -= drift

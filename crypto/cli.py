@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 from crypto.errors import KeyFileError
 from crypto.keys import (
@@ -19,15 +19,26 @@ from crypto.keys import (
 
 def cmd_keys_init(args: argparse.Namespace) -> int:
     keys = init_site_keys(args.dir)
-    print(f"site keys created in {keys.directory} (private keys mode 0600; keep vault.key "
-          "in the back office only)")
+    print(
+        f"site keys created in {keys.directory} (private keys mode 0600; keep vault.key "
+        "in the back office only)"
+    )
     print(f"  vault       {keys.vault.hex()}   -> profile [keys] vault_recipients")
     print(f"  dock        {keys.dock.hex()}   -> profile [keys] trusted_docks")
     print(f"  integrator  {keys.integrator.hex()}   -> provisioned on each camera")
     return 0
 
 
-def _describe(path: Path) -> dict[str, Any]:
+class KeyFileInfo(NamedTuple):
+    """What `keys show` prints about one key file (never the private key)."""
+
+    kind: object  # as written in the file: a string, or None when it has none
+    algorithm: object
+    public: str  # hex
+    private: bool  # a private key file (which also holds the public key)
+
+
+def _describe(path: Path) -> KeyFileInfo:
     raw = path.read_bytes()[: MAX_KEY_FILE_BYTES + 1]
     try:
         doc = json.loads(raw)
@@ -37,25 +48,23 @@ def _describe(path: Path) -> dict[str, Any]:
         public = doc.get("public")
         if not isinstance(public, str):
             raise KeyFileError(f"{path}: private key file without a public key")
-        return {"kind": doc.get("kind"), "algorithm": doc.get("algorithm"), "public": public,
-                "private": True}
+        return KeyFileInfo(doc.get("kind"), doc.get("algorithm"), public, private=True)
     if isinstance(doc, dict) and doc.get("format") == PUBLIC_FORMAT:
-        return {"kind": doc.get("kind"), "algorithm": doc.get("algorithm"),
-                "public": load_public_key(path).hex(), "private": False}
-    return {"kind": None, "algorithm": None, "public": load_public_key(path).hex(),
-            "private": False}
+        return KeyFileInfo(
+            doc.get("kind"), doc.get("algorithm"), load_public_key(path).hex(), private=False
+        )
+    return KeyFileInfo(None, None, load_public_key(path).hex(), private=False)
 
 
 def cmd_keys_show(args: argparse.Namespace) -> int:
     for path in args.files:
         d = _describe(Path(path))
-        what = " ".join(str(x) for x in (d["kind"], d["algorithm"]) if x) or "public key"
-        print(f"{path}: {what}{' (private key file)' if d['private'] else ''} "
-              f"public {d['public']}")
+        what = " ".join(str(x) for x in (d.kind, d.algorithm) if x) or "public key"
+        print(f"{path}: {what}{' (private key file)' if d.private else ''} public {d.public}")
     return 0
 
 
-def add_subcommands(subparsers: Any) -> None:
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = subparsers.add_parser("keys", help="create a site's vault, integrator and dock keys")
     sub = keys.add_subparsers(dest="keys_command", metavar="SUBCOMMAND")
     sub.required = True

@@ -108,9 +108,7 @@ def check_text(value: str, what: str) -> bytes:
 
 def check_chunk_size(chunk_size: int) -> int:
     if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
-        raise ValueError(
-            f"chunk_size {chunk_size} out of range {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}"
-        )
+        raise ValueError(f"chunk_size {chunk_size} out of range {MIN_CHUNK_SIZE}..{MAX_CHUNK_SIZE}")
     return chunk_size
 
 
@@ -221,8 +219,9 @@ def build_recording_header(
 ) -> bytes:
     """The recording header with `data_key` wrapped for each vault public key."""
     if not 1 <= len(recipients) <= MAX_RECIPIENTS:
-        raise ValueError(f"a recording needs 1-{MAX_RECIPIENTS} vault recipients, got "
-                         f"{len(recipients)}")
+        raise ValueError(
+            f"a recording needs 1-{MAX_RECIPIENTS} vault recipients, got {len(recipients)}"
+        )
     if not math.isfinite(started_utc):
         raise ValueError(f"started_utc {started_utc!r} is not a finite time")
     body = (
@@ -302,8 +301,9 @@ def unwrap_data_key(
         cipher = AES.new(wrap_key, AES.MODE_GCM, nonce=bytes(12), mac_len=TAG_SIZE)
         cipher.update(header.prefix)
         try:
-            key = cipher.decrypt_and_verify(stanza.wrapped_key[:KEY_SIZE],
-                                            stanza.wrapped_key[KEY_SIZE:])
+            key = cipher.decrypt_and_verify(
+                stanza.wrapped_key[:KEY_SIZE], stanza.wrapped_key[KEY_SIZE:]
+            )
         except ValueError:
             raise Tampered(
                 HEADER_NAME, None, "the wrapped data key for this vault key does not authenticate"
@@ -364,8 +364,17 @@ def build_segment_header(
         + bytes(nonce_prefix)
     )
     raw = SEG_MAGIC + struct.pack(">HH", VERSION, 12 + len(body)) + body
-    return SegmentHeader(device_id, recording_id, index, media_type, start_pts, start_utc,
-                         chunk_size, bytes(nonce_prefix), raw)
+    return SegmentHeader(
+        device_id,
+        recording_id,
+        index,
+        media_type,
+        start_pts,
+        start_utc,
+        chunk_size,
+        bytes(nonce_prefix),
+        raw,
+    )
 
 
 def segment_header_len_of(buf: bytes, file: str) -> int:
@@ -400,8 +409,17 @@ def parse_segment_header(buf: bytes, file: str) -> SegmentHeader:
     nonce_prefix = cur.take(NONCE_PREFIX_SIZE)
     if cur.pos != header_len:
         raise cur.fail(f"fields end at {cur.pos}, the header declares {header_len}")
-    return SegmentHeader(device_id, recording_id, index, media_type, start_pts, start_utc,
-                         chunk_size, nonce_prefix, cur.buf)
+    return SegmentHeader(
+        device_id,
+        recording_id,
+        index,
+        media_type,
+        start_pts,
+        start_utc,
+        chunk_size,
+        nonce_prefix,
+        cur.buf,
+    )
 
 
 def read_segment_header(fd: int, file: str) -> SegmentHeader:
@@ -475,8 +493,15 @@ class ManifestRecord:
 
 
 def entry_body(
-    kind: int, seq: int, index: int, chunks: int, size: int, start_pts: int, utc: float,
-    digest: bytes, prev: bytes,
+    kind: int,
+    seq: int,
+    index: int,
+    chunks: int,
+    size: int,
+    start_pts: int,
+    utc: float,
+    digest: bytes,
+    prev: bytes,
 ) -> bytes:
     return _ENTRY.pack(kind, seq, index, chunks, size, start_pts, utc, digest, prev)
 
@@ -492,14 +517,23 @@ def parse_entry(raw: bytes, position: int) -> ManifestRecord:
         raise Tampered(MANIFEST_NAME, None, f"entry {position} has unknown kind {kind}")
     if not math.isfinite(utc):
         raise Tampered(MANIFEST_NAME, None, f"entry {position} has a non-finite time")
-    return ManifestRecord(kind, seq, index, chunks, size, start_pts, utc, digest, prev,
-                          raw[ENTRY_BODY_SIZE:ENTRY_SIZE], body)
+    return ManifestRecord(
+        kind,
+        seq,
+        index,
+        chunks,
+        size,
+        start_pts,
+        utc,
+        digest,
+        prev,
+        raw[ENTRY_BODY_SIZE:ENTRY_SIZE],
+        body,
+    )
 
 
 def manifest_bytes(entries: list[bytes]) -> bytes:
-    return (
-        MAN_MAGIC + struct.pack(">HHI", VERSION, ENTRY_SIZE, len(entries)) + b"".join(entries)
-    )
+    return MAN_MAGIC + struct.pack(">HHI", VERSION, ENTRY_SIZE, len(entries)) + b"".join(entries)
 
 
 def parse_manifest(buf: bytes) -> list[ManifestRecord]:
@@ -518,8 +552,12 @@ def parse_manifest(buf: bytes) -> list[ManifestRecord]:
     if len(buf) > expected:
         raise Tampered(MANIFEST_NAME, None, f"{len(buf) - expected} bytes after the last entry")
     return [
-        parse_entry(buf[MANIFEST_PREFIX_SIZE + i * ENTRY_SIZE :
-                        MANIFEST_PREFIX_SIZE + (i + 1) * ENTRY_SIZE], i)
+        parse_entry(
+            buf[
+                MANIFEST_PREFIX_SIZE + i * ENTRY_SIZE : MANIFEST_PREFIX_SIZE + (i + 1) * ENTRY_SIZE
+            ],
+            i,
+        )
         for i in range(count)
     ]
 

@@ -24,7 +24,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
 from Crypto.Protocol.DH import (
     import_x25519_private_key,
@@ -149,7 +149,7 @@ def _read_key_file(path: Path) -> bytes:
     return data
 
 
-def _parse_json(path: Path, data: bytes) -> dict[str, Any]:
+def _parse_json(path: Path, data: bytes) -> dict[str, object]:
     try:
         doc = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -159,7 +159,7 @@ def _parse_json(path: Path, data: bytes) -> dict[str, Any]:
     return doc
 
 
-def _hex_field(path: Path, doc: dict[str, Any], field: str) -> bytes:
+def _hex_field(path: Path, doc: dict[str, object], field: str) -> bytes:
     value = doc.get(field)
     if not isinstance(value, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise KeyFileError(f"{path}: field '{field}' must be 64 hex digits")
@@ -192,8 +192,11 @@ def _load_private(path: Path, algorithm: str) -> tuple[bytes, bytes, str]:
     except OSError:
         mode = 0
     if mode & 0o077:
-        log.warning("private key file %s is readable by others (mode %o); chmod 600 it",
-                    path, stat.S_IMODE(mode))
+        log.warning(
+            "private key file %s is readable by others (mode %o); chmod 600 it",
+            path,
+            stat.S_IMODE(mode),
+        )
     if doc.get("algorithm") != algorithm:
         raise KeyFileError(
             f"{path} holds an {doc.get('algorithm')!s} key ({doc.get('kind')!s}); "
@@ -258,7 +261,7 @@ class SigningKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("SigningKey is not picklable: keys stay where they were loaded")
 
 
@@ -315,7 +318,7 @@ class VaultKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("VaultKey is not picklable: keys stay where they were loaded")
 
 
@@ -442,7 +445,11 @@ def init_site_keys(directory: Path | str) -> SiteKeys:
     write_public_key(directory / "integrator.pub", integrator.public_bytes(), "integrator")
     dock.save(directory / "dock.key")
     write_public_key(directory / "dock.pub", dock.public_bytes(), "dock")
-    log.info("site keys created in %s (vault %s, integrator %s, dock %s)", directory,
-             fingerprint(vault.public_bytes()), fingerprint(integrator.public_bytes()),
-             fingerprint(dock.public_bytes()))
+    log.info(
+        "site keys created in %s (vault %s, integrator %s, dock %s)",
+        directory,
+        fingerprint(vault.public_bytes()),
+        fingerprint(integrator.public_bytes()),
+        fingerprint(dock.public_bytes()),
+    )
     return SiteKeys(directory, vault.public_bytes(), integrator.public_bytes(), dock.public_bytes())

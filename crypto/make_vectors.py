@@ -17,15 +17,40 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from crypto.keys import SigningKey, VaultKey
-from crypto.seal import RecordingSealer, recover_recordings
+from crypto.recovery import recover_recordings
+from crypto.seal import RecordingSealer
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 DEVICE_ID = "BC-1A2B3C4D"
 STARTED = 1_795_371_300.0  # 2026-11-22T18:15:00Z
 CHUNK = 64
+
+
+Mutation = dict[str, object]  # a change to a file and the error a reader must raise
+
+
+class Vector(TypedDict):
+    """One vector file's JSON object."""
+
+    name: str
+    description: str
+    format_version: int
+    device_id: str
+    recording_id: str
+    chunk_size: int
+    device_private_seed: str
+    device_public: str
+    vault_recipients: list[str]
+    vault_private: str
+    vault_public: str
+    random_drawn_in_order: list[str]
+    segment_plaintexts: list[str]
+    recording_plaintext_sha256: str
+    files: dict[str, str]  # file name -> its bytes in hex
+    mutations: NotRequired[list[Mutation]]
 
 
 class RecordingRandom:
@@ -62,9 +87,8 @@ def _files(folder: Path) -> dict[str, str]:
     return {p.name: p.read_bytes().hex() for p in sorted(folder.iterdir())}
 
 
-def _flip(files: dict[str, str], name: str, offset: int) -> dict[str, Any]:
-    return {"file": name, "offset": offset, "xor": 1,
-            "size": len(bytes.fromhex(files[name]))}
+def _flip(files: dict[str, str], name: str, offset: int) -> Mutation:
+    return {"file": name, "offset": offset, "xor": 1, "size": len(bytes.fromhex(files[name]))}
 
 
 def _vector(
@@ -74,15 +98,23 @@ def _vector(
     open_with: int,
     build: Callable[[RecordingSealer], list[bytes]],
     after: Callable[[Path, SigningKey], None] | None = None,
-) -> dict[str, Any]:
+) -> Vector:
     device = SigningKey.from_seed(_key("device"), kind="device")
     vaults = [VaultKey.from_private_bytes(_key(f"vault-{i}")) for i in range(recipients)]
     rng = RecordingRandom(name)
     recording_id = "20261122T181500Z-" + hashlib.sha256(name.encode()).hexdigest()[:4]
     with tempfile.TemporaryDirectory(prefix="bodycam-vectors-") as tmp:
         folder = Path(tmp) / "recordings" / recording_id
-        sealer = RecordingSealer(folder, DEVICE_ID, recording_id, device,
-                                 [v.public_bytes() for v in vaults], STARTED, CHUNK, rng=rng)
+        sealer = RecordingSealer(
+            folder,
+            DEVICE_ID,
+            recording_id,
+            device,
+            [v.public_bytes() for v in vaults],
+            STARTED,
+            CHUNK,
+            rng=rng,
+        )
         plaintexts = build(sealer)
         if after is not None:
             after(folder, device)
@@ -148,43 +180,57 @@ def _recover(folder: Path, device: SigningKey) -> None:
     assert len(reports) == 1 and reports[0].recovered_segments == [("seg-000001.bcs", 3)]
 
 
-def build_vectors() -> dict[str, dict[str, Any]]:
+def build_vectors() -> dict[str, Vector]:
     basic = _vector(
         "recording-basic",
         "one vault recipient; six segments of 0, 1, 64, 65, 192 and 200 bytes; finished",
-        1, 0, _basic,
+        1,
+        0,
+        _basic,
     )
     files = basic["files"]
     basic["mutations"] = [
         {**_flip(files, "seg-000001.bcs", 20), "error": "Tampered"},
-        {**_flip(files, "seg-000004.bcs", len(bytes.fromhex(files["seg-000004.bcs"])) - 1),
-         "error": "Tampered"},
+        {
+            **_flip(files, "seg-000004.bcs", len(bytes.fromhex(files["seg-000004.bcs"])) - 1),
+            "error": "Tampered",
+        },
         {**_flip(files, "manifest.bcm", 16 + 165 + 40), "error": "Tampered"},
         {**_flip(files, "recording.hdr", 30), "error": "Tampered"},
-        {"file": "seg-000004.bcs", "truncate_to":
-            len(bytes.fromhex(files["seg-000004.bcs"])) - (CHUNK + 16), "error": "Truncated"},
+        {
+            "file": "seg-000004.bcs",
+            "truncate_to": len(bytes.fromhex(files["seg-000004.bcs"])) - (CHUNK + 16),
+            "error": "Truncated",
+        },
         {"file": "seg-000002.bcs", "delete": True, "error": "Truncated"},
         {"swap": ["seg-000002.bcs", "seg-000003.bcs"], "error": "Tampered"},
         {"file": "manifest.bcm", "offset": 8, "set_u16": 2, "error": "UnknownVersion"},
-        {"device_public": SigningKey.from_seed(_key("other")).public_bytes().hex(),
-         "error": "NotSignedByDevice"},
+        {
+            "device_public": SigningKey.from_seed(_key("other")).public_bytes().hex(),
+            "error": "NotSignedByDevice",
+        },
         {"vault_private": _key("not-a-recipient").hex(), "error": "WrongKey"},
     ]
     two = _vector(
         "recording-two-recipients",
         "two vault recipients, opened with the second one",
-        2, 1, _two,
+        2,
+        1,
+        _two,
     )
     recovered = _vector(
         "recording-recovered",
         "power cut during segment 1 after 3 whole chunks and 30 bytes of a fourth; "
         "recovery sealed it as 'recovered, 3 chunks' and closed the manifest",
-        1, 0, _recovered, _recover,
+        1,
+        0,
+        _recovered,
+        _recover,
     )
     return {v["name"]: v for v in (basic, two, recovered)}
 
 
-def vector_json(vector: dict[str, Any]) -> str:
+def vector_json(vector: Vector) -> str:
     return json.dumps(vector, indent=1, sort_keys=True) + "\n"
 
 

@@ -21,13 +21,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from Crypto.Cipher import AES
-
 from crypto.errors import FormatError, Tampered, Truncated
 from crypto.format import (
     TAG_SIZE,
     RecordingHeader,
-    chunk_nonce,
     normal_chunk_count,
     read_segment_header,
     recovered_chunk_count,
@@ -36,6 +33,7 @@ from crypto.format import (
     unwrap_data_key,
 )
 from crypto.keys import VaultKey
+from crypto.stream import ChunkReader
 from crypto.verify import (
     ManifestEntry,
     VerifiedRecording,
@@ -68,7 +66,7 @@ class SegmentReader:
         self._entry = entry
         self._error: FormatError | None = None
         self._fd = -1
-        self._key = bytearray()
+        self._stream: ChunkReader | None = None
         self._started = False
         try:
             if entry is not None:
@@ -81,7 +79,10 @@ class SegmentReader:
             self.size = os.fstat(self._fd).st_size
             self.recovered = bool(entry is not None and entry.recovered)
             self.chunk_count = self._layout()
-            self._key = bytearray(segment_key(data_key, self.header))
+            h = self.header
+            self._stream = ChunkReader(
+                segment_key(data_key, h), h.nonce_prefix, h.raw, h.chunk_size, self.name
+            )
         except FormatError as exc:
             self._error = exc
             self._close_fd()
@@ -123,29 +124,22 @@ class SegmentReader:
 
     def close(self) -> None:
         self._close_fd()
-        self._key[:] = bytes(len(self._key))
+        if self._stream is not None:
+            self._stream.wipe()
 
     def __enter__(self) -> SegmentReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
         return f"SegmentReader({self.name}, {getattr(self, 'chunk_count', '?')} chunks)"
-
-    def _open_chunk(self, i: int, ct: memoryview, pt: memoryview, last: bool) -> bool:
-        body, tag = ct[:-TAG_SIZE], ct[-TAG_SIZE:]
-        cipher = AES.new(self._key, AES.MODE_GCM,
-                         nonce=chunk_nonce(self.header.nonce_prefix, i, last), mac_len=TAG_SIZE)
-        cipher.update(self.header.raw)
-        cipher.decrypt(body, output=pt[: len(body)])
-        try:
-            cipher.verify(tag)
-        except ValueError:
-            return False
-        return True
 
     def chunks(self) -> Iterator[memoryview]:
         """Plaintext chunk by chunk; each view is valid until the next one is produced."""
@@ -172,6 +166,8 @@ class SegmentReader:
         digest = hashlib.sha256(h.raw)
         offset = h.header_len
         n = self.chunk_count
+        stream = self._stream
+        assert stream is not None  # set by __init__, which raised otherwise
         for i in range(n):
             length = full if i < n - 1 else self.size - offset
             ct = ct_all[:length]
@@ -183,23 +179,11 @@ class SegmentReader:
                 got += r
             offset += length
             digest.update(ct)
-            pt = pt_all[: length - TAG_SIZE]
-            last = i == n - 1
-            if self.recovered:
-                ok = self._open_chunk(i, ct, pt, False) or (
-                    last and self._open_chunk(i, ct, pt, True)
-                )
-            else:
-                ok = self._open_chunk(i, ct, pt, last)
-                if not ok and last and length == full and self._open_chunk(i, ct, pt, False):
-                    raise Truncated(
-                        f"{self.name}: ends after chunk {i} without the last-chunk flag "
-                        "(cut at a chunk boundary)"
-                    )
-            if not ok:
-                raise Tampered(self.name, i, "chunk does not authenticate")
-            if last and self._entry is not None and not hmac.compare_digest(
-                digest.hexdigest(), self._entry.sha256
+            pt = stream.open(ct, pt_all, last=i == n - 1, recovered=self.recovered)
+            if (
+                i == n - 1
+                and self._entry is not None
+                and not hmac.compare_digest(digest.hexdigest(), self._entry.sha256)
             ):
                 raise Tampered(self.name, None, "SHA-256 differs from the signed manifest")
             yield pt
@@ -252,8 +236,7 @@ class OpenedRecording:
         if self._closed:
             raise ValueError(f"recording {self.verified.recording_id} is closed")
         try:
-            return SegmentReader(self.directory / entry.name, self._data_key, entry,
-                                 self.verified)
+            return SegmentReader(self.directory / entry.name, self._data_key, entry, self.verified)
         except FormatError as exc:
             self._error = exc
             raise
@@ -277,8 +260,12 @@ class OpenedRecording:
     def __enter__(self) -> OpenedRecording:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:
@@ -298,9 +285,14 @@ def decrypt_recording(
     Raises WrongKey, Tampered, Truncated, UnknownVersion or NotSignedByDevice. A
     recording without an end entry is refused unless `require_complete=False`.
     """
-    with OpenedRecording(recording_dir, vault_key, device_public,
-                         require_complete=require_complete) as rec:
+    with OpenedRecording(
+        recording_dir, vault_key, device_public, require_complete=require_complete
+    ) as rec:
         total = rec.write_all(out)
-        log.info("decrypted recording %s: %d segments, %d bytes",
-                 rec.verified.recording_id, len(rec.segments), total)
+        log.info(
+            "decrypted recording %s: %d segments, %d bytes",
+            rec.verified.recording_id,
+            len(rec.segments),
+            total,
+        )
         return total

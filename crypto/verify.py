@@ -94,9 +94,7 @@ def check_manifest(
     field was changed.
     """
     device_public = bytes(device_public)
-    good = [
-        verify_signature(device_public, entry_message(r.body), r.signature) for r in records
-    ]
+    good = [verify_signature(device_public, entry_message(r.body), r.signature) for r in records]
     if not any(good):
         raise NotSignedByDevice(
             f"manifest is not signed by device key {fingerprint(device_public)}... "
@@ -111,7 +109,8 @@ def check_manifest(
         start.digest, hashlib.sha256(header_raw).digest()
     ):
         raise Tampered(
-            HEADER_NAME, None,
+            HEADER_NAME,
+            None,
             "does not match the signed manifest (changed header, or a manifest from "
             "another recording)",
         )
@@ -147,14 +146,23 @@ def check_manifest(
             is_recovered = r.kind == KIND_RECOVERED_SEGMENT
             recovered = recovered or is_recovered
             segments.append(
-                ManifestEntry(r.index, segment_name(r.index), r.digest.hex(), r.size, r.chunks,
-                              is_recovered, r.start_pts, r.utc)
+                ManifestEntry(
+                    r.index,
+                    segment_name(r.index),
+                    r.digest.hex(),
+                    r.size,
+                    r.chunks,
+                    is_recovered,
+                    r.start_pts,
+                    r.utc,
+                )
             )
             continue
         assert r.kind in END_KINDS
         if r.index != len(segments):
-            raise _fail(f"end entry counts {r.index} segments, the manifest lists "
-                        f"{len(segments)}", pos)
+            raise _fail(
+                f"end entry counts {r.index} segments, the manifest lists {len(segments)}", pos
+            )
         complete = True
         if r.kind == KIND_END:
             ended_utc = r.utc
@@ -201,11 +209,19 @@ def check_segment_identity(
     """The segment header names this recording, device and manifest entry."""
     name = entry.name
     if seg.device_id != rec.device_id or seg.recording_id != rec.recording_id:
-        raise Tampered(name, None, f"header names {seg.device_id}/{seg.recording_id}, not "
-                                   f"{rec.device_id}/{rec.recording_id}")
+        raise Tampered(
+            name,
+            None,
+            f"header names {seg.device_id}/{seg.recording_id}, not "
+            f"{rec.device_id}/{rec.recording_id}",
+        )
     if seg.index != entry.index:
-        raise Tampered(name, None, f"holds segment {seg.index}, the manifest lists "
-                                   f"{entry.index} here (reordered or duplicated)")
+        raise Tampered(
+            name,
+            None,
+            f"holds segment {seg.index}, the manifest lists "
+            f"{entry.index} here (reordered or duplicated)",
+        )
     if seg.start_pts != entry.start_pts or seg.start_utc != entry.start_utc:
         raise Tampered(name, None, "start time differs from the signed manifest")
 
@@ -217,8 +233,11 @@ def check_segment_layout(seg: SegmentHeader, entry: ManifestEntry) -> None:
     else:
         chunks = normal_chunk_count(entry.size, seg.header_len, seg.chunk_size)
     if chunks != entry.chunks:
-        raise Tampered(entry.name, None, f"{entry.size} bytes do not hold the {entry.chunks} "
-                                         "chunks the manifest lists")
+        raise Tampered(
+            entry.name,
+            None,
+            f"{entry.size} bytes do not hold the {entry.chunks} chunks the manifest lists",
+        )
 
 
 def _sha256_fd(fd: int, size: int, name: str) -> str:
@@ -262,8 +281,9 @@ def open_listed_segment(
             header = read_segment_header(fd, name)
         except Truncated:
             if size < entry.size:
-                raise Truncated(f"{name}: {size} bytes, the signed manifest lists "
-                                f"{entry.size}") from None
+                raise Truncated(
+                    f"{name}: {size} bytes, the signed manifest lists {entry.size}"
+                ) from None
             raise
         except FormatError as exc:
             # The camera signed a header it could write: one that no longer parses
@@ -320,8 +340,11 @@ def verify_recording(recording_dir: Path | str, device_public: bytes) -> Verifie
         if spliced:
             raise Tampered(spliced[0], None, "segment file is not in the signed manifest")
     log.info(
-        "recording %s of %s verified: %d segments, %s", vr.recording_id, vr.device_id,
-        len(vr.segments), "complete" if vr.complete else "not finished",
+        "recording %s of %s verified: %d segments, %s",
+        vr.recording_id,
+        vr.device_id,
+        len(vr.segments),
+        "complete" if vr.complete else "not finished",
     )
     return VerifiedRecording(
         recording_id=vr.recording_id,
@@ -335,4 +358,3 @@ def verify_recording(recording_dir: Path | str, device_public: bytes) -> Verifie
         header=vr.header,
         extra_files=extra,
     )
-

@@ -9,6 +9,12 @@ bodycam dock register DEVICE_PUBKEY --role coordinator [--by NAME] [--ledger PAT
 bodycam dock unregister DEVICE_ID --role coordinator [--by NAME] [--ledger PATH]
 ```
 
+With a back office, the coordinator registers cameras there (`bodycam vault camera
+add`); the back office publishes a signed registry into the store and `dock run
+--registry-key FILE` applies it to the ledger, which then serves as the dock's cache
+(offline, the last good copy). `register`/`unregister` edit that cache directly, for a
+dock without a back office.
+
 The ledger defaults to `$BODYCAM_DOCK_LEDGER`, else
 `$XDG_STATE_HOME/bodycam-dock/ledger.sqlite` (`~/.local/state/...`), so `dock
 status` in another terminal finds the daemon's ledger without flags.
@@ -85,6 +91,9 @@ def add_subcommands(subparsers: Any) -> None:
     run.add_argument("--rescan", type=_seconds, default=5.0,
                      help="seconds between full rescans of the slots root (default 5)")
     run.add_argument("--no-live", action="store_true", help="no live progress table")
+    run.add_argument("--registry-key", type=Path, default=None, metavar="FILE",
+                     help="the back office's registry public key: take the camera registry "
+                          "the back office publishes in the store (cached in the ledger)")
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="what the dock is doing (read from its ledger)")
@@ -130,6 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settle=args.settle,
         rescan_interval=args.rescan,
         live=False if (args.no_live or args.json_logs) else None,
+        registry_key=args.registry_key,
     )
     if not config.slots.is_dir():
         raise FileNotFoundError(f"slots root {config.slots} does not exist")
@@ -168,21 +178,21 @@ def _ago(utc: float | None, now: float) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from dock.daemon import progress_cells
+    from dock.daemon import daemon_state, progress_cells
 
-    with Ledger(args.ledger or default_ledger(), readonly=True) as ledger:
+    path = args.ledger or default_ledger()
+    with Ledger(path, readonly=True) as ledger:
         status = ledger.status()
+    now = time.time()
+    daemon = status["daemon"]
+    state = daemon_state(path, daemon, now)
+    status["daemon_state"] = state
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
         return 0
-    now = time.time()
-    daemon = status["daemon"]
     if daemon is None:
         print("dock daemon: never started with this ledger")
     else:
-        running = daemon.get("stopped_utc") is None and daemon.get("heartbeat_utc") and \
-            now - daemon["heartbeat_utc"] < 30
-        state = "running" if running else "not running"
         print(f"dock daemon: {state} (pid {daemon.get('pid')}, heartbeat "
               f"{_ago(daemon.get('heartbeat_utc'), now)}), store {daemon.get('store')}")
         if daemon.get("store_state") != "ok":
@@ -200,6 +210,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         for cam in cameras:
             mark = "ok " if cam["ok"] else "!! "
             print(f"  {mark}{_ago(cam['ended_utc'], now):>16}  {cam['summary']}")
+    refused = status.get("refused") or []
+    if refused:
+        print("refused dockings (newest first; footage stayed on the camera):")
+        for r in refused:
+            who = r["device_id"] or f"slot {r['slot']}"
+            print(f"  !! {_ago(r['ended_utc'], now):>16}  {who} in slot {r['slot']}: "
+                  f"{r['refused']}")
     counts = status["segments"]
     if counts:
         print("segments: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))

@@ -40,14 +40,17 @@ from dock.ingest import (
     Slot,
     SlotProgress,
     SystemClock,
+    clean_spool_at_start,
 )
 from dock.ledger import Ledger
-from dock.store import RetryPolicy, Store, open_store
+from dock.store import RetryPolicy, Store, StoreError, open_store
 from dock.watcher import SlotWatcher
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.5  # seconds between progress writes to the ledger
+HEARTBEAT_STALE = 30.0  # seconds without a heartbeat before status calls a live daemon stuck
+LOCK_ATTEMPTS = 40  # x 25 ms: `dock status` probes the lock for a moment, never longer
 
 
 class DockBusy(RuntimeError):
@@ -75,6 +78,8 @@ class DaemonConfig:
     once_attempts: int = 3
     link_timeout: float = 2.0
     live: bool | None = None  # rich live view; None: when stderr is a terminal
+    registry_key: Path | None = None  # back office's registry public key (dock/registry.py)
+    registry_interval: float = 60.0  # seconds between looks for a newer published registry
 
 
 @dataclass
@@ -134,13 +139,16 @@ class DockDaemon:
         self.stop_event = threading.Event()
         self.result = DaemonResult()
         self._store_trouble: str | None = None
+        self._store_down = False  # the ledger says unreachable/unavailable
+        self._store_state_lock = threading.Lock()
         retry = RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0,
                             sleep=self._interruptible_sleep, stop=self.stop_event,
-                            on_retry=self._store_retry)
+                            on_retry=self._store_retry, on_success=self._store_answered)
         self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now)
         if store is not None:
             store.retry.stop = self.stop_event
             store.retry.on_retry = self._store_retry
+            store.retry.on_success = self._store_answered
         self.ledger = ledger or Ledger(config.ledger_path, clock=self.clock.now)
         self.dock_key = dock_key if dock_key is not None else load_dock_key(config.keys_dir)
         state_dir = config.state_dir or Path(config.ledger_path).parent
@@ -169,6 +177,7 @@ class DockDaemon:
         self._view: Any = None
         self._rows: dict[str, dict[str, Any]] = {}  # last state of slots no longer running
         self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
+        self._registry_due = -1e18
 
     # --- control -----------------------------------------------------------------------------
 
@@ -183,12 +192,29 @@ class DockDaemon:
         self.stop_event.wait(seconds)
 
     def _store_retry(self, what: str, attempt: int, delay: float, exc: BaseException) -> None:
-        self._store_trouble = f"unreachable ({exc}); retry {attempt} in {delay:.0f} s"
-        try:
-            self.ledger.set_daemon(store_state="unreachable",
-                                   store_message=self._store_trouble[:500])
-        except Exception:  # status only; the transfer logic does not depend on it
-            log.debug("could not record the store state")
+        with self._store_state_lock:
+            self._store_trouble = f"unreachable ({exc}); retry {attempt} in {delay:.0f} s"
+            self._store_down = True
+            try:
+                self.ledger.set_daemon(store_state="unreachable",
+                                       store_message=self._store_trouble[:500])
+            except Exception:  # status only; the transfer logic does not depend on it
+                log.debug("could not record the store state")
+
+    def _store_answered(self) -> None:
+        """The store answered: status says so now, not when the session ends."""
+        if not self._store_down:
+            return  # the common case: one attribute read per store operation
+        with self._store_state_lock:
+            if not self._store_down:
+                return
+            self._store_down = False
+            self._store_trouble = None
+            log.info("store %s answers again", self.store.url)
+            try:
+                self.ledger.set_daemon(store_state="ok", store_message="")
+            except Exception:  # status only
+                log.debug("could not record the store state")
 
     # --- main loop -----------------------------------------------------------------------------
 
@@ -196,15 +222,20 @@ class DockDaemon:
         """One daemon per ledger: a second one would release what the first is storing."""
         path = Path(f"{self.ledger.path}.lock")
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            os.close(fd)
-            raise DockBusy(
-                f"another dock daemon (pid {holder}) is using {self.ledger.path}; stop it "
-                "first, or give this one its own --ledger"
-            ) from None
+        for attempt in range(LOCK_ATTEMPTS):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt + 1 < LOCK_ATTEMPTS:
+                    time.sleep(0.025)  # `dock status` may be probing the lock right now
+                    continue
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise DockBusy(
+                    f"another dock daemon (pid {holder}) is using {self.ledger.path}; stop "
+                    "it first, or give this one its own --ledger"
+                ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
@@ -216,9 +247,21 @@ class DockDaemon:
         finally:
             os.close(lock)  # closing releases the lock (a killed process's lock goes too)
 
+    def _clean_at_start(self) -> None:
+        """Remove what a killed run left: staging temps, spool names shared with objects."""
+        try:
+            self.store.clean_up()
+        except (StoreError, OSError) as exc:  # the store may be down now; next start
+            log.warning("could not clean the store's staging area: %s", exc)
+        try:
+            clean_spool_at_start(self.ctx.spool_dir())
+        except (OSError, ValueError) as exc:
+            log.warning("could not check the spool: %s", exc)
+
     def _run(self) -> DaemonResult:
         cfg = self.config
         now = self.clock.now()
+        self._clean_at_start()
         self.ledger.clear_slots()
         self.ledger.set_daemon(pid=os.getpid(), store=self.store.url, store_state="ok",
                                store_message="", started_utc=now, heartbeat_utc=now,
@@ -231,6 +274,7 @@ class DockDaemon:
             while True:
                 self._handle_events()
                 self._reap()
+                self._refresh_registry()
                 self._requeue_registered()
                 self._requeue_due()
                 self._start_sessions()
@@ -324,12 +368,13 @@ class DockDaemon:
         print(line, file=self.out, flush=True)
         log.info("camera done: %s", line, extra={"slot": name, "device_id": report.device_id,
                                                  "ok": report.ok})
-        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line)
-        if report.store_problem is None and self._store_trouble is not None:
-            self._store_trouble = None
-            self.ledger.set_daemon(store_state="ok", store_message="")
-        elif report.store_problem is not None:
-            self.ledger.set_daemon(store_state="unavailable", store_message=report.store_problem)
+        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line,
+                                   notes=report.notes, refused=report.refused)
+        if report.store_problem is not None:  # cleared by the store's next answer
+            with self._store_state_lock:
+                self._store_down = True
+                self.ledger.set_daemon(store_state="unavailable",
+                                       store_message=report.store_problem)
         still_docked = name in self._docked and session.slot.present()
         retry = (
             still_docked and not self.stop_event.is_set() and not session.cancel.is_set()
@@ -369,6 +414,20 @@ class DockDaemon:
                              recording=None, bytes_done=snap["bytes_done"],
                              bytes_total=snap["bytes_total"], rate=0.0, eta=None,
                              message=message[:1000])
+
+    def _refresh_registry(self) -> None:
+        """Take the back office's newest signed camera registry into the ledger (the cache)."""
+        cfg = self.config
+        if cfg.registry_key is None or self.clock.monotonic() < self._registry_due:
+            return
+        self._registry_due = self.clock.monotonic() + cfg.registry_interval
+        from crypto.keys import load_public_key
+        from dock.registry import refresh_ledger
+
+        result = refresh_ledger(self.store, self.ledger, load_public_key(cfg.registry_key),
+                                Path(f"{self.ledger.path}.registry.json"))
+        if result.problem:
+            log.warning("camera registry: %s", result.problem)
 
     def _requeue_registered(self) -> None:
         """A camera refused as unknown is taken as soon as the coordinator registers it."""
@@ -446,6 +505,57 @@ class DockDaemon:
         if self._store_trouble:
             table.caption = f"store {self._store_trouble}; everything stays on the cameras"
         return table
+
+
+def daemon_state(ledger_path: Path, row: dict[str, Any] | None, now: float) -> str:
+    """"running", "not responding" (alive, no heartbeat) or "not running", for `dock status`.
+
+    A heartbeat alone says "running" for up to 30 s after a kill -9. The ledger lock is
+    the proof: the running daemon holds it and the kernel drops it the instant the
+    process dies. Where the lock cannot be probed (another user), the pid is checked.
+    """
+    if row is None or row.get("stopped_utc") is not None:
+        return "not running"
+    held = _lock_held(Path(f"{ledger_path}.lock"))
+    if held is False:
+        return "not running"
+    if held is None and not _pid_alive(row.get("pid")):
+        return "not running"
+    beat = row.get("heartbeat_utc")
+    if beat is None or now - beat >= HEARTBEAT_STALE:
+        return "not responding"
+    return "running"
+
+
+def _lock_held(path: Path) -> bool | None:
+    """Whether some process holds the ledger lock; None if it cannot be probed."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock at once
+    return False
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def human_bytes(n: float) -> str:

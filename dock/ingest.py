@@ -17,6 +17,11 @@ For a camera in a slot (`SLOTS/<slot>/volume` and `serial`, see ARCHITECTURE
    receipt, and records that;
 4. offloads the camera's signed event log from where the last docking stopped.
 
+Names, sizes and counts the camera lists are untrusted: every name is checked where it
+enters (dock/names.py, both transfer modes), a refused one is reported and never becomes
+a path, no copy reads past the size the signed manifest allows, and every file left on
+the camera at the end is named with why. Every note reaches the summary line.
+
 Anything that fails verification is put in the store's quarantine with the reason,
 recorded, reported, and never released. The volume is read-only to the dock.
 Every step is idempotent against the ledger, so a dock killed at any instant
@@ -25,13 +30,14 @@ resumes without uploading twice or releasing anything that is not durable.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
+import itertools
 import logging
 import os
 import queue
 import re
-import signal
 import stat
 import threading
 import time
@@ -51,24 +57,47 @@ from crypto.format import (
     segment_index_of,
 )
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
+from dock.faults import FAULT_ENV, fault_point
+from dock.ingest_record import write_for_recording
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
+from dock.names import (
+    RECORDINGS_DIR,
+    CameraListing,
+    ListingBounds,
+    ListingBuilder,
+    ListingRefused,
+    NameRefused,
+    check_device_id,
+    check_recording_id,
+    display_path,
+    shown,
+)
 from dock.store import (
     Store,
     StoreError,
     StoreFull,
+    StoreIntegrityError,
     StoreUnavailable,
     events_key,
     object_key,
     retain_until,
     sha256_file,
+    split_name,
 )
 
 log = logging.getLogger(__name__)
 
 COPY_BLOCK = 1 << 20
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-FAULT_ENV = "BODYCAM_DOCK_FAULT"
+# A quarantined file without a manifest entry (nothing says how long it may be) is kept
+# as evidence up to this many bytes: a camera cannot make the dock copy without end.
+MAX_EVIDENCE = 256 << 20
+MAX_EVIDENCE_PER_SESSION = 1 << 30  # and all of them together, per docking
+MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are counted
+# What a camera volume holds besides recordings, and what stays on it after a docking.
+_EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
+VOLUME_KEEPS = {"DEVICE.json": None, "events": {"events.jsonl"}, RECORDINGS_DIR: None}
+_EVENTS_PIECE = re.compile(r"events-(\d{12})-(\d{12})\.jsonl")
 
 # Progress states shown per slot.
 WAITING = "waiting"
@@ -115,33 +144,6 @@ class CameraRefused(Exception):
 
 class VerificationFailed(Exception):
     """A file does not match the camera's signed manifest; the item goes to quarantine."""
-
-
-# --- fault injection for crash tests ----------------------------------------------------------
-
-_fault_lock = threading.Lock()
-_fault_hits: dict[str, int] = {}
-
-
-def fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) at a named point when BODYCAM_DOCK_FAULT asks for it.
-
-    `BODYCAM_DOCK_FAULT=after-store:3` kills the dock the third time a segment has
-    been stored but not yet recorded: how the crash tests reach the narrow windows
-    between store, ledger and release deterministically.
-    """
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    with _fault_lock:
-        _fault_hits[name] = _fault_hits.get(name, 0) + 1
-        hit = _fault_hits[name]
-    if hit == int(nth or 1):
-        log.critical("fault injection: killing the dock at %s (hit %d)", name, hit)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 # --- slots ------------------------------------------------------------------------------------
@@ -240,15 +242,18 @@ class FileSource(Protocol):
 
     kind: str
 
-    def list_files(self) -> dict[str, dict[str, int]]:
-        """{recording_id: {file name: size}} of everything under recordings/."""
+    def list_files(self) -> CameraListing:
+        """Every file under recordings/: accepted names (dock/names.py) with their sizes,
+        and what was refused, with why. Raises ListingRefused beyond the bounds."""
 
     def read_small(self, relative: str, limit: int) -> bytes:
         """A whole small file (header, manifest); raises if larger than `limit`."""
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
-        """Copy from `start` to the end into `out`, chunk by chunk; returns the end offset."""
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
+        """Copy from `start` into `out`, chunk by chunk, never past byte `limit`.
+
+        Returns (end offset, size of the file as the camera reports it)."""
 
     def event_log(self, offset: int, limit: int) -> bytes:
         """Up to `limit` bytes of the signed event log from `offset`."""
@@ -259,40 +264,122 @@ class VolumeSource:
 
     kind = "volume"
 
-    def __init__(self, volume: Path, check: Callable[[], None]) -> None:
+    def __init__(self, volume: Path, check: Callable[[], None],
+                 bounds: ListingBounds | None = None) -> None:
         self.volume = Path(volume)
         self._check = check
+        self.bounds = bounds
 
     def _open(self, relative: str) -> int:
-        path = self.volume / relative
+        """Open a file below the volume without following any link on the way.
+
+        Listed names are checked already; walking folder by folder with O_NOFOLLOW also
+        stops a folder swapped for a symlink after the listing from leading the dock
+        outside the volume.
+        """
+        parts = relative.split("/")
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(self.volume, os.O_RDONLY | os.O_DIRECTORY)
         except FileNotFoundError:
             self._check()
             raise
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise VerificationFailed(f"{relative} is not a regular file")
-        return fd
-
-    def list_files(self) -> dict[str, dict[str, int]]:
-        root = self.volume / "recordings"
-        out: dict[str, dict[str, int]] = {}
         try:
-            recs = sorted(os.scandir(root), key=lambda e: e.name)
+            for part in parts[:-1]:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
         except FileNotFoundError:
             self._check()
-            return out
+            raise
+        except NotADirectoryError:
+            raise VerificationFailed(f"{relative}: a folder on the way is not a folder") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise VerificationFailed(f"{relative} is a symbolic link") from None
+            raise
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
+            os.close(file_fd)
+            raise VerificationFailed(f"{relative} is not a regular file")
+        return file_fd
+
+    def _scan(self, folder: Path, builder: ListingBuilder) -> list[os.DirEntry[str]]:
+        """A folder's entries, sorted; each one counts against the listing bound."""
+        entries: list[os.DirEntry[str]] = []
+        with os.scandir(folder) as it:
+            for entry in it:
+                if len(entries) >= builder.bounds.max_files:
+                    raise ListingRefused(
+                        f"{shown(folder.name)} on the camera holds more than "
+                        f"{builder.bounds.max_files} entries; nothing is taken from it "
+                        "(check the camera)")
+                entries.append(entry)
+        return sorted(entries, key=lambda e: e.name)
+
+    def list_files(self) -> CameraListing:
+        builder = ListingBuilder(self.bounds)
+        root = self.volume / RECORDINGS_DIR
+        try:
+            recs = self._scan(root, builder)
+        except FileNotFoundError:
+            self._check()
+            return builder.result()
         for rec in recs:
-            if not rec.is_dir(follow_symlinks=False) or not _NAME.fullmatch(rec.name):
+            if rec.is_symlink():
+                builder.refuse(display_path(rec.name), "a symbolic link, not a recording "
+                                                       "folder: not followed")
                 continue
-            files: dict[str, int] = {}
-            with os.scandir(rec.path) as it:
-                for e in it:
-                    if e.is_file(follow_symlinks=False) and _NAME.fullmatch(e.name):
-                        files[e.name] = e.stat(follow_symlinks=False).st_size
-            out[rec.name] = files
-        return out
+            if not rec.is_dir(follow_symlinks=False):
+                builder.refuse(display_path(rec.name), "not a recording folder")
+                continue
+            try:
+                check_recording_id(rec.name)
+            except NameRefused as exc:  # refused whole: nothing inside it is looked at
+                builder.refuse(display_path(rec.name), f"name refused: {exc.reason}")
+                continue
+            try:
+                files = self._scan(Path(rec.path), builder)
+            except FileNotFoundError:
+                continue  # released and removed meanwhile
+            if not files:
+                builder.refuse(display_path(rec.name), "an empty folder")
+            for e in files:
+                if e.is_symlink() or not e.is_file(follow_symlinks=False):
+                    kind = "a symbolic link" if e.is_symlink() else "not a regular file"
+                    builder.refuse(display_path(rec.name, e.name), f"{kind}: not taken")
+                    continue
+                try:
+                    size = e.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+                builder.add(rec.name, e.name, size)
+        return builder.result()
+
+    def others(self) -> dict[str, str]:
+        """What the volume holds outside recordings/ beyond what a camera keeps there."""
+        found: dict[str, str] = {}
+        try:
+            with os.scandir(self.volume) as it:
+                top = sorted(itertools.islice(it, MAX_NAME_NOTES * 10), key=lambda e: e.name)
+        except FileNotFoundError:
+            return found
+        for entry in top:
+            name = entry.name if len(entry.name) <= 64 else shown(entry.name)
+            if entry.name not in VOLUME_KEEPS:
+                found[name] = "not part of a camera volume"
+                continue
+            keeps = VOLUME_KEEPS[entry.name]
+            if keeps is None or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                continue
+            with os.scandir(entry.path) as it:
+                inside = sorted(e.name for e in itertools.islice(it, MAX_NAME_NOTES * 10))
+            for inner in inside:
+                if inner not in keeps:
+                    found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = \
+                        "not part of a camera volume"
+        return found
 
     def read_small(self, relative: str, limit: int) -> bytes:
         fd = self._open(relative)
@@ -306,21 +393,23 @@ class VolumeSource:
         return data
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
         fd = self._open(relative)
         buf = bytearray(COPY_BLOCK)
         view = memoryview(buf)
         offset = start
         try:
-            while True:
+            while offset < limit:
                 self._check()  # between chunks: unplug and shutdown stop here
-                n = os.preadv(fd, [view], offset)
+                want = min(COPY_BLOCK, limit - offset)
+                n = os.preadv(fd, [view[:want]], offset)
                 if n <= 0:
-                    return offset
+                    break
                 chunk = view[:n]
                 on_chunk(chunk)
                 out.write(chunk)
                 offset += n
+            return offset, os.fstat(fd).st_size
         finally:
             os.close(fd)
 
@@ -341,15 +430,15 @@ class SerialSource:
 
     kind = "serial"
 
-    def __init__(self, link: Any, check: Callable[[], None]) -> None:
+    def __init__(self, link: Any, check: Callable[[], None],
+                 bounds: ListingBounds | None = None) -> None:
         self.link = link
         self._check = check
+        self.bounds = bounds
 
-    def list_files(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for listing in self.link.list_recordings():
-            out[listing.recording_id] = {f.name: f.size for f in listing.files}
-        return out
+    def list_files(self) -> CameraListing:
+        listing: CameraListing = self.link.list_files(self.bounds)
+        return listing
 
     def read_small(self, relative: str, limit: int) -> bytes:
         data: bytes = self.link.read(relative, 0, limit + 1)
@@ -358,24 +447,25 @@ class SerialSource:
         return data
 
     def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None]) -> int:
+             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
         from firmware.protocol import MAX_DATA
 
-        offset = start
-        while True:
+        offset, size = start, start
+        while offset < limit:
             self._check()
-            size, data = self.link.read_chunk(relative, offset, MAX_DATA)
+            size, data = self.link.read_chunk(relative, offset, min(MAX_DATA, limit - offset))
             if data:
                 view = memoryview(data)
                 on_chunk(view)
                 out.write(view)
                 offset += len(data)
             if offset >= size or not data:
-                return offset
+                break
+        return offset, size
 
     def event_log(self, offset: int, limit: int) -> bytes:
-        data: bytes = self.link.event_log(offset)
-        return data[:limit]
+        data: bytes = self.link.event_log(offset, limit)
+        return data
 
 
 # --- releasing in the background --------------------------------------------------------------
@@ -447,22 +537,27 @@ class CameraReport:
     store_problem: str | None = None
     aborted: str | None = None
     released_camera: bool = False
+    # Files left on the camera besides kept segments (display path -> why): refused
+    # names, odd files, unsealed leftovers. Each is in `notes` as well.
+    left: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return not (self.quarantined or self.errors or self.refused or self.store_problem
-                    or self.aborted) and self.kept == 0
+                    or self.aborted or self.left) and self.kept == 0
 
     def summary(self) -> str:
+        """One line: the outcome, then every note the session made."""
         who = self.device_id or f"slot {self.slot}"
+        notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
         if self.refused:
-            return f"{who}: refused: {self.refused}"
+            return f"{who}: refused: {self.refused}{notes}"
         if self.ok:
             n = self.recordings
             if n == 0:
-                return f"{who}: no recordings on the camera"
+                return f"{who}: no recordings on the camera{notes}"
             noun = "recording" if n == 1 else "recordings"
-            return f"{who}: all {n} {noun} stored, camera released"
+            return f"{who}: all {n} {noun} stored, camera released{notes}"
         parts = [f"{self.recordings_done} of {self.recordings} recordings stored"]
         if self.released_camera:
             parts[0] += ", camera released"
@@ -474,7 +569,9 @@ class CameraReport:
         parts.extend(self.errors)
         if self.kept:
             parts.append(f"{self.kept} segment(s) kept on the camera")
-        return f"{who}: " + "; ".join(parts)
+        if self.left:
+            parts.append(f"{len(self.left)} other file(s) left on the camera")
+        return f"{who}: " + "; ".join(parts) + notes
 
 
 # --- the dock's shared context ------------------------------------------------------------------
@@ -495,6 +592,8 @@ class DockContext:
     profiles_dir: Path | None = None
     link_factory: Callable[[str], Any] | None = None
     link_timeout: float = 2.0
+    listing_bounds: ListingBounds = field(default_factory=ListingBounds)
+    event_log_piece: int = MAX_EVENT_LOG_PIECE  # bytes of event log read per docking
 
     def spool_dir(self) -> Path:
         staging = self.store.staging_dir
@@ -534,6 +633,8 @@ class CameraIngest:
         # (recording, segment) not to release (see _ingest_recording). Keyed by recording
         # and never reset: the release worker may act on a recording after the next began.
         self._hold: set[tuple[str, str]] = set()
+        self._unfinished: set[str] = set()  # recordings without END in their manifest
+        self._evidence_bytes = 0  # copied for quarantine in this session
         self._releaser: _ReleaseWorker | None = None
         self._deferred_profile: Any = None
 
@@ -550,6 +651,22 @@ class CameraIngest:
         if releaser is not None and releaser.error is not None \
                 and threading.current_thread() is not releaser._thread:
             raise releaser.error
+
+    def _note(self, text: str) -> None:
+        """Something the operator must hear: the report, the live view, the log."""
+        self.report.notes.append(text)
+        self.progress.set(message=text)
+        log.warning("slot %s: camera %s: %s", self.slot.name, self.device_id or "?", text)
+
+    def _left_file(self, path: str, reason: str) -> None:
+        """A file stays on the camera (named, with why); the camera is not released."""
+        if path in self.report.left:
+            return
+        self.report.left[path] = reason
+        if len(self.report.left) <= MAX_NAME_NOTES:
+            self._note(f"left on the camera: {path}: {reason}")
+        else:  # a camera listing thousands must not make the summary line endless
+            log.warning("camera %s: left on the camera: %s: %s", self.device_id, path, reason)
 
     def run(self) -> CameraReport:
         """Ingest the camera; never raises for a camera-level problem (see the report)."""
@@ -570,6 +687,16 @@ class CameraIngest:
             self.report.aborted = str(exc)
             self.progress.set(ERROR, message=str(exc))
             log.warning("slot %s: %s", self.slot.name, exc)
+        except ListingRefused as exc:
+            self.report.errors.append(f"listing refused: {exc}")
+            self.progress.set(ERROR, message=str(exc))
+            log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
+        except NameRefused as exc:
+            # Names are checked where they enter (list_files); one reaching a key or a
+            # path unchecked is a bug, reported here rather than taking the daemon down.
+            self.report.errors.append(f"name refused: {exc}")
+            self.progress.set(ERROR, message=str(exc))
+            log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
         except (StoreUnavailable, StoreFull) as exc:
             self.report.store_problem = f"store problem: {exc}"
             self.progress.set(ERROR, message=f"store: {exc}")
@@ -588,6 +715,9 @@ class CameraIngest:
             self.progress.set(ERROR, message=str(exc))
             log.error("slot %s: %s", self.slot.name, exc)
         finally:
+            unnamed = len(self.report.left) - MAX_NAME_NOTES
+            if unnamed > 0:
+                self._note(f"{unnamed} more file(s) left on the camera (named in the dock's log)")
             if self._releaser is not None:
                 self._releaser.close()
             if self.link is not None:
@@ -623,11 +753,15 @@ class CameraIngest:
             self.device_id, self.device_public = device.device_id, device.public_key
             self.progress.set(device_id=self.device_id)
             self.report.device_id = self.device_id
-            self.source = VolumeSource(volume, self.check_alive)
-            self.report.notes.append("no serial link: stored only, nothing released")
+            self.source = VolumeSource(volume, self.check_alive, self.ctx.listing_bounds)
+            self._note("no serial link: stored only, nothing released")
             return
         self.link = self.ctx.open_link(serial)
         info = self.link.hello()
+        try:
+            check_device_id(info.device_id)
+        except NameRefused as exc:
+            raise CameraRefused(f"the camera presents {exc}") from None
         self.report.device_id = info.device_id
         self.progress.set(device_id=info.device_id)
         device = self.ctx.ledger.active_device(info.device_id)
@@ -646,21 +780,41 @@ class CameraIngest:
         except AuthFailed as exc:
             raise CameraRefused(f"authentication failed: {exc}") from None
         self.device_id, self.device_public = device.device_id, device.public_key
-        drift = self.link.set_time(self.ctx.clock.now())
-        if abs(drift) > 2.0:
-            self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
+        self._sync_clock()
         self._push_profile(info)
         if info.transfer_mode == "serial" or volume is None:
             if info.transfer_mode != "serial":
-                self.report.notes.append("no volume in the slot: copying over serial")
-            self.source = SerialSource(self.link, self.check_alive)
+                self._note("no volume in the slot: copying over serial")
+            self.source = SerialSource(self.link, self.check_alive, self.ctx.listing_bounds)
         else:
             if volume_id is not None and volume_id[0] != info.device_id:
                 raise CameraRefused(
                     f"the volume in slot {self.slot.name} belongs to {volume_id[0]}, the serial "
                     f"port to {info.device_id}: re-seat the camera"
                 )
-            self.source = VolumeSource(volume, self.check_alive)
+            self.source = VolumeSource(volume, self.check_alive, self.ctx.listing_bounds)
+
+    def _sync_clock(self) -> None:
+        """SET_TIME; a large or refused correction is logged and noted for the operator."""
+        from dock.link import ClockRefused
+        from firmware.protocol import CLOCK_JUMP_SECONDS
+
+        try:
+            drift = self.link.set_time(self.ctx.clock.now())
+        except ClockRefused as exc:
+            # The camera's profile bounds how far a dock may move its clock: the footage
+            # still comes off, but a person has to look at that camera's time.
+            off = f"{exc.drift:+.1f} s" if exc.drift is not None else "too far"
+            limit = f"{exc.limit} s" if exc.limit is not None else "its profile's limit"
+            self._note(f"camera clock is off by {off}, more than its profile lets a dock "
+                       f"correct ({limit}): not corrected, check the camera's clock")
+            return
+        if abs(drift) > CLOCK_JUMP_SECONDS:
+            self._note(f"camera clock was off by {drift:+.1f} s, corrected")
+        elif abs(drift) > 2.0:
+            self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
+            log.info("slot %s: camera %s: camera clock was off by %+.1f s, corrected",
+                     self.slot.name, self.device_id, drift)
 
     def _unknown(self, device_id: str) -> str:
         return (
@@ -715,8 +869,7 @@ class CameraIngest:
             # Its trusted docks apply from commit on: flashed now, this dock could not
             # release anything any more. Flash it once the transfer is done.
             self._deferred_profile = info
-            self.report.notes.append("staged profile does not trust this dock: flashed after "
-                                     "the transfer")
+            self._note("staged profile does not trust this dock: flashed after the transfer")
             return
         with open(sig, "rb") as f:
             signature = f.read(MAX_SIGNATURE_FILE + 1)
@@ -725,7 +878,7 @@ class CameraIngest:
         except LinkError as exc:
             self.report.errors.append(f"staged profile refused by the camera: {exc}")
             return
-        self.report.notes.append(f"profile {active.name} v{active.version} flashed")
+        self._note(f"profile {active.name} v{active.version} flashed")
         log.info("camera %s: flashed profile %s v%d", info.device_id, active.name,
                  active.version)
 
@@ -735,8 +888,13 @@ class CameraIngest:
         assert self.source is not None
         # Before touching anything: a store that cannot take objects means nothing moves.
         self.ctx.store.check()
-        files = self.source.list_files()
+        listing = self.source.list_files()
+        # Refused names never become paths or keys: reported, left on the camera.
+        for path, reason in listing.refused.items():
+            self._left_file(path, reason)
+        files = listing.recordings
         self._spool = self.ctx.spool_dir() / self.ctx.site / self.device_id
+        self._tidy_spool(set(files))
         pending = 0
         for rec_id, names in files.items():
             for name, size in names.items():
@@ -761,12 +919,40 @@ class CameraIngest:
             releaser, self._releaser = self._releaser, None
             self.progress.set(RELEASING)
             releaser.finish()
-        # What is left on the camera now, as the camera itself shows it.
+        self._audit_camera()
+
+    def _audit_camera(self) -> None:
+        """Name every file left on the camera, as the camera itself now shows it.
+
+        The camera counts as released only when it holds nothing but what a camera keeps
+        (DEVICE.json, its event log): kept segments are counted (their reasons are in the
+        report already), every other file is reported with why it stayed.
+        """
+        assert self.source is not None
         left = self.source.list_files()
-        self.report.kept = sum(
-            1 for names in left.values() for n in names if segment_index_of(n) is not None
-        )
-        self.report.released_camera = self.link is not None and self.report.kept == 0
+        for path, reason in left.refused.items():
+            self._left_file(path, reason)
+        kept = 0
+        for rec_id, names in sorted(left.recordings.items()):
+            segments = sum(1 for n in names if segment_index_of(n) is not None)
+            kept += segments
+            for name in sorted(names):
+                path = display_path(rec_id, name)
+                if name.endswith(PART_SUFFIX):
+                    self._left_file(path, "unsealed leftover (.part): the camera's recovery "
+                                          "seals or removes it, the next docking takes it")
+                elif segment_index_of(name) is None and not segments \
+                        and rec_id not in self._unfinished:
+                    # An unfinished recording keeps its header and manifest by design; a
+                    # finished one goes with its last segment unless something else is there.
+                    self._left_file(path, "the camera kept this finished recording's folder "
+                                          "(it holds files the camera does not remove)")
+        if isinstance(self.source, VolumeSource):
+            for path, reason in self.source.others().items():
+                self._left_file(path, reason)
+        self.report.kept = kept
+        self.report.released_camera = (self.link is not None and kept == 0
+                                       and not self.report.left)
 
     def _ingest_recording(self, rec_id: str, files: dict[str, int]) -> bool:
         """Ingest one recording folder; True when every segment it lists is durable."""
@@ -779,7 +965,7 @@ class CameraIngest:
             return False
         if HEADER_NAME not in files or MANIFEST_NAME not in files:
             if all(n.endswith(PART_SUFFIX) for n in files):
-                self.report.notes.append(f"{rec_id}: still being sealed, left on the camera")
+                self._note(f"{rec_id}: still being sealed, left on the camera")
                 return False
             self._quarantine_recording(rec_id, files, "recording.hdr or manifest.bcm missing: "
                                                       "the recording cannot be verified")
@@ -800,6 +986,8 @@ class CameraIngest:
                 rec_id, files, f"folder {rec_id} holds recording {vr.recording_id} of "
                                f"{vr.device_id}")
             return False
+        if not vr.complete:
+            self._unfinished.add(rec_id)
         now = self.ctx.clock.now()
         until = retain_until(vr.started_utc, now, self.ctx.store.retention_days)
         header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME,
@@ -830,7 +1018,28 @@ class CameraIngest:
             self.check_alive()
             if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
                 all_durable = False
+        if all_durable:  # the chain of custody, signed by this dock, next to the footage
+            with self.ctx.uploads:
+                write_for_recording(self.ctx, vr, header, manifest, until)
         return all_durable
+
+    def _tidy_spool(self, listed: set[str]) -> None:
+        """Drop spooled copies of recordings the camera no longer has (released, or gone).
+
+        What a killed session left: partial copies, headers and manifests. The camera's
+        listing is the only authority on what may still be needed for resuming.
+        """
+        assert self._spool is not None
+        try:
+            entries = list(os.scandir(self._spool))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name in listed or not entry.is_dir(follow_symlinks=False):
+                continue
+            removed = remove_spool_folder(Path(entry.path))
+            log.info("camera %s: dropped the spool of %s (%d file(s)), no longer on the "
+                     "camera", self.device_id, entry.name, removed)
 
     def _clean_spool(self, rec_id: str) -> None:
         """Drop the spooled header and manifest; partial serial copies stay for resuming."""
@@ -846,15 +1055,16 @@ class CameraIngest:
     def _unlisted_file(self, vr: VerifiedRecording, name: str, size: int) -> None:
         rec_id = vr.recording_id
         if name.endswith(PART_SUFFIX):
-            self.report.notes.append(f"{rec_id}/{name}: unsealed leftover, left on the camera")
+            self._left_file(display_path(rec_id, name), "unsealed leftover (.part): the "
+                            "camera's recovery seals or removes it, the next docking takes it")
             return
         if segment_index_of(name) is None:
-            self.report.notes.append(f"{rec_id}/{name}: not part of the recording, left alone")
+            self._left_file(display_path(rec_id, name), "not part of the recording")
             return
         if not vr.complete:
             # sealed but not yet in the manifest (power cut between the two): the camera's
             # boot recovery adds it; the next docking takes it.
-            self.report.notes.append(f"{rec_id}/{name}: not yet in the manifest, left on camera")
+            self._note(f"{rec_id}/{name}: not yet in the manifest, left on camera")
             return
         reason = "segment file is not in the signed manifest of a finished recording (spliced)"
         self._quarantine_file(rec_id, name, size, None, reason)
@@ -875,14 +1085,18 @@ class CameraIngest:
             self.report.quarantined.append(f"{rec_id}/{name}: {seg.reason}")
             return False
         if seg is not None and seg.durable:
-            if camera_size is not None:
+            if camera_size is None:
+                if seg.state == STORED:
+                    ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
+                                         how="gone from the camera after a receipt")
+                return True
+            if self._intact(key):
                 self._release(rec_id, entry, key)
-            elif seg.state == STORED:
-                ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
-                                     how="gone from the camera after a receipt")
-            return True
+                return True
+            # Recorded as stored, but the store does not hold it intact: the camera still
+            # has it, so store it again (a damaged object is set aside) before releasing.
         if camera_size is None:
-            stored = store.stat(key)
+            stored = self._verified_or_none(key)
             if stored is not None:
                 # Stored before the dock could record it, then released: catch up.
                 ledger.mark_stored(self.device_id, rec_id, name, entry.sha256, entry.size, key,
@@ -895,6 +1109,13 @@ class CameraIngest:
                 "nor in the store"
             )
             return False
+        if camera_size != entry.size:
+            # Refused before a byte is copied: a camera listing 2 GiB for a segment the
+            # manifest signs at 2 MiB must not make the dock copy 2 GiB first.
+            self._quarantine_file(rec_id, name, camera_size, entry,
+                                  f"the camera lists {camera_size} bytes, the signed manifest "
+                                  f"{entry.size}")
+            return False
         self.progress.set(UPLOADING, recording=rec_id)
         part = spool / f"{name}{PART_SUFFIX}"
         try:
@@ -903,10 +1124,17 @@ class CameraIngest:
             self._quarantine_file(rec_id, name, camera_size, entry, str(exc), spooled=part)
             return False
         ledger.mark_copied(self.device_id, rec_id, name, sha, size)
-        with self.ctx.uploads:
-            self.check_alive()
-            stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
-                                    consume=True)
+        try:
+            with self.ctx.uploads:
+                self.check_alive()
+                stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
+                                        consume=True)
+        except StoreIntegrityError as exc:
+            # The store holds other bytes under this content's name and cannot replace them
+            # (S3 under Object Lock): keep our verified copy in quarantine, never release.
+            self._quarantine_file(rec_id, name, size, entry, f"store integrity: {exc}",
+                                  spooled=part)
+            return False
         fault_point("after-store")
         ledger.mark_stored(self.device_id, rec_id, name, sha, size, key, stored.to_json())
         self.report.stored += 1
@@ -914,12 +1142,26 @@ class CameraIngest:
         self._release(rec_id, entry, key)
         return True
 
+    def _intact(self, key: str) -> bool:
+        """Whether the store holds `key` with the content its name promises (hash checked)."""
+        return self._verified_or_none(key) is not None
+
+    def _verified_or_none(self, key: str) -> Any:
+        try:
+            return self.ctx.store.verified(key)
+        except StoreIntegrityError as exc:
+            log.error("camera %s: %s", self.device_id, exc)
+            self.report.notes.append(f"{key}: the store held other bytes under this name; "
+                                     "not trusted")
+            return None
+
     def _copy_verified(self, vr: VerifiedRecording, entry: ManifestEntry,
                        part: Path) -> tuple[str, int]:
         """Copy into the spool, hashing while copying, and check against the manifest."""
         assert self.source is not None
         relative = f"recordings/{vr.recording_id}/{entry.name}"
         resume = self.source.kind == "serial"
+        _drop_if_shared(part)
         for attempt in (1, 2):
             start = part.stat().st_size if resume and part.exists() else 0
             if start > entry.size:
@@ -941,9 +1183,13 @@ class CameraIngest:
                     digest.update(view)
                     self.progress.add_bytes(len(view))
 
-                end = self.source.copy(relative, out, start, on_chunk)
+                # Never more than the manifest signs, whatever size the camera claims.
+                end, reported = self.source.copy(relative, out, start, on_chunk, entry.size)
             sha = digest.hexdigest()
             try:
+                if reported != entry.size:
+                    raise VerificationFailed(f"the camera reports {reported} bytes, the signed "
+                                             f"manifest lists {entry.size}")
                 self._check_segment(part, entry, vr, sha, end)
                 return sha, end
             except VerificationFailed:
@@ -1021,8 +1267,16 @@ class CameraIngest:
         if path is None or not path.exists():
             path = self._spool / rec_id / f"{name}.quarantine"
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Evidence is bounded too: what the manifest signs, or what the format allows.
+            limit = entry.size if entry is not None else _EVIDENCE_LIMITS.get(name, MAX_EVIDENCE)
+            limit = min(limit, max(0, MAX_EVIDENCE_PER_SESSION - self._evidence_bytes))
             with open(path, "wb") as out:
-                self.source.copy(f"recordings/{rec_id}/{name}", out, 0, lambda v: None)
+                end, reported = self.source.copy(f"recordings/{rec_id}/{name}", out, 0,
+                                                 lambda v: None, limit)
+            self._evidence_bytes += end
+            reported = max(reported, size)  # the listed size, when nothing was read
+            if reported > end:
+                reason += f" (the first {end} of {reported} bytes kept as evidence)"
         data_sha = sha256_file(path)
         qkey = object_key(self.ctx.site, self.device_id, rec_id, name, data_sha)
         now = self.ctx.clock.now()
@@ -1056,24 +1310,158 @@ class CameraIngest:
     # --- event log -----------------------------------------------------------------------------
 
     def _offload_events(self) -> None:
+        """Store the event log from where the last docking stopped, in whole lines.
+
+        Idempotent: a piece stored before a kill, whose end the ledger never recorded,
+        is found in the store and adopted instead of stored again overlapping. The
+        camera's signed `segment_released` lines settle segments the ledger still
+        holds as stored (a kill between RELEASE and its ledger write).
+        """
         assert self.source is not None
         ledger = self.ctx.ledger
         offset = ledger.events_offset(self.device_id)
-        data = self.source.event_log(offset, MAX_EVENT_LOG_PIECE)
+        limit = self.ctx.event_log_piece
+        data = self.source.event_log(offset, limit)  # at most `limit` bytes are read
         cut = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
         if cut <= 0:
+            if len(data) >= limit:
+                self._note(f"event log: no whole line in {limit} bytes from byte {offset}; "
+                           "not offloaded (check the camera's event log)")
             return
-        piece = data[:cut]
-        key = events_key(self.ctx.site, self.device_id, offset, offset + cut, _sha_of(piece))
+        if len(data) >= limit:
+            self._note(f"event log: {cut} bytes offloaded from byte {offset}; more remains for "
+                       "the next docking")
+        lines = data[:cut]
+        self._settle_releases(lines)
+        piece, start = lines, offset
+        for end, key in self._stored_pieces(offset):
+            n = end - start
+            if n > len(piece) or not hmac.compare_digest(_sha_of(piece[:n]),
+                                                         split_name(key)[1]):
+                break
+            log.info("camera %s: event log %d..%d was stored before, adopted", self.device_id,
+                     start, end)
+            ledger.set_events_offset(self.device_id, end, key)
+            piece, start = piece[n:], end
+        if not piece:
+            return
+        key = events_key(self.ctx.site, self.device_id, start, start + len(piece),
+                         _sha_of(piece))
         now = self.ctx.clock.now()
         with self.ctx.uploads:
             self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
                 now, now, self.ctx.store.retention_days))
-        ledger.set_events_offset(self.device_id, offset + cut, key)
+        fault_point("events-stored")
+        ledger.set_events_offset(self.device_id, start + len(piece), key)
+
+    def _stored_pieces(self, offset: int) -> list[tuple[int, str]]:
+        """(end, key) of stored event log pieces chained from `offset`, in order."""
+        prefix = f"{self.ctx.site}/{self.device_id}/events/"
+        by_start: dict[int, tuple[int, str]] = {}
+        for key in self.ctx.store.list(prefix):
+            m = _EVENTS_PIECE.fullmatch(split_name(key)[0])
+            if m is not None and int(m[1]) >= offset:
+                by_start.setdefault(int(m[1]), (int(m[2]), key))
+        chain: list[tuple[int, str]] = []
+        while offset in by_start:
+            end, key = by_start[offset]
+            chain.append((end, key))
+            offset = end
+        return chain
+
+    def _settle_releases(self, lines: bytes) -> None:
+        """Mark released what the camera's signed log says it deleted against a receipt."""
+        from firmware.eventlog import EventLogError, signed_by_device, verify_event_piece
+
+        try:
+            # Hashes and links of every line; the signature (~0.4 ms) only of lines used.
+            events = verify_event_piece(lines, self.device_public, signatures=False,
+                                        origin=f"event log of {self.device_id}")
+        except EventLogError as exc:
+            self.report.notes.append(f"event log does not verify, releases not settled from "
+                                     f"it: {exc}")
+            log.error("camera %s: %s", self.device_id, exc)
+            return
+        ledger = self.ctx.ledger
+        for event in events:
+            if event.kind != "segment_released":
+                continue
+            rec_id, name, sha = (event.fields.get(k) for k in ("recording_id", "segment",
+                                                                "sha256"))
+            if not all(isinstance(v, str) for v in (rec_id, name, sha)):
+                continue
+            seg = ledger.segment(self.device_id, str(rec_id), str(name))
+            if seg is None or seg.state != STORED or not hmac.compare_digest(seg.sha256,
+                                                                             str(sha)):
+                continue
+            if not signed_by_device(event, self.device_public):
+                self.report.notes.append(f"event log line {event.seq} is not signed by the "
+                                         "camera; release not settled from it")
+                continue
+            ledger.mark_released(self.device_id, seg.recording_id, seg.name, seg.sha256,
+                                 how="camera event log")
+            log.info("camera %s: %s/%s released (camera's signed event log)", self.device_id,
+                     seg.recording_id, seg.name)
+
+
+def _drop_if_shared(part: Path) -> None:
+    """Never write through a spool name that is another name of a stored object.
+
+    An earlier version of the dock could leave the spool name hard-linked to the stored
+    object after a kill; reopening it for writing would change the stored bytes.
+    """
+    try:
+        if part.lstat().st_nlink > 1 or not stat.S_ISREG(part.lstat().st_mode):
+            part.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def remove_spool_folder(folder: Path) -> int:
+    """Remove one recording's spool folder (flat: spooled files only); files removed."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_file(follow_symlinks=False) or entry.is_symlink():
+            os.unlink(entry.path)
+            removed += 1
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something unexpected in it: left for a person to look at
+    return removed
+
+
+def clean_spool_at_start(spool: Path) -> int:
+    """Start-up check of the spool: drop any file that shares its inode with another name.
+
+    Only an earlier version of the dock, killed between storing and unlinking, left
+    such spool names (a second name of a stored object); no writer makes them now,
+    so this never disturbs another dock sharing the store. Everything else a killed
+    session left is dropped at the camera's next docking (`_tidy_spool`), when its
+    listing says what is still needed.
+    """
+    removed = 0
+    for dirpath, _, filenames in os.walk(spool):
+        for name in filenames:
+            path = Path(dirpath) / name
+            try:
+                if path.lstat().st_nlink > 1:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    if removed:
+        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool,
+                    removed)
+    return removed
 
 
 __all__ = [
     "CameraIngest", "CameraRefused", "CameraReport", "DockContext", "Slot", "SlotGone",
     "SlotProgress", "Stopping", "SystemClock", "VolumeSource",
-    "SerialSource", "VerificationFailed", "fault_point",
+    "SerialSource", "VerificationFailed", "FAULT_ENV", "clean_spool_at_start", "fault_point",
 ]

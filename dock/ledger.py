@@ -36,6 +36,12 @@ ROLES = ("coordinator", "cluster-manager", "privacy-officer", "municipal-secreta
 
 COPIED, STORED, RELEASED, QUARANTINED = "copied", "stored", "released", "quarantined"
 _RANK = {COPIED: 1, STORED: 2, RELEASED: 3}
+REFUSED_SHOWN = 20  # refused dockings `dock status` lists, newest first
+# Columns added after schema 1 was first written; a ledger without them gets them on
+# open (old readers ignore extra columns, so the schema number stays).
+_ADDED_COLUMNS = {
+    "sessions": (("notes", "TEXT NOT NULL DEFAULT '[]'"), ("refused", "TEXT")),
+}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -104,7 +110,9 @@ CREATE TABLE IF NOT EXISTS sessions (
     started_utc REAL NOT NULL,
     ended_utc REAL NOT NULL,
     ok INTEGER NOT NULL,
-    summary TEXT NOT NULL
+    summary TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '[]',
+    refused TEXT
 );
 CREATE TABLE IF NOT EXISTS daemon (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -195,6 +203,7 @@ class Ledger:
             # in the ledger is never ahead of what a restart will see.
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.executescript(_SCHEMA)
+            self._add_columns()
             with self._tx() as db:
                 row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
                 if row is None:
@@ -205,6 +214,18 @@ class Ledger:
                         f"{SCHEMA_VERSION}"
                     )
         self._db.row_factory = sqlite3.Row
+
+    def _columns(self, table: str) -> set[str]:
+        with self._lock:
+            return {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+
+    def _add_columns(self) -> None:
+        for table, columns in _ADDED_COLUMNS.items():
+            have = self._columns(table)
+            for name, decl in columns:
+                if name not in have:
+                    with self._tx() as db:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     def close(self) -> None:
         with self._lock:
@@ -507,13 +528,27 @@ class Ledger:
         return [dict(r) for r in self._query("SELECT * FROM slots ORDER BY slot")]
 
     def record_session(self, slot: str, device_id: str | None, started_utc: float, ok: bool,
-                       summary: str) -> None:
+                       summary: str, *, notes: list[str] | tuple[str, ...] = (),
+                       refused: str | None = None) -> None:
+        """One finished docking: its summary line, every note it made, why it was refused."""
         with self._tx() as db:
             db.execute(
-                "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (slot, device_id, started_utc, self._clock(), int(ok), summary),
+                "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary, "
+                "notes, refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (slot, device_id, started_utc, self._clock(), int(ok), summary,
+                 json.dumps(list(notes)), refused),
             )
+
+    @staticmethod
+    def _session(r: sqlite3.Row) -> dict[str, Any]:
+        row = dict(r)
+        try:
+            notes = json.loads(row.get("notes") or "[]")
+        except json.JSONDecodeError:
+            notes = [str(row.get("notes"))]
+        row["notes"] = notes if isinstance(notes, list) else [str(notes)]
+        row.setdefault("refused", None)
+        return row
 
     def last_sessions(self, limit: int = 50) -> list[dict[str, Any]]:
         rows = self._query(
@@ -521,7 +556,19 @@ class Ledger:
             "MAX(id) AS id FROM sessions GROUP BY who) last ON s.id = last.id "
             "ORDER BY s.ended_utc DESC LIMIT ?", (limit,),
         )
-        return [dict(r) for r in rows]
+        return [self._session(r) for r in rows]
+
+    def refused_sessions(self, limit: int = REFUSED_SHOWN) -> list[dict[str, Any]]:
+        """The latest refused dockings (unknown camera, wrong key, failed authentication).
+
+        Kept apart from the last docking per camera: an impostor presenting a registered
+        id stays visible after the real camera docked under that id.
+        """
+        if "refused" not in self._columns("sessions"):
+            return []  # a ledger written before refusals were kept (read-only here)
+        rows = self._query("SELECT * FROM sessions WHERE refused IS NOT NULL "
+                           "ORDER BY id DESC LIMIT ?", (limit,))
+        return [self._session(r) for r in rows]
 
     def set_daemon(self, **fields: Any) -> None:
         allowed = {"pid", "store", "store_state", "store_message", "started_utc",
@@ -550,6 +597,7 @@ class Ledger:
             "slots": self.slots(),
             "segments": self.counts(),
             "cameras": self.last_sessions(),
+            "refused": self.refused_sessions(),
             "quarantined": [
                 {"device_id": s.device_id, "recording_id": s.recording_id, "segment": s.name,
                  "reason": s.reason}

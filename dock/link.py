@@ -6,6 +6,12 @@ sequence number; a lost, corrupt or unanswered frame is resent with the same
 number (the camera answers a resent request from its cache, never running it
 twice), so nothing is misread and nothing happens twice.
 
+AUTH agrees a session key (PROTOCOL.md section 8): from then on every request is
+tagged, and a reply is believed only with a valid tag for its sequence number, so
+a reply forged or altered on the line is dropped (counted in `forged_replies`).
+When the camera says the session is gone (port reset, expiry), the link
+authenticates again once with the same key and resends the request.
+
 ```
 with CameraLink("/dev/pts/5") as link:
     info = link.hello()
@@ -27,9 +33,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from dock.names import CameraListing, ListingBounds, ListingBuilder
 from firmware.protocol import (
     MAX_DATA,
     NONCE_SIZE,
+    PROTOCOL_VERSION,
     PUBLIC_KEY_SIZE,
     SIGNATURE_SIZE,
     ErrorCode,
@@ -37,13 +45,17 @@ from firmware.protocol import (
     Frame,
     FrameDecoder,
     FrameError,
+    FrameKey,
     Message,
     MessageError,
     MessageType,
     ReleaseReceipt,
+    SessionKeys,
     Signer,
+    auth_transcript,
     camera_auth_message,
     decode_payload,
+    derive_session_keys,
     dock_auth_message,
     encode_frame,
     encode_payload,
@@ -55,6 +67,7 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 DEFAULT_CHUNK = 1024  # profile chunks: small enough for a visible progress bar
+MAX_LISTED_KEY = 256  # `after` of LIST_RECORDINGS (firmware/PROTOCOL.md)
 
 
 class LinkError(Exception):
@@ -83,8 +96,32 @@ class RemoteNotFound(LinkError):
     """The file or segment is not on the camera."""
 
 
+class ClockRefused(LinkError):
+    """SET_TIME was beyond the bound of the camera's profile; its clock was not changed.
+
+    `drift` (camera minus dock, seconds) and `limit` (seconds) come from the camera.
+    """
+
+    def __init__(self, code: int, message: str, drift: float | None = None,
+                 limit: int | None = None) -> None:
+        super().__init__(code, message)
+        self.drift = drift
+        self.limit = limit
+
+
+class SessionLost(LinkError):
+    """The camera no longer has our session (port reset, expired); the request did not run."""
+
+
 class LinkTimeout(TimeoutError):
     """No valid answer after all retries: the camera is gone, hung or the line is too noisy."""
+
+
+class LinkTampered(LinkTimeout):
+    """No authentic answer after all retries, and replies that failed the session tag came in.
+
+    Someone on the line answers in the camera's place (or alters its answers).
+    """
 
 
 class LinkClosed(ConnectionError):
@@ -96,7 +133,14 @@ _ERRORS: dict[int, type[LinkError]] = {
     ErrorCode.PROFILE_REJECTED: ProfileRejected,
     ErrorCode.RECEIPT_REJECTED: ReceiptRejected,
     ErrorCode.NOT_FOUND: RemoteNotFound,
+    ErrorCode.CLOCK_REFUSED: ClockRefused,
 }
+# Requests after which the link does not re-authenticate and resend on its own: AUTH
+# itself, and the steps of a flash (HELLO abandons the staged slot; the flash restarts).
+_NO_REAUTH = frozenset({
+    MessageType.HELLO, MessageType.AUTH_BEGIN, MessageType.AUTH_FINISH,
+    MessageType.PROFILE_CHUNK, MessageType.PROFILE_COMMIT,
+})
 
 
 @dataclass(frozen=True)
@@ -149,6 +193,14 @@ def _profile_info(f: Fields) -> ProfileInfo:
     )
 
 
+def _reply_size(msg: Message, command: str) -> int:
+    """The `size` a READ/EVENT_LOG reply claims; a malformed one is the camera's LinkError."""
+    try:
+        return msg.fields.integer("size", 0, 2**53)
+    except MessageError as exc:
+        raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed {command} reply: {exc}") from None
+
+
 class CameraLink:
     """Client of one camera's control channel. Not thread-safe: one caller at a time."""
 
@@ -187,8 +239,16 @@ class CameraLink:
         self._seq = secrets.randbelow(0xFFFFFFFF) + 1
         self.device_id: str | None = None
         self.device_public: bytes | None = None
-        self.authenticated = False
+        self._session: SessionKeys | None = None
+        self._credentials: tuple[Signer, bytes] | None = None  # for re-authentication
         self.retransmissions = 0
+        self.forged_replies = 0  # replies dropped for a missing or wrong session tag
+        self.reauthentications = 0
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the link holds a session key (the camera may have dropped it since)."""
+        return self._session is not None
 
     def close(self) -> None:
         if self._owned and self._port is not None:
@@ -242,14 +302,74 @@ class CameraLink:
     def call(
         self, msg_type: int, fields: dict[str, Any] | None = None, blob: bytes = b""
     ) -> Message:
-        """Send one request and return the camera's response message (or raise)."""
+        """Send one request and return the camera's response message (or raise).
+
+        If the camera says our session is gone, authenticate again once (with the key of
+        the last AUTH) and send the request again: the camera did not execute it.
+        """
+        if self._session is None and self._credentials is not None \
+                and msg_type not in _NO_REAUTH:
+            self._reauthenticate()  # lost earlier (SessionLost from a flash step)
+            return self._call_once(msg_type, fields, blob)
+        try:
+            return self._call_once(msg_type, fields, blob)
+        except SessionLost:
+            if self._credentials is None or msg_type in _NO_REAUTH:
+                raise
+            self._reauthenticate()
+            return self._call_once(msg_type, fields, blob)
+
+    def _reauthenticate(self) -> None:
+        assert self._credentials is not None
+        dock_key, device_public = self._credentials
+        device_id = self.device_id
+        log.warning("camera %s dropped the session; authenticating again", device_id)
+        self.reauthentications += 1
+        if self.hello().device_id != device_id:
+            raise LinkError(
+                ErrorCode.AUTH_FAILED, f"another camera ({self.device_id}) answers on {self.url}"
+            )
+        self.auth(dock_key, device_public)
+
+    def _call_once(
+        self,
+        msg_type: int,
+        fields: dict[str, Any] | None = None,
+        blob: bytes = b"",
+        *,
+        opening: SessionKeys | None = None,
+    ) -> Message:
+        """One request, resent until answered. `opening`: the keys AUTH_FINISH's reply proves."""
         payload = encode_payload(fields or {}, blob)
+        session = self._session
+        if msg_type in (MessageType.HELLO, MessageType.AUTH_BEGIN):
+            self._session = None  # both end the session (AUTH_BEGIN still tagged inside it)
+        request_key = (
+            session.dock_to_camera
+            if session is not None and msg_type != MessageType.HELLO
+            else None
+        )
+        reply_key: FrameKey | None = None
+        if opening is not None:
+            reply_key = opening.camera_to_dock
+        elif session is not None and msg_type != MessageType.HELLO and \
+                msg_type != MessageType.AUTH_BEGIN:
+            reply_key = session.camera_to_dock
         seq = self._next_seq()
-        frame = encode_frame(msg_type, seq, payload)
+        frame = encode_frame(msg_type, seq, payload, request_key)
         expected = response_type(msg_type)
         sends = 0
+        forged_before = self.forged_replies
         while True:
             if sends > self.retries:
+                forged = self.forged_replies - forged_before
+                if forged:
+                    raise LinkTampered(
+                        f"camera on {self.url} gave no authentic answer to "
+                        f"{MessageType(msg_type).name} after {sends} attempts; {forged} "
+                        "replies failed the session tag (something on the line answers or "
+                        "alters answers)"
+                    )
                 raise LinkTimeout(
                     f"camera on {self.url} did not answer {MessageType(msg_type).name} "
                     f"after {sends} attempts of {self.timeout:.1f} s"
@@ -258,7 +378,7 @@ class CameraLink:
                 self.retransmissions += 1
             self._write(frame)
             sends += 1
-            reply = self._await(seq, expected)
+            reply = self._await(seq, expected, reply_key, lenient=opening is not None)
             if reply is None:
                 continue  # timeout, or damage seen on the line: resend the same frame
             if reply.type == expected:
@@ -266,10 +386,22 @@ class CameraLink:
                     return decode_payload(reply.payload)
                 except MessageError as exc:
                     raise LinkError(ErrorCode.BAD_MESSAGE, f"malformed reply: {exc}") from None
-            raise self._error_from(reply)
+            error = self._error_from(reply)
+            if reply_key is not None and not reply.tagged and opening is None:
+                # The one untagged answer believed in a session: the camera lost it.
+                self._session = None
+                raise SessionLost(error.code, error.message)
+            raise error
 
-    def _await(self, seq: int, expected: int) -> Frame | None:
-        """The reply to `seq`, or None after a timeout or a sign that our frame was damaged."""
+    def _await(
+        self, seq: int, expected: int, reply_key: FrameKey | None, *, lenient: bool = False
+    ) -> Frame | None:
+        """The reply to `seq`, or None after a timeout or a sign that our frame was damaged.
+
+        With `reply_key` a reply must carry a valid tag; the only untagged reply accepted
+        is ERROR NOT_AUTHENTICATED (the camera lost the session), or with `lenient` (the
+        AUTH_FINISH that opens the session) any untagged ERROR.
+        """
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             data = self._read_some()
@@ -281,8 +413,13 @@ class CameraLink:
                     damaged = True  # possibly our reply, damaged on the way back
                     continue
                 if item.seq == seq and item.type in (expected, MessageType.ERROR):
-                    return item
-                if item.seq == 0 and item.type == MessageType.ERROR:
+                    if self._authentic(item, reply_key, lenient):
+                        return item
+                    self.forged_replies += 1
+                    log.warning("dropped a reply to request %d on %s that fails the session "
+                                "tag", seq, self.url)
+                    continue
+                if item.seq == 0 and item.type == MessageType.ERROR and not item.tagged:
                     damaged = True  # the camera could not decode a frame: maybe ours
                 # Anything else is a stale reply to an earlier attempt (or an echo): ignore it.
             if damaged:
@@ -292,6 +429,22 @@ class CameraLink:
         return None
 
     @staticmethod
+    def _authentic(frame: Frame, reply_key: FrameKey | None, lenient: bool) -> bool:
+        if reply_key is None:
+            return not frame.tagged  # no session: nothing could verify a tag
+        if frame.tagged:
+            return reply_key.verify(frame)
+        if frame.type != MessageType.ERROR:
+            return False
+        if lenient:
+            return True
+        try:
+            code = decode_payload(frame.payload).fields.integer("code", 0, 255)
+        except MessageError:
+            return False
+        return code == ErrorCode.NOT_AUTHENTICATED
+
+    @staticmethod
     def _error_from(frame: Frame) -> LinkError:
         try:
             f = decode_payload(frame.payload).fields
@@ -299,14 +452,25 @@ class CameraLink:
             message = f.text("message", 4096, default="")
         except MessageError as exc:
             return LinkError(ErrorCode.BAD_MESSAGE, f"malformed error reply: {exc}")
+        if code == ErrorCode.CLOCK_REFUSED:
+            drift, limit = f.optional("drift"), f.optional("limit")
+            return ClockRefused(
+                code,
+                message,
+                float(drift) if isinstance(drift, int | float) and not isinstance(drift, bool)
+                else None,
+                limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
+            )
         return _ERRORS.get(code, LinkError)(code, message)
 
     # --- commands ------------------------------------------------------------------------
 
     def hello(self) -> HelloInfo:
         """Identify the camera; starts a new session (any earlier authentication ends)."""
-        self.authenticated = False
-        f = self.call(MessageType.HELLO, {"client": self.client_name[:64], "protocol": 1}).fields
+        self._credentials = None  # ended on purpose: no re-authentication behind our back
+        f = self.call(
+            MessageType.HELLO, {"client": self.client_name[:64], "protocol": PROTOCOL_VERSION}
+        ).fields
         profile = f.optional("profile")
         storage = f.optional("storage")
         info = HelloInfo(
@@ -325,34 +489,55 @@ class CameraLink:
     def auth(self, dock_key: Signer, device_public: bytes) -> None:
         """Prove our dock key and make the camera prove `device_public` (its registered key).
 
-        Raises AuthFailed if the camera does not trust the dock key or cannot prove it holds
-        the private half of `device_public`.
+        Agrees the session key on the way (ephemeral X25519 bound into both signatures);
+        every later request and reply is tagged with it. Raises AuthFailed if the camera
+        does not trust the dock key or cannot prove it holds the private half of
+        `device_public`.
         """
-        from crypto.keys import verify_signature
+        from crypto.keys import verify_signature, x25519_exchange, x25519_public_from_private
 
         if self.device_id is None:
             self.hello()
         assert self.device_id is not None
         dock_public = dock_key.public_bytes()
         dock_nonce = secrets.token_bytes(NONCE_SIZE)
+        ephemeral = secrets.token_bytes(PUBLIC_KEY_SIZE)
+        dock_share = x25519_public_from_private(ephemeral)
         f = self.call(
             MessageType.AUTH_BEGIN,
-            {"dock_public": dock_public.hex(), "dock_nonce": dock_nonce.hex()},
+            {
+                "dock_public": dock_public.hex(),
+                "dock_nonce": dock_nonce.hex(),
+                "dock_share": dock_share.hex(),
+            },
         ).fields
         camera_nonce = f.hexbytes("camera_nonce", NONCE_SIZE)
+        camera_share = f.hexbytes("camera_share", PUBLIC_KEY_SIZE)
         device_signature = f.hexbytes("device_signature", SIGNATURE_SIZE)
-        message = camera_auth_message(self.device_id, dock_public, dock_nonce, camera_nonce)
-        if not verify_signature(device_public, message, device_signature):
+        transcript = auth_transcript(
+            self.device_id, dock_public, dock_nonce, camera_nonce, dock_share, camera_share
+        )
+        if not verify_signature(device_public, camera_auth_message(transcript), device_signature):
             raise AuthFailed(
                 ErrorCode.AUTH_FAILED,
                 f"camera {self.device_id} did not prove the registered device key "
                 f"{device_public[:8].hex()}...: not the camera it claims to be",
             )
-        signature = dock_key.sign(
-            dock_auth_message(self.device_id, dock_public, dock_nonce, camera_nonce)
+        message = dock_auth_message(transcript)
+        try:
+            keys = derive_session_keys(x25519_exchange(ephemeral, camera_share), message)
+        except ValueError:
+            raise AuthFailed(
+                ErrorCode.AUTH_FAILED,
+                f"camera {self.device_id} sent a key share that is not a usable X25519 key",
+            ) from None
+        del ephemeral
+        signature = dock_key.sign(message)
+        self._call_once(
+            MessageType.AUTH_FINISH, {"dock_signature": signature.hex()}, opening=keys
         )
-        self.call(MessageType.AUTH_FINISH, {"dock_signature": signature.hex()})
-        self.authenticated = True
+        self._session = keys
+        self._credentials = (dock_key, device_public)
         log.info("authenticated with camera %s", self.device_id)
 
     def status(self) -> dict[str, Any]:
@@ -413,34 +598,62 @@ class CameraLink:
         )
 
     def list_recordings(self) -> list[RecordingListing]:
-        """Every file under recordings/ on the camera, grouped by recording, sorted."""
-        grouped: dict[str, list[RemoteFile]] = {}
+        """Every file under recordings/ whose name the dock accepts, grouped, sorted.
+
+        Names the dock refuses (dock/names.py) are logged and left out; `list_files`
+        returns them with their reasons.
+        """
+        listing = self.list_files()
+        for path, reason in listing.refused.items():
+            log.warning("camera %s lists %s: %s", self.device_id, path, reason)
+        return [
+            RecordingListing(rid, tuple(RemoteFile(rid, n, s) for n, s in sorted(fs.items())))
+            for rid, fs in sorted(listing.recordings.items())
+        ]
+
+    def list_files(self, bounds: ListingBounds | None = None) -> CameraListing:
+        """LIST_RECORDINGS, every page, each name checked where it enters the dock.
+
+        A camera chooses these names, so each one goes through dock/names.py: refused
+        names are set aside with their reason and never become paths. At most
+        `bounds.max_files` entries are read (ListingRefused beyond), so a camera cannot
+        make the dock hold an unbounded listing.
+        """
+        builder = ListingBuilder(bounds)
         after = ""
-        for _ in range(1_000_000):  # bounded: each page moves `after` strictly forward
+        while True:  # bounded: every entry counts against the builder's bound
             f = self.call(MessageType.LIST_RECORDINGS, {"after": after}).fields
             files = f.optional("files")
             if not isinstance(files, list):
                 raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without files")
+            moved = False
             for entry in files:
-                e = Fields(entry if isinstance(entry, dict) else {})
-                rf = RemoteFile(
-                    e.text("recording", 128), e.text("name", 128), e.integer("size", 0, 2**53)
-                )
-                grouped.setdefault(rf.recording_id, []).append(rf)
-                key = f"{rf.recording_id}/{rf.name}"
-                if key <= after:
-                    raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS went backwards")
-                after = key
-            if not f.flag("more") or not files:
+                e = entry if isinstance(entry, dict) else {}
+                recording, name = e.get("recording"), e.get("name")
+                if isinstance(recording, str) and isinstance(name, str):
+                    key = f"{recording}/{name}"
+                    if key <= after:
+                        raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS went backwards")
+                    if len(key) <= MAX_LISTED_KEY:
+                        # `after` goes back to the camera, within the request's bound; a
+                        # longer name is refused below and the next entry moves on.
+                        after, moved = key, True
+                builder.add(recording, name, e.get("size"))
+            more = f.optional("more")
+            if not isinstance(more, bool):
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS reply without 'more'")
+            if not more or not files:
                 break
-        return [RecordingListing(rid, tuple(fs)) for rid, fs in sorted(grouped.items())]
+            if not moved:
+                raise LinkError(ErrorCode.BAD_MESSAGE, "LIST_RECORDINGS does not move forward")
+        return builder.result()
 
     def read_chunk(self, path: str, offset: int, length: int) -> tuple[int, bytes]:
         """(file size, up to `length` bytes at `offset`) of a file on the camera's volume."""
         if not 0 < length <= MAX_DATA:
             raise ValueError(f"length must be 1..{MAX_DATA}")
         msg = self.call(MessageType.READ, {"path": path, "offset": offset, "length": length})
-        size = msg.fields.integer("size", 0, 2**53)
+        size = _reply_size(msg, "READ")
         if len(msg.blob) > length:
             raise LinkError(ErrorCode.BAD_MESSAGE, "READ returned more than asked")
         return size, msg.blob
@@ -488,16 +701,25 @@ class CameraLink:
                     )
                 return size
 
-    def event_log(self, offset: int = 0) -> bytes:
-        """The camera's signed event log (JSON lines) from byte `offset` to its end."""
+    def event_log(self, offset: int = 0, limit: int | None = None) -> bytes:
+        """The camera's signed event log (JSON lines) from byte `offset`: to its end, or at
+        most `limit` bytes (never more is asked for, whatever size the camera claims)."""
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must not be negative")
         parts: list[bytes] = []
-        while True:
-            msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": MAX_DATA})
-            size = msg.fields.integer("size", 0, 2**53)
+        done = 0
+        while limit is None or done < limit:
+            want = MAX_DATA if limit is None else min(MAX_DATA, limit - done)
+            msg = self.call(MessageType.EVENT_LOG, {"offset": offset, "length": want})
+            size = _reply_size(msg, "EVENT_LOG")
+            if len(msg.blob) > want:
+                raise LinkError(ErrorCode.BAD_MESSAGE, "EVENT_LOG returned more than asked")
             parts.append(msg.blob)
             offset += len(msg.blob)
+            done += len(msg.blob)
             if not msg.blob or offset >= size:
-                return b"".join(parts)
+                break
+        return b"".join(parts)
 
     def release(self, receipt: ReleaseReceipt) -> bool:
         """Let the camera delete one segment; returns True if its recording folder went too."""

@@ -34,8 +34,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import errno
+import fcntl
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
@@ -47,11 +49,14 @@ import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from crypto.files import fsync_dir
+from dock.faults import fault_point
+from dock.names import check_component, check_device_id, check_recording_id
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +70,8 @@ STAGING_DIR = ".staging"
 HOLDS_DIR = ".holds"
 QUARANTINE_PREFIX = "quarantine"
 REASON_SUFFIX = ".reason.json"
-_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_LEGACY_TMP = re.compile(r"bytes-[0-9a-f]{16}\.tmp")
 MAX_SMALL_OBJECT = 64 << 20  # bound for get_bytes (headers, manifests, reason files)
 
 
@@ -97,9 +102,8 @@ class StoreConfigError(StoreError, ValueError):
 
 
 def _check_component(part: str, what: str) -> str:
-    if not _COMPONENT.fullmatch(part) or part in (".", ".."):
-        raise ValueError(f"{what} {part!r} is not a safe name ([A-Za-z0-9._-], at most 200)")
-    return part
+    """One path component of a key: the grammar of dock/names.py (raises NameRefused)."""
+    return check_component(part, what)
 
 
 def _check_sha(sha256: str) -> str:
@@ -112,9 +116,9 @@ def object_key(site: str, device_id: str, recording_id: str, name: str, sha256: 
     """Key of one file of a recording: site/device/recording/name.sha256."""
     parts = (
         _check_component(site, "site"),
-        _check_component(device_id, "device id"),
-        _check_component(recording_id, "recording id"),
-        f"{_check_component(name, 'file name')}.{_check_sha(sha256)}",
+        check_device_id(device_id),
+        check_recording_id(recording_id),
+        f"{check_component(name, 'file name')}.{_check_sha(sha256)}",
     )
     return "/".join(parts)
 
@@ -208,7 +212,14 @@ class RetryPolicy:
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event | None = None  # set on shutdown: give up instead of sleeping
     on_retry: RetryNotice | None = None
+    # Called after every operation that reached the store: lets status drop an
+    # "unavailable" the moment the store answers again, not when a session ends.
+    on_success: Callable[[], None] | None = None
     delays: list[float] = field(default_factory=list)  # what was slept (status, tests)
+
+    def succeeded(self) -> None:
+        if self.on_success is not None:
+            self.on_success()
 
     def delay_for(self, attempt: int) -> float:
         return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
@@ -220,7 +231,7 @@ class RetryPolicy:
         while True:
             attempt += 1
             try:
-                return fn()
+                result = fn()
             except Exception as exc:
                 if not transient(exc):
                     raise
@@ -236,6 +247,9 @@ class RetryPolicy:
                     self.on_retry(what, attempt, delay, exc)
                 self.delays.append(delay)
                 self.sleep(delay)
+                continue
+            self.succeeded()
+            return result
 
 
 # --- the interface ------------------------------------------------------------------------
@@ -269,6 +283,11 @@ class Store(ABC):
         """The stored object under `key` with its proven checksum, or None if absent."""
 
     @abstractmethod
+    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
+                  legal_hold: bool = False) -> StoredObject:
+        """Store small bytes (headers, manifests, event log pieces, reason files)."""
+
+    @abstractmethod
     def put_file(self, key: str, path: Path, *, sha256: str, size: int,
                  retain_until: float | None = None, consume: bool = False,
                  legal_hold: bool = False) -> StoredObject:
@@ -277,6 +296,21 @@ class Store(ABC):
         `consume=True` lets the store take the file over (rename instead of copy) and
         removes it once stored.
         """
+
+    def verified(self, key: str) -> StoredObject | None:
+        """The object under `key` once its content is proven to match the SHA-256 in its name.
+
+        None if absent; StoreIntegrityError if the store holds other bytes under the name.
+        What a release or a ledger catch-up relies on, where `stat` only says a name exists.
+        """
+        return self.stat(key)
+
+    def clean_up(self) -> int:
+        """Remove what writers killed mid-write left behind; returns how many files went.
+
+        Idempotent and safe while other processes write to the same store.
+        """
+        return 0
 
     @abstractmethod
     def open(self, key: str) -> BinaryIO:
@@ -296,24 +330,6 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
-
-    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
-                  legal_hold: bool = False) -> StoredObject:
-        """Store small bytes (headers, manifests, event log pieces, reason files)."""
-        sha = hashlib.sha256(data).hexdigest()
-        self.check()
-        staging = self.staging_dir
-        tmp_dir = staging if staging is not None else Path(os.environ.get("TMPDIR", "/tmp"))
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_dir / f"bytes-{secrets.token_hex(8)}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-        try:
-            return self.put_file(key, tmp, sha256=sha, size=len(data), retain_until=retain_until,
-                                 consume=True, legal_hold=legal_hold)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     def get_bytes(self, key: str, limit: int = MAX_SMALL_OBJECT) -> bytes:
         with self.open(key) as f:
@@ -352,6 +368,39 @@ class Store(ABC):
         return stored
 
 
+def _reap_staging_folder(folder: Path) -> int:
+    """Remove a writer's staging folder if its writer is gone (its flock is free)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return 0
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return 0  # its writer is alive
+        return _remove_tree(folder)
+    finally:
+        os.close(fd)
+
+
+def _remove_tree(folder: Path) -> int:
+    """Remove a staging folder and the files in it (flat); how many files went."""
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            removed += _remove_tree(Path(entry.path))
+        else:
+            os.unlink(entry.path)
+            removed += 1
+    folder.rmdir()
+    return removed
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -366,10 +415,20 @@ def sha256_file(path: Path) -> str:
 class FileStore(Store):
     """A content-addressed directory tree, written atomically and fsynced.
 
-    Each object is written to `.staging/` on the same filesystem, fsynced, then
-    hard-linked to its final name (link, unlike rename, never replaces an existing
+    Each object is written to this process's own folder under `.staging/` on the
+    same filesystem (a spool file the dock hands over is moved there by rename, so the
+    spool never shares an inode with a stored object), fsynced, made read-only (0444),
+    then hard-linked to its final name (link, unlike rename, never replaces an existing
     file) and the directory is fsynced: a final name always holds complete, durable
-    content. Objects are made read-only (0444).
+    content, and nothing ever opens it for writing again.
+
+    Each write gets its own staging folder `.staging/w-<token>/`, held under an
+    exclusive flock on the folder itself for as long as the write runs and removed
+    after it; `clean_up()` removes the folders whose lock is free (their writer died),
+    so a kill -9 leaves nothing behind for good and a live writer in another process
+    is never disturbed.
+    An object found under its final name with other content is moved to
+    `quarantine/` with a reason (under a legal hold) and replaced by the good copy.
     """
 
     backend = "file"
@@ -396,6 +455,10 @@ class FileStore(Store):
         return self.root / check_key(key)
 
     def check(self) -> None:
+        self._check()
+        self.retry.succeeded()
+
+    def _check(self) -> None:
         with self._lock:
             if self._ready and (self.root / STORE_MARKER).is_file():
                 return
@@ -428,6 +491,15 @@ class FileStore(Store):
         _, sha = split_name(key)
         return StoredObject(key, sha, st.st_size, self.backend, str(path), already_present=True)
 
+    def verified(self, key: str) -> StoredObject | None:
+        path = self._path(key)
+        _, sha = split_name(key)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return None
+        return self._verify_existing(key, path, sha, size)
+
     def _verify_existing(self, key: str, path: Path, sha256: str, size: int) -> StoredObject:
         actual = sha256_file(path)
         if path.stat().st_size != size or not hmac.compare_digest(actual, sha256):
@@ -436,6 +508,92 @@ class FileStore(Store):
                 "check the disk before ingesting more"
             )
         return StoredObject(key, sha256, size, self.backend, str(path), already_present=True)
+
+    def _set_aside(self, key: str, path: Path, problem: str) -> None:
+        """Move a damaged object out of its final name into quarantine/, with a reason.
+
+        Rename, not copy: the bad bytes are kept as evidence and the name is free for
+        the good copy. The reason file and the legal hold are written first, so a kill
+        at any step either repeats all of it at the next run (the damaged object is
+        still under the name) or has finished it.
+        """
+        actual = sha256_file(path)
+        name, _ = split_name(key)
+        base = key if key.startswith(QUARANTINE_PREFIX + "/") else quarantine_key(key)
+        qkey = f"{base.rsplit('/', 1)[0]}/{name}.{actual}"
+        doc = {"key": key, "reason": "found under its final name with other content",
+               "sha256": actual}
+        raw = json.dumps(doc, sort_keys=True, indent=1).encode()
+        self.put_bytes(f"{qkey}{REASON_SUFFIX}.{hashlib.sha256(raw).hexdigest()}", raw,
+                       legal_hold=True)
+        self._write_hold(qkey)
+        qpath = self._path(qkey)
+        self._make_parents(qpath.parent)
+        if qpath.exists():
+            path.unlink()  # the same bad bytes were set aside before
+        else:
+            os.chmod(path, 0o444)  # evidence: read-only like every object
+            os.rename(path, qpath)
+            fsync_dir(qpath.parent)
+        fsync_dir(path.parent)
+        log.error("store %s: %s held other bytes (%s); moved to %s", self.root, key,
+                  problem, qkey)
+
+    @contextmanager
+    def _staging_folder(self) -> Iterator[Path]:
+        """A staging folder of this write alone, locked while it runs, removed after."""
+        staging = self.staging_dir
+        token = secrets.token_hex(8)
+        # Made and locked under a hidden name, then renamed: clean_up() never sees a
+        # writer's folder unlocked.
+        hidden = staging / f".w-{token}"
+        hidden.mkdir(mode=0o700)
+        fd = os.open(hidden, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            folder = staging / f"w-{token}"
+            os.rename(hidden, folder)
+            try:
+                yield folder
+            finally:
+                _remove_tree(folder)
+        finally:
+            os.close(fd)
+
+    def clean_up(self) -> int:
+        """Remove staging folders of dead writers and temps of earlier dock versions."""
+        staging = self.staging_dir
+        if not staging.is_dir():
+            return 0
+        removed = 0
+        for entry in sorted(os.scandir(staging), key=lambda e: e.name):
+            name = entry.name
+            if entry.is_file(follow_symlinks=False) and name.endswith(".tmp"):
+                # Written directly into .staging/ by an earlier version of the dock.
+                os.unlink(entry.path)
+                removed += 1
+            elif entry.is_dir(follow_symlinks=False) and name.startswith("w-"):
+                removed += _reap_staging_folder(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False) and name.startswith(".w-") and \
+                    time.time() - entry.stat(follow_symlinks=False).st_mtime > 60:
+                # killed between mkdir and rename (a few microseconds); never a live one
+                removed += _reap_staging_folder(Path(entry.path))
+        if removed:
+            fsync_dir(staging)
+            log.info("store %s: removed %d file(s) left by interrupted writes", self.root,
+                     removed)
+        return removed
+
+    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
+                  legal_hold: bool = False) -> StoredObject:
+        self.check()
+        with self._staging_folder() as folder:
+            tmp = folder / "bytes.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            return self.put_file(key, tmp, sha256=hashlib.sha256(data).hexdigest(),
+                                 size=len(data), retain_until=retain_until, consume=True,
+                                 legal_hold=legal_hold)
 
     def _make_parents(self, directory: Path) -> None:
         missing: list[Path] = []
@@ -459,7 +617,7 @@ class FileStore(Store):
         self.check()
         dest = self._path(key)
         try:
-            return self._put(key, dest, Path(path), sha256, size, consume, legal_hold)
+            stored = self._put(key, dest, Path(path), sha256, size, consume, legal_hold)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreFull(f"store {self.root} is full writing {key}: free space") from exc
@@ -467,36 +625,56 @@ class FileStore(Store):
                 self._ready = False
                 raise StoreUnavailable(f"store {self.root} failed writing {key}: {exc}") from exc
             raise
+        self.retry.succeeded()
+        return stored
 
     def _put(self, key: str, dest: Path, src: Path, sha256: str, size: int, consume: bool,
              legal_hold: bool) -> StoredObject:
         if dest.exists():
-            done = self._verify_existing(key, dest, sha256, size)
-            if consume:
-                src.unlink(missing_ok=True)
-            if legal_hold:
-                self.set_legal_hold(key, True)
-            return done
+            try:
+                done = self._verify_existing(key, dest, sha256, size)
+            except StoreIntegrityError as exc:
+                self._set_aside(key, dest, str(exc))  # then stored afresh below
+            else:
+                if consume:
+                    src.unlink(missing_ok=True)
+                if legal_hold:
+                    self.set_legal_hold(key, True)
+                return done
         vfs = os.statvfs(self.root)
         if vfs.f_bavail * vfs.f_frsize < size + self.min_free_bytes:
             raise StoreFull(
                 f"store {self.root} has {vfs.f_bavail * vfs.f_frsize} bytes free, "
                 f"{size} needed plus a reserve of {self.min_free_bytes}: free space"
             )
-        staging = self.staging_dir
-        same_fs = consume and src.stat().st_dev == staging.stat().st_dev
-        if same_fs:
-            # The spool file already lives on this filesystem: make it durable and link it.
-            if src.stat().st_size != size:
-                raise StoreIntegrityError(f"{src}: {src.stat().st_size} bytes, expected {size}")
-            fd = os.open(src, os.O_RDONLY)
+        with self._staging_folder() as folder:
+            result = self._link_new(key, dest, src, folder / "object.tmp", sha256, size,
+                                    consume)
+        if consume:
+            src.unlink(missing_ok=True)
+        if legal_hold:
+            self.set_legal_hold(key, True)
+        log.debug("stored %s (%d bytes) in %s", key, size, self.root)
+        return result
+
+    def _link_new(self, key: str, dest: Path, src: Path, tmp: Path, sha256: str, size: int,
+                  consume: bool) -> StoredObject:
+        if consume and src.stat().st_dev == tmp.parent.stat().st_dev:
+            # The spool file lives on this filesystem: move it here (its spool name is gone
+            # before the object has a name, so nothing can write to the object through
+            # it), make it durable and link it.
+            fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
             try:
-                os.fsync(fd)
+                if os.fstat(fd).st_size != size:
+                    raise StoreIntegrityError(f"{src}: {os.fstat(fd).st_size} bytes, "
+                                              f"expected {size}")
+                os.fsync(fd)  # data first, then the two directory changes
             finally:
                 os.close(fd)
-            tmp = src
+            os.rename(src, tmp)
+            if not (src.parent.parent == self.staging_dir and src.parent.name.startswith("w-")):
+                fsync_dir(src.parent)  # the spool name is durably gone before the final link
         else:
-            tmp = staging / f"{secrets.token_hex(8)}.tmp"
             self._copy_verified(src, tmp, sha256, size)
         try:
             os.chmod(tmp, 0o444)
@@ -508,18 +686,10 @@ class FileStore(Store):
             except FileExistsError:
                 # Another slot stored the same content a moment ago.
                 result = self._verify_existing(key, dest, sha256, size)
-        except BaseException:
-            if tmp != src:
-                tmp.unlink(missing_ok=True)
-            raise
-        # The final name is durable; the staging name (and a consumed source) can go.
-        tmp.unlink(missing_ok=True)
-        if consume:
-            src.unlink(missing_ok=True)
-        fsync_dir(tmp.parent)
-        if legal_hold:
-            self.set_legal_hold(key, True)
-        log.debug("stored %s (%d bytes) in %s", key, size, self.root)
+            fault_point("store-linked")
+        finally:
+            # The final name is durable (or nothing was named); the staging name can go.
+            tmp.unlink(missing_ok=True)
         return result
 
     def _copy_verified(self, src: Path, tmp: Path, sha256: str, size: int) -> None:
@@ -574,12 +744,16 @@ class FileStore(Store):
             raise FileNotFoundError(f"{key} is not in store {self.root}")
         hold = self._hold_path(key)
         if on:
-            self._make_parents(hold.parent)
-            hold.write_text("ON\n")
-            fsync_dir(hold.parent)
+            self._write_hold(key)
         elif hold.exists():
             hold.unlink()
             fsync_dir(hold.parent)
+
+    def _write_hold(self, key: str) -> None:
+        hold = self._hold_path(key)
+        self._make_parents(hold.parent)
+        hold.write_text("ON\n")
+        fsync_dir(hold.parent)
 
     def legal_hold(self, key: str) -> bool:
         return self._hold_path(key).exists()
@@ -634,9 +808,13 @@ class S3Store(Store):
 
     Every object is put with `ObjectLockMode=COMPLIANCE`, a retain-until date from
     `retain_until()` and our SHA-256 (`ChecksumSHA256`): the server rejects bytes that
-    do not match it, and the checksum it returns proves what it stored. Before each
-    upload attempt a HEAD looks for the key, so a retry after a lost reply never
-    uploads the same content a second time.
+    do not match it, and the checksum it returns proves what it stored. Every PUT is
+    conditional (`If-None-Match: *`): a HEAD first saves the upload when the object is
+    there, but HEAD-then-PUT is not atomic (the PUT of a dock killed before the reply
+    can still commit after the next run's HEAD said 404), so the server itself refuses
+    a second version (412) and the object it holds is then checked like a HEAD hit:
+    same SHA-256 is success, another is a StoreIntegrityError (never released). No
+    multipart upload is used: a segment is one PUT.
     """
 
     backend = "s3"
@@ -783,55 +961,91 @@ class S3Store(Store):
     def put_file(self, key: str, path: Path, *, sha256: str, size: int,
                  retain_until: float | None = None, consume: bool = False,
                  legal_hold: bool = False) -> StoredObject:
+        path = Path(path)
+
+        def body() -> BinaryIO:
+            f = open(path, "rb")
+            if os.fstat(f.fileno()).st_size != size:
+                f.close()
+                raise StoreIntegrityError(f"{path}: size differs from the expected {size} bytes")
+            return f
+
+        stored = self._put(key, body, sha256, size, retain_until, legal_hold)
+        if consume:
+            path.unlink(missing_ok=True)
+        return stored
+
+    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
+                  legal_hold: bool = False) -> StoredObject:
+        # Straight from memory: no temporary file anywhere that a kill could leave behind.
+        return self._put(key, lambda: io.BytesIO(data), hashlib.sha256(data).hexdigest(),
+                         len(data), retain_until, legal_hold)
+
+    def _put(self, key: str, body: Callable[[], BinaryIO], sha256: str, size: int,
+             retain_until: float | None, legal_hold: bool) -> StoredObject:
         _check_sha(sha256)
         if split_name(key)[1] != sha256:
             raise ValueError(f"key {key} does not carry the content's sha256 {sha256}")
         self.check()
-        path = Path(path)
         now = self._clock()
         until = retain_until if retain_until is not None else now + self.retention_days * 86400
         until = max(until, now + 60.0)
 
         def attempt() -> StoredObject:
             head = self._head(key)
-            if head is not None:
-                if int(head.get("ContentLength", -1)) != size:
+            if head is None:
+                stored = self._upload(key, body, sha256, size, until, legal_hold)
+                if stored is not None:
+                    return stored
+                head = self._head(key)  # 412: the server holds the key already
+                if head is None:
                     raise StoreIntegrityError(
-                        f"{self.url}/{key} exists with {head.get('ContentLength')} bytes, "
-                        f"expected {size}"
-                    )
-                return self._as_stored(key, head, True)
-            return self._upload(key, path, sha256, size, until, legal_hold)
+                        f"{self.url}/{key}: the server refused the upload as already present "
+                        "but does not show the object")
+            if int(head.get("ContentLength", -1)) != size:
+                raise StoreIntegrityError(
+                    f"{self.url}/{key} exists with {head.get('ContentLength')} bytes, "
+                    f"expected {size}"
+                )
+            return self._as_stored(key, head, True)
 
         try:
-            stored = self._run(f"uploading {key}", attempt)
+            return self._run(f"uploading {key}", attempt)
         except Exception as exc:
             code, status = _error_code(exc)
             if code in _FULL_CODES or status == 507:
                 raise StoreFull(f"{self.url} is full ({code or status}) storing {key}") from exc
             raise
-        if consume:
-            path.unlink(missing_ok=True)
-        return stored
 
-    def _upload(self, key: str, path: Path, sha256: str, size: int, until: float,
-                legal_hold: bool) -> StoredObject:
+    def _upload(self, key: str, body: Callable[[], BinaryIO], sha256: str, size: int,
+                until: float, legal_hold: bool) -> StoredObject | None:
+        """One conditional PUT; None when the server already holds the key (412)."""
+        from botocore.exceptions import ClientError
+
         ours = _b64(sha256)
-        with open(path, "rb") as body:
-            if os.fstat(body.fileno()).st_size != size:
-                raise StoreIntegrityError(f"{path}: size differs from the expected {size} bytes")
-            response = self.client.put_object(
-                Bucket=self.bucket,
-                Key=self.full_key(key),
-                Body=body,
-                ContentLength=size,
-                ChecksumAlgorithm="SHA256",
-                ChecksumSHA256=ours,
-                ObjectLockMode="COMPLIANCE",
-                ObjectLockRetainUntilDate=dt.datetime.fromtimestamp(until, dt.UTC),
-                ObjectLockLegalHoldStatus="ON" if legal_hold else "OFF",
-                Metadata={"sha256": sha256},
-            )
+        with body() as stream:
+            try:
+                response = self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=self.full_key(key),
+                    Body=stream,
+                    ContentLength=size,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=ours,
+                    IfNoneMatch="*",
+                    ObjectLockMode="COMPLIANCE",
+                    ObjectLockRetainUntilDate=dt.datetime.fromtimestamp(until, dt.UTC),
+                    ObjectLockLegalHoldStatus="ON" if legal_hold else "OFF",
+                    Metadata={"sha256": sha256},
+                )
+            except ClientError as exc:
+                code, status = _error_code(exc)
+                if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    log.info("%s: already in %s (conditional write refused a second copy)",
+                             key, self.url)
+                    return None
+                raise
+        fault_point("s3-put-sent")
         got = response.get("ChecksumSHA256")
         if not isinstance(got, str):
             head = self._head(key)  # some servers return the checksum only on HEAD
@@ -846,6 +1060,29 @@ class S3Store(Store):
         return StoredObject(key, sha256, size, self.backend,
                             f"s3://{self.bucket}/{self.full_key(key)}",
                             response.get("VersionId"), until)
+
+    def clean_up(self) -> int:
+        """Remove `bytes-*.tmp` files an earlier version of the dock left in $TMPDIR."""
+        folder = Path(os.environ.get("TMPDIR", "/tmp"))
+        removed = 0
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return 0
+        for entry in entries:
+            if not _LEGACY_TMP.fullmatch(entry.name):
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False) and \
+                        entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.info("removed %d temporary file(s) of interrupted uploads from %s", removed,
+                     folder)
+        return removed
 
     def open(self, key: str) -> BinaryIO:
         from botocore.exceptions import ClientError
@@ -996,3 +1233,123 @@ def fetch_recording(store: Store, site: str, device_id: str, recording_id: str,
             while block := src.read(COPY_BLOCK):
                 out.write(block)
     return dest
+
+
+# --- deleting, for the back office's retention purge ---------------------------------------
+
+
+class StoreLocked(StoreError):
+    """A legal hold or an unexpired Object Lock retention still protects the object."""
+
+
+def delete_object(store: Store, key: str) -> int:
+    """Remove `key` from the store for good (on S3 every version of it); returns versions gone.
+
+    Only the back office's retention purge calls this, after its own checks; the store
+    checks again: a legal hold (both backends) or a COMPLIANCE retention date not yet
+    reached (S3) raises StoreLocked and nothing is removed. A missing key returns 0.
+    """
+    check_key(key)
+    if isinstance(store, FileStore):
+        return _delete_file_object(store, key)
+    if isinstance(store, S3Store):
+        return _delete_s3_object(store, key)
+    raise StoreConfigError(f"{store.url}: deleting is not supported by this backend")
+
+
+def delete_objects(store: Store, keys: list[str]) -> int:
+    """`delete_object` for several keys (one recording's); a file store fsyncs each folder once.
+
+    Every key is checked for a legal hold before anything is removed.
+    """
+    for key in keys:
+        check_key(key)
+    if not isinstance(store, FileStore):
+        return sum(delete_object(store, key) for key in keys)
+    held = [k for k in keys if store.legal_hold(k)]
+    if held:
+        raise StoreLocked(f"{held[0]} is under a legal hold in {store.url}; lift the hold first")
+    removed = 0
+    folders: set[Path] = set()
+    for key in keys:
+        path = store._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        removed += 1
+        folders.add(path.parent)
+    for folder in sorted(folders, key=lambda p: -len(p.parts)):
+        _remove_empty_parents(store, folder)
+    return removed
+
+
+def _remove_empty_parents(store: FileStore, folder: Path) -> None:
+    """fsync `folder`, then remove it and its parents while empty (no husks in a listing)."""
+    if folder.is_dir():
+        fsync_dir(folder)
+    while folder != store.root:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        folder = folder.parent
+        fsync_dir(folder)
+
+
+def _delete_file_object(store: FileStore, key: str) -> int:
+    if store.legal_hold(key):
+        raise StoreLocked(f"{key} is under a legal hold in {store.url}; lift the hold first")
+    path = store._path(key)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    _remove_empty_parents(store, path.parent)
+    return 1
+
+
+def s3_object_versions(store: S3Store, key: str) -> list[dict[str, Any]]:
+    """Every version and delete marker of one key (S3 keeps versions under Object Lock)."""
+    full = store.full_key(key)
+    out: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"Bucket": store.bucket, "Prefix": full}
+    while True:
+        args = dict(kwargs)
+
+        def list_page(args: dict[str, Any] = args) -> dict[str, Any]:
+            page: dict[str, Any] = store.client.list_object_versions(**args)
+            return page
+
+        page = store._run(f"listing versions of {key}", list_page)
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            if item.get("Key") == full:
+                out.append(item)
+        if not page.get("IsTruncated"):
+            return out
+        kwargs["KeyMarker"] = page.get("NextKeyMarker")
+        kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+
+def _delete_s3_object(store: S3Store, key: str) -> int:
+    from botocore.exceptions import ClientError
+
+    store.check()
+    full = store.full_key(key)
+    removed = 0
+    for version in s3_object_versions(store, key):
+        vid = version.get("VersionId")
+        def delete(v: Any = vid) -> Any:
+            return store.client.delete_object(Bucket=store.bucket, Key=full, VersionId=v)
+
+        try:
+            store._run(f"deleting {key} version {vid}", delete)
+        except ClientError as exc:
+            code, status = _error_code(exc)
+            if status == 403 or code in ("AccessDenied", "ObjectLocked", "InvalidRequest"):
+                raise StoreLocked(
+                    f"{store.url}/{key} version {vid} is still locked (legal hold or Object "
+                    f"Lock retention): {code or status}") from None
+            raise
+        removed += 1
+    return removed

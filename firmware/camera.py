@@ -1,21 +1,25 @@
-"""The camera: state machine, frame pipeline, recording, docking, faults and boot.
+"""The camera: state machine, buttons and lifecycle (power, dock, faults).
 
 ```
-camera = Camera(home, profile, clock)        # clock: sim.clock.FastForwardClock / RealClock
+camera = Camera(home, profile, SimBoard(FastForwardClock()))  # board: firmware.hardware.Board
 camera.power_on()                            # provision (first boot), recover, standby
 camera.run_for(45)                           # 45 s of frames into the pre-record buffer
-camera.press_record()                        # pre-roll drained into a sealed recording
+camera.press_record()                        # returns at once; a worker writes the pre-roll
 camera.run_for(20); camera.press_stop()      # -> PressResult(summary=RecordingSummary)
 camera.dock(); ...; camera.undock(); camera.power_off()
 ```
 
-Per frame tick (from the injected clock): sensor.capture -> H.264 encoder
-(+ AAC when the profile has sound) -> packets. In standby the packets go to the
-pre-record ring buffer; on a record press the buffer is drained into a new
-`Recorder` and the live packets follow, so the recording has no gap and no
-duplicate at the join. On stop, the packets of the group of pictures in
+The hardware (sensor, microphone, volume, indicators, clock) comes from the
+injected board; the firmware never builds it. Per frame tick (from the board's
+clock): sensor.capture -> H.264 encoder (+ AAC when the profile has sound) ->
+packets -> the output the state selects (firmware.pipeline): in standby the
+pre-record buffer; on a record press the buffer's packets go to a new recording
+output, whose worker thread writes them while live packets queue behind them,
+so the recording has no gap and no duplicate at the join and capture never
+waits for the pre-roll. On stop, the packets of the group of pictures in
 progress are put back into the (now empty) buffer, so the next pre-roll starts
-at a keyframe without losing a frame.
+at a keyframe without losing a frame. The indicator policy is firmware.signals,
+the boot steps (event log, recovery, flashed profile) firmware.boot.
 
 Frame numbers (burned into the picture by the sensor, and the source of the
 media timestamps: pts = frame number * 90000 / fps) count frame periods since
@@ -40,29 +44,38 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from firmware.eventlog import EventLog, EventLogError, events_path
+from firmware import boot
+from firmware.eventlog import EventLog
+from firmware.hardware import (
+    Board,
+    Clock,
+    IndicatorPanel,
+    Microphone,
+    Sensor,
+    SensorSettings,
+    StorageVolume,
+)
 from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
+from firmware.pipeline import KeyframeWatch, NoKeyframe, PreRecordOutput, RecordingOutput
 from firmware.profile import profile_toml
 from firmware.recorder import (
     DEFAULT_CHUNK,
     DEFAULT_RESERVE,
-    STREAM_AUDIO,
-    STREAM_VIDEO,
-    TICKS_PER_SECOND,
     Recorder,
     RecordingStorageFull,
     RecordingSummary,
     SegmentSummary,
 )
+from firmware.signals import IndicatorPolicy
 from firmware.state import (
     Action,
     CameraError,
@@ -72,6 +85,7 @@ from firmware.state import (
     StateMachine,
     Transition,
 )
+from ringbuffer.packet import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
@@ -83,40 +97,45 @@ FIRMWARE_VERSION = "0.1.0"
 SAMPLE_RATE = 48_000
 RECORDINGS_DIR = "recordings"
 PROFILES_DIR = "profiles"
+# How far (in frames) the recording worker may fall behind capture before capture waits
+# for it: longer than writing a 120 s pre-roll takes, so a press never makes capture wait.
+RECORDING_QUEUE_SECONDS = 4
 _CAPTURING = (CameraState.STANDBY, CameraState.RECORDING)
 _EPS = 1e-6
 
-
-class Clock(Protocol):
-    """The hardware clock the camera is given (sim.clock.RealClock / FastForwardClock)."""
-
-    def now(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class Sensor(Protocol):
-    def capture(self, frame_number: int, capture_utc: float) -> Any: ...
+__all__ = [
+    "Camera",
+    "CameraClock",
+    "CameraOff",
+    "Clock",
+    "IndicatorPanel",
+    "Microphone",
+    "PressResult",
+    "Sensor",
+    "StorageVolume",
+]
 
 
-class Microphone(Protocol):
-    def capture(self, n_samples: int) -> Any: ...
+class Encoder(Protocol):
+    """What the camera needs of its encoder (firmware.encoder.H264Encoder)."""
+
+    def encode_video(self, frame: Any, frame_number: int) -> list[EncodedPacket]: ...
+
+    def encode_audio(self, samples: Any) -> list[EncodedPacket]: ...
 
 
-class IndicatorPanel(Protocol):
-    def led(self, on: bool, reason: str = "") -> Any: ...
-
-    def beep(self, reason: str) -> Any: ...
-
-    def vibrate(self, reason: str) -> Any: ...
-
-
-class StorageVolume(Protocol):
-    def free_bytes(self) -> int: ...
-
-    def used_bytes(self) -> int: ...
+class EncoderFactory(Protocol):
+    def __call__(
+        self,
+        width: int,
+        height: int,
+        fps: int,
+        bitrate_bps: int,
+        gop_frames: int,
+        *,
+        audio: bool,
+        sample_rate: int,
+    ) -> Encoder: ...
 
 
 class ControlServer(Protocol):
@@ -127,7 +146,9 @@ class ControlServer(Protocol):
     def stop(self) -> None: ...
 
 
-ControlFactory = Callable[["Camera"], ControlServer]
+# Called as factory(camera, port) with the board's serial port (firmware.hardware.Board):
+# firmware.control.CameraControlServer itself is one.
+ControlFactory = Callable[["Camera", Any], ControlServer]
 
 
 class CameraOff(CameraError):
@@ -189,14 +210,11 @@ class Camera:
         self,
         home: Path,
         profile: Profile,
-        clock: Clock,
-        sensor: Sensor | None = None,
+        board: Board,
         *,
         profile_raw: bytes | None = None,
-        microphone: Microphone | None = None,
-        storage: StorageVolume | None = None,
-        indicators: IndicatorPanel | None = None,
         control_factory: ControlFactory | None = None,
+        encoder_factory: EncoderFactory | None = None,
         reserve_bytes: int = DEFAULT_RESERVE,
         chunk_size: int = DEFAULT_CHUNK,
     ) -> None:
@@ -204,12 +222,10 @@ class Camera:
         self._profile = profile
         self._profile_raw = profile_raw
         self._pending_profile: tuple[bytes, Profile] | None = None
-        self._clock = CameraClock(clock)
-        self._sensor_given = sensor
-        self._mic_given = microphone
-        self._storage_given = storage
-        self._indicators_given = indicators
+        self._board = board
+        self._clock = CameraClock(board.clock)
         self._control_factory = control_factory
+        self._encoder_factory = encoder_factory
         self._reserve = reserve_bytes
         self._chunk = chunk_size
         self._lock = threading.RLock()
@@ -217,33 +233,33 @@ class Camera:
         self._identity: DeviceIdentity | None = None
         self._log: EventLog | None = None
         self._storage: StorageVolume | None = None
-        self._indicators: IndicatorPanel | None = None
+        self._signals = IndicatorPolicy(None, self._clock, self._event)
         self._sensor: Sensor | None = None
         self._mic: Microphone | None = None
-        self._encoder: Any = None
-        self._buffer: Any = None
-        self._recorder: Recorder | None = None
+        self._encoder: Encoder | None = None
+        self._keyframes: KeyframeWatch | None = None
+        self._prerecord: PreRecordOutput | None = None
+        self._recording: RecordingOutput | None = None
         self._control: ControlServer | None = None
         self.serial_path: str | None = None
         self.fault: FaultKind | None = None
         self.fault_detail = ""
         self.recordings: list[RecordingSummary] = []
         self.last_recovery: list[Any] = []
-        self._gop: list[Any] = []
         self._base_mono = 0.0
         self._boot_utc = 0.0
         self._boot_offset = 0.0
         self._next_frame = 0
         self._samples_due = 0.0
-        self._led = False
-        self._last_indicator: str | None = None
-        self._last_beep_mono = 0.0
         self._storage_low_logged = False
-        self._buffer_rejects = 0
+        # The pre-record buffer's counters as they were when its pipeline last stopped
+        # (a fault, a dock): the status keeps saying what the buffer could not keep.
+        self._last_buffer_counters: dict[str, Any] = {}
         self.frames_captured = 0
         self.frames_skipped = 0
-        # Where the pipeline's time goes (for benchmarks/camera_bench.py); "recorder" is
-        # all of recording, of which "mux" and "seal" are parts (added per recording).
+        # Where the pipeline's time goes (for benchmarks/camera_bench.py). "recorder" is
+        # all of recording (handing packets over plus the worker's time), of which "mux"
+        # and "seal" are parts (added per recording). The worker runs beside capture.
         self.stage_seconds = {
             "sensor": 0.0,
             "encoder": 0.0,
@@ -271,6 +287,10 @@ class Camera:
     @property
     def clock(self) -> CameraClock:
         return self._clock
+
+    @property
+    def board(self) -> Board:
+        return self._board
 
     @property
     def state(self) -> CameraState:
@@ -312,15 +332,11 @@ class Camera:
 
     @property
     def indicators(self) -> IndicatorPanel | None:
-        return self._indicators
+        return self._signals.panel
 
     @property
     def recorder(self) -> Recorder | None:
-        return self._recorder
-
-    @property
-    def buffer(self) -> Any:
-        return self._buffer
+        return self._recording.recorder if self._recording is not None else None
 
     @property
     def fps(self) -> int:
@@ -355,10 +371,13 @@ class Camera:
         """A JSON-serialisable snapshot for the terminal, the shift runner and the dock."""
         with self._lock:
             state = self._machine.state
-            rec = self._recorder
+            rec = self._recording.summary if self._recording is not None else None
             buffer_seconds = 0.0
-            if self._buffer is not None and state is CameraState.STANDBY:
-                buffer_seconds = float(self._buffer.span_seconds)
+            prerecord = self._last_buffer_counters
+            if self._prerecord is not None:
+                prerecord = self._prerecord.counters()
+                if state is CameraState.STANDBY:
+                    buffer_seconds = self._prerecord.span_seconds
             free = capacity = None
             if self._storage is not None:
                 free = int(self._storage.free_bytes())
@@ -369,15 +388,16 @@ class Camera:
                 "utc": self._clock.now(),
                 "fault": self.fault.value if self.fault else None,
                 "fault_detail": self.fault_detail or None,
-                "recording_id": rec.summary.recording_id if rec else None,
+                "recording_id": rec.recording_id if rec else None,
                 "recording_seconds": round(self._recording_seconds(), 3),
                 "buffer_seconds": round(buffer_seconds, 3),
                 "buffer_target_seconds": float(self._profile.prerecord.seconds),
+                "prerecord_buffer": prerecord,
                 "storage_free_bytes": free,
                 "storage_capacity_bytes": capacity,
                 "storage_low": bool(free is not None and free < self._low_water_bytes()),
                 "charging": state is CameraState.DOCKED,
-                "indicators": {"led": self._led, "last": self._last_indicator},
+                "indicators": {"led": self._signals.led_on, "last": self._signals.last},
                 "profile": _profile_id(self._profile),
                 "frames_captured": self.frames_captured,
                 "recordings": len(self.recordings),
@@ -395,13 +415,19 @@ class Camera:
             self._machine.check(Action.POWER_ON)
             identity, provisioned = load_or_provision(self._home, model=self.model)
             self._identity = identity
-            self._load_flashed_profile()
-            self._open_event_log()
+            stored = boot.load_flashed_profile(self._home / PROFILES_DIR)
+            if stored is not None:
+                self._profile, self._profile_raw = stored.profile, stored.raw
+            self._pending_profile = None
+            self._log, reset = boot.open_event_log(self.volume, self.device_key, self._clock)
+            if reset is not None:
+                self._event("event_log_reset", **reset)
             if provisioned:
                 self._event("provisioned", **identity.public_info())
-            self._storage = self._storage_given or self._make_storage()
-            self._indicators = self._indicators_given or self._make_indicators()
-            assert self._log is not None
+            self._storage = self._board.open_volume(self.volume, self._capacity_bytes())
+            self._signals = IndicatorPolicy(
+                self._board.open_indicators(self._clock), self._clock, self._event
+            )
             last = self._log.last_kind
             self._event(
                 "boot",
@@ -413,7 +439,8 @@ class Camera:
                 event_log_repaired_bytes=self._log.repaired_bytes,
                 **_profile_id(self._profile),
             )
-            self._recover()
+            self.last_recovery = boot.recover(self.recordings_root, self.device_key, self._event)
+            boot.load_ciphers()
             self.fault, self.fault_detail = None, ""
             self._base_mono = self._clock.monotonic()
             self._boot_utc = self._clock.now()
@@ -441,10 +468,10 @@ class Camera:
         self._stop_control()
         with self._lock:
             self._machine.check(Action.POWER_OFF)
-            if self._recorder is not None:
+            if self._recording is not None:
                 self._finish_recording(f"power off: {reason}")
             self._stop_pipeline()
-            self._led_set(False, "power off")
+            self._signals.led(False, "power off")
             transition = self._machine.move(Action.POWER_OFF, reason, self._now())
             self._event("power_off", reason=reason)
             self._close_event_log()
@@ -458,12 +485,12 @@ class Camera:
         """
         self._stop_control()
         with self._lock:
-            if self._recorder is not None:
-                self._recorder.abandon()
-                self._recorder = None
-            self._encoder = self._buffer = self._sensor = self._mic = None
-            self._gop = []
-            self._led = False
+            if self._recording is not None:
+                self._recording.abandon()
+                self._recording = None
+            self._encoder = self._prerecord = self._keyframes = None
+            self._sensor = self._mic = None
+            self._signals.led_on = False
             if self._log is not None:
                 self._log.close()  # every appended line is already fsynced
                 self._log = None
@@ -474,16 +501,16 @@ class Camera:
         """Put the camera in its dock: stop recording, buffer off, charging, serve serial."""
         with self._lock:
             self._machine.check(Action.DOCK)
-            if self._recorder is not None:
+            if self._recording is not None:
                 self._finish_recording("docked")
             self._stop_pipeline()
-            self._led_set(False, "docked")
+            self._signals.led(False, "docked")
             transition = self._machine.move(Action.DOCK, "placed in dock", self._now())
             self._event("dock", charging=True)
             self.fault, self.fault_detail = None, ""
             if self._control_factory is not None and self._control is None:
                 try:
-                    server = self._control_factory(self)
+                    server = self._control_factory(self, self._board.serial_port())
                     self.serial_path = server.start()
                 except Exception as exc:  # docked without serial: mass storage still works
                     log.exception("the control channel did not start")
@@ -514,7 +541,11 @@ class Camera:
     # --- buttons -------------------------------------------------------------------------
 
     def press_record(self, gesture: str | None = None) -> PressResult:
-        """The officer presses record (`gesture`: "press"/"long-press"; default the mapped one)."""
+        """The officer presses record (`gesture`: "press"/"long-press"; default the mapped one).
+
+        Returns at once: the pre-roll is written by the recording output's worker while
+        capture goes on (see firmware.pipeline).
+        """
         with self._lock:
             mapped = str(self._profile.buttons.record)
             gesture = gesture or mapped
@@ -525,29 +556,21 @@ class Camera:
                 self._fault(FaultKind.STORAGE_FULL, "no room for a new recording")
                 return self._refused("record", gesture, "storage full: dock the camera to offload")
             utc = self._now()
-            recorder = self._new_recorder(utc)
-            self._machine.move(Action.RECORD, "record pressed", utc)
-            self._recorder = recorder
-            self._gop = []
-            live_pts = self._pts_of_frame(self._next_frame)
-            pre = self._buffer.drain() if self._buffer is not None else []
             t0 = time.perf_counter()
             try:
-                for pkt in pre:
-                    if pkt.stream == STREAM_AUDIO and not self._profile.recording.audio:
-                        continue
-                    recorder.write(pkt.data, pkt.pts, pkt.duration, pkt.stream, bool(pkt.keyframe))
-                    self._carry(pkt)
-            except (RecordingStorageFull, OSError) as exc:
+                recording = self._new_recording(utc)
+            except OSError as exc:
                 full = isinstance(exc, RecordingStorageFull)
                 self._fault(FaultKind.STORAGE_FULL if full else FaultKind.STORAGE_ERROR, str(exc))
-                return PressResult(
-                    True, self.state, str(exc), recorder.summary.recording_id, recorder.summary
-                )
-            finally:
-                self.stage_seconds["recorder"] += time.perf_counter() - t0
-            recorder.mark_live(live_pts)
-            summary = recorder.summary
+                return self._refused("record", gesture, f"cannot start a recording: {exc}")
+            self._machine.move(Action.RECORD, "record pressed", utc)
+            live_pts = self._pts_of_frame(self._next_frame)
+            pre = self._prerecord.take_preroll() if self._prerecord is not None else []
+            counters = self._prerecord.counters() if self._prerecord is not None else {}
+            recording.start(pre, live_pts)
+            self._recording = recording
+            self.stage_seconds["recorder"] += time.perf_counter() - t0
+            summary = recording.summary
             on_for = self._clock.monotonic() - self._base_mono
             covered = summary.prerecord_covered
             short_reason = None
@@ -564,6 +587,7 @@ class Camera:
                 prerecord_covered=round(covered, 3),
                 prerecord_short=summary.prerecord_short,
                 prerecord_short_reason=short_reason,
+                prerecord_buffer=counters,
                 first_pts=summary.first_pts,
                 live_pts=live_pts,
                 audio=bool(self._profile.recording.audio),
@@ -575,8 +599,7 @@ class Camera:
                     summary.prerecord_configured,
                     short_reason,
                 )
-            self._signal_start_stop("recording started")
-            self._last_beep_mono = self._clock.monotonic()
+            self._signals.recording_started(self._profile)
             return PressResult(True, self.state, "recording", summary.recording_id, summary)
 
     def press_stop(self, gesture: str | None = None) -> PressResult:
@@ -645,13 +668,13 @@ class Camera:
     # --- the pipeline --------------------------------------------------------------------
 
     def _start_pipeline(self) -> None:
-        from firmware.encoder import H264Encoder
         from ringbuffer import PreRecordBuffer
 
         p = self._profile
         audio = bool(p.recording.audio or p.prerecord.audio)
         bitrate = int(p.video.bitrate_kbps) * 1000
-        self._encoder = H264Encoder(
+        make_encoder = self._encoder_factory or _h264_encoder
+        self._encoder = make_encoder(
             int(p.video.width),
             int(p.video.height),
             int(p.video.fps),
@@ -660,29 +683,31 @@ class Camera:
             audio=audio,
             sample_rate=SAMPLE_RATE,
         )
-        self._buffer = PreRecordBuffer(
-            seconds=int(p.prerecord.seconds),
-            time_base=Fraction(1, TICKS_PER_SECOND),
-            bitrate_bps=bitrate,
+        self._keyframes = KeyframeWatch(int(p.video.gop_frames))
+        buffer = PreRecordBuffer(
+            seconds=int(p.prerecord.seconds), time_base=TIME_BASE, bitrate_bps=bitrate
         )
-        self._sensor = self._sensor_given or self._make_sensor()
-        self._mic = (self._mic_given or self._make_microphone()) if audio else None
-        self._audio = audio
+        self._prerecord = PreRecordOutput(buffer, keep_audio=bool(p.prerecord.audio))
+        self._sensor = self._board.open_sensor(
+            SensorSettings(
+                int(p.video.width), int(p.video.height), self.device_id, bool(p.video.night_mode)
+            )
+        )
+        self._mic = self._board.open_microphone(SAMPLE_RATE) if audio else None
         # Frame numbers count frame periods since boot, also across a dock.
         now = self._clock.monotonic()
         self._next_frame = max(
             self._next_frame, math.ceil((now - self._base_mono) * self.fps - _EPS)
         )
         self._samples_due = 0.0
-        self._gop = []
 
     def _stop_pipeline(self) -> None:
-        if self._buffer is not None:
-            self._buffer.clear()
-        self._encoder = self._buffer = self._mic = None
-        if self._sensor_given is None:
-            self._sensor = None
-        self._gop = []
+        if self._prerecord is not None:
+            self._report_buffer()
+            self._last_buffer_counters = self._prerecord.counters()
+            self._prerecord.clear()
+        self._encoder = self._prerecord = self._keyframes = None
+        self._sensor = self._mic = None
 
     def _capture_frame(self) -> None:
         n = self._next_frame
@@ -703,6 +728,7 @@ class Camera:
             self._fault(FaultKind.SENSOR_FAILURE, f"sensor failed at frame {n}: {exc}")
             return
         t1 = time.perf_counter()
+        assert self._encoder is not None and self._keyframes is not None
         packets = list(self._encoder.encode_video(frame, n))
         if self._mic is not None:
             self._samples_due += SAMPLE_RATE / self.fps
@@ -715,77 +741,56 @@ class Camera:
         self.stage_seconds["encoder"] += t2 - t1
         self._next_frame = n + 1
         self.frames_captured += 1
+        try:
+            self._keyframes.check(packets)
+        except NoKeyframe as exc:
+            self._fault(FaultKind.ENCODER_FAILURE, str(exc))
+            return
         self._route(packets)
-        if self._recorder is not None:
-            self._maybe_interval_beep()
+        if self._recording is not None:
+            self._signals.reminder(self._profile)
 
-    def _route(self, packets: list[Any]) -> None:
+    def _route(self, packets: list[EncodedPacket]) -> None:
         state = self._machine.state
-        if state is CameraState.RECORDING and self._recorder is not None:
+        if state is CameraState.RECORDING and self._recording is not None:
             t0 = time.perf_counter()
-            recorder = self._recorder
+            recording = self._recording
             try:
-                for pkt in packets:
-                    if pkt.stream == STREAM_AUDIO and not self._profile.recording.audio:
-                        continue
-                    recorder.write(pkt.data, pkt.pts, pkt.duration, pkt.stream, pkt.keyframe)
-                    self._carry(pkt)
+                recording.write(packets)
             except RecordingStorageFull as exc:
                 self._fault(FaultKind.STORAGE_FULL, str(exc))
             except OSError as exc:
                 self._fault(FaultKind.STORAGE_ERROR, f"writing the recording failed: {exc}")
             finally:
                 self.stage_seconds["recorder"] += time.perf_counter() - t0
-        elif state is CameraState.STANDBY and self._buffer is not None:
+            if self._recording is recording:
+                self._log_sealed(recording)
+        elif state is CameraState.STANDBY and self._prerecord is not None:
             t0 = time.perf_counter()
-            for pkt in packets:
-                self._buffer_append(pkt)
+            self._prerecord.write(packets)
             self.stage_seconds["buffer"] += time.perf_counter() - t0
+            self._report_buffer()
 
-    def _buffer_append(self, pkt: Any) -> None:
-        if pkt.stream == STREAM_AUDIO and not self._profile.prerecord.audio:
-            return
-        try:
-            self._buffer.append(
-                pkt.data,
-                pts=pkt.pts,
-                duration=pkt.duration,
-                stream=pkt.stream,
-                keyframe=bool(pkt.keyframe),
-            )
-        except ValueError as exc:  # PacketTooLarge, NonMonotonicPts: lose the packet only
-            self._buffer_rejects += 1
-            if self._buffer_rejects in (1, 100, 10_000):
-                log.warning(
-                    "pre-record buffer refused a packet (%d so far): %s", self._buffer_rejects, exc
-                )
-
-    def _carry(self, pkt: Any) -> None:
-        """Keep the group of pictures in progress, to seed the buffer when recording stops."""
-        if isinstance(pkt.data, memoryview):
-            # A drained buffer packet: its view dies with the next append, keep a copy.
-            pkt = pkt._replace(data=bytes(pkt.data))
-        if pkt.stream == STREAM_VIDEO:
-            if pkt.keyframe:
-                self._gop = [pkt]
-            elif self._gop:
-                self._gop.append(pkt)
-        elif self._gop and self._profile.prerecord.audio:
-            self._gop.append(pkt)
+    def _report_buffer(self) -> None:
+        """What the pre-record buffer would not keep reaches the event log (1, 10, 100 ...)."""
+        assert self._prerecord is not None
+        for report in self._prerecord.reports():
+            self._event(report.kind, **report.fields)
 
     def _pts_of_frame(self, frame_number: int) -> int:
-        return frame_number * TICKS_PER_SECOND // self.fps
+        return frame_pts(frame_number, self.fps)
 
     def _pts_to_utc(self, pts: int) -> float:
         return self._boot_utc + (self._clock.offset - self._boot_offset) + pts / TICKS_PER_SECOND
 
     # --- recording -----------------------------------------------------------------------
 
-    def _new_recorder(self, utc: float) -> Recorder:
+    def _new_recording(self, utc: float) -> RecordingOutput:
         from firmware.encoder import TsSegmentMuxer
 
         recipients = [bytes.fromhex(str(k)) for k in self._profile.keys.vault_recipients]
-        encoder = self._encoder
+        # The muxer takes its streams' parameters from the encoder (an H264Encoder).
+        encoder: Any = self._encoder
         for _ in range(16):
             recording_id = (
                 time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(math.floor(utc + 1e-3)))
@@ -794,7 +799,8 @@ class Camera:
             )
             if not (self.recordings_root / recording_id).exists():
                 break
-        return Recorder(
+        sealed: queue.SimpleQueue[SegmentSummary] = queue.SimpleQueue()
+        recorder = Recorder(
             recordings_root=self.recordings_root,
             device_id=self.device_id,
             recording_id=recording_id,
@@ -808,38 +814,50 @@ class Camera:
             volume=self._storage,
             reserve_bytes=self._reserve,
             chunk_size=self._chunk,
-            on_segment=self._on_segment,
+            # Called on the recording worker: only queued here, logged by the capture thread.
+            on_segment=sealed.put,
+        )
+        return RecordingOutput(
+            recorder,
+            sealed,
+            keep_audio=bool(self._profile.recording.audio),
+            carry_audio=bool(self._profile.prerecord.audio),
+            max_pending_frames=RECORDING_QUEUE_SECONDS * self.fps,
         )
 
-    def _on_segment(self, seg: SegmentSummary) -> None:
-        rec = self._recorder
-        self._event(
-            "segment_sealed",
-            recording_id=rec.summary.recording_id if rec else None,
-            index=seg.index,
-            name=seg.name,
-            size=seg.size,
-            sha256=seg.sha256,
-            seconds=round(seg.seconds, 3),
-        )
-        self._check_storage_low()
+    def _log_sealed(self, recording: RecordingOutput) -> None:
+        for seg in recording.sealed():
+            self._event(
+                "segment_sealed",
+                recording_id=recording.summary.recording_id,
+                index=seg.index,
+                name=seg.name,
+                size=seg.size,
+                sha256=seg.sha256,
+                seconds=round(seg.seconds, 3),
+            )
+            self._check_storage_low()
 
     def _finish_recording(self, reason: str) -> RecordingSummary | None:
         """Seal what the recording holds and log its end; does not move the state."""
-        recorder = self._recorder
-        if recorder is None:
+        recording = self._recording
+        if recording is None:
             return None
+        t0 = time.perf_counter()
+        recorder = recording.recorder
         try:
-            summary = recorder.finish(self._now(), reason)
+            summary = recording.finish(self._now(), reason)
         except OSError as exc:
             # The volume failed under us: what was sealed stays; recovery at boot closes it.
             recorder.abandon()
             summary = recorder.summary
             summary.stop_reason = f"{reason}; could not finish: {exc}"
             self._event("fault", fault=FaultKind.STORAGE_ERROR.value, detail=str(exc))
-        self._recorder = None
+        self._recording = None
+        self.stage_seconds["recorder"] += time.perf_counter() - t0 + recording.worker_seconds
         self.stage_seconds["mux"] += recorder.mux_seconds
         self.stage_seconds["seal"] += recorder.seal_seconds
+        self._log_sealed(recording)
         self.recordings.append(summary)
         self._event(
             "record_stop",
@@ -851,27 +869,25 @@ class Camera:
             bytes=summary.bytes,
             complete=summary.complete,
         )
-        self._signal_start_stop("recording stopped")
+        self._signals.recording_stopped(self._profile)
         # Seed the emptied buffer with the group of pictures in progress: the next
         # pre-roll starts at a keyframe and no frame is lost between two recordings.
-        if self._buffer is not None:
-            for pkt in self._gop:
-                self._buffer_append(pkt)
-        self._gop = []
+        if self._prerecord is not None:
+            self._prerecord.write(recording.carry)
         return summary
 
     def _recording_seconds(self) -> float:
-        rec = self._recorder
-        if rec is None or rec.summary.live_pts is None:
+        if self._recording is None:
             return 0.0
-        return max(
-            0.0, (self._pts_of_frame(self._next_frame) - rec.summary.live_pts) / TICKS_PER_SECOND
-        )
+        live_pts = self._recording.summary.live_pts
+        if live_pts is None:
+            return 0.0
+        return max(0.0, (self._pts_of_frame(self._next_frame) - live_pts) / TICKS_PER_SECOND)
 
-    # --- faults, storage, indicators ------------------------------------------------------
+    # --- faults, storage ------------------------------------------------------------------
 
     def _fault(self, kind: FaultKind, detail: str) -> None:
-        if self._machine.state is CameraState.RECORDING and self._recorder is not None:
+        if self._machine.state is CameraState.RECORDING and self._recording is not None:
             self._finish_recording(f"fault: {kind.value}")
         if self._machine.allowed(Action.FAULT):
             self._machine.move(Action.FAULT, f"{kind.value}: {detail}", self._now())
@@ -882,9 +898,7 @@ class Camera:
         self._stop_pipeline()
         self._event("fault", fault=kind.value, detail=detail)
         log.warning("camera fault %s: %s", kind.value, detail)
-        self._led_set(False, "fault")
-        self._indicate("beep", "fault")
-        self._indicate("vibrate", "fault")
+        self._signals.fault()
 
     def _free_bytes(self) -> int:
         return int(self._storage.free_bytes()) if self._storage is not None else 0
@@ -905,40 +919,7 @@ class Camera:
         if free < self._low_water_bytes():
             self._storage_low_logged = True
             self._event("storage_low", free_bytes=free, low_water_bytes=self._low_water_bytes())
-            self._indicate("beep", "storage low")
-
-    def _signal_start_stop(self, reason: str) -> None:
-        ind = self._profile.indicators
-        if ind.led_on_record:
-            self._led_set(reason == "recording started", reason)
-        if ind.beep_on_start_stop:
-            self._indicate("beep", reason)
-        if ind.vibrate:
-            self._indicate("vibrate", reason)
-
-    def _maybe_interval_beep(self) -> None:
-        interval = float(self._profile.indicators.beep_interval_seconds)
-        if interval <= 0:
-            return
-        now = self._clock.monotonic()
-        if now - self._last_beep_mono >= interval - _EPS:
-            self._last_beep_mono = now
-            self._indicate("beep", "recording reminder")
-
-    def _led_set(self, on: bool, reason: str) -> None:
-        if self._led == on:
-            return
-        self._led = on
-        if self._indicators is not None:
-            self._indicators.led(on, reason)
-        self._last_indicator = f"led {'on' if on else 'off'}"
-        self._event("indicator", indicator="led", on=on, reason=reason)
-
-    def _indicate(self, what: str, reason: str) -> None:
-        if self._indicators is not None:
-            getattr(self._indicators, what)(reason)
-        self._last_indicator = f"{what}: {reason}"
-        self._event("indicator", indicator=what, reason=reason)
+            self._signals.signal("beep", "storage low")
 
     # --- buttons: refusals ----------------------------------------------------------------
 
@@ -960,55 +941,12 @@ class Camera:
         log.info("%s %s refused: %s", button, gesture, reason)
         return PressResult(False, self._machine.state, reason)
 
-    # --- boot helpers ---------------------------------------------------------------------
-
-    def _open_event_log(self) -> None:
-        path = events_path(self.volume)
-        try:
-            self._log = EventLog(path, self.device_key, self._clock)
-        except EventLogError as exc:
-            # A log this camera cannot extend is kept aside, never overwritten, and the
-            # new chain starts by saying so.
-            aside = path.with_name(f"events.{int(self._now())}.unreadable.jsonl")
-            path.rename(aside)
-            self._log = EventLog(path, self.device_key, self._clock)
-            self._event("event_log_reset", reason=str(exc), kept_as=aside.name)
+    # --- boot and control helpers ---------------------------------------------------------
 
     def _close_event_log(self) -> None:
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    def _recover(self) -> None:
-        from crypto.seal import recover_recordings
-
-        self.recordings_root.mkdir(parents=True, exist_ok=True)
-        try:
-            reports = recover_recordings(self.recordings_root, self.device_key)
-        except Exception as exc:  # recovery must not keep the camera from booting
-            log.exception("recovery of the recordings failed")
-            self._event("recovery_failed", error=str(exc))
-            reports = []
-        self.last_recovery = list(reports)
-        for report in reports:
-            self._event("recovery", **_report_fields(report))
-        self._event("recovery_done", recordings=len(reports))
-
-    def _load_flashed_profile(self) -> None:
-        """A profile flashed through the dock wins over the one the camera was built with."""
-        store_dir = self._home / PROFILES_DIR
-        if not store_dir.exists():
-            return
-        try:
-            from firmware.profile_store import ProfileStore
-
-            stored = ProfileStore(store_dir).load_active()
-        except Exception as exc:  # a damaged store keeps the built-in profile, loudly
-            log.warning("profile store unreadable, keeping the built-in profile: %s", exc)
-            return
-        if stored is not None:
-            self._profile, self._profile_raw = stored.profile, stored.raw
-        self._pending_profile = None
 
     def _apply_pending_profile(self) -> None:
         if self._pending_profile is None:
@@ -1017,32 +955,6 @@ class Camera:
         self._pending_profile = None
         self._profile, self._profile_raw = profile, raw
         self._event("profile_applied", **_profile_id(profile))
-
-    def _make_storage(self) -> StorageVolume:
-        from sim.volume import DirectoryVolume
-
-        return DirectoryVolume(self.volume, self._capacity_bytes_from_profile())
-
-    def _capacity_bytes_from_profile(self) -> int:
-        return int(self._profile.device.storage_capacity_mb) * 1024 * 1024
-
-    def _make_indicators(self) -> IndicatorPanel:
-        from sim.indicators import Indicators
-
-        return Indicators(clock=self._clock)
-
-    def _make_sensor(self) -> Sensor:
-        from sim.sensor import SyntheticSensor
-
-        v = self._profile.video
-        return SyntheticSensor(
-            int(v.width), int(v.height), self.device_id, night_mode=bool(v.night_mode)
-        )
-
-    def _make_microphone(self) -> Microphone:
-        from sim.audio import SyntheticMicrophone
-
-        return SyntheticMicrophone(sample_rate=SAMPLE_RATE)
 
     def _stop_control(self) -> None:
         # Outside the camera lock: the server thread may be waiting for it in status().
@@ -1077,20 +989,26 @@ class Camera:
         return f"Camera({who}, {self._machine.state.value}, home={str(self._home)!r})"
 
 
+def _h264_encoder(
+    width: int,
+    height: int,
+    fps: int,
+    bitrate_bps: int,
+    gop_frames: int,
+    *,
+    audio: bool,
+    sample_rate: int,
+) -> Encoder:
+    from firmware.encoder import H264Encoder
+
+    return H264Encoder(
+        width, height, fps, bitrate_bps, gop_frames, audio=audio, sample_rate=sample_rate
+    )
+
+
 def _profile_id(profile: Any) -> dict[str, Any]:
     section = getattr(profile, "profile", None)
     return {
         "profile_name": getattr(section, "name", None),
         "profile_version": getattr(section, "version", None),
     }
-
-
-def _report_fields(report: Any) -> dict[str, Any]:
-    """A RecoveryReport as event fields (whatever dataclass/NamedTuple crypto returns)."""
-    if hasattr(report, "_asdict"):
-        data = dict(report._asdict())
-    elif hasattr(report, "__dataclass_fields__"):
-        data = {name: getattr(report, name) for name in report.__dataclass_fields__}
-    else:
-        data = {"report": str(report)}
-    return {k: v for k, v in data.items() if not k.startswith("_")}

@@ -12,10 +12,19 @@ files on the volume, read the signed event log, and release (delete) a
 segment against a receipt signed by a trusted dock. Nothing here can decrypt,
 play or delete footage without such a receipt. A bad frame or request is
 answered with an error and the server keeps serving.
+
+A session (PROTOCOL.md section 8) lives only as long as the connection it was
+opened on: the pty transport watches every open and close of its slave device
+(inotify) and the hangup EIO, and any of them ends the session. Sessions also
+expire (idle, maximum age, on the camera's monotonic clock), and every frame of
+a session must carry its HMAC tag, so a frame written on the line by anyone but
+the authenticated dock is refused and never executed.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import fcntl
 import hashlib
@@ -26,6 +35,7 @@ import os
 import secrets
 import select
 import stat
+import struct
 import threading
 import tty
 from collections.abc import Callable
@@ -49,6 +59,7 @@ from firmware.profile_store import (
     StoredProfile,
 )
 from firmware.protocol import (
+    CLOCK_JUMP_SECONDS,
     LIST_PAGE_ENTRIES,
     MAX_DATA,
     MAX_JSON,
@@ -58,20 +69,27 @@ from firmware.protocol import (
     NAME_PATTERN,
     NONCE_SIZE,
     PATH_PATTERN,
+    PROTOCOL_VERSION,
     PUBLIC_KEY_SIZE,
     SEQUENCE_WINDOW,
+    SESSION_IDLE_SECONDS,
+    SESSION_MAX_SECONDS,
     SIGNATURE_SIZE,
     ErrorCode,
     Fields,
     Frame,
     FrameDecoder,
     FrameError,
+    FrameKey,
     MessageType,
     ProtocolError,
     ReleaseReceipt,
+    SessionKeys,
     Signer,
+    auth_transcript,
     camera_auth_message,
     decode_payload,
+    derive_session_keys,
     dock_auth_message,
     encode_frame,
     encode_payload,
@@ -90,6 +108,16 @@ PROFILE_CHUNK_MAX = 16 * 1024
 _MIN_UTC = 946_684_800.0  # 2000-01-01
 _MAX_UTC = 7_258_118_400.0  # 2200-01-01
 _LIST_PAGE_BUDGET = MAX_JSON - 1024  # bytes of JSON a LIST_RECORDINGS page may use
+# Says what to do, not which number was expected: that is session state.
+_SEQUENCE_MESSAGE = (
+    "request out of order or replayed, not executed: send each new request with the next "
+    "sequence number"
+)
+# One answer for every frame that is not part of a session, whether or not one is open:
+# an error must not tell a stranger on the line what state the camera is in.
+NOT_AUTHENTICATED_MESSAGE = (
+    "not authenticated: send HELLO and AUTH; in a session every frame carries the session tag"
+)
 
 
 # --- what the server needs of the camera -------------------------------------------------
@@ -100,6 +128,10 @@ class SettableClock(Protocol):
 
     def now(self) -> float:
         """UTC seconds since the epoch."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin, never moved by set_time (session expiry)."""
         ...
 
     def set_time(self, utc: float) -> float:
@@ -172,6 +204,69 @@ class _Stopped(Exception):
     """The server was asked to stop while waiting for I/O."""
 
 
+class _ConnectionReset(Exception):
+    """The transport saw the connection change: a client opened or closed the port, or hung up."""
+
+
+# inotify (Linux): open and close events of the pty's slave device, i.e. of the serial port.
+_IN_CLOSE_WRITE = 0x00000008
+_IN_CLOSE_NOWRITE = 0x00000010
+_IN_OPEN = 0x00000020
+_INOTIFY_EVENT = struct.Struct("iIII")  # wd, mask, cookie, name length
+
+
+class _PortWatch:
+    """Reports every open and close of a device node (inotify); inert where unavailable.
+
+    A client opening or closing the camera's port is what the connection is: the pty
+    itself does not say that a new client took over between two reads, inotify does, in
+    order (the open event is queued before the new client's first byte can arrive).
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = -1
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+            fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "inotify_init1")
+            mask = _IN_OPEN | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE
+            if libc.inotify_add_watch(fd, os.fsencode(path), mask) < 0:
+                os.close(fd)
+                raise OSError(ctypes.get_errno(), "inotify_add_watch")
+            self.fd = fd
+        except (OSError, AttributeError) as exc:  # not Linux, or no inotify left
+            log.warning("cannot watch %s for open/close (%s): only hangups end a session",
+                        path, exc)
+
+    def changed(self) -> str | None:
+        """Drain the queued events: None if the port was neither opened nor closed since
+        last time, else "open" or "close", whichever happened last."""
+        if self.fd < 0:
+            return None
+        last: str | None = None
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except BlockingIOError:
+                return last
+            if not data:
+                return last
+            offset = 0
+            while offset + _INOTIFY_EVENT.size <= len(data):
+                _, mask, _, name_len = _INOTIFY_EVENT.unpack_from(data, offset)
+                offset += _INOTIFY_EVENT.size + name_len
+                if mask & _IN_OPEN:
+                    last = "open"
+                elif mask & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
+                    last = "close"
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 class _Transport(Protocol):
     def read(self) -> bytes: ...
 
@@ -181,35 +276,59 @@ class _Transport(Protocol):
 
 
 class _PtyTransport:
-    """The master side of a pty; the slave is what clients open with pyserial."""
+    """The master side of a pty; the slave is what clients open with pyserial.
+
+    The server does not hold the slave open itself: then the last client's close is a
+    hangup the master sees (EIO), like a USB host dropping the line. Together with the
+    open/close watch, `read` raises _ConnectionReset whenever the connection changed.
+    """
 
     def __init__(self, stop_fd: int) -> None:
-        self.master, self.slave = os.openpty()
+        self.master, slave = os.openpty()
         # Raw mode: no echo, no line discipline rewriting 0x0a/0x0d or eating 0x03.
-        tty.setraw(self.slave)
-        # The slave fd stays open for the server's life: without a holder, reads on the
-        # master fail with EIO between two clients.
-        self.slave_path = os.ttyname(self.slave)
+        tty.setraw(slave)
+        self.slave_path = os.ttyname(slave)
+        os.close(slave)
+        self._hung_up = True  # until a client opens the port
+        self._reset_seen = False  # an open/close noticed while writing, not yet reported
+        self._watch = _PortWatch(self.slave_path)
         flags = fcntl.fcntl(self.master, fcntl.F_GETFL)
         fcntl.fcntl(self.master, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         self._stop_fd = stop_fd
 
     def read(self) -> bytes:
-        ready, _, _ = select.select([self.master, self._stop_fd], [], [])
+        watched = [self._watch.fd] if self._watch.fd >= 0 else []
+        if self._hung_up:
+            # No client holds the slave: the master would poll readable (hangup) at once.
+            # Wait for an open event (or poll the master now and then without inotify).
+            ready, _, _ = select.select([self._stop_fd, *watched], [], [], 0.05)
+        else:
+            ready, _, _ = select.select([self.master, self._stop_fd, *watched], [], [])
         if self._stop_fd in ready:
             raise _Stopped
+        # Open/close events first: they were queued before any byte of a new client.
+        if self._port_changed() or self._reset_seen:
+            self._reset_seen = False
+            raise _ConnectionReset
         try:
-            return os.read(self.master, 256 * 1024)
+            data = os.read(self.master, 256 * 1024)
         except BlockingIOError:
             return b""
         except OSError as exc:
             if exc.errno != errno.EIO:
                 raise
-            # No client holds the slave: wait (interruptibly) instead of spinning.
-            ready, _, _ = select.select([self._stop_fd], [], [], 0.05)
-            if ready:
-                raise _Stopped from None
+            if not self._hung_up:
+                self._hung_up = True
+                raise _ConnectionReset from None
             return b""
+        self._hung_up = False
+        return data
+
+    def _port_changed(self) -> bool:
+        change = self._watch.changed()
+        if change == "open":
+            self._hung_up = False  # a client holds the port now: wait on the master again
+        return change is not None
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -219,16 +338,23 @@ class _PtyTransport:
                 view = view[n:]
             except BlockingIOError:
                 # The client is not reading (or gone): wait for room, but stay stoppable.
-                ready, _, _ = select.select([self._stop_fd], [self.master], [])
+                ready, _, _ = select.select([self._stop_fd], [self.master], [], 0.05)
                 if self._stop_fd in ready:
                     raise _Stopped from None
+                if not ready and self._port_changed():
+                    self._reset_seen = True  # reported by the next read
+                    return  # the client changed: this answer has nobody to go to
+            except OSError as exc:
+                if exc.errno != errno.EIO:
+                    raise
+                return  # hung up: the next read reports it
 
     def close(self) -> None:
-        for fd in (self.master, self.slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._watch.close()
+        try:
+            os.close(self.master)
+        except OSError:
+            pass
 
 
 class SerialLike(Protocol):
@@ -273,21 +399,34 @@ class _SerialTransport:
 
 
 class _Connection:
-    """State of the client currently talking to the camera (reset by HELLO)."""
+    """State of the client currently talking to the camera.
+
+    HELLO resets the session part; a connection reset (port opened or closed) replaces
+    the whole object, so no sequence number or cached answer outlives the client.
+    """
 
     def __init__(self) -> None:
         self.last_seq: int | None = None
-        self.last_crc = 0
+        self.last_body: bytes | None = None  # the last accepted request, byte for byte
         self.last_response: bytes | None = None
-        self.authenticated = False
+        self.keys: SessionKeys | None = None
         self.dock_public: bytes | None = None
-        self.challenge: tuple[bytes, bytes, bytes] | None = None  # dock pub, dock nonce, ours
+        # dock public key, signed AUTH transcript, X25519 agreement: until AUTH_FINISH
+        self.challenge: tuple[bytes, bytes, bytes] | None = None
         self.flash: FlashSession | None = None
+        self.opened_at = 0.0
+        self.last_used = 0.0
+        self.frames_refused = 0
+
+    @property
+    def authenticated(self) -> bool:
+        return self.keys is not None
 
     def end_session(self) -> None:
-        self.authenticated = False
+        self.keys = None
         self.dock_public = None
         self.challenge = None
+        self.frames_refused = 0
         if self.flash is not None:
             self.flash.abort()
             self.flash = None
@@ -328,6 +467,8 @@ class CameraControlServer:
         self.path: str | None = None
         self.frames_rejected = 0
         self.requests_served = 0
+        self.connection_resets = 0  # port opened/closed or hung up, as the server saw it
+        self.frames_refused = 0  # frames refused for a missing or wrong session tag
         self._handlers: dict[int, tuple[bool, _Handler]] = {
             MessageType.HELLO: (False, self._hello),
             MessageType.AUTH_BEGIN: (False, self._auth_begin),
@@ -383,7 +524,7 @@ class CameraControlServer:
         os.write(self._stop_w, b"x")
         thread.join()
         self._thread = None
-        self._conn.end_session()
+        self._end_session("stopped")
         if self._transport is not None:
             self._transport.close()
             self._transport = None
@@ -409,7 +550,12 @@ class CameraControlServer:
         decoder = FrameDecoder()
         try:
             while True:
-                data = transport.read()
+                try:
+                    data = transport.read()
+                except _ConnectionReset:
+                    self._connection_reset()
+                    decoder.reset()  # half a frame of the previous client is not the next's
+                    continue
                 if not data:
                     continue
                 for item in decoder.feed(data):
@@ -435,31 +581,92 @@ class CameraControlServer:
             return b""
         conn = self._conn
         if (
-            item.seq == conn.last_seq
-            and item.crc == conn.last_crc
+            conn.last_body is not None
             and conn.last_response is not None
+            and item.seq == conn.last_seq
+            and hmac.compare_digest(item.body, conn.last_body)
         ):
             return conn.last_response  # a retry: answer again, do not execute again
         if item.seq == 0:
             return self._error(item.seq, ErrorCode.SEQUENCE, "sequence number 0 is reserved")
+        self._expire_session()
+        keys = conn.keys
         if item.type == MessageType.HELLO:
-            conn.end_session()
+            self._end_session("hello")
             self._boot = None
-        elif conn.last_seq is not None:
-            ahead = (item.seq - conn.last_seq) & 0xFFFFFFFF
-            if ahead == 0 or ahead > SEQUENCE_WINDOW:
-                return self._error(
-                    item.seq,
-                    ErrorCode.SEQUENCE,
-                    f"sequence number {item.seq} is out of order (last was {conn.last_seq})",
-                )
+        elif keys is not None:
+            # In a session only the authenticated dock speaks: the tag is checked before
+            # anything else about the frame is believed, its sequence number included.
+            if not keys.dock_to_camera.verify(item):
+                conn.frames_refused += 1
+                self.frames_refused += 1
+                if conn.frames_refused in (1, 10, 100) or conn.frames_refused % 1000 == 0:
+                    # Bounded: whoever floods the line must not flood the log as well.
+                    log.warning("camera %s refused %d frame(s) without a valid session tag",
+                                self.services.device_id, conn.frames_refused)
+                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED,
+                                   NOT_AUTHENTICATED_MESSAGE)
+            if not self._in_window(item.seq):
+                return self._error(item.seq, ErrorCode.SEQUENCE, _SEQUENCE_MESSAGE,
+                                   keys.camera_to_dock)
+            conn.last_used = self._monotonic()
+        else:
+            if item.tagged:  # a frame of a session that is gone
+                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED,
+                                   NOT_AUTHENTICATED_MESSAGE)
+            if not self._in_window(item.seq):
+                return self._error(item.seq, ErrorCode.SEQUENCE, _SEQUENCE_MESSAGE)
         reply = self._execute(item)
-        conn.last_seq, conn.last_crc, conn.last_response = item.seq, item.crc, reply
+        conn.last_seq, conn.last_body, conn.last_response = item.seq, item.body, reply
         self.requests_served += 1
         return reply
 
-    def _error(self, seq: int, code: ErrorCode, message: str) -> bytes:
-        return encode_frame(MessageType.ERROR, seq, error_payload(code, message))
+    def _in_window(self, seq: int) -> bool:
+        last = self._conn.last_seq
+        if last is None:
+            return True
+        ahead = (seq - last) & 0xFFFFFFFF
+        return 0 < ahead <= SEQUENCE_WINDOW
+
+    def _monotonic(self) -> float:
+        return float(self.services.clock.monotonic())
+
+    def _expire_session(self) -> None:
+        conn = self._conn
+        if conn.keys is None:
+            return
+        now = self._monotonic()
+        if now - conn.opened_at > SESSION_MAX_SECONDS:
+            self._end_session("lifetime")
+        elif now - conn.last_used > SESSION_IDLE_SECONDS:
+            self._end_session("idle")
+
+    def _end_session(self, reason: str) -> None:
+        """End the session (if one is open), log why; the connection's sequence stays."""
+        conn = self._conn
+        if conn.keys is not None:
+            self._log_event("session_ended", reason=reason, dock=(conn.dock_public or b"").hex(),
+                            frames_refused=conn.frames_refused)
+            log.info("camera %s: session ended (%s)", self.services.device_id, reason)
+        conn.end_session()
+
+    def _connection_reset(self) -> None:
+        """A client opened or closed the port: nothing of the previous connection survives."""
+        self.connection_resets += 1
+        self._end_session("connection")
+        self._conn = _Connection()
+
+    def _error(
+        self, seq: int, code: ErrorCode, message: str, key: FrameKey | None = None,
+        **extra: Any,
+    ) -> bytes:
+        return encode_frame(MessageType.ERROR, seq, error_payload(code, message, **extra), key)
+
+    def _reply_key(self) -> FrameKey | None:
+        # Looked up after the command ran: AUTH_FINISH's answer carries the new session's
+        # tag, AUTH_BEGIN's (which ended the session) none.
+        keys = self._conn.keys
+        return keys.camera_to_dock if keys is not None else None
 
     def _execute(self, frame: Frame) -> bytes:
         entry = self._handlers.get(frame.type)
@@ -470,18 +677,19 @@ class CameraControlServer:
                 )
             needs_session, handler = entry
             if needs_session and not self._conn.authenticated:
-                raise ProtocolError(
-                    ErrorCode.NOT_AUTHENTICATED,
-                    "this command needs a session: send HELLO and AUTH first",
-                )
+                raise ProtocolError(ErrorCode.NOT_AUTHENTICATED, NOT_AUTHENTICATED_MESSAGE)
             fields, blob = decode_payload(frame.payload)
             out, out_blob = handler(fields, blob)
-            return encode_frame(response_type(frame.type), frame.seq, encode_payload(out, out_blob))
+            return encode_frame(
+                response_type(frame.type), frame.seq, encode_payload(out, out_blob),
+                self._reply_key(),
+            )
         except ProtocolError as exc:
-            return self._error(frame.seq, exc.code, exc.message)
+            return self._error(frame.seq, exc.code, exc.message, self._reply_key(), **exc.extra)
         except Exception as exc:
             log.exception("command 0x%02x failed", frame.type)
-            return self._error(frame.seq, ErrorCode.INTERNAL, f"camera error: {exc}")
+            return self._error(frame.seq, ErrorCode.INTERNAL, f"camera error: {exc}",
+                               self._reply_key())
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -586,7 +794,7 @@ class CameraControlServer:
         current = self._current()
         log.info("HELLO from %r", client)
         return {
-            "protocol": 1,
+            "protocol": PROTOCOL_VERSION,
             "device_id": s.device_id,
             "model": s.model,
             "firmware": s.firmware_version,
@@ -597,11 +805,13 @@ class CameraControlServer:
         }, b""
 
     def _auth_begin(self, fields: Fields, blob: bytes) -> tuple[dict[str, Any], bytes]:
+        from crypto.keys import x25519_exchange, x25519_public_from_private
+
         conn = self._conn
-        conn.authenticated = False
-        conn.challenge = None
+        self._end_session("auth")
         dock_public = fields.hexbytes("dock_public", PUBLIC_KEY_SIZE)
         dock_nonce = fields.hexbytes("dock_nonce", NONCE_SIZE)
+        dock_share = fields.hexbytes("dock_share", PUBLIC_KEY_SIZE)
         if dock_public not in self._trusted_docks():
             name, version = profile_identity(self._current().profile)
             self._log_event("auth_failed", dock=dock_public.hex(), reason="dock key not trusted")
@@ -610,13 +820,32 @@ class CameraControlServer:
                 f"dock key {short_key(dock_public)} is not in the trusted_docks of profile "
                 f"{name!r} version {version}",
             )
+        # A fresh ephemeral key per AUTH: its private half lives only in this call, the
+        # agreement only until AUTH_FINISH.
+        ephemeral = secrets.token_bytes(PUBLIC_KEY_SIZE)
+        camera_share = x25519_public_from_private(ephemeral)
+        try:
+            shared = x25519_exchange(ephemeral, dock_share)
+        except ValueError:
+            shared = b""
+        del ephemeral
+        if len(shared) != PUBLIC_KEY_SIZE or not any(shared):
+            self._log_event("auth_failed", dock=dock_public.hex(), reason="unusable key share")
+            raise ProtocolError(
+                ErrorCode.AUTH_FAILED, "dock_share is not a usable X25519 public key"
+            )
         camera_nonce = secrets.token_bytes(NONCE_SIZE)
         device_id = self.services.device_id
-        signature = self.services.device_key.sign(
-            camera_auth_message(device_id, dock_public, dock_nonce, camera_nonce)
+        transcript = auth_transcript(
+            device_id, dock_public, dock_nonce, camera_nonce, dock_share, camera_share
         )
-        conn.challenge = (dock_public, dock_nonce, camera_nonce)
-        return {"camera_nonce": camera_nonce.hex(), "device_signature": signature.hex()}, b""
+        signature = self.services.device_key.sign(camera_auth_message(transcript))
+        conn.challenge = (dock_public, transcript, shared)
+        return {
+            "camera_nonce": camera_nonce.hex(),
+            "camera_share": camera_share.hex(),
+            "device_signature": signature.hex(),
+        }, b""
 
     def _auth_finish(self, fields: Fields, blob: bytes) -> tuple[dict[str, Any], bytes]:
         from crypto.keys import verify_signature
@@ -626,16 +855,18 @@ class CameraControlServer:
         signature = fields.hexbytes("dock_signature", SIGNATURE_SIZE)
         if challenge is None:
             raise ProtocolError(ErrorCode.AUTH_FAILED, "no challenge pending: send AUTH_BEGIN")
-        dock_public, dock_nonce, camera_nonce = challenge
-        message = dock_auth_message(self.services.device_id, dock_public, dock_nonce, camera_nonce)
+        dock_public, transcript, shared = challenge
+        message = dock_auth_message(transcript)
         if not verify_signature(dock_public, message, signature):
             self._log_event("auth_failed", dock=dock_public.hex(), reason="bad dock signature")
             raise ProtocolError(
                 ErrorCode.AUTH_FAILED,
                 f"dock signature does not verify for key {short_key(dock_public)}",
             )
-        conn.authenticated = True
+        conn.keys = derive_session_keys(shared, message)
         conn.dock_public = dock_public
+        conn.opened_at = conn.last_used = self._monotonic()
+        conn.frames_refused = 0
         self._log_event("dock_authenticated", dock=dock_public.hex())
         return {"session": True}, b""
 
@@ -651,9 +882,32 @@ class CameraControlServer:
 
     def _set_time(self, fields: Fields, blob: bytes) -> tuple[dict[str, Any], bytes]:
         utc = fields.number("utc", _MIN_UTC, _MAX_UTC)
+        profile = self._current().profile
+        limit = int(profile.device.max_clock_correction_seconds)
+        planned = float(self.services.clock.now()) - utc
+        if abs(planned) > limit:
+            # Even a trusted dock does not move the time of evidence further than the
+            # profile allows: a reset RTC or a wrong dock clock needs a person to look.
+            self._log_event("clock_sync_refused", dock_utc=utc, drift_seconds=planned,
+                            limit_seconds=limit)
+            log.warning("camera %s refused a clock correction of %+.1f s (limit %d s)",
+                        self.services.device_id, -planned, limit)
+            name, version = profile_identity(profile)
+            raise ProtocolError(
+                ErrorCode.CLOCK_REFUSED,
+                f"the camera clock is {planned:+.1f} s off the dock's; profile {name!r} "
+                f"version {version} allows corrections of at most {limit} s "
+                "(device.max_clock_correction_seconds): clock not changed",
+                drift=planned,
+                limit=limit,
+            )
         drift = float(self.services.clock.set_time(utc))
         self._log_event("clock_sync", dock_utc=utc, drift_seconds=drift)
-        log.info("clock set by the dock, drift %.3f s", drift)
+        if abs(drift) > CLOCK_JUMP_SECONDS:
+            self._log_event("clock_jump", dock_utc=utc, drift_seconds=drift)
+            log.warning("camera %s clock corrected by %+.1f s", self.services.device_id, -drift)
+        else:
+            log.info("clock set by the dock, drift %.3f s", drift)
         return {"drift": drift}, b""
 
     def _profile_begin(self, fields: Fields, blob: bytes) -> tuple[dict[str, Any], bytes]:

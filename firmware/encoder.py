@@ -7,7 +7,7 @@ packets += enc.encode_audio(samples_float32_mono)
 packets += enc.flush()                                 # at power-off; the encoder is done
 
 mux = TsSegmentMuxer(sink, enc)     # sink: write-only, not seekable (the sealing writer)
-mux.write(pkt.data, pkt.pts, pkt.duration, pkt.stream, pkt.keyframe)
+mux.write(pkt)
 mux.close()                          # trailer written; segments concatenate into one stream
 ```
 
@@ -35,19 +35,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from fractions import Fraction
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO
 
 import av
 import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ringbuffer.packet import (
+    STREAM_AUDIO,
+    STREAM_VIDEO,
+    TICKS_PER_SECOND,
+    TIME_BASE,
+    EncodedPacket,
+    frame_pts,
+)
+
 log = logging.getLogger(__name__)
 
-TICKS_PER_SECOND = 90_000
-TIME_BASE = Fraction(1, TICKS_PER_SECOND)
-STREAM_VIDEO = 0  # the same numbering as ringbuffer.STREAM_VIDEO / STREAM_AUDIO
-STREAM_AUDIO = 1
 AAC_SAMPLE_RATES = (8_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000)
 AUDIO_BITRATE = 64_000  # mono speech and street sound
 MAX_AUDIO_CHUNK = 10 * 48_000  # samples per encode_audio call (bounds memory)
@@ -64,16 +69,6 @@ _MUX_OPTIONS = {
 }
 
 
-class EncodedPacket(NamedTuple):
-    """One compressed video frame or audio frame; timestamps in 1/90000 s."""
-
-    data: bytes
-    pts: int
-    duration: int
-    stream: int  # STREAM_VIDEO or STREAM_AUDIO
-    keyframe: bool
-
-
 class EncoderError(ValueError):
     """Bad encoder settings or input (wrong frame shape, frame numbers going back)."""
 
@@ -84,11 +79,6 @@ class EncoderClosed(EncoderError):
 
 class MuxError(ValueError):
     """A packet the segment muxer cannot take (unknown stream, audio without an audio track)."""
-
-
-def frame_pts(frame_number: int, fps: int) -> int:
-    """The 1/90000 pts of a frame number: the rule camera and encoder share."""
-    return frame_number * TICKS_PER_SECOND // fps
 
 
 class H264Encoder:
@@ -345,23 +335,23 @@ class TsSegmentMuxer:
         stream.time_base = TIME_BASE
         return stream
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> None:
+    def write(self, pkt: EncodedPacket) -> None:
         """Add one packet (capture order; pts rising per stream)."""
         if self._closed:
             raise MuxError("segment muxer is closed")
-        target = self._streams.get(int(stream))
+        target = self._streams.get(int(pkt.stream))
         if target is None:
             raise MuxError(
-                f"packet for stream {stream}: this segment has streams {sorted(self._streams)}"
+                f"packet for stream {pkt.stream}: this segment has streams {sorted(self._streams)}"
             )
-        if len(data) > MAX_PACKET_BYTES:
-            raise MuxError(f"packet of {len(data)} bytes: limit {MAX_PACKET_BYTES}")
-        packet = av.Packet(bytes(data))
-        packet.pts = packet.dts = int(pts)
-        packet.duration = int(duration)
+        if len(pkt.data) > MAX_PACKET_BYTES:
+            raise MuxError(f"packet of {len(pkt.data)} bytes: limit {MAX_PACKET_BYTES}")
+        packet = av.Packet(bytes(pkt.data))
+        packet.pts = packet.dts = int(pkt.pts)
+        packet.duration = int(pkt.duration)
         packet.time_base = TIME_BASE
         packet.stream = target
-        packet.is_keyframe = bool(keyframe)
+        packet.is_keyframe = bool(pkt.keyframe)
         self._container.mux(packet)
         self.packets += 1
 

@@ -393,3 +393,39 @@ def verify_event_log(
             events.append(event)
             prev = event.hash
     return EventLogReport(path=path, events=tuple(events), torn_tail_bytes=torn)
+
+
+def verify_event_piece(data: bytes, device_public: bytes, *, origin: str = "event log piece",
+                       signatures: bool = True) -> list[Event]:
+    """Check a run of whole lines cut from the middle of a log (an offloaded piece).
+
+    Each line must be well formed, hash to its own `hash`, carry the device's signature,
+    and link to the line before it (consecutive `seq`, `prev`); the first line's link
+    to what came before the piece is not checked here. Raises EventLogError naming the
+    bad line. What the dock trusts a camera's statement by (e.g. `segment_released`).
+    `signatures=False` checks format, hashes and links only (cheap), for a caller that
+    checks the signature of the few lines it acts on with `signed_by_device`.
+    """
+    path = Path(origin)
+    events: list[Event] = []
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for number, raw in enumerate(lines, start=1):
+        event = _parse_line(path, number, raw)
+        if events and event.seq != events[-1].seq + 1:
+            raise EventLogError(path, number, f"seq {event.seq} after {events[-1].seq}")
+        if events and not hmac.compare_digest(event.prev, events[-1].hash):
+            raise EventLogError(path, number, "prev does not match the previous event's hash")
+        expected = event_hash(event.seq, event.utc, event.kind, event.fields, event.prev)
+        if not hmac.compare_digest(expected, event.hash):
+            raise EventLogError(path, number, "hash does not match the event's content")
+        if signatures and not _verify(device_public, event):
+            raise EventLogError(path, number, "signature does not verify for this device")
+        events.append(event)
+    return events
+
+
+def signed_by_device(event: Event, device_public: bytes) -> bool:
+    """Whether the device key signed this event (its hash already checked)."""
+    return _verify(device_public, event)

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 MAX_PROFILE_BYTES = 64 * 1024  # same bound as a profile sent over serial (firmware.protocol)
 MAX_VAULT_RECIPIENTS = 8
 MAX_TRUSTED_DOCKS = 64
+MAX_CLOCK_CORRECTION_SECONDS = 3_155_760_000  # 100 years: in effect no bound
 MAX_GOP_SECONDS = 4  # longer groups of pictures make pre-roll and segment cuts too coarse
 # Below ~0.01 bit per pixel x264 starts repeating whole frames after each keyframe (measured
 # at 1280x720 30 fps: 100 kbit/s repeats 4 frames of every 30; 277 kbit/s none).
@@ -187,6 +188,19 @@ class DeviceSection(_Section):
         min_length=1,
         max_length=64,
         description='an IANA time zone name such as "Europe/Amsterdam" or "UTC"',
+    )
+    # The largest step a dock's SET_TIME may move the camera clock (PROTOCOL.md, SET_TIME).
+    # Larger corrections are refused and logged on both sides: a camera whose clock is that
+    # far off (a reset clock, a dock with a wrong clock) needs a person, not a silent jump
+    # of the time stamped on evidence.
+    max_clock_correction_seconds: int = Field(
+        default=86_400,
+        ge=1,
+        le=MAX_CLOCK_CORRECTION_SECONDS,
+        description=(
+            f"an integer 1..{MAX_CLOCK_CORRECTION_SECONDS}: seconds a dock may correct the "
+            "camera clock by (default 86400, one day); larger corrections are refused"
+        ),
     )
 
     @field_validator("time_zone")

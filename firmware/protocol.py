@@ -2,14 +2,17 @@
 
 Shared by the camera's server (`firmware.control`) and the dock's client
 (`dock.link`): COBS framing with a 0x00 delimiter, the frame header with
-sequence number and CRC-32, the JSON-plus-blob payload encoding, error codes,
-and the byte strings that AUTH and RELEASE signatures cover. Every length read
-from the wire is checked against a bound here before it is used.
+sequence number, session tag and CRC-32, the JSON-plus-blob payload encoding,
+error codes, the byte strings that AUTH and RELEASE signatures cover, and the
+session key schedule (X25519 agreement, HKDF-SHA256, HMAC-SHA256 frame tags).
+Every length read from the wire is checked against a bound here before it is
+used.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import hmac
 import json
 import logging
@@ -22,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DELIMITER = b"\x00"
 
 MAX_DATA = 64 * 1024  # largest READ / EVENT_LOG blob
@@ -35,13 +38,21 @@ MAX_ERROR_MESSAGE = 1024
 LIST_PAGE_ENTRIES = 200
 # Sequence numbers ahead of the last answered one by more than this are refused.
 SEQUENCE_WINDOW = 65535
+# A session ends after this long without an accepted request, and this long after AUTH
+# (camera's monotonic clock, PROTOCOL.md section 8).
+SESSION_IDLE_SECONDS = 120.0
+SESSION_MAX_SECONDS = 3600.0
+# A clock correction larger than this is logged as a clock jump on both sides.
+CLOCK_JUMP_SECONDS = 60.0
 
-_HEADER = struct.Struct(">BBII")  # version, type, sequence, payload length
+_HEADER = struct.Struct(">BBBII")  # version, type, flags, sequence, payload length
 _CRC = struct.Struct(">I")
 _JSON_LEN = struct.Struct(">H")
 HEADER_SIZE = _HEADER.size
+FLAG_TAGGED = 0x01
+TAG_SIZE = 16  # HMAC-SHA256 truncated to 128 bits
 MIN_FRAME = HEADER_SIZE + _CRC.size
-MAX_FRAME = MIN_FRAME + MAX_PAYLOAD
+MAX_FRAME = MIN_FRAME + MAX_PAYLOAD + TAG_SIZE
 # COBS adds one code byte per 254 data bytes, plus one.
 MAX_ENCODED_FRAME = MAX_FRAME + MAX_FRAME // 254 + 1
 
@@ -86,6 +97,7 @@ class ErrorCode(enum.IntEnum):
     BAD_STATE = 11
     RECEIPT_REJECTED = 12
     INTERNAL = 13
+    CLOCK_REFUSED = 14
 
 
 def error_name(code: int) -> str:
@@ -96,12 +108,16 @@ def error_name(code: int) -> str:
 
 
 class ProtocolError(Exception):
-    """Something on the wire or in a request is not acceptable; `code` goes back to the peer."""
+    """Something on the wire or in a request is not acceptable; `code` goes back to the peer.
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    `extra` holds documented additional fields of the ERROR payload.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.extra = extra
 
 
 class FrameError(ProtocolError):
@@ -165,53 +181,136 @@ def cobs_decode(data: bytes | bytearray | memoryview) -> bytes:
 
 
 class Frame(NamedTuple):
-    """A decoded, CRC-checked frame. `crc` identifies a request for retry detection."""
+    """A decoded, CRC-checked frame.
+
+    `body` is the whole unencoded frame (a retry is a byte-identical body); `tag` is the
+    session tag (empty when the frame is untagged), not yet checked: see `FrameKey.verify`.
+    """
 
     type: int
     seq: int
     payload: bytes
     crc: int
+    tag: bytes = b""
+    body: bytes = b""
+
+    @property
+    def tagged(self) -> bool:
+        return bool(self.tag)
 
 
-def frame_body(msg_type: int, seq: int, payload: bytes) -> bytes:
-    """The unencoded frame: header, payload and CRC-32."""
+# Directions of a frame, bound into its tag (PROTOCOL.md section 8).
+DOCK_TO_CAMERA = 0x01
+CAMERA_TO_DOCK = 0x02
+
+
+class FrameKey:
+    """One direction's session key: tags frames sent that way and checks their tags."""
+
+    __slots__ = ("_key", "_direction")
+
+    def __init__(self, key: bytes, direction: int) -> None:
+        if len(key) != 32:
+            raise ValueError("a session key is 32 bytes")
+        if direction not in (DOCK_TO_CAMERA, CAMERA_TO_DOCK):
+            raise ValueError(f"unknown frame direction {direction}")
+        self._key = bytes(key)
+        self._direction = direction
+
+    def __repr__(self) -> str:  # never the key itself: reprs end up in logs
+        return f"FrameKey(direction={self._direction})"
+
+    def tag(self, *signed: bytes | memoryview) -> bytes:
+        """The 16-byte tag of a frame's header and payload (`signed`, in parts)."""
+        mac = hmac.new(self._key, bytes((self._direction,)), hashlib.sha256)
+        for part in signed:
+            mac.update(part)
+        return mac.digest()[:TAG_SIZE]
+
+    def verify(self, frame: Frame) -> bool:
+        """Whether `frame` carries a valid tag under this key (constant-time compare)."""
+        if len(frame.tag) != TAG_SIZE or len(frame.body) < MIN_FRAME + TAG_SIZE:
+            return False
+        signed = memoryview(frame.body)[: len(frame.body) - TAG_SIZE - _CRC.size]
+        return hmac.compare_digest(self.tag(signed), frame.tag)
+
+
+@dataclass(frozen=True, repr=False)
+class SessionKeys:
+    """Both directions' keys of one authenticated session."""
+
+    dock_to_camera: FrameKey
+    camera_to_dock: FrameKey
+
+    def __repr__(self) -> str:
+        return "SessionKeys(<secret>)"
+
+
+SESSION_INFO = b"bodycam-session-v2"
+
+
+def derive_session_keys(shared: bytes, dock_auth_msg: bytes) -> SessionKeys:
+    """K_dc, K_cd from the X25519 agreement and the signed AUTH transcript (section 8)."""
+    from Crypto.Hash import SHA256
+    from Crypto.Protocol.KDF import HKDF
+
+    if len(shared) != 32 or not any(shared):
+        raise ValueError("the X25519 agreement is not usable (all-zero or wrong size)")
+    salt = hashlib.sha256(dock_auth_msg).digest()
+    okm = HKDF(shared, 64, salt, SHA256, 1, context=SESSION_INFO)  # L = 64, then split
+    assert isinstance(okm, bytes)
+    return SessionKeys(FrameKey(okm[:32], DOCK_TO_CAMERA), FrameKey(okm[32:], CAMERA_TO_DOCK))
+
+
+def frame_body(
+    msg_type: int, seq: int, payload: bytes, key: FrameKey | None = None
+) -> bytes:
+    """The unencoded frame: header, payload, the session tag under `key` if given, CRC-32."""
     if not 0 <= msg_type <= 0xFF:
         raise ValueError(f"message type {msg_type} does not fit in a byte")
     if not 0 <= seq <= 0xFFFFFFFF:
         raise ValueError(f"sequence number {seq} does not fit in 32 bits")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds the limit of {MAX_PAYLOAD}")
-    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, seq, len(payload))
-    crc = zlib.crc32(payload, zlib.crc32(header))
-    return b"".join((header, payload, _CRC.pack(crc)))
+    flags = FLAG_TAGGED if key is not None else 0
+    header = _HEADER.pack(PROTOCOL_VERSION, msg_type, flags, seq, len(payload))
+    tag = key.tag(header, payload) if key is not None else b""
+    crc = zlib.crc32(tag, zlib.crc32(payload, zlib.crc32(header)))
+    return b"".join((header, payload, tag, _CRC.pack(crc)))
 
 
-def encode_frame(msg_type: int, seq: int, payload: bytes) -> bytes:
+def encode_frame(msg_type: int, seq: int, payload: bytes, key: FrameKey | None = None) -> bytes:
     """The bytes to put on the wire: delimiter, COBS(frame body), delimiter."""
-    return b"".join((DELIMITER, cobs_encode(frame_body(msg_type, seq, payload)), DELIMITER))
+    body = frame_body(msg_type, seq, payload, key)
+    return b"".join((DELIMITER, cobs_encode(body), DELIMITER))
 
 
 def parse_frame_body(body: bytes) -> Frame:
     """Check and split an unencoded frame body; raises FrameError."""
     if len(body) < MIN_FRAME:
         raise FrameError(ErrorCode.BAD_FRAME, f"frame of {len(body)} bytes is too short")
-    version, msg_type, seq, length = _HEADER.unpack_from(body)
+    version, msg_type, flags, seq, length = _HEADER.unpack_from(body)
     if version != PROTOCOL_VERSION:
         raise FrameError(ErrorCode.BAD_FRAME, f"protocol version {version} is not supported")
+    if flags & ~FLAG_TAGGED:
+        raise FrameError(ErrorCode.BAD_FRAME, f"unknown frame flags 0x{flags:02x}")
     if length > MAX_PAYLOAD:
         raise FrameError(
             ErrorCode.FRAME_TOO_LARGE,
             f"payload length {length} exceeds the limit of {MAX_PAYLOAD}",
         )
-    if HEADER_SIZE + length + _CRC.size != len(body):
+    tag_size = TAG_SIZE if flags & FLAG_TAGGED else 0
+    end = HEADER_SIZE + length + tag_size
+    if end + _CRC.size != len(body):
         raise FrameError(
             ErrorCode.BAD_FRAME,
-            f"length field says {length} bytes, frame carries {len(body) - MIN_FRAME}",
+            f"length field says {length} bytes, frame carries {len(body) - MIN_FRAME - tag_size}",
         )
-    (crc,) = _CRC.unpack_from(body, HEADER_SIZE + length)
-    if zlib.crc32(memoryview(body)[: HEADER_SIZE + length]) != crc:
+    (crc,) = _CRC.unpack_from(body, end)
+    if zlib.crc32(memoryview(body)[:end]) != crc:
         raise FrameError(ErrorCode.BAD_FRAME, "CRC-32 mismatch")
-    return Frame(msg_type, seq, body[HEADER_SIZE : HEADER_SIZE + length], crc)
+    payload = body[HEADER_SIZE : HEADER_SIZE + length]
+    return Frame(msg_type, seq, payload, crc, bytes(body[HEADER_SIZE + length : end]), bytes(body))
 
 
 def decode_frame(encoded: bytes | bytearray) -> Frame:
@@ -389,37 +488,45 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 PATH_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
 
 
-def error_payload(code: ErrorCode, message: str) -> bytes:
+def error_payload(code: ErrorCode, message: str, **extra: Any) -> bytes:
+    """An ERROR payload; `extra` adds documented fields (CLOCK_REFUSED: drift, limit)."""
     text = message[:MAX_ERROR_MESSAGE]
-    return encode_payload({"code": int(code), "name": code.name, "message": text})
+    return encode_payload({**extra, "code": int(code), "name": code.name, "message": text})
 
 
 # --- signed statements -----------------------------------------------------------------
 
-AUTH_CAMERA_CONTEXT = b"bodycam-auth-camera-v1\0"
-AUTH_DOCK_CONTEXT = b"bodycam-auth-dock-v1\0"
+AUTH_CAMERA_CONTEXT = b"bodycam-auth-camera-v2\0"
+AUTH_DOCK_CONTEXT = b"bodycam-auth-dock-v2\0"
 RELEASE_CONTEXT = b"bodycam-release-v1\0"
 NONCE_SIZE = 32
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
 
 
-def camera_auth_message(
-    device_id: str, dock_public: bytes, dock_nonce: bytes, camera_nonce: bytes
+def auth_transcript(
+    device_id: str,
+    dock_public: bytes,
+    dock_nonce: bytes,
+    camera_nonce: bytes,
+    dock_share: bytes,
+    camera_share: bytes,
 ) -> bytes:
+    """T of PROTOCOL.md section 3 (AUTH): everything both AUTH signatures bind."""
+    return b"".join(
+        (device_id.encode(), b"\0", dock_public, dock_nonce, camera_nonce, dock_share,
+         camera_share)
+    )
+
+
+def camera_auth_message(transcript: bytes) -> bytes:
     """What the camera signs with its device key in AUTH_BEGIN."""
-    return b"".join(
-        (AUTH_CAMERA_CONTEXT, device_id.encode(), b"\0", dock_public, dock_nonce, camera_nonce)
-    )
+    return AUTH_CAMERA_CONTEXT + transcript
 
 
-def dock_auth_message(
-    device_id: str, dock_public: bytes, dock_nonce: bytes, camera_nonce: bytes
-) -> bytes:
-    """What the dock signs with its dock key in AUTH_FINISH."""
-    return b"".join(
-        (AUTH_DOCK_CONTEXT, device_id.encode(), b"\0", dock_public, dock_nonce, camera_nonce)
-    )
+def dock_auth_message(transcript: bytes) -> bytes:
+    """What the dock signs with its dock key in AUTH_FINISH (and the key schedule's salt)."""
+    return AUTH_DOCK_CONTEXT + transcript
 
 
 def release_message(device_id: str, recording_id: str, segment: str, sha256_hex: str) -> bytes:

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ringbuffer.packet import STREAM_VIDEO, TICKS_PER_SECOND, EncodedPacket
+
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
+    from crypto.seal import RecordingSealer
 
 log = logging.getLogger(__name__)
 
-TICKS_PER_SECOND = 90_000  # MPEG-TS clock: every media timestamp is in these ticks
-STREAM_VIDEO = 0
-STREAM_AUDIO = 1
 MEDIA_TYPE = "video/mp2t"
 DEFAULT_CHUNK = 65_536
 # Room kept free to close a segment and finish a recording when space runs out: the
@@ -62,7 +62,7 @@ class FreeSpace(Protocol):
 class SegmentMuxer(Protocol):
     """One segment's container writer (firmware.encoder.TsSegmentMuxer)."""
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> Any: ...
+    def write(self, pkt: EncodedPacket) -> Any: ...
 
     def close(self) -> Any: ...
 
@@ -209,8 +209,6 @@ class Recorder:
         chunk_size: int = DEFAULT_CHUNK,
         on_segment: Callable[[SegmentSummary], None] | None = None,
     ) -> None:
-        from crypto.seal import RecordingSealer
-
         if not vault_recipients:
             raise ValueError("a recording needs at least one vault recipient key")
         self.path = Path(recordings_root) / recording_id
@@ -241,14 +239,28 @@ class Recorder:
         self.mux_seconds = 0.0
         self.seal_seconds = 0.0
         self._checked_space(force=True, need=self._chunk)
+        self._sealer_args = (device_id, recording_id, signer, vault_recipients, started_utc)
+        self._sealer: RecordingSealer | None = None
+
+    def open(self) -> None:
+        """Write the recording's header (key wrapping, signing): the first write does it too.
+
+        Apart from construction so that the camera's recording worker, not the record
+        press, spends the time.
+        """
+        if self._sealer is not None:
+            return
+        from crypto.seal import RecordingSealer
+
+        device_id, recording_id, signer, recipients, started_utc = self._sealer_args
         self._sealer = RecordingSealer(
             self.path,
             device_id,
             recording_id,
             signer,
-            vault_recipients,
+            recipients,
             started_utc,
-            chunk_size=chunk_size,
+            chunk_size=self._chunk,
         )
 
     # --- space ---------------------------------------------------------------------------
@@ -277,13 +289,20 @@ class Recorder:
     def open_segment(self) -> bool:
         return self._mux is not None
 
+    def mark_start(self, pts: int) -> None:
+        """Where the recording will start (the pre-roll's first keyframe), known before the
+        pre-roll is written: the press reports its coverage while a worker still writes it."""
+        if self.summary.first_pts is None:
+            self.summary.first_pts = pts
+
     def mark_live(self, pts: int) -> None:
         """Where the pre-roll ends: the pts of the first packet captured after the press."""
         if self.summary.live_pts is None:
             self.summary.live_pts = pts
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> None:
+    def write(self, pkt: EncodedPacket) -> None:
         """Add one packet; may start a new segment (at a video keyframe)."""
+        data, pts, duration, stream, keyframe = pkt
         if self._closed:
             raise RecorderClosed(f"recording {self.summary.recording_id} is already closed")
         is_video = stream == STREAM_VIDEO
@@ -306,7 +325,7 @@ class Recorder:
         assert self._mux is not None and self._sink is not None
         sealing_before = self._sink.seconds
         start = time.perf_counter()
-        self._mux.write(bytes(data), pts, duration, stream, keyframe)
+        self._mux.write(pkt)
         elapsed = time.perf_counter() - start
         if self._sink.error is not None:  # the muxer may have swallowed it
             raise self._sink.error
@@ -327,6 +346,8 @@ class Recorder:
 
     def _begin_segment(self, pts: int) -> None:
         self._checked_space(force=True, need=self._chunk)
+        self.open()
+        assert self._sealer is not None
         segment = self._sealer.begin_segment(
             self._seg_index, MEDIA_TYPE, pts, float(self._pts_to_utc(pts))
         )
@@ -374,6 +395,8 @@ class Recorder:
         self._closed = True
         if self._mux is not None:
             self._end_segment()
+        self.open()  # a recording that got no packet still has a header and an end
+        assert self._sealer is not None
         self._sealer.finish(ended_utc)
         self.summary.ended_utc = ended_utc
         self.summary.stop_reason = reason
@@ -393,5 +416,6 @@ class Recorder:
         self._closed = True
         if self._sink is not None:
             self._sink.dead = True
-        self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
+        if self._sealer is not None:
+            self._sealer.abandon()  # whole chunks stay in .part; recovery seals them at boot
         self._mux = self._segment = self._sink = None

@@ -43,6 +43,7 @@ class FaultKind(StrEnum):
     STORAGE_FULL = "storage_full"
     SENSOR_FAILURE = "sensor_failure"
     STORAGE_ERROR = "storage_error"
+    ENCODER_FAILURE = "encoder_failure"
 
 
 class CameraError(Exception):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
-from fractions import Fraction
 from typing import TextIO
 
-from ringbuffer.buffer import STREAM_VIDEO, PreRecordBuffer
+from ringbuffer.buffer import PreRecordBuffer
+from ringbuffer.packet import STREAM_VIDEO, TICKS_PER_SECOND, TIME_BASE
 
 log = logging.getLogger(__name__)
 
-TICKS_PER_SECOND = 90_000
 FPS = 30
 GOP_FRAMES = 30
 BITRATE_BPS = 4_000_000
@@ -39,7 +38,7 @@ def run_demo(out: TextIO) -> None:
     ticks = TICKS_PER_SECOND // FPS
     buf = PreRecordBuffer(
         seconds=BUFFER_SECONDS,
-        time_base=Fraction(1, TICKS_PER_SECOND),
+        time_base=TIME_BASE,
         bitrate_bps=BITRATE_BPS,
     )
     rng = random.Random(3)

@@ -137,6 +137,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
 def cmd_device_run(args: argparse.Namespace) -> int:
     from firmware.camera import Camera
     from firmware.profile import parse_profile
+    from sim.board import SimBoard
     from sim.clock import RealClock
     from sim.terminal import run_device
 
@@ -154,7 +155,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
 
         control_factory = CameraControlServer
     camera = Camera(
-        args.home, profile, RealClock(), profile_raw=raw, control_factory=control_factory
+        args.home, profile, SimBoard(RealClock()), profile_raw=raw, control_factory=control_factory
     )
     slot_name = args.slot_name
     if args.slots is not None and not slot_name:

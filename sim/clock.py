@@ -1,6 +1,7 @@
 """Clocks the camera firmware is given: real time, or a deterministic fast-forward clock.
 
-All firmware time comes from one injected `Clock` (never `time.time()` deep in logic),
+All firmware time comes from one injected `Clock` (the protocol is
+`firmware.hardware.Clock`) (never `time.time()` deep in logic),
 so the same code runs an officer's camera in real time and a whole shift in a test in
 seconds:
 
@@ -22,28 +23,14 @@ import logging
 import math
 import threading
 import time
-from typing import Protocol, runtime_checkable
+
+from firmware.hardware import Clock
+
+__all__ = ["DEFAULT_START_UTC", "Clock", "FastForwardClock", "RealClock"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_START_UTC = 1_790_000_000.0  # 2026-09-21T14:13:20Z, a fixed start for repeatable runs
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """The hardware clock interface the firmware uses."""
-
-    def now(self) -> float:
-        """Wall time, UTC epoch seconds."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin; never goes backwards."""
-        ...
-
-    def sleep(self, seconds: float) -> None:
-        """Wait `seconds` (>= 0) of this clock's time."""
-        ...
 
 
 def _check_duration(seconds: float, what: str) -> float:

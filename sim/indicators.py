@@ -19,17 +19,15 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
+
+from firmware.hardware import Clock
 
 log = logging.getLogger(__name__)
 
 IndicatorKind = Literal["led", "beep", "vibrate"]
 HISTORY = 256  # events kept for `history`; older ones are dropped (memory stays bounded)
 MAX_REASON = 200
-
-
-class _Clock(Protocol):
-    def monotonic(self) -> float: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class Indicators:
     """LED (on/off), beep and vibrate, each call recorded and passed to the listeners."""
 
     def __init__(
-        self, listeners: Iterable[Listener] = (), *, clock: _Clock | None = None
+        self, listeners: Iterable[Listener] = (), *, clock: Clock | None = None
     ) -> None:
         self._listeners: list[Listener] = list(listeners)
         self._clock = clock

@@ -380,8 +380,13 @@ def ingest_docked(
     *,
     site: str = "default",
     out: TextIO | None = None,
+    clock: Any = None,
 ) -> DaemonResult:
     """Run the dock once over `slots`: every docked camera stored and released.
+
+    The dock lives in the shift's world: without `clock` it reads the time from the first
+    camera's clock (the shift's fast-forward time, which nothing moved during the shift),
+    so a dock at the end of a simulated evening does not see every camera days behind.
 
     The cameras are registered in the ledger first (as the site's coordinator would
     with `bodycam dock register`); the dock signs receipts with KEYS_DIR/dock.key.
@@ -412,7 +417,9 @@ def ingest_docked(
         settle=0.0,
         live=False,
     )
-    return DockDaemon(config, out=out).run()
+    if clock is None and cameras:
+        clock = next(iter(cameras.values())).clock
+    return DockDaemon(config, out=out, clock=clock).run()
 
 
 # --- running ----------------------------------------------------------------------------------
@@ -428,9 +435,10 @@ class _Runner:
         keys: SiteKeyInfo,
         speed: Speed,
         slots: Path | None,
-        control_factory: Callable[[Camera], Any] | None,
+        control_factory: Callable[[Camera, Any], Any] | None,
         progress: Callable[[str], None] | None,
     ) -> None:
+        from sim.board import SimBoard
         from sim.clock import FastForwardClock, RealClock
 
         self.scenario = scenario
@@ -450,7 +458,7 @@ class _Runner:
             home = out / "cameras" / spec.name / "home"
             clock = shared_real or FastForwardClock(start=scenario.shift.start_utc)
             self.cameras[spec.name] = Camera(
-                home, profile, clock, profile_raw=raw, control_factory=control_factory
+                home, profile, SimBoard(clock), profile_raw=raw, control_factory=control_factory
             )
             self.refused[spec.name] = []
             self.elapsed[spec.name] = 0.0
@@ -527,7 +535,7 @@ def run_shift(
     speed: Speed = "max",
     keys_dir: Path | None = None,
     slots: Path | None = None,
-    control_factory: Callable[[Camera], Any] | None = None,
+    control_factory: Callable[[Camera, Any], Any] | None = None,
     progress: Callable[[str], None] | None = None,
     at_end: Callable[[dict[str, Camera]], None] | None = None,
 ) -> ShiftResult:

@@ -1,0 +1,1 @@
+"""The back office: camera registry, catalog, retention and holds, policy, audit (Django)."""

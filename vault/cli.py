@@ -1,9 +1,13 @@
-"""`bodycam vault verify|decrypt`: check sealed recordings and open them in the back office.
+"""`bodycam vault ...`: the back office on the command line.
 
-`verify` needs only the camera's public key (from DEVICE.json on the volume, or
---device-key). `decrypt` needs the vault private key; its output appears under
-the requested name only when the whole recording decrypted and verified, so a
-bad key or tampered input never leaves partial plaintext behind.
+`verify` and `decrypt` take either a recording in the store (`RECORDING_ID` or
+`DEVICE_ID/RECORDING_ID`: an authenticated, audited back-office command that checks
+origin against the coordinator's registry, see vault/backoffice_cli.py) or a local
+recording folder (a path: an offline check of a camera volume or a rebuilt folder,
+with the camera's public key from --device-key or DEVICE.json two levels up; this is
+no origin check). `decrypt` output appears under the requested name only when the
+whole recording decrypted and verified, so a bad key or tampered input never leaves
+partial plaintext behind. Every other subcommand is in vault/backoffice_cli.py.
 """
 
 from __future__ import annotations
@@ -109,6 +113,10 @@ def _summary(vr: VerifiedRecording) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from vault.backoffice_cli import _run, cmd_verify_store, is_local_path
+
+    if args.paths and not any(is_local_path(str(p)) for p in args.paths):
+        return _run(args, cmd_verify_store)
     given = parse_device_key(args.device_key) if args.device_key else None
     failed = 0
     for folder in _expand(list(args.paths)):
@@ -137,6 +145,17 @@ def _open_output(out: Path) -> tuple[int, Path]:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
+    from vault.backoffice_cli import _run, cmd_decrypt_store, is_local_path
+
+    if not is_local_path(str(args.recording_dir)):
+        return _run(args, cmd_decrypt_store)
+    if args.key is None:
+        args.parser.error("decrypting a local folder needs --key VAULT_KEY")
+    if args.purpose == "access_request":
+        # No policy allows a copy for an access request (viewing only); offline too.
+        from vault.errors import PermissionRefused
+
+        raise PermissionRefused("an access request is viewing only: no copy is made")
     folder: Path = args.recording_dir
     out: Path = args.out
     if out.exists() and not args.overwrite:
@@ -153,6 +172,19 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
                                       require_complete=not args.allow_incomplete)
             f.flush()
             os.fsync(f.fileno())
+        if out.suffix.lower() == ".mp4":  # a real MP4 when the name says so (remuxed, 0600)
+            from vault.media import ts_to_mp4
+
+            fd2, mp4 = _open_output(out)
+            os.close(fd2)
+            try:
+                ts_to_mp4(tmp, mp4)
+            except BaseException:
+                mp4.unlink(missing_ok=True)
+                raise
+            finally:
+                tmp.unlink(missing_ok=True)
+            tmp = mp4
         os.replace(tmp, out)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -162,61 +194,50 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers: Any) -> None:
-    vault = subparsers.add_parser("vault", help="back office: verify and decrypt recordings")
+    from vault.backoffice_cli import _auth_parent, add_backoffice_commands
+
+    vault = subparsers.add_parser("vault", help="back office: catalog, holds, retention, "
+                                                "audit, registry, verify and decrypt")
     sub = vault.add_subparsers(dest="vault_command", metavar="SUBCOMMAND")
     sub.required = True
+    auth = [_auth_parent()]
     verify = sub.add_parser(
         "verify",
-        help="verify recordings with the camera's public key (no data key needed)",
-        description="Verify each recording folder (or every recording inside a folder): "
-        "signed manifest, segment hashes, order and completeness. Exit 0 only if all "
-        "verify and are complete.",
+        help="verify recordings: in the store (origin against the registry) or a local folder",
+        description="Verify each recording: RECORDING_ID or DEVICE_ID/RECORDING_ID in the "
+        "store (as a back-office user, against the coordinator's registry), or a local "
+        "recording folder (or every recording inside a folder): signed manifest, segment "
+        "hashes, order and completeness. Exit 0 only if all verify and are complete.",
+        parents=auth,
     )
-    verify.add_argument("paths", metavar="PATH", nargs="+", type=Path)
+    verify.add_argument("paths", metavar="RECORDING_OR_PATH", nargs="+", type=Path)
     verify.add_argument("--device-key", metavar="HEX_OR_FILE",
                         help=f"camera public key (default: {DEVICE_INFO} two levels up)")
     verify.set_defaults(func=cmd_verify)
     decrypt = sub.add_parser(
         "decrypt",
-        help="decrypt a recording's segments into one media file",
-        description="Verify and decrypt a recording with the vault private key. Output "
-        "appears only when everything verified (written to a temporary file first).",
+        help="decrypt a recording into one media file (.mp4: MP4, .ts: MPEG-TS)",
+        description="Verify and decrypt a recording with the vault private key: one in the "
+        "store (as a back-office user, with a --purpose that the policy allows a copy for) "
+        "or a local folder. Output appears only when everything verified (written to a "
+        "temporary file first).",
+        parents=auth,
     )
-    decrypt.add_argument("recording_dir", metavar="RECORDING_DIR", type=Path)
-    decrypt.add_argument("--key", metavar="VAULT_KEY", type=Path, required=True,
-                         help="vault private key file (vault.key)")
+    decrypt.add_argument("recording_dir", metavar="RECORDING_OR_DIR", type=Path)
+    decrypt.add_argument("--key", metavar="VAULT_KEY", type=Path, default=None,
+                         help="vault private key file (vault.key; store: default from "
+                              "site.toml)")
+    decrypt.add_argument("--purpose", default=None,
+                         help="why a copy is made (store recordings; e.g. "
+                              "criminal_investigation)")
     decrypt.add_argument("--out", metavar="FILE", type=Path, required=True)
     decrypt.add_argument("--device-key", metavar="HEX_OR_FILE",
                          help=f"camera public key (default: {DEVICE_INFO} two levels up)")
     decrypt.add_argument("--allow-incomplete", action="store_true",
                          help="decrypt a recording that has no end entry")
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
-    decrypt.set_defaults(func=cmd_decrypt)
-    add_anonymize(sub)
+    decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
+    add_backoffice_commands(sub)
+    from vault.export.cli import add_export_commands
 
-
-def cmd_anonymize(args: argparse.Namespace) -> int:
-    # Deferred: OpenCV and the cascades load only for this command.
-    from vault.anonymize import anonymize_recording
-
-    report = anonymize_recording(args.source, args.out, overwrite=args.overwrite)
-    print(
-        f"anonymized {args.source}: {report.frames} frames {report.width}x{report.height} at "
-        f"{float(report.fps):g} fps, {report.tracks} faces tracked, {report.frames_obscured} "
-        f"frames blurred, {report.audio_streams_dropped} audio streams dropped -> {args.out}"
-    )
-    return 0
-
-
-def add_anonymize(sub: Any) -> None:
-    anonymize = sub.add_parser(
-        "anonymize",
-        help="make a decrypted recording unrecognizable for training (faces blurred, no sound)",
-        description="Blur every face on every frame (detected, tracked between frames) and "
-        "drop the sound; write an H.264 MP4 of the same size and frame rate. Input: a "
-        "decrypted recording (MP4 or MPEG-TS, from 'vault decrypt').",
-    )
-    anonymize.add_argument("source", metavar="IN", type=Path)
-    anonymize.add_argument("--out", metavar="OUT.mp4", type=Path, required=True)
-    anonymize.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
-    anonymize.set_defaults(func=cmd_anonymize)
+    add_export_commands(sub)

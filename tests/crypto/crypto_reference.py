@@ -99,8 +99,13 @@ def parse_recording_header(buf: bytes) -> dict[str, object]:
     stanzas = [(r.take(32), r.take(32), r.take(48)) for _ in range(count)]
     if r.pos != hlen:
         raise _err("Tampered", "recording.hdr trailing")
-    return {"device_id": device_id, "recording_id": recording_id, "started": started,
-            "prefix": prefix, "stanzas": stanzas}
+    return {
+        "device_id": device_id,
+        "recording_id": recording_id,
+        "started": started,
+        "prefix": prefix,
+        "stanzas": stanzas,
+    }
 
 
 def unwrap(header: dict[str, object], vault_private: bytes) -> bytes:
@@ -225,8 +230,7 @@ def read_recording(folder: Path, device_public: bytes, vault_private: bytes | No
             raise _err("Tampered", f"manifest entry {pos} chain")
         prev = hashlib.sha256(e[:101]).digest()
         if pos == 0:
-            if kind != 1 or digest != hashlib.sha256(hdr_bytes).digest() \
-                    or size != len(hdr_bytes):
+            if kind != 1 or digest != hashlib.sha256(hdr_bytes).digest() or size != len(hdr_bytes):
                 raise _err("Tampered", "START")
             continue
         if kind in (2, 3):
@@ -246,7 +250,11 @@ def read_recording(folder: Path, device_public: bytes, vault_private: bytes | No
                 raise _err("Tampered", f"{name} sha256")
             h = parse_segment_header(data, name)
             if (h["device_id"], h["recording_id"], h["index"], h["start_pts"], h["start_utc"]) != (
-                header["device_id"], header["recording_id"], index, pts, utc
+                header["device_id"],
+                header["recording_id"],
+                index,
+                pts,
+                utc,
             ):
                 raise _err("Tampered", f"{name} header fields")
             plaintext = b""
@@ -264,5 +272,4 @@ def read_recording(folder: Path, device_public: bytes, vault_private: bytes | No
             complete = True
             continue
         raise _err("Tampered", f"entry kind {kind}")
-    return RefRecording(str(header["device_id"]), str(header["recording_id"]), complete,
-                        segments)
+    return RefRecording(str(header["device_id"]), str(header["recording_id"]), complete, segments)

@@ -31,8 +31,12 @@ class CryptoKeys:
 
 @pytest.fixture(scope="session")
 def ckeys() -> CryptoKeys:
-    return CryptoKeys(SigningKey.generate(kind="device"), SigningKey.generate(kind="device"),
-                      VaultKey.generate(), VaultKey.generate())
+    return CryptoKeys(
+        SigningKey.generate(kind="device"),
+        SigningKey.generate(kind="device"),
+        VaultKey.generate(),
+        VaultKey.generate(),
+    )
 
 
 def pattern(label: str, n: int) -> bytes:
@@ -103,8 +107,13 @@ def make_recording(tmp_path: Path, ckeys: CryptoKeys) -> MakeRecording:
         counter[0] += 1
         rid = recording_id or f"20261122T181500Z-{counter[0]:04x}"
         folder = (root or tmp_path / "recordings") / rid
-        return seal_recording(folder, signer or ckeys.device,
-                              recipients or [ckeys.vault.public_bytes()], sizes,
-                              chunk_size=chunk_size, finish=finish)
+        return seal_recording(
+            folder,
+            signer or ckeys.device,
+            recipients or [ckeys.vault.public_bytes()],
+            sizes,
+            chunk_size=chunk_size,
+            finish=finish,
+        )
 
     return make

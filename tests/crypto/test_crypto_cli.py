@@ -32,9 +32,15 @@ def volume_recording(make_recording: MakeRecording, ckeys: CryptoKeys, tmp_path:
     """A finished recording on a camera volume with DEVICE.json, like a docked camera's."""
     volume = tmp_path / "volume"
     sealed = make_recording(root=volume / "recordings")
-    (volume / "DEVICE.json").write_text(json.dumps(
-        {"device_id": DEVICE_ID, "public_key": ckeys.device.public_bytes().hex(),
-         "model": "sim"}))
+    (volume / "DEVICE.json").write_text(
+        json.dumps(
+            {
+                "device_id": DEVICE_ID,
+                "public_key": ckeys.device.public_bytes().hex(),
+                "model": "sim",
+            }
+        )
+    )
     return sealed
 
 
@@ -66,7 +72,9 @@ def test_keys_init_and_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_verify_with_device_json_and_explicit_keys(
-    volume_recording: Sealed, ckeys: CryptoKeys, tmp_path: Path,
+    volume_recording: Sealed,
+    ckeys: CryptoKeys,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = volume_recording.folder
@@ -79,13 +87,17 @@ def test_verify_with_device_json_and_explicit_keys(
     write_public_key(tmp_path / "device.pub", ckeys.device.public_bytes(), "device")
     assert run("vault", "verify", folder, "--device-key", tmp_path / "device.pub") == 0
     capsys.readouterr()
-    assert run("vault", "verify", folder, "--device-key",
-               ckeys.other_device.public_bytes().hex()) == 1
+    assert (
+        run("vault", "verify", folder, "--device-key", ckeys.other_device.public_bytes().hex()) == 1
+    )
     assert "FAILED" in (out := capsys.readouterr().out) and "NotSignedByDevice" in out
 
 
 def test_verify_reports_each_problem_and_exits_non_zero(
-    volume_recording: Sealed, make_recording: MakeRecording, ckeys: CryptoKeys, tmp_path: Path,
+    volume_recording: Sealed,
+    make_recording: MakeRecording,
+    ckeys: CryptoKeys,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = volume_recording.folder
@@ -99,8 +111,9 @@ def test_verify_reports_each_problem_and_exits_non_zero(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"FAILED {folder}: Tampered: seg-000001.bcs")
     assert lines[1].startswith(f"INCOMPLETE {unfinished.folder}")
-    assert lines[2].startswith(f"FAILED {lone.folder}: DeviceKeyError") and "--device-key" in \
-        lines[2]
+    assert (
+        lines[2].startswith(f"FAILED {lone.folder}: DeviceKeyError") and "--device-key" in lines[2]
+    )
     # DEVICE.json describing another camera than the recording names.
     info = folder.parent.parent / "DEVICE.json"
     doc = json.loads(info.read_text())
@@ -110,21 +123,35 @@ def test_verify_reports_each_problem_and_exits_non_zero(
 
 
 def test_decrypt_writes_the_plaintext_only_on_success(
-    volume_recording: Sealed, vault_key_file: Path, tmp_path: Path,
+    volume_recording: Sealed,
+    vault_key_file: Path,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "recording.ts"
-    assert run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file,
-               "--out", out) == 0
+    assert (
+        run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file, "--out", out) == 0
+    )
     assert out.read_bytes() == volume_recording.plaintext
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert "3 segments" in capsys.readouterr().out
     with pytest.raises(FileExistsError, match="--overwrite"):
         run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file, "--out", out)
-    assert run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file,
-               "--out", out, "--overwrite") == 0
+    assert (
+        run(
+            "vault",
+            "decrypt",
+            volume_recording.folder,
+            "--key",
+            vault_key_file,
+            "--out",
+            out,
+            "--overwrite",
+        )
+        == 0
+    )
     assert os.listdir(out_dir) == ["recording.ts"]
 
 

@@ -33,7 +33,7 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _materialize(vector: dict[str, Any], where: Path) -> Path:
-    folder = where / vector["recording_id"]
+    folder: Path = where / vector["recording_id"]
     folder.mkdir(parents=True)
     for name, hexdata in vector["files"].items():
         (folder / name).write_bytes(bytes.fromhex(hexdata))
@@ -57,10 +57,13 @@ def test_reference_reader_opens_vectors(path: Path, tmp_path: Path) -> None:
     v = _load(path)
     folder = _materialize(v, tmp_path)
     # Keys in the vector are consistent with the `cryptography` package's derivations.
-    assert SigningKey.from_seed(bytes.fromhex(v["device_private_seed"])).public_bytes().hex() \
+    assert (
+        SigningKey.from_seed(bytes.fromhex(v["device_private_seed"])).public_bytes().hex()
         == v["device_public"]
-    rec = read_recording(folder, bytes.fromhex(v["device_public"]),
-                         bytes.fromhex(v["vault_private"]))
+    )
+    rec = read_recording(
+        folder, bytes.fromhex(v["device_public"]), bytes.fromhex(v["vault_private"])
+    )
     assert rec.complete
     assert rec.recording_id == v["recording_id"] and rec.device_id == v["device_id"]
     expected = [bytes.fromhex(p) for p in v["segment_plaintexts"]]
@@ -125,8 +128,9 @@ def test_vector_mutations_fail_alike_in_both_readers(tmp_path: Path) -> None:
             read_recording(folder, device_public, vault_private)
         assert ref.value.kind == mutation["error"], (mutation, ref.value)
         with pytest.raises(getattr(errors, mutation["error"])):
-            decrypt_recording(folder, VaultKey.from_private_bytes(vault_private), device_public,
-                              io.BytesIO())
+            decrypt_recording(
+                folder, VaultKey.from_private_bytes(vault_private), device_public, io.BytesIO()
+            )
 
 
 @pytest.mark.parametrize("chunk_size", [64, 1000, 65536])
@@ -135,13 +139,13 @@ def test_reference_reader_opens_fresh_output(
 ) -> None:
     sizes = (0, 1, chunk_size - 1, chunk_size, chunk_size + 1, 3 * chunk_size, 70_001)
     sealed = make_recording(sizes, chunk_size=chunk_size)
-    rec = read_recording(sealed.folder, ckeys.device.public_bytes(),
-                         ckeys.vault.private_bytes())
+    rec = read_recording(sealed.folder, ckeys.device.public_bytes(), ckeys.vault.private_bytes())
     assert rec.complete
     assert [s.plaintext for s in rec.segments] == sealed.plaintexts
     with pytest.raises(ReferenceError_) as exc:
-        read_recording(sealed.folder, ckeys.device.public_bytes(),
-                       ckeys.other_vault.private_bytes())
+        read_recording(
+            sealed.folder, ckeys.device.public_bytes(), ckeys.other_vault.private_bytes()
+        )
     assert exc.value.kind == "WrongKey"
 
 

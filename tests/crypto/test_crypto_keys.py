@@ -120,8 +120,9 @@ def test_public_key_files_and_other_forms(tmp_path: Path) -> None:
     other = SigningKey.generate().public_bytes()
     write_public_key(tmp_path / "dock.pub", other, "dock", overwrite=True)
     assert load_public_key(tmp_path / "dock.pub") == other
-    (tmp_path / "DEVICE.json").write_text(json.dumps({"device_id": "BC-1A2B3C4D",
-                                                      "public_key": raw.hex()}))
+    (tmp_path / "DEVICE.json").write_text(
+        json.dumps({"device_id": "BC-1A2B3C4D", "public_key": raw.hex()})
+    )
     assert load_public_key(tmp_path / "DEVICE.json") == raw
     (tmp_path / "bare.txt").write_text(raw.hex() + "\n")
     assert load_public_key(tmp_path / "bare.txt") == raw
@@ -135,8 +136,9 @@ def test_init_site_keys(tmp_path: Path) -> None:
     site = tmp_path / "site"
     keys = init_site_keys(site)
     names = sorted(p.name for p in site.iterdir())
-    assert names == sorted(f"{k}{e}" for k in ("vault", "integrator", "dock")
-                           for e in (".key", ".pub"))
+    assert names == sorted(
+        f"{k}{e}" for k in ("vault", "integrator", "dock") for e in (".key", ".pub")
+    )
     for name in names:
         mode = stat.S_IMODE(os.stat(site / name).st_mode)
         assert mode == (0o600 if name.endswith(".key") else 0o644), name

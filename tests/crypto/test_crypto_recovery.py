@@ -15,9 +15,11 @@ from crypto_support import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, pattern
 
 import crypto.seal as seal_module
 from crypto.errors import Truncated
+from crypto.files import write_all
 from crypto.format import TAG_SIZE
 from crypto.open import decrypt_recording
-from crypto.seal import RecordingSealer, recover_recordings
+from crypto.recovery import recover_recordings
+from crypto.seal import RecordingSealer
 from crypto.verify import verify_recording
 
 FULL = SMALL_CHUNK + TAG_SIZE
@@ -25,8 +27,9 @@ RID = "20261122T181500Z-0c0c"
 
 
 def _sealer(root: Path, ckeys: CryptoKeys, rid: str = RID) -> RecordingSealer:
-    return RecordingSealer(root / rid, DEVICE_ID, rid, ckeys.device,
-                           [ckeys.vault.public_bytes()], STARTED, SMALL_CHUNK)
+    return RecordingSealer(
+        root / rid, DEVICE_ID, rid, ckeys.device, [ckeys.vault.public_bytes()], STARTED, SMALL_CHUNK
+    )
 
 
 def _decrypt(folder: Path, ckeys: CryptoKeys) -> bytes:
@@ -57,12 +60,19 @@ def cut_template(tmp_path_factory: pytest.TempPathFactory, ckeys: CryptoKeys) ->
 
 
 def _offsets(header_len: int) -> list[tuple[str, int]]:
-    cases = [("empty", 0), ("inside magic", 3), ("inside header", header_len - 1),
-             ("header only", header_len)]
+    cases = [
+        ("empty", 0),
+        ("inside magic", 3),
+        ("inside header", header_len - 1),
+        ("header only", header_len),
+    ]
     for k in range(4):
         base = header_len + k * FULL
-        cases += [(f"{k} chunks + 1 byte", base + 1), (f"{k} chunks + ciphertext", base + 40),
-                  (f"{k} chunks + part of tag", base + FULL - 1)]
+        cases += [
+            (f"{k} chunks + 1 byte", base + 1),
+            (f"{k} chunks + ciphertext", base + 40),
+            (f"{k} chunks + part of tag", base + FULL - 1),
+        ]
         if k:
             cases.append((f"{k} chunk boundary", base))
     cases.append(("4 chunk boundary", header_len + 4 * FULL))
@@ -101,8 +111,7 @@ def test_power_cut_at_every_offset_class(
             assert vr.segments[1].chunks == whole and vr.ended_utc is None
             # At most the chunk being written is lost.
             assert _decrypt(folder, ckeys) == s0 + s1[: whole * SMALL_CHUNK], label
-            ref = read_recording(folder, ckeys.device.public_bytes(),
-                                 ckeys.vault.private_bytes())
+            ref = read_recording(folder, ckeys.device.public_bytes(), ckeys.vault.private_bytes())
             assert ref.segments[1].plaintext == s1[: whole * SMALL_CHUNK] and ref.complete
         # Recovery is done once: a second boot finds nothing to do.
         assert recover_recordings(root, ckeys.device) == []
@@ -213,7 +222,7 @@ def test_write_error_seals_the_whole_chunks_and_recording_continues(
     root = tmp_path / "recordings"
     sealer = _sealer(root, ckeys)
     calls = {"n": 0}
-    real = seal_module.write_all
+    real = write_all  # what crypto.seal calls; replaced there below
 
     def flaky(fd: int, data: bytes | bytearray | memoryview) -> None:
         calls["n"] += 1

@@ -22,14 +22,23 @@ RID = "20261122T181500Z-5ea1"
 
 
 def _sealer(tmp_path: Path, ckeys: CryptoKeys, **kw: object) -> RecordingSealer:
-    return RecordingSealer(tmp_path / RID, DEVICE_ID, RID, ckeys.device,
-                           [ckeys.vault.public_bytes()], STARTED, SMALL_CHUNK, **kw)  # type: ignore[arg-type]
+    return RecordingSealer(
+        tmp_path / RID,
+        DEVICE_ID,
+        RID,
+        ckeys.device,
+        [ckeys.vault.public_bytes()],
+        STARTED,
+        SMALL_CHUNK,
+        **kw,  # type: ignore[arg-type]
+    )
 
 
 @given(st.lists(st.binary(max_size=300), max_size=12))
 @settings(max_examples=60, deadline=None)
-def test_any_write_pattern_round_trips(tmp_path_factory: pytest.TempPathFactory,
-                                       ckeys: CryptoKeys, pieces: list[bytes]) -> None:
+def test_any_write_pattern_round_trips(
+    tmp_path_factory: pytest.TempPathFactory, ckeys: CryptoKeys, pieces: list[bytes]
+) -> None:
     root = tmp_path_factory.mktemp("rt")
     sealer = _sealer(root, ckeys)
     seg = sealer.begin_segment(0, "video/mp2t", 0, STARTED)
@@ -42,8 +51,7 @@ def test_any_write_pattern_round_trips(tmp_path_factory: pytest.TempPathFactory,
     assert info.sha256 == hashlib.sha256(info.path.read_bytes()).hexdigest()
     assert info.size == info.path.stat().st_size
     out = io.BytesIO()
-    assert decrypt_recording(root / RID, ckeys.vault, ckeys.device.public_bytes(), out) \
-        == len(data)
+    assert decrypt_recording(root / RID, ckeys.vault, ckeys.device.public_bytes(), out) == len(data)
     assert out.getvalue() == data
 
 
@@ -83,8 +91,13 @@ def test_manifest_is_signed_after_every_segment(tmp_path: Path, ckeys: CryptoKey
     assert vr.complete and vr.ended_utc == STARTED + 30 and not vr.recovered
     assert vr.device_id == DEVICE_ID and vr.recording_id == RID
     assert vr.recipients == [ckeys.vault.public_bytes()]
-    assert sorted(os.listdir(folder)) == ["manifest.bcm", "recording.hdr", "seg-000000.bcs",
-                                          "seg-000001.bcs", "seg-000002.bcs"]
+    assert sorted(os.listdir(folder)) == [
+        "manifest.bcm",
+        "recording.hdr",
+        "seg-000000.bcs",
+        "seg-000001.bcs",
+        "seg-000002.bcs",
+    ]
 
 
 def test_data_key_is_wiped_and_order_is_enforced(tmp_path: Path, ckeys: CryptoKeys) -> None:
@@ -124,9 +137,14 @@ def test_bad_arguments_fail_clearly(tmp_path: Path, ckeys: CryptoKeys) -> None:
         ({"started_utc": float("nan")}, "finite"),
     ]
     for i, (override, match) in enumerate(cases):
-        kw: dict[str, object] = {"recording_dir": tmp_path / str(i), "device_id": DEVICE_ID,
-                                 "recording_id": RID, "signer": ckeys.device,
-                                 "vault_recipients": good, "started_utc": STARTED}
+        kw: dict[str, object] = {
+            "recording_dir": tmp_path / str(i),
+            "device_id": DEVICE_ID,
+            "recording_id": RID,
+            "signer": ckeys.device,
+            "vault_recipients": good,
+            "started_utc": STARTED,
+        }
         kw.update(override)
         with pytest.raises(ValueError, match=match):
             RecordingSealer(**kw)  # type: ignore[arg-type]
@@ -135,8 +153,9 @@ def test_bad_arguments_fail_clearly(tmp_path: Path, ckeys: CryptoKeys) -> None:
         _sealer(tmp_path, ckeys)
 
 
-def test_camera_cannot_open_its_own_footage(make_recording: MakeRecording,
-                                            ckeys: CryptoKeys) -> None:
+def test_camera_cannot_open_its_own_footage(
+    make_recording: MakeRecording, ckeys: CryptoKeys
+) -> None:
     sealed = make_recording()
     files = b"".join(p.read_bytes() for p in sorted(sealed.folder.iterdir()))
     # Nothing on the volume holds the plaintext or the device key; the device key is
@@ -145,8 +164,9 @@ def test_camera_cannot_open_its_own_footage(make_recording: MakeRecording,
     assert ckeys.device.seed_bytes() not in files
 
 
-def test_no_key_material_in_logs(tmp_path: Path, ckeys: CryptoKeys,
-                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_no_key_material_in_logs(
+    tmp_path: Path, ckeys: CryptoKeys, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     drawn: list[bytes] = []
 

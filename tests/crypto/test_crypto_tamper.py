@@ -44,8 +44,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, ckeys: CryptoKeys) -> dict[s
     return {
         "rec": seal_recording(root / "20261122T181500Z-aaaa", ckeys.device, vault, SIZES),
         "other": seal_recording(root / "20261122T181500Z-bbbb", ckeys.device, vault, SIZES),
-        "foreign": seal_recording(root / "20261122T181500Z-cccc", ckeys.other_device, vault,
-                                  SIZES),
+        "foreign": seal_recording(root / "20261122T181500Z-cccc", ckeys.other_device, vault, SIZES),
     }
 
 
@@ -65,8 +64,9 @@ def _assert_valid(sealed: Sealed, ckeys: CryptoKeys) -> None:
     vr = verify_recording(sealed.folder, ckeys.device.public_bytes())
     assert vr.complete and [e.index for e in vr.segments] == list(range(len(SIZES)))
     out = io.BytesIO()
-    assert decrypt_recording(sealed.folder, ckeys.vault, ckeys.device.public_bytes(), out) \
-        == len(sealed.plaintext)
+    assert decrypt_recording(sealed.folder, ckeys.vault, ckeys.device.public_bytes(), out) == len(
+        sealed.plaintext
+    )
     assert out.getvalue() == sealed.plaintext
 
 
@@ -80,8 +80,9 @@ def mutated(path: Path, data: bytes) -> Iterator[None]:
         path.write_bytes(original)
 
 
-def _both(sealed: Sealed, ckeys: CryptoKeys, device: bytes | None = None,
-          vault: VaultKey | None = None) -> tuple[BaseException, BaseException]:
+def _both(
+    sealed: Sealed, ckeys: CryptoKeys, device: bytes | None = None, vault: VaultKey | None = None
+) -> tuple[BaseException, BaseException]:
     """The errors of verify_recording and decrypt_recording (both must raise)."""
     device = device or ckeys.device.public_bytes()
     with pytest.raises(FormatError) as v:
@@ -194,8 +195,9 @@ def test_standalone_segment_reader_sees_cuts_and_swaps(
     for cut in (hl + FULL + 20, len(data) - 1):  # inside a chunk: looks changed or cut
         with pytest.raises((Tampered, Truncated)):
             read(data[:cut])
-    swapped = data[:hl] + data[hl + FULL : hl + 2 * FULL] + data[hl : hl + FULL] \
-        + data[hl + 2 * FULL :]
+    swapped = (
+        data[:hl] + data[hl + FULL : hl + 2 * FULL] + data[hl : hl + FULL] + data[hl + 2 * FULL :]
+    )
     with pytest.raises(Tampered) as exc:
         read(swapped)
     assert exc.value.chunk == 0
@@ -265,8 +267,10 @@ def test_manifest_from_another_recording(
         v, d = _both(rec, ckeys)
     assert isinstance(v, Tampered) and isinstance(d, Tampered)
     # Header and manifest both taken from the other recording: the segments disagree.
-    with mutated(rec.folder / "manifest.bcm", (other / "manifest.bcm").read_bytes()), \
-            mutated(rec.folder / "recording.hdr", (other / "recording.hdr").read_bytes()):
+    with (
+        mutated(rec.folder / "manifest.bcm", (other / "manifest.bcm").read_bytes()),
+        mutated(rec.folder / "recording.hdr", (other / "recording.hdr").read_bytes()),
+    ):
         v, d = _both(rec, ckeys)
     assert isinstance(v, Tampered) and isinstance(d, Tampered)
     assert v.file.startswith("seg-")

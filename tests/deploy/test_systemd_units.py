@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = sorted(ROOT.glob("*/*.service"))
+UNITS = sorted([*ROOT.glob("*/*.service"), *ROOT.glob("*/systemd/*.service")])
 MAX_EXPOSURE = 2.0
 
 
@@ -25,6 +25,7 @@ def _exposure(unit: Path) -> float:
 
 def test_units_are_shipped() -> None:
     assert ROOT / "dock" / "bodycam-dock.service" in UNITS
+    assert ROOT / "vault" / "systemd" / "bodycam-vault-purge.service" in UNITS
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)

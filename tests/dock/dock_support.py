@@ -58,9 +58,13 @@ def parse_profile(raw: bytes) -> Any:
 class CameraClock:
     def __init__(self, start: float = T0) -> None:
         self.t = start
+        self.elapsed = 0.0
 
     def now(self) -> float:
         return self.t
+
+    def monotonic(self) -> float:
+        return self.elapsed
 
     def set_time(self, utc: float) -> float:
         drift = self.t - utc
@@ -167,10 +171,11 @@ class Dock:
         self.servers: dict[str, CameraControlServer] = {}
 
     def dock(self, camera: SimCamera, slot: str, *, serial: bool = True,
-             volume: bool = True) -> Path:
+             volume: bool = True, server: CameraControlServer | None = None) -> Path:
+        """`server`: the camera's control server (default: the real one for `camera`)."""
         path = None
         if serial:
-            server = CameraControlServer(camera)
+            server = server or CameraControlServer(camera)
             path = server.start()
             self.servers[slot] = server
         tmp = self.slots / f".{slot}.tmp"

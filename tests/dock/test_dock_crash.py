@@ -113,8 +113,9 @@ def test_kill_9_at_each_window_then_restart_uploads_each_object_once(
     assert any(e["logger"] == "dock.daemon" and e["message"] == "dock stopped" for e in logs)
     out = (tmp_path / "dock-resumed.out").read_text()
     # a recording released whole before the crash is gone from the camera: 1 or 2 are left
-    assert re.fullmatch(rf"{cam.device_id}: all [12] recordings? stored, camera released\n",
-                        out), out
+    # (a note follows when the camera's clock drifted while the dock was down)
+    assert re.fullmatch(rf"{cam.device_id}: all [12] recordings? stored, camera released"
+                        r"(; notes: camera clock (was|is) off by [^;]*)?\n", out), out
     assert cam.segment_files() == []
     client = s3_client(weed.endpoint)
     listed = client.list_object_versions(Bucket="bodycam-tests", Prefix=prefix + "/")

@@ -71,7 +71,8 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
             assert any(line.startswith(refused) for line in lines)
         else:
             assert cam.segment_files() == []
-            assert f"{cam.device_id}: all 2 recordings stored, camera released" in lines
+            ok = f"{cam.device_id}: all 2 recordings stored, camera released; notes: camera clock"
+            assert any(line.startswith(ok) for line in lines)
     assert 1 <= peak <= 2
     # the live view's last frame shows every slot with its final state
     frame = screen.file.getvalue().split("bodycam dock - ")[-1]  # type: ignore[attr-defined]
@@ -112,7 +113,7 @@ def test_store_outage_keeps_footage_and_retries_with_backoff(
     result = daemon.run()
     lines = out.getvalue().splitlines()
     assert "store problem" in lines[0] and "mounted" in lines[0]
-    assert lines[-1] == f"{cam.device_id}: all 1 recording stored, camera released"
+    assert lines[-1].startswith(f"{cam.device_id}: all 1 recording stored, camera released")
     assert result.exit_code == 0 and cam.segment_files() == []
 
     # gone for good: the daemon gives up in --once mode, footage stays on the camera

@@ -105,3 +105,35 @@ def test_ledger_survives_reopen_and_serves_status_read_only(tmp_path: Path) -> N
         assert ro.events_offset(DEV) == 77
         with pytest.raises(LedgerError, match="read-only"):
             ro.set_slot("slot-2", state="done")
+
+
+def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_columns(
+    tmp_path: Path
+) -> None:
+    path = tmp_path / "old.sqlite"
+    # a ledger written before notes and refusals were kept
+    db = sqlite3.connect(path)
+    from dock.ledger import _SCHEMA
+
+    old_schema = _SCHEMA.replace(",\n    notes TEXT NOT NULL DEFAULT '[]',\n    refused TEXT", "")
+    assert "refused" not in old_schema
+    db.executescript(old_schema)
+    db.executescript(
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary) "
+        "VALUES ('s1', 'BC-OLD00000', 1, 2, 1, 'old line');")
+    db.close()
+    with Ledger(path, readonly=True) as old:  # `dock status` on it before any daemon ran
+        assert old.status()["refused"] == []
+        assert old.last_sessions()[0]["notes"] == []
+    with Ledger(path, clock=lambda: 50.0) as led:
+        led.record_session("s1", DEV, 10.0, False, "line", notes=["camera clock was off"],
+                           refused="presents a device key that differs")
+        led.record_session("s1", DEV, 20.0, True, "ok line", notes=[])
+    with Ledger(path, readonly=True) as ro:
+        status = json.loads(status_json(ro))
+    by_device = {c["device_id"]: c for c in status["cameras"]}
+    assert by_device[DEV]["summary"] == "ok line"  # the last docking per camera
+    assert by_device["BC-OLD00000"]["notes"] == []
+    (refused,) = status["refused"]  # still there after the camera's next, good docking
+    assert refused["notes"] == ["camera clock was off"] and "differs" in refused["refused"]

@@ -196,13 +196,25 @@ def test_file_store_refuses_content_that_does_not_match_its_hash(tmp_path: Path)
     with pytest.raises(StoreIntegrityError, match="changed while being stored"):
         store.put_file(key_for(data), changed, sha256=sha(data), size=len(data))
     assert list(store.list()) == []
-    # a damaged object under the name: never reported as stored
-    store.put_file(key_for(data), spool(tmp_path, data), sha256=sha(data), size=len(data))
-    final = tmp_path / "store" / key_for(data)
+    # a damaged object under the name: never trusted, set aside as evidence, replaced
+    key = key_for(data)
+    store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data))
+    final = tmp_path / "store" / key
     final.chmod(0o644)
-    final.write_bytes(b"rot" + data[3:])
+    rotten = b"rot" + data[3:]
+    final.write_bytes(rotten)
+    assert store.stat(key) is not None  # a name alone ...
     with pytest.raises(StoreIntegrityError, match="other content"):
-        store.put_file(key_for(data), spool(tmp_path, data), sha256=sha(data), size=len(data))
+        store.verified(key)  # ... is not proof
+    again = store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data))
+    assert not again.already_present and final.read_bytes() == data
+    assert final.stat().st_mode & 0o777 == 0o444 and final.stat().st_nlink == 1
+    assert store.verified(key) is not None
+    set_aside = f"quarantine/{key.rsplit('.', 1)[0]}.{sha(rotten)}"
+    assert (tmp_path / "store" / set_aside).read_bytes() == rotten
+    assert store.legal_hold(set_aside)
+    reasons = [k for k in store.list("quarantine/") if k.startswith(set_aside + ".reason")]
+    assert len(reasons) == 1 and b"other content" in store.get_bytes(reasons[0])
 
 
 def test_file_store_full_and_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

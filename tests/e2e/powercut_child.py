@@ -14,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from firmware.camera import Camera  # noqa: E402
 from firmware.profile import parse_profile  # noqa: E402
+from sim.board import SimBoard  # noqa: E402
 from sim.clock import FastForwardClock  # noqa: E402
 
 START = 1_790_000_000.0
@@ -23,7 +24,10 @@ def main() -> None:
     home, profile_path = Path(sys.argv[1]), Path(sys.argv[2])
     raw = profile_path.read_bytes()
     camera = Camera(
-        home, parse_profile(raw, source=str(profile_path)), FastForwardClock(START), profile_raw=raw
+        home,
+        parse_profile(raw, source=str(profile_path)),
+        SimBoard(FastForwardClock(START)),
+        profile_raw=raw,
     )
     camera.power_on()
     camera.run_for(3)

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from e2e_support import START, Site, assert_consecutive, decode, decrypt, scan_v
 from crypto.verify import verify_recording
 from firmware.camera import Camera
 from firmware.eventlog import events_path, verify_event_log
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 CHILD = Path(__file__).with_name("powercut_child.py")
@@ -43,7 +45,10 @@ def boot_and_check(home: Path, site: Site, raw: bytes, before: dict[str, str]) -
     from firmware.profile import parse_profile
 
     cam = Camera(
-        home, parse_profile(raw, source="test"), FastForwardClock(START + 3600), profile_raw=raw
+        home,
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock(START + 3600)),
+        profile_raw=raw,
     )
     cam.power_on()
     cam.power_off()
@@ -143,7 +148,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Site, bytes, Pat
         small(prerecord=30, fps=10, width=160, height=120, segment_seconds=2, bitrate_kbps=300)
     )
     home = tmp_path_factory.mktemp("prepared") / "home"
-    cam = Camera(home, profile, FastForwardClock(START), profile_raw=raw, chunk_size=4096)
+    cam = Camera(home, profile, SimBoard(FastForwardClock(START)), profile_raw=raw, chunk_size=4096)
     cam.power_on()
     cam.power_off()
     return site, raw, home
@@ -155,7 +160,7 @@ def _record_once(home: Path, raw: bytes) -> None:
     cam = Camera(
         home,
         parse_profile(raw, source="test"),
-        FastForwardClock(START),
+        SimBoard(FastForwardClock(START)),
         profile_raw=raw,
         chunk_size=4096,
     )
@@ -207,7 +212,10 @@ def _boot_only(home: Path, raw: bytes) -> None:
     from firmware.profile import parse_profile
 
     cam = Camera(
-        home, parse_profile(raw, source="test"), FastForwardClock(START + 3600), profile_raw=raw
+        home,
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock(START + 3600)),
+        profile_raw=raw,
     )
     cam.power_on()
     cam.power_off()
@@ -216,3 +224,61 @@ def _boot_only(home: Path, raw: bytes) -> None:
     for rec_dir in sorted((volume / "recordings").iterdir()):
         assert verify_recording(rec_dir, cam.device_public).complete
     assert scan_volume(volume) == {}
+
+
+class PowerFailsInWorker:
+    """The device volume; once a segment is sealed, power fails while the recording worker
+    checks free space (in the middle of writing the pre-roll), after the test had its look."""
+
+    def __init__(self, root: Path, capacity: int) -> None:
+        from sim.volume import DirectoryVolume
+
+        self.inner = DirectoryVolume(root, capacity)
+        self.capacity_bytes = capacity
+        self.held = threading.Event()
+        self.cut = threading.Event()
+
+    def free_bytes(self) -> int:
+        worker = threading.current_thread().name.startswith("camera-recording")
+        if worker and list((self.inner.root / "recordings").glob("*/seg-*.bcs")):
+            self.held.set()
+            assert self.cut.wait(60), "the test never cut the power"
+            raise PowerCut("power cut while the pre-roll was being written")
+        return self.inner.free_bytes()
+
+    def used_bytes(self) -> int:
+        return self.inner.used_bytes()
+
+
+def test_power_cut_while_the_worker_writes_the_preroll(
+    tmp_path: Path, prepared: tuple[Site, bytes, Path]
+) -> None:
+    from firmware.profile import parse_profile
+
+    site, raw, base = prepared
+    home = tmp_path / "home"
+    shutil.copytree(base, home)
+    volume = PowerFailsInWorker(home / "volume", 256 * 1024 * 1024)
+    cam = Camera(
+        home,
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock(START), storage=volume),
+        profile_raw=raw,
+        chunk_size=4096,
+    )
+    cam.power_on()
+    cam.run_for(20)  # 20 s of pre-roll at 2 s segments: the worker has ten segments to write
+    try:
+        assert cam.press_record().accepted
+        assert volume.held.wait(60)  # one segment sealed, the rest of the pre-roll pending
+        before = sealed_segments(home / "volume")
+        captured = cam.frames_captured
+        cam.run_for(1)
+        assert cam.frames_captured == captured + 10  # capture is not waiting for the worker
+        assert 1 <= len(before) < 10
+    finally:
+        volume.cut.set()
+    cam.power_cut()
+    assert not [t for t in threading.enumerate() if t.name.startswith("camera-recording")]
+    counters = boot_and_check(home, site, raw, before)
+    assert len(counters) >= len(before) * 2 * 10  # every frame of every sealed segment

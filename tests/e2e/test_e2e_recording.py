@@ -27,6 +27,7 @@ from e2e_support import (
 
 from crypto.verify import verify_recording
 from firmware.camera import Camera
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 
@@ -55,7 +56,7 @@ def test_recording_decrypts_plays_and_covers_the_preroll(
     raw, profile = site.profile(changes)
     fps = int(profile.video.fps)
     configured = int(profile.prerecord.seconds)
-    cam = Camera(tmp_path / "home", profile, FastForwardClock(START), profile_raw=raw)
+    cam = Camera(tmp_path / "home", profile, SimBoard(FastForwardClock(START)), profile_raw=raw)
     cam.power_on()
     cam.run_for(standby)
     press_utc = cam.clock.now()
@@ -120,9 +121,8 @@ def test_recording_cut_by_storage_full_still_plays(tmp_path: Path, site: Site) -
     cam = Camera(
         home,
         profile,
-        FastForwardClock(START),
+        SimBoard(FastForwardClock(START), storage=DirectoryVolume(home / "volume", 2_500_000)),
         profile_raw=raw,
-        storage=DirectoryVolume(home / "volume", 2_500_000),
         reserve_bytes=200_000,
         chunk_size=16_384,
     )
@@ -146,7 +146,7 @@ def test_recording_cut_by_storage_full_still_plays(tmp_path: Path, site: Site) -
 def test_scanner_sees_plaintext_in_a_file(tmp_path: Path, site: Site) -> None:
     """The volume scan is only worth something if it would catch a leak."""
     raw, profile = site.profile(small(prerecord=30, fps=15))
-    cam = Camera(tmp_path / "home", profile, FastForwardClock(START), profile_raw=raw)
+    cam = Camera(tmp_path / "home", profile, SimBoard(FastForwardClock(START)), profile_raw=raw)
     cam.power_on()
     cam.run_for(2)
     cam.press_record()

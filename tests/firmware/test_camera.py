@@ -6,6 +6,7 @@ Small pictures (160x120, 10 fps) keep these fast; the full-size path is in tests
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,12 @@ import pytest
 from crypto.keys import SigningKey, VaultKey
 from crypto.verify import verify_recording
 from firmware.camera import Camera, CameraClock, CameraOff
+from firmware.encoder import H264Encoder
 from firmware.eventlog import events_path, verify_event_log
 from firmware.profile import Profile, default_profile, derive_profile
 from firmware.state import CameraState, FaultKind, IllegalTransition
+from ringbuffer.packet import EncodedPacket
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from sim.volume import DirectoryVolume
 
@@ -50,10 +54,20 @@ def site() -> Site:
 
 
 def make_camera(
-    tmp_path: Path, site: Site, changes: dict[str, Any] | None = None, **kw: Any
+    tmp_path: Path,
+    site: Site,
+    changes: dict[str, Any] | None = None,
+    *,
+    sensor: Any = None,
+    storage: Any = None,
+    serial_port: Any = None,
+    **kw: Any,
 ) -> Camera:
     raw, profile = site.profile(changes)
-    return Camera(tmp_path / "home", profile, FastForwardClock(START), profile_raw=raw, **kw)
+    board = SimBoard(
+        FastForwardClock(START), sensor=sensor, storage=storage, serial_port=serial_port
+    )
+    return Camera(tmp_path / "home", profile, board, profile_raw=raw, **kw)
 
 
 def kinds(camera: Camera) -> list[str]:
@@ -234,11 +248,12 @@ def test_refusals_never_crash_and_are_logged(tmp_path: Path, site: Site) -> None
 def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: Site) -> None:
     servers: list[FakeServer] = []
 
-    def factory(camera: Camera) -> FakeServer:
-        servers.append(FakeServer(camera))
+    def factory(camera: Camera, port: object) -> FakeServer:
+        servers.append(FakeServer(camera, port))
         return servers[-1]
 
-    cam = make_camera(tmp_path, site, control_factory=factory)
+    # The board's serial line is what the control server is given.
+    cam = make_camera(tmp_path, site, control_factory=factory, serial_port="loop://")
     cam.power_on()
     cam.run_for(2)
     rec = cam.press_record().recording_id
@@ -246,6 +261,7 @@ def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: S
     cam.dock()
     assert cam.state is CameraState.DOCKED
     assert cam.serial_path == "/dev/fake" and servers[0].running
+    assert servers[0].port == "loop://"
     status = cam.status()
     assert status["charging"] is True and status["buffer_seconds"] == 0
     assert status["recording_id"] is None
@@ -264,8 +280,9 @@ def test_dock_while_recording_stops_it_and_serves_serial(tmp_path: Path, site: S
 
 
 class FakeServer:
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, port: object = None) -> None:
         self.camera = camera
+        self.port = port
         self.running = False
 
     def start(self) -> str:
@@ -411,7 +428,7 @@ def test_active_profile_round_trips_through_toml(tmp_path: Path, site: Site) -> 
     from firmware.profile import parse_profile
 
     _, profile = site.profile()
-    cam = Camera(tmp_path / "home", profile, FastForwardClock(START))
+    cam = Camera(tmp_path / "home", profile, SimBoard(FastForwardClock(START)))
     raw, same = cam.active_profile()
     assert parse_profile(raw, source="round trip") == same == profile
 
@@ -483,7 +500,7 @@ def test_sensor_dead_at_boot_is_a_fault_not_a_crash(tmp_path: Path, site: Site) 
 
 
 def test_control_channel_failing_to_start_still_docks(tmp_path: Path, site: Site) -> None:
-    def broken(camera: Camera) -> FakeServer:
+    def broken(camera: Camera, port: object) -> FakeServer:
         raise OSError("out of ptys")
 
     cam = make_camera(tmp_path, site, control_factory=broken)
@@ -493,3 +510,160 @@ def test_control_channel_failing_to_start_still_docks(tmp_path: Path, site: Site
     cam.undock()
     cam.power_off()
     assert "out of ptys" in events(cam, "serial_failed")[0]["error"]
+
+
+# --- the pipeline: outputs, the recording worker, what the buffer would not keep -----------
+
+
+class ReshapingEncoder:
+    """The real H.264 encoder with its video packets changed on the way out."""
+
+    def __init__(self, inner: Any, change: Any) -> None:
+        self.inner = inner
+        self.change = change
+        # What the segment muxer reads from its encoder.
+        for name in ("width", "height", "fps", "audio", "sample_rate", "audio_context"):
+            setattr(self, name, getattr(inner, name))
+
+    @property
+    def audio_extradata(self) -> Any:
+        return self.inner.audio_extradata
+
+    def encode_video(self, frame: Any, frame_number: int) -> list[EncodedPacket]:
+        return [self.change(p, frame_number) for p in self.inner.encode_video(frame, frame_number)]
+
+    def encode_audio(self, samples: Any) -> list[EncodedPacket]:
+        return list(self.inner.encode_audio(samples))
+
+
+def reshaping(change: Any) -> Any:
+    def factory(*args: Any, **kw: Any) -> ReshapingEncoder:
+        return ReshapingEncoder(H264Encoder(*args, **kw), change)
+
+    return factory
+
+
+def test_buffer_evictions_and_refusals_reach_status_and_event_log(
+    tmp_path: Path, site: Site
+) -> None:
+    # 300 kbit/s x 30 s x 1.5 headroom = 1.69 MB of buffer. Video padded to 12 kB a frame
+    # (120 kB/s) outgrows it after ~14 s: whole GOPs are evicted for memory. Frame 100
+    # is made larger than the whole buffer, which refuses it.
+    def pad(p: EncodedPacket, n: int) -> EncodedPacket:
+        size = 2_000_000 if n == 100 else 12_000
+        return p._replace(data=bytes(p.data) + bytes(max(0, size - len(p.data))))
+
+    cam = make_camera(tmp_path, site, encoder_factory=reshaping(pad))
+    cam.power_on()
+    cam.run_for(20)
+    status = cam.status()["prerecord_buffer"]
+    assert status["undersized_evictions"] >= 1
+    assert status["refused"] == 1
+    assert "PacketTooLarge" in status["last_refusal"]
+    buffer_events = events(cam, "prerecord_buffer")
+    assert any(e["counter"] == "undersized_evictions" for e in buffer_events)
+    refused = events(cam, "prerecord_refused")
+    assert len(refused) == 1 and refused[0]["refused"] == 1
+    assert "PacketTooLarge" in refused[0]["last_refusal"]
+    # The press records what was kept, and says what the buffer had to give up.
+    pressed = cam.press_record()
+    assert events(cam, "record_start")[0]["prerecord_buffer"]["undersized_evictions"] >= 1
+    assert pressed.summary is not None and pressed.summary.prerecord_short
+    cam.power_off()
+
+
+def test_an_encoder_without_keyframes_is_a_loud_fault(tmp_path: Path, site: Site) -> None:
+    def no_keyframes(p: EncodedPacket, n: int) -> EncodedPacket:
+        return p._replace(keyframe=False)
+
+    cam = make_camera(tmp_path, site, encoder_factory=reshaping(no_keyframes))
+    cam.power_on()
+    cam.run_for(10)
+    # gop 10 frames: two GOPs without a keyframe are a fault, not an empty pre-roll.
+    assert cam.state is CameraState.FAULT and cam.fault is FaultKind.ENCODER_FAILURE
+    status = cam.status()
+    assert status["fault"] == "encoder_failure" and "keyframe" in status["fault_detail"]
+    assert status["prerecord_buffer"]["dropped_before_keyframe"] >= 1
+    fault = events(cam, "fault")
+    assert fault and fault[0]["fault"] == "encoder_failure"
+    dropped = [
+        e for e in events(cam, "prerecord_buffer") if e["counter"] == "dropped_before_keyframe"
+    ]
+    assert dropped and dropped[0]["dropped_before_keyframe"] >= 1
+    assert not cam.press_record().accepted
+    cam.power_off()
+
+
+class HeldVolume:
+    """The device volume, with a gate that holds the recording worker when it checks space."""
+
+    def __init__(self, inner: DirectoryVolume) -> None:
+        self.inner = inner
+        self.capacity_bytes = inner.capacity_bytes
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self.hold = True
+
+    def free_bytes(self) -> int:
+        if self.hold and threading.current_thread().name.startswith("camera-recording"):
+            self.held.set()
+            assert self.release.wait(60), "the test never released the recording worker"
+        return self.inner.free_bytes()
+
+    def used_bytes(self) -> int:
+        return self.inner.used_bytes()
+
+
+def test_capture_keeps_going_while_the_recording_worker_writes_the_preroll(
+    tmp_path: Path, site: Site
+) -> None:
+    volume = HeldVolume(DirectoryVolume(tmp_path / "home" / "volume", 64 * 1024 * 1024))
+    cam = make_camera(tmp_path, site, storage=volume)
+    cam.power_on()
+    cam.run_for(20)
+    try:
+        pressed = cam.press_record()
+        assert pressed.accepted and pressed.summary is not None
+        # The press returned with the pre-roll still to be written: the worker is held.
+        assert volume.held.wait(60)
+        before = cam.frames_captured
+        cam.run_for(2)
+        assert cam.frames_captured == before + 20  # capture kept its cadence (10 fps)
+        assert pressed.summary.packets == 0  # ... while nothing was written yet
+        assert cam.status()["recording_seconds"] == pytest.approx(2, abs=0.11)
+    finally:
+        volume.hold = False
+        volume.release.set()
+    cam.run_for(1)
+    summary = cam.press_stop().summary
+    assert summary is not None and summary.complete
+    assert summary.prerecord_covered >= 20
+    # Every frame from the first keyframe of the pre-roll to the stop, each exactly once
+    # (10 fps, one packet per frame, 9000 ticks apart): none lost, none doubled.
+    assert summary.first_pts is not None and summary.end_pts is not None
+    assert summary.packets == (summary.end_pts - summary.first_pts) // 9000
+    verified = verify_recording(summary.path, cam.device_public)
+    assert verified.complete and len(verified.segments) == len(summary.segments)
+    cam.power_off()
+
+
+def test_the_recording_worker_is_joined_by_stop_dock_and_power_off(
+    tmp_path: Path, site: Site
+) -> None:
+    def workers() -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith("camera-recording")]
+
+    cam = make_camera(tmp_path, site)
+    cam.power_on()
+    cam.run_for(3)
+    cam.press_record()
+    assert len(workers()) == 1
+    cam.press_stop()
+    assert workers() == []
+    cam.press_record()
+    cam.dock()
+    assert workers() == []
+    cam.undock()
+    cam.press_record()
+    cam.power_off()
+    assert workers() == []

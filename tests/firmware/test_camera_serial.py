@@ -16,6 +16,7 @@ from firmware.eventlog import events_path, verify_event_log
 from firmware.profile import default_profile, derive_profile
 from firmware.protocol import ReleaseReceipt
 from firmware.state import CameraState
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
 START = 1_790_000_000.0
@@ -37,7 +38,7 @@ def make(tmp_path: Path) -> tuple[Camera, SigningKey]:
     cam = Camera(
         tmp_path / "home",
         profile,
-        FastForwardClock(START),
+        SimBoard(FastForwardClock(START)),
         profile_raw=raw,
         control_factory=CameraControlServer,
     )

@@ -17,16 +17,13 @@ import numpy as np
 import pytest
 
 from firmware.encoder import (
-    STREAM_AUDIO,
-    STREAM_VIDEO,
-    EncodedPacket,
     EncoderClosed,
     EncoderError,
     H264Encoder,
     MuxError,
     TsSegmentMuxer,
-    frame_pts,
 )
+from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket, frame_pts
 from sim.audio import SyntheticMicrophone
 from sim.sensor import SyntheticSensor, read_frame_counter
 
@@ -102,7 +99,7 @@ def mux_segments(enc: H264Encoder, packets: list[EncodedPacket]) -> list[bytes]:
             sink = WriteOnlySink()
             mux = TsSegmentMuxer(sink, enc)
         if mux is not None:
-            mux.write(p.data, p.pts, p.duration, p.stream, p.keyframe)
+            mux.write(p)
     assert mux is not None and sink is not None
     mux.close()
     mux.close()  # twice is harmless
@@ -226,7 +223,7 @@ def test_audio_track_without_audio_packets(tmp_path: Path) -> None:
     sink = WriteOnlySink()
     mux = TsSegmentMuxer(sink, enc)
     for p in packets:
-        mux.write(*p)
+        mux.write(p)
     mux.close()
     path = tmp_path / "video-only.ts"
     path.write_bytes(bytes(sink.data))
@@ -277,10 +274,10 @@ def test_muxer_refuses_streams_it_does_not_have() -> None:
     enc = H264Encoder(160, 120, 10, 300_000, 10)
     mux = TsSegmentMuxer(WriteOnlySink(), enc)
     with pytest.raises(MuxError, match="stream 1"):
-        mux.write(b"\x00" * 10, 0, 1920, STREAM_AUDIO, True)
+        mux.write(EncodedPacket(b"\x00" * 10, 0, 1920, STREAM_AUDIO, True))
     mux.close()
     with pytest.raises(MuxError, match="closed"):
-        mux.write(b"\x00" * 10, 0, 9000, STREAM_VIDEO, True)
+        mux.write(EncodedPacket(b"\x00" * 10, 0, 9000, STREAM_VIDEO, True))
 
 
 def test_a_failing_sink_is_not_swallowed() -> None:
@@ -289,7 +286,7 @@ def test_a_failing_sink_is_not_swallowed() -> None:
     mux = TsSegmentMuxer(FailingSink(), enc)
     with pytest.raises(OSError):
         for p in packets:
-            mux.write(*p)
+            mux.write(p)
         mux.close()
 
 

@@ -17,7 +17,9 @@ from firmware.eventlog import (
     EventLogError,
     EventRejected,
     read_events,
+    signed_by_device,
     verify_event_log,
+    verify_event_piece,
 )
 
 
@@ -207,3 +209,27 @@ def test_any_json_fields_round_trip_and_verify(
     assert report.count == len(field_sets)
     for event, fields in zip(report.events, field_sets, strict=True):
         assert list(event.fields.values()) == list(fields.values())
+
+
+def test_a_piece_cut_from_the_middle_verifies_alone(tmp_path: Path, key: SigningKey) -> None:
+    """What the dock offloads from an offset: links inside the piece, hashes, signatures."""
+    path = tmp_path / "events.jsonl"
+    _write(path, key, 5)
+    lines = path.read_bytes().splitlines(keepends=True)
+    piece = b"".join(lines[2:])
+    events = verify_event_piece(piece, key.public_bytes())
+    assert [e.seq for e in events] == [3, 4, 5]
+    assert all(signed_by_device(e, key.public_bytes()) for e in events)
+    other = SigningKey.generate().public_bytes()
+    with pytest.raises(EventLogError, match="signature"):
+        verify_event_piece(piece, other)
+    # without signatures: still hashes and links; the signature is then per line
+    assert not signed_by_device(verify_event_piece(piece, other, signatures=False)[0], other)
+    dropped = lines[2] + lines[4]
+    with pytest.raises(EventLogError, match="seq 5 after 3"):
+        verify_event_piece(dropped, key.public_bytes(), signatures=False)
+    doc = json.loads(lines[3])
+    doc["fields"]["index"] = 99  # edited content, old hash
+    edited = lines[2] + json.dumps(doc).encode() + b"\n"
+    with pytest.raises(EventLogError, match="hash does not match"):
+        verify_event_piece(edited, key.public_bytes(), signatures=False)

@@ -14,13 +14,12 @@ from crypto.open import decrypt_recording
 from crypto.seal import recover_recordings
 from crypto.verify import verify_recording
 from firmware.recorder import (
-    STREAM_AUDIO,
-    STREAM_VIDEO,
     Recorder,
     RecorderClosed,
     RecordingStorageFull,
     SegmentSummary,
 )
+from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 
 FPS = 30
 TPF = 90_000 // FPS
@@ -34,7 +33,8 @@ class FakeMuxer:
         self.sink = sink
         self.closed = False
 
-    def write(self, data: bytes, pts: int, duration: int, stream: int, keyframe: bool) -> None:
+    def write(self, pkt: EncodedPacket) -> None:
+        data, pts, duration, stream, keyframe = pkt
         self.sink.write(_REC.pack(pts, duration, stream, keyframe, len(data)) + bytes(data))
 
     def close(self) -> None:
@@ -97,9 +97,9 @@ def frame(n: int, size: int = 2000) -> bytes:
 
 def feed(rec: Recorder, frames: range, gop: int = FPS, audio: bool = False) -> None:
     for n in frames:
-        rec.write(frame(n), n * TPF, TPF, STREAM_VIDEO, n % gop == 0)
+        rec.write(EncodedPacket(frame(n), n * TPF, TPF, STREAM_VIDEO, n % gop == 0))
         if audio:
-            rec.write(b"a" * 100, n * TPF, TPF, STREAM_AUDIO, True)
+            rec.write(EncodedPacket(b"a" * 100, n * TPF, TPF, STREAM_AUDIO, True))
 
 
 def test_segments_cut_at_keyframes_and_decrypt_in_order(
@@ -140,7 +140,7 @@ def test_leading_packets_before_a_keyframe_are_dropped(
     tmp_path: Path, keys: tuple[SigningKey, VaultKey]
 ) -> None:
     rec, _ = make(tmp_path, keys)
-    rec.write(b"a", 0, TPF, STREAM_AUDIO, True)
+    rec.write(EncodedPacket(b"a", 0, TPF, STREAM_AUDIO, True))
     feed(rec, range(5, 40))  # frames 5..29 are not keyframes; 30 is
     summary = rec.finish(1.0, "stop")
     assert summary.dropped_leading == 26
@@ -158,7 +158,7 @@ def test_storage_full_refuses_before_the_reserve_and_what_is_sealed_stays(
     n = 0
     with pytest.raises(RecordingStorageFull, match="dock the camera"):
         while True:
-            rec.write(frame(n, 4000), n * TPF, TPF, STREAM_VIDEO, n % FPS == 0)
+            rec.write(EncodedPacket(frame(n, 4000), n * TPF, TPF, STREAM_VIDEO, n % FPS == 0))
             n += 1
     summary = rec.finish(2.0, "storage full")
     used = capacity - volume.free_bytes()
@@ -169,7 +169,7 @@ def test_storage_full_refuses_before_the_reserve_and_what_is_sealed_stays(
     decrypt_recording(rec.path, keys[1], keys[0].public_bytes(), out)
     assert [p[0] // TPF for p in parse(out.getvalue())] == list(range(n))
     with pytest.raises(RecorderClosed):
-        rec.write(b"x", 0, 1, STREAM_VIDEO, True)
+        rec.write(EncodedPacket(b"x", 0, 1, STREAM_VIDEO, True))
 
 
 def test_no_room_at_all_refuses_the_recording(

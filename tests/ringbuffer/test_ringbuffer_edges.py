@@ -1,4 +1,4 @@
-"""Edge cases of the pre-record buffer: empty, oversized, bounds, bad arguments, views."""
+"""Edge cases of the pre-record buffer: empty, oversized, bounds, bad arguments, copies."""
 
 from __future__ import annotations
 
@@ -300,7 +300,7 @@ def test_bad_packets_are_refused() -> None:
     assert buf.append(b"x", pts=0, duration=FRAME, keyframe=True)  # pts 0 still unused
 
 
-# --- data in, views out ----------------------------------------------------------------------
+# --- data in, copies out ----------------------------------------------------------------------
 
 
 def test_any_contiguous_buffer_goes_in_and_comes_out_as_the_same_bytes() -> None:
@@ -314,29 +314,47 @@ def test_any_contiguous_buffer_goes_in_and_comes_out_as_the_same_bytes() -> None
     assert got == [b"bytes", b"bytearray", b"view", words.tobytes(), b"uint8 array"]
 
 
-def test_snapshots_are_read_only_zero_copy_views_into_the_arena() -> None:
+def test_packets_are_read_only_and_each_read_has_its_own_copy() -> None:
     buf = make()
     feed(buf, range(60))
     one, two = buf.snapshot(), buf.snapshot()
     assert all(p.data.readonly for p in one)
-    a = np.frombuffer(one[7].data, np.uint8)
-    b = np.frombuffer(two[7].data, np.uint8)
-    assert np.shares_memory(a, b)  # both views show the same arena bytes
     with pytest.raises(TypeError):
         one[0].data[0] = 1
+    a = np.frombuffer(one[7].data, np.uint8)
+    b = np.frombuffer(two[7].data, np.uint8)
+    assert a.tobytes() == b.tobytes() and not np.shares_memory(a, b)
 
 
-def test_copies_survive_the_arena_being_overwritten() -> None:
+def test_a_wrapped_snapshot_is_one_copy_of_the_held_bytes() -> None:
+    buf = make(max_bytes=1000)
+    feed(buf, range(25), gop=1)  # 100 bytes a packet: the arena has wrapped round
+    packets = buf.snapshot()
+    assert [p.pts for p in packets] == [n * FRAME for n in range(15, 25)]
+    assert packets[0].pts // FRAME == int.from_bytes(packets[0].data[:4], "big")
+    # Every packet is a view of the same block, the held bytes in capture order.
+    owners = {id(p.data.obj) for p in packets}
+    assert len(owners) == 1
+    block = bytes(packets[0].data.obj)
+    assert block == b"".join(bytes(p.data) for p in packets) and len(block) == buf.used_bytes
+
+
+def test_snapshot_and_drain_results_never_change_when_the_arena_is_overwritten() -> None:
     buf = make(max_bytes=1000)
     feed(buf, range(5), gop=1)
-    assert len(buf.drain()) == 5 and buf.snapshot(copy=True) == []
+    drained = buf.drain()
+    assert len(drained) == 5 and buf.snapshot() == []
     feed(buf, range(5), gop=1)
-    copies, views = buf.snapshot(copy=True), buf.snapshot()
-    before = [bytes(p.data) for p in copies]
-    assert [bytes(p.data) for p in views] == before
-    feed(buf, range(100, 130), size=100, gop=1)  # wraps round over all of it
-    assert [bytes(p.data) for p in copies] == before
-    assert [bytes(p.data) for p in views] != before  # views show the arena as it is now
+    taken = buf.snapshot()
+    as_array = np.frombuffer(taken[2].data, np.uint8)  # also through another view
+    before = [bytes(p.data) for p in drained], [bytes(p.data) for p in taken]
+    array_before = as_array.tobytes()
+    feed(buf, range(100, 130), size=100, gop=1)  # wraps round over all of it, twice
+    assert [bytes(p.data) for p in buf.snapshot()][0][:4] == (120).to_bytes(4, "big")
+    assert ([bytes(p.data) for p in drained], [bytes(p.data) for p in taken]) == before
+    assert as_array.tobytes() == array_before
+    buf.clear()
+    assert [bytes(p.data) for p in taken] == before[1]
 
 
 def test_repr_names_the_sizes_not_the_content() -> None:

@@ -94,7 +94,7 @@ def test_one_writer_and_one_reader(fast_switching: None) -> None:
             turns = 0
             while not done.is_set():
                 if not turn.is_set():
-                    check_preroll(buf.snapshot(copy=True))
+                    check_preroll(buf.snapshot())
                     reads["snapshots"] += 1
                     continue
                 turn.clear()
@@ -102,15 +102,15 @@ def test_one_writer_and_one_reader(fast_switching: None) -> None:
                 # stretch (many GOPs) since the last one, so there is a pre-roll.
                 turns += 1
                 if turns % 2:
-                    packets = buf.snapshot(copy=True)
+                    packets = buf.snapshot()
                 else:
-                    packets = buf.drain(copy=True)
+                    packets = buf.drain()
                     reads["drains"] += 1
                 assert packets, "a pre-roll was written before this turn"
                 check_preroll(packets)
                 reads["packets"] += len(packets)
                 taken.set()
-            check_preroll(buf.snapshot(copy=True))
+            check_preroll(buf.snapshot())
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
             taken.set()

@@ -37,25 +37,39 @@ def profile_toml(
     name: str = "test-site",
     prerecord_seconds: int = 30,
     transfer: str = "serial",
+    max_clock_correction: int | None = None,
 ) -> bytes:
     """A valid profile's TOML: the embedded default with these changes."""
     base = default_profile(vault_recipients=[VAULT_RECIPIENT], trusted_docks=trusted_docks)
-    changes = {
+    changes: dict[str, Any] = {
         "profile": {"name": name, "version": version},
         "prerecord": {"seconds": prerecord_seconds},
         "transfer": {"mode": transfer},
     }
+    if max_clock_correction is not None:
+        changes["device"] = {"max_clock_correction_seconds": max_clock_correction}
     return derive_profile(base, changes, source="test profile")[0]
 
 
 class SettableClock:
-    """A manual clock with the SET_TIME hook the control server needs."""
+    """A manual clock with the SET_TIME hook the control server needs.
+
+    `monotonic()` (session expiry) moves only with `advance()`, never with SET_TIME.
+    """
 
     def __init__(self, start: float = 1_790_000_000.0) -> None:
         self.t = start
+        self.elapsed = 0.0
 
     def now(self) -> float:
         return self.t
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        self.elapsed += seconds
 
     def set_time(self, utc: float) -> float:
         drift = self.t - utc

@@ -8,7 +8,7 @@ import pytest
 from serial_support import FakeCamera, Keys
 
 from dock.link import AuthFailed, CameraLink, LinkError
-from firmware.protocol import ErrorCode, MessageType, dock_auth_message
+from firmware.protocol import ErrorCode, MessageType, auth_transcript, dock_auth_message
 
 
 def test_trusted_dock_and_real_camera_authenticate(
@@ -49,21 +49,32 @@ def test_camera_with_the_wrong_device_key_is_refused(link: CameraLink, keys: Key
 def test_forged_dock_signature_fails_and_the_challenge_is_single_use(
     link: CameraLink, keys: Keys, camera: FakeCamera
 ) -> None:
+    from crypto.keys import x25519_public_from_private
+
     link.hello()
     dock_public = keys.dock.public_bytes()
     dock_nonce = secrets.token_bytes(32)
+    dock_share = x25519_public_from_private(secrets.token_bytes(32))
     begin = link.call(
-        MessageType.AUTH_BEGIN, {"dock_public": dock_public.hex(), "dock_nonce": dock_nonce.hex()}
+        MessageType.AUTH_BEGIN,
+        {
+            "dock_public": dock_public.hex(),
+            "dock_nonce": dock_nonce.hex(),
+            "dock_share": dock_share.hex(),
+        },
     ).fields
-    camera_nonce = begin.hexbytes("camera_nonce", 32)
-    forged = keys.other_dock.sign(
-        dock_auth_message(camera.device_id, dock_public, dock_nonce, camera_nonce)
+    transcript = auth_transcript(
+        camera.device_id,
+        dock_public,
+        dock_nonce,
+        begin.hexbytes("camera_nonce", 32),
+        dock_share,
+        begin.hexbytes("camera_share", 32),
     )
+    forged = keys.other_dock.sign(dock_auth_message(transcript))
     with pytest.raises(AuthFailed, match="does not verify"):
         link.call(MessageType.AUTH_FINISH, {"dock_signature": forged.hex()})
-    good = keys.dock.sign(
-        dock_auth_message(camera.device_id, dock_public, dock_nonce, camera_nonce)
-    )
+    good = keys.dock.sign(dock_auth_message(transcript))
     with pytest.raises(AuthFailed, match="no challenge"):
         link.call(MessageType.AUTH_FINISH, {"dock_signature": good.hex()})
     with pytest.raises(LinkError) as exc:

@@ -138,9 +138,7 @@ def test_sign_refuses_a_key_that_is_not_the_integrator_key(files: dict[str, Path
 def test_sign_with_a_public_key_says_so_without_a_permission_warning(
     files: dict[str, Path], keys: Keys, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from crypto.keys import KeyFileError
-
-    from crypto.keys import write_public_key
+    from crypto.keys import KeyFileError, write_public_key
 
     public = files["profile"].with_name("integrator.pub")
     write_public_key(public, keys.integrator.public_bytes(), "integrator")

@@ -85,11 +85,11 @@ def test_every_single_bit_flip_is_detected() -> None:
 
 def test_length_field_is_bounded_and_must_match() -> None:
     body = bytearray(frame_body(0x04, 7, b"abcd"))
-    struct.pack_into(">I", body, 6, MAX_PAYLOAD + 1)
+    struct.pack_into(">I", body, 7, MAX_PAYLOAD + 1)
     with pytest.raises(FrameError) as exc:
         parse_frame_body(bytes(body))
     assert exc.value.code == ErrorCode.FRAME_TOO_LARGE
-    struct.pack_into(">I", body, 6, 3)
+    struct.pack_into(">I", body, 7, 3)
     with pytest.raises(FrameError, match="length field"):
         parse_frame_body(bytes(body))
     with pytest.raises(ValueError):
@@ -98,7 +98,7 @@ def test_length_field_is_bounded_and_must_match() -> None:
 
 def test_wrong_version_and_short_frames_are_rejected() -> None:
     body = bytearray(frame_body(0x04, 7, b""))
-    body[0] = 2
+    body[0] = 1  # version 1 frames carry no session tag: refused
     with pytest.raises(FrameError, match="version"):
         parse_frame_body(bytes(body))
     with pytest.raises(FrameError, match="too short"):

@@ -255,7 +255,7 @@ def test_oversized_input_is_refused_without_buffering_it(
     raw.send(b"\x41" * (MAX_ENCODED_FRAME + 100) + b"\x00")
     assert _error_code(raw.collect_until(0)[-1]) == ErrorCode.FRAME_TOO_LARGE
     # A frame whose length field is over the limit (consistent CRC) is refused as well.
-    header = struct.pack(">BBII", 1, MessageType.HELLO, 9, MAX_PAYLOAD + 1)
+    header = struct.pack(">BBBII", 2, MessageType.HELLO, 0, 9, MAX_PAYLOAD + 1)
     raw.send(b"\x00" + cobs_encode(header + b"\x00" * 8) + b"\x00")
     assert _error_code(raw.collect_until(0)[-1]) == ErrorCode.FRAME_TOO_LARGE
     _Probe(raw).alive()

@@ -109,14 +109,21 @@ def test_a_silent_camera_gives_link_timeout(keys: Keys) -> None:
 
 def test_a_retried_request_is_answered_from_the_cache(camera: FakeCamera) -> None:
     # Feed the same frame twice straight into a (not started) server: same reply, one run.
-    from firmware.protocol import decode_frame
+    import os
+
+    from firmware.protocol import decode_frame, derive_session_keys
 
     server = CameraControlServer(camera)
-    server._conn.authenticated = True
+    keys = derive_session_keys(os.urandom(32), b"transcript")
+    server._conn.keys = keys  # a session, as AUTH_FINISH would open it
     server._conn.last_seq = 99
-    wire = encode_frame(MessageType.SET_TIME, 100, encode_payload({"utc": 1_790_000_100.0}))
+    wire = encode_frame(
+        MessageType.SET_TIME, 100, encode_payload({"utc": 1_790_000_100.0}), keys.dock_to_camera
+    )
     frame = decode_frame(wire[1:-1])
     first = server.handle(frame)
     again = server.handle(frame)
     assert first == again
+    reply = decode_frame(first[1:-1])
+    assert reply.type == MessageType.SET_TIME | 0x80 and keys.camera_to_dock.verify(reply)
     assert camera.kinds().count("clock_sync") == 1

@@ -18,6 +18,7 @@ from crypto.verify import verify_recording
 from firmware.camera import Camera
 from firmware.eventlog import events_path, verify_event_log
 from firmware.profile import default_profile, derive_profile
+from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from sim.terminal import run_device, status_line
 
@@ -37,7 +38,7 @@ def profile_bytes() -> bytes:
 
 
 class FakeServer:
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, port: object = None) -> None:
         self.running = False
 
     def start(self) -> str:
@@ -55,7 +56,7 @@ def test_commands_by_line_in_fast_forward(tmp_path: Path) -> None:
     cam = Camera(
         tmp_path / "home",
         parse_profile(raw, source="t"),
-        FastForwardClock(),
+        SimBoard(FastForwardClock()),
         profile_raw=raw,
         control_factory=FakeServer,
     )

@@ -22,7 +22,6 @@ from anonymize_support import Box, Clip, Frame, decode_bgr, make_clip
 from skimage import data as skdata
 from skimage.feature import Cascade
 
-from bodycam_cli import main
 from vault.anonymize import (
     AnonymizeError,
     AnonymizeInputError,
@@ -329,18 +328,3 @@ def test_bad_input_fails_cleanly_and_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="out.mp4 exists"):
         anonymize_recording(garbage, out)
     assert out.read_bytes() == b"keep"
-
-
-def test_cli_anonymizes_and_reports_errors_in_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    clip = make_clip(tmp_path / "short.ts", seconds=0.5)
-    out = tmp_path / "cli.mp4"
-    assert main(["vault", "anonymize", str(clip.path), "--out", str(out)]) == 0
-    assert "2 faces tracked" in capsys.readouterr().out
-    assert len(decode_bgr(out)) == clip.frames
-    bad = tmp_path / "bad.ts"
-    bad.write_bytes(b"not a video")
-    assert main(["vault", "anonymize", str(bad), "--out", str(tmp_path / "x.mp4")]) == 1
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("bodycam: error:") and "bad.ts" in err and "\n" not in err

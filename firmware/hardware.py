@@ -1,0 +1,104 @@
+"""The camera's hardware as the firmware sees it: small interfaces, one injected `Board`.
+
+```
+board = SimBoard(FastForwardClock())          # sim.board: the simulated hardware
+camera = Camera(home, profile, board)         # the firmware never builds hardware itself
+```
+
+The firmware talks to hardware only through these protocols; `sim/` implements
+them (and a real device would). Some parts can only be opened once the camera
+knows what it needs: the sensor needs the picture size and the device id burned
+into the picture (known after provisioning, and changed by a flashed profile),
+the volume needs its capacity from the profile. The board therefore opens them
+on request; the clock is there from the start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The hardware clock: wall time, a monotonic clock for media timing, and sleeping."""
+
+    def now(self) -> float:
+        """Wall time, UTC epoch seconds."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes backwards."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` (>= 0) of this clock's time."""
+        ...
+
+
+class Sensor(Protocol):
+    """The image sensor: one BGR picture (H, W, 3) uint8 per frame number."""
+
+    def capture(self, frame_number: int, capture_utc: float) -> npt.NDArray[np.uint8]: ...
+
+
+class Microphone(Protocol):
+    """Mono float samples in [-1, 1]."""
+
+    def capture(self, n_samples: int) -> npt.NDArray[np.float32]: ...
+
+
+class IndicatorPanel(Protocol):
+    """LED, beeper and vibration motor."""
+
+    def led(self, on: bool, reason: str = "") -> Any: ...
+
+    def beep(self, reason: str) -> Any: ...
+
+    def vibrate(self, reason: str) -> Any: ...
+
+
+class StorageVolume(Protocol):
+    """The device's flash storage (what the dock sees as mass storage)."""
+
+    def free_bytes(self) -> int: ...
+
+    def used_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class SensorSettings:
+    """What the sensor is opened with (from the profile and the device identity)."""
+
+    width: int
+    height: int
+    device_id: str  # burned into every picture
+    night_mode: bool = False
+
+
+class Board(Protocol):
+    """Everything the camera firmware needs of its hardware, in one bundle."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def open_sensor(self, settings: SensorSettings) -> Sensor:
+        """The sensor, configured; called at every standby (a profile may change the size)."""
+        ...
+
+    def open_microphone(self, sample_rate: int) -> Microphone: ...
+
+    def open_volume(self, root: Path, capacity_bytes: int) -> StorageVolume:
+        """The storage volume mounted at `root` (the camera's files live under it)."""
+        ...
+
+    def open_indicators(self, clock: Clock) -> IndicatorPanel: ...
+
+    def serial_port(self) -> Any:
+        """The dock's serial line for the control server: a pyserial URL, an open port
+        object, or None for a pty the control server opens itself."""
+        ...

@@ -1,0 +1,325 @@
+"""Catalog sync, origin against the registry, holds and retention, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vault_support import T0, Site, actor, make_municipalities, make_user
+
+from crypto.keys import SigningKey
+from dock.store import delete_object
+from vault.errors import NotFound, OriginRefused, PermissionRefused
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture
+def office(any_db: str, site: Site, clock: Any) -> dict[str, Any]:
+    """Heusden, Utrecht and H2O with a user per needed role, two cameras per municipality."""
+    from vault.accounts.services import officer_create
+    from vault.registry.services import camera_assign, camera_register, dock_station_add
+
+    make_municipalities(["heusden", "utrecht", "h2o"])
+    for code in ("heusden", "utrecht", "heerde", "hattem", "oldebroek"):
+        make_user(f"coord-{code}", {code: ["coordinator"]})
+        make_user(f"po-{code}", {code: ["privacy_officer"]})
+        make_user(f"cm-{code}", {code: ["cluster_manager"]})
+    make_user("secretary", {"heusden": ["municipal_secretary"]})
+    make_user("timer", {c: ["scheduler"] for c in
+                        ("heusden", "utrecht", "heerde", "hattem", "oldebroek")})
+    dock_station_add(actor=actor("coord-heusden"), name="dock-1",
+                     public_key=site.dock_key.public_bytes(), clock=clock)
+    for code in ("heusden", "utrecht", "heerde", "hattem", "oldebroek"):
+        co = actor(f"coord-{code}")
+        officer_create(actor=co, municipality=code, code=f"boa-{code}", name="Officer",
+                       clock=clock)
+        for n in (1, 2):
+            cam = site.camera(f"CAM-{code}-{n}")
+            camera_register(actor=co, municipality=code, device_id=cam.device_id,
+                            public_key=cam.public_hex, clock=clock)
+        camera_assign(actor=co, device_id=f"CAM-{code}-1", officer_code=f"boa-{code}",
+                      starts_at=T0 - DAY, clock=clock)
+    return {}
+
+
+def _sync(site: Site, clock: Any, who: str = "timer", **kw: Any) -> Any:
+    from vault.catalog.services import catalog_sync
+
+    return catalog_sync(actor=actor(who), store=site.store, clock=clock, **kw)
+
+
+def test_sync_indexes_what_the_docks_stored_and_is_idempotent(office: Any, site: Site,
+                                                              clock: Any) -> None:
+    from vault.catalog.models import Recording
+
+    a = site.record("CAM-heusden-1", T0 + dt.timedelta(hours=1), segments=3, preroll=30)
+    b = site.record("CAM-heusden-2", T0 + dt.timedelta(hours=2), finish=False)
+    site.record("CAM-utrecht-1", T0 + dt.timedelta(hours=3))
+    report = _sync(site, clock)
+    assert (report.seen, report.added, report.refused, report.problems) == (3, 3, [], [])
+    rec = Recording.objects.get(recording_id=a)
+    assert rec.municipality.code == "heusden" and rec.officer.code == "boa-heusden"
+    assert rec.preroll_seconds == pytest.approx(30.0)
+    assert rec.footage_start_at == T0 + dt.timedelta(hours=1) - dt.timedelta(seconds=30)
+    assert rec.state == "stored" and rec.complete and rec.segment_count == 3
+    assert rec.ingest_dock == "dock-1"
+    assert rec.ingested_at == T0 + dt.timedelta(hours=2)
+    assert rec.retention_ends_at == T0 + dt.timedelta(hours=1) + 28 * DAY
+    assert [s.index for s in rec.segments.all()] == [0, 1, 2]
+    assert all(len(s.sha256) == 64 and s.store_key.endswith(s.sha256)
+               for s in rec.segments.all())
+    unfinished = Recording.objects.get(recording_id=b)
+    assert unfinished.state == "incomplete" and unfinished.officer is None
+    again = _sync(site, clock)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 3)
+    site.record("CAM-heusden-1", T0 + dt.timedelta(hours=5))
+    assert _sync(site, clock).added == 1
+
+
+def test_sync_resumes_after_an_interruption(office: Any, site: Site, clock: Any,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import vault.catalog.services as services
+    from vault.catalog.models import Recording
+
+    for h in range(4):
+        site.record("CAM-heusden-1", T0 + dt.timedelta(hours=h))
+    real = services.verify_origin
+    calls = {"n": 0}
+
+    def dies_on_third(*a: Any, **kw: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("power cut")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(services, "verify_origin", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        _sync(site, clock, commit_every=1)
+    assert Recording.objects.count() == 2
+    monkeypatch.setattr(services, "verify_origin", real)
+    report = _sync(site, clock)
+    assert (report.added, report.unchanged) == (2, 2)
+
+
+def test_recording_signed_with_an_unregistered_key_is_refused_by_every_command(
+        office: Any, site: Site, clock: Any, tmp_path: Path) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.custody import recording_decrypt, recording_verify
+    from vault.catalog.models import Recording
+
+    good = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=good)
+    po = actor("po-heusden")
+    assert recording_verify(actor=po, recording=rec, store=site.store, clock=clock).complete
+    # Same device id, re-signed with a fresh key; a DEVICE.json for that key beside it.
+    forged = site.record("CAM-heusden-1", T0 + DAY, key=SigningKey.generate(kind="device"))
+    report = _sync(site, clock)
+    assert len(report.refused) == 1 and forged in report.refused[0]
+    assert not Recording.objects.filter(recording_id=forged).exists()
+    assert AuditEntry.objects.filter(action="catalog.sync", result="refused",
+                                     target__contains=forged).exists()
+    # The catalogued recording's objects replaced by a re-signed copy in the store.
+    for key in list(site.store.list(f"s1/CAM-heusden-1/{good}/")):
+        delete_object(site.store, key)
+    site.record("CAM-heusden-1", T0, key=SigningKey.generate(kind="device"), rec_id=good)
+    (site.root / "store" / "s1" / "CAM-heusden-1" / "DEVICE.json").write_text("{}")
+    for command in (
+        lambda: recording_verify(actor=po, recording=rec, store=site.store, clock=clock),
+        lambda: recording_decrypt(actor=po, recording=rec, store=site.store,
+                                  vault_key=site.vault_key, out=tmp_path / "x.ts",
+                                  purpose="criminal_investigation", clock=clock),
+    ):
+        with pytest.raises(OriginRefused, match="not signed by the key the coordinator"):
+            command()
+    assert not (tmp_path / "x.ts").exists()
+    assert AuditEntry.objects.filter(result="refused", action="recording.decrypt",
+                                     target=str(rec)).count() == 1
+    resync = _sync(site, clock)
+    assert len(resync.refused) == 2
+
+
+def test_purged_exactly_when_retention_ends_not_a_second_before(
+        office: Any, site: Site, clock: Any, tmp_path: Path) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.services import retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    cache = tmp_path / "cache"
+    (cache / "s1" / "CAM-heusden-1" / rid).mkdir(parents=True)
+    (cache / "s1" / "CAM-heusden-1" / rid / "recording.ts").write_bytes(b"plain")
+    timer = actor("timer")
+    clock.set(T0 + 28 * DAY - dt.timedelta(seconds=1))
+    assert retention_purge(actor=timer, store=site.store, clock=clock, dry_run=True).due == []
+    assert retention_purge(actor=timer, store=site.store, clock=clock).purged == []
+    assert list(site.store.list(f"s1/CAM-heusden-1/{rid}/"))
+    clock.set(T0 + 28 * DAY)
+    dry = retention_purge(actor=timer, store=site.store, clock=clock, dry_run=True)
+    assert dry.due == [f"CAM-heusden-1/{rid}"] and dry.purged == []
+    assert list(site.store.list(f"s1/CAM-heusden-1/{rid}/"))
+    done = retention_purge(actor=timer, store=site.store, clock=clock, cache_dirs=(cache,))
+    assert done.purged == [f"CAM-heusden-1/{rid}"]
+    assert list(site.store.list(f"s1/CAM-heusden-1/{rid}/")) == []
+    assert not (cache / "s1" / "CAM-heusden-1" / rid).exists()
+    rec = Recording.objects.get(recording_id=rid)
+    assert rec.state == "purged"
+    assert rec.tombstone.purged_at == T0 + 28 * DAY and "retention 28 days" in rec.tombstone.rule
+    assert rec.tombstone.objects_removed == 5  # header, manifest, 2 segments, ingest record
+    assert _sync(site, clock).added == 0  # a tombstone is not brought back
+
+
+HOLDERS = {"access_request": "po-heusden", "complaint": "secretary",
+           "prosecutor": "cm-heusden"}
+
+
+@pytest.mark.parametrize("kind", sorted(HOLDERS))
+def test_each_hold_kind_blocks_the_purge_until_lifted(office: Any, site: Site, clock: Any,
+                                                      kind: str) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_lift, hold_place, retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    clock.set(T0 + 3 * DAY)
+    holder = actor(HOLDERS[kind])
+    hold = hold_place(actor=holder, recording=rec, kind=kind, reference="Z-1",
+                      reason="case", store=site.store, clock=clock)
+    keys = list(site.store.list(f"s1/CAM-heusden-1/{rid}/"))
+    assert keys and all(site.store.legal_hold(k) for k in keys)
+    clock.set(T0 + 90 * DAY)
+    timer = actor("timer")
+    assert retention_purge(actor=timer, store=site.store, clock=clock).purged == []
+    assert list(site.store.list(f"s1/CAM-heusden-1/{rid}/")) == keys
+    hold_lift(actor=holder, hold=hold, reason="procedure ended", store=site.store, clock=clock)
+    assert not any(site.store.legal_hold(k) for k in keys)
+    assert retention_purge(actor=timer, store=site.store, clock=clock).purged == [str(rec)]
+    assert Recording.objects.get(pk=rec.pk).state == "purged"
+
+
+def test_only_the_roles_the_policy_names_place_or_lift_holds(office: Any, site: Site,
+                                                             clock: Any) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_lift, hold_place
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    with pytest.raises(PermissionRefused, match="only privacy_officer place a access_request"):
+        hold_place(actor=actor("coord-heusden"), recording=rec, kind="access_request",
+                   reference="AV-1", reason="r", store=site.store, clock=clock)
+    hold = hold_place(actor=actor("cm-heusden"), recording=rec, kind="complaint",
+                      reference="K-1", reason="r", store=site.store, clock=clock)
+    with pytest.raises(PermissionRefused):
+        hold_lift(actor=actor("po-heusden"), hold=hold, reason="r", store=site.store,
+                  clock=clock)
+    refused = AuditEntry.objects.filter(result="refused", action__startswith="hold.")
+    assert {(e.actor, e.action) for e in refused} == {("coord-heusden", "hold.place"),
+                                                     ("po-heusden", "hold.lift")}
+
+
+def test_access_request_window_and_answer_deadline_come_from_the_policy(
+        office: Any, site: Site, clock: Any) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_place
+
+    rid = site.record("CAM-heerde-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    po = actor("po-heerde")
+    clock.set(T0 + 22 * DAY)
+    with pytest.raises(PermissionRefused, match="arrived 22 days after the recording.*within 21"):
+        hold_place(actor=po, recording=rec, kind="access_request", reference="AV-2",
+                   reason="r", store=site.store, clock=clock)
+    hold = hold_place(actor=po, recording=rec, kind="access_request", reference="AV-2",
+                      reason="r", store=site.store, clock=clock, received_at=T0 + 20 * DAY)
+    assert hold.answer_due_at == T0 + 41 * DAY
+
+
+def test_utrecht_informs_the_officer_of_a_prosecutor_claim_heusden_does_not(
+        office: Any, site: Site, clock: Any) -> None:
+    from vault.catalog.models import Notification, Recording
+    from vault.catalog.services import hold_place
+
+    u = site.record("CAM-utrecht-1", T0)
+    h = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    hold_place(actor=actor("po-utrecht"), recording=Recording.objects.get(recording_id=u),
+               kind="prosecutor", reference="OM-1", reason="claim", store=site.store,
+               clock=clock)
+    hold_place(actor=actor("po-heusden"), recording=Recording.objects.get(recording_id=h),
+               kind="prosecutor", reference="OM-2", reason="claim", store=site.store,
+               clock=clock)
+    notes = list(Notification.objects.all())
+    assert [(n.recording.recording_id, n.officer.code, n.event) for n in notes] == [
+        (u, "boa-utrecht", "hold.prosecutor")]
+
+
+def test_h2o_municipalities_see_only_their_own_footage(office: Any, site: Site,
+                                                       clock: Any) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.selectors import recording_get, recording_list
+
+    mine = site.record("CAM-heerde-1", T0)
+    theirs = site.record("CAM-hattem-1", T0)
+    _sync(site, clock)
+    po = actor("po-heerde")
+    assert [r.recording_id for r in recording_list(actor=po, clock=clock)] == [mine]
+    with pytest.raises(NotFound):
+        recording_get(actor=po, ref=theirs, clock=clock)
+    assert AuditEntry.objects.filter(actor="po-heerde", result="refused",
+                                     target=theirs).exists()
+    assert recording_get(actor=po, ref=f"CAM-heerde-1/{mine}", clock=clock).recording_id == mine
+
+
+def test_list_filters_and_no_per_officer_lookup_without_a_case(office: Any, site: Site,
+                                                               clock: Any) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.selectors import recording_list
+    from vault.catalog.services import hold_place
+
+    a = site.record("CAM-heusden-1", T0)
+    b = site.record("CAM-heusden-2", T0 + DAY)
+    _sync(site, clock)
+    po = actor("po-heusden")
+    hold_place(actor=po, recording=Recording.objects.get(recording_id=b), kind="prosecutor",
+               reference="OM", reason="r", store=site.store, clock=clock)
+
+    def ids(**kw: Any) -> list[str]:
+        return [r.recording_id for r in recording_list(actor=po, clock=clock, **kw)]
+
+    assert ids() == [b, a]
+    assert ids(camera="CAM-heusden-1") == [a]
+    assert ids(since=T0 + DAY / 2) == [b]
+    assert ids(until=T0 + DAY / 2) == [a]
+    assert ids(hold="prosecutor") == [b] and ids(hold="none") == [a]
+    assert ids(state="stored") == [b, a]
+    with pytest.raises(PermissionRefused, match="never to monitor employees"):
+        ids(officer="boa-heusden")
+    assert ids(officer="boa-heusden", purpose="complaint") == [a]
+
+
+def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site,
+                                                      clock: Any) -> None:
+    import hashlib
+    import json
+
+    from dock.store import events_key
+    from vault.catalog.services import retention_purge
+
+    lines = b"".join(json.dumps({"seq": i, "utc": T0.timestamp() + i, "kind": "press"})
+                     .encode() + b"\n" for i in range(3))
+    key = events_key("s1", "CAM-heusden-1", 0, len(lines), hashlib.sha256(lines).hexdigest())
+    site.store.put_bytes(key, lines)
+    timer = actor("timer")
+    clock.set(T0 + 28 * DAY + dt.timedelta(seconds=1))
+    assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == []
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == [key]
+    clock.set(T0 + 28 * DAY + dt.timedelta(seconds=2))
+    assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == [key]
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == []

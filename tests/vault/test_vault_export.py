@@ -1,0 +1,346 @@
+"""The prosecutor's package: made through the service layer by the roles the policy names,
+checked by `verify-export` with nothing but the package, and every change named by file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from export_support import CAMERA, World, copy_package, export, make_world, resign
+
+from bodycam_cli import main
+from vault.errors import PermissionRefused
+from vault.export import format as fmt
+from vault.export.verify import verify_export
+
+
+@pytest.fixture
+def world(db: str, tmp_path: Path, clock: Any) -> World:
+    return make_world(tmp_path, clock, "heusden")
+
+
+@pytest.fixture
+def package(world: World, tmp_path: Path) -> Path:
+    out = tmp_path / "OM-2026-0042"
+    export(world, "u-privacy_officer", out)
+    return out
+
+
+def _files(pkg: Path) -> list[str]:
+    return sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())
+
+
+def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
+        world: World, tmp_path: Path) -> None:
+    from vault_support import actor
+
+    from vault.audit.models import AuditEntry
+    from vault.catalog.models import Hold
+    from vault.viewing import viewing_pair_check
+
+    # Viewed in a pair first: the custody record lists the viewing.
+    viewing_pair_check(recording=world.recording, purpose="criminal_investigation",
+                       first=actor("u-privacy_officer"), second=actor("u-coordinator"),
+                       officer_consent=False, clock=world.clock)
+    package = tmp_path / "OM-2026-0042"
+    export(world, "u-privacy_officer", package)
+
+    rec = world.recording
+    assert _files(package) == sorted([
+        "SHA256SUMS", "custody.json", "export-key.pem", "export.json", "export.sig",
+        "original/ingest.json", "original/manifest.bcm", "original/recording.hdr",
+        "original/seg-000000.bcs", "recording.mp4"])
+    # The originals are the stored objects, byte for byte.
+    for seg in rec.segments.all():
+        assert (package / "original" / seg.name).read_bytes() == \
+            world.site.store.get_bytes(seg.store_key, 1 << 24)
+    assert (package / "original" / "ingest.json").read_bytes() == \
+        world.site.store.get_bytes(rec.ingest_record_key, 1 << 24)
+    assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in package.rglob("*"))
+
+    report = verify_export(package, expected_key=world.export_key.public_bytes(),
+                           vault_key=world.site.vault_key)
+    assert report.ok, report.findings
+    proven = "\n".join(report.proven)
+    assert f"exactly as camera {CAMERA} signed" in proven
+    assert "dock ingest record signed by dock key" in proven
+    assert "is the decryption of the originals: all 60 decoded frames" in proven
+
+    manifest = json.loads((package / "export.json").read_bytes())
+    assert manifest["camera"]["public_key"] == world.site.camera(CAMERA).public_hex
+    assert manifest["mp4"]["video_frames"] == 60 and manifest["reference"] == "OM-2026-0042"
+    custody = json.loads((package / "custody.json").read_bytes())
+    assert custody["recorded_by"]["officer"]["code"] == "boa-7"
+    assert custody["ingested_by"]["dock"] == "dock-1"
+    assert [h["kind"] for h in custody["holds"]] == ["prosecutor"]
+    actions = [e["action"] for e in custody["events"]]
+    assert "viewing.pair" in actions and "hold.place" in actions
+    assert actions.index("viewing.pair") < actions.index("hold.place")
+    # A prosecution hold stops the purge; the hand-over is audited with the manifest's hash.
+    hold = Hold.objects.get(recording=rec, kind="prosecutor", lifted_at__isnull=True)
+    assert hold.reference == "OM-2026-0042"
+    entry = AuditEntry.objects.get(action="recording.export", result="ok")
+    assert json.loads(entry.detail)["export_json_sha256"] == \
+        fmt.sha256_file(package / "export.json")
+    # A second package for the same claim keeps the one hold.
+    export(world, "u-privacy_officer", tmp_path / "second.zip")
+    assert Hold.objects.filter(recording=rec, kind="prosecutor").count() == 1
+
+
+def test_who_may_hand_over_follows_the_policy(world: World, tmp_path: Path) -> None:
+    from vault.audit.models import AuditEntry
+
+    # Heusden names the cluster manager as the privacy officer's deputy.
+    export(world, "u-cluster_manager", tmp_path / "deputy")
+    assert verify_export(tmp_path / "deputy").ok
+    for role in ("coordinator", "municipal_secretary", "safety_coordinator", "officer"):
+        before = AuditEntry.objects.filter(actor=f"u-{role}", result="refused").count()
+        with pytest.raises(PermissionRefused):
+            export(world, f"u-{role}", tmp_path / role)
+        assert not (tmp_path / role).exists()
+        assert AuditEntry.objects.filter(actor=f"u-{role}", result="refused").count() == \
+            before + 1
+
+
+def test_utrecht_privacy_officer_only_and_the_officer_is_informed(
+        db: str, tmp_path: Path, clock: Any) -> None:
+    from vault.catalog.models import Notification
+
+    world = make_world(tmp_path, clock, "utrecht")
+    with pytest.raises(PermissionRefused, match="lets only privacy_officer"):
+        export(world, "u-cluster_manager", tmp_path / "cm")
+    result = export(world, "u-privacy_officer", tmp_path / "po", basis="police_report",
+                    reference="PV-77")
+    assert result.informed == ["officer boa-7"]
+    events = set(Notification.objects.filter(officer=world.officer).values_list("event",
+                                                                               flat=True))
+    assert events == {"hold.prosecutor", "recording.export"}
+
+
+def _flip(path: Path, offset: int | None = None) -> None:
+    data = bytearray(path.read_bytes())
+    i = len(data) // 2 if offset is None else offset
+    data[i] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_every_changed_added_or_removed_file_is_named(package: Path, tmp_path: Path,
+                                                      world: World,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    key = world.export_key.public_bytes().hex()
+    names = _files(package)
+    for i, name in enumerate(names):
+        pkg = copy_package(package, tmp_path / f"flip-{i}")
+        _flip(pkg / name)
+        report = verify_export(pkg, expected_key=bytes.fromhex(key))
+        assert not report.ok and report.files_named == {name}, (name, report.findings)
+        assert main(["vault", "verify-export", str(pkg), "--export-key", key]) == 1
+        assert f"FAILED {name}:" in capsys.readouterr().out
+    # Without --export-key too (the key then comes from the package and is reported).
+    pkg = copy_package(package, tmp_path / "flip-nokey")
+    _flip(pkg / "export-key.pem", 40)
+    assert verify_export(pkg).files_named == {"export-key.pem"}
+    for i, name in enumerate(names):
+        pkg = copy_package(package, tmp_path / f"rm-{i}")
+        (pkg / name).unlink()
+        report = verify_export(pkg, expected_key=bytes.fromhex(key))
+        assert not report.ok and name in report.files_named, (name, report.findings)
+    for name in ("export.sig", "SHA256SUMS", "recording.mp4"):  # a byte appended
+        pkg = copy_package(package, tmp_path / f"grow-{name}")
+        with open(pkg / name, "ab") as f:
+            f.write(b"\n")
+        assert verify_export(pkg, expected_key=bytes.fromhex(key)).files_named == {name}
+    for extra in ("notes.txt", "original/seg-000001.bcs"):
+        pkg = copy_package(package, tmp_path / f"add-{extra.replace('/', '-')}")
+        (pkg / extra).write_bytes(b"x" * 100)
+        report = verify_export(pkg, expected_key=bytes.fromhex(key))
+        assert report.files_named == {extra}, report.findings
+        assert main(["vault", "verify-export", str(pkg)]) == 1
+        assert f"FAILED {extra}: not part of the package" in capsys.readouterr().out
+    assert main(["vault", "verify-export", str(package), "--export-key", key]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("OK ")
+
+
+def test_a_zipped_package_verifies_and_a_changed_member_is_named(world: World,
+                                                                  tmp_path: Path) -> None:
+    out = tmp_path / "handover.zip"
+    export(world, "u-privacy_officer", out)
+    assert verify_export(out, vault_key=world.site.vault_key).ok
+    with zipfile.ZipFile(out) as z:
+        infos = z.infolist()
+    assert "recording.mp4" in [i.filename for i in infos]
+    assert {i.compress_type for i in infos} == {zipfile.ZIP_STORED}
+    for info in infos:
+        raw = bytearray(out.read_bytes())
+        # the member's data follows its 30-byte local header, name and extra field
+        start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+        raw[start + info.file_size // 2] ^= 0x01
+        (tmp_path / "bad.zip").write_bytes(bytes(raw))
+        report = verify_export(tmp_path / "bad.zip")
+        assert not report.ok and info.filename in report.files_named, info.filename
+
+
+def test_what_each_mode_proves_about_the_mp4(world: World, package: Path,
+                                             tmp_path: Path) -> None:
+    """An MP4 of another video with the same length, re-signed with the export key: the
+    signature and the frame count hold, only the vault-key mode sees the difference."""
+    pkg = copy_package(package, tmp_path / "swapped")
+    other = tmp_path / "other.ts"
+    # A different picture, same frame count and size.
+    import av
+    import numpy as np
+
+    from vault.media import ts_to_mp4
+
+    with av.open(str(other), "w", format="mpegts") as out:
+        s = out.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            img = np.full((48, 64, 3), 255 - (i * 8) % 255, dtype=np.uint8)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                out.mux(p)
+        for p in s.encode():
+            out.mux(p)
+    (pkg / "recording.mp4").unlink()
+    ts_to_mp4(other, pkg / "recording.mp4")
+    manifest = json.loads((pkg / "export.json").read_bytes())
+    from vault.export.media import measure
+
+    manifest["mp4"].update(measure(pkg / "recording.mp4")[0].as_json())
+    (pkg / "export.json").write_text(json.dumps(manifest))
+    resign(pkg, world.export_key)
+    key = world.export_key.public_bytes()
+    assert verify_export(pkg, expected_key=key).ok  # the signer's word only
+    report = verify_export(pkg, expected_key=key, vault_key=world.site.vault_key)
+    assert report.files_named == {"recording.mp4"}
+    assert "is not the decryption of the originals" in str(report.findings[0])
+
+
+def test_originals_are_checked_against_the_camera_not_the_export_signature(
+        world: World, package: Path, tmp_path: Path) -> None:
+    from crypto.keys import SigningKey
+
+    pkg = copy_package(package, tmp_path / "other-camera")
+    manifest = json.loads((pkg / "export.json").read_bytes())
+    manifest["camera"]["public_key"] = SigningKey.generate().public_bytes().hex()
+    (pkg / "export.json").write_text(json.dumps(manifest))
+    resign(pkg, world.export_key)
+    report = verify_export(pkg, expected_key=world.export_key.public_bytes())
+    # custody.json still names the registered key, so it disagrees too
+    assert report.files_named == {"original/manifest.bcm", "custody.json"}
+    assert any("NotSignedByDevice" in str(f) for f in report.findings)
+    # And a package signed by another key than the published one is refused.
+    report = verify_export(package, expected_key=SigningKey.generate().public_bytes())
+    assert not report.ok and "export.json" in report.files_named
+
+
+def _spec_block(title: str) -> str:
+    spec = (Path(__file__).parents[2] / "vault" / "EXPORT.md").read_text()
+    start = spec.index(f"<!-- {title} -->")
+    block = spec[start:].split("```sh\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path, world: World,
+                                                              tmp_path: Path) -> None:
+    """vault/EXPORT.md's own shell recipe: openssl for the signature, sha256sum -c for the
+    hash list, and a listing for added files; it fails on a changed file."""
+    import subprocess
+
+    recipe = _spec_block("recipe")
+    assert "sha256sum" in recipe and "openssl pkeyutl -verify" in recipe
+
+    def run(pkg: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=pkg,
+                              capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "LC_ALL": "C"})
+
+    ok = run(package)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.splitlines()[0] == world.export_key.public_bytes().hex()  # step 1
+    assert "Signature Verified Successfully" in ok.stdout
+    assert "original/seg-000000.bcs: OK" in ok.stdout
+    for name in ("original/seg-000000.bcs", "export.json", "recording.mp4"):
+        pkg = copy_package(package, tmp_path / f"r-{name.replace('/', '-')}")
+        _flip(pkg / name)
+        bad = run(pkg)
+        assert bad.returncode != 0, name
+        assert name in bad.stdout + bad.stderr or "Signature Verification Failure" in \
+            bad.stdout + bad.stderr
+    pkg = copy_package(package, tmp_path / "r-added")
+    (pkg / "extra.bin").write_bytes(b"x")
+    assert run(pkg).returncode != 0
+    # The Python snippet with the independent `cryptography` package.
+    snippet = _spec_block("python")
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=package, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "signature OK" in done.stdout, done.stderr
+
+
+def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
+        world: World, package: Path, tmp_path: Path) -> None:
+    from vault.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest, match="exists"):
+        export(world, "u-privacy_officer", package)
+    with pytest.raises(InvalidRequest, match="basis"):
+        export(world, "u-privacy_officer", tmp_path / "x", basis="curiosity")
+    # nothing half-made is left behind
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`bodycam vault export` as the privacy officer; `verify-export` in a fresh process
+    with no back office at all (no site folder, no database, no Django settings)."""
+    import subprocess
+
+    from export_support import site_home
+    from vault_support import PASSWORD
+
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    out = tmp_path / "to-om.zip"
+    assert main(["vault", "export", str(world.recording), "--home", str(home), "--user",
+                 "u-privacy_officer", "--out", str(out), "--reference", "OM-9",
+                 "--basis", "police_report"]) == 0
+    printed = capsys.readouterr().out
+    assert "package for police report OM-9" in printed and "prosecution hold" in printed
+    assert stat.S_IMODE((home / "export.key").stat().st_mode) == 0o600
+    # Nothing decrypted stays behind: the work folder is empty, no staging folder is left.
+    assert list((home / "work").iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+    assert main(["vault", "export-key", "--home", str(home), "--user",
+                 "u-privacy_officer"]) == 0
+    shown = capsys.readouterr().out
+    published = shown.splitlines()[0]
+    assert published in printed and "BEGIN PUBLIC KEY" in shown
+    private = json.loads((home / "export.key").read_text())["private"]
+    assert private not in printed + shown
+
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_", "DJANGO_"))}
+    env.update(HOME=str(empty), PYTHONPATH=str(Path(__file__).parents[2]))
+    cmd = [sys.executable, "-m", "bodycam_cli", "vault", "verify-export", str(out),
+           "--export-key", published, "--vault-key", str(home / "vault.key")]
+    done = subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is the decryption of the originals" in done.stdout
+    assert list(empty.iterdir()) == []  # no site folder, no database was created
+    bad = tmp_path / "bad.zip"
+    raw = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as z:
+        info = z.getinfo("custody.json")
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x20
+    bad.write_bytes(bytes(raw))
+    done = subprocess.run(cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 1 and "FAILED custody.json:" in done.stdout

@@ -1,0 +1,128 @@
+"""Who is acting, and whether the municipality's policy lets them: the one gate of every service.
+
+An `Actor` is an authenticated back-office user with their roles per municipality.
+`authorize` asks the policy of the municipality concerned; a refusal is written to the
+audit log in its own transaction (it must survive the caller's rollback) and raised
+as `PermissionRefused`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.db import transaction
+
+from vault.accounts.models import Membership, Municipality
+from vault.audit.services import audit_record
+from vault.clock import Clock
+from vault.errors import AuthenticationFailed, PermissionRefused
+from vault.policy import Policy, load_policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Actor:
+    user: User | None  # None only for the site's set-up before any user exists
+    username: str
+    roles: dict[str, frozenset[str]] = field(default_factory=dict)  # municipality -> roles
+
+    def roles_in(self, municipality: str) -> frozenset[str]:
+        return self.roles.get(municipality, frozenset())
+
+    def describe(self, municipality: str | None = None) -> str:
+        if municipality is not None:
+            return ",".join(sorted(self.roles_in(municipality)))
+        return ";".join(f"{m}:{','.join(sorted(r))}" for m, r in sorted(self.roles.items()))
+
+
+def actor_for(user: User) -> Actor:
+    roles: dict[str, set[str]] = {}
+    for m in Membership.objects.filter(user=user).select_related("municipality"):
+        roles.setdefault(m.municipality.code, set()).add(m.role)
+    return Actor(user, user.get_username(), {k: frozenset(v) for k, v in roles.items()})
+
+
+def authenticate_actor(*, username: str, password: str, clock: Clock) -> Actor:
+    """Django's password check; a failure is audited and raises AuthenticationFailed."""
+    user = authenticate(username=username, password=password)
+    if user is None or not isinstance(user, User):
+        with transaction.atomic():
+            audit_record(actor=username[:150], action="auth.login", result="refused",
+                         clock=clock, detail={"reason": "unknown user or wrong password"})
+        raise AuthenticationFailed(f"user {username!r}: unknown, inactive or wrong password")
+    return actor_for(user)
+
+
+def policy_of(municipality: Municipality) -> Policy:
+    return load_policy(municipality.policy_name)
+
+
+def _refuse(actor: Actor, action: str, municipality: str, target: str, purpose: str,
+            reason: str, clock: Clock) -> PermissionRefused:
+    with transaction.atomic():
+        audit_record(actor=actor.username, roles=actor.describe(municipality or None),
+                     municipality=municipality, action=action, target=target, purpose=purpose,
+                     result="refused", clock=clock, detail={"reason": reason})
+    log.warning("refused: %s %s %s: %s", actor.username, action, target, reason)
+    return PermissionRefused(f"{actor.username} may not {action}"
+                             f"{' ' + target if target else ''}: {reason}")
+
+
+def refuse(*, actor: Actor, action: str, municipality: str = "", target: str = "",
+           purpose: str = "", reason: str, clock: Clock) -> PermissionRefused:
+    """Audit a refusal and return the exception for the caller to raise."""
+    return _refuse(actor, action, municipality, target, purpose, reason, clock)
+
+
+def allowed_roles(actor: Actor, municipality: Municipality, action: str) -> list[str]:
+    policy = policy_of(municipality)
+    return sorted(r for r in actor.roles_in(municipality.code) if policy.allows(r, action))
+
+
+def authorize(*, actor: Actor, action: str, municipality: Municipality, clock: Clock,
+              target: str = "", purpose: str = "") -> list[str]:
+    """The roles that allow `action` here; audited refusal when there are none."""
+    roles = allowed_roles(actor, municipality, action)
+    if not roles:
+        have = sorted(actor.roles_in(municipality.code)) or ["none"]
+        raise _refuse(actor, action, municipality.code, target, purpose,
+                      f"the {municipality.code} policy allows it to none of your roles "
+                      f"({', '.join(have)})", clock)
+    return roles
+
+
+def authorize_any(*, actor: Actor, action: str, clock: Clock, target: str = "",
+                  municipalities: Iterable[Municipality] | None = None) -> list[Municipality]:
+    """The municipalities where the actor may do `action` (at least one, else refused)."""
+    found = [m for m in (municipalities if municipalities is not None
+                         else Municipality.objects.all())
+             if allowed_roles(actor, m, action)]
+    if not found:
+        raise _refuse(actor, action, "", target, "",
+                      "no municipality's policy allows it to your roles "
+                      f"({actor.describe() or 'none'})", clock)
+    return found
+
+
+def authorize_hold(*, actor: Actor, kind: str, which: str, municipality: Municipality,
+                   clock: Clock, target: str) -> list[str]:
+    policy = policy_of(municipality)
+    roles = sorted(set(policy.hold_roles(kind, which)) & actor.roles_in(municipality.code))  # type: ignore[arg-type]
+    if not roles:
+        raise _refuse(actor, f"hold.{which}", municipality.code, target, kind,
+                      f"the {municipality.code} policy lets only "
+                      f"{', '.join(policy.hold_roles(kind, which))} {which} a {kind} hold", clock)  # type: ignore[arg-type]
+    return roles
+
+
+def audit_ok(*, actor: Actor, action: str, clock: Clock, municipality: str = "",
+             target: str = "", purpose: str = "", detail: dict[str, Any] | None = None) -> None:
+    audit_record(actor=actor.username, roles=actor.describe(municipality or None),
+                 municipality=municipality, action=action, target=target, purpose=purpose,
+                 result="ok", clock=clock, detail=detail)

@@ -1,0 +1,1 @@
+"""Municipalities, back-office users' roles per municipality, and officers."""

@@ -1,0 +1,1 @@
+"""The catalog of stored recordings: sync from the store, holds, retention purge."""

@@ -1,0 +1,112 @@
+"""`bodycam vault export | verify-export | export-key`: the prosecutor's package, command line.
+
+`export` is a back-office command (authenticated, through `recording_export`);
+`verify-export` needs no back office at all: it is what police, the prosecutor or a
+court run on the package they received; `export-key` prints the key to publish.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def cmd_export(s: Any, args: argparse.Namespace) -> int:
+    from crypto.keys import VaultKey
+    from vault.catalog.selectors import recording_get
+    from vault.errors import InvalidRequest
+    from vault.export.services import export_key_ensure, recording_export
+
+    key_path = Path(args.key) if args.key else (s.config.path(s.config.vault_key)
+                                                if s.config.vault_key else None)
+    if key_path is None:
+        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
+                      action="recording.export")
+    result = recording_export(
+        actor=s.actor, recording=r, store=s.store, vault_key=VaultKey.load(key_path),
+        export_key=export_key_ensure(s.home), out=Path(args.out), reference=args.reference,
+        basis=args.basis, purpose=args.purpose, reason=args.reason or "", hold_id=args.hold,
+        clock=s.clock, work_dir=s.config.work_dir)
+    print(f"package for {args.basis.replace('_', ' ')} {args.reference}: {result.files} files "
+          f"-> {result.out}")
+    print(f"prosecution hold {result.hold_id}; informed: {', '.join(result.informed) or '-'}")
+    print(f"export.json sha256 {result.manifest_sha256}")
+    print(f"signed with export key {result.export_public_key}")
+    return 0
+
+
+def cmd_export_key(s: Any, args: argparse.Namespace) -> int:
+    from vault.export import format as fmt
+    from vault.export.services import export_key_ensure
+
+    key = export_key_ensure(s.home)
+    print(key.public_bytes().hex())
+    print(fmt.public_key_pem(key.public_bytes()).decode(), end="")
+    return 0
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from crypto.keys import VaultKey
+    from vault.export.format import parse_public_key_text
+    from vault.export.verify import verify_export
+
+    expected = parse_public_key_text(args.export_key) if args.export_key else None
+    vault_key = VaultKey.load(args.vault_key) if args.vault_key else None
+    report = verify_export(Path(args.package), expected_key=expected, vault_key=vault_key)
+    for f in report.findings:
+        print(f"FAILED {f}")
+    for line in report.proven:
+        print(f"proven: {line}")
+    for line in report.notes:
+        print(f"note: {line}")
+    m = report.manifest or {}
+    rec = m.get("recording", {})
+    print(f"{'OK' if report.ok else 'NOT OK'} {args.package}: "
+          f"{rec.get('device_id', '?')}/{rec.get('recording_id', '?')} "
+          f"reference {m.get('reference', '?')}"
+          + ("" if report.ok else f", {len(report.findings)} problem(s) in "
+             f"{', '.join(sorted(report.files_named))}"))
+    return 0 if report.ok else 1
+
+
+def add_export_commands(sub: Any) -> None:
+    from vault.backoffice_cli import _auth_parent, _leaf
+    from vault.export.format import BASES
+
+    auth = [_auth_parent()]
+    p = _leaf(sub, "export", cmd_export, "hand a recording over to police or the prosecutor: "
+              "a signed package (vault/EXPORT.md) and a prosecution hold", auth)
+    p.add_argument("recording", metavar="RECORDING", help="RECORDING_ID or DEVICE_ID/RECORDING_ID")
+    p.add_argument("--out", metavar="PACKAGE", required=True,
+                   help="new folder, or a .zip file, for the package")
+    p.add_argument("--reference", required=True,
+                   help="the prosecutor's case number or the police report number")
+    p.add_argument("--basis", choices=BASES, default="prosecutor_claim",
+                   help="the prosecutor claimed it, or a police report was filed")
+    p.add_argument("--purpose", default="criminal_investigation",
+                   help="only criminal_investigation gives a package")
+    p.add_argument("--hold", type=int, default=None, metavar="HOLD_ID",
+                   help="the open prosecution hold this hand-over is for (default: the "
+                        "open one with this reference, or a new one)")
+    p.add_argument("--reason", default=None, help="reason recorded with a new hold")
+    p.add_argument("--key", metavar="VAULT_KEY", default=None,
+                   help="vault private key file (default from site.toml)")
+    _leaf(sub, "export-key", cmd_export_key,
+          "print the export public key police and prosecutor check packages with", auth)
+    v = sub.add_parser(
+        "verify-export", help="check an export package on its own (no back office needed)",
+        description="Check a package folder or zip: the export signature, every file's "
+        "hash, the camera-signed originals, the dock's ingest record and the MP4. Exit 0 "
+        "only when everything holds; each problem names its file.")
+    v.add_argument("package", metavar="PACKAGE", type=Path)
+    v.add_argument("--export-key", metavar="HEX_OR_FILE", default=None,
+                   help="the export public key the municipality published (hex, .pem or "
+                        ".pub); without it the key in the package is used and reported")
+    v.add_argument("--vault-key", metavar="VAULT_KEY", default=None,
+                   help="also decrypt the originals and compare every frame with the MP4")
+    v.set_defaults(func=cmd_verify_export)

@@ -1,0 +1,1 @@
+"""The camera registry: cameras, docking stations, officer assignments, signed publication."""

@@ -138,7 +138,7 @@ def write_camera_clip(path: Path, frames: list[Frame], fps: int, audio: bool = T
                 packets += encoder.encode_audio(mic.capture(48_000 // fps))
         packets += encoder.flush()
         for p in sorted(packets, key=lambda p: p.pts):
-            muxer.write(p.data, p.pts, p.duration, p.stream, p.keyframe)
+            muxer.write(p)
         muxer.close()
 
 

@@ -184,7 +184,15 @@ class Ledger:
         self._clock = clock
         self._lock = threading.RLock()
         self.readonly = readonly
-        if readonly:
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            # sqlite's own words ("unable to open database file") do not say which file
+            raise LedgerError(f"dock ledger {self.path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+
+    def _open(self) -> None:
+        if self.readonly:
             if not self.path.exists():
                 raise FileNotFoundError(
                     f"no dock ledger at {self.path}: has `bodycam dock run` run here? "
@@ -213,7 +221,6 @@ class Ledger:
                         f"{self.path} has ledger schema {row[0]}, this dock reads "
                         f"{SCHEMA_VERSION}"
                     )
-        self._db.row_factory = sqlite3.Row
 
     def _columns(self, table: str) -> set[str]:
         with self._lock:

@@ -161,6 +161,10 @@ def _folder(option: str, path: Path, *, create: bool, what: str) -> None:
 
 def check_ledger(ledger: Path, *, create: bool) -> None:
     """The ledger's folder exists (or --create), the ledger is a SQLite file if present."""
+    if not ledger.parent.exists() and not create:
+        raise StartRefused(f"--ledger {ledger}: its folder {ledger.parent} does not exist "
+                           "(is its disk mounted?); pass --create to make it, or --ledger "
+                           "PATH for the ledger you use")
     _folder("--ledger", ledger.parent, create=create, what="the ledger's folder")
     if not os.access(ledger.parent, os.W_OK):
         raise StartRefused(f"--ledger {ledger}: its folder {ledger.parent} is not writable "

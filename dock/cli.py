@@ -48,7 +48,14 @@ def _ledger_for(args: argparse.Namespace, command: str) -> Path:
     return path
 
 
-def _no_ledger(path: Path) -> str:
+def _no_ledger(path: Path, command: str) -> str:
+    from dock.preflight import running_docks
+
+    running = running_docks()
+    if running:
+        where = "; ".join(f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})"
+                          for d in running)
+        return f"no dock ledger at {path}; a dock runs with another one: {where}"
     return (f"no dock ledger at {path} and no dock running: start one with `bodycam dock run "
             "--slots DIR --store URL` (add --create the first time), or pass --ledger PATH "
             "(or set BODYCAM_DOCK_LEDGER) naming the ledger your dock uses")
@@ -201,7 +208,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     path = _ledger_for(args, "status")
     if not path.exists():
-        raise FileNotFoundError(_no_ledger(path))
+        raise FileNotFoundError(_no_ledger(path, "status"))
     with Ledger(path, readonly=True) as ledger:
         status = ledger.status()
     now = time.time()
@@ -314,14 +321,14 @@ def _writable_ledger(args: argparse.Namespace, command: str) -> Path:
     if path.is_dir():
         raise IsADirectoryError(f"--ledger {path}: is a folder; pass the ledger file")
     if not path.parent.is_dir():
-        raise FileNotFoundError(_no_ledger(path))
+        raise FileNotFoundError(_no_ledger(path, command))
     return path
 
 
 def cmd_unregister(args: argparse.Namespace) -> int:
     path = _writable_ledger(args, "unregister")
     if not path.exists():
-        raise FileNotFoundError(_no_ledger(path))
+        raise FileNotFoundError(_no_ledger(path, "unregister"))
     with Ledger(path) as ledger:
         ledger.remove_device(args.device_id, removed_by=_who(args.by), role=args.role)
     print(f"removed camera {args.device_id}: the dock refuses it from now on")

@@ -195,8 +195,8 @@ class Ledger:
         if self.readonly:
             if not self.path.exists():
                 raise FileNotFoundError(
-                    f"no dock ledger at {self.path}: has `bodycam dock run` run here? "
-                    "(--ledger PATH)"
+                    f"no dock ledger at {self.path}: has `bodycam dock run --slots DIR "
+                    "--store URL` run with it? (or pass --ledger PATH)"
                 )
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                        check_same_thread=False, isolation_level=None)
@@ -282,8 +282,9 @@ class Ledger:
                              (device_id,)).fetchone()
             if row is not None and row[1] is None and row[0] != public_key.hex():
                 raise LedgerError(
-                    f"{device_id} is registered with another key; remove it first "
-                    "(bodycam dock unregister) if the camera was re-provisioned"
+                    f"{device_id} is registered with another key; if the camera was "
+                    f"re-provisioned, remove it first (`bodycam dock unregister {device_id} "
+                    f"--role coordinator --ledger {self.path}`)"
                 )
             if row is None or row[1] is not None:
                 db.execute(

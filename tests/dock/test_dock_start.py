@@ -263,6 +263,12 @@ def test_status_and_register_find_a_dock_started_with_another_ledger(
         from dock.preflight import default_ledger
 
         assert not default_ledger().exists()
+        # a wrong --ledger is answered with the one the running dock uses
+        wrong = site / "wrong.sqlite"
+        line = refused(["dock", "status", "--ledger", str(wrong)], capsys)
+        assert line.startswith(f"bodycam: error: no dock ledger at {wrong}; a dock runs")
+        assert f"`bodycam dock status --ledger {ledger}`" in line
+        assert not wrong.exists()
     finally:
         stop(proc)
     # stopped: nothing runs, the default ledger is absent, and status says what to pass

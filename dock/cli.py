@@ -148,9 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     ledger = args.ledger or default_ledger()
     store_url = store_url_for_run(args.store, create=args.create)
+    configure_logging(args.json_logs)  # first: what --create makes is logged
     check_start(slots=args.slots, store_url=store_url, ledger=ledger, state=args.state,
                 profiles=args.profiles, keys=args.keys, create=args.create)
-    configure_logging(args.json_logs)
     config = DaemonConfig(
         slots=args.slots,
         store_url=store_url,

@@ -3,7 +3,7 @@
 ```
 bodycam dock run --slots DIR --store URL [--ledger PATH] [--keys DIR] [--once]
                  [--json-logs] [--max-uploads N] [--max-slots N] [--site NAME]
-                 [--profiles DIR] [--state DIR] [--settle S] [--rescan S]
+                 [--profiles DIR] [--state DIR] [--settle S] [--rescan S] [--create]
 bodycam dock status [--ledger PATH] [--json]
 bodycam dock register DEVICE_PUBKEY --role coordinator [--by NAME] [--ledger PATH]
 bodycam dock unregister DEVICE_ID --role coordinator [--by NAME] [--ledger PATH]
@@ -16,8 +16,11 @@ add`); the back office publishes a signed registry into the store and `dock run
 dock without a back office.
 
 The ledger defaults to `$BODYCAM_DOCK_LEDGER`, else
-`$XDG_STATE_HOME/bodycam-dock/ledger.sqlite` (`~/.local/state/...`), so `dock
-status` in another terminal finds the daemon's ledger without flags.
+`$XDG_STATE_HOME/bodycam-dock/ledger.sqlite` (`~/.local/state/...`), the same for all
+four commands. A running daemon leaves a note of its ledger (dock/preflight.py), so
+`status`, `register` and `unregister` without --ledger act on a dock started with
+another --ledger, or name the --ledger to pass. `dock run` checks its folders and
+store first and creates none of them without --create.
 """
 
 from __future__ import annotations
@@ -34,14 +37,28 @@ from pathlib import Path
 from types import FrameType
 
 from dock.ledger import ROLES, Ledger
+from dock.preflight import default_ledger, resolve_ledger
 
 
-def default_ledger() -> Path:
-    env = os.environ.get("BODYCAM_DOCK_LEDGER")
-    if env:
-        return Path(env)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "bodycam-dock" / "ledger.sqlite"
+def _ledger_for(args: argparse.Namespace, command: str) -> Path:
+    """The ledger a command acts on (dock/preflight.py: the rule all dock commands share)."""
+    path, note = resolve_ledger(args.ledger, command)
+    if note is not None:
+        print(f"bodycam: {note}", file=sys.stderr)
+    return path
+
+
+def _no_ledger(path: Path, command: str) -> str:
+    from dock.preflight import running_docks
+
+    running = running_docks()
+    if running:
+        where = "; ".join(f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})"
+                          for d in running)
+        return f"no dock ledger at {path}; a dock runs with another one: {where}"
+    return (f"no dock ledger at {path} and no dock running: start one with `bodycam dock run "
+            "--slots DIR --store URL` (add --create the first time), or pass --ledger PATH "
+            "(or set BODYCAM_DOCK_LEDGER) naming the ledger your dock uses")
 
 
 def _positive_int(text: str) -> int:
@@ -91,6 +108,10 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     run.add_argument("--rescan", type=_seconds, default=5.0,
                      help="seconds between full rescans of the slots root (default 5)")
     run.add_argument("--no-live", action="store_true", help="no live progress table")
+    run.add_argument("--create", action="store_true",
+                     help="first start: make a missing store root (a new store), ledger "
+                          "folder, spool folder and slots root; without it the dock refuses "
+                          "to start when one is missing (an unmounted disk)")
     run.add_argument("--registry-key", type=Path, default=None, metavar="FILE",
                      help="the back office's registry public key: take the camera registry "
                           "the back office publishes in the store (cached in the ledger)")
@@ -123,12 +144,17 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 def cmd_run(args: argparse.Namespace) -> int:
     from dock.daemon import DaemonConfig, DockDaemon, configure_logging
+    from dock.preflight import check_start, store_url_for_run
 
-    configure_logging(args.json_logs)
+    ledger = args.ledger or default_ledger()
+    store_url = store_url_for_run(args.store, create=args.create)
+    configure_logging(args.json_logs)  # first: what --create makes is logged
+    check_start(slots=args.slots, store_url=store_url, ledger=ledger, state=args.state,
+                profiles=args.profiles, keys=args.keys, create=args.create)
     config = DaemonConfig(
         slots=args.slots,
-        store_url=args.store,
-        ledger_path=args.ledger or default_ledger(),
+        store_url=store_url,
+        ledger_path=ledger,
         keys_dir=args.keys,
         state_dir=args.state,
         profiles_dir=args.profiles,
@@ -140,9 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         rescan_interval=args.rescan,
         live=False if (args.no_live or args.json_logs) else None,
         registry_key=args.registry_key,
+        create_store=args.create,
+        announce=True,
     )
-    if not config.slots.is_dir():
-        raise FileNotFoundError(f"slots root {config.slots} does not exist")
     daemon = DockDaemon(config)
     signalled: list[int] = []
 
@@ -180,7 +206,9 @@ def _ago(utc: float | None, now: float) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from dock.daemon import daemon_state, progress_cells
 
-    path = args.ledger or default_ledger()
+    path = _ledger_for(args, "status")
+    if not path.exists():
+        raise FileNotFoundError(_no_ledger(path, "status"))
     with Ledger(path, readonly=True) as ledger:
         status = ledger.status()
     now = time.time()
@@ -276,16 +304,32 @@ def cmd_register(args: argparse.Namespace) -> int:
 
     check_role(args.role, "add")  # before reading anything
     device_id, public, model = read_device_pubkey(args.device_pubkey)
-    with Ledger(args.ledger or default_ledger()) as ledger:
+    path = _writable_ledger(args, "register")
+    new = not path.exists()
+    with Ledger(path) as ledger:
         record = ledger.register_device(device_id, public, model=model,
                                         registered_by=_who(args.by), role=args.role)
+    where = f"a new ledger {path} (no dock has run on it yet)" if new else path
     print(f"registered camera {record.device_id} (key {record.public_key.hex()[:16]}..., "
-          f"by {record.registered_by})")
+          f"by {record.registered_by}) in {where}")
     return 0
 
 
+def _writable_ledger(args: argparse.Namespace, command: str) -> Path:
+    """The ledger register/unregister write; its folder is never made here."""
+    path = _ledger_for(args, command)
+    if path.is_dir():
+        raise IsADirectoryError(f"--ledger {path}: is a folder; pass the ledger file")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(_no_ledger(path, command))
+    return path
+
+
 def cmd_unregister(args: argparse.Namespace) -> int:
-    with Ledger(args.ledger or default_ledger()) as ledger:
+    path = _writable_ledger(args, "unregister")
+    if not path.exists():
+        raise FileNotFoundError(_no_ledger(path, "unregister"))
+    with Ledger(path) as ledger:
         ledger.remove_device(args.device_id, removed_by=_who(args.by), role=args.role)
     print(f"removed camera {args.device_id}: the dock refuses it from now on")
     return 0

@@ -39,7 +39,7 @@ from dock.spool import clean_spool_at_start
 from dock.watcher import SlotWatcher
 from firmware.hardware import Clock
 from firmware.protocol import Signer
-from store import RetryPolicy, Store, StoreError, open_store
+from store import FileStore, RetryPolicy, Store, StoreError, open_store
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -82,6 +82,9 @@ class DaemonConfig:
     live: bool | None = None  # rich live view; None: when stderr is a terminal
     registry_key: Path | None = None  # back office's registry public key (dock/registry.py)
     registry_interval: float = 60.0  # seconds between looks for a newer published registry
+    # `dock run` without --create: a file store's root is never made (unmounted disk)
+    create_store: bool = True
+    announce: bool = False  # leave a note of the ledger for `dock status` elsewhere
 
 
 @dataclass
@@ -121,6 +124,9 @@ def load_dock_key(keys_dir: Path | None) -> SigningKey:
             "no dock key: pass --keys DIR (the folder `bodycam keys init DIR` made, with "
             "dock.key) or set BODYCAM_DOCK_KEYS"
         )
+    if Path(keys_dir).exists() and not Path(keys_dir).is_dir():
+        raise NotADirectoryError(f"--keys {keys_dir}: is a file, not a folder (the folder "
+                                 "`bodycam keys init DIR` made, with dock.key)")
     path = Path(keys_dir) / "dock.key"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: `bodycam keys init {keys_dir}` makes it")
@@ -147,7 +153,12 @@ class DockDaemon:
                             sleep=self._interruptible_sleep, stop=self.stop_event,
                             on_retry=self._store_retry, on_success=self._store_answered)
         self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now,
-                                            fault=fault_point)
+                                         fault=fault_point)
+        if store is None and not config.create_store and isinstance(self.store, FileStore):
+            # open_store makes a missing root; a dock must not once its disk is unmounted
+            self.store = FileStore(self.store.root, retry=retry,
+                                   retention_days=self.store.retention_days, create=False,
+                                   fault=fault_point)
         if store is not None:
             store.retry.stop = self.stop_event
             store.retry.on_retry = self._store_retry
@@ -244,10 +255,15 @@ class DockDaemon:
         return fd
 
     def run(self) -> DaemonResult:
+        from dock.preflight import announce_running
+
         lock = self._lock_ledger()
+        note = announce_running(Path(self.ledger.path)) if self.config.announce else None
         try:
             return self._run()
         finally:
+            if note is not None:
+                note.unlink(missing_ok=True)
             os.close(lock)  # closing releases the lock (a killed process's lock goes too)
 
     def _clean_at_start(self) -> None:
@@ -529,6 +545,11 @@ def daemon_state(ledger_path: Path, row: dict[str, Any] | None, now: float) -> s
     if beat is None or now - beat >= HEARTBEAT_STALE:
         return "not responding"
     return "running"
+
+
+def ledger_locked(ledger_path: Path) -> bool:
+    """Whether a dock daemon runs on this ledger now (it holds LEDGER.lock)."""
+    return _lock_held(Path(f"{ledger_path}.lock")) is True
 
 
 def _lock_held(path: Path) -> bool | None:

@@ -198,11 +198,19 @@ class Ledger:
         self._clock = clock
         self._lock = threading.RLock()
         self.readonly = readonly
-        if readonly:
+        try:
+            self._open()
+        except sqlite3.Error as exc:
+            # sqlite's own words ("unable to open database file") do not say which file
+            raise LedgerError(f"dock ledger {self.path}: {exc}") from None
+        self._db.row_factory = sqlite3.Row
+
+    def _open(self) -> None:
+        if self.readonly:
             if not self.path.exists():
                 raise FileNotFoundError(
-                    f"no dock ledger at {self.path}: has `bodycam dock run` run here? "
-                    "(--ledger PATH)"
+                    f"no dock ledger at {self.path}: has `bodycam dock run --slots DIR "
+                    "--store URL` run with it? (or pass --ledger PATH)"
                 )
             self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                        check_same_thread=False, isolation_level=None)
@@ -227,7 +235,6 @@ class Ledger:
                         f"{self.path} has ledger schema {row[0]}, this dock reads "
                         f"{SCHEMA_VERSION}"
                     )
-        self._db.row_factory = sqlite3.Row
 
     def _columns(self, table: str) -> set[str]:
         with self._lock:
@@ -289,8 +296,9 @@ class Ledger:
                              (device_id,)).fetchone()
             if row is not None and row[1] is None and row[0] != public_key.hex():
                 raise LedgerError(
-                    f"{device_id} is registered with another key; remove it first "
-                    "(bodycam dock unregister) if the camera was re-provisioned"
+                    f"{device_id} is registered with another key; if the camera was "
+                    f"re-provisioned, remove it first (`bodycam dock unregister {device_id} "
+                    f"--role coordinator --ledger {self.path}`)"
                 )
             if row is None or row[1] is not None:
                 db.execute(

@@ -40,7 +40,8 @@ def add_subcommands(subparsers: Any) -> None:
         type=Path,
         metavar="DIR",
         help="dock slots folder: a docked camera appears there with its volume and serial "
-        "port (watch it with `bodycam dock run`; use --speed realtime for that)",
+        "port (watch it with `bodycam dock run --slots DIR --store URL`; use --speed realtime "
+        "for that: the final table counts what that dock already took)",
     )
     shift.add_argument(
         "--dock-store",
@@ -82,7 +83,10 @@ def cmd_shift(args: argparse.Namespace) -> int:
     from sim.shift import run_shift
 
     def progress(message: str) -> None:
-        log.info("%s", message)
+        if args.speed == "realtime":  # someone is watching the wall clock: say where it is
+            print(f"shift {message}", file=sys.stderr, flush=True)
+        else:
+            log.info("%s", message)
 
     slots: Path | None = args.slots
     control_factory = None

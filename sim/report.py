@@ -34,6 +34,15 @@ class RecordingResult:
     complete: bool
     recovered: bool
     stop_reason: str
+    # Segments a dock already stored and released (the camera deleted them): counted in
+    # `segments`, from the camera's signed `segment_released` events.
+    docked_segments: int = 0
+
+    @property
+    def taken_by_dock(self) -> bool:
+        """Every segment went to the dock and the camera removed the recording's folder."""
+        return self.docked_segments > 0 and self.docked_segments == self.segments \
+            and not self.path.exists()
 
     @property
     def prerecord_short(self) -> bool:
@@ -56,6 +65,7 @@ class RecordingResult:
             "complete": self.complete,
             "recovered": self.recovered,
             "stop_reason": self.stop_reason,
+            "docked_segments": self.docked_segments,
         }
 
 
@@ -89,6 +99,10 @@ class ShiftResult:
     def recordings(self) -> list[RecordingResult]:
         return [r for c in self.cameras for r in c.recordings]
 
+    @property
+    def docked_segments(self) -> int:
+        return sum(r.docked_segments for r in self.recordings)
+
     def camera(self, name: str) -> CameraResult:
         for cam in self.cameras:
             if cam.name == name:
@@ -120,7 +134,7 @@ class ShiftResult:
 
 
 def camera_result(name: str, cam: Camera, refused: list[str]) -> CameraResult:
-    from crypto.verify import verify_recording
+    """What `cam` recorded in the shift: what its volume holds and what a dock already took."""
     from firmware.eventlog import events_path, verify_event_log
 
     identity = cam.identity
@@ -134,9 +148,11 @@ def camera_result(name: str, cam: Camera, refused: list[str]) -> CameraResult:
         prerecord_seconds=int(profile.prerecord.seconds),
         refused=list(refused),
     )
-    # What the camera logged is the record: it survives a power cut, memory does not.
+    # What the camera logged is the record: it survives a power cut, memory does not,
+    # and it still names the recordings a dock took off the camera during the shift.
     starts: dict[str, tuple[float, dict[str, Any]]] = {}
     stops: dict[str, dict[str, Any]] = {}
+    released: dict[str, set[str]] = {}
     log_path = events_path(cam.volume)
     if log_path.exists():
         report = verify_event_log(log_path, identity.public_key)
@@ -145,30 +161,64 @@ def camera_result(name: str, cam: Camera, refused: list[str]) -> CameraResult:
             starts[str(event.fields.get("recording_id"))] = (event.utc, event.fields)
         for event in report.of_kind("record_stop"):
             stops[str(event.fields.get("recording_id"))] = event.fields
+        for event in report.of_kind("segment_released"):
+            released.setdefault(str(event.fields.get("recording_id")), set()).add(
+                str(event.fields.get("segment")))
     root = cam.recordings_root
-    for rec_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []:
-        verified = verify_recording(rec_dir, identity.public_key)
-        segments = list(verified.segments)
-        started, start = starts.get(rec_dir.name, (None, {}))
-        stop = stops.get(rec_dir.name)
+    on_volume = sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
+    gone = sorted(set(released) - {p.name for p in on_volume})
+    for rec_dir in [*on_volume, *(root / rec_id for rec_id in gone)]:
+        rec_id = rec_dir.name
+        taken = released.get(rec_id, set())
+        segments, size, complete, recovered_segment = _held(rec_dir, identity.public_key, taken)
+        started, start = starts.get(rec_id, (None, {}))
+        stop = stops.get(rec_id)
         duration = stop.get("duration_seconds") if stop else None
         result.recordings.append(
             RecordingResult(
                 camera=name,
-                recording_id=rec_dir.name,
+                recording_id=rec_id,
                 path=rec_dir,
                 started_utc=started,
                 duration_seconds=float(duration) if duration is not None else None,
                 prerecord_configured=_number(start.get("prerecord_configured")),
                 prerecord_covered=_number(start.get("prerecord_covered")),
-                segments=len(segments),
-                bytes=sum(int(s.size) for s in segments),
-                complete=bool(verified.complete),
-                recovered=stop is None or any(bool(s.recovered) for s in segments),
+                segments=segments,
+                bytes=size,
+                complete=complete,
+                recovered=stop is None or recovered_segment,
                 stop_reason=str(stop.get("reason")) if stop else "power cut (recovered at boot)",
+                docked_segments=len(taken),
             )
         )
     return result
+
+
+def _held(rec_dir: Path, device_public: bytes, taken: set[str]) -> tuple[int, int, bool, bool]:
+    """(segments, bytes, complete, any segment recovered) of one recording.
+
+    Segments the camera released to a dock are counted from its event log; every other
+    listed segment must be on the volume and verify. A folder the camera removed (all
+    of it released, which it does only for a finished recording) is complete.
+    """
+    from crypto.verify import verify_manifest, verify_recording, verify_segment_file
+
+    if not rec_dir.exists():
+        return len(taken), 0, True, False
+    if not taken:
+        verified = verify_recording(rec_dir, device_public)
+        listed = list(verified.segments)
+        return (len(listed), sum(int(s.size) for s in listed), bool(verified.complete),
+                any(bool(s.recovered) for s in listed))
+    manifest = verify_manifest(rec_dir, device_public)
+    for entry in manifest.segments:
+        if entry.name in taken and not (rec_dir / entry.name).exists():
+            continue
+        verify_segment_file(rec_dir / entry.name, entry, manifest)
+    listed = list(manifest.segments)
+    count = len({e.name for e in listed} | taken)
+    return (count, sum(int(s.size) for s in listed), bool(manifest.complete),
+            any(bool(s.recovered) for s in listed))
 
 
 def _number(value: Any) -> float | None:
@@ -181,7 +231,12 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
     from rich.table import Table
 
     console = Console(file=file, width=120)
-    table = Table(title=f"Shift {result.scenario}: {len(result.recordings)} recordings")
+    taken = sum(1 for r in result.recordings if r.taken_by_dock)
+    title = f"Shift {result.scenario}: {len(result.recordings)} recordings"
+    if result.docked_segments:
+        title += (f" ({result.docked_segments} segments already taken by the dock, "
+                  f"{taken} of them whole)")
+    table = Table(title=title)
     table.add_column("camera")
     table.add_column("recording", no_wrap=True)
     table.add_column("start (UTC)")
@@ -209,6 +264,10 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
             status = "sealed" if rec.complete else "incomplete"
             if rec.recovered:
                 status += ", recovered"
+            if rec.taken_by_dock:
+                status = "taken by the dock"
+            elif rec.docked_segments:
+                status += f", dock took {rec.docked_segments}/{rec.segments}"
             table.add_row(
                 cam.name,
                 rec.recording_id,
@@ -216,7 +275,7 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
                 duration,
                 preroll,
                 str(rec.segments),
-                f"{rec.bytes:,}",
+                f"{rec.bytes:,}" if rec.bytes or not rec.taken_by_dock else "-",
                 status,
             )
     console.print(table)

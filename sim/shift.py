@@ -49,6 +49,7 @@ class _Runner:
         slots: Path | None,
         control_factory: Callable[[Camera, Any], Any] | None,
         progress: Callable[[str], None] | None,
+        tick_seconds: float = 10.0,
     ) -> None:
         from sim.board import SimBoard
         from sim.clock import FastForwardClock, RealClock
@@ -63,6 +64,8 @@ class _Runner:
         self.refused: dict[str, list[str]] = {}
         self.elapsed: dict[str, float] = {}
         self.real_start = 0.0
+        self.tick_seconds = tick_seconds
+        self.next_tick = tick_seconds
         shared_real = RealClock() if speed == "realtime" else None
         scenario_dir = scenario.source.parent
         for spec in scenario.cameras:
@@ -86,12 +89,22 @@ class _Runner:
         target = self.real_start + at
         while True:
             now = clock.monotonic()
+            if now - self.real_start >= self.next_tick:
+                self.progress(self.status_line(now - self.real_start))
+                self.next_tick += self.tick_seconds
             if now >= target:
                 break
             next_due = min(cam.poll() for cam in self.cameras.values())
-            clock.sleep(max(0.0, min(next_due, target) - clock.monotonic()))
+            wake = min(next_due, target, self.real_start + self.next_tick)
+            clock.sleep(max(0.0, wake - clock.monotonic()))
         for name in self.cameras:
             self.elapsed[name] = at
+
+    def status_line(self, elapsed: float) -> str:
+        """Where a real-time shift is: its time, and each camera's state."""
+        states = ", ".join(f"{name} {cam.state.value}" for name, cam in self.cameras.items())
+        return (f"{_clock_text(elapsed)} of {_clock_text(self.scenario.end_seconds)}: "
+                f"{states}")
 
     def apply(self, event: EventSpec) -> None:
         cam = self.cameras[event.camera]
@@ -127,7 +140,11 @@ class _Runner:
             self.refused[event.camera].append(f"{note}: {exc}")
             self.progress(f"{note}: refused: {exc}")
             return
-        self.progress(f"{note}: {cam.state.value}")
+        where = ""
+        if event.action == "dock" and self.slots is not None:
+            where = (f" (slot {self.slots / event.camera}: `bodycam dock run --slots "
+                     f"{self.slots} --store URL` takes it)")
+        self.progress(f"{note}: {cam.state.value}{where}")
 
     def results(self) -> list[CameraResult]:
         return [camera_result(name, cam, self.refused[name]) for name, cam in self.cameras.items()]
@@ -150,12 +167,16 @@ def run_shift(
     control_factory: Callable[[Camera, Any], Any] | None = None,
     progress: Callable[[str], None] | None = None,
     at_end: Callable[[dict[str, Camera]], None] | None = None,
+    tick_seconds: float = 10.0,
 ) -> ShiftResult:
     """Run a scenario; returns what every camera recorded. Also writes OUT/shift-summary.json.
 
     `at_end` is called with the cameras by name after the last event, while they are
     still on (and docked cameras still serve their control channel): the demo runs
     the dock there. The result then describes what the cameras held before it ran.
+    `progress` gets every event as it happens and, at speed "realtime", each camera's
+    state every `tick_seconds`. Recordings a dock took during the shift (watching
+    `slots`) are counted from each camera's signed event log.
     """
     import time
 
@@ -163,7 +184,8 @@ def run_shift(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keys = ensure_site_keys(Path(keys_dir) if keys_dir else out / "site-keys")
-    runner = _Runner(scenario, out, keys, speed, slots, control_factory, progress)
+    runner = _Runner(scenario, out, keys, speed, slots, control_factory, progress,
+                     tick_seconds)
     wall_start = time.perf_counter()
     if speed == "realtime":
         runner.real_start = next(iter(runner.cameras.values())).clock.monotonic()

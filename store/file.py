@@ -99,6 +99,12 @@ class FileStore(Store):
                 self.root.mkdir(mode=0o750)
                 fsync_dir(self.root.parent)
             if not marker.is_file():
+                if not self._create:
+                    # An empty mount point of an unmounted disk looks like a new store.
+                    raise StoreUnavailable(
+                        f"store directory {self.root} has no {STORE_MARKER}: is the disk "
+                        "mounted? (a new store is made only when asked to create one)"
+                    )
                 if any(p.name != STAGING_DIR for p in self.root.iterdir()):
                     raise StoreConfigError(
                         f"{self.root} holds other files and no {STORE_MARKER}: not a bodycam "

@@ -86,3 +86,14 @@ def make_cam(tmp_path: Path, dock_keys: DockKeys) -> Iterator[Callable[..., Fake
 def ledger(tmp_path: Path) -> Iterator[Ledger]:
     with Ledger(tmp_path / "state" / "ledger.sqlite") as led:
         yield led
+
+
+@pytest.fixture(autouse=True)
+def _own_dock_locations(tmp_path_factory: pytest.TempPathFactory,
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Default ledger and running-dock notes in this test's own folders, never the user's."""
+    base = tmp_path_factory.mktemp("dock-env")
+    (base / "run").mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(base / "run"))
+    monkeypatch.delenv("BODYCAM_DOCK_LEDGER", raising=False)

@@ -36,7 +36,7 @@ def start_dock(tmp_path: Path, slots: Path, store_url: str, *, once: bool = True
     keys = tmp_path / "keys"
     cmd = [sys.executable, "-m", "dock", "run", "--slots", str(slots), "--store", store_url,
            "--ledger", str(tmp_path / "state" / "ledger.sqlite"), "--keys", str(keys),
-           "--site", SITE, "--settle", "0", "--no-live", "--json-logs"]
+           "--site", SITE, "--settle", "0", "--no-live", "--json-logs", "--create"]
     if once:
         cmd.append("--once")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}

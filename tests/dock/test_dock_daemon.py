@@ -108,6 +108,7 @@ def test_store_outage_keeps_footage_and_retries_with_backoff(
         attempts.append("check")
         if len(attempts) == 2:
             (nas / "bodycam").mkdir(parents=True)  # the NAS comes back before the 2nd try
+            FileStore(nas / "bodycam").check()  # the store made at first start, marker and all
         real_check()
 
     store.check = check_then_mount  # type: ignore[method-assign]

@@ -225,6 +225,7 @@ def test_store_unavailable_keeps_everything_on_the_camera(
     assert report.store_problem and "mounted" in report.store_problem
     assert len(cam.segment_files()) == 2 and ledger.segments() == []
     (mount / "bodycam").mkdir(parents=True)  # mounted again
+    FileStore(mount / "bodycam").check()  # the store made at first start, marker and all
     report = ingest(docks, "slot-1", ctx)
     assert report.ok, report.summary()
     assert decrypt_from_store(store, SITE, cam, rec, tmp_path / "out") == cam.plaintexts[rec]

@@ -46,7 +46,7 @@ def start_dock(tmp_path: Path, slots: Path, store_url: str, *, tag: str, once: b
     cmd = [sys.executable, "-m", "dock", "run", "--slots", str(slots), "--store", store_url,
            "--ledger", str(ledger_path(tmp_path)), "--keys", str(tmp_path / "keys"),
            "--site", SITE, "--settle", "0", "--no-live", "--json-logs",
-           "--state", str(tmp_path / "state")]
+           "--state", str(tmp_path / "state"), "--create"]
     if once:
         cmd.append("--once")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -429,6 +429,7 @@ def test_store_state_is_ok_again_at_the_first_successful_upload(
         checks.append(1)
         if len(checks) == 2:
             (nas / "bodycam").mkdir(parents=True)  # the disk is back for the second try
+            FileStore(nas / "bodycam").check()  # the store made at first start, marker and all
         real_check()
 
     store.check = check_then_mount  # type: ignore[method-assign]

@@ -77,3 +77,16 @@ def test_file_store_calls_its_fault_hook_once_the_final_name_is_linked(tmp_path:
     assert points == ["store-linked"]
     store.put_bytes(key, data)  # already there: nothing is linked again
     assert points == ["store-linked"]
+
+
+def test_a_store_that_may_not_create_refuses_an_empty_mount_point(tmp_path: Path) -> None:
+    """An unmounted disk leaves an empty folder: it must not silently become a new store."""
+    from store import FileStore, StoreUnavailable
+
+    mount = tmp_path / "nas"
+    mount.mkdir()
+    with pytest.raises(StoreUnavailable, match="is the disk mounted"):
+        FileStore(mount, create=False).check()
+    assert list(mount.iterdir()) == []  # no marker written into the mount point
+    FileStore(mount).check()  # made once, explicitly
+    FileStore(mount, create=False).check()  # and accepted from then on

@@ -157,7 +157,8 @@ def _format_utc(capture_utc: float) -> str:
 def _night(image: Frame) -> Frame:
     gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
     tinted = gray[..., None] * _NIGHT_TINT
-    return np.clip(tinted, 0, 255).astype(np.uint8)
+    night: Frame = np.clip(tinted, 0, 255).astype(np.uint8)
+    return night
 
 
 class _Overlay:

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-from firmware.camera import Camera, CameraError
-from firmware.state import CameraState
+from firmware.camera import Camera
+from firmware.state import CameraError, CameraState
 
 log = logging.getLogger(__name__)
 

@@ -140,7 +140,9 @@ class ChunkGcm:
             np.bitwise_xor(np.frombuffer(plaintext, dtype=np.uint8), ks[BLOCK : BLOCK + n], out=ct)
         return self._tag(out[:n], ks)
 
-    def decrypt(self, nonce: bytes, ciphertext: memoryview, tag: memoryview, out: memoryview) -> bool:
+    def decrypt(
+        self, nonce: bytes, ciphertext: memoryview, tag: memoryview, out: memoryview
+    ) -> bool:
         """Decrypt into `out[:len(ciphertext)]` and check `tag`; False if it does not match.
 
         On False, `out` holds unauthenticated bytes: the caller must not use them.

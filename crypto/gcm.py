@@ -82,9 +82,9 @@ class ChunkGcm:
         # counter in 12..15 is the same for every chunk (1 for J0, then 2, 3, ...).
         self._counters = np.zeros((blocks, 4), dtype=np.uint32)
         self._counters[:, 3] = np.arange(1, blocks + 1, dtype=">u4").view(np.uint32)
-        self._counter_bytes = memoryview(self._counters).cast("B")
+        self._counter_bytes = self._counters.data.cast("B")
         self._keystream = np.zeros(blocks * BLOCK, dtype=np.uint8)
-        self._keystream_view = memoryview(self._keystream)
+        self._keystream_view = self._keystream.data
         self._blocks = blocks
 
     def _keystream_for(self, nonce: bytes, n: int) -> np.ndarray:

@@ -86,15 +86,19 @@ class ChunkGcm:
         self._keystream = np.zeros(blocks * BLOCK, dtype=np.uint8)
         self._keystream_view = self._keystream.data
         self._blocks = blocks
+        self._nonce_words: list[int | None] = [None, None, None]  # what the counters hold
 
     def _keystream_for(self, nonce: bytes, n: int) -> np.ndarray:
         """E(J0) in bytes 0..15, then the keystream for `n` bytes of the chunk."""
         if 1 + -(-n // BLOCK) > self._blocks:
             self._grow(n)
-        words = np.frombuffer(nonce, dtype=np.uint32)
-        self._counters[:, 0] = words[0]
-        self._counters[:, 1] = words[1]
-        self._counters[:, 2] = words[2]
+        # Chunk nonces of a segment share their first 8 bytes (prefix and the counter's
+        # high byte) for 2**24 chunks in a row: rewrite only the words that changed.
+        words = struct.unpack("=3I", nonce)
+        for col, word in enumerate(words):
+            if self._nonce_words[col] != word:
+                self._counters[:, col] = word
+                self._nonce_words[col] = word
         size = BLOCK * (1 + -(-n // BLOCK))
         self._ecb.encrypt(self._counter_bytes[:size], output=self._keystream_view[:size])
         return self._keystream

@@ -294,9 +294,8 @@ class SyntheticSensor:
             pano_w = width + self._pan + (width + self._pan) % 2
             full = np.zeros((height, pano_w, 3), dtype=np.uint8)
             full[self._picture_top :, : self._panorama.shape[1]] = self._panorama
-            self._pano_planes = i420_planes(
-                cv2.cvtColor(full, cv2.COLOR_BGR2YUV_I420), pano_w, height
-            )
+            pano_i420 = np.asarray(cv2.cvtColor(full, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+            self._pano_planes = i420_planes(pano_i420, pano_w, height)
             self._disc_yuv = _yuv_of(self._disc_color)
 
     def _make_panorama(self, rng: np.random.Generator, width: int, height: int) -> Frame:

@@ -22,6 +22,10 @@ the encoder sees realistic motion. Everything that does not change per frame is
 computed once in the constructor; a capture is a slice copy, a few OpenCV drawing calls
 and 32 block fills (about 1 ms at 1280x720).
 
+With `pixel_format="yuv420p"` (what the simulated board gives the camera) a capture is
+the I420 planes as one (H * 3 / 2, W) array, drawn directly in those planes from a
+panorama converted once: the encoder takes it without a colour conversion or a copy.
+
 `FileSensor` plays a video file instead (PyAV, looping) with the same overlay.
 Night mode (infrared) gives a green-tinted, nearly grayscale picture; the counter strip
 stays pure black and white.

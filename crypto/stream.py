@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from Crypto.Cipher import AES
-
 from crypto.errors import FormatError, Tampered, Truncated
 from crypto.format import MAX_CHUNKS, NONCE_PREFIX_SIZE, TAG_SIZE, chunk_nonce
+from crypto.gcm import ChunkGcm
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +63,8 @@ class ChunkWriter:
         self._pending = bytearray(chunk_size)
         self._pending_len = 0
         self._out = bytearray(chunk_size + TAG_SIZE)
+        # Key schedule and GHASH table once per stream, not once per chunk (crypto/gcm.py).
+        self._gcm = ChunkGcm(key, self._aad, chunk_size)
         self._error: BaseException | None = None
         self._closed = False
         self.chunks = 0  # sealed chunks handed to the sink
@@ -80,17 +81,11 @@ class ChunkWriter:
     def _seal(self, plaintext: memoryview | bytearray, last: bool) -> None:
         if self.chunks >= MAX_CHUNKS:
             raise ValueError(f"more than {MAX_CHUNKS} chunks; start a new segment")
-        cipher = AES.new(
-            self._key,
-            AES.MODE_GCM,
-            nonce=chunk_nonce(self._prefix, self.chunks, last),
-            mac_len=TAG_SIZE,
-        )
-        cipher.update(self._aad)
         n = len(plaintext)
         out = memoryview(self._out)
-        cipher.encrypt(plaintext, output=out[:n])
-        out[n : n + TAG_SIZE] = cipher.digest()
+        out[n : n + TAG_SIZE] = self._gcm.encrypt(
+            chunk_nonce(self._prefix, self.chunks, last), plaintext, out
+        )
         self._sink(out[: n + TAG_SIZE])
         self.chunks += 1
 
@@ -141,6 +136,7 @@ class ChunkWriter:
         """Overwrite the key and the plaintext and ciphertext buffers."""
         for buf in (self._key, self._pending, self._out):
             buf[:] = bytes(len(buf))
+        self._gcm.wipe()
 
 
 class ChunkReader:
@@ -162,25 +158,14 @@ class ChunkReader:
         self._prefix = _check_prefix(nonce_prefix)
         self._aad = bytes(associated_data)
         self._chunk_size = chunk_size
+        self._gcm = ChunkGcm(self._key, self._aad, chunk_size)
         self.name = name
         self._error: FormatError | None = None
         self.chunks = 0  # chunks opened so far
 
     def _opens(self, ciphertext: memoryview, out: memoryview, last: bool) -> bool:
         body, tag = ciphertext[:-TAG_SIZE], ciphertext[-TAG_SIZE:]
-        cipher = AES.new(
-            self._key,
-            AES.MODE_GCM,
-            nonce=chunk_nonce(self._prefix, self.chunks, last),
-            mac_len=TAG_SIZE,
-        )
-        cipher.update(self._aad)
-        cipher.decrypt(body, output=out[: len(body)])
-        try:
-            cipher.verify(tag)
-        except ValueError:
-            return False
-        return True
+        return self._gcm.decrypt(chunk_nonce(self._prefix, self.chunks, last), body, tag, out)
 
     def open(
         self, ciphertext: memoryview, out: memoryview, *, last: bool, recovered: bool = False
@@ -229,3 +214,4 @@ class ChunkReader:
     def wipe(self) -> None:
         """Overwrite the key; the reader cannot open anything afterwards."""
         self._key[:] = bytes(len(self._key))
+        self._gcm.wipe()

@@ -94,7 +94,8 @@ class SerialPort(Protocol):
 
 
 class Sensor(Protocol):
-    """The image sensor: one BGR picture (H, W, 3) uint8 per frame number."""
+    """The image sensor: one picture per frame number, uint8, BGR (H, W, 3) or I420
+    planes (H * 3 / 2, W), the two layouts `firmware.encoder.H264Encoder` takes."""
 
     def capture(self, frame_number: int, capture_utc: float) -> npt.NDArray[np.uint8]: ...
 

@@ -63,8 +63,13 @@ class SimBoard:
     def open_sensor(self, settings: SensorSettings) -> Sensor:
         if self._sensor is not None:
             return self._sensor
+        # I420 straight from the sensor: the encoder takes the planes without a conversion.
         return SyntheticSensor(
-            settings.width, settings.height, settings.device_id, night_mode=settings.night_mode
+            settings.width,
+            settings.height,
+            settings.device_id,
+            night_mode=settings.night_mode,
+            pixel_format="yuv420p",
         )
 
     def open_microphone(self, sample_rate: int) -> Microphone:

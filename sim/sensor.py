@@ -22,6 +22,10 @@ the encoder sees realistic motion. Everything that does not change per frame is
 computed once in the constructor; a capture is a slice copy, a few OpenCV drawing calls
 and 32 block fills (about 1 ms at 1280x720).
 
+With `pixel_format="yuv420p"` (what the simulated board gives the camera) a capture is
+the I420 planes as one (H * 3 / 2, W) array, drawn directly in those planes from a
+panorama converted once: the encoder takes it without a colour conversion or a copy.
+
 `FileSensor` plays a video file instead (PyAV, looping) with the same overlay.
 Night mode (infrared) gives a green-tinted, nearly grayscale picture; the counter strip
 stays pure black and white.
@@ -56,6 +60,7 @@ MIN_WIDTH, MIN_HEIGHT = 64, 48
 MAX_WIDTH, MAX_HEIGHT = 7680, 4320
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+PIXEL_FORMATS = ("bgr24", "yuv420p")  # what SyntheticSensor.capture can hand out
 _NIGHT_TINT = np.array([0.35, 1.0, 0.45], dtype=np.float32)  # B, G, R gains of an IR picture
 
 
@@ -161,6 +166,23 @@ def _night(image: Frame) -> Frame:
     return night
 
 
+def i420_planes(frame: Frame, width: int, height: int) -> tuple[Frame, Frame, Frame]:
+    """Views of the Y, U and V planes of an I420 frame stored as (H * 3 / 2, W) uint8."""
+    flat = frame.reshape(-1)
+    y_size, c_size = width * height, (width // 2) * (height // 2)
+    return (
+        flat[:y_size].reshape(height, width),
+        flat[y_size : y_size + c_size].reshape(height // 2, width // 2),
+        flat[y_size + c_size : y_size + 2 * c_size].reshape(height // 2, width // 2),
+    )
+
+
+def _yuv_of(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The Y, U, V values OpenCV's BGR -> I420 conversion (the encoder's) gives a colour."""
+    yuv = cv2.cvtColor(np.full((2, 2, 3), bgr, dtype=np.uint8), cv2.COLOR_BGR2YUV_I420)
+    return int(yuv[0, 0]), int(yuv[2, 0]), int(yuv[2, 1])
+
+
 class _Overlay:
     """Burned-in text and the counter strip, shared by the synthetic and the file sensor."""
 
@@ -201,6 +223,34 @@ class _Overlay:
             )
         self.draw_strip(frame, frame_number)
 
+    def draw_i420(self, frame: Frame, frame_number: int, capture_utc: float) -> None:
+        """`draw` on I420 planes (frame shape (H * 3 / 2, W)): text on the luma plane; the
+        box takes the text colour's chroma, the strip stays neutral black and white."""
+        h, w = self.height, self.width
+        y_plane, u_plane, v_plane = i420_planes(frame, w, h)
+        box_h, box_w = self.box
+        top = self.picture_top
+        ty, tu, tv = _yuv_of(self.text_color)
+        y_plane[top : top + box_h, :box_w] //= 4
+        c_rows = slice(top // 2, (top + box_h + 1) // 2)
+        u_plane[c_rows, : (box_w + 1) // 2] = tu
+        v_plane[c_rows, : (box_w + 1) // 2] = tv
+        lines = (self.device_id, f"frame {frame_number}", _format_utc(capture_utc))
+        for i, text in enumerate(lines):
+            yy = top + self.margin + (i + 1) * self.line_h - self.line_h // 4
+            cv2.putText(y_plane, text, (self.margin, yy), _FONT, self.scale, ty,
+                        self.thickness, cv2.LINE_AA)
+        black, _, _ = _yuv_of((0, 0, 0))
+        white, _, _ = _yuv_of((255, 255, 255))
+        cw, ch = self.cell_w, self.cell_h
+        y_plane[:top] = black
+        u_plane[: (top + 1) // 2] = 128
+        v_plane[: (top + 1) // 2] = 128
+        for i, bit in enumerate(encode_counter_bits(frame_number)):
+            if bit:
+                row, col = divmod(i, STRIP_COLUMNS)
+                y_plane[row * ch : (row + 1) * ch, col * cw : (col + 1) * cw] = white
+
     def draw_strip(self, frame: Frame, frame_number: int) -> None:
         cw, ch = self.cell_w, self.cell_h
         frame[: self.picture_top] = 0
@@ -215,10 +265,20 @@ class SyntheticSensor:
     """A camera sensor made of numpy: moving picture, burned-in text, frame counter strip."""
 
     def __init__(
-        self, width: int, height: int, device_id: str, night_mode: bool = False
+        self,
+        width: int,
+        height: int,
+        device_id: str,
+        night_mode: bool = False,
+        pixel_format: str = "bgr24",
     ) -> None:
         width, height = int(width), int(height)
         _check_geometry(width, height)
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format {pixel_format!r}: allowed {', '.join(PIXEL_FORMATS)}")
+        if pixel_format == "yuv420p" and (width % 2 or height % 2):
+            raise SensorError(f"sensor {width}x{height}: yuv420p needs an even width and height")
+        self.pixel_format = pixel_format
         self.width, self.height = width, height
         self.device_id = device_id
         self.night_mode = bool(night_mode)
@@ -233,6 +293,15 @@ class SyntheticSensor:
         self._panorama = self._make_panorama(rng, width + self._pan, self._picture_h)
         self._disc_r = max(4, height // 12)
         self._disc_color = (40, 230, 80) if self.night_mode else (30, 90, 230)
+        if pixel_format == "yuv420p":
+            # The panorama in I420 once, at full frame height (the strip rows are drawn
+            # over): a capture is then plane slices, no colour conversion per frame.
+            pano_w = width + self._pan + (width + self._pan) % 2
+            full = np.zeros((height, pano_w, 3), dtype=np.uint8)
+            full[self._picture_top :, : self._panorama.shape[1]] = self._panorama
+            pano_i420 = np.asarray(cv2.cvtColor(full, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8)
+            self._pano_planes = i420_planes(pano_i420, pano_w, height)
+            self._disc_yuv = _yuv_of(self._disc_color)
 
     def _make_panorama(self, rng: np.random.Generator, width: int, height: int) -> Frame:
         """A street-like scene: sky gradient, blocks of 'buildings' with windows, road."""
@@ -264,24 +333,53 @@ class SyntheticSensor:
         return _night(pano) if self.night_mode else pano
 
     def capture(self, frame_number: int, capture_utc: float) -> Frame:
-        """The frame captured at `capture_utc` (UTC epoch seconds); a new array per call."""
+        """The frame captured at `capture_utc` (UTC epoch seconds); a new array per call.
+
+        BGR (H, W, 3), or with `pixel_format="yuv420p"` the I420 planes as (H * 3 / 2, W),
+        what the encoder takes without a conversion or a copy.
+        """
+        if self.pixel_format == "yuv420p":
+            frame = self._i420_for(frame_number)
+            self._overlay.draw_i420(frame, frame_number, capture_utc)
+            return frame
         frame = self._frame_for(frame_number)
         self._overlay.draw(frame, frame_number, capture_utc)
         return frame
 
-    def _frame_for(self, n: int) -> Frame:
-        frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
-        # Ping-pong pan (no jump at a wrap), so motion is smooth forever.
+    def _motion(self, n: int) -> tuple[int, int, int]:
+        """Pan offset and disc centre (x, y in the frame) of frame `n`."""
         period = 2 * self._pan
         phase = (n * self._pan_step) % period
         offset = phase if phase <= self._pan else period - phase
-        frame[self._picture_top :] = self._panorama[:, offset : offset + self.width]
-        # A disc bouncing across the picture: local motion on top of the pan.
         w, h, r = self.width, self._picture_h, self._disc_r
         cx = r + abs((n * 3 * self._pan_step) % (2 * (w - 2 * r)) - (w - 2 * r))
         cy = r + abs((n * 2 * self._pan_step) % (2 * max(1, h - 2 * r)) - (h - 2 * r))
-        centre = (int(cx), self._picture_top + int(cy))
-        cv2.circle(frame, centre, r, self._disc_color, -1, cv2.LINE_8)
+        return offset, int(cx), self._picture_top + int(cy)
+
+    def _i420_for(self, n: int) -> Frame:
+        w, h = self.width, self.height
+        frame = np.empty((h * 3 // 2, w), dtype=np.uint8)
+        y_plane, u_plane, v_plane = i420_planes(frame, w, h)
+        offset, cx, cy = self._motion(n)
+        offset -= offset % 2  # chroma is subsampled 2:1: pan by whole chroma samples
+        py, pu, pv = self._pano_planes
+        y_plane[:] = py[:, offset : offset + w]
+        u_plane[:] = pu[:, offset // 2 : offset // 2 + w // 2]
+        v_plane[:] = pv[:, offset // 2 : offset // 2 + w // 2]
+        dy, du, dv = self._disc_yuv
+        r = self._disc_r
+        cv2.circle(y_plane, (cx, cy), r, dy, -1, cv2.LINE_8)
+        cv2.circle(u_plane, (cx // 2, cy // 2), r // 2, du, -1, cv2.LINE_8)
+        cv2.circle(v_plane, (cx // 2, cy // 2), r // 2, dv, -1, cv2.LINE_8)
+        return frame
+
+    def _frame_for(self, n: int) -> Frame:
+        frame = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        # Ping-pong pan (no jump at a wrap), so motion is smooth forever; a disc bouncing
+        # across the picture gives local motion on top of the pan.
+        offset, cx, cy = self._motion(n)
+        frame[self._picture_top :] = self._panorama[:, offset : offset + self.width]
+        cv2.circle(frame, (cx, cy), self._disc_r, self._disc_color, -1, cv2.LINE_8)
         return frame
 
     def __repr__(self) -> str:

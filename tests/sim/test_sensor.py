@@ -6,6 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,3 +186,39 @@ def test_file_sensor_refuses_what_it_cannot_play(tmp_path: Path) -> None:
         out.mux(stream.encode(None))
     with pytest.raises(SensorError, match="no video stream"):
         FileSensor(wav, 160, 120, "BC-00000000")
+
+
+@pytest.mark.parametrize("night", [False, True])
+def test_i420_frames_carry_the_same_counter_text_and_motion_after_h264(night: bool) -> None:
+    # The camera's sensor draws in I420 for the encoder; what a viewer decodes must show
+    # the same counter strip and burned-in text as the BGR picture.
+    from firmware.encoder import H264Encoder
+
+    w, h, fps = 320, 240, 30
+    bgr = SyntheticSensor(w, h, "BC-1A2B3C4D", night_mode=night)
+    yuv = SyntheticSensor(w, h, "BC-1A2B3C4D", night_mode=night, pixel_format="yuv420p")
+    raw = yuv.capture(7, T0)
+    assert raw.shape == (h * 3 // 2, w) and raw.dtype == np.uint8
+    assert not np.array_equal(raw, yuv.capture(8, T0 + 1 / fps))  # it moves
+    assert yuv.capture(7, T0 + 1.0)[:h].tolist() != raw[:h].tolist()  # the time is drawn
+    enc = H264Encoder(w, h, fps, 2_000_000, fps)
+    packets = []
+    for n in range(10):
+        packets += enc.encode_video(yuv.capture(n, T0 + n / fps), n)
+    packets += enc.flush()
+    dec = av.CodecContext.create("h264", "r")
+    decoded = [f.to_ndarray(format="bgr24") for p in packets for f in dec.decode(av.Packet(p.data))]
+    assert [read_frame_counter(f) for f in decoded] == list(range(10))
+    # Luma of the text box: the I420 drawing and the BGR drawing agree closely.
+    _, _, top = strip_geometry(w, h)
+    box = (slice(top, top + h // 4), slice(0, w // 2))
+    ref = cv2.cvtColor(bgr.capture(9, T0 + 9 / fps), cv2.COLOR_BGR2GRAY)[box].astype(float)
+    got = cv2.cvtColor(decoded[9], cv2.COLOR_BGR2GRAY)[box].astype(float)
+    assert np.corrcoef(ref.ravel(), got.ravel())[0, 1] > 0.8
+
+
+def test_i420_needs_even_sizes_and_a_known_format() -> None:
+    with pytest.raises(SensorError, match="even"):
+        SyntheticSensor(321, 240, "BC-00000000", pixel_format="yuv420p")
+    with pytest.raises(ValueError, match="pixel_format"):
+        SyntheticSensor(320, 240, "BC-00000000", pixel_format="rgb")

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-for extra in (ROOT, ROOT / "tests" / "dock"):
+for extra in (ROOT, ROOT / "tests" / "dock", ROOT / "tests" / "fakes"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 

@@ -74,6 +74,23 @@ def add_subcommands(subparsers: Any) -> None:
         "--no-serial", action="store_true", help="do not serve the control channel when docked"
     )
     run.set_defaults(func=cmd_device_run)
+    provision = device_sub.add_parser(
+        "provision",
+        help="pin the integrator key a camera trusts for flashed profiles",
+        description="Install the integrator's public key in the profile store of the camera "
+        "in HOME (created if new, as at the factory). A camera accepts flashed profiles only "
+        "once this is done, and only signed by this key; a different key, once provisioned, "
+        "is refused.",
+    )
+    provision.add_argument("--home", type=Path, required=True, metavar="DIR", help="camera home")
+    provision.add_argument(
+        "--integrator-key",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the integrator's public key (integrator.pub from `bodycam keys init`)",
+    )
+    provision.set_defaults(func=cmd_device_provision)
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
@@ -133,6 +150,25 @@ def cmd_shift(args: argparse.Namespace) -> int:
         if not docked:
             raise RuntimeError("the shift ended before the dock ran")
         return docked[0].exit_code
+    return 0
+
+
+def cmd_device_provision(args: argparse.Namespace) -> int:
+    from crypto.keys import fingerprint, load_public_key, public_key_kind
+    from firmware.camera import PROFILES_DIR
+    from firmware.profile_store import ProfileStore
+
+    path: Path = args.integrator_key
+    kind = public_key_kind(path)
+    if kind is not None and kind != "integrator":
+        raise ValueError(f"{path} is a {kind} key; pass the integrator's public key")
+    public = load_public_key(path)
+    store = ProfileStore(args.home / PROFILES_DIR)
+    if store.provision_integrator(public):
+        print(f"{args.home}: integrator key {fingerprint(public)} provisioned; "
+              "profiles signed with it can now be flashed")
+    else:
+        print(f"{args.home}: integrator key {fingerprint(public)} was already provisioned")
     return 0
 
 

@@ -35,6 +35,10 @@ class IndicatorPolicy:
         self._event = event
         self.led_on = False
         self.last: str | None = None
+        # Every signal of the latest moment (a start gives a beep and a vibration at once;
+        # showing only the last one would hide the beep the officer heard).
+        self.recent: list[str] = []
+        self._recent_mono: float | None = None
         self._last_beep_mono = 0.0
 
     @property
@@ -69,7 +73,7 @@ class IndicatorPolicy:
         self.led_on = on
         if self._panel is not None:
             self._panel.led(on, reason)
-        self.last = f"led {'on' if on else 'off'}"
+        self._note(f"led {'on' if on else 'off'}")
         self._event("indicator", indicator="led", on=on, reason=reason)
 
     def signal(self, what: Signal, reason: str) -> None:
@@ -78,8 +82,16 @@ class IndicatorPolicy:
                 self._panel.beep(reason)
             else:
                 self._panel.vibrate(reason)
-        self.last = f"{what}: {reason}"
+        self._note(f"{what}: {reason}")
         self._event("indicator", indicator=what, reason=reason)
+
+    def _note(self, text: str) -> None:
+        now = self._clock.monotonic()
+        if self._recent_mono is None or now - self._recent_mono > _EPS:
+            self.recent = []
+            self._recent_mono = now
+        self.recent.append(text)
+        self.last = text
 
     def _start_stop(self, profile: Profile, reason: str) -> None:
         ind = profile.indicators

@@ -58,8 +58,10 @@ def add_subcommands(subparsers: Any) -> None:
         "run",
         help="an emulated camera in the terminal (r record, s stop, d dock, q quit)",
         description="Boot a camera with PROFILE in HOME (provisioned on first use) and run "
-        "it in real time. Keys: r record, s stop, d dock/undock, q quit. When stdin is not "
-        "a terminal, commands are read one per line (also 'wait SECONDS').",
+        "it in real time; a profile flashed into HOME wins over PROFILE (the first line "
+        "says which one runs). Keys: r record, s stop, d dock/undock, q quit. When stdin is "
+        "not a terminal, commands are read one per line (also 'wait SECONDS'). SIGTERM or "
+        "SIGHUP (closing the terminal) cuts the power: the next boot recovers.",
     )
     run.add_argument("--profile", type=Path, required=True, metavar="FILE", help="profile TOML")
     run.add_argument("--home", type=Path, required=True, metavar="DIR", help="camera home")
@@ -180,6 +182,14 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     from sim.terminal import run_device
 
     path: Path = args.profile
+    if args.slot_name is not None:
+        from dock.names import check_component
+
+        # A slot is one folder in --slots: a name with a separator would publish the
+        # camera somewhere else (or nowhere the dock looks).
+        check_component(args.slot_name, "--slot-name")
+    if args.slots is not None and args.slots.exists() and not args.slots.is_dir():
+        raise NotADirectoryError(f"--slots {args.slots} is not a folder")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -200,6 +210,17 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         from firmware.identity import load_or_provision
 
         slot_name = load_or_provision(args.home, model=Camera.model)[0].device_id
+    if args.slots is not None:
+        from sim.docking import remove_dead_slots
+
+        for gone in remove_dead_slots(args.slots):
+            print(f"removed dock slot {gone}: its camera is gone (killed while docked)",
+                  file=sys.stderr)
     return run_device(
-        camera, stdin_fd=sys.stdin.fileno(), out=sys.stdout, slots=args.slots, slot_name=slot_name
+        camera,
+        stdin_fd=sys.stdin.fileno(),
+        out=sys.stdout,
+        slots=args.slots,
+        slot_name=slot_name,
+        profile_path=path,
     )

@@ -38,7 +38,7 @@ class IndicatorPolicy:
         # Every signal of the latest moment (a start gives a beep and a vibration at once;
         # showing only the last one would hide the beep the officer heard).
         self.recent: list[str] = []
-        self._recent_mono: float | None = None
+        self._grouping = False
         self._last_beep_mono = 0.0
 
     @property
@@ -63,9 +63,13 @@ class IndicatorPolicy:
             self.signal("beep", "recording reminder")
 
     def fault(self) -> None:
-        self.led(False, "fault")
-        self.signal("beep", "fault")
-        self.signal("vibrate", "fault")
+        self._begin_moment()
+        try:
+            self.led(False, "fault")
+            self.signal("beep", "fault")
+            self.signal("vibrate", "fault")
+        finally:
+            self._grouping = False
 
     def led(self, on: bool, reason: str) -> None:
         if self.led_on == on:
@@ -85,19 +89,26 @@ class IndicatorPolicy:
         self._note(f"{what}: {reason}")
         self._event("indicator", indicator=what, reason=reason)
 
+    def _begin_moment(self) -> None:
+        """The signals until the matching `_grouping = False` are given together."""
+        self.recent = []
+        self._grouping = True
+
     def _note(self, text: str) -> None:
-        now = self._clock.monotonic()
-        if self._recent_mono is None or now - self._recent_mono > _EPS:
+        if not self._grouping:
             self.recent = []
-            self._recent_mono = now
         self.recent.append(text)
         self.last = text
 
     def _start_stop(self, profile: Profile, reason: str) -> None:
         ind = profile.indicators
-        if ind.led_on_record:
-            self.led(reason == RECORDING_STARTED, reason)
-        if ind.beep_on_start_stop:
-            self.signal("beep", reason)
-        if ind.vibrate:
-            self.signal("vibrate", reason)
+        self._begin_moment()
+        try:
+            if ind.led_on_record:
+                self.led(reason == RECORDING_STARTED, reason)
+            if ind.beep_on_start_stop:
+                self.signal("beep", reason)
+            if ind.vibrate:
+                self.signal("vibrate", reason)
+        finally:
+            self._grouping = False

@@ -232,3 +232,51 @@ def test_slot_name_with_a_separator_is_refused_up_front(tmp_path: Path, name: st
     assert done.returncode == 1
     assert done.stderr.startswith("bodycam: error: --slot-name") and "refused" in done.stderr
     assert not (tmp_path / "h").exists() and not (tmp_path / "slots").exists()
+
+
+def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> None:
+    """A real dock run takes and releases the recording; the camera's screen follows it."""
+    import io
+
+    from crypto.keys import init_site_keys
+    from firmware.camera import Camera
+    from firmware.control import CameraControlServer
+    from firmware.profile import parse_profile
+    from sim.board import SimBoard
+    from sim.clock import FastForwardClock
+    from sim.docking import ingest_docked
+    from sim.terminal import DeviceSession
+
+    site = init_site_keys(tmp_path / "keys")
+    base = default_profile(
+        vault_recipients=[site.vault.hex()], trusted_docks=[site.dock.hex()]
+    )
+    raw = derive_profile(base, SMALL, source="test")[0]
+    cam = Camera(
+        tmp_path / "home",
+        parse_profile(raw, source="test"),
+        SimBoard(FastForwardClock()),
+        profile_raw=raw,
+        control_factory=CameraControlServer,
+    )
+    slots = tmp_path / "slots"
+    session = DeviceSession(cam, io.StringIO(), slots=slots, slot_name="s1")
+    cam.power_on()
+    try:
+        cam.run_for(5)
+        assert session.command("r").startswith("recording 20")
+        cam.run_for(6)
+        docked = session.command("d")  # docking stops the recording first
+        assert "stopped 20" in docked and f"docked in {slots / 's1'}" in docked
+        assert session.offload().startswith("offload 0/1 recordings released, ")
+        assert "offload 0/1" in session.status()
+        result = ingest_docked(
+            {cam.device_id: cam}, slots, tmp_path / "ledger.sqlite",
+            (tmp_path / "store").as_uri(), tmp_path / "keys", out=io.StringIO(),
+        )
+        assert result.exit_code == 0
+        assert session.offload() == "offload done: 1 recording released"
+        assert "offload done" in session.status()
+        assert session.command("d") == "undocked (offload done: 1 recording released)"
+    finally:
+        session.close()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test fuzz demo bench lint clean system-deps
+.PHONY: install test reliability fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
 SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
@@ -35,6 +35,11 @@ system-deps:
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The fault suite at full counts (make test runs its short form); BODYCAM_SEED=N repeats a run.
+reliability: $(STAMP)
+	BODYCAM_RELIABILITY=full $(BIN)/python -m pytest -q -p no:cacheprovider $(RELIABILITY_ARGS) \
+		tests/reliability
+
 # The property-based tests with fresh random examples (make test runs a fixed set).
 fuzz: $(STAMP)
 	BODYCAM_HYPOTHESIS=explore $(BIN)/python -m pytest -q $(FUZZ_ARGS) \
@@ -53,7 +58,8 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/mypy firmware dock ringbuffer crypto sim vault bodycam_cli.py
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy firmware dock ringbuffer crypto sim store vault bodycam_cli.py
 	# test folders one at a time: each has its own conftest.py (the shared fakes: tests/fakes)
 	$(BIN)/mypy --strict tests/serial
 	$(BIN)/mypy --strict tests/dock

@@ -95,9 +95,10 @@ def ingest_run(pristine: list[Path], work: Path, keys: Any, parallel: bool) -> f
     from dock_support import Dock, register
 
     from dock.daemon import DaemonConfig, DockDaemon
-    from dock.ingest import CameraIngest, DockContext, Slot
+    from dock.ingest import CameraIngest, DockContext
     from dock.ledger import Ledger
-    from dock.store import FileStore
+    from dock.slots import Slot
+    from store import FileStore
 
     for d in ("store", "state", "slots"):
         shutil.rmtree(work / d, ignore_errors=True)

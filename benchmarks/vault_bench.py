@@ -57,7 +57,7 @@ def build_store(root: Path, recordings: int, cameras: int, keys: dict[str, Any])
     """Seal `recordings` small recordings and lay them out as docks store them (no fsync)."""
     from crypto.seal import RecordingSealer
     from dock.ingest_record import canonical
-    from dock.store import FileStore, object_key
+    from store import FileStore, object_key
 
     store = FileStore(root)
     store.check()
@@ -105,7 +105,7 @@ def run_backend(name: str, url: str, store_root: Path, keys: dict[str, Any],
     from django.contrib.auth.models import User
     from vault_support import make_municipalities, use_database
 
-    from dock.store import FileStore
+    from store import FileStore
     from vault.access import actor_for
     from vault.accounts.models import Membership, Municipality
     from vault.catalog.models import Recording

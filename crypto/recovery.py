@@ -11,14 +11,13 @@ crypto/FORMAT.md, "Recovery".
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from crypto.errors import FormatError, Truncated
-from crypto.files import fsync_dir
+from crypto.files import fsync_dir, sha256_fd
 from crypto.format import (
     HEADER_NAME,
     KIND_RECOVERED_END,
@@ -63,18 +62,6 @@ class RecoveryReport:
         log.error("recovery %s: %s (left alone)", self.recording_id, line)
 
 
-def _sha256_file(fd: int, size: int) -> str:
-    digest = hashlib.sha256()
-    offset = 0
-    while offset < size:
-        block = os.pread(fd, min(1 << 20, size - offset), offset)
-        if not block:
-            raise Truncated("file shrank while being hashed")
-        digest.update(block)
-        offset += len(block)
-    return digest.hexdigest()
-
-
 def salvage_part(
     directory: Path,
     part: Path,
@@ -115,7 +102,7 @@ def salvage_part(
         new_size = header.header_len + chunks * full
         os.ftruncate(fd, new_size)
         os.fsync(fd)
-        sha = _sha256_file(fd, new_size)
+        sha = sha256_fd(fd, new_size, part.name)
     finally:
         if fd >= 0:
             os.close(fd)
@@ -158,7 +145,7 @@ def _restore_final(
         chunks = normal_chunk_count(size, header.header_len, header.chunk_size)
         if chunks is None:
             raise FormatError(f"{name}: {size} bytes do not fit the chunk layout")
-        sha = _sha256_file(fd, size)
+        sha = sha256_fd(fd, size, name)
     finally:
         os.close(fd)
     manifest.append(

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crypto.errors import FormatError, NotSignedByDevice, Tampered, Truncated
+from crypto.files import sha256_fd
 from crypto.format import (
     END_KINDS,
     HEADER_NAME,
@@ -46,7 +47,6 @@ from crypto.keys import fingerprint, verify_signature
 
 log = logging.getLogger(__name__)
 
-_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -240,20 +240,6 @@ def check_segment_layout(seg: SegmentHeader, entry: ManifestEntry) -> None:
         )
 
 
-def _sha256_fd(fd: int, size: int, name: str) -> str:
-    digest = hashlib.sha256()
-    buf = bytearray(min(_HASH_BLOCK, max(size, 1)))
-    view = memoryview(buf)
-    offset = 0
-    while offset < size:
-        n = os.preadv(fd, [view[: min(len(buf), size - offset)]], offset)
-        if n <= 0:
-            raise Truncated(f"{name} shrank while being read")
-        digest.update(view[:n])
-        offset += n
-    return digest.hexdigest()
-
-
 def open_listed_segment(
     path: Path, entry: ManifestEntry, rec: VerifiedRecording | RecordingHeader
 ) -> tuple[int, SegmentHeader]:
@@ -288,7 +274,7 @@ def open_listed_segment(
         except FormatError as exc:
             # The camera signed a header it could write: one that no longer parses
             # (bad magic, version or field) was changed after signing.
-            if size != entry.size or _sha256_fd(fd, size, name) != entry.sha256:
+            if size != entry.size or sha256_fd(fd, size, name) != entry.sha256:
                 raise Tampered(name, None, f"differs from the signed manifest ({exc})") from None
             raise
         check_segment_identity(header, entry, rec)
@@ -309,7 +295,7 @@ def verify_segment_file(
     """One segment file against its signed manifest entry: header, size, SHA-256."""
     fd, _ = open_listed_segment(Path(path), entry, rec)
     try:
-        actual = _sha256_fd(fd, entry.size, entry.name)
+        actual = sha256_fd(fd, entry.size, entry.name)
     finally:
         os.close(fd)
     if not hmac.compare_digest(actual, entry.sha256):

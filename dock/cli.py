@@ -31,7 +31,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
 from dock.ledger import ROLES, Ledger
 
@@ -58,7 +58,7 @@ def _seconds(text: str) -> float:
     return value
 
 
-def add_subcommands(subparsers: Any) -> None:
+def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `dock run|status|register|unregister` on the top-level `bodycam` parser."""
     dock = subparsers.add_parser("dock", help="the docking-station ingest daemon",
                                  description="Ingest docked cameras into storage with proof.")
@@ -146,7 +146,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon = DockDaemon(config)
     signalled: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         signalled.append(signum)
         daemon.request_stop()
 
@@ -244,7 +244,7 @@ def _who(by: str | None) -> str:
 
 def read_device_pubkey(spec: str) -> tuple[str, bytes, str]:
     """(device id, public key, model) from a DEVICE.json / key file path or a hex key."""
-    from firmware.identity import device_id_for, read_device_info
+    from crypto.device_info import device_id_for, read_device_info
 
     text = spec.strip()
     if re.fullmatch(r"[0-9a-fA-F]{64}", text) and not Path(spec).exists():

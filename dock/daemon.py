@@ -24,27 +24,29 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from dock.ingest import (
-    DONE,
-    ERROR,
-    QUARANTINED_STATE,
-    WAITING,
-    CameraIngest,
-    CameraReport,
-    Clock,
-    DockContext,
-    Slot,
-    SlotProgress,
-    SystemClock,
-    clean_spool_at_start,
-)
+from dock.clock import SystemClock
+from dock.faults import fault_point
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
-from dock.store import RetryPolicy, Store, StoreError, open_store
+from dock.report import CameraReport
+from dock.slots import Slot, SlotProgress, SlotSnapshot, SlotState
+from dock.spool import clean_spool_at_start
 from dock.watcher import SlotWatcher
+from firmware.hardware import Clock
+from firmware.protocol import Signer
+from store import RetryPolicy, Store, StoreError, open_store
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    from crypto.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ class DaemonResult:
         return 0 if all(r.ok for r in self.reports) else 1
 
 
-def load_dock_key(keys_dir: Path | None) -> Any:
+def load_dock_key(keys_dir: Path | None) -> SigningKey:
     """The site's dock signing key (keys_dir/dock.key), made by `bodycam keys init`."""
     from crypto.keys import SigningKey
 
@@ -129,9 +131,9 @@ class DockDaemon:
     """Runs the dock until stopped (or, with `once`, until every docked camera is done)."""
 
     def __init__(self, config: DaemonConfig, *, store: Store | None = None,
-                 ledger: Ledger | None = None, dock_key: Any = None,
+                 ledger: Ledger | None = None, dock_key: Signer | None = None,
                  clock: Clock | None = None, out: TextIO | None = None,
-                 watcher: SlotWatcher | None = None, console: Any = None) -> None:
+                 watcher: SlotWatcher | None = None, console: Console | None = None) -> None:
         self.config = config
         self._console = console
         self.clock = clock or SystemClock()
@@ -144,7 +146,8 @@ class DockDaemon:
         retry = RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0,
                             sleep=self._interruptible_sleep, stop=self.stop_event,
                             on_retry=self._store_retry, on_success=self._store_answered)
-        self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now)
+        self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now,
+                                            fault=fault_point)
         if store is not None:
             store.retry.stop = self.stop_event
             store.retry.on_retry = self._store_retry
@@ -174,8 +177,8 @@ class DockDaemon:
         self._docked: dict[str, Slot] = {}
         self._redocked: dict[str, Slot] = {}
         self._last_status = -1e18
-        self._view: Any = None
-        self._rows: dict[str, dict[str, Any]] = {}  # last state of slots no longer running
+        self._view: Live | None = None
+        self._rows: dict[str, SlotSnapshot] = {}  # last state of slots no longer running
         self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
         self._registry_due = -1e18
 
@@ -299,9 +302,9 @@ class DockDaemon:
         return not (self._sessions or self._queue or self._retries or self.watcher.pending())
 
     def _handle_events(self) -> None:
-        for kind, payload in self.watcher.poll():
-            if kind == "docked":
-                slot: Slot = payload
+        for _, payload in self.watcher.poll():
+            if isinstance(payload, Slot):  # ("docked", slot)
+                slot = payload
                 self._docked[slot.name] = slot
                 self._retries.pop(slot.name, None)
                 if slot.name in self._sessions:
@@ -309,9 +312,9 @@ class DockDaemon:
                     self._redocked[slot.name] = slot
                 elif slot not in self._queue:
                     self._queue.append(slot)
-                    self.ledger.set_slot(slot.name, state=WAITING, message="docked")
-            else:
-                name: str = payload
+                    self.ledger.set_slot(slot.name, state=SlotState.WAITING, message="docked")
+            else:  # ("undocked", name)
+                name = payload
                 self._docked.pop(name, None)
                 self._retries.pop(name, None)
                 self._redocked.pop(name, None)
@@ -348,7 +351,7 @@ class DockDaemon:
             report = CameraReport(session.slot.name)
             report.errors.append(f"internal error: {type(exc).__name__}: {exc}")
             session.report = report
-            session.progress.set(ERROR, message=str(exc))
+            session.progress.set(SlotState.ERROR, message=str(exc))
 
     def _reap(self) -> None:
         for name, session in list(self._sessions.items()):
@@ -388,13 +391,13 @@ class DockDaemon:
             if self.config.once and state.attempts >= self.config.once_attempts:
                 self._retries.pop(name, None)
                 self.result.reports.append(report)
-                self._slot_row(name, snap, ERROR, f"gave up: {line}")
+                self._slot_row(name, snap, SlotState.ERROR, f"gave up: {line}")
                 return
             delay = min(self.config.retry_max,
                         self.config.retry_base * 2 ** (state.attempts - 1))
             state.due = self.clock.monotonic() + delay
             message = f"{line}; everything kept on the camera, retrying in {delay:.0f} s"
-            self._slot_row(name, snap, ERROR, message)
+            self._slot_row(name, snap, SlotState.ERROR, message)
             log.warning("slot %s: retrying in %.0f s", name, delay)
             return
         self._retries.pop(name, None)
@@ -404,10 +407,11 @@ class DockDaemon:
         if not still_docked and not self.stop_event.is_set():
             self.ledger.clear_slot(name)
             return
-        final = DONE if report.ok else (QUARANTINED_STATE if report.quarantined else ERROR)
+        final = SlotState.DONE if report.ok else (
+            SlotState.QUARANTINED if report.quarantined else SlotState.ERROR)
         self._slot_row(name, snap, final, line)
 
-    def _slot_row(self, name: str, snap: dict[str, Any], state: str, message: str) -> None:
+    def _slot_row(self, name: str, snap: SlotSnapshot, state: SlotState, message: str) -> None:
         self._rows[name] = {**snap, "state": state, "message": message, "rate": 0.0,
                             "recording": None}
         self.ledger.set_slot(name, state=state, device_id=snap["device_id"],
@@ -490,7 +494,7 @@ class DockDaemon:
             self._view.stop()
             self._view = None
 
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         from rich.table import Table
 
         table = Table(title=f"bodycam dock - {self.config.slots} -> {self.store.url}",
@@ -566,7 +570,8 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GiB"
 
 
-def progress_cells(snap: dict[str, Any]) -> list[str]:
+def progress_cells(snap: Mapping[str, Any]) -> list[str]:
+    """One row of the live view / `dock status` table: a slot's snapshot or ledger row."""
     eta = snap.get("eta")
     rate = snap.get("rate") or 0.0
     return [

@@ -18,36 +18,38 @@ For a camera in a slot (`SLOTS/<slot>/volume` and `serial`, see ARCHITECTURE
 4. offloads the camera's signed event log from where the last docking stopped.
 
 Names, sizes and counts the camera lists are untrusted: every name is checked where it
-enters (dock/names.py, both transfer modes), a refused one is reported and never becomes
-a path, no copy reads past the size the signed manifest allows, and every file left on
-the camera at the end is named with why. Every note reaches the summary line.
+enters (crypto/names.py and dock/names.py, both transfer modes), a refused one is
+reported and never becomes a path, no copy reads past the size the signed manifest
+allows, and every file left on the camera at the end is named with why. Every note
+reaches the summary line.
 
 Anything that fails verification is put in the store's quarantine with the reason,
 recorded, reported, and never released. The volume is read-only to the dock.
 Every step is idempotent against the ledger, so a dock killed at any instant
 resumes without uploading twice or releasing anything that is not durable.
+
+This module is the session itself; the parts it uses each have their own: slots and
+their states (`dock.slots`), where files come from (`dock.sources`), background
+releases (`dock.release`), the outcome (`dock.report`), the spool (`dock.spool`) and
+the store (`store`).
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import hmac
-import itertools
 import logging
 import os
-import queue
-import re
-import stat
 import threading
-import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING
 
+from crypto.device_info import VOLUME_INFO_FILE, IdentityError, read_device_info
 from crypto.errors import FormatError
+from crypto.files import sha256_digest, sha256_file
 from crypto.format import (
     HEADER_NAME,
     MANIFEST_MAX_SIZE,
@@ -56,74 +58,52 @@ from crypto.format import (
     REC_HEADER_MAX,
     segment_index_of,
 )
+from crypto.names import NameRefused, check_device_id
 from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment, verify_manifest
-from dock.faults import FAULT_ENV, fault_point
+from dock.clock import SystemClock
+from dock.faults import fault_point
 from dock.ingest_record import write_for_recording
 from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
-from dock.names import (
-    RECORDINGS_DIR,
-    CameraListing,
-    ListingBounds,
-    ListingBuilder,
-    ListingRefused,
-    NameRefused,
-    check_device_id,
-    check_recording_id,
-    display_path,
-    shown,
+from dock.names import ListingBounds, ListingRefused, display_path
+from dock.release import ReleaseWorker
+from dock.report import CameraReport
+from dock.slots import Slot, SlotProgress, SlotState
+from dock.sources import (
+    MAX_NAME_NOTES,
+    FileSource,
+    SerialSource,
+    VerificationFailed,
+    VolumeSource,
 )
-from dock.store import (
+from dock.spool import drop_if_shared, remove_spool_folder
+from firmware.hardware import Clock
+from firmware.protocol import Signer
+from store import (
     Store,
+    StoredObject,
     StoreError,
     StoreFull,
     StoreIntegrityError,
     StoreUnavailable,
     events_key,
+    events_prefix,
+    events_range,
     object_key,
     retain_until,
-    sha256_file,
     split_name,
 )
 
+if TYPE_CHECKING:
+    from dock.link import CameraLink, HelloInfo
+
 log = logging.getLogger(__name__)
 
-COPY_BLOCK = 1 << 20
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 # A quarantined file without a manifest entry (nothing says how long it may be) is kept
 # as evidence up to this many bytes: a camera cannot make the dock copy without end.
 MAX_EVIDENCE = 256 << 20
 MAX_EVIDENCE_PER_SESSION = 1 << 30  # and all of them together, per docking
-MAX_NAME_NOTES = 32  # files left on the camera named in notes; the rest are counted
-# What a camera volume holds besides recordings, and what stays on it after a docking.
 _EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
-VOLUME_KEEPS = {"DEVICE.json": None, "events": {"events.jsonl"}, RECORDINGS_DIR: None}
-_EVENTS_PIECE = re.compile(r"events-(\d{12})-(\d{12})\.jsonl")
-
-# Progress states shown per slot.
-WAITING = "waiting"
-AUTHENTICATING = "authenticating"
-VERIFYING = "verifying"
-UPLOADING = "uploading"
-RELEASING = "releasing"
-DONE = "done"
-QUARANTINED_STATE = "quarantined"
-ERROR = "error"
-
-
-class Clock(Protocol):
-    def now(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    """Wall and monotonic time of the machine (the daemon's default clock)."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 class IngestAborted(Exception):
@@ -142,455 +122,20 @@ class CameraRefused(Exception):
     """The camera may not be ingested: unknown, re-keyed, or failed authentication."""
 
 
-class VerificationFailed(Exception):
-    """A file does not match the camera's signed manifest; the item goes to quarantine."""
-
-
-# --- slots ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Slot:
-    """A docked camera as the slots root shows it."""
-
-    name: str
-    path: Path
-
-    @property
-    def volume(self) -> Path | None:
-        v = self.path / "volume"
-        return v if v.is_dir() else None
-
-    @property
-    def serial(self) -> str | None:
-        s = self.path / "serial"
-        if s.is_symlink():
-            return os.path.realpath(s)
-        return str(s) if s.exists() else None
-
-    def present(self) -> bool:
-        return self.path.is_dir()
-
-
-# --- progress -----------------------------------------------------------------------------
-
-
-@dataclass
-class SlotProgress:
-    """What one slot is doing, for the live view and `dock status`. Thread-safe."""
-
-    slot: str
-    clock: Clock
-    device_id: str | None = None
-    recording: str | None = None
-    state: str = WAITING
-    bytes_done: int = 0
-    bytes_total: int = 0
-    message: str = ""
-    started: float = 0.0
-    rate: float = 0.0  # bytes per second, smoothed
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _last_t: float = 0.0
-    _last_bytes: int = 0
-
-    def __post_init__(self) -> None:
-        self.started = self._last_t = self.clock.monotonic()
-
-    def set(self, state: str | None = None, **fields: Any) -> None:
-        with self._lock:
-            if state is not None:
-                self.state = state
-            for k, v in fields.items():
-                setattr(self, k, v)
-
-    def add_total(self, n: int) -> None:
-        with self._lock:
-            self.bytes_total += n
-
-    def add_bytes(self, n: int) -> None:
-        with self._lock:
-            self.bytes_done += n
-            now = self.clock.monotonic()
-            dt = now - self._last_t
-            if dt >= 0.25:
-                instant = (self.bytes_done - self._last_bytes) / dt
-                self.rate = instant if self.rate == 0 else 0.7 * self.rate + 0.3 * instant
-                self._last_t, self._last_bytes = now, self.bytes_done
-
-    @property
-    def eta(self) -> float | None:
-        left = self.bytes_total - self.bytes_done
-        if self.rate <= 0 or left <= 0:
-            return None
-        return left / self.rate
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "slot": self.slot, "device_id": self.device_id, "recording": self.recording,
-                "state": self.state, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total, "rate": self.rate, "eta": self.eta,
-                "message": self.message,
-            }
-
-
-# --- sources of sealed files ------------------------------------------------------------------
-
-
-class FileSource(Protocol):
-    """Where a camera's sealed files are read from: its volume, or its serial channel."""
-
-    kind: str
-
-    def list_files(self) -> CameraListing:
-        """Every file under recordings/: accepted names (dock/names.py) with their sizes,
-        and what was refused, with why. Raises ListingRefused beyond the bounds."""
-
-    def read_small(self, relative: str, limit: int) -> bytes:
-        """A whole small file (header, manifest); raises if larger than `limit`."""
-
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
-        """Copy from `start` into `out`, chunk by chunk, never past byte `limit`.
-
-        Returns (end offset, size of the file as the camera reports it)."""
-
-    def event_log(self, offset: int, limit: int) -> bytes:
-        """Up to `limit` bytes of the signed event log from `offset`."""
-
-
-class VolumeSource:
-    """Reads the camera's volume as mounted in the slot (USB mass storage). Never writes."""
-
-    kind = "volume"
-
-    def __init__(self, volume: Path, check: Callable[[], None],
-                 bounds: ListingBounds | None = None) -> None:
-        self.volume = Path(volume)
-        self._check = check
-        self.bounds = bounds
-
-    def _open(self, relative: str) -> int:
-        """Open a file below the volume without following any link on the way.
-
-        Listed names are checked already; walking folder by folder with O_NOFOLLOW also
-        stops a folder swapped for a symlink after the listing from leading the dock
-        outside the volume.
-        """
-        parts = relative.split("/")
-        try:
-            fd = os.open(self.volume, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            self._check()
-            raise
-        try:
-            for part in parts[:-1]:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                os.close(fd)
-                fd = nxt
-            file_fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW, dir_fd=fd)
-        except FileNotFoundError:
-            self._check()
-            raise
-        except NotADirectoryError:
-            raise VerificationFailed(f"{relative}: a folder on the way is not a folder") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise VerificationFailed(f"{relative} is a symbolic link") from None
-            raise
-        finally:
-            os.close(fd)
-        if not stat.S_ISREG(os.fstat(file_fd).st_mode):
-            os.close(file_fd)
-            raise VerificationFailed(f"{relative} is not a regular file")
-        return file_fd
-
-    def _scan(self, folder: Path, builder: ListingBuilder) -> list[os.DirEntry[str]]:
-        """A folder's entries, sorted; each one counts against the listing bound."""
-        entries: list[os.DirEntry[str]] = []
-        with os.scandir(folder) as it:
-            for entry in it:
-                if len(entries) >= builder.bounds.max_files:
-                    raise ListingRefused(
-                        f"{shown(folder.name)} on the camera holds more than "
-                        f"{builder.bounds.max_files} entries; nothing is taken from it "
-                        "(check the camera)")
-                entries.append(entry)
-        return sorted(entries, key=lambda e: e.name)
-
-    def list_files(self) -> CameraListing:
-        builder = ListingBuilder(self.bounds)
-        root = self.volume / RECORDINGS_DIR
-        try:
-            recs = self._scan(root, builder)
-        except FileNotFoundError:
-            self._check()
-            return builder.result()
-        for rec in recs:
-            if rec.is_symlink():
-                builder.refuse(display_path(rec.name), "a symbolic link, not a recording "
-                                                       "folder: not followed")
-                continue
-            if not rec.is_dir(follow_symlinks=False):
-                builder.refuse(display_path(rec.name), "not a recording folder")
-                continue
-            try:
-                check_recording_id(rec.name)
-            except NameRefused as exc:  # refused whole: nothing inside it is looked at
-                builder.refuse(display_path(rec.name), f"name refused: {exc.reason}")
-                continue
-            try:
-                files = self._scan(Path(rec.path), builder)
-            except FileNotFoundError:
-                continue  # released and removed meanwhile
-            if not files:
-                builder.refuse(display_path(rec.name), "an empty folder")
-            for e in files:
-                if e.is_symlink() or not e.is_file(follow_symlinks=False):
-                    kind = "a symbolic link" if e.is_symlink() else "not a regular file"
-                    builder.refuse(display_path(rec.name, e.name), f"{kind}: not taken")
-                    continue
-                try:
-                    size = e.stat(follow_symlinks=False).st_size
-                except FileNotFoundError:
-                    continue
-                builder.add(rec.name, e.name, size)
-        return builder.result()
-
-    def others(self) -> dict[str, str]:
-        """What the volume holds outside recordings/ beyond what a camera keeps there."""
-        found: dict[str, str] = {}
-        try:
-            with os.scandir(self.volume) as it:
-                top = sorted(itertools.islice(it, MAX_NAME_NOTES * 10), key=lambda e: e.name)
-        except FileNotFoundError:
-            return found
-        for entry in top:
-            name = entry.name if len(entry.name) <= 64 else shown(entry.name)
-            if entry.name not in VOLUME_KEEPS:
-                found[name] = "not part of a camera volume"
-                continue
-            keeps = VOLUME_KEEPS[entry.name]
-            if keeps is None or entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
-                continue
-            with os.scandir(entry.path) as it:
-                inside = sorted(e.name for e in itertools.islice(it, MAX_NAME_NOTES * 10))
-            for inner in inside:
-                if inner not in keeps:
-                    found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = \
-                        "not part of a camera volume"
-        return found
-
-    def read_small(self, relative: str, limit: int) -> bytes:
-        fd = self._open(relative)
-        try:
-            with os.fdopen(fd, "rb", closefd=False) as f:
-                data = f.read(limit + 1)
-        finally:
-            os.close(fd)
-        if len(data) > limit:
-            raise VerificationFailed(f"{relative} is larger than the format allows ({limit})")
-        return data
-
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
-        fd = self._open(relative)
-        buf = bytearray(COPY_BLOCK)
-        view = memoryview(buf)
-        offset = start
-        try:
-            while offset < limit:
-                self._check()  # between chunks: unplug and shutdown stop here
-                want = min(COPY_BLOCK, limit - offset)
-                n = os.preadv(fd, [view[:want]], offset)
-                if n <= 0:
-                    break
-                chunk = view[:n]
-                on_chunk(chunk)
-                out.write(chunk)
-                offset += n
-            return offset, os.fstat(fd).st_size
-        finally:
-            os.close(fd)
-
-    def event_log(self, offset: int, limit: int) -> bytes:
-        path = self.volume / "events" / "events.jsonl"
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return b""
-        try:
-            return os.pread(fd, limit, offset)
-        finally:
-            os.close(fd)
-
-
-class SerialSource:
-    """Reads sealed files over the camera's serial channel (transfer mode "serial")."""
-
-    kind = "serial"
-
-    def __init__(self, link: Any, check: Callable[[], None],
-                 bounds: ListingBounds | None = None) -> None:
-        self.link = link
-        self._check = check
-        self.bounds = bounds
-
-    def list_files(self) -> CameraListing:
-        listing: CameraListing = self.link.list_files(self.bounds)
-        return listing
-
-    def read_small(self, relative: str, limit: int) -> bytes:
-        data: bytes = self.link.read(relative, 0, limit + 1)
-        if len(data) > limit:
-            raise VerificationFailed(f"{relative} is larger than the format allows ({limit})")
-        return data
-
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
-        from firmware.protocol import MAX_DATA
-
-        offset, size = start, start
-        while offset < limit:
-            self._check()
-            size, data = self.link.read_chunk(relative, offset, min(MAX_DATA, limit - offset))
-            if data:
-                view = memoryview(data)
-                on_chunk(view)
-                out.write(view)
-                offset += len(data)
-            if offset >= size or not data:
-                break
-        return offset, size
-
-    def event_log(self, offset: int, limit: int) -> bytes:
-        data: bytes = self.link.event_log(offset, limit)
-        return data
-
-
-# --- releasing in the background --------------------------------------------------------------
-
-
-class _ReleaseWorker:
-    """Sends RELEASEs over the serial link while the next segment is copied from the volume.
-
-    The camera hashes and deletes a released segment (and fsyncs its folder); doing that
-    in the background overlaps it with the dock's own copying. Only what the ledger
-    holds as stored is ever queued. Used when files come from the volume, so the link
-    has a single user: this thread.
-    """
-
-    def __init__(self, release: Callable[[str, ManifestEntry, str], None]) -> None:
-        self._release = release
-        self._queue: queue.Queue[tuple[str, ManifestEntry, str] | None] = queue.Queue()
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="dock-release", daemon=True)
-        self._thread.start()
-
-    def submit(self, rec_id: str, entry: ManifestEntry, key: str) -> None:
-        if self.error is not None:
-            raise self.error
-        self._queue.put((rec_id, entry, key))
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self.error is not None:
-                continue  # after a failure only drain: nothing more is released
-            try:
-                self._release(*item)
-            except BaseException as exc:  # handed to the session thread
-                self.error = exc
-
-    def finish(self) -> None:
-        """Wait for every queued release; raise the first failure."""
-        self.close()
-        if self.error is not None:
-            raise self.error
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-
-# --- the report ---------------------------------------------------------------------------
-
-
-@dataclass
-class CameraReport:
-    """The outcome of one docking, and its one-line summary for the operator."""
-
-    slot: str
-    device_id: str | None = None
-    recordings: int = 0
-    recordings_done: int = 0  # every listed segment durable (and released when possible)
-    stored: int = 0  # segments stored in this session
-    released: int = 0  # segments released in this session
-    kept: int = 0  # segments left on the camera
-    quarantined: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    refused: str | None = None
-    store_problem: str | None = None
-    aborted: str | None = None
-    released_camera: bool = False
-    # Files left on the camera besides kept segments (display path -> why): refused
-    # names, odd files, unsealed leftovers. Each is in `notes` as well.
-    left: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.quarantined or self.errors or self.refused or self.store_problem
-                    or self.aborted or self.left) and self.kept == 0
-
-    def summary(self) -> str:
-        """One line: the outcome, then every note the session made."""
-        who = self.device_id or f"slot {self.slot}"
-        notes = f"; notes: {'; '.join(self.notes)}" if self.notes else ""
-        if self.refused:
-            return f"{who}: refused: {self.refused}{notes}"
-        if self.ok:
-            n = self.recordings
-            if n == 0:
-                return f"{who}: no recordings on the camera{notes}"
-            noun = "recording" if n == 1 else "recordings"
-            return f"{who}: all {n} {noun} stored, camera released{notes}"
-        parts = [f"{self.recordings_done} of {self.recordings} recordings stored"]
-        if self.released_camera:
-            parts[0] += ", camera released"
-        if self.aborted:
-            parts.append(self.aborted)
-        if self.store_problem:
-            parts.append(self.store_problem)
-        parts.extend(f"quarantined {q}" for q in self.quarantined)
-        parts.extend(self.errors)
-        if self.kept:
-            parts.append(f"{self.kept} segment(s) kept on the camera")
-        if self.left:
-            parts.append(f"{len(self.left)} other file(s) left on the camera")
-        return f"{who}: " + "; ".join(parts) + notes
-
-
-# --- the dock's shared context ------------------------------------------------------------------
-
-
 @dataclass
 class DockContext:
     """What every slot's session shares: store, ledger, keys, limits, the stop flag."""
 
     store: Store
     ledger: Ledger
-    dock_key: Any  # crypto.keys.SigningKey (signs auth and release receipts)
+    dock_key: Signer | None  # crypto.keys.SigningKey: signs auth and release receipts
     site: str = "default"
     spool_root: Path | None = None
     clock: Clock = field(default_factory=SystemClock)
     uploads: threading.Semaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
     stop: threading.Event = field(default_factory=threading.Event)
     profiles_dir: Path | None = None
-    link_factory: Callable[[str], Any] | None = None
+    link_factory: Callable[[str], CameraLink] | None = None
     link_timeout: float = 2.0
     listing_bounds: ListingBounds = field(default_factory=ListingBounds)
     event_log_piece: int = MAX_EVENT_LOG_PIECE  # bytes of event log read per docking
@@ -603,7 +148,7 @@ class DockContext:
             raise ValueError("a spool directory is needed for this store (--state DIR)")
         return self.spool_root
 
-    def open_link(self, port: str) -> Any:
+    def open_link(self, port: str) -> CameraLink:
         if self.link_factory is not None:
             return self.link_factory(port)
         from dock.link import CameraLink
@@ -625,7 +170,7 @@ class CameraIngest:
         self.progress = progress or SlotProgress(slot.name, ctx.clock)
         self.cancel = cancel or threading.Event()
         self.report = CameraReport(slot.name)
-        self.link: Any = None
+        self.link: CameraLink | None = None
         self.device_id = ""
         self.device_public = b""
         self.source: FileSource | None = None
@@ -635,8 +180,8 @@ class CameraIngest:
         self._hold: set[tuple[str, str]] = set()
         self._unfinished: set[str] = set()  # recordings without END in their manifest
         self._evidence_bytes = 0  # copied for quarantine in this session
-        self._releaser: _ReleaseWorker | None = None
-        self._deferred_profile: Any = None
+        self._releaser: ReleaseWorker | None = None
+        self._deferred_profile: HelloInfo | None = None
 
     # --- session ---------------------------------------------------------------------------
 
@@ -649,8 +194,20 @@ class CameraIngest:
             raise SlotGone("undocked during transfer; dock the camera again to resume")
         releaser = self._releaser
         if releaser is not None and releaser.error is not None \
-                and threading.current_thread() is not releaser._thread:
+                and not releaser.on_worker_thread():
             raise releaser.error
+
+    def _dock_key(self) -> Signer:
+        """The key the dock signs with; without one a camera is refused before anything."""
+        if self.ctx.dock_key is None:
+            raise CameraRefused("the dock has no dock key (--keys DIR with dock.key)")
+        return self.ctx.dock_key
+
+    def _camera_link(self) -> CameraLink:
+        """The serial link; only steps that run after HELLO ask for it."""
+        if self.link is None:
+            raise AssertionError("no serial link to the camera")
+        return self.link
 
     def _note(self, text: str) -> None:
         """Something the operator must hear: the report, the live view, the log."""
@@ -681,38 +238,38 @@ class CameraIngest:
             self._finish_state()
         except CameraRefused as exc:
             self.report.refused = str(exc)
-            self.progress.set(ERROR, message=f"refused: {exc}")
+            self.progress.set(SlotState.ERROR, message=f"refused: {exc}")
             log.warning("slot %s: camera refused: %s", self.slot.name, exc)
         except IngestAborted as exc:
             self.report.aborted = str(exc)
-            self.progress.set(ERROR, message=str(exc))
+            self.progress.set(SlotState.ERROR, message=str(exc))
             log.warning("slot %s: %s", self.slot.name, exc)
         except ListingRefused as exc:
             self.report.errors.append(f"listing refused: {exc}")
-            self.progress.set(ERROR, message=str(exc))
+            self.progress.set(SlotState.ERROR, message=str(exc))
             log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
         except NameRefused as exc:
             # Names are checked where they enter (list_files); one reaching a key or a
             # path unchecked is a bug, reported here rather than taking the daemon down.
             self.report.errors.append(f"name refused: {exc}")
-            self.progress.set(ERROR, message=str(exc))
+            self.progress.set(SlotState.ERROR, message=str(exc))
             log.error("slot %s: camera %s: %s", self.slot.name, self.device_id, exc)
         except (StoreUnavailable, StoreFull) as exc:
             self.report.store_problem = f"store problem: {exc}"
-            self.progress.set(ERROR, message=f"store: {exc}")
+            self.progress.set(SlotState.ERROR, message=f"store: {exc}")
             log.error("slot %s: %s", self.slot.name, exc)
         except (LinkClosed, LinkTimeout) as exc:
             if not self.slot.present() or self.cancel.is_set():
                 self.report.aborted = "undocked during transfer; dock the camera again to resume"
             else:
                 self.report.errors.append(f"camera stopped answering: {exc}")
-            self.progress.set(ERROR, message=self.report.aborted or str(exc))
+            self.progress.set(SlotState.ERROR, message=self.report.aborted or str(exc))
         except (LinkError, StoreError, TransitionRefused, OSError) as exc:
             if isinstance(exc, OSError) and not self.slot.present():
                 self.report.aborted = "undocked during transfer; dock the camera again to resume"
             else:
                 self.report.errors.append(f"{type(exc).__name__}: {exc}")
-            self.progress.set(ERROR, message=str(exc))
+            self.progress.set(SlotState.ERROR, message=str(exc))
             log.error("slot %s: %s", self.slot.name, exc)
         finally:
             unnamed = len(self.report.left) - MAX_NAME_NOTES
@@ -730,16 +287,16 @@ class CameraIngest:
     def _finish_state(self) -> None:
         r = self.report
         if r.quarantined:
-            self.progress.set(QUARANTINED_STATE, message=r.summary(), recording=None)
+            self.progress.set(SlotState.QUARANTINED, message=r.summary(), recording=None)
         elif r.ok:
-            self.progress.set(DONE, message=r.summary(), recording=None)
+            self.progress.set(SlotState.DONE, message=r.summary(), recording=None)
         else:
-            self.progress.set(ERROR, message=r.summary(), recording=None)
+            self.progress.set(SlotState.ERROR, message=r.summary(), recording=None)
 
     def _connect(self) -> None:
         from dock.link import AuthFailed
 
-        self.progress.set(AUTHENTICATING)
+        self.progress.set(SlotState.AUTHENTICATING)
         serial = self.slot.serial
         volume = self.slot.volume
         volume_id = self._volume_identity(volume)
@@ -773,10 +330,8 @@ class CameraIngest:
                 "one (re-provisioned or an impostor): the coordinator must check it and "
                 "register it again"
             )
-        if self.ctx.dock_key is None:
-            raise CameraRefused("the dock has no dock key (--keys DIR with dock.key)")
         try:
-            self.link.auth(self.ctx.dock_key, device.public_key)
+            self.link.auth(self._dock_key(), device.public_key)
         except AuthFailed as exc:
             raise CameraRefused(f"authentication failed: {exc}") from None
         self.device_id, self.device_public = device.device_id, device.public_key
@@ -800,7 +355,7 @@ class CameraIngest:
         from firmware.protocol import CLOCK_JUMP_SECONDS
 
         try:
-            drift = self.link.set_time(self.ctx.clock.now())
+            drift = self._camera_link().set_time(self.ctx.clock.now())
         except ClockRefused as exc:
             # The camera's profile bounds how far a dock may move its clock: the footage
             # still comes off, but a person has to look at that camera's time.
@@ -825,10 +380,8 @@ class CameraIngest:
     def _volume_identity(self, volume: Path | None) -> tuple[str, bytes] | None:
         if volume is None:
             return None
-        from firmware.identity import IdentityError, read_device_info
-
         try:
-            info = read_device_info(volume / "DEVICE.json")
+            info = read_device_info(volume / VOLUME_INFO_FILE)
         except IdentityError:
             return None
         return info["device_id"], bytes.fromhex(info["public_key"])
@@ -840,9 +393,9 @@ class CameraIngest:
             trusted = {str(k).lower() for k in keys.get("trusted_docks", [])}
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError, TypeError):
             return True  # not ours to judge: the camera validates and refuses it
-        return self.ctx.dock_key.public_bytes().hex() in trusted
+        return self._dock_key().public_bytes().hex() in trusted
 
-    def _push_profile(self, info: Any, *, after_transfer: bool = False) -> None:
+    def _push_profile(self, info: HelloInfo, *, after_transfer: bool = False) -> None:
         from dock.link import LinkError
 
         directory = self.ctx.profiles_dir
@@ -874,7 +427,7 @@ class CameraIngest:
         with open(sig, "rb") as f:
             signature = f.read(MAX_SIGNATURE_FILE + 1)
         try:
-            active = self.link.profile_flash(data, signature)
+            active = self._camera_link().profile_flash(data, signature)
         except LinkError as exc:
             self.report.errors.append(f"staged profile refused by the camera: {exc}")
             return
@@ -905,11 +458,11 @@ class CameraIngest:
                     pending += size
         self.progress.set(bytes_total=pending, bytes_done=0)
         if self.link is not None and self.source.kind == "volume":
-            self._releaser = _ReleaseWorker(self._release_now)
+            self._releaser = ReleaseWorker(self._release_now)
         for rec_id in sorted(files):
             self.check_alive()
             self.report.recordings += 1
-            self.progress.set(VERIFYING, recording=rec_id)
+            self.progress.set(SlotState.VERIFYING, recording=rec_id)
             try:
                 if self._ingest_recording(rec_id, files[rec_id]):
                     self.report.recordings_done += 1
@@ -917,7 +470,7 @@ class CameraIngest:
                 self._clean_spool(rec_id)
         if self._releaser is not None:
             releaser, self._releaser = self._releaser, None
-            self.progress.set(RELEASING)
+            self.progress.set(SlotState.RELEASING)
             releaser.finish()
         self._audit_camera()
 
@@ -970,10 +523,21 @@ class CameraIngest:
             self._quarantine_recording(rec_id, files, "recording.hdr or manifest.bcm missing: "
                                                       "the recording cannot be verified")
             return False
+        # Header and manifest are read whole: a listed size (or the bytes themselves)
+        # beyond the format's bound refuses this recording, never the session.
+        for name, bound in ((HEADER_NAME, REC_HEADER_MAX), (MANIFEST_NAME, MANIFEST_MAX_SIZE)):
+            if files[name] > bound:
+                self._left_file(f"{base}/{name}", f"{files[name]} bytes, more than the format "
+                                                  f"allows ({bound}); recording not taken")
+                return False
+        try:
+            header = self.source.read_small(f"{base}/{HEADER_NAME}", REC_HEADER_MAX)
+            manifest = self.source.read_small(f"{base}/{MANIFEST_NAME}", MANIFEST_MAX_SIZE)
+        except VerificationFailed as exc:
+            self._left_file(base, f"{exc}; recording not taken")
+            return False
         spool = self._spool / rec_id
         spool.mkdir(parents=True, exist_ok=True)
-        header = self.source.read_small(f"{base}/{HEADER_NAME}", REC_HEADER_MAX)
-        manifest = self.source.read_small(f"{base}/{MANIFEST_NAME}", MANIFEST_MAX_SIZE)
         (spool / HEADER_NAME).write_bytes(header)
         (spool / MANIFEST_NAME).write_bytes(manifest)
         try:
@@ -1116,7 +680,7 @@ class CameraIngest:
                                   f"the camera lists {camera_size} bytes, the signed manifest "
                                   f"{entry.size}")
             return False
-        self.progress.set(UPLOADING, recording=rec_id)
+        self.progress.set(SlotState.UPLOADING, recording=rec_id)
         part = spool / f"{name}{PART_SUFFIX}"
         try:
             sha, size = self._copy_verified(vr, entry, part)
@@ -1146,7 +710,7 @@ class CameraIngest:
         """Whether the store holds `key` with the content its name promises (hash checked)."""
         return self._verified_or_none(key) is not None
 
-    def _verified_or_none(self, key: str) -> Any:
+    def _verified_or_none(self, key: str) -> StoredObject | None:
         try:
             return self.ctx.store.verified(key)
         except StoreIntegrityError as exc:
@@ -1161,16 +725,13 @@ class CameraIngest:
         assert self.source is not None
         relative = f"recordings/{vr.recording_id}/{entry.name}"
         resume = self.source.kind == "serial"
-        _drop_if_shared(part)
+        drop_if_shared(part)
         for attempt in (1, 2):
             start = part.stat().st_size if resume and part.exists() else 0
             if start > entry.size:
                 start = 0
-            digest = hashlib.sha256()
-            if start:
-                with open(part, "rb") as f:
-                    while block := f.read(COPY_BLOCK):
-                        digest.update(block)
+            # What the spool holds already is `start` bytes: the whole spooled file.
+            digest = sha256_digest(part) if start else hashlib.sha256()
             if part.exists():
                 os.chmod(part, 0o644)
             else:
@@ -1179,7 +740,7 @@ class CameraIngest:
                 out.seek(start)
                 out.truncate(start)
 
-                def on_chunk(view: memoryview, digest: Any = digest) -> None:
+                def on_chunk(view: memoryview, digest: hashlib._Hash = digest) -> None:
                     digest.update(view)
                     self.progress.add_bytes(len(view))
 
@@ -1241,8 +802,8 @@ class CameraIngest:
             return
         self.check_alive()
         if self._releaser is None:
-            self.progress.set(RELEASING, recording=rec_id)
-        receipt = ReleaseReceipt.sign(self.ctx.dock_key, self.device_id, rec_id, entry.name,
+            self.progress.set(SlotState.RELEASING, recording=rec_id)
+        receipt = ReleaseReceipt.sign(self._dock_key(), self.device_id, rec_id, entry.name,
                                       entry.sha256)
         try:
             self.link.release(receipt)
@@ -1293,7 +854,7 @@ class CameraIngest:
                                          entry.sha256 if entry else data_sha, size, reason,
                                          stored.key)
         self.report.quarantined.append(f"{rec_id}/{name}: {reason}")
-        self.progress.set(QUARANTINED_STATE, message=f"{rec_id}/{name}: {reason}")
+        self.progress.set(SlotState.QUARANTINED, message=f"{rec_id}/{name}: {reason}")
         log.error("camera %s: %s/%s quarantined: %s", self.device_id, rec_id, name, reason)
 
     def _quarantine_recording(self, rec_id: str, files: dict[str, int], reason: str) -> None:
@@ -1356,12 +917,11 @@ class CameraIngest:
 
     def _stored_pieces(self, offset: int) -> list[tuple[int, str]]:
         """(end, key) of stored event log pieces chained from `offset`, in order."""
-        prefix = f"{self.ctx.site}/{self.device_id}/events/"
         by_start: dict[int, tuple[int, str]] = {}
-        for key in self.ctx.store.list(prefix):
-            m = _EVENTS_PIECE.fullmatch(split_name(key)[0])
-            if m is not None and int(m[1]) >= offset:
-                by_start.setdefault(int(m[1]), (int(m[2]), key))
+        for key in self.ctx.store.list(events_prefix(self.ctx.site, self.device_id)):
+            piece = events_range(key)
+            if piece is not None and piece[0] >= offset:
+                by_start.setdefault(piece[0], (piece[1], key))
         chain: list[tuple[int, str]] = []
         while offset in by_start:
             end, key = by_start[offset]
@@ -1404,64 +964,7 @@ class CameraIngest:
                      seg.recording_id, seg.name)
 
 
-def _drop_if_shared(part: Path) -> None:
-    """Never write through a spool name that is another name of a stored object.
-
-    An earlier version of the dock could leave the spool name hard-linked to the stored
-    object after a kill; reopening it for writing would change the stored bytes.
-    """
-    try:
-        if part.lstat().st_nlink > 1 or not stat.S_ISREG(part.lstat().st_mode):
-            part.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def remove_spool_folder(folder: Path) -> int:
-    """Remove one recording's spool folder (flat: spooled files only); files removed."""
-    removed = 0
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if entry.is_file(follow_symlinks=False) or entry.is_symlink():
-            os.unlink(entry.path)
-            removed += 1
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # something unexpected in it: left for a person to look at
-    return removed
-
-
-def clean_spool_at_start(spool: Path) -> int:
-    """Start-up check of the spool: drop any file that shares its inode with another name.
-
-    Only an earlier version of the dock, killed between storing and unlinking, left
-    such spool names (a second name of a stored object); no writer makes them now,
-    so this never disturbs another dock sharing the store. Everything else a killed
-    session left is dropped at the camera's next docking (`_tidy_spool`), when its
-    listing says what is still needed.
-    """
-    removed = 0
-    for dirpath, _, filenames in os.walk(spool):
-        for name in filenames:
-            path = Path(dirpath) / name
-            try:
-                if path.lstat().st_nlink > 1:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-    if removed:
-        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool,
-                    removed)
-    return removed
-
-
 __all__ = [
-    "CameraIngest", "CameraRefused", "CameraReport", "DockContext", "Slot", "SlotGone",
-    "SlotProgress", "Stopping", "SystemClock", "VolumeSource",
-    "SerialSource", "VerificationFailed", "FAULT_ENV", "clean_spool_at_start", "fault_point",
+    "MAX_EVENT_LOG_PIECE", "CameraIngest", "CameraRefused", "DockContext", "IngestAborted",
+    "SlotGone", "Stopping",
 ]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crypto.keys import SigningKey, verify_signature
-from dock.store import Store, object_key, split_name
+from store import Store, object_key, split_name
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,20 @@ def check_role(role: str, action: str) -> None:
             f"only the coordinator may {action} cameras{known}; ask the coordinator "
             "(--role coordinator)"
         )
+
+
+class RecordingRow(TypedDict):
+    """A row of `recordings`: what the dock knows of one recording."""
+
+    device_id: str
+    recording_id: str
+    started_utc: float | None
+    complete: int
+    segments: int
+    header_key: str | None
+    manifest_key: str | None
+    quarantine_reason: str | None
+    updated_utc: float
 
 
 class Ledger:
@@ -345,10 +359,17 @@ class Ledger:
                 (device_id, recording_id, reason, self._clock()),
             )
 
-    def recording(self, device_id: str, recording_id: str) -> dict[str, Any] | None:
+    def recording(self, device_id: str, recording_id: str) -> RecordingRow | None:
         rows = self._query("SELECT * FROM recordings WHERE device_id=? AND recording_id=?",
                            (device_id, recording_id))
-        return dict(rows[0]) if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        return RecordingRow(
+            device_id=r["device_id"], recording_id=r["recording_id"],
+            started_utc=r["started_utc"], complete=r["complete"], segments=r["segments"],
+            header_key=r["header_key"], manifest_key=r["manifest_key"],
+            quarantine_reason=r["quarantine_reason"], updated_utc=r["updated_utc"])
 
     # --- segments --------------------------------------------------------------------------
 
@@ -570,7 +591,7 @@ class Ledger:
                            "ORDER BY id DESC LIMIT ?", (limit,))
         return [self._session(r) for r in rows]
 
-    def set_daemon(self, **fields: Any) -> None:
+    def set_daemon(self, **fields: str | int | float | None) -> None:
         allowed = {"pid", "store", "store_state", "store_message", "started_utc",
                    "heartbeat_utc", "stopped_utc"}
         unknown = set(fields) - allowed

@@ -30,7 +30,7 @@ from typing import Any
 from crypto.files import atomic_write
 from crypto.keys import SigningKey, verify_signature
 from dock.ledger import Ledger, LedgerError
-from dock.store import Store, StoreError, split_name
+from store import Store, StoreError, split_name
 
 log = logging.getLogger(__name__)
 

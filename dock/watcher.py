@@ -31,14 +31,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from dock.ingest import Clock, Slot, SystemClock
+from dock.clock import SystemClock
+from dock.slots import Slot
+from firmware.hardware import Clock
+
+if TYPE_CHECKING:
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
-Fingerprint = tuple[Any, ...]
-WatchEvent = tuple[Literal["docked", "undocked"], Any]
+Fingerprint = tuple[object, ...]
+# ("docked", the slot) or ("undocked", the slot's name)
+WatchEvent = tuple[Literal["docked"], Slot] | tuple[Literal["undocked"], str]
 
 
 @dataclass
@@ -71,7 +77,7 @@ def _entries(path: Path) -> list[tuple[str, int, int, bool]]:
 def slot_fingerprint(path: Path) -> Fingerprint | None:
     """What must stay unchanged for a slot to count as settled; None if it vanished."""
     try:
-        parts: list[Any] = [tuple(_entries(path))]
+        parts: list[object] = [tuple(_entries(path))]
         volume = path / "volume"
         if volume.is_dir():
             device = volume / "DEVICE.json"
@@ -112,7 +118,7 @@ class SlotWatcher:
         self._rescan_all = True
         self._last_rescan = -1e18
         self._candidates: dict[str, _Candidate] = {}
-        self._observer: Any = None
+        self._observer: BaseObserver | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def cmd_shift(args: argparse.Namespace) -> int:
 
         control_factory = CameraControlServer
     if args.dock_store is not None:
-        from dock.store import open_store
+        from store import open_store
 
         open_store(args.dock_store)  # a bad URL fails before the shift, not after it
         docked = []

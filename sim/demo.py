@@ -140,7 +140,7 @@ def _decrypt_to_mp4(
 ) -> Path:
     from crypto.keys import VaultKey
     from crypto.open import decrypt_recording
-    from dock.store import FileStore, fetch_recording
+    from store import FileStore, fetch_recording
 
     cam = result.camera(recording.camera)
     store = FileStore(store_dir)

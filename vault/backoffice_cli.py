@@ -93,7 +93,7 @@ class Session:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from dock.store import open_store
+            from store import open_store
 
             self._store = open_store(self.config.store)
         return self._store
@@ -129,7 +129,7 @@ def _fmt(t: dt.datetime | None) -> str:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from crypto.keys import SigningKey, write_public_key
-    from dock.store import open_store
+    from store import open_store
 
     home = _home(args)
     home.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -13,13 +13,14 @@ partial plaintext behind. Every other subcommand is in vault/backoffice_cli.py.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from crypto.device_info import VOLUME_INFO_FILE as DEVICE_INFO
+from crypto.device_info import read_device_info
 from crypto.errors import FormatError, KeyFileError
 from crypto.format import MANIFEST_NAME
 from crypto.keys import VaultKey, check_ed25519_public, load_public_key
@@ -28,8 +29,6 @@ from crypto.verify import VerifiedRecording, verify_manifest, verify_recording
 
 log = logging.getLogger(__name__)
 
-DEVICE_INFO = "DEVICE.json"
-_MAX_DEVICE_INFO = 64 * 1024
 
 
 class DeviceKeyError(ValueError):
@@ -51,20 +50,14 @@ def device_info_for(recording_dir: Path) -> tuple[bytes, str | None, Path] | Non
     path = recording_dir.resolve().parent.parent / DEVICE_INFO
     if not path.is_file():
         return None
-    if path.stat().st_size > _MAX_DEVICE_INFO:
-        raise DeviceKeyError(f"{path} is too large to be a device description")
     try:
-        doc = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise DeviceKeyError(f"{path} is not JSON") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("public_key"), str):
-        raise DeviceKeyError(f"{path} has no 'public_key'")
-    try:
-        public = check_ed25519_public(bytes.fromhex(doc["public_key"]), f"public_key in {path}")
+        # The recording's signatures are checked with this key and its own device id
+        # is compared with this one, so the id need not be the one the key derives.
+        info = read_device_info(path, check_id=False)
+        public = check_ed25519_public(bytes.fromhex(info["public_key"]), f"public_key in {path}")
     except ValueError as exc:
         raise DeviceKeyError(str(exc)) from None
-    device_id = doc.get("device_id") if isinstance(doc.get("device_id"), str) else None
-    return public, device_id, path
+    return public, info["device_id"], path
 
 
 def _device_key(recording_dir: Path, given: bytes | None) -> tuple[bytes, str | None]:

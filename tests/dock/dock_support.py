@@ -83,7 +83,7 @@ class Dock:
 def decrypt_from_store(store: Any, site: str, camera: FakeCamera, rec_id: str,
                        dest: Path) -> bytes:
     """Rebuild a recording from the store and decrypt it with the vault key."""
-    from dock.store import fetch_recording
+    from store import fetch_recording
 
     assert camera.vault is not None, "a camera from make_camera() has the vault key"
     folder = fetch_recording(store, site, camera.device_id, rec_id, dest / rec_id)

@@ -14,11 +14,12 @@ import pytest
 from dock_support import Dock, register
 from fake_camera import FakeCamera
 
-from dock.ingest import CameraIngest, DockContext, Slot
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
-from dock.store import FileStore
+from dock.slots import Slot
 from firmware.eventlog import events_path, verify_event_log
 from sim.clock import FastForwardClock
+from store import FileStore
 
 SITE = "clock-site"
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from dock.cli import main as dock_main
 from dock.daemon import DaemonConfig, DockDaemon
 from dock.ledger import Ledger
-from dock.store import FileStore
+from store import FileStore
 
 
 def config(tmp_path: Path, docks: Dock, **kw: Any) -> DaemonConfig:

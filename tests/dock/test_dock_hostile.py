@@ -23,18 +23,14 @@ from fake_camera import FakeCamera
 from hostile_support import HostileServer, Lies, tree
 from rich.console import Console
 
+from crypto.names import NameRefused, check_file_name, check_recording_id
 from dock.cli import main as dock_main
 from dock.daemon import DaemonConfig, DockDaemon
-from dock.ingest import CameraIngest, DockContext, Slot
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import QUARANTINED, RELEASED, Ledger
-from dock.names import (
-    ListingBounds,
-    NameRefused,
-    check_file_name,
-    check_recording_id,
-    display_path,
-)
-from dock.store import FileStore, object_key
+from dock.names import ListingBounds, display_path
+from dock.slots import Slot
+from store import FileStore, object_key
 
 SITE = "test-site"
 GiB = 1 << 30

@@ -10,9 +10,10 @@ import pytest
 from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
 
-from dock.ingest import CameraIngest, DockContext, Slot
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import QUARANTINED, RELEASED, Ledger
-from dock.store import FileStore
+from dock.slots import Slot
+from store import FileStore
 
 SITE = "test-site"
 

@@ -31,7 +31,7 @@ from s3_support import WeedServer, s3_client
 from dock.daemon import DaemonConfig, DockDaemon
 from dock.faults import FAULT_ENV
 from dock.ledger import RELEASED, STORED, Ledger
-from dock.store import FileStore, S3Store, StoreIntegrityError, open_store, split_name
+from store import FileStore, S3Store, StoreIntegrityError, open_store, split_name
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = "kill"
@@ -448,9 +448,10 @@ def test_s3_other_bytes_under_a_segments_name_quarantine_it_and_keep_it_on_the_c
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
     weed: WeedServer, aws_env: dict[str, str]
 ) -> None:
-    from dock.ingest import CameraIngest, DockContext, Slot
+    from dock.ingest import CameraIngest, DockContext
     from dock.ledger import QUARANTINED
-    from dock.store import object_key
+    from dock.slots import Slot
+    from store import object_key
 
     cam: FakeCamera = make_cam()
     rec = cam.record(2)

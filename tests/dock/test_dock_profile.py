@@ -8,11 +8,12 @@ from typing import Any
 from dock_support import Dock, profile_toml, register
 from fake_camera import FakeCamera
 
-from dock.ingest import CameraIngest, DockContext, Slot
+from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
-from dock.store import FileStore
+from dock.slots import Slot
 from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
+from store import FileStore
 
 
 def stage(directory: Path, cam: FakeCamera, raw: bytes, signer: Any) -> None:

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from s3_support import FlakyProxy, WeedServer, s3_client
 
-from dock import store as store_mod
-from dock.store import (
+from store import (
     FileStore,
     RetryPolicy,
     S3Store,
@@ -28,6 +27,7 @@ from dock.store import (
     retain_until,
     split_name,
 )
+from store import file as store_mod
 
 T0 = 1_790_000_000.0
 DAY = 86400.0

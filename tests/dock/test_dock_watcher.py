@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dock.slots import Slot
 from dock.watcher import SlotWatcher
 
 
@@ -20,6 +21,9 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self.t
+
+    def sleep(self, seconds: float) -> None:  # the Clock protocol; the watcher never sleeps
+        self.t += seconds
 
 
 def make_volume(root: Path, name: str) -> Path:
@@ -57,8 +61,9 @@ def test_folder_moved_in_whole_is_docked_after_settling(tmp_path: Path) -> None:
         assert watcher.pending() == ["slot-1"]
         clock.t += 1.01
         events = watcher.poll()
-        assert [(kind, slot.name) for kind, slot in events] == [("docked", "slot-1")]
-        assert events[0][1].volume == slots / "slot-1" / "volume"
+        assert events == [("docked", Slot("slot-1", slots / "slot-1"))]
+        slot = events[0][1]
+        assert isinstance(slot, Slot) and slot.volume == slots / "slot-1" / "volume"
         clock.t += 10
         assert watcher.poll() == []  # reported once
 
@@ -97,7 +102,7 @@ def test_lost_events_are_caught_by_the_periodic_rescan(tmp_path: Path) -> None:
     clock.t += 1
     assert watcher.poll() == []  # no event arrived and no rescan is due yet
     clock.t += 5
-    assert [(k, s.name) for k, s in watcher.poll()] == [("docked", "slot-3")]
+    assert watcher.poll() == [("docked", Slot("slot-3", slots / "slot-3"))]
 
 
 def test_vanishing_and_replaced_slots_are_reported_undocked(tmp_path: Path) -> None:

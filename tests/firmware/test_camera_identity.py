@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from crypto.keys import SigningKey
-from firmware.identity import (
+from crypto.device_info import (
     DEVICE_ID_PATTERN,
     IdentityError,
     device_id_for,
-    load_or_provision,
     read_device_info,
 )
+from crypto.keys import SigningKey
+from firmware.identity import load_or_provision
 
 
 def test_first_boot_provisions_and_later_boots_load(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def test_device_run_real_time_from_a_script(tmp_path: Path) -> None:
     assert "recording 20" in done.stdout and "stopped 20" in done.stdout
     recordings = list((home / "volume" / "recordings").iterdir())
     assert len(recordings) == 1
-    from firmware.identity import read_device_info
+    from crypto.device_info import read_device_info
 
     public = bytes.fromhex(read_device_info(home / "volume" / "DEVICE.json")["public_key"])
     assert verify_recording(recordings[0], public).complete

@@ -10,7 +10,7 @@ import pytest
 from vault_support import T0, Site, actor, make_municipalities, make_user
 
 from crypto.keys import SigningKey
-from dock.store import delete_object
+from store import delete_object
 from vault.errors import NotFound, OriginRefused, PermissionRefused
 
 DAY = dt.timedelta(days=1)
@@ -309,7 +309,7 @@ def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site,
     import hashlib
     import json
 
-    from dock.store import events_key
+    from store import events_key
     from vault.catalog.services import retention_purge
 
     lines = b"".join(json.dumps({"seq": i, "utc": T0.timestamp() + i, "kind": "press"})

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "dock"))
 
 from s3_support import REGION, WeedServer, s3_client, start_weed  # noqa: E402
 
-from dock.store import S3Store, s3_object_versions  # noqa: E402
+from store import S3Store, s3_object_versions  # noqa: E402
 
 LOCK_SECONDS = 4.0
 

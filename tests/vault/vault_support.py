@@ -103,7 +103,7 @@ class Site:
     @classmethod
     def create(cls, root: Path, store: Any | None = None) -> Site:
         from crypto.keys import SigningKey, VaultKey
-        from dock.store import FileStore
+        from store import FileStore
 
         root.mkdir(parents=True, exist_ok=True)
         return cls(root, store or FileStore(root / "store"), VaultKey.generate(),
@@ -122,7 +122,7 @@ class Site:
         """Seal a recording as the camera would and store it as the dock would."""
         from crypto.seal import RecordingSealer
         from dock.ingest_record import write_ingest_record
-        from dock.store import object_key
+        from store import object_key
 
         cam = self.camera(device_id)
         signer = key or cam.key

@@ -131,7 +131,7 @@ def audit_verify(*, store: Any = None) -> AuditReport:
 
 def audit_anchor(*, store: Any, site: str, clock: Clock) -> AuditAnchor | None:
     """Store the chain head as an object (Object Lock on S3); None when the log is empty."""
-    from dock.store import check_key
+    from store import check_key
 
     head = AuditHead.objects.filter(pk=1).first()
     if head is None or head.seq == 0:

@@ -22,7 +22,7 @@ from crypto.format import HEADER_NAME, MANIFEST_NAME
 from crypto.keys import VaultKey
 from crypto.open import decrypt_recording
 from crypto.verify import VerifiedRecording, verify_recording
-from dock.store import Store, StoreError
+from store import Store, StoreError
 from vault.access import Actor, audit_ok, policy_of, refuse
 from vault.audit.services import audit_record
 from vault.catalog.models import Recording

@@ -40,7 +40,7 @@ from crypto.format import (
 from crypto.verify import VerifiedRecording, check_manifest
 from dock.ingest_record import NAME as INGEST_NAME
 from dock.ingest_record import IngestRecordError, parse_ingest_record
-from dock.store import (
+from store import (
     Store,
     StoreError,
     StoreLocked,

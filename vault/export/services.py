@@ -39,7 +39,7 @@ from crypto.keys import SigningKey, VaultKey, fingerprint, write_public_key
 from crypto.open import decrypt_recording
 from crypto.verify import verify_recording
 from dock.ingest_record import MAX_RECORD as MAX_INGEST_RECORD
-from dock.store import Store, StoreError
+from store import Store, StoreError
 from vault.access import Actor, audit_ok, policy_of, refuse
 from vault.audit.models import AuditEntry, AuditHead
 from vault.audit.services import audit_record

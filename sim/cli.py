@@ -183,7 +183,7 @@ def cmd_device_run(args: argparse.Namespace) -> int:
 
     path: Path = args.profile
     if args.slot_name is not None:
-        from dock.names import check_component
+        from crypto.names import check_component
 
         # A slot is one folder in --slots: a name with a separator would publish the
         # camera somewhere else (or nowhere the dock looks).

@@ -384,6 +384,16 @@ def write_public_key(path: Path | str, raw: bytes, kind: str, *, overwrite: bool
         _write_new_file(Path(path), data, 0o644)
 
 
+def public_key_kind(path: Path | str) -> str | None:
+    """The `kind` a bodycam key file declares (public or private), or None if it has none."""
+    path = Path(path)
+    data = _read_key_file(path)
+    if re.fullmatch(r"[0-9a-fA-F]{64}", data.decode("utf-8", errors="replace").strip()):
+        return None
+    kind = _parse_json(path, data).get("kind")
+    return kind if isinstance(kind, str) and _KIND_RE.match(kind) else None
+
+
 def load_public_key(path: Path | str) -> bytes:
     """The 32 raw bytes of a public key read from a file.
 

@@ -17,8 +17,9 @@ What inotify really does, and how this copes (FIELD-NOTES "watchdog"):
 - events can be lost (queue overflow is not reported): the whole root is rescanned
   every `rescan_interval` seconds, and polling works without the Observer at all;
 - a slot can vanish at any moment (unplug): it is reported "undocked" so its
-  transfer can stop cleanly; a slot replaced by another folder of the same name
-  between two looks is reported undocked, then docked again.
+  transfer can stop cleanly; so is a slot whose `serial` link points at nothing
+  (its camera died docked, its port closed with it); a slot replaced by another
+  folder of the same name between two looks is reported undocked, then docked again.
 
 Time comes from the injected clock, so tests drive settling without sleeping.
 """
@@ -98,6 +99,16 @@ def slot_fingerprint(path: Path) -> Fingerprint | None:
         return None
     except NotADirectoryError:
         return None
+
+
+def _camera_gone(path: Path) -> bool:
+    """The slot's serial link points at nothing: its camera died without undocking.
+
+    A killed emulated camera (SIGKILL) cannot withdraw its slot, and its pty closes
+    with it; the slot is then reported undocked (gone), not left "done" for ever.
+    """
+    serial = path / "serial"
+    return serial.is_symlink() and not serial.exists()
 
 
 class SlotWatcher:
@@ -228,7 +239,7 @@ class SlotWatcher:
         path = self.root / name
         if name.startswith("."):
             return events  # a slot being assembled (.NAME.tmp): it arrives by rename
-        identity = _stat_key(path) if path.is_dir() else None
+        identity = _stat_key(path) if path.is_dir() and not _camera_gone(path) else None
         known = self._candidates.get(name)
         if known is not None and known.identity != identity:
             del self._candidates[name]

@@ -223,6 +223,10 @@ class Camera:
         self._profile = profile
         self._profile_raw = profile_raw
         self._pending_profile: tuple[bytes, Profile] | None = None
+        # Where the profile in force came from: the one the camera was started with, or
+        # a slot of the profile store (a flashed profile wins at boot).
+        self.profile_source = "built-in"
+        self.clean_shutdown: bool | None = None  # known once booted: did the last run end cleanly
         self._board = board
         self._clock = CameraClock(board.clock)
         self._control_factory = control_factory
@@ -391,6 +395,7 @@ class Camera:
                 "fault_detail": self.fault_detail or None,
                 "recording_id": rec.recording_id if rec else None,
                 "recording_seconds": round(self._recording_seconds(), 3),
+                "recording_prerecord_seconds": round(rec.prerecord_covered, 3) if rec else None,
                 "buffer_seconds": round(buffer_seconds, 3),
                 "buffer_target_seconds": float(self._profile.prerecord.seconds),
                 "prerecord_buffer": prerecord,
@@ -398,8 +403,16 @@ class Camera:
                 "storage_capacity_bytes": capacity,
                 "storage_low": bool(free is not None and free < self._low_water_bytes()),
                 "charging": state is CameraState.DOCKED,
-                "indicators": {"led": self._signals.led_on, "last": self._signals.last},
+                "indicators": {
+                    "led": self._signals.led_on,
+                    "last": self._signals.last,
+                    "recent": list(self._signals.recent),
+                },
                 "profile": _profile_id(self._profile),
+                "profile_source": self.profile_source,
+                "profile_pending": (
+                    _profile_id(self._pending_profile[1]) if self._pending_profile else None
+                ),
                 "frames_captured": self.frames_captured,
                 "recordings": len(self.recordings),
                 "serial": self.serial_path,
@@ -419,6 +432,7 @@ class Camera:
             stored = boot.load_flashed_profile(self._home / PROFILES_DIR)
             if stored is not None:
                 self._profile, self._profile_raw = stored.profile, stored.raw
+                self.profile_source = f"flashed (slot {stored.slot})"
             self._pending_profile = None
             self._log, reset = boot.open_event_log(self.volume, self.device_key, self._clock)
             if reset is not None:
@@ -430,6 +444,7 @@ class Camera:
                 self._board.open_indicators(self._clock), self._clock, self._event
             )
             last = self._log.last_kind
+            self.clean_shutdown = last in (None, "power_off")
             self._event(
                 "boot",
                 firmware=self.firmware_version,
@@ -955,6 +970,7 @@ class Camera:
         raw, profile = self._pending_profile
         self._pending_profile = None
         self._profile, self._profile_raw = profile, raw
+        self.profile_source = "flashed"
         self._event("profile_applied", **_profile_id(profile))
 
     def _stop_control(self) -> None:

@@ -104,7 +104,12 @@ class ProfileFlashing:
         if len(blob) > MAX_SIGNATURE_FILE:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "signature file is too large")
         try:
-            verify_signature_file(sha256, blob or None, self.store.integrator_keys() or None)
+            trusted = self.store.require_integrator()
+        except ProfileRejected as exc:
+            record_event(self.services, "profile_rejected", reason=exc.reason)
+            raise ProtocolError(ErrorCode.PROFILE_REJECTED, exc.reason) from None
+        try:
+            verify_signature_file(sha256, blob or None, trusted)
         except ProfileSignatureError as exc:
             record_event(self.services, "profile_rejected", reason=exc.reason)
             raise ProtocolError(ErrorCode.PROFILE_REJECTED, exc.reason) from None

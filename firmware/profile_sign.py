@@ -147,8 +147,8 @@ def verify_signature_file(
 ) -> ProfileSignature:
     """Check a signature file against a digest (before the bytes themselves are at hand).
 
-    `trusted_signers=None` accepts any signer whose signature verifies (used when the
-    camera has no pinned integrator key yet, and for local checks before flashing).
+    `trusted_signers=None` accepts any signer whose signature verifies (local checks
+    before flashing; a camera always passes its provisioned integrator keys).
     """
     from crypto.keys import verify_signature
 

@@ -1,6 +1,8 @@
 """A/B profile store in the camera's home (layout: firmware/PROTOCOL.md section 7).
 
-A flashed profile is written into the inactive slot, verified (SHA-256 of what
+A camera accepts flashed profiles only once an integrator key is provisioned
+(`bodycam device provision`); there is no trust on first use. A flashed
+profile is written into the inactive slot, verified (SHA-256 of what
 arrived, integrator Ed25519 signature binding name and version, profile
 validity, no rollback), made durable, and only then activated by atomically
 replacing the `active` pointer file. A power cut or an unplug at any moment
@@ -48,7 +50,6 @@ FAULT_POINTS = (
     "verified",
     "signature_written",
     "slot_renamed",
-    "integrator_pinned",
     "activated",
 )
 
@@ -111,7 +112,7 @@ class ProfileStore:
     # --- trust ---------------------------------------------------------------------
 
     def integrator_keys(self) -> list[bytes]:
-        """Integrator public keys this camera trusts; empty until provisioned or pinned."""
+        """Integrator public keys this camera trusts; empty until provisioned."""
         path = self.root / INTEGRATOR_FILE
         if not path.exists():
             return []
@@ -119,14 +120,29 @@ class ProfileStore:
 
         return [load_public_key(path)]
 
-    def provision_integrator(self, public: bytes) -> None:
-        """Install the trusted integrator key (refuses to replace a different one)."""
+    def require_integrator(self) -> list[bytes]:
+        """The trusted integrator keys; ProfileRejected if none was provisioned."""
+        keys = self.integrator_keys()
+        if not keys:
+            raise ProfileRejected(
+                "this camera has no integrator key provisioned, so it accepts no flashed "
+                "profile; provision it first: bodycam device provision --home HOME "
+                "--integrator-key integrator.pub"
+            )
+        return keys
+
+    def provision_integrator(self, public: bytes) -> bool:
+        """Install the trusted integrator key; False if it was already this key.
+
+        Refuses (FileExistsError) to replace a different key: trust is set once, at
+        provisioning, never changed over the wire.
+        """
         from crypto.keys import write_public_key
 
         current = self.integrator_keys()
         if current:
-            if current[0] == public:
-                return
+            if hmac.compare_digest(current[0], public):
+                return False
             raise FileExistsError(
                 f"{self.root / INTEGRATOR_FILE} already trusts {short_key(current[0])}; "
                 "a camera's integrator key is not replaced over the wire"
@@ -134,6 +150,7 @@ class ProfileStore:
         self.root.mkdir(parents=True, exist_ok=True)
         write_public_key(self.root / INTEGRATOR_FILE, public, "integrator")
         fsync_dir(self.root)
+        return True
 
     # --- reading -------------------------------------------------------------------
 
@@ -189,6 +206,7 @@ class ProfileStore:
 
     def begin(self, size: int, sha256_hex: str, signature_file: bytes) -> FlashSession:
         """Start writing a profile of `size` bytes into the inactive slot."""
+        self.require_integrator()
         if not 0 < size <= MAX_PROFILE:
             raise ProfileRejected(f"profile size {size} is outside 1..{MAX_PROFILE} bytes")
         active = self.active_slot()
@@ -222,10 +240,10 @@ class ProfileStore:
                 "profile bytes were damaged in transfer (sha256 differs from the one announced); "
                 "flash again"
             )
-        keys = self.integrator_keys()
+        keys = self.require_integrator()
         try:
             verified = verify_signed_profile(
-                raw, session.signature_file, trusted_signers=keys or None, source="flashed profile"
+                raw, session.signature_file, trusted_signers=keys, source="flashed profile"
             )
         except ProfileSignatureError as exc:
             raise ProfileRejected(exc.reason) from None
@@ -245,13 +263,6 @@ class ProfileStore:
         os.replace(part, directory / PROFILE_FILE)
         fsync_dir(directory)
         self._fault("slot_renamed")
-        if not keys:
-            self.provision_integrator(verified.signature.signer)
-            log.warning(
-                "no integrator key was provisioned; pinned %s, the signer of this profile",
-                short_key(verified.signature.signer),
-            )
-            self._fault("integrator_pinned")
         atomic_write(self.root / ACTIVE_FILE, session.slot.encode("ascii") + b"\n")
         self._fault("activated")
         log.info("profile %s v%s active in slot %s", name, version, session.slot)

@@ -35,6 +35,10 @@ class IndicatorPolicy:
         self._event = event
         self.led_on = False
         self.last: str | None = None
+        # Every signal of the latest moment (a start gives a beep and a vibration at once;
+        # showing only the last one would hide the beep the officer heard).
+        self.recent: list[str] = []
+        self._grouping = False
         self._last_beep_mono = 0.0
 
     @property
@@ -59,9 +63,13 @@ class IndicatorPolicy:
             self.signal("beep", "recording reminder")
 
     def fault(self) -> None:
-        self.led(False, "fault")
-        self.signal("beep", "fault")
-        self.signal("vibrate", "fault")
+        self._begin_moment()
+        try:
+            self.led(False, "fault")
+            self.signal("beep", "fault")
+            self.signal("vibrate", "fault")
+        finally:
+            self._grouping = False
 
     def led(self, on: bool, reason: str) -> None:
         if self.led_on == on:
@@ -69,7 +77,7 @@ class IndicatorPolicy:
         self.led_on = on
         if self._panel is not None:
             self._panel.led(on, reason)
-        self.last = f"led {'on' if on else 'off'}"
+        self._note(f"led {'on' if on else 'off'}")
         self._event("indicator", indicator="led", on=on, reason=reason)
 
     def signal(self, what: Signal, reason: str) -> None:
@@ -78,14 +86,29 @@ class IndicatorPolicy:
                 self._panel.beep(reason)
             else:
                 self._panel.vibrate(reason)
-        self.last = f"{what}: {reason}"
+        self._note(f"{what}: {reason}")
         self._event("indicator", indicator=what, reason=reason)
+
+    def _begin_moment(self) -> None:
+        """The signals until the matching `_grouping = False` are given together."""
+        self.recent = []
+        self._grouping = True
+
+    def _note(self, text: str) -> None:
+        if not self._grouping:
+            self.recent = []
+        self.recent.append(text)
+        self.last = text
 
     def _start_stop(self, profile: Profile, reason: str) -> None:
         ind = profile.indicators
-        if ind.led_on_record:
-            self.led(reason == RECORDING_STARTED, reason)
-        if ind.beep_on_start_stop:
-            self.signal("beep", reason)
-        if ind.vibrate:
-            self.signal("vibrate", reason)
+        self._begin_moment()
+        try:
+            if ind.led_on_record:
+                self.led(reason == RECORDING_STARTED, reason)
+            if ind.beep_on_start_stop:
+                self.signal("beep", reason)
+            if ind.vibrate:
+                self.signal("vibrate", reason)
+        finally:
+            self._grouping = False

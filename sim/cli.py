@@ -59,8 +59,10 @@ def add_subcommands(subparsers: Any) -> None:
         "run",
         help="an emulated camera in the terminal (r record, s stop, d dock, q quit)",
         description="Boot a camera with PROFILE in HOME (provisioned on first use) and run "
-        "it in real time. Keys: r record, s stop, d dock/undock, q quit. When stdin is not "
-        "a terminal, commands are read one per line (also 'wait SECONDS').",
+        "it in real time; a profile flashed into HOME wins over PROFILE (the first line "
+        "says which one runs). Keys: r record, s stop, d dock/undock, q quit. When stdin is "
+        "not a terminal, commands are read one per line (also 'wait SECONDS'). SIGTERM or "
+        "SIGHUP (closing the terminal) cuts the power: the next boot recovers.",
     )
     run.add_argument("--profile", type=Path, required=True, metavar="FILE", help="profile TOML")
     run.add_argument("--home", type=Path, required=True, metavar="DIR", help="camera home")
@@ -75,6 +77,23 @@ def add_subcommands(subparsers: Any) -> None:
         "--no-serial", action="store_true", help="do not serve the control channel when docked"
     )
     run.set_defaults(func=cmd_device_run)
+    provision = device_sub.add_parser(
+        "provision",
+        help="pin the integrator key a camera trusts for flashed profiles",
+        description="Install the integrator's public key in the profile store of the camera "
+        "in HOME (created if new, as at the factory). A camera accepts flashed profiles only "
+        "once this is done, and only signed by this key; a different key, once provisioned, "
+        "is refused.",
+    )
+    provision.add_argument("--home", type=Path, required=True, metavar="DIR", help="camera home")
+    provision.add_argument(
+        "--integrator-key",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="the integrator's public key (integrator.pub from `bodycam keys init`)",
+    )
+    provision.set_defaults(func=cmd_device_provision)
 
 
 def cmd_shift(args: argparse.Namespace) -> int:
@@ -140,6 +159,25 @@ def cmd_shift(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device_provision(args: argparse.Namespace) -> int:
+    from crypto.keys import fingerprint, load_public_key, public_key_kind
+    from firmware.camera import PROFILES_DIR
+    from firmware.profile_store import ProfileStore
+
+    path: Path = args.integrator_key
+    kind = public_key_kind(path)
+    if kind is not None and kind != "integrator":
+        raise ValueError(f"{path} is a {kind} key; pass the integrator's public key")
+    public = load_public_key(path)
+    store = ProfileStore(args.home / PROFILES_DIR)
+    if store.provision_integrator(public):
+        print(f"{args.home}: integrator key {fingerprint(public)} provisioned; "
+              "profiles signed with it can now be flashed")
+    else:
+        print(f"{args.home}: integrator key {fingerprint(public)} was already provisioned")
+    return 0
+
+
 def cmd_device_run(args: argparse.Namespace) -> int:
     from firmware.camera import Camera
     from firmware.profile import parse_profile
@@ -148,6 +186,14 @@ def cmd_device_run(args: argparse.Namespace) -> int:
     from sim.terminal import run_device
 
     path: Path = args.profile
+    if args.slot_name is not None:
+        from crypto.names import check_component
+
+        # A slot is one folder in --slots: a name with a separator would publish the
+        # camera somewhere else (or nowhere the dock looks).
+        check_component(args.slot_name, "--slot-name")
+    if args.slots is not None and args.slots.exists() and not args.slots.is_dir():
+        raise NotADirectoryError(f"--slots {args.slots} is not a folder")
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -168,6 +214,17 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         from firmware.identity import load_or_provision
 
         slot_name = load_or_provision(args.home, model=Camera.model)[0].device_id
+    if args.slots is not None:
+        from sim.docking import remove_dead_slots
+
+        for gone in remove_dead_slots(args.slots):
+            print(f"removed dock slot {gone}: its camera is gone (killed while docked)",
+                  file=sys.stderr)
     return run_device(
-        camera, stdin_fd=sys.stdin.fileno(), out=sys.stdout, slots=args.slots, slot_name=slot_name
+        camera,
+        stdin_fd=sys.stdin.fileno(),
+        out=sys.stdout,
+        slots=args.slots,
+        slot_name=slot_name,
+        profile_path=path,
     )

@@ -51,6 +51,36 @@ def withdraw_slot(slots: Path, slot_name: str) -> None:
     final.rmdir()
 
 
+def remove_dead_slots(slots: Path) -> list[Path]:
+    """Remove slots whose camera is gone; the removed slot folders.
+
+    A camera killed while docked (SIGKILL: no chance to withdraw) leaves its slot
+    behind, its `serial` link pointing at a pty that closed with the process, or
+    its `volume` link at nothing. Left there, the dock would keep a slot for a
+    camera that is no longer in it.
+    """
+    removed: list[Path] = []
+    try:
+        entries = sorted(Path(slots).iterdir())
+    except FileNotFoundError:
+        return removed
+    for slot in entries:
+        if slot.name.startswith(".") or slot.is_symlink() or not slot.is_dir():
+            continue
+        links = [slot / name for name in ("volume", "serial")]
+        dead = any(link.is_symlink() and not link.exists() for link in links)
+        if not dead:
+            continue
+        try:
+            withdraw_slot(slots, slot.name)
+        except OSError as exc:  # something else in it: not ours to delete
+            log.warning("dock slot %s looks dead but was left: %s", slot, exc)
+            continue
+        log.info("removed dead dock slot %s", slot)
+        removed.append(slot)
+    return removed
+
+
 def ingest_docked(
     cameras: dict[str, Camera],
     slots: Path,

@@ -145,3 +145,24 @@ def test_observer_events_wake_the_watcher(tmp_path: Path) -> None:
             watcher.wait(0.5)
             events = list(watcher.poll())
         assert events == [("undocked", "slot-5")]
+
+
+def test_slot_whose_serial_port_vanished_is_reported_undocked(tmp_path: Path) -> None:
+    """A camera killed while docked leaves its slot; its port went with it: gone, not done."""
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    port = tmp_path / "pts-7"  # stands in for the pty, which closes with its process
+    port.write_bytes(b"")
+    tmp = slots / ".slot-5.tmp"
+    tmp.mkdir()
+    os.symlink(make_volume(tmp_path, "f"), tmp / "volume")
+    os.symlink(port, tmp / "serial")
+    os.rename(tmp, slots / "slot-5")
+    watcher = SlotWatcher(slots, clock=ManualClock(), settle=0.0, use_observer=False)
+    assert [k for k, _ in watcher.poll()] == ["docked"]
+    port.unlink()
+    watcher.request_rescan()
+    assert watcher.poll() == [("undocked", "slot-5")]
+    watcher.request_rescan()
+    assert watcher.poll() == [] and watcher.docked() == []
+    assert (slots / "slot-5").is_dir()  # the dock reports it; it never deletes a slot

@@ -229,16 +229,10 @@ def test_power_cut_at_every_store_step(
     camera: FakeCamera, keys: Keys, make_profile: MakeProfile, point: str
 ) -> None:
     store_dir = camera.home / "profiles"
-    first_flash = point == "integrator_pinned"  # pinning happens only on a first flash
-    if first_flash:
-        shutil.rmtree(store_dir)  # a camera never provisioned with an integrator key
-    else:
-        with CameraControlServer(camera, PtySerialPort()) as srv:
-            link = _connect(srv, keys)
-            link.profile_flash(*make_profile(2))
-            link.close()
-    old = 1 if first_flash else 2
-    new = old + 1
+    with CameraControlServer(camera, PtySerialPort()) as srv:
+        link = _connect(srv, keys)
+        link.profile_flash(*make_profile(2))
+        link.close()
 
     def cut(at: str) -> None:
         if at == point:
@@ -248,31 +242,74 @@ def test_power_cut_at_every_store_step(
     with CameraControlServer(camera, PtySerialPort(), store=store) as srv:
         link = _connect(srv, keys)
         with pytest.raises(LinkError) as exc:
-            link.profile_flash(*make_profile(new))
+            link.profile_flash(*make_profile(3))
         assert exc.value.code == ErrorCode.INTERNAL
         link.close()
     # After the reboot: the old profile, unless the cut came after the atomic switch.
-    assert _active_version(camera, keys) == (new if point == "activated" else old)
+    assert _active_version(camera, keys) == (3 if point == "activated" else 2)
     with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
-        assert link.profile_flash(*make_profile(new + 1)).version == new + 1
+        assert link.profile_flash(*make_profile(4)).version == 4
         link.close()
-    assert _active_version(camera, keys) == new + 1
+    assert _active_version(camera, keys) == 4
 
 
-def test_first_flash_pins_the_integrator_key(
+def test_camera_without_a_provisioned_key_refuses_every_flash(
     camera: FakeCamera, keys: Keys, make_profile: MakeProfile
 ) -> None:
-    shutil.rmtree(camera.home / "profiles")
+    shutil.rmtree(camera.home / "profiles")  # never provisioned
     with CameraControlServer(camera, PtySerialPort()) as srv:
         link = _connect(srv, keys)
-        link.profile_flash(*make_profile(2))
+        # Not even a profile the right integrator signed: nothing pins itself on first use.
+        with pytest.raises(ProfileRefused, match="no integrator key provisioned") as exc:
+            link.profile_flash(*make_profile(2))
+        assert "bodycam device provision --home" in exc.value.message
+        assert link.profile_read().version == 1 and camera.activated == []
+        link.close()
+    assert ProfileStore(camera.home / "profiles").integrator_keys() == []
+    assert not (camera.home / "profiles" / "active").exists()
+    assert "profile_rejected" in camera.kinds()
+
+
+def test_provision_command_pins_the_key_then_flashes_are_accepted(
+    camera: FakeCamera, keys: Keys, make_profile: MakeProfile, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bodycam_cli import main
+    from crypto.keys import write_public_key
+
+    shutil.rmtree(camera.home / "profiles")
+    public = tmp_path / "integrator.pub"
+    write_public_key(public, keys.integrator.public_bytes(), "integrator")
+    dock_pub = tmp_path / "dock.pub"
+    write_public_key(dock_pub, keys.dock.public_bytes(), "dock")
+    other = tmp_path / "other.pub"
+    write_public_key(other, keys.other_integrator.public_bytes(), "integrator")
+    home = str(camera.home)
+
+    def provision(key: Path) -> tuple[int, str, str]:
+        code = main(["device", "provision", "--home", home, "--integrator-key", str(key)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, _, err = provision(dock_pub)
+    assert code == 1 and f"{dock_pub} is a dock key; pass the integrator's public key" in err
+    code, out, _ = provision(public)
+    assert code == 0 and "provisioned; profiles signed with it can now be flashed" in out
+    code, out, _ = provision(public)
+    assert code == 0 and "was already provisioned" in out
+    code, _, err = provision(other)
+    assert code == 1 and "not replaced over the wire" in err
+    assert ProfileStore(camera.home / "profiles").integrator_keys() == [
+        keys.integrator.public_bytes()
+    ]
+    with CameraControlServer(camera, PtySerialPort()) as srv:
+        link = _connect(srv, keys)
+        assert link.profile_flash(*make_profile(2)).version == 2
         with pytest.raises(ProfileRefused, match="not this camera's integrator key"):
             link.profile_flash(*make_profile(3, signer=keys.other_integrator))
         assert link.profile_read().version == 2
         link.close()
-    pinned = ProfileStore(camera.home / "profiles").integrator_keys()
-    assert pinned == [keys.integrator.public_bytes()]
 
 
 def test_damaged_active_slot_falls_back_to_the_other_slot(

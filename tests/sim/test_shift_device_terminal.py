@@ -85,20 +85,31 @@ def test_commands_by_line_in_fast_forward(tmp_path: Path) -> None:
 
 
 def test_status_line_shows_what_the_officer_needs() -> None:
-    line = status_line(
-        {
-            "state": "recording",
-            "device_id": "BC-12345678",
-            "buffer_seconds": 0,
-            "buffer_target_seconds": 30,
-            "recording_seconds": 75.4,
-            "storage_free_bytes": 2_000_000_000,
-            "indicators": {"led": True, "last": "beep: recording started"},
-        }
-    )
+    # Changed with the screen: while recording it shows the recording time and the
+    # pre-roll kept, not the (empty) standby buffer; every signal of the moment shows.
+    status = {
+        "state": "recording",
+        "device_id": "BC-12345678",
+        "buffer_seconds": 0,
+        "buffer_target_seconds": 30,
+        "recording_seconds": 75.4,
+        "recording_prerecord_seconds": 28.5,
+        "storage_free_bytes": 2_000_000_000,
+        "indicators": {
+            "led": True,
+            "last": "vibrate: recording started",
+            "recent": ["led on", "beep: recording started", "vibrate: recording started"],
+        },
+    }
+    line = status_line(status)
     assert line.startswith("BC-12345678 RECORDING")
-    assert "buffer   0.0/30s" in line and "rec 01:15" in line
-    assert "free 2,000 MB" in line and "LED on" in line and "beep: recording started" in line
+    assert "buffer" not in line and "rec 01:15 + pre-roll 28.5s" in line
+    assert "free 2,000 MB" in line and "LED on" in line
+    assert "beep+vibrate: recording started" in line
+    narrow = status_line(status, width=40)
+    assert len(narrow) < 40 and narrow.endswith("~") and narrow.startswith("BC-12345678")
+    standby = status_line({**status, "state": "standby", "buffer_seconds": 12.25})
+    assert "pre-roll  12.2/30s" in standby or "pre-roll  12.3/30s" in standby
 
 
 def _bodycam(*args: str) -> list[str]:

@@ -233,3 +233,6 @@ def add_subcommands(subparsers: Any) -> None:
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
     add_backoffice_commands(sub)
+    from vault.web.serve import add_web_commands
+
+    add_web_commands(sub)

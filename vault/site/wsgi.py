@@ -1,0 +1,10 @@
+"""WSGI entry point of the back office (gunicorn `vault.site.wsgi:application`)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vault.site.settings")
+application = get_wsgi_application()

@@ -72,11 +72,12 @@ class Session:
     """The authenticated actor, the site's configuration, its store."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from vault.access import authenticate_actor
-
         self.home = _home(args)
         self.config = SiteConfig.load(self.home)
         ensure_django(self.home)
+        # Models import only once Django runs on this HOME.
+        from vault.access import authenticate_actor
+
         check_migrated()
         self.clock = SYSTEM_CLOCK
         if getattr(args, "credentials", None):

@@ -30,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "vault"))
 
 PASSWORD = "correct horse battery staple"
+BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -184,7 +185,7 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
 def cli(home: Path, *args: str, user: str) -> subprocess.CompletedProcess[str]:
     env = _env(home)
     env["BODYCAM_VAULT_PASSWORD"] = PASSWORD
-    return subprocess.run([sys.executable, "-c", "import bodycam_cli; bodycam_cli.main()",
+    return subprocess.run([sys.executable, "-c", BODYCAM,
                            "vault", *args, "--home", str(home), "--user", user],
                           env=env, capture_output=True, text=True, timeout=300, check=False)
 
@@ -203,9 +204,8 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import bodycam_cli; bodycam_cli.main()", "vault", "serve",
-             "--home", str(home), "--bind", f"127.0.0.1:{self.port}", "--local-http",
-             "--threads", "4"],
+            [sys.executable, "-c", BODYCAM, "vault", "serve", "--home", str(home),
+             "--bind", f"127.0.0.1:{self.port}", "--local-http", "--threads", "4"],
             env=_env(home), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 60
         while True:

@@ -8,8 +8,10 @@ from django.http import HttpRequest
 
 
 def back_office(request: HttpRequest) -> dict[str, Any]:
+    from django.conf import settings
+
     if not request.user.is_authenticated:
-        return {}
+        return {"time_zone": settings.TIME_ZONE}
     from vault.access import actor_for
     from vault.web.reports import unsubmitted
 
@@ -17,4 +19,4 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
     roles = sorted({r for rs in actor.roles.values() for r in rs})
     return {"actor": actor, "my_roles": roles,
             "my_municipalities": sorted(actor.roles),
-            "open_reports": unsubmitted(actor=actor).count()}
+            "open_reports": unsubmitted(actor=actor).count(), "time_zone": settings.TIME_ZONE}

@@ -54,8 +54,8 @@ class Watermark:
 def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndarray:
     """Draw the watermark across the top of a BGR frame (in place) and return it."""
     h, w = img.shape[:2]
-    scale = max(0.35, w / 1600)
-    thick = max(1, round(scale * 2))
+    scale = max(0.5, w / 1400)
+    thick = max(2, round(scale * 2.5))  # bold enough to survive the encoder at low sizes
     line_h = int(28 * scale) + 6
     lines = [*mark.lines, f"t+{footage_seconds:7.2f} s"]
     box_h = line_h * len(lines) + 8
@@ -103,12 +103,20 @@ def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
                 if ain.codec_context.extradata:
                     aout.codec_context.extradata = ain.codec_context.extradata
             first_pts: float | None = None
+            # The picture restarts at 0 s; sound keeps its place relative to the picture.
+            audio_shift: int | None = None
             streams = [vin] + ([ain] if ain is not None else [])
             for packet in fin.demux(*streams):
                 if packet.stream is ain:
-                    if packet.dts is not None:
-                        packet.stream = aout
-                        fout.mux(packet)
+                    if packet.dts is not None and packet.pts is not None and \
+                            first_pts is not None:
+                        if audio_shift is None:
+                            audio_shift = int(first_pts / float(ain.time_base))
+                        packet.pts -= audio_shift
+                        packet.dts -= audio_shift
+                        if packet.dts >= 0:
+                            packet.stream = aout
+                            fout.mux(packet)
                     continue
                 for frame in packet.decode():
                     t = float(frame.time or 0.0)

@@ -108,7 +108,9 @@ def _draft(rec: Recording, events: list[Event], verified: bool, now: dt.datetime
     end_seq = stop.seq if stop else start.seq + 10_000
     indicators = [{"at": e.utc, "indicator": e.fields.get("indicator"),
                    "on": e.fields.get("on"), "reason": e.fields.get("reason")}
-                  for e in events if e.kind == "indicator" and start.seq - 5 <= e.seq <= end_seq]
+                  for e in events if e.kind == "indicator" and start.seq - 5 <= e.seq <= end_seq
+                  # the press's own signals, not the end of the recording before it
+                  and e.utc >= start.utc - 2.0]
     ShiftReport.objects.create(
         recording=rec, officer=rec.officer, pressed_at=from_epoch(start.utc),
         stopped_at=from_epoch(stop.utc) if stop else None,

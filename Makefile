@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	@command -v ffprobe >/dev/null 2>&1 && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
-		|| $(MAKE) system-deps
+		&& test -x /usr/bin/chromium && command -v npm >/dev/null 2>&1 || $(MAKE) system-deps
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
@@ -19,10 +19,11 @@ install: $(STAMP)
 system-deps:
 	@if [ "$$(id -u)" = "0" ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg \
-			postgresql >/dev/null; \
+			postgresql chromium npm >/dev/null; \
 	else \
-		echo "ffmpeg or the PostgreSQL server (for the catalog tests) is missing: install the" \
-			"Debian packages ffmpeg and postgresql as root" >&2; exit 1; \
+		echo "ffmpeg, the PostgreSQL server (catalog tests), chromium or npm (browser tests)" \
+			"is missing: install the Debian packages ffmpeg postgresql chromium npm as root" >&2; \
+		exit 1; \
 	fi
 
 test: $(STAMP)

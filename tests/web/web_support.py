@@ -148,18 +148,6 @@ def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 36
     return WebSite(root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}")
 
 
-SEED_SCRIPT = """
-import json, sys
-from pathlib import Path
-from vault.web.seed import DemoCamera, seed_back_office
-spec = json.loads(sys.argv[1])
-r = seed_back_office(home=Path(spec["home"]), store_url=spec["store"], site=spec["site"],
-    vault_key=Path(spec["vault_key"]), password=spec["password"],
-    docks={k: bytes.fromhex(v) for k, v in spec["docks"].items()},
-    cameras=[DemoCamera(c["device_id"], bytes.fromhex(c["public_key"]), c["officer_code"],
-                        c["officer_name"], c["officer_user"]) for c in spec["cameras"]])
-print(json.dumps({"recordings": r.recordings, "reports": r.reports, "problems": r.problems}))
-"""
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -171,7 +159,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def seed(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-c", SEED_SCRIPT, json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "vault.web.seed"], input=json.dumps(spec),
                           env=_env(Path(spec["home"])), capture_output=True, text=True,
                           timeout=300, check=False)
     if proc.returncode != 0:

@@ -8,3 +8,9 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "vault.site.settings")
 application = get_wsgi_application()
+
+# A viewing's work folder holds only sealed (encrypted) files and is removed after each
+# viewing starts; whatever a killed server left there goes now, before the first request.
+from vault.web.site import wipe_work_dir  # noqa: E402
+
+wipe_work_dir()

@@ -10,9 +10,14 @@ audit log. Every demo user gets the same password; this is for a demo, never a s
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 from vault.clock import SYSTEM_CLOCK, Clock
 
@@ -128,3 +133,62 @@ def seed_back_office(*, home: Path, store_url: str, site: str, vault_key: Path,
     result.reports = len(drafts.drafted)
     result.problems = [*getattr(sync, "problems", []), *drafts.problems]
     return result
+
+
+# --- `make demo`: the shift's back office, in its own process ----------------------------------
+
+DEMO_PASSWORD = "bodycam demo 2026"  # printed by the demo; a demo site only
+DEMO_OFFICERS = (("olaf", "Olaf Jansen"), ("olga", "Olga de Vries"), ("otto", "Otto Bakker"))
+
+
+def seed_demo(*, home: Path, store_url: str, site: str, keys_dir: Path,
+              cameras: list[tuple[str, str, bytes]], file: TextIO) -> int:
+    """Seed the demo shift's back office in a child process (a Django of its own).
+
+    `cameras` are (camera name, device id, public key); each camera's name is its
+    officer's code. Prints how to open the back office; returns the child's exit code.
+    """
+    from crypto.keys import SigningKey
+
+    spec = {"home": str(home), "store": store_url, "site": site,
+            "vault_key": str(keys_dir / "vault.key"), "password": DEMO_PASSWORD,
+            "docks": {"dock-1": SigningKey.load(keys_dir / "dock.key").public_bytes().hex()},
+            "cameras": [{"device_id": dev, "public_key": pub.hex(), "officer_code": name,
+                         "officer_name": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][1],
+                         "officer_user": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][0]}
+                        for i, (name, dev, pub) in enumerate(cameras)]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT",
+                                                                    "DJANGO_"))}
+    proc = subprocess.run([sys.executable, "-m", "vault.web.seed"], input=json.dumps(spec),
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        print(f"  back office not seeded: {proc.stderr.strip().splitlines()[-1:]}", file=file)
+        return proc.returncode
+    done = json.loads(proc.stdout.strip().splitlines()[-1])
+    users = ", ".join(f"{u} ({r})" for u, r in done["users"].items())
+    print(f"  back office in {home}: {done['recordings']} recordings catalogued, "
+          f"{done['reports']} shift reports drafted from the event logs", file=file)
+    print(f"  users: {users}; password for each: {DEMO_PASSWORD!r}", file=file)
+    print(f"  open it: bodycam vault serve --home {home} --local-http, then "
+          "http://127.0.0.1:8000/ (a viewing needs two of them, e.g. cees + sam for a "
+          "complaint)", file=file)
+    return 0
+
+
+def main() -> int:
+    """`python -m vault.web.seed` with a JSON spec on stdin (see `seed_demo`)."""
+    spec = json.loads(sys.stdin.read(1 << 20))
+    result = seed_back_office(
+        home=Path(spec["home"]), store_url=spec["store"], site=spec["site"],
+        vault_key=Path(spec["vault_key"]), password=spec["password"],
+        docks={k: bytes.fromhex(v) for k, v in spec["docks"].items()},
+        cameras=[DemoCamera(c["device_id"], bytes.fromhex(c["public_key"]), c["officer_code"],
+                            c["officer_name"], c["officer_user"]) for c in spec["cameras"]])
+    print(json.dumps({"recordings": result.recordings, "reports": result.reports,
+                      "problems": result.problems, "users": result.users}))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    raise SystemExit(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +27,19 @@ def site_store() -> Any:
     from dock.store import open_store
 
     return open_store(site_config().store)
+
+
+def work_dir() -> Path:
+    """The web process's own private work folder (never shared with CLI commands)."""
+    return settings.HOME / "web-work"
+
+
+def wipe_work_dir() -> None:
+    path = work_dir()
+    if path.exists():
+        shutil.rmtree(path)
+        log.info("removed what a previous server left in %s", path)
+    path.mkdir(mode=0o700, parents=True)
 
 
 def vault_key() -> VaultKey:

@@ -37,7 +37,7 @@ from vault.policy import PURPOSES
 from vault.web import casework, reports, viewings
 from vault.web.models import CameraStatus, CaseRequest, ShiftReport
 from vault.web.signin import sign_in
-from vault.web.site import site_config, site_store, vault_key
+from vault.web.site import site_config, site_store, vault_key, work_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
             recording=r, purpose=purpose, first=actor, second=second,
             officer_consent=p.get("officer_consent") == "yes",
             session_key=request.session.session_key or "", store=site_store(),
-            vault_key=vault_key(), clock=CLOCK, work_dir=site_config().work_dir)
+            vault_key=vault_key(), clock=CLOCK, work_dir=work_dir())
     except (PermissionRefused, AuthenticationFailed) as exc:
         return recording_page.__wrapped__(request, actor, device, rec,  # type: ignore[attr-defined]
                                           error=str(exc), status=403)

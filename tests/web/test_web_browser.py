@@ -102,7 +102,7 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
     assert band.std() > 40  # text, not a uniform band
     page.screenshot(path=str(DOCS / "viewing.png"))
     # The stream: byte ranges, never kept, never offered as a file; no download link.
-    src = video.get_attribute("src")
+    src = video.get_attribute("data-src")
     resp = page.request.get(src, headers={"Range": "bytes=0-99"})
     assert resp.status == 206
     assert re.fullmatch(r"bytes 0-99/\d+", resp.headers["content-range"])

@@ -114,7 +114,8 @@ class WebSite:
     users: dict[str, str] = field(default_factory=dict)
 
 
-def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360)) -> WebSite:
+def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360),
+               ts: bytes | None = None) -> WebSite:
     from vault_support import Site
 
     site_obj = Site.create(root / "site")
@@ -122,7 +123,7 @@ def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 36
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     recent_at = now - dt.timedelta(hours=20)
     old_at = now - dt.timedelta(days=29)
-    ts = make_ts(seconds, size)
+    ts = ts if ts is not None else make_ts(seconds, size)
     recent = site_obj.record("CAM-A", recent_at, ts=ts, preroll=30.0)
     old = site_obj.record("CAM-A", old_at, ts=make_ts(2, (320, 180)), preroll=30.0)
     other = site_obj.record("CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,7 +36,9 @@ log = logging.getLogger(__name__)
 # One keyframe a second so a seek lands close to where it was asked.
 X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency",
                 "x264-params": "keyint=30:min-keyint=15:scenecut=0"}
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
+# Small fragments (a quarter second) so the first frame reaches the browser early.
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+               "frag_duration": "250000"}
 MAX_FRAMES = 30 * 60 * 60 * 2  # two hours at 30 fps: a bound on any one viewing
 
 
@@ -68,6 +71,76 @@ def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndar
     return img
 
 
+class GrowingMedia:
+    """The watermarked MP4 as it is encoded: readers wait for bytes, the encoder appends.
+
+    Playback starts on the first fragment (about a second of video) instead of after the
+    whole recording; byte ranges of the finished file are served as usual. The encoder
+    writes through `write` only (the MP4 muxer sees a stream it cannot seek).
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self.done = False
+        self.error: str = ""
+        self.frames = 0
+
+    # -- the encoder's side (a non-seekable file for PyAV) --
+    def write(self, data: bytes) -> int:
+        with self._cond:
+            self._buf += data
+            self._cond.notify_all()
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def finish(self, error: str = "") -> None:
+        with self._cond:
+            self.done, self.error = True, error
+            self._cond.notify_all()
+
+    # -- the readers' side --
+    def size(self) -> int:
+        with self._cond:
+            return len(self._buf)
+
+    def read(self, start: int, end: int, timeout: float) -> bytes:
+        """Bytes start..end (inclusive), waiting up to `timeout` s for at least one of them."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or len(self._buf) > start, timeout=timeout)
+            return bytes(self._buf[start:end + 1])
+
+    def wait_done(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.done, timeout=timeout)
+
+    def mime_codecs(self, timeout: float) -> str:
+        """`video/mp4; codecs="avc1.PPCCLL[, mp4a.40.2]"` from the initialization segment."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or b"moov" in self._buf[:1 << 16]
+                                and b"avcC" in self._buf[:1 << 16], timeout=timeout)
+            head = bytes(self._buf[: 1 << 16])
+        at = head.find(b"avcC")
+        if at < 0 or len(head) < at + 8:
+            return 'video/mp4; codecs="avc1.42E01E"'
+        codecs = [f"avc1.{head[at + 5]:02X}{head[at + 6]:02X}{head[at + 7]:02X}"]
+        if b"mp4a" in head:
+            codecs.append("mp4a.40.2")
+        return f'video/mp4; codecs="{", ".join(codecs)}"'
+
+    def value(self) -> bytes:
+        with self._cond:
+            return bytes(self._buf)
+
+    def drop(self) -> None:
+        with self._cond:
+            self._buf = bytearray()
+            self.done = True
+            self._cond.notify_all()
+
+
 def decrypt_to_memory(*, recording: Recording, store: Store, vault_key: VaultKey,
                       work_dir: Path | None) -> bytes:
     """The recording's MPEG-TS plaintext, verified against the registered camera key."""
@@ -81,7 +154,14 @@ def decrypt_to_memory(*, recording: Recording, store: Store, vault_key: VaultKey
 
 def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
     """Re-encode the video of `ts` with `mark` burned in; fragmented MP4 bytes."""
-    out_buf = io.BytesIO()
+    media = GrowingMedia()
+    encode_watermarked(ts, mark, media)
+    return media.value()
+
+
+def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
+                       stop: threading.Event | None = None) -> int:
+    """Encode into `out_buf` as fragments complete; returns frames. Stops early on `stop`."""
     frames = 0
     try:
         with av.open(io.BytesIO(ts), "r", format="mpegts") as fin, \
@@ -127,6 +207,9 @@ def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
                     new.time_base = vout.codec_context.time_base
                     fout.mux(vout.encode(new))
                     frames += 1
+                    out_buf.frames = frames
+                    if stop is not None and stop.is_set():
+                        raise _Stopped()
                     if frames > MAX_FRAMES:
                         raise MediaError(f"recording longer than {MAX_FRAMES} frames")
             fout.mux(vout.encode())
@@ -134,4 +217,30 @@ def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
         raise MediaError(f"cannot prepare the recording for viewing: {exc}") from None
     if not frames:
         raise MediaError("the recording holds no video frames")
-    return out_buf.getvalue()
+    return frames
+
+
+class _Stopped(Exception):
+    """The viewing ended while its stream was still being prepared."""
+
+
+def encode_in_background(ts: bytes, mark: Watermark) -> tuple[GrowingMedia, threading.Thread,
+                                                               threading.Event]:
+    """Start encoding on a thread; the media grows as it runs and is finished either way."""
+    media = GrowingMedia()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            encode_watermarked(ts, mark, media, stop)
+        except _Stopped:
+            media.finish("ended before the stream was complete")
+        except MediaError as exc:
+            log.warning("viewing stream failed: %s", exc)
+            media.finish(str(exc))
+        else:
+            media.finish()
+
+    thread = threading.Thread(target=run, name="viewing-encoder", daemon=True)
+    thread.start()
+    return media, thread, stop

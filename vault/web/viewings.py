@@ -29,7 +29,7 @@ from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
 from vault.viewing import viewing_pair_check
-from vault.web.playback import Watermark, decrypt_to_memory, watermark_mp4
+from vault.web.playback import GrowingMedia, Watermark, decrypt_to_memory, encode_in_background
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,9 @@ class Viewing:
     second: str
     pair: tuple[str, str]
     started_at: dt.datetime
-    media: bytes = field(repr=False)
+    media: GrowingMedia = field(repr=False)
+    encoder: threading.Thread | None = field(default=None, repr=False)
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     seeks: int = 0
 
@@ -89,30 +91,39 @@ def viewing_start(*, recording: Recording, purpose: str, first: Actor, second: A
                                  str(recording))
     plain = decrypt_to_memory(recording=recording, store=store, vault_key=vault_key,
                               work_dir=work_dir)
-    try:
-        media = watermark_mp4(plain, mark)
-    finally:
-        del plain
-    v = Viewing(id=secrets.token_urlsafe(16), session_key=session_key, recording_pk=recording.pk,
-                recording=str(recording), municipality=muni.code, purpose=purpose,
-                first=first.username, second=second.username, pair=decision.pair,
-                started_at=now, media=media, last_seen=now)
     with _lock:
         _expire_locked(clock)
         if len(_viewings) >= MAX_VIEWINGS:
             raise InvalidRequest(f"{MAX_VIEWINGS} viewings are open on this server: end one "
                                  "first")
+    # The picture is encoded while it plays: the browser starts on the first fragment.
+    media, encoder, stop = encode_in_background(plain, mark)
+    del plain  # the encoder thread holds the only reference now
+    v = Viewing(id=secrets.token_urlsafe(16), session_key=session_key, recording_pk=recording.pk,
+                recording=str(recording), municipality=muni.code, purpose=purpose,
+                first=first.username, second=second.username, pair=decision.pair,
+                started_at=now, media=media, encoder=encoder, stop=stop, last_seen=now)
+    with _lock:
         _viewings[v.id] = v
     _audit(first.username, v, "viewing.start", clock, pair=list(decision.pair),
-           second=second.username, copy=False, bytes=len(media))
+           second=second.username, copy=False)
     log.info("viewing %s of %s started (%s)", v.id, v.recording, purpose)
     return v
+
+
+def _release(v: Viewing) -> None:
+    """Stop the encoder and drop the decrypted picture from memory."""
+    v.stop.set()
+    if v.encoder is not None and v.encoder is not threading.current_thread():
+        v.encoder.join(timeout=30)
+    v.media.drop()
 
 
 def _expire_locked(clock: Clock) -> None:
     now = clock.now()
     for vid in [k for k, v in _viewings.items() if now - v.last_seen > IDLE_LIMIT]:
         v = _viewings.pop(vid)
+        _release(v)
         _audit(v.first, v, "viewing.end", clock, reason="idle")
 
 
@@ -139,6 +150,7 @@ def viewing_end(*, viewing_id: str, session_key: str, clock: Clock, reason: str 
     v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock)
     with _lock:
         _viewings.pop(v.id, None)
+    _release(v)
     _audit(v.first, v, "viewing.end", clock, reason=reason, seeks=v.seeks)
 
 
@@ -151,6 +163,7 @@ def viewing_end_all_for_session(session_key: str, *, reason: str,
         for v in gone:
             _viewings.pop(v.id, None)
     for v in gone:
+        _release(v)
         _audit(v.first, v, "viewing.end", clock or SYSTEM_CLOCK, reason=reason)
     return len(gone)
 

@@ -21,6 +21,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     HttpResponseNotAllowed,
+    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -45,6 +46,9 @@ CLOCK: Clock = SYSTEM_CLOCK
 VIEW_PURPOSES = ("complaint", "learning", "access_request")  # viewing in the browser
 RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 MAX_CHUNK = 4 << 20  # one response never carries more than this of the stream
+STREAM_CHUNK = 256 << 10
+SHORT_RECORDING = 15.0  # seconds: encoded whole before the page shows (a second or so)
+STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
 
 
 def _remote(request: HttpRequest) -> str:
@@ -203,37 +207,77 @@ def _viewing(request: HttpRequest, viewing_id: str) -> viewings.Viewing:
 @page
 def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
     v = _viewing(request, viewing_id)
-    return render(request, "web/viewing.html", {"v": v})
+    # A short recording is ready almost at once: the browser then plays the finished
+    # file with byte ranges. A long one starts playing while it is encoded (Media Source
+    # Extensions fed from the growing stream), seeking within what has arrived.
+    r = Recording.objects.filter(pk=v.recording_pk).first()
+    duration = (r.ended_at - r.footage_start_at).total_seconds() if r and r.ended_at else 0
+    complete = v.media.wait_done(timeout=10.0 if 0 < duration <= SHORT_RECORDING else 0)
+    return render(request, "web/viewing.html", {
+        "v": v, "complete": complete, "duration": f"{max(duration, 0):.3f}",
+        "mime": "" if complete else v.media.mime_codecs(timeout=10)})
 
 
 @page
-def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
-    """The watermarked MP4 with byte ranges, so the browser can seek; never cached."""
+def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponseBase:
+    """The watermarked MP4 with byte ranges, so the browser can seek; never cached.
+
+    While the stream is still being encoded its length is unknown: the whole stream is
+    sent as it grows (so playback starts on the first fragment), and a range is answered
+    with the bytes that exist (`Content-Range: bytes A-B/*`).
+    """
     media = _viewing(request, viewing_id).media
-    size = len(media)
-    m = RANGE.fullmatch(request.headers.get("Range", "").strip())
-    if m is None or (not m[1] and not m[2]):
-        start, end = 0, min(size, MAX_CHUNK) - 1
-        status = 206 if request.headers.get("Range") else 200
-        if status == 200:
-            end = size - 1
-    elif not m[1]:  # suffix range: the last N bytes
-        start, end = max(0, size - int(m[2])), size - 1
-        status = 206
+    header = request.headers.get("Range", "").strip()
+    m = RANGE.fullmatch(header)
+    if not media.done and (m is None or (m[1] in ("", "0") and not m[2])):
+        resp: HttpResponseBase = StreamingHttpResponse(_grow(media), content_type="video/mp4")
     else:
-        start = int(m[1])
-        end = min(int(m[2]) if m[2] else size - 1, size - 1, start + MAX_CHUNK - 1)
-        status = 206
-    if start >= size or end < start:
-        resp = HttpResponse(status=416)
-        resp["Content-Range"] = f"bytes */{size}"
-        return resp
-    resp = HttpResponse(media[start:end + 1], status=status, content_type="video/mp4")
-    if status == 206:
-        resp["Content-Range"] = f"bytes {start}-{end}/{size}"
+        resp = _ranged(media, m, bool(header))
     resp["Accept-Ranges"] = "bytes"
     resp["Content-Disposition"] = "inline"
     resp["Cache-Control"] = "no-store"
+    return resp
+
+
+def _grow(media: Any) -> Any:
+    pos, idle = 0, 0
+    while idle < STREAM_WAITS:
+        chunk = media.read(pos, pos + STREAM_CHUNK - 1, timeout=1.0)
+        if chunk:
+            pos, idle = pos + len(chunk), 0
+            yield chunk
+        elif media.done:
+            return
+        else:
+            idle += 1
+
+
+def _ranged(media: Any, m: re.Match[str] | None, asked: bool) -> HttpResponse:
+    size = media.size() if media.done else None
+    if m is None or (not m[1] and not m[2]):
+        start, end, status = 0, (size or 0) - 1, 206 if asked else 200
+    elif not m[1]:  # the last N bytes (only once the length is known)
+        if size is None:
+            return _unsatisfiable(None)
+        start, end, status = max(0, size - int(m[2])), size - 1, 206
+    else:
+        start = int(m[1])
+        end = int(m[2]) if m[2] else start + MAX_CHUNK - 1
+        end = min(end, start + MAX_CHUNK - 1, (size - 1) if size is not None else end)
+        status = 206
+    if status == 200:
+        return HttpResponse(media.read(0, end, timeout=0), content_type="video/mp4")
+    data = media.read(start, end, timeout=STREAM_WAITS)
+    if not data:
+        return _unsatisfiable(size)
+    resp = HttpResponse(data, status=206, content_type="video/mp4")
+    resp["Content-Range"] = f"bytes {start}-{start + len(data) - 1}/{size if size else '*'}"
+    return resp
+
+
+def _unsatisfiable(size: int | None) -> HttpResponse:
+    resp = HttpResponse(status=416)
+    resp["Content-Range"] = f"bytes */{size if size is not None else '*'}"
     return resp
 
 

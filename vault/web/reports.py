@@ -105,12 +105,14 @@ def _draft(rec: Recording, events: list[Event], verified: bool, now: dt.datetime
         return False
     stop = next((e for e in events if e.kind == "record_stop"
                  and e.fields.get("recording_id") == rec.recording_id), None)
-    end_seq = stop.seq if stop else start.seq + 10_000
+    end_seq, end_utc = (stop.seq, stop.utc) if stop else (start.seq + 10_000, float("inf"))
+    # The signals of this recording: from just before the press to just after the stop
+    # (not the end of the recording before it, nor the start of the next).
     indicators = [{"at": e.utc, "indicator": e.fields.get("indicator"),
                    "on": e.fields.get("on"), "reason": e.fields.get("reason")}
-                  for e in events if e.kind == "indicator" and start.seq - 5 <= e.seq <= end_seq
-                  # the press's own signals, not the end of the recording before it
-                  and e.utc >= start.utc - 2.0]
+                  for e in events if e.kind == "indicator"
+                  and start.seq - 5 <= e.seq <= end_seq + 3
+                  and start.utc - 2.0 <= e.utc <= end_utc + 2.0]
     ShiftReport.objects.create(
         recording=rec, officer=rec.officer, pressed_at=from_epoch(start.utc),
         stopped_at=from_epoch(stop.utc) if stop else None,

@@ -15,7 +15,7 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
     from vault.access import actor_for
     from vault.web.reports import unsubmitted
 
-    actor = actor_for(request.user)  # type: ignore[arg-type]
+    actor = actor_for(request.user)
     roles = sorted({r for rs in actor.roles.values() for r in rs})
     return {"actor": actor, "my_roles": roles,
             "my_municipalities": sorted(actor.roles),

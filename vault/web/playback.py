@@ -166,7 +166,8 @@ def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
     try:
         with av.open(io.BytesIO(ts), "r", format="mpegts") as fin, \
                 av.open(out_buf, "w", format="mp4", options=MP4_OPTIONS) as fout:
-            vin = next((s for s in fin.streams if s.type == "video"), None)
+            # PyAV's stubs type streams and frames loosely: this is video, the other audio.
+            vin: Any = next((s for s in fin.streams if s.type == "video"), None)
             if vin is None:
                 raise MediaError("the recording has no video stream")
             vin.thread_type = "AUTO"
@@ -177,7 +178,7 @@ def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
             vout.options = dict(X264_OPTIONS)
             vout.codec_context.time_base = Fraction(1, int(round(float(rate))))
             aout: Any = None
-            ain = next((s for s in fin.streams if s.type == "audio"), None)
+            ain: Any = next((s for s in fin.streams if s.type == "audio"), None)
             if ain is not None:
                 aout = fout.add_stream_from_template(ain)
                 if ain.codec_context.extradata:
@@ -198,6 +199,7 @@ def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
                             packet.stream = aout
                             fout.mux(packet)
                     continue
+                frame: Any
                 for frame in packet.decode():
                     t = float(frame.time or 0.0)
                     first_pts = t if first_pts is None else first_pts

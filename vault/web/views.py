@@ -62,7 +62,7 @@ def page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBas
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not request.user.is_authenticated:
             return redirect(f"{reverse('login')}?next={request.path}")
-        actor = actor_for(request.user)  # type: ignore[arg-type]
+        actor = actor_for(request.user)
         try:
             return view(request, actor, *args, **kwargs)
         except PermissionRefused as exc:
@@ -162,7 +162,7 @@ def recording_page(request: HttpRequest, actor: Actor, device: str, rec: str,
     from vault.access import policy_of
 
     policy = policy_of(r.municipality)
-    rules = {p: policy.viewing[p] for p in VIEW_PURPOSES if p in policy.viewing}  # type: ignore[index]
+    rules = {p: policy.viewing[p] for p in VIEW_PURPOSES if p in policy.viewing}
     return render(request, "web/recording.html", {
         "r": r, "segments": r.segments.all(), "holds": r.holds.all().order_by("opened_at"),
         "custody": custody, "rules": rules, "error": error,

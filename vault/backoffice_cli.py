@@ -270,7 +270,15 @@ def cmd_sync(s: Session, args: argparse.Namespace) -> int:
     for line in report.problems:
         print(f"PROBLEM {line}")
     print(report.summary())
-    return 1 if report.refused or report.problems else 0
+    # What docked since the last sync also gets its officers' draft reports.
+    from vault.web.reports import shift_sync
+
+    drafts = shift_sync(actor=s.actor, store=s.store, clock=s.clock)
+    for line in drafts.problems:
+        print(f"PROBLEM {line}")
+    print(f"{len(drafts.drafted)} shift report(s) drafted from {drafts.cameras} camera event "
+          "log(s)")
+    return 1 if report.refused or report.problems or drafts.problems else 0
 
 
 def cmd_purge(s: Session, args: argparse.Namespace) -> int:

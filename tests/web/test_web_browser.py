@@ -162,6 +162,9 @@ def test_an_access_request_hold_blocks_the_purge_until_closed(
     assert "/requests/" in page.url and "AVG-2026-17" in page.content()
     purge = cli(web_site.home, "purge", user="cees")
     assert purge.returncode == 0, purge.stderr
+    # The timer's sync also drafts reports (none new: the seeding drafted all three).
+    sync = cli(web_site.home, "sync", user="cees")
+    assert "0 shift report(s) drafted from 2 camera event log(s)" in sync.stdout, sync.stderr
     page.goto(f"/recordings/{web_site.old}/")
     meta = page.locator("dl.meta").inner_text()
     assert "stored" in meta and "purged" not in meta  # 29 days old, kept by the hold

@@ -124,7 +124,8 @@ def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 36
     recent_at = now - dt.timedelta(hours=20)
     old_at = now - dt.timedelta(days=29)
     ts = ts if ts is not None else make_ts(seconds, size)
-    recent = site_obj.record("CAM-A", recent_at, ts=ts, preroll=30.0)
+    # Sealed in the camera's own chunk size (64 KiB), so opening costs what it does for real.
+    recent = site_obj.record("CAM-A", recent_at, ts=ts, preroll=30.0, chunk_size=65536)
     old = site_obj.record("CAM-A", old_at, ts=make_ts(2, (320, 180)), preroll=30.0)
     other = site_obj.record("CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320,
                                                                                            180)))

@@ -14,6 +14,7 @@ import datetime as dt
 import io
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -85,10 +86,14 @@ class GrowingMedia:
         self.done = False
         self.error: str = ""
         self.frames = 0
+        self.started = time.perf_counter()
 
     # -- the encoder's side (a non-seekable file for PyAV) --
     def write(self, data: bytes) -> int:
         with self._cond:
+            if not self._buf and self.started:
+                log.info("viewing stream: first bytes %.3f s after the start",
+                         time.perf_counter() - self.started)
             self._buf += data
             self._cond.notify_all()
         return len(data)
@@ -233,8 +238,11 @@ def encode_in_background(ts: bytes, mark: Watermark) -> tuple[GrowingMedia, thre
     stop = threading.Event()
 
     def run() -> None:
+        t0 = time.perf_counter()
         try:
             encode_watermarked(ts, mark, media, stop)
+            log.info("viewing stream encoded: %d frames in %.2f s", media.frames,
+                     time.perf_counter() - t0)
         except _Stopped:
             media.finish("ended before the stream was complete")
         except MediaError as exc:

@@ -17,6 +17,7 @@ import datetime as dt
 import logging
 import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +90,10 @@ def viewing_start(*, recording: Recording, purpose: str, first: Actor, second: A
     now = clock.now()
     mark = Watermark.for_viewing([first.username, second.username], purpose, now,
                                  str(recording))
+    t0 = time.perf_counter()
     plain = decrypt_to_memory(recording=recording, store=store, vault_key=vault_key,
                               work_dir=work_dir)
+    decrypt_s, plain_bytes = time.perf_counter() - t0, len(plain)
     with _lock:
         _expire_locked(clock)
         if len(_viewings) >= MAX_VIEWINGS:
@@ -107,7 +110,8 @@ def viewing_start(*, recording: Recording, purpose: str, first: Actor, second: A
         _viewings[v.id] = v
     _audit(first.username, v, "viewing.start", clock, pair=list(decision.pair),
            second=second.username, copy=False)
-    log.info("viewing %s of %s started (%s)", v.id, v.recording, purpose)
+    log.info("viewing %s of %s started (%s): %d bytes fetched, verified and decrypted in "
+             "%.3f s", v.id, v.recording, purpose, plain_bytes, decrypt_s)
     return v
 
 

@@ -25,6 +25,7 @@ from django.http import (
 )
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from vault.access import Actor, actor_for, authorize_any, refuse
@@ -99,7 +100,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
         else:
             login(request, actor.user, backend="django.contrib.auth.backends.ModelBackend")
             nxt = request.POST.get("next", "")
-            return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/")
+            safe = url_has_allowed_host_and_scheme(nxt, allowed_hosts=None) and \
+                nxt.startswith("/")
+            return redirect(nxt if safe else "/")
     return render(request, "web/login.html", {"error": error,
                                               "next": request.GET.get("next", "")},
                   status=401 if error else 200)

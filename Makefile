@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: install test reliability fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
-SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl
+SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl /usr/bin/chromium:chromium npm:npm
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps

@@ -6,7 +6,8 @@ end of the shift both go into the dock: the dock daemon authenticates each over 
 serial control channel, verifies and copies every segment into a local file store,
 releases it, and the cameras delete what is safely stored. Then the back office takes
 one recording out of the store, decrypts it with the site's vault key and remuxes it
-into an MP4, and ffprobe says what it is.
+into an MP4, and ffprobe says what it is. Last, the back office (in ``back-office``)
+catalogues the shift, drafts the officers' reports and gets a user for every role.
 
 Everything goes into one folder (default ``demo-out``), made afresh on each run.
 """
@@ -107,6 +108,13 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     recording = _pick_recording(result)
     mp4 = _decrypt_to_mp4(result, recording, store_dir, keys_dir, out / "vault", say)
     _ffprobe(mp4, say)
+    heading("Back office: the shift catalogued, reports drafted, a user for every role")
+    from vault.web.seed import seed_demo
+
+    if seed_demo(home=out / "back-office", store_url=f"file://{store_dir}", site=SITE,
+                 keys_dir=keys_dir, file=say,
+                 cameras=[(c.name, c.device_id, c.device_public) for c in result.cameras]):
+        raise DemoError("the back office could not be seeded with the shift")
     heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
     return 0
 

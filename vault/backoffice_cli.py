@@ -72,11 +72,12 @@ class Session:
     """The authenticated actor, the site's configuration, its store."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from vault.access import authenticate_actor
-
         self.home = _home(args)
         self.config = SiteConfig.load(self.home)
         ensure_django(self.home)
+        # Models import only once Django runs on this HOME.
+        from vault.access import authenticate_actor
+
         check_migrated()
         self.clock = SYSTEM_CLOCK
         if getattr(args, "credentials", None):
@@ -269,7 +270,15 @@ def cmd_sync(s: Session, args: argparse.Namespace) -> int:
     for line in report.problems:
         print(f"PROBLEM {line}")
     print(report.summary())
-    return 1 if report.refused or report.problems else 0
+    # What docked since the last sync also gets its officers' draft reports.
+    from vault.web.reports import shift_sync
+
+    drafts = shift_sync(actor=s.actor, store=s.store, clock=s.clock)
+    for line in drafts.problems:
+        print(f"PROBLEM {line}")
+    print(f"{len(drafts.drafted)} shift report(s) drafted from {drafts.cameras} camera event "
+          "log(s)")
+    return 1 if report.refused or report.problems or drafts.problems else 0
 
 
 def cmd_purge(s: Session, args: argparse.Namespace) -> int:

@@ -234,3 +234,6 @@ def add_subcommands(subparsers: Any) -> None:
     from vault.export.cli import add_export_commands
 
     add_export_commands(sub)
+    from vault.web.serve import add_web_commands
+
+    add_web_commands(sub)

@@ -35,7 +35,7 @@ def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
     # No private key, in any spelling, in the logs, the output or anything written
     # outside the key files themselves (volumes, event logs, ledger, store, vault).
     secrets = _private_keys(out)
-    assert len(secrets) == 5  # vault, integrator, dock, two cameras
+    assert len(secrets) == 6  # vault, integrator, dock, two cameras, back office registry
     spoken = text + caplog.text
     for secret in secrets:
         for form in (secret.hex(), base64.b64encode(secret).decode(), secret.hex().upper()):
@@ -45,6 +45,10 @@ def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
             data = path.read_bytes()
             for secret in secrets:
                 assert secret not in data and secret.hex().encode() not in data, path
+
+    # The back office was seeded with the shift, and says how to open it.
+    assert "3 recordings catalogued, 3 shift reports drafted" in text
+    assert "bodycam vault serve --home" in text and "cees (cluster_manager)" in text
 
     # The dock stored and released everything the shift recorded.
     summary = json.loads((out / "shift" / "shift-summary.json").read_text())

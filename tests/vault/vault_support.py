@@ -118,7 +118,8 @@ class Site:
 
     def record(self, device_id: str, started: dt.datetime, *, segments: int = 2,
                preroll: float = 30.0, ts: bytes | None = None, finish: bool = True,
-               ingest: bool = True, key: Any = None, rec_id: str | None = None) -> str:
+               ingest: bool = True, key: Any = None, rec_id: str | None = None,
+               chunk_size: int = 4096) -> str:
         """Seal a recording as the camera would and store it as the dock would."""
         from crypto.seal import RecordingSealer
         from dock.ingest_record import write_ingest_record
@@ -130,7 +131,7 @@ class Site:
         rec_id = rec_id or f"{started:%Y%m%dT%H%M%SZ}-{os.urandom(2).hex()}"
         folder = self.root / "cam" / device_id / os.urandom(4).hex() / rec_id
         sealer = RecordingSealer(folder, device_id, rec_id, signer,
-                                 [self.vault_key.public_bytes()], start, chunk_size=4096)
+                                 [self.vault_key.public_bytes()], start, chunk_size=chunk_size)
         plain = bytearray()
         for i in range(segments):
             data = ts if (ts is not None and i == 0) else (os.urandom(3000) if ts is None

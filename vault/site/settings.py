@@ -111,3 +111,39 @@ SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 LOGGING = {"version": 1, "disable_existing_loggers": False}
+
+# --- web front end (vault/web) -------------------------------------------------------------
+INSTALLED_APPS += ["django.contrib.staticfiles", "vault.web.apps.Config"]
+# Static files served by the application server itself, compressed and cache-busted.
+MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "vault.web.context.back_office",
+    ]},
+}]
+STATIC_URL = "/static/"
+STATIC_ROOT = HOME / "static"
+WHITENOISE_USE_FINDERS = True  # no collectstatic step needed on a small site
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+# Sessions end after 30 idle minutes, at the latest after the 8-hour working day.
+SESSION_IDLE_SECONDS = int(os.environ.get("BODYCAM_VAULT_SESSION_IDLE", "1800"))
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Strict"
+LOCKOUT_FAILURES = 5  # failed sign-ins in LOCKOUT_SECONDS lock the account for that long
+LOCKOUT_SECONDS = 15 * 60
+# Behind the TLS-terminating reverse proxy the unit file describes.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if os.environ.get("BODYCAM_VAULT_LOCAL_HTTP") == "1":
+    # `bodycam vault serve --local-http`: plain HTTP on 127.0.0.1 for a demo or a test.
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = False
+    SECURE_HSTS_SECONDS = 0
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
+MIDDLEWARE += ["vault.web.middleware.SessionIdleMiddleware",
+               "vault.web.middleware.NoStoreMiddleware"]

@@ -1,7 +1,9 @@
-"""URL routes of the back office (the web pages come with the browser front end)."""
+"""URL routes of the back office: the web pages (vault/web)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-urlpatterns: list[Any] = []
+from django.urls import include, path
+
+urlpatterns: list[Any] = [path("", include("vault.web.urls"))]

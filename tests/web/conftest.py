@@ -1,0 +1,42 @@
+"""Fixtures of the browser tests: one seeded back office served by gunicorn, one Chromium."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from web_support import CHROMIUM, CHROMIUM_ARGS, Server, WebSite, build_site  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def web_site(tmp_path_factory: pytest.TempPathFactory) -> WebSite:
+    return build_site(tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture(scope="module")
+def server(web_site: WebSite) -> Iterator[Server]:
+    srv = Server(web_site.home, web_site.root / "server.log")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make system-deps)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

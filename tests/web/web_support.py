@@ -1,0 +1,238 @@
+"""Browser-test support: a back office on a real store, served by gunicorn, and Chromium.
+
+- `build_site(root)`: a file store filled the way the dock fills it (sealed H.264
+  recordings of two cameras, signed ingest records, each camera's signed event log),
+  then `vault.web.seed.seed_back_office` in a fresh process (its own Django), as
+  `make demo` does.
+- `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after.
+- `axe_source()`: axe-core from the npm registry (`npm pack`), cached once per machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "vault"))
+
+PASSWORD = "correct horse battery staple"
+BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+AXE_VERSION = "4.14.1"
+AXE_CACHE = Path(os.environ.get("BODYCAM_AXE_CACHE",
+                                Path.home() / ".cache" / "bodycam" / f"axe-core-{AXE_VERSION}"))
+
+
+class _Clock:
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def now(self) -> float:
+        return self.t
+
+
+def make_ts(seconds: int, size: tuple[int, int] = (640, 360)) -> bytes:
+    """Real H.264 in MPEG-TS: a moving gradient, one keyframe a second, 30 fps."""
+    import io
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    w, h = size
+    ramp = np.tile(np.linspace(40, 200, w, dtype=np.uint8), (h, 1))
+    with av.open(buf, "w", format="mpegts") as out:
+        stream: Any = out.add_stream("libx264", rate=30)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"preset": "ultrafast", "tune": "zerolatency",
+                          "x264-params": "keyint=30:min-keyint=30:scenecut=0:repeat-headers=1"}
+        for i in range(seconds * 30):
+            img = np.stack([np.roll(ramp, i * 4, axis=1), ramp // 2, 255 - ramp], axis=2)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _event_log(site_obj: Any, device_id: str, recordings: list[tuple[str, float, float]]) -> None:
+    """The camera's signed event log for the shift, offloaded into the store as one piece."""
+    from firmware.eventlog import EventLog
+    from store import events_key
+
+    cam = site_obj.camera(device_id)
+    path = site_obj.root / "events" / device_id / "events.jsonl"
+    clock = _Clock(recordings[0][1] - 600)
+    log = EventLog(path, cam.key, clock)
+    log.append("boot")
+    log.append("profile_applied", profile_name="heusden", profile_version=3)
+    for rec_id, start, stop in recordings:
+        clock.t = start
+        log.append("button", button="record", gesture="press", accepted=True)
+        log.append("record_start", recording_id=rec_id, prerecord_configured=30,
+                   prerecord_covered=30.0, prerecord_short=False, prerecord_short_reason="",
+                   first_pts=0, live_pts=0, audio=True)
+        log.append("indicator", indicator="led", on=True, reason="recording")
+        log.append("indicator", indicator="beep", reason="recording started")
+        clock.t = stop
+        log.append("record_stop", recording_id=rec_id, reason="button", duration_seconds=stop
+                   - start, prerecord_covered=30.0, segments=1)
+        log.append("indicator", indicator="led", on=False, reason="recording stopped")
+    clock.t = recordings[-1][2] + 600
+    log.append("dock", charging=True)
+    log.close()
+    raw = path.read_bytes()
+    key = events_key(site_obj.site, device_id, 0, len(raw), hashlib.sha256(raw).hexdigest())
+    site_obj.store.put_bytes(key, raw)
+
+
+@dataclass
+class WebSite:
+    root: Path
+    home: Path
+    recent: str  # DEVICE/RECORDING of a recording inside retention (viewed)
+    old: str  # one whose 28 days have passed (purged unless held)
+    officer_user: str = "olaf"
+    users: dict[str, str] = field(default_factory=dict)
+
+
+def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360),
+               ts: bytes | None = None) -> WebSite:
+    from vault_support import Site
+
+    site_obj = Site.create(root / "site")
+    site_obj.site = "demo"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    recent_at = now - dt.timedelta(hours=20)
+    old_at = now - dt.timedelta(days=29)
+    ts = ts if ts is not None else make_ts(seconds, size)
+    # Sealed in the camera's own chunk size (64 KiB), so opening costs what it does for real.
+    recent = site_obj.record("CAM-A", recent_at, ts=ts, preroll=30.0, chunk_size=65536)
+    old = site_obj.record("CAM-A", old_at, ts=make_ts(2, (320, 180)), preroll=30.0)
+    other = site_obj.record("CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320,
+                                                                                           180)))
+    _event_log(site_obj, "CAM-A", [(old, old_at.timestamp(), old_at.timestamp() + 2),
+                                   (recent, recent_at.timestamp(),
+                                    recent_at.timestamp() + seconds)])
+    _event_log(site_obj, "CAM-B", [(other, recent_at.timestamp() + 2400,
+                                    recent_at.timestamp() + 2402)])
+    key_path = root / "vault.key"
+    site_obj.vault_key.save(key_path)
+    spec = {
+        "home": str(root / "home"), "store": f"file://{root / 'site' / 'store'}",
+        "site": site_obj.site, "vault_key": str(key_path), "password": PASSWORD,
+        "docks": {"dock-1": site_obj.dock_key.public_bytes().hex()},
+        "cameras": [
+            {"device_id": "CAM-A", "public_key": site_obj.camera("CAM-A").public_hex,
+             "officer_code": "boa-1", "officer_name": "Olaf Jansen", "officer_user": "olaf"},
+            {"device_id": "CAM-B", "public_key": site_obj.camera("CAM-B").public_hex,
+             "officer_code": "boa-2", "officer_name": "Olga de Vries", "officer_user": "olga"}],
+    }
+    seed(spec)
+    return WebSite(root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}")
+
+
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT",
+                                                                    "DJANGO_"))}
+    env["BODYCAM_VAULT_HOME"] = str(home)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def seed(spec: dict[str, Any]) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "vault.web.seed"], input=json.dumps(spec),
+                          env=_env(Path(spec["home"])), capture_output=True, text=True,
+                          timeout=300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"seeding the back office failed: {proc.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    if result["recordings"] != 3 or result["reports"] != 3 or result["problems"]:
+        raise RuntimeError(f"seeded back office is not as built: {result}")
+    return result
+
+
+def cli(home: Path, *args: str, user: str) -> subprocess.CompletedProcess[str]:
+    env = _env(home)
+    env["BODYCAM_VAULT_PASSWORD"] = PASSWORD
+    return subprocess.run([sys.executable, "-c", BODYCAM,
+                           "vault", *args, "--home", str(home), "--user", user],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`bodycam vault serve` in a child process on 127.0.0.1."""
+
+    def __init__(self, home: Path, log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", BODYCAM, "vault", "serve", "--home", str(home),
+             "--bind", f"127.0.0.1:{self.port}", "--local-http", "--threads", "4"],
+            env=_env(home), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.url}/login/", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the back office did not start: {log_path.read_text()}")
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self.log.close()
+
+
+def axe_source() -> str:
+    """axe.min.js of axe-core AXE_VERSION, fetched once with `npm pack` into the cache."""
+    target = AXE_CACHE / "package" / "axe.min.js"
+    if not target.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not installed (Debian: apt-get install npm)")
+        AXE_CACHE.mkdir(parents=True, exist_ok=True)
+        subprocess.run([npm, "pack", f"axe-core@{AXE_VERSION}", "--pack-destination",
+                        str(AXE_CACHE), "--silent"], check=True, timeout=300,
+                       capture_output=True)
+        with tarfile.open(AXE_CACHE / f"axe-core-{AXE_VERSION}.tgz") as tar:
+            member = tar.getmember("package/axe.min.js")
+            tar.extractall(AXE_CACHE, members=[member], filter="data")
+    return target.read_text()

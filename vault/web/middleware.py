@@ -1,0 +1,48 @@
+"""Session idle expiry and no-store caching for every back-office page."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from django.conf import settings
+from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse
+
+log = logging.getLogger(__name__)
+
+
+class SessionIdleMiddleware:
+    """Sign out a session idle for longer than SESSION_IDLE_SECONDS."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.user.is_authenticated:
+            # Wall time on purpose: session expiry is about real people leaving a screen.
+            now = time.time()
+            last = request.session.get("last_seen")
+            if isinstance(last, (int, float)) and now - last > settings.SESSION_IDLE_SECONDS:
+                from vault.web.viewings import viewing_end_all_for_session
+
+                viewing_end_all_for_session(request.session.session_key or "", reason="idle")
+                logout(request)
+            else:
+                request.session["last_seen"] = now
+        return self.get_response(request)
+
+
+class NoStoreMiddleware:
+    """Nothing the back office shows is kept by a browser or a proxy cache."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(settings.STATIC_URL):
+            response["Cache-Control"] = "no-store"
+            response["Pragma"] = "no-cache"
+        return response

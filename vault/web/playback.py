@@ -1,0 +1,256 @@
+"""Footage for one viewing: decrypted in memory, watermarked, as fragmented MP4.
+
+The recording is assembled (still encrypted) in a private work folder, verified and
+decrypted into memory, and the folder is removed at once; no plaintext byte is ever
+written to disk. The video is re-encoded with the viewers' names, the purpose and the
+time burned into every frame (OpenCV draws, PyAV/x264 encodes) into a fragmented MP4
+held in memory; audio is copied as it is. When the viewing ends the buffer is dropped;
+a restart of the server loses it with the process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from crypto.keys import VaultKey
+from crypto.open import decrypt_recording
+from store import Store
+from vault.catalog.custody import _assemble, _workdir
+from vault.catalog.models import Recording
+from vault.media import MediaError
+
+log = logging.getLogger(__name__)
+
+# One keyframe a second so a seek lands close to where it was asked.
+X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency",
+                "x264-params": "keyint=30:min-keyint=15:scenecut=0"}
+# Small fragments (a quarter second) so the first frame reaches the browser early.
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
+               "frag_duration": "250000"}
+MAX_FRAMES = 30 * 60 * 60 * 2  # two hours at 30 fps: a bound on any one viewing
+
+
+@dataclass(frozen=True)
+class Watermark:
+    lines: tuple[str, ...]
+
+    @classmethod
+    def for_viewing(cls, names: Sequence[str], purpose: str, started: dt.datetime,
+                    recording: str) -> Watermark:
+        return cls((f"VIEWING {' + '.join(names)}",
+                    f"purpose {purpose}  |  {recording}",
+                    f"viewed {started.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  |  no copy"))
+
+
+def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndarray:
+    """Draw the watermark across the top of a BGR frame (in place) and return it."""
+    h, w = img.shape[:2]
+    scale = max(0.5, w / 1400)
+    thick = max(2, round(scale * 2.5))  # bold enough to survive the encoder at low sizes
+    line_h = int(28 * scale) + 6
+    lines = [*mark.lines, f"t+{footage_seconds:7.2f} s"]
+    box_h = line_h * len(lines) + 8
+    # A dark band keeps the text legible on any footage; it cannot be cropped away
+    # without losing the top of the picture.
+    img[:box_h] = (img[:box_h] * 0.35).astype(np.uint8)
+    for i, text in enumerate(lines):
+        cv2.putText(img, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), thick, cv2.LINE_AA)
+    return img
+
+
+class GrowingMedia:
+    """The watermarked MP4 as it is encoded: readers wait for bytes, the encoder appends.
+
+    Playback starts on the first fragment (about a second of video) instead of after the
+    whole recording; byte ranges of the finished file are served as usual. The encoder
+    writes through `write` only (the MP4 muxer sees a stream it cannot seek).
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._cond = threading.Condition()
+        self.done = False
+        self.error: str = ""
+        self.frames = 0
+        self.started = time.perf_counter()
+
+    # -- the encoder's side (a non-seekable file for PyAV) --
+    def write(self, data: bytes) -> int:
+        with self._cond:
+            if not self._buf and self.started:
+                log.info("viewing stream: first bytes %.3f s after the start",
+                         time.perf_counter() - self.started)
+            self._buf += data
+            self._cond.notify_all()
+        return len(data)
+
+    def seekable(self) -> bool:
+        return False
+
+    def finish(self, error: str = "") -> None:
+        with self._cond:
+            self.done, self.error = True, error
+            self._cond.notify_all()
+
+    # -- the readers' side --
+    def size(self) -> int:
+        with self._cond:
+            return len(self._buf)
+
+    def read(self, start: int, end: int, timeout: float) -> bytes:
+        """Bytes start..end (inclusive), waiting up to `timeout` s for at least one of them."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or len(self._buf) > start, timeout=timeout)
+            return bytes(self._buf[start:end + 1])
+
+    def wait_done(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self.done, timeout=timeout)
+
+    def mime_codecs(self, timeout: float) -> str:
+        """`video/mp4; codecs="avc1.PPCCLL[, mp4a.40.2]"` from the initialization segment."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or b"moov" in self._buf[:1 << 16]
+                                and b"avcC" in self._buf[:1 << 16], timeout=timeout)
+            head = bytes(self._buf[: 1 << 16])
+        at = head.find(b"avcC")
+        if at < 0 or len(head) < at + 8:
+            return 'video/mp4; codecs="avc1.42E01E"'
+        codecs = [f"avc1.{head[at + 5]:02X}{head[at + 6]:02X}{head[at + 7]:02X}"]
+        if b"mp4a" in head:
+            codecs.append("mp4a.40.2")
+        return f'video/mp4; codecs="{", ".join(codecs)}"'
+
+    def value(self) -> bytes:
+        with self._cond:
+            return bytes(self._buf)
+
+    def drop(self) -> None:
+        with self._cond:
+            self._buf = bytearray()
+            self.done = True
+            self._cond.notify_all()
+
+
+def decrypt_to_memory(*, recording: Recording, store: Store, vault_key: VaultKey,
+                      work_dir: Path | None) -> bytes:
+    """The recording's MPEG-TS plaintext, verified against the registered camera key."""
+    buf = io.BytesIO()
+    with _workdir(work_dir) as tmp:
+        public = _assemble(store, recording, tmp)
+        decrypt_recording(tmp, vault_key, public, buf, require_complete=not recording.recovered
+                          and recording.complete)
+    return buf.getvalue()
+
+
+def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
+    """Re-encode the video of `ts` with `mark` burned in; fragmented MP4 bytes."""
+    media = GrowingMedia()
+    encode_watermarked(ts, mark, media)
+    return media.value()
+
+
+def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
+                       stop: threading.Event | None = None) -> int:
+    """Encode into `out_buf` as fragments complete; returns frames. Stops early on `stop`."""
+    frames = 0
+    try:
+        with av.open(io.BytesIO(ts), "r", format="mpegts") as fin, \
+                av.open(out_buf, "w", format="mp4", options=MP4_OPTIONS) as fout:
+            # PyAV's stubs type streams and frames loosely: this is video, the other audio.
+            vin: Any = next((s for s in fin.streams if s.type == "video"), None)
+            if vin is None:
+                raise MediaError("the recording has no video stream")
+            vin.thread_type = "AUTO"
+            rate = vin.average_rate or vin.guessed_rate or 30
+            vout: Any = fout.add_stream("libx264", rate=rate)
+            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
+            vout.pix_fmt = "yuv420p"
+            vout.options = dict(X264_OPTIONS)
+            vout.codec_context.time_base = Fraction(1, int(round(float(rate))))
+            aout: Any = None
+            ain: Any = next((s for s in fin.streams if s.type == "audio"), None)
+            if ain is not None:
+                aout = fout.add_stream_from_template(ain)
+                if ain.codec_context.extradata:
+                    aout.codec_context.extradata = ain.codec_context.extradata
+            first_pts: float | None = None
+            # The picture restarts at 0 s; sound keeps its place relative to the picture.
+            audio_shift: int | None = None
+            streams = [vin] + ([ain] if ain is not None else [])
+            for packet in fin.demux(*streams):
+                if packet.stream is ain:
+                    if packet.dts is not None and packet.pts is not None and \
+                            first_pts is not None:
+                        if audio_shift is None:
+                            audio_shift = int(first_pts / float(ain.time_base))
+                        packet.pts -= audio_shift
+                        packet.dts -= audio_shift
+                        if packet.dts >= 0:
+                            packet.stream = aout
+                            fout.mux(packet)
+                    continue
+                frame: Any
+                for frame in packet.decode():
+                    t = float(frame.time or 0.0)
+                    first_pts = t if first_pts is None else first_pts
+                    img = burn_in(frame.to_ndarray(format="bgr24"), mark, t - first_pts)
+                    new = av.VideoFrame.from_ndarray(img, format="bgr24")
+                    new.pts = frames
+                    new.time_base = vout.codec_context.time_base
+                    fout.mux(vout.encode(new))
+                    frames += 1
+                    out_buf.frames = frames
+                    if stop is not None and stop.is_set():
+                        raise _Stopped()
+                    if frames > MAX_FRAMES:
+                        raise MediaError(f"recording longer than {MAX_FRAMES} frames")
+            fout.mux(vout.encode())
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"cannot prepare the recording for viewing: {exc}") from None
+    if not frames:
+        raise MediaError("the recording holds no video frames")
+    return frames
+
+
+class _Stopped(Exception):
+    """The viewing ended while its stream was still being prepared."""
+
+
+def encode_in_background(ts: bytes, mark: Watermark) -> tuple[GrowingMedia, threading.Thread,
+                                                               threading.Event]:
+    """Start encoding on a thread; the media grows as it runs and is finished either way."""
+    media = GrowingMedia()
+    stop = threading.Event()
+
+    def run() -> None:
+        t0 = time.perf_counter()
+        try:
+            encode_watermarked(ts, mark, media, stop)
+            log.info("viewing stream encoded: %d frames in %.2f s", media.frames,
+                     time.perf_counter() - t0)
+        except _Stopped:
+            media.finish("ended before the stream was complete")
+        except MediaError as exc:
+            log.warning("viewing stream failed: %s", exc)
+            media.finish(str(exc))
+        else:
+            media.finish()
+
+    thread = threading.Thread(target=run, name="viewing-encoder", daemon=True)
+    thread.start()
+    return media, thread, stop

@@ -1,0 +1,177 @@
+"""Viewing in pairs: the session that holds one viewing's watermarked stream in memory.
+
+`viewing_start` records the officer's consent first where the policy asks for it, checks
+the pair with `vault.viewing.viewing_pair_check` (every refusal audited there), decrypts
+in memory and burns the watermark in; the result lives only in this process, tied to
+the browser session that started it. `viewing_seek` and `viewing_end` are audited;
+an idle viewing ends by itself. No copy exists at any point: there is no download
+route, the stream is served `no-store` and only to the session that started it.
+
+Served by one process (gunicorn with threads, see `vault.web.serve`), so the registry
+is a dict guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.db import transaction
+
+from crypto.keys import VaultKey
+from store import Store
+from vault.access import Actor, audit_ok, policy_of
+from vault.catalog.models import Recording
+from vault.clock import Clock
+from vault.errors import InvalidRequest, NotFound
+from vault.viewing import viewing_pair_check
+from vault.web.playback import GrowingMedia, Watermark, decrypt_to_memory, encode_in_background
+
+log = logging.getLogger(__name__)
+
+IDLE_LIMIT = dt.timedelta(minutes=30)
+MAX_VIEWINGS = 8  # bounded memory: each holds one recording's watermarked video
+
+
+@dataclass
+class Viewing:
+    id: str
+    session_key: str
+    recording_pk: int
+    recording: str
+    municipality: str
+    purpose: str
+    first: str
+    second: str
+    pair: tuple[str, str]
+    started_at: dt.datetime
+    media: GrowingMedia = field(repr=False)
+    encoder: threading.Thread | None = field(default=None, repr=False)
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    seeks: int = 0
+
+
+_lock = threading.Lock()
+_viewings: dict[str, Viewing] = {}
+
+
+def _audit(actor_name: str, v: Viewing, action: str, clock: Clock, **detail: object) -> None:
+    from vault.audit.services import audit_record
+
+    with transaction.atomic():
+        audit_record(actor=actor_name, municipality=v.municipality, action=action,
+                     target=f"{v.recording} viewed by {v.first}+{v.second}", purpose=v.purpose,
+                     result="ok", clock=clock, detail={"viewing": v.id, **detail})
+
+
+def viewing_start(*, recording: Recording, purpose: str, first: Actor, second: Actor,
+                  officer_consent: bool, session_key: str, store: Store,
+                  vault_key: VaultKey, clock: Clock, work_dir: Path | None = None) -> Viewing:
+    """Check the pair, then prepare the watermarked stream; audited as viewing.start."""
+    muni = recording.municipality
+    rule = policy_of(muni).viewing.get(purpose)  # type: ignore[call-overload]
+    if rule is not None and rule.officer_consent and officer_consent:
+        # Consent is recorded before anything is shown (and before the pair check).
+        with transaction.atomic():
+            audit_ok(actor=first, action="viewing.consent", municipality=muni.code,
+                     target=str(recording), purpose=purpose, clock=clock,
+                     detail={"officer": recording.officer.code if recording.officer else None,
+                             "recorded_with": second.username})
+    decision = viewing_pair_check(recording=recording, purpose=purpose, first=first,
+                                  second=second, officer_consent=officer_consent, clock=clock)
+    if recording.state == Recording.State.PURGED:
+        raise InvalidRequest(f"{recording} was purged: nothing is left to view")
+    now = clock.now()
+    mark = Watermark.for_viewing([first.username, second.username], purpose, now,
+                                 str(recording))
+    t0 = time.perf_counter()
+    plain = decrypt_to_memory(recording=recording, store=store, vault_key=vault_key,
+                              work_dir=work_dir)
+    decrypt_s, plain_bytes = time.perf_counter() - t0, len(plain)
+    with _lock:
+        _expire_locked(clock)
+        if len(_viewings) >= MAX_VIEWINGS:
+            raise InvalidRequest(f"{MAX_VIEWINGS} viewings are open on this server: end one "
+                                 "first")
+    # The picture is encoded while it plays: the browser starts on the first fragment.
+    media, encoder, stop = encode_in_background(plain, mark)
+    del plain  # the encoder thread holds the only reference now
+    v = Viewing(id=secrets.token_urlsafe(16), session_key=session_key, recording_pk=recording.pk,
+                recording=str(recording), municipality=muni.code, purpose=purpose,
+                first=first.username, second=second.username, pair=decision.pair,
+                started_at=now, media=media, encoder=encoder, stop=stop, last_seen=now)
+    with _lock:
+        _viewings[v.id] = v
+    _audit(first.username, v, "viewing.start", clock, pair=list(decision.pair),
+           second=second.username, copy=False)
+    log.info("viewing %s of %s started (%s): %d bytes fetched, verified and decrypted in "
+             "%.3f s", v.id, v.recording, purpose, plain_bytes, decrypt_s)
+    return v
+
+
+def _release(v: Viewing) -> None:
+    """Stop the encoder and drop the decrypted picture from memory."""
+    v.stop.set()
+    if v.encoder is not None and v.encoder is not threading.current_thread():
+        v.encoder.join(timeout=30)
+    v.media.drop()
+
+
+def _expire_locked(clock: Clock) -> None:
+    now = clock.now()
+    for vid in [k for k, v in _viewings.items() if now - v.last_seen > IDLE_LIMIT]:
+        v = _viewings.pop(vid)
+        _release(v)
+        _audit(v.first, v, "viewing.end", clock, reason="idle")
+
+
+def viewing_get(*, viewing_id: str, session_key: str, clock: Clock) -> Viewing:
+    """The viewing, only for the browser session that started it."""
+    with _lock:
+        _expire_locked(clock)
+        v = _viewings.get(viewing_id)
+        if v is None or not secrets.compare_digest(v.session_key, session_key):
+            raise NotFound("no such viewing open in this session (it ended or expired)")
+        v.last_seen = clock.now()
+        return v
+
+
+def viewing_seek(*, viewing_id: str, session_key: str, position: float, clock: Clock) -> None:
+    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock)
+    if not 0 <= position < 10 * 24 * 3600:
+        raise InvalidRequest(f"seek position {position!r} is out of range")
+    v.seeks += 1
+    _audit(v.first, v, "viewing.seek", clock, position=round(position, 2))
+
+
+def viewing_end(*, viewing_id: str, session_key: str, clock: Clock, reason: str = "ended") -> None:
+    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock)
+    with _lock:
+        _viewings.pop(v.id, None)
+    _release(v)
+    _audit(v.first, v, "viewing.end", clock, reason=reason, seeks=v.seeks)
+
+
+def viewing_end_all_for_session(session_key: str, *, reason: str,
+                                clock: Clock | None = None) -> int:
+    from vault.clock import SYSTEM_CLOCK
+
+    with _lock:
+        gone = [v for v in _viewings.values() if v.session_key == session_key]
+        for v in gone:
+            _viewings.pop(v.id, None)
+    for v in gone:
+        _release(v)
+        _audit(v.first, v, "viewing.end", clock or SYSTEM_CLOCK, reason=reason)
+    return len(gone)
+
+
+def open_viewings() -> int:
+    with _lock:
+        return len(_viewings)

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from web_support import PASSWORD, REPO, Server, WebSite, axe_source, cli
 
-# The README's screenshots: refreshed into vault/docs with BODYCAM_SCREENSHOTS=1, else
-# taken into a scratch folder so a test run leaves the checkout as it was.
-DOCS = (REPO / "vault" / "docs" if os.environ.get("BODYCAM_SCREENSHOTS") == "1"
-        else Path(tempfile.gettempdir()) / f"bodycam-screenshots-{os.getpid()}")
+DOCS = REPO / "vault" / "docs"
+
+
+def shots(site: WebSite) -> Path:
+    """Where screenshots go: the README's folder with BODYCAM_DOCS_SCREENSHOTS=1, else the
+    test's own folder (so a test run leaves the working tree as it was)."""
+    return DOCS if os.environ.get("BODYCAM_DOCS_SCREENSHOTS") == "1" else site.root
 VIEWPORT = {"width": 1200, "height": 800}
 
 
@@ -81,7 +82,7 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
         browser: Any, server: Server, web_site: WebSite) -> None:
     page = signed_in(browser, server, "cees")
     page.goto("/recordings/")
-    page.screenshot(path=str(DOCS / "catalog.png"))
+    page.screenshot(path=str(shots(web_site) / "catalog.png"))
     assert web_site.recent.split("/")[1] in page.content()
     start_viewing(page, web_site.recent, "complaint", "sam")
     assert "/viewings/" in page.url, page.content()[:3000]
@@ -108,7 +109,7 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
     assert white(band) > 300, white(band)
     assert white(rest) < 20, white(rest)
     assert band.std() > 40  # text, not a uniform band
-    page.screenshot(path=str(DOCS / "viewing.png"))
+    page.screenshot(path=str(shots(web_site) / "viewing.png"))
     # The stream: byte ranges, never kept, never offered as a file; no download link.
     src = video.get_attribute("data-src")
     resp = page.request.get(src, headers={"Range": "bytes=0-99"})
@@ -212,7 +213,7 @@ def test_the_officer_completes_and_submits_the_report(
         "The situation escalated too quickly to warn first.")
     page.get_by_label("Were bystanders informed, and how?").fill(
         "Yes, verbally, two people at the bus stop.")
-    page.screenshot(path=str(DOCS / "report-form.png"), full_page=True)
+    page.screenshot(path=str(shots(web_site) / "report-form.png"), full_page=True)
     with page.expect_navigation():
         page.get_by_role("button", name="Submit to the coordinator").click()
     assert "Submitted to the coordinator" in page.content()
@@ -290,8 +291,3 @@ def test_every_page_passes_axe_core(browser: Any, server: Server, web_site: WebS
     bad = {p: v for p, v in problems.items() if v}
     assert not bad, bad
     assert len(problems) == len(PAGES) + 1
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _docs() -> None:
-    Path(DOCS).mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from web_support import PASSWORD, REPO, Server, WebSite, axe_source, cli
 
 DOCS = REPO / "vault" / "docs"

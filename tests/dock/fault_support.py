@@ -112,7 +112,9 @@ class DockProcess:
     def start(self) -> DockProcess:
         cmd = [sys.executable, str(CHILD), "run", "--slots", str(self.slots),
                "--store", self.store_url, "--ledger", str(self.ledger), "--keys", str(self.keys),
-               "--site", self.site, "--settle", "0", "--no-live", "--json-logs"]
+               "--site", self.site, "--settle", "0", "--no-live", "--json-logs",
+               # every run may be the first on its store (a kill can come before any write)
+               "--create"]
         if self.once:
             cmd.append("--once")
         env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, KILL_ENV, PAUSE_ENV)}

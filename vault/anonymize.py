@@ -109,7 +109,12 @@ class AnonymizeSettings:
 
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     # Detection on every n-th frame; the tracks' interpolation covers the frames between.
+    # On most of those frames only the surroundings of the faces already tracked are
+    # searched; the whole picture every `full_scan_every` frames, which finds a face that
+    # comes into view (the frames before are covered by holding its track back in time,
+    # so this must not exceed hold_seconds).
     detect_every: int = 2
+    full_scan_every: int = 12  # 0.5 s at 24 fps, 0.4 s at 30
     hold_seconds: float = 0.5  # a track covers this long before its first/after its last hit
     margin: float = 0.35  # the box is widened by this share of its size on every side
     # The obscured face keeps this many pixels across its width. At 4 a sensitive Haar
@@ -122,6 +127,8 @@ class AnonymizeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.detect_every <= 30:
             raise AnonymizeError(f"detect_every {self.detect_every} out of range 1..30")
+        if not 1 <= self.full_scan_every <= 30:
+            raise AnonymizeError(f"full_scan_every {self.full_scan_every} out of range 1..30")
         if not 0.0 <= self.hold_seconds <= 5.0:
             raise AnonymizeError(f"hold_seconds {self.hold_seconds} out of range 0..5")
         if not 0.0 <= self.margin <= 2.0:
@@ -165,11 +172,23 @@ class FaceDetector:
         self._frontal = [_cascade(name) for name in self.settings.frontal]
         self._profile = _cascade(PROFILE_CASCADE) if self.settings.profiles else None
 
-    def detect(self, luma: npt.NDArray[np.uint8]) -> list[Box]:
-        """Face boxes in a grayscale (H, W) picture (the Y plane of a frame)."""
+    def detect(
+        self, luma: npt.NDArray[np.uint8], near: list[tuple[float, ...]] | None = None
+    ) -> list[Box]:
+        """Face boxes in a grayscale (H, W) picture (the Y plane of a frame).
+
+        With `near` (face boxes, full-frame pixels) only the surroundings of those boxes
+        are searched, each one face size wide on every side: what a track needs to be
+        followed, at a small part of a whole frame's cost. `near=[]` searches nothing.
+        """
         s = self.settings
         height, width = luma.shape[:2]
         scale = min(1.0, s.detect_width / width)
+        if near is not None:
+            windows = [_window(box, scale, width, height, s.min_face) for box in near]
+            sizes = [max(box[2], box[3]) * scale for box in near]
+            if not any(windows):
+                return []
         small: Any = luma
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -177,24 +196,88 @@ class FaceDetector:
         if s.equalize:
             small = cv2.equalizeHist(small)
         found: list[tuple[int, int, int, int]] = []
-        options = {
-            "scaleFactor": s.scale_factor,
-            "minNeighbors": s.min_neighbors,
-            "minSize": (s.min_face, s.min_face),
-        }
-        for cascade in self._frontal:
-            found += [tuple(b) for b in cascade.detectMultiScale(small, **options)]
-        if self._profile is not None:
-            found += [tuple(b) for b in self._profile.detectMultiScale(small, **options)]
-            mirrored = cv2.flip(small, 1)
-            sw = small.shape[1]
-            for x, y, w, h in self._profile.detectMultiScale(mirrored, **options):
-                found.append((sw - int(x) - int(w), int(y), int(w), int(h)))
+        if near is None:
+            found = self._search(small)
+        else:
+            # Only the sizes a tracked face can have grown or shrunk to by now: the small
+            # scales, most of a search's cost, are skipped.
+            lo = max(s.min_face, math.floor(0.5 * min(sizes)))
+            hi = math.ceil(2.0 * max(sizes))
+            separate = [w for w in windows if w is not None]
+            merged = _merged(separate)
+            # Stopping at the first cascade that hits is right for a window around one face.
+            one_face_each = len(merged) == len(separate)
+            for window in merged:
+                x0, y0, x1, y1 = window
+                found += [(x + x0, y + y0, w, h) for x, y, w, h in
+                          self._search(small[y0:y1, x0:x1], lo, hi, one_face_each)]
         inv = 1.0 / scale
         return [
             (int(x * inv), int(y * inv), math.ceil(w * inv), math.ceil(h * inv))
             for x, y, w, h in found
         ]
+
+    def _search(
+        self, small: Any, min_size: int = 0, max_size: int = 0, first_hit: bool = False
+    ) -> list[tuple[int, int, int, int]]:
+        """The cascades on one (scaled-down, equalized) picture; boxes in its pixels.
+
+        `first_hit`: stop after the first cascade that finds something (a window around
+        one tracked face: the face is found, the other cascades would only add its box
+        again). The cheapest cascade, the frontal one, goes first.
+        """
+        s = self.settings
+        found: list[tuple[int, int, int, int]] = []
+        options: dict[str, Any] = {
+            "scaleFactor": s.scale_factor,
+            "minNeighbors": s.min_neighbors,
+            "minSize": (max(s.min_face, min_size),) * 2,
+        }
+        if max_size:
+            options["maxSize"] = (max_size, max_size)
+        for cascade in self._frontal:
+            found += [tuple(b) for b in cascade.detectMultiScale(small, **options)]
+            if found and first_hit:
+                return found
+        if self._profile is not None:
+            found += [tuple(b) for b in self._profile.detectMultiScale(small, **options)]
+            if found and first_hit:
+                return found
+            mirrored = cv2.flip(small, 1)
+            sw = small.shape[1]
+            for x, y, w, h in self._profile.detectMultiScale(mirrored, **options):
+                found.append((sw - int(x) - int(w), int(y), int(w), int(h)))
+        return found
+
+
+def _window(
+    box: tuple[float, ...], scale: float, width: int, height: int, min_face: int
+) -> tuple[int, int, int, int] | None:
+    """The search window around a face box: one face size on every side, scaled down."""
+    x, y, w, h = box
+    side = max(w, h)
+    sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+    x0 = max(0, math.floor((x - side) * scale))
+    y0 = max(0, math.floor((y - side) * scale))
+    x1 = min(sw, math.ceil((x + w + side) * scale))
+    y1 = min(sh, math.ceil((y + h + side) * scale))
+    if x1 - x0 < min_face or y1 - y0 < min_face:
+        return None  # off the picture, or too small to hold a face the cascades can find
+    return x0, y0, x1, y1
+
+
+def _merged(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Overlapping windows joined into their bounding box: a face on the seam of two
+    windows is then inside one of them, and no pixel is searched twice."""
+    out: list[tuple[int, int, int, int]] = []
+    for w in sorted(windows):
+        for i, o in enumerate(out):
+            if w[0] < o[2] and o[0] < w[2] and w[1] < o[3] and o[1] < w[3]:
+                out[i] = (min(w[0], o[0]), min(w[1], o[1]), max(w[2], o[2]), max(w[3], o[3]))
+                break
+        else:
+            out.append(w)
+    return _merged(out) if len(out) < len(windows) else out
 
 
 def iou(a: Box | tuple[float, ...], b: Box | tuple[float, ...]) -> float:
@@ -489,6 +572,12 @@ def _transcode(
             f"fewer than detect_every {settings.detect_every}: frames between detections "
             "would not be covered"
         )
+    if hold < settings.full_scan_every:
+        raise AnonymizeError(
+            f"hold_seconds {settings.hold_seconds} is {hold} frames at {float(fps):g} fps, "
+            f"fewer than full_scan_every {settings.full_scan_every}: a face coming into view "
+            "would not be covered before its first detection"
+        )
     tracks = FaceTracks(hold, settings.grow_per_frame)
     audio_dropped = len(container.streams.audio)
 
@@ -535,8 +624,10 @@ def _transcode(
                 first_time = t
             pts = max(last_pts + 1, round((t - first_time) * float(fps)))
             last_pts = pts
-            if index % settings.detect_every == 0:
+            if index % settings.full_scan_every == 0:
                 tracks.add(index, detector.detect(image[:height]))
+            elif index % settings.detect_every == 0:
+                tracks.add(index, detector.detect(image[:height], near=tracks.boxes_at(index)))
             pending.append(_Pending(index, pts, image))
             # A frame leaves once no later detection can reach back to it.
             while pending and pending[0].index <= index - hold:

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
           f"CPU {ac / seconds:5.2f} s per s of footage")
     d = settings.detector
     print(f"  settings: detection every {settings.detect_every} frames (whole picture every "
-          f"{settings.full_scan_every}) at {d.detect_width} px wide, scale factor "
+          f"{settings.full_scan_every or 'hold'}) at {d.detect_width} px wide, scale factor "
           f"{d.scale_factor}, x264 {settings.preset} crf {settings.crf}")
     verdict = "met" if ratio >= TARGET else "MISSED"
     print(f"  ratio {ratio:.2f} (target >= {TARGET:.2f}: {verdict}); CPU ratio {bc / ac:.2f}")

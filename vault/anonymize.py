@@ -112,9 +112,10 @@ class AnonymizeSettings:
     # On most of those frames only the surroundings of the faces already tracked are
     # searched; the whole picture every `full_scan_every` frames, which finds a face that
     # comes into view (the frames before are covered by holding its track back in time,
-    # so this must not exceed hold_seconds).
+    # so this must not exceed hold_seconds). None: once per hold_seconds, the longest gap
+    # the tracks cover (the whole-picture search is most of the anonymizer's cost).
     detect_every: int = 2
-    full_scan_every: int = 12  # 0.5 s at 24 fps, 0.4 s at 30
+    full_scan_every: int | None = None
     hold_seconds: float = 0.5  # a track covers this long before its first/after its last hit
     margin: float = 0.35  # the box is widened by this share of its size on every side
     # The obscured face keeps this many pixels across its width. At 4 a sensitive Haar
@@ -127,7 +128,7 @@ class AnonymizeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.detect_every <= 30:
             raise AnonymizeError(f"detect_every {self.detect_every} out of range 1..30")
-        if not 1 <= self.full_scan_every <= 30:
+        if self.full_scan_every is not None and not 1 <= self.full_scan_every <= 30:
             raise AnonymizeError(f"full_scan_every {self.full_scan_every} out of range 1..30")
         if not 0.0 <= self.hold_seconds <= 5.0:
             raise AnonymizeError(f"hold_seconds {self.hold_seconds} out of range 0..5")
@@ -173,19 +174,22 @@ class FaceDetector:
         self._profile = _cascade(PROFILE_CASCADE) if self.settings.profiles else None
 
     def detect(
-        self, luma: npt.NDArray[np.uint8], near: list[tuple[float, ...]] | None = None
+        self,
+        luma: npt.NDArray[np.uint8],
+        near: list[tuple[float, ...]] | None = None,
+        reach: float = 0.5,
     ) -> list[Box]:
         """Face boxes in a grayscale (H, W) picture (the Y plane of a frame).
 
         With `near` (face boxes, full-frame pixels) only the surroundings of those boxes
-        are searched, each one face size wide on every side: what a track needs to be
+        are searched, `reach` face sizes wide on every side: what a track needs to be
         followed, at a small part of a whole frame's cost. `near=[]` searches nothing.
         """
         s = self.settings
         height, width = luma.shape[:2]
         scale = min(1.0, s.detect_width / width)
         if near is not None:
-            windows = [_window(box, scale, width, height, s.min_face) for box in near]
+            windows = [_window(box, reach, scale, width, height, s.min_face) for box in near]
             sizes = [max(box[2], box[3]) * scale for box in near]
             if not any(windows):
                 return []
@@ -201,16 +205,18 @@ class FaceDetector:
         else:
             # Only the sizes a tracked face can have grown or shrunk to by now: the small
             # scales, most of a search's cost, are skipped.
-            lo = max(s.min_face, math.floor(0.5 * min(sizes)))
-            hi = math.ceil(2.0 * max(sizes))
-            separate = [w for w in windows if w is not None]
-            merged = _merged(separate)
-            # Stopping at the first cascade that hits is right for a window around one face.
-            one_face_each = len(merged) == len(separate)
-            for window in merged:
-                x0, y0, x1, y1 = window
+            separate = [(w, z) for w, z in zip(windows, sizes, strict=True) if w is not None]
+            merged = _merged([w for w, _ in separate])
+            if len(merged) == len(separate):
+                searches = [(w, z, z) for w, z in separate]  # one face per window
+            else:
+                zs = [z for _, z in separate]
+                searches = [(w, min(zs), max(zs)) for w in merged]
+            for (x0, y0, x1, y1), smallest, largest in searches:
+                lo = max(s.min_face, math.floor(0.5 * smallest))
+                hi = math.ceil(2.0 * largest)
                 found += [(x + x0, y + y0, w, h) for x, y, w, h in
-                          self._search(small[y0:y1, x0:x1], lo, hi, one_face_each)]
+                          self._search(small[y0:y1, x0:x1], lo, hi)]
         inv = 1.0 / scale
         return [
             (int(x * inv), int(y * inv), math.ceil(w * inv), math.ceil(h * inv))
@@ -218,13 +224,13 @@ class FaceDetector:
         ]
 
     def _search(
-        self, small: Any, min_size: int = 0, max_size: int = 0, first_hit: bool = False
+        self, small: Any, min_size: int = 0, max_size: int = 0
     ) -> list[tuple[int, int, int, int]]:
-        """The cascades on one (scaled-down, equalized) picture; boxes in its pixels.
+        """Every cascade on one (scaled-down, equalized) picture; boxes in its pixels.
 
-        `first_hit`: stop after the first cascade that finds something (a window around
-        one tracked face: the face is found, the other cascades would only add its box
-        again). The cheapest cascade, the frontal one, goes first.
+        All of them, also near a face one cascade already found: the union of their boxes
+        is what covers a face turning away (stopping at the first hit let a sharpened
+        frame of the test clip show a face again).
         """
         s = self.settings
         found: list[tuple[int, int, int, int]] = []
@@ -237,12 +243,8 @@ class FaceDetector:
             options["maxSize"] = (max_size, max_size)
         for cascade in self._frontal:
             found += [tuple(b) for b in cascade.detectMultiScale(small, **options)]
-            if found and first_hit:
-                return found
         if self._profile is not None:
             found += [tuple(b) for b in self._profile.detectMultiScale(small, **options)]
-            if found and first_hit:
-                return found
             mirrored = cv2.flip(small, 1)
             sw = small.shape[1]
             for x, y, w, h in self._profile.detectMultiScale(mirrored, **options):
@@ -251,11 +253,11 @@ class FaceDetector:
 
 
 def _window(
-    box: tuple[float, ...], scale: float, width: int, height: int, min_face: int
+    box: tuple[float, ...], reach: float, scale: float, width: int, height: int, min_face: int
 ) -> tuple[int, int, int, int] | None:
-    """The search window around a face box: one face size on every side, scaled down."""
+    """The search window around a face box: `reach` face sizes on every side, scaled down."""
     x, y, w, h = box
-    side = max(w, h)
+    side = reach * max(w, h)
     sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
     x0 = max(0, math.floor((x - side) * scale))
     y0 = max(0, math.floor((y - side) * scale))
@@ -572,10 +574,11 @@ def _transcode(
             f"fewer than detect_every {settings.detect_every}: frames between detections "
             "would not be covered"
         )
-    if hold < settings.full_scan_every:
+    full_scan = settings.full_scan_every or max(1, hold)
+    if hold < full_scan:
         raise AnonymizeError(
             f"hold_seconds {settings.hold_seconds} is {hold} frames at {float(fps):g} fps, "
-            f"fewer than full_scan_every {settings.full_scan_every}: a face coming into view "
+            f"fewer than full_scan_every {full_scan}: a face coming into view "
             "would not be covered before its first detection"
         )
     tracks = FaceTracks(hold, settings.grow_per_frame)
@@ -624,10 +627,13 @@ def _transcode(
                 first_time = t
             pts = max(last_pts + 1, round((t - first_time) * float(fps)))
             last_pts = pts
-            if index % settings.full_scan_every == 0:
+            if index % full_scan == 0:
                 tracks.add(index, detector.detect(image[:height]))
             elif index % settings.detect_every == 0:
-                tracks.add(index, detector.detect(image[:height], near=tracks.boxes_at(index)))
+                # Window: how far a face moving a quarter of its size per frame (the cap the
+                # tracks extrapolate with) gets between two searches.
+                tracks.add(index, detector.detect(image[:height], near=tracks.boxes_at(index),
+                                                  reach=max(0.5, 0.25 * settings.detect_every)))
             pending.append(_Pending(index, pts, image))
             # A frame leaves once no later detection can reach back to it.
             while pending and pending[0].index <= index - hold:

@@ -16,6 +16,12 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   profile on the mirrored picture for faces turned the other way), on the luma plane
   scaled down to `detect_width` and histogram-equalized, with a low `min_neighbors`: a
   missed face is worse than a blurred wall.
+  The whole picture is searched once per `hold_seconds` (`full_scan_every`); on the
+  `detect_every` frames between, only the surroundings of the faces already tracked, at
+  the sizes they can have by then: most of the cost of a whole-picture search is the
+  small sizes over the whole frame. A face coming into view is found by the next
+  whole-picture search, and the frames before are covered by its track held back in
+  time (below); settings whose search intervals the tracks do not cover are refused.
 - Tracking: detections are linked into tracks. Between two detections of a track the box
   is interpolated; for `hold_seconds` after the last detection and before the first one
   it is extrapolated with the track's velocity and grows with every frame. A face hidden

@@ -13,9 +13,10 @@ Runs alternate (baseline, anonymize, baseline, ...); each figure is the median o
 baseline (target >= 0.50), and CPU seconds per second of footage (all threads of this
 process: OpenCV and x264 use more than one core).
 
-`--detect-every`, `--full-scan-every` and `--detect-width` show what less frequent or coarser detection would
-gain (and give up: a face must stay in the picture for `detect_every` frames, and be at
-least 20 * width / detect_width pixels wide, to be found).
+`--detect-every`, `--full-scan-every` and `--detect-width` show what less frequent or
+coarser detection would gain (and give up: a face must stay in the picture for
+`detect_every` frames, and be at least 20 * width / detect_width pixels wide, to be
+found).
 
 Usage: python benchmarks/anonymize_bench.py [--seconds 4] [--runs 5] [--width 1280 ...]
 """

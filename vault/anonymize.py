@@ -16,6 +16,12 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   profile on the mirrored picture for faces turned the other way), on the luma plane
   scaled down to `detect_width` and histogram-equalized, with a low `min_neighbors`: a
   missed face is worse than a blurred wall.
+  The whole picture is searched once per `hold_seconds` (`full_scan_every`); on the
+  `detect_every` frames between, only the surroundings of the faces already tracked, at
+  the sizes they can have by then: most of the cost of a whole-picture search is the
+  small sizes over the whole frame. A face coming into view is found by the next
+  whole-picture search, and the frames before are covered by its track held back in
+  time (below); settings whose search intervals the tracks do not cover are refused.
 - Tracking: detections are linked into tracks. Between two detections of a track the box
   is interpolated; for `hold_seconds` after the last detection and before the first one
   it is extrapolated with the track's velocity and grows with every frame. A face hidden
@@ -109,7 +115,13 @@ class AnonymizeSettings:
 
     detector: DetectorSettings = field(default_factory=DetectorSettings)
     # Detection on every n-th frame; the tracks' interpolation covers the frames between.
+    # On most of those frames only the surroundings of the faces already tracked are
+    # searched; the whole picture every `full_scan_every` frames, which finds a face that
+    # comes into view (the frames before are covered by holding its track back in time,
+    # so this must not exceed hold_seconds). None: once per hold_seconds, the longest gap
+    # the tracks cover (the whole-picture search is most of the anonymizer's cost).
     detect_every: int = 2
+    full_scan_every: int | None = None
     hold_seconds: float = 0.5  # a track covers this long before its first/after its last hit
     margin: float = 0.35  # the box is widened by this share of its size on every side
     # The obscured face keeps this many pixels across its width. At 4 a sensitive Haar
@@ -122,6 +134,8 @@ class AnonymizeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.detect_every <= 30:
             raise AnonymizeError(f"detect_every {self.detect_every} out of range 1..30")
+        if self.full_scan_every is not None and not 1 <= self.full_scan_every <= 30:
+            raise AnonymizeError(f"full_scan_every {self.full_scan_every} out of range 1..30")
         if not 0.0 <= self.hold_seconds <= 5.0:
             raise AnonymizeError(f"hold_seconds {self.hold_seconds} out of range 0..5")
         if not 0.0 <= self.margin <= 2.0:
@@ -165,11 +179,26 @@ class FaceDetector:
         self._frontal = [_cascade(name) for name in self.settings.frontal]
         self._profile = _cascade(PROFILE_CASCADE) if self.settings.profiles else None
 
-    def detect(self, luma: npt.NDArray[np.uint8]) -> list[Box]:
-        """Face boxes in a grayscale (H, W) picture (the Y plane of a frame)."""
+    def detect(
+        self,
+        luma: npt.NDArray[np.uint8],
+        near: list[tuple[float, ...]] | None = None,
+        reach: float = 0.5,
+    ) -> list[Box]:
+        """Face boxes in a grayscale (H, W) picture (the Y plane of a frame).
+
+        With `near` (face boxes, full-frame pixels) only the surroundings of those boxes
+        are searched, `reach` face sizes wide on every side: what a track needs to be
+        followed, at a small part of a whole frame's cost. `near=[]` searches nothing.
+        """
         s = self.settings
         height, width = luma.shape[:2]
         scale = min(1.0, s.detect_width / width)
+        if near is not None:
+            windows = [_window(box, reach, scale, width, height, s.min_face) for box in near]
+            sizes = [max(box[2], box[3]) * scale for box in near]
+            if not any(windows):
+                return []
         small: Any = luma
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -177,11 +206,47 @@ class FaceDetector:
         if s.equalize:
             small = cv2.equalizeHist(small)
         found: list[tuple[int, int, int, int]] = []
-        options = {
+        if near is None:
+            found = self._search(small)
+        else:
+            # Only the sizes a tracked face can have grown or shrunk to by now: the small
+            # scales, most of a search's cost, are skipped.
+            separate = [(w, z) for w, z in zip(windows, sizes, strict=True) if w is not None]
+            merged = _merged([w for w, _ in separate])
+            if len(merged) == len(separate):
+                searches = [(w, z, z) for w, z in separate]  # one face per window
+            else:
+                zs = [z for _, z in separate]
+                searches = [(w, min(zs), max(zs)) for w in merged]
+            for (x0, y0, x1, y1), smallest, largest in searches:
+                lo = max(s.min_face, math.floor(0.5 * smallest))
+                hi = math.ceil(2.0 * largest)
+                found += [(x + x0, y + y0, w, h) for x, y, w, h in
+                          self._search(small[y0:y1, x0:x1], lo, hi)]
+        inv = 1.0 / scale
+        return [
+            (int(x * inv), int(y * inv), math.ceil(w * inv), math.ceil(h * inv))
+            for x, y, w, h in found
+        ]
+
+    def _search(
+        self, small: Any, min_size: int = 0, max_size: int = 0
+    ) -> list[tuple[int, int, int, int]]:
+        """Every cascade on one (scaled-down, equalized) picture; boxes in its pixels.
+
+        All of them, also near a face one cascade already found: the union of their boxes
+        is what covers a face turning away (stopping at the first hit let a sharpened
+        frame of the test clip show a face again).
+        """
+        s = self.settings
+        found: list[tuple[int, int, int, int]] = []
+        options: dict[str, Any] = {
             "scaleFactor": s.scale_factor,
             "minNeighbors": s.min_neighbors,
-            "minSize": (s.min_face, s.min_face),
+            "minSize": (max(s.min_face, min_size),) * 2,
         }
+        if max_size:
+            options["maxSize"] = (max_size, max_size)
         for cascade in self._frontal:
             found += [tuple(b) for b in cascade.detectMultiScale(small, **options)]
         if self._profile is not None:
@@ -190,11 +255,37 @@ class FaceDetector:
             sw = small.shape[1]
             for x, y, w, h in self._profile.detectMultiScale(mirrored, **options):
                 found.append((sw - int(x) - int(w), int(y), int(w), int(h)))
-        inv = 1.0 / scale
-        return [
-            (int(x * inv), int(y * inv), math.ceil(w * inv), math.ceil(h * inv))
-            for x, y, w, h in found
-        ]
+        return found
+
+
+def _window(
+    box: tuple[float, ...], reach: float, scale: float, width: int, height: int, min_face: int
+) -> tuple[int, int, int, int] | None:
+    """The search window around a face box: `reach` face sizes on every side, scaled down."""
+    x, y, w, h = box
+    side = reach * max(w, h)
+    sw, sh = max(1, round(width * scale)), max(1, round(height * scale))
+    x0 = max(0, math.floor((x - side) * scale))
+    y0 = max(0, math.floor((y - side) * scale))
+    x1 = min(sw, math.ceil((x + w + side) * scale))
+    y1 = min(sh, math.ceil((y + h + side) * scale))
+    if x1 - x0 < min_face or y1 - y0 < min_face:
+        return None  # off the picture, or too small to hold a face the cascades can find
+    return x0, y0, x1, y1
+
+
+def _merged(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """Overlapping windows joined into their bounding box: a face on the seam of two
+    windows is then inside one of them, and no pixel is searched twice."""
+    out: list[tuple[int, int, int, int]] = []
+    for w in sorted(windows):
+        for i, o in enumerate(out):
+            if w[0] < o[2] and o[0] < w[2] and w[1] < o[3] and o[1] < w[3]:
+                out[i] = (min(w[0], o[0]), min(w[1], o[1]), max(w[2], o[2]), max(w[3], o[3]))
+                break
+        else:
+            out.append(w)
+    return _merged(out) if len(out) < len(windows) else out
 
 
 def iou(a: Box | tuple[float, ...], b: Box | tuple[float, ...]) -> float:
@@ -489,6 +580,13 @@ def _transcode(
             f"fewer than detect_every {settings.detect_every}: frames between detections "
             "would not be covered"
         )
+    full_scan = settings.full_scan_every or max(1, hold)
+    if hold < full_scan:
+        raise AnonymizeError(
+            f"hold_seconds {settings.hold_seconds} is {hold} frames at {float(fps):g} fps, "
+            f"fewer than full_scan_every {full_scan}: a face coming into view "
+            "would not be covered before its first detection"
+        )
     tracks = FaceTracks(hold, settings.grow_per_frame)
     audio_dropped = len(container.streams.audio)
 
@@ -535,8 +633,13 @@ def _transcode(
                 first_time = t
             pts = max(last_pts + 1, round((t - first_time) * float(fps)))
             last_pts = pts
-            if index % settings.detect_every == 0:
+            if index % full_scan == 0:
                 tracks.add(index, detector.detect(image[:height]))
+            elif index % settings.detect_every == 0:
+                # Window: how far a face moving a quarter of its size per frame (the cap the
+                # tracks extrapolate with) gets between two searches.
+                tracks.add(index, detector.detect(image[:height], near=tracks.boxes_at(index),
+                                                  reach=max(0.5, 0.25 * settings.detect_every)))
             pending.append(_Pending(index, pts, image))
             # A frame leaves once no later detection can reach back to it.
             while pending and pending[0].index <= index - hold:

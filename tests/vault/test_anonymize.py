@@ -328,3 +328,14 @@ def test_bad_input_fails_cleanly_and_leaves_no_output(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="out.mp4 exists"):
         anonymize_recording(garbage, out)
     assert out.read_bytes() == b"keep"
+
+
+def test_whole_picture_searches_must_come_within_the_hold(run: Run, tmp_path: Path) -> None:
+    # A face coming into view is found by the next whole-picture search; the frames
+    # before are covered only as far back as hold_seconds reaches.
+    settings = AnonymizeSettings(full_scan_every=13)  # hold: 0.5 s = 12 frames at 24 fps
+    with pytest.raises(AnonymizeError, match="fewer than full_scan_every 13"):
+        anonymize_recording(run.clip.path, tmp_path / "out.mp4", settings=settings)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(AnonymizeError, match="full_scan_every 31 out of range"):
+        AnonymizeSettings(full_scan_every=31)

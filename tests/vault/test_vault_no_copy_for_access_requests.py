@@ -154,9 +154,12 @@ def test_no_command_gives_a_copy_for_an_access_request(world: World, access_hold
     parser = bodycam_cli.build_parser()
     exercised, violations = sweep_cli(parser, world, access_hold, home, tmp_path / "cli")
     assert violations == []
-    # What exists today, so the sweep's reach is visible: decrypt and export write files.
-    assert {e.split(" [")[0] for e in exercised} == {"vault decrypt", "vault export"}
-    assert len(exercised) == 1 + 4  # decrypt: purpose; export: 3 alone + together
+    # What exists today, so the sweep's reach is visible: decrypt, export and
+    # training-export write files.
+    assert {e.split(" [")[0] for e in exercised} == {"vault decrypt", "vault export",
+                                                     "vault training-export"}
+    # decrypt: purpose; export: 3 alone + together; training-export: purpose, hold, both
+    assert len(exercised) == 1 + 4 + 3
     # The prosecutor's package itself still works for the same recording.
     from vault.export.services import export_key_ensure, recording_export
 

@@ -74,11 +74,85 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_training_export(s: Any, args: argparse.Namespace) -> int:
+    from crypto.keys import VaultKey
+    from vault.catalog.selectors import recording_get
+    from vault.errors import InvalidRequest
+    from vault.training import ACTION, recording_training_export
+
+    key_path = Path(args.key) if args.key else (s.config.path(s.config.vault_key)
+                                                if s.config.vault_key else None)
+    if key_path is None:
+        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=ACTION)
+    result = recording_training_export(
+        actor=s.actor, recording=r, store=s.store, vault_key=VaultKey.load(key_path),
+        out=Path(args.out), consent_reference=args.consent or "", purpose=args.purpose,
+        hold_id=args.hold, clock=s.clock, work_dir=s.config.work_dir)
+    print(f"training copy of {r} (consent {args.consent}): {result.frames} frames, "
+          f"{result.faces_tracked} faces tracked, {result.frames_obscured} frames blurred, "
+          f"sound removed -> {result.out}")
+    print(f"sha256 {result.sha256}")
+    return 0
+
+
+def cmd_training_consent(s: Any, args: argparse.Namespace) -> int:
+    from vault.catalog.selectors import recording_get
+    from vault.training import CONSENT_ACTION, training_consent_record
+
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
+                      action=CONSENT_ACTION)
+    training_consent_record(actor=s.actor, recording=r, reference=args.reference,
+                            clock=s.clock)
+    print(f"consent {args.reference} for training use of {r} recorded")
+    return 0
+
+
+def cmd_mark_escalated(s: Any, args: argparse.Namespace) -> int:
+    from vault.catalog.selectors import recording_get
+    from vault.training import ESCALATION_ACTION, recording_mark_escalated
+
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
+                      action=ESCALATION_ACTION)
+    recording_mark_escalated(actor=s.actor, recording=r, reason=args.reason, clock=s.clock)
+    print(f"{r} marked as an escalated situation")
+    return 0
+
+
+def add_training_commands(sub: Any, auth: list[Any]) -> None:
+    from vault.backoffice_cli import _leaf
+
+    p = _leaf(sub, "training-export", cmd_training_export,
+              "an officer's own recording for training, everyone in it made unrecognizable "
+              "(faces blurred, sound removed): needs the officer's recorded consent", auth)
+    p.add_argument("recording", metavar="RECORDING", help="RECORDING_ID or DEVICE_ID/RECORDING_ID")
+    p.add_argument("--out", metavar="FILE.mp4", required=True, help="new MP4 file")
+    # Checked by the service (refused and audited without it), not by argparse.
+    p.add_argument("--consent", metavar="REF", default=None,
+                   help="reference of the officer's consent (recorded with training-consent)")
+    p.add_argument("--purpose", default="learning", help="only learning gives a training copy")
+    p.add_argument("--hold", type=int, default=None, metavar="HOLD_ID",
+                   help="refused: a training copy belongs to no hold")
+    p.add_argument("--key", metavar="VAULT_KEY", default=None,
+                   help="vault private key file (default from site.toml)")
+    c = _leaf(sub, "training-consent", cmd_training_consent,
+              "record your consent (as the officer who made it) to training use of a "
+              "recording", auth)
+    c.add_argument("recording", metavar="RECORDING")
+    c.add_argument("--reference", required=True, help="the consent form's reference")
+    e = _leaf(sub, "mark-escalated", cmd_mark_escalated,
+              "mark a recording as an escalated situation (training use where the policy "
+              "allows only those)", auth)
+    e.add_argument("recording", metavar="RECORDING")
+    e.add_argument("--reason", required=True, help="what escalated")
+
+
 def add_export_commands(sub: Any) -> None:
     from vault.backoffice_cli import _auth_parent, _leaf
     from vault.export.format import BASES
 
     auth = [_auth_parent()]
+    add_training_commands(sub, auth)
     p = _leaf(sub, "export", cmd_export, "hand a recording over to police or the prosecutor: "
               "a signed package (vault/EXPORT.md) and a prosecution hold", auth)
     p.add_argument("recording", metavar="RECORDING", help="RECORDING_ID or DEVICE_ID/RECORDING_ID")

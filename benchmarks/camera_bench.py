@@ -285,10 +285,12 @@ def main(argv: list[str] | None = None) -> int:
         f"({args.standby:.0f} s standby, {args.record:.0f} s recording), "
         f"{len(results)} interleaved rounds, medians"
     )
-    print(f"  speed: {realtime:.1f}x real time, wall ({wall:.2f} s; target >= "
-          f"{TARGET_REALTIME:.0f}x on 2 cores); CPU {cpu:.2f} s = {cpu / simulated:.3f} CPU s "
-          f"per simulated s, so at most {os.cpu_count() or 1:d} cores give "
-          f"{(os.cpu_count() or 1) * simulated / cpu:.1f}x and one core {simulated / cpu:.1f}x")
+    print(
+        f"  speed: {realtime:.1f}x real time, wall ({wall:.2f} s; target >= "
+        f"{TARGET_REALTIME:.0f}x on 2 cores); CPU {cpu:.2f} s = {cpu / simulated:.3f} CPU s "
+        f"per simulated s, so at most {os.cpu_count() or 1:d} cores give "
+        f"{(os.cpu_count() or 1) * simulated / cpu:.1f}x and one core {simulated / cpu:.1f}x"
+    )
     print(
         f"  baseline (bare sensor + encoder loop, same run): {simulated / base_wall:.1f}x real "
         f"time wall, {simulated / base_cpu:.1f}x per CPU s; pipeline / baseline = "

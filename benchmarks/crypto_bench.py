@@ -116,13 +116,17 @@ def openssl_speed(alg: str, seconds: int) -> float | None:
     try:
         proc = subprocess.run(
             [exe, "speed", "-evp", alg, "-bytes", str(BLOCK), "-seconds", str(seconds)],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
     # Last table line, e.g. "AES-256-GCM   3534733.31k" (thousands of bytes per second).
-    m = re.search(rf"^\S*{re.escape(alg)}\s+([\d.]+)k\s*$", proc.stdout,
-                  re.IGNORECASE | re.MULTILINE)
+    m = re.search(
+        rf"^\S*{re.escape(alg)}\s+([\d.]+)k\s*$", proc.stdout, re.IGNORECASE | re.MULTILINE
+    )
     return float(m.group(1)) * 1000 if m else None
 
 
@@ -138,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segments", type=int, default=3, help="segments per path per round")
     parser.add_argument("--openssl-seconds", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="5 rounds of 1 segment")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="where to write segments (default /dev/shm when present)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to write segments (default /dev/shm when present)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.segments = 5, 1
@@ -154,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
     view = memoryview(payload)
     sizes, writes_per_s = muxer_write_sizes()
 
-    rates: dict[str, list[float]] = {k: [] for k in
-                                     ("gcm", "sha", "limit", "mux", "big", "before", "open")}
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("gcm", "sha", "limit", "mux", "big", "before", "open")
+    }
     walls: dict[str, list[float]] = {k: [] for k in ("mux", "big", "before", "open")}
     with tempfile.TemporaryDirectory(prefix="crypto-bench-", dir=base_dir) as tmp:
         folder = Path(tmp) / "20261122T181500Z-be0c"
-        sealer = RecordingSealer(folder, "BC-BE0C0001", folder.name, device,
-                                 [vault.public_bytes()], T0)
+        sealer = RecordingSealer(
+            folder, "BC-BE0C0001", folder.name, device, [vault.public_bytes()], T0
+        )
         index = [0]
 
         def seal(pattern: list[int]) -> None:
@@ -208,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
 
         # A recording of its own for the open path.
         folder = Path(tmp) / "20261122T183000Z-be0c"
-        sealer = RecordingSealer(folder, "BC-BE0C0001", folder.name, device,
-                                 [vault.public_bytes()], T0)
+        sealer = RecordingSealer(
+            folder, "BC-BE0C0001", folder.name, device, [vault.public_bytes()], T0
+        )
         index[0] = 0
         for _ in range(min(args.rounds, 5)):
             seal([SEGMENT_BYTES])
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         entries = vr.segments
         with OpenedRecording(folder, vault, device.public_bytes()) as rec:
             for r in range(args.rounds):
+
                 def open_one(entry: object = entries[r % len(entries)]) -> None:
                     sink = NullSink()
                     rec.write_segment(entry, sink)  # type: ignore[arg-type]
@@ -227,30 +239,42 @@ def main(argv: list[str] | None = None) -> int:
                 rates["open"].append(SEGMENT_BYTES / c)
                 walls["open"].append(SEGMENT_BYTES / w)
 
-    hashlib_rate = SEGMENT_BYTES / min(cpu_and_wall(lambda: hashlib.sha256(payload))[0]
-                                       for _ in range(5))
+    hashlib_rate = SEGMENT_BYTES / min(
+        cpu_and_wall(lambda: hashlib.sha256(payload))[0] for _ in range(5)
+    )
     msg = b"bodycam-manifest-v1\0" + os.urandom(101)
     sig = device.sign(msg)
     c, _ = cpu_and_wall(lambda: [device.sign(msg) for _ in range(200)])
     sign_us = c / 200 * 1e6
-    c, _ = cpu_and_wall(lambda: [verify_signature(device.public_bytes(), msg, sig)
-                                 for _ in range(200)])
+    c, _ = cpu_and_wall(
+        lambda: [verify_signature(device.public_bytes(), msg, sig) for _ in range(200)]
+    )
     verify_us = c / 200 * 1e6
 
     med = {k: statistics.median(v) for k, v in rates.items()}
     medw = {k: statistics.median(v) for k, v in walls.items()}
     limit = med["limit"]
-    print(f"workload: {SEGMENT_BYTES:,} B segments (10 s at 4 Mbit/s), 64 KiB chunks, files in "
-          f"{base_dir or tempfile.gettempdir()}; {args.rounds} interleaved rounds x "
-          f"{args.segments} segments, medians")
-    print(f"muxer write pattern (recorded from the real 720p30 muxer): {writes_per_s:.0f} "
-          f"writes/s, median {statistics.median(sizes)} B, max {max(sizes)} B")
-    print(f"yardstick, one core: openssl aes-256-gcm {med['gcm'] / 1e9:.2f} GB/s, sha256 "
-          f"{med['sha'] / 1e9:.2f} GB/s, composed 1/(1/a+1/b) = {limit / 1e9:.2f} GB/s "
-          f"(rounds: {', '.join(f'{x / 1e9:.2f}' for x in rates['limit'])})")
+    print(
+        f"workload: {SEGMENT_BYTES:,} B segments (10 s at 4 Mbit/s), 64 KiB chunks, files in "
+        f"{base_dir or tempfile.gettempdir()}; {args.rounds} interleaved rounds x "
+        f"{args.segments} segments, medians"
+    )
+    print(
+        f"muxer write pattern (recorded from the real 720p30 muxer): {writes_per_s:.0f} "
+        f"writes/s, median {statistics.median(sizes)} B, max {max(sizes)} B"
+    )
+    print(
+        f"yardstick, one core: openssl aes-256-gcm {med['gcm'] / 1e9:.2f} GB/s, sha256 "
+        f"{med['sha'] / 1e9:.2f} GB/s, composed 1/(1/a+1/b) = {limit / 1e9:.2f} GB/s "
+        f"(rounds: {', '.join(f'{x / 1e9:.2f}' for x in rates['limit'])})"
+    )
     print(f"{'path':34} {'GB/s CPU':>9} {'ms CPU/seg':>11} {'of limit':>9} {'GB/s wall':>10}")
-    rows = [("seal, muxer writes", "mux"), ("seal, one 5 MB write", "big"),
-            ("seal, AES.new per chunk (before)", "before"), ("open (decrypt + verify)", "open")]
+    rows = [
+        ("seal, muxer writes", "mux"),
+        ("seal, one 5 MB write", "big"),
+        ("seal, AES.new per chunk (before)", "before"),
+        ("open (decrypt + verify)", "open"),
+    ]
     ok = True
     for label, key in rows:
         share = med[key] / limit
@@ -258,14 +282,22 @@ def main(argv: list[str] | None = None) -> int:
         if key in ("mux", "big"):
             mark = "  ok" if share >= GOAL else f"  BELOW GOAL {GOAL:.0%}"
             ok &= share >= GOAL
-        print(f"{label:34} {med[key] / 1e9:9.2f} {SEGMENT_BYTES / med[key] * 1e3:11.2f} "
-              f"{share:9.1%} {medw[key] / 1e9:10.2f}{mark}")
-    print(f"speed-up of the per-segment GCM set-up: seal {med['big'] / med['before']:.2f}x the "
-          "per-chunk AES.new path (same run, CPU time)")
-    print(f"hashlib SHA-256 in this process: {hashlib_rate / 1e9:.2f} GB/s CPU; Ed25519 sign "
-          f"{sign_us:.0f} us (one per segment), verify {verify_us:.0f} us (per manifest entry)")
-    print("verdict:", f"sealing meets the {GOAL:.0%} goal" if ok else
-          f"sealing is BELOW the {GOAL:.0%} goal")
+        print(
+            f"{label:34} {med[key] / 1e9:9.2f} {SEGMENT_BYTES / med[key] * 1e3:11.2f} "
+            f"{share:9.1%} {medw[key] / 1e9:10.2f}{mark}"
+        )
+    print(
+        f"speed-up of the per-segment GCM set-up: seal {med['big'] / med['before']:.2f}x the "
+        "per-chunk AES.new path (same run, CPU time)"
+    )
+    print(
+        f"hashlib SHA-256 in this process: {hashlib_rate / 1e9:.2f} GB/s CPU; Ed25519 sign "
+        f"{sign_us:.0f} us (one per segment), verify {verify_us:.0f} us (per manifest entry)"
+    )
+    print(
+        "verdict:",
+        f"sealing meets the {GOAL:.0%} goal" if ok else f"sealing is BELOW the {GOAL:.0%} goal",
+    )
     return 0
 
 

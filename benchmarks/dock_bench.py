@@ -78,8 +78,7 @@ def seal_volume(root: Path, name: str, keys: Any, mib: float, segment_mib: float
 
 
 def recording_files(homes: list[Path]) -> list[Path]:
-    return sorted(p for h in homes for p in (h / "volume" / "recordings").rglob("*")
-                  if p.is_file())
+    return sorted(p for h in homes for p in (h / "volume" / "recordings").rglob("*") if p.is_file())
 
 
 def children_cpu() -> float:
@@ -100,8 +99,10 @@ def floor_copy(homes: list[Path], dest: Path) -> tuple[float, float]:
             out_dir.mkdir(parents=True)
             for src in sorted(folder.iterdir()):
                 h = hashlib.sha256()
-                with open(src, "rb", buffering=0) as f, open(out_dir / src.name, "wb",
-                                                             buffering=0) as out:
+                with (
+                    open(src, "rb", buffering=0) as f,
+                    open(out_dir / src.name, "wb", buffering=0) as out,
+                ):
                     while n := f.readinto(buf):
                         h.update(view[:n])
                         out.write(view[:n])
@@ -123,24 +124,27 @@ def cp_openssl(homes: list[Path], dest: Path) -> tuple[float, float]:
     dest.mkdir(parents=True)
     c, w = children_cpu(), time.perf_counter()
     for i, home in enumerate(homes):
-        subprocess.run(["cp", "-r", str(home / "volume" / "recordings"), str(dest / str(i))],
-                       check=True)
+        subprocess.run(
+            ["cp", "-r", str(home / "volume" / "recordings"), str(dest / str(i))], check=True
+        )
     files = sorted(str(p) for p in dest.rglob("*") if p.is_file())
-    subprocess.run(["openssl", "dgst", "-sha256", *files], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(["openssl", "dgst", "-sha256", *files], check=True, stdout=subprocess.DEVNULL)
     result = time.perf_counter() - w, children_cpu() - c
     shutil.rmtree(dest)
     return result
 
 
-def serve_cameras(homes: list[str], slots: str, dock_public: bytes, vault_public: bytes,
-                  conn: Any) -> None:
+def serve_cameras(
+    homes: list[str], slots: str, dock_public: bytes, vault_public: bytes, conn: Any
+) -> None:
     """Child process: dock the cameras into `slots` and answer their control channels."""
     logging.basicConfig(level=logging.ERROR)
     from dock_support import Dock, make_camera
 
-    cams = [make_camera(Path(h).parent, Path(h).name, [dock_public], VaultPublic(vault_public))
-            for h in homes]
+    cams = [
+        make_camera(Path(h).parent, Path(h).name, [dock_public], VaultPublic(vault_public))
+        for h in homes
+    ]
     docks = Dock(Path(slots))
     try:
         for i, cam in enumerate(cams):
@@ -153,8 +157,9 @@ def serve_cameras(homes: list[str], slots: str, dock_public: bytes, vault_public
             cam.close()
 
 
-def ingest_run(pristine: list[Path], work: Path, keys: Any,
-               parallel: bool) -> tuple[float, float, float]:
+def ingest_run(
+    pristine: list[Path], work: Path, keys: Any, parallel: bool
+) -> tuple[float, float, float]:
     """(wall s, dock CPU s, wall s until the last byte was stored) for one ingest."""
     from dock_support import make_camera, register
 
@@ -171,17 +176,23 @@ def ingest_run(pristine: list[Path], work: Path, keys: Any,
     for home in pristine:
         target = work / "cams" / home.name
         shutil.copytree(home, target, symlinks=True)
-        cam = make_camera(work / "cams", home.name, [keys["dock"].public_bytes()],
-                          keys["vault"])
+        cam = make_camera(work / "cams", home.name, [keys["dock"].public_bytes()], keys["vault"])
         register(ledger, cam)
         cam.close()
         homes.append(target)
     store = FileStore(work / "store")
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=serve_cameras, args=(
-        [str(h) for h in homes], str(work / "slots"), keys["dock"].public_bytes(),
-        keys["vault"].public_bytes(), child))
+    proc = ctx.Process(
+        target=serve_cameras,
+        args=(
+            [str(h) for h in homes],
+            str(work / "slots"),
+            keys["dock"].public_bytes(),
+            keys["vault"].public_bytes(),
+            child,
+        ),
+    )
     proc.start()
     try:
         if not parent.poll(60) or parent.recv() != "ready":
@@ -189,11 +200,18 @@ def ingest_run(pristine: list[Path], work: Path, keys: Any,
         last_byte = [0.0]
         c, w = time.process_time(), time.perf_counter()
         if parallel:
-            config = DaemonConfig(slots=work / "slots", store_url=f"file://{work}/store",
-                                  ledger_path=work / "state" / "ledger.sqlite", once=True,
-                                  settle=0.0, live=False, max_uploads=2)
-            result = DockDaemon(config, store=store, ledger=ledger, dock_key=keys["dock"],
-                                out=io.StringIO()).run()
+            config = DaemonConfig(
+                slots=work / "slots",
+                store_url=f"file://{work}/store",
+                ledger_path=work / "state" / "ledger.sqlite",
+                once=True,
+                settle=0.0,
+                live=False,
+                max_uploads=2,
+            )
+            result = DockDaemon(
+                config, store=store, ledger=ledger, dock_key=keys["dock"], out=io.StringIO()
+            ).run()
             ok = result.exit_code == 0 and len(result.reports) == len(homes)
         else:
             dock_ctx = DockContext(store=store, ledger=ledger, dock_key=keys["dock"])
@@ -210,8 +228,9 @@ def ingest_run(pristine: list[Path], work: Path, keys: Any,
         stored = (last_byte[0] - w) if last_byte[0] else wall
         left = [p for h in homes for p in (h / "volume" / "recordings").glob("*/seg-*.bcs")]
         if not ok or left:
-            raise RuntimeError(f"the ingest did not store and release everything "
-                               f"({len(left)} segments left)")
+            raise RuntimeError(
+                f"the ingest did not store and release everything ({len(left)} segments left)"
+            )
         return wall, cpu, stored
     finally:
         parent.send("stop")
@@ -222,11 +241,13 @@ def ingest_run(pristine: list[Path], work: Path, keys: Any,
         ledger.close()
 
 
-def measure(homes: list[Path], work: Path, keys: Any, runs: int,
-            parallel: bool) -> dict[str, list[float]]:
+def measure(
+    homes: list[Path], work: Path, keys: Any, runs: int, parallel: bool
+) -> dict[str, list[float]]:
     """Interleaved runs: floor, cp + openssl, ingest; each a list of per-run figures."""
-    out: dict[str, list[float]] = {k: [] for k in (
-        "floor", "floor_cpu", "cp", "cp_cpu", "ingest", "ingest_cpu", "stored")}
+    out: dict[str, list[float]] = {
+        k: [] for k in ("floor", "floor_cpu", "cp", "cp_cpu", "ingest", "ingest_cpu", "stored")
+    }
     floor_copy(homes, work / "floor")  # warm the page cache for every side
     steps: list[tuple[str, Callable[[], tuple[float, ...]]]] = [
         ("floor", lambda: floor_copy(homes, work / "floor")),
@@ -247,31 +268,47 @@ def report(title: str, mib: float, m: dict[str, list[float]]) -> float:
     med = {k: statistics.median(v) for k, v in m.items()}
     print(title)
     print(f"  {'':22} {'wall s':>7} {'MiB/s':>7} {'CPU s':>7} {'of floor (wall)':>16}")
-    rows = [("floor: Python 1 pass", "floor", "floor_cpu"),
-            ("cp + openssl dgst", "cp", "cp_cpu"),
-            ("dock ingest", "ingest", "ingest_cpu")]
+    rows = [
+        ("floor: Python 1 pass", "floor", "floor_cpu"),
+        ("cp + openssl dgst", "cp", "cp_cpu"),
+        ("dock ingest", "ingest", "ingest_cpu"),
+    ]
     for label, k, kc in rows:
-        print(f"  {label:22} {med[k]:7.2f} {mib / med[k]:7.1f} {med[kc]:7.2f} "
-              f"{med['floor'] / med[k]:16.0%}")
+        print(
+            f"  {label:22} {med[k]:7.2f} {mib / med[k]:7.1f} {med[kc]:7.2f} "
+            f"{med['floor'] / med[k]:16.0%}"
+        )
     ratio = med["floor"] / med["ingest"]
     stored = med["stored"]
-    print(f"  ingest until the last byte was stored: {stored:.2f} s = "
-          f"{med['floor'] / stored:.0%} of the floor; dock CPU {med['ingest_cpu']:.2f} s = "
-          f"{med['ingest_cpu'] / med['floor_cpu']:.2f}x the floor's CPU")
-    print(f"  ratio {ratio:.0%} of the floor (goal >= {GOAL:.0%}: "
-          f"{'met' if ratio >= GOAL else 'MISSED'})")
+    print(
+        f"  ingest until the last byte was stored: {stored:.2f} s = "
+        f"{med['floor'] / stored:.0%} of the floor; dock CPU {med['ingest_cpu']:.2f} s = "
+        f"{med['ingest_cpu'] / med['floor_cpu']:.2f}x the floor's CPU"
+    )
+    print(
+        f"  ratio {ratio:.0%} of the floor (goal >= {GOAL:.0%}: "
+        f"{'met' if ratio >= GOAL else 'MISSED'})"
+    )
     return mib / med["ingest"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=float, default=128.0, help="sealed MiB on the cameras")
-    parser.add_argument("--segment-mib", type=float, default=5.0,
-                        help="MiB per segment (10 s at 4 Mbit/s is about 5)")
+    parser.add_argument(
+        "--segment-mib",
+        type=float,
+        default=5.0,
+        help="MiB per segment (10 s at 4 Mbit/s is about 5)",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="64 MiB")
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="work folder (on the disk to measure; default: system temp)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="work folder (on the disk to measure; default: system temp)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.mib = 64.0
@@ -285,18 +322,27 @@ def main(argv: list[str] | None = None) -> int:
     try:
         one = [seal_volume(work / "pristine", "cam0", keys, args.mib, args.segment_mib)]
         mib = sum(p.stat().st_size for p in recording_files(one)) / (1 << 20)
-        rate1 = report(f"one camera, {mib:.0f} MiB in {args.segment_mib:g} MiB segments, "
-                       f"{runs} interleaved runs, medians:",
-                       mib, measure(one, work, keys, runs, parallel=False))
+        rate1 = report(
+            f"one camera, {mib:.0f} MiB in {args.segment_mib:g} MiB segments, "
+            f"{runs} interleaved runs, medians:",
+            mib,
+            measure(one, work, keys, runs, parallel=False),
+        )
         shutil.rmtree(one[0])
-        many = [seal_volume(work / "pristine", f"cam{k}", keys, args.mib / SLOTS,
-                            args.segment_mib) for k in range(SLOTS)]
+        many = [
+            seal_volume(work / "pristine", f"cam{k}", keys, args.mib / SLOTS, args.segment_mib)
+            for k in range(SLOTS)
+        ]
         total = sum(p.stat().st_size for p in recording_files(many)) / (1 << 20)
-        rate8 = report(f"{SLOTS} cameras at once, {total:.0f} MiB in all (daemon --once, "
-                       "2 uploads at once):", total,
-                       measure(many, work, keys, runs, parallel=True))
-        print(f"{SLOTS} slots vs one: {rate8 / rate1:.2f}x the MiB/s "
-              f"({'ok' if rate8 >= rate1 else 'SLOWER'})")
+        rate8 = report(
+            f"{SLOTS} cameras at once, {total:.0f} MiB in all (daemon --once, 2 uploads at once):",
+            total,
+            measure(many, work, keys, runs, parallel=True),
+        )
+        print(
+            f"{SLOTS} slots vs one: {rate8 / rate1:.2f}x the MiB/s "
+            f"({'ok' if rate8 >= rate1 else 'SLOWER'})"
+        )
         return 0  # a missed goal is a finding, printed above; non-zero: it did not run
     finally:
         shutil.rmtree(work, ignore_errors=True)

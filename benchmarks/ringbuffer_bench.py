@@ -75,8 +75,9 @@ def make_cycle(seconds: int, seed: int = 7) -> tuple[list[Packet], int]:
         total += size
         while sent * AUDIO_TICKS < (n + 1) * FRAME:
             size = int(audio_size * rng.uniform(0.9, 1.1))
-            packets.append((rng.randbytes(size), sent * AUDIO_TICKS, AUDIO_TICKS,
-                            STREAM_AUDIO, True))
+            packets.append(
+                (rng.randbytes(size), sent * AUDIO_TICKS, AUDIO_TICKS, STREAM_AUDIO, True)
+            )
             total += size
             sent += 1
     return packets, total
@@ -157,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     mine = [tracemalloc.Filter(True, "*/ringbuffer/*")]
-    heap_growth = sum(d.size_diff for d in after.filter_traces(mine).compare_to(
-        before.filter_traces(mine), "filename"))
+    heap_growth = sum(
+        d.size_diff
+        for d in after.filter_traces(mine).compare_to(before.filter_traces(mine), "filename")
+    )
 
     # 2. Append cost, interleaved with the floor copy ---------------------------------------
     arena = np.zeros(buf.capacity_bytes, np.uint8)
@@ -205,27 +208,41 @@ def main(argv: list[str] | None = None) -> int:
     copy_c = statistics.median(copy_cpu)
 
     mb = 1 << 20
-    print(f"stream: {VIDEO_BPS / 1e6:.0f} Mbit/s video at {FPS} fps + AAC, "
-          f"{cycle_bytes / cycle_s / 1e3:.0f} kB/s; buffer {args.seconds} s, "
-          f"nbytes {buf.nbytes / mb:.1f} MiB; {rounds} interleaved rounds, medians")
-    print(f"1. standby {fed_hours:.1f} h of stream fed in {standby_wall:.1f} s wall "
-          f"({standby_cpu:.1f} s CPU, {fed_hours * 3600 / standby_cpu:.0f}x real time): "
-          f"RSS after warm-up {rss_warm / mb:.1f} MiB, growth {growth / 1024:+.0f} KiB = "
-          f"{growth / buf.nbytes:.2%} of nbytes  {'ok' if growth <= 0 else 'NOT FLAT'}")
-    print(f"   Python heap held by ringbuffer/ code over 10 more minutes (tracemalloc): "
-          f"{heap_growth:+d} B")
-    print(f"   from hour {samples[0][0]:g} to {samples[-1][0]:g}: {steady / 1024:+.0f} KiB; RSS "
-          "by hour (MiB): " + ", ".join(f"{h:g}h {r / mb:.1f}" for h, r in samples))
-    print(f"2. append per frame interval (video + audio, CPU): {per_frame * 1e6:.1f} us = "
-          f"{per_frame / FRAME_S:.3%} of {FRAME_S * 1e3:.1f} ms; floor (bare numpy copy) "
-          f"{floor_per_frame * 1e6:.1f} us; ratio {per_frame / floor_per_frame:.2f}x the floor"
-          f"  {'ok' if per_frame / FRAME_S < 0.01 else 'ABOVE 1 %'}")
-    print(f"3. drain of {held / mb:.1f} MiB ({args.seconds} s pre-roll): {drain_s * 1e3:.1f} ms "
-          f"wall = {drain_s / FRAME_S:.2f} frame intervals, {drain_c * 1e3:.1f} ms CPU = "
-          f"{drain_c / FRAME_S:.2f}; one bare copy of the bytes {copy_s * 1e3:.1f} ms wall, "
-          f"{copy_c * 1e3:.1f} ms CPU; ratio {drain_c / copy_c:.2f}x (CPU)")
-    print("   (the recording worker drains; capture does not wait for it: see the press gap "
-          "in camera_bench.py)")
+    print(
+        f"stream: {VIDEO_BPS / 1e6:.0f} Mbit/s video at {FPS} fps + AAC, "
+        f"{cycle_bytes / cycle_s / 1e3:.0f} kB/s; buffer {args.seconds} s, "
+        f"nbytes {buf.nbytes / mb:.1f} MiB; {rounds} interleaved rounds, medians"
+    )
+    print(
+        f"1. standby {fed_hours:.1f} h of stream fed in {standby_wall:.1f} s wall "
+        f"({standby_cpu:.1f} s CPU, {fed_hours * 3600 / standby_cpu:.0f}x real time): "
+        f"RSS after warm-up {rss_warm / mb:.1f} MiB, growth {growth / 1024:+.0f} KiB = "
+        f"{growth / buf.nbytes:.2%} of nbytes  {'ok' if growth <= 0 else 'NOT FLAT'}"
+    )
+    print(
+        f"   Python heap held by ringbuffer/ code over 10 more minutes (tracemalloc): "
+        f"{heap_growth:+d} B"
+    )
+    print(
+        f"   from hour {samples[0][0]:g} to {samples[-1][0]:g}: {steady / 1024:+.0f} KiB; RSS "
+        "by hour (MiB): " + ", ".join(f"{h:g}h {r / mb:.1f}" for h, r in samples)
+    )
+    print(
+        f"2. append per frame interval (video + audio, CPU): {per_frame * 1e6:.1f} us = "
+        f"{per_frame / FRAME_S:.3%} of {FRAME_S * 1e3:.1f} ms; floor (bare numpy copy) "
+        f"{floor_per_frame * 1e6:.1f} us; ratio {per_frame / floor_per_frame:.2f}x the floor"
+        f"  {'ok' if per_frame / FRAME_S < 0.01 else 'ABOVE 1 %'}"
+    )
+    print(
+        f"3. drain of {held / mb:.1f} MiB ({args.seconds} s pre-roll): {drain_s * 1e3:.1f} ms "
+        f"wall = {drain_s / FRAME_S:.2f} frame intervals, {drain_c * 1e3:.1f} ms CPU = "
+        f"{drain_c / FRAME_S:.2f}; one bare copy of the bytes {copy_s * 1e3:.1f} ms wall, "
+        f"{copy_c * 1e3:.1f} ms CPU; ratio {drain_c / copy_c:.2f}x (CPU)"
+    )
+    print(
+        "   (the recording worker drains; capture does not wait for it: see the press gap "
+        "in camera_bench.py)"
+    )
     return 0
 
 

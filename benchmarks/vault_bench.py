@@ -63,16 +63,18 @@ def build_store(root: Path, recordings: int, cameras: int, keys: dict[str, Any])
     store.check()
     # Sealing fsyncs every file: on tmpfs that costs nothing; building is not measured.
     shm = Path("/dev/shm")
-    work = Path(tempfile.mkdtemp(prefix="vault-bench-seal-",
-                                 dir=shm if shm.is_dir() else root.parent))
+    work = Path(
+        tempfile.mkdtemp(prefix="vault-bench-seal-", dir=shm if shm.is_dir() else root.parent)
+    )
     dock = keys["dock"]
     for i in range(recordings):
         dev = f"BC-{i % cameras:08d}"
         started = (T0 + dt.timedelta(seconds=37 * i)).timestamp()
         rec = f"R{i:07d}"
         folder = work / rec
-        sealer = RecordingSealer(folder, dev, rec, keys["cams"][dev], [keys["vault"]], started,
-                                 chunk_size=4096)
+        sealer = RecordingSealer(
+            folder, dev, rec, keys["cams"][dev], [keys["vault"]], started, chunk_size=4096
+        )
         seg = sealer.begin_segment(0, "video/mp2t", 0, started - 30)
         seg.write(b"\x47" * 1880)
         seg.close()
@@ -88,20 +90,32 @@ def build_store(root: Path, recordings: int, cameras: int, keys: dict[str, Any])
             refs[f.name] = {"key": key, "sha256": sha, "size": len(raw)}
             f.unlink()
         folder.rmdir()
-        record = {"site": "s1", "device_id": dev, "recording_id": rec,
-                  "dock_public_key": dock.public_bytes().hex(), "ingested_utc": started + 3600,
-                  "complete": True, "header": refs["recording.hdr"],
-                  "manifest": refs["manifest.bcm"],
-                  "segments": [{"name": "seg-000000.bcs", **refs["seg-000000.bcs"]}]}
-        raw = json.dumps({"format": "bodycam-ingest-record-v1", "record": record,
-                          "signature": dock.sign(canonical(record)).hex()}).encode()
+        record = {
+            "site": "s1",
+            "device_id": dev,
+            "recording_id": rec,
+            "dock_public_key": dock.public_bytes().hex(),
+            "ingested_utc": started + 3600,
+            "complete": True,
+            "header": refs["recording.hdr"],
+            "manifest": refs["manifest.bcm"],
+            "segments": [{"name": "seg-000000.bcs", **refs["seg-000000.bcs"]}],
+        }
+        raw = json.dumps(
+            {
+                "format": "bodycam-ingest-record-v1",
+                "record": record,
+                "signature": dock.sign(canonical(record)).hex(),
+            }
+        ).encode()
         key = object_key("s1", dev, rec, "ingest.json", hashlib.sha256(raw).hexdigest())
         (root / key).write_bytes(raw)
     shutil.rmtree(work, ignore_errors=True)
 
 
-def run_backend(name: str, url: str, store_root: Path, keys: dict[str, Any],
-                recordings: int) -> dict[str, float]:
+def run_backend(
+    name: str, url: str, store_root: Path, keys: dict[str, Any], recordings: int
+) -> dict[str, float]:
     from django.contrib.auth.models import User
     from vault_support import make_municipalities, use_database
 
@@ -117,13 +131,20 @@ def run_backend(name: str, url: str, store_root: Path, keys: dict[str, Any],
     make_municipalities(["heusden"])
     muni = Municipality.objects.get(code="heusden")
     user = User.objects.create_user("timer", password="benchmark password")
-    Membership.objects.create(user=user, municipality=muni, role="scheduler", granted_at=T0,
-                              granted_by="bench")
+    Membership.objects.create(
+        user=user, municipality=muni, role="scheduler", granted_at=T0, granted_by="bench"
+    )
     for dev, key in keys["cams"].items():
-        Camera.objects.create(device_id=dev, public_key=key.public_bytes().hex(),
-                              municipality=muni, added_by="bench", added_at=T0)
-    DockStation.objects.create(name="dock-1", public_key=keys["dock"].public_bytes().hex(),
-                               added_by="bench", added_at=T0)
+        Camera.objects.create(
+            device_id=dev,
+            public_key=key.public_bytes().hex(),
+            municipality=muni,
+            added_by="bench",
+            added_at=T0,
+        )
+    DockStation.objects.create(
+        name="dock-1", public_key=keys["dock"].public_bytes().hex(), added_by="bench", added_at=T0
+    )
     timer = actor_for(user)
     clock = ManualClock(T0)
     store = FileStore(store_root)
@@ -147,10 +168,12 @@ def run_backend(name: str, url: str, store_root: Path, keys: dict[str, Any],
     purge = time.perf_counter() - t
     assert len(purged.purged) == recordings, (len(purged.purged), purged.kept[:3])
     assert Recording.objects.filter(state="purged").count() == recordings
-    print(f"{name:<10} scandir {scan:7.3f} s ({listed} files) | sync {sync:7.2f} s "
-          f"({sync / recordings * 1e3:.2f} ms/rec, {sync / scan:6.0f}x scandir) | re-sync "
-          f"{resync:6.2f} s ({resync / scan:5.0f}x) | purge {purge:7.2f} s "
-          f"({purge / recordings * 1e3:.2f} ms/rec, {purge / scan:6.0f}x scandir)")
+    print(
+        f"{name:<10} scandir {scan:7.3f} s ({listed} files) | sync {sync:7.2f} s "
+        f"({sync / recordings * 1e3:.2f} ms/rec, {sync / scan:6.0f}x scandir) | re-sync "
+        f"{resync:6.2f} s ({resync / scan:5.0f}x) | purge {purge:7.2f} s "
+        f"({purge / recordings * 1e3:.2f} ms/rec, {purge / scan:6.0f}x scandir)"
+    )
     return {"scan": scan, "sync": sync, "resync": resync, "purge": purge}
 
 
@@ -171,20 +194,25 @@ def main() -> int:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     from crypto.keys import SigningKey, VaultKey
 
-    keys = {"vault": VaultKey.generate().public_bytes(), "dock": SigningKey.generate(),
-            "cams": {f"BC-{c:08d}": SigningKey.generate() for c in range(args.cameras)}}
+    keys = {
+        "vault": VaultKey.generate().public_bytes(),
+        "dock": SigningKey.generate(),
+        "cams": {f"BC-{c:08d}": SigningKey.generate() for c in range(args.cameras)},
+    }
     cluster = None
     try:
         t = time.perf_counter()
         build_store(base / "store", args.recordings, args.cameras, keys)
         print(f"built a store of {args.recordings} recordings in {time.perf_counter() - t:.1f} s")
         shutil.copytree(base / "store", base / "store-pg")
-        run_backend("sqlite", f"sqlite:///{base / 'vault.sqlite3'}", base / "store", keys,
-                    args.recordings)
+        run_backend(
+            "sqlite", f"sqlite:///{base / 'vault.sqlite3'}", base / "store", keys, args.recordings
+        )
         cluster = start_cluster()
         cluster.create_database("vault_bench")
-        run_backend("postgresql", cluster.url("vault_bench"), base / "store-pg", keys,
-                    args.recordings)
+        run_backend(
+            "postgresql", cluster.url("vault_bench"), base / "store-pg", keys, args.recordings
+        )
     finally:
         from django.db import connections
 

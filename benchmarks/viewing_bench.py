@@ -49,11 +49,13 @@ document.addEventListener('DOMContentLoaded', () => {
 def baseline(browser: Any, mp4: Path) -> float:
     page = browser.new_page()
     html = mp4.with_suffix(".html")
-    html.write_text(f'<!doctype html><html lang="en"><body><video id="v" muted width="960">'
-                    f'</video><script>window.go = () => {{ const v = document.getElementById("v");'
-                    f' v.requestVideoFrameCallback(() => {{ window.__firstFrame = Date.now(); }});'
-                    f' window.__t0 = Date.now(); v.src = "{mp4.name}"; v.play(); }};</script>'
-                    f'</body></html>')
+    html.write_text(
+        f'<!doctype html><html lang="en"><body><video id="v" muted width="960">'
+        f'</video><script>window.go = () => {{ const v = document.getElementById("v");'
+        f" v.requestVideoFrameCallback(() => {{ window.__firstFrame = Date.now(); }});"
+        f' window.__t0 = Date.now(); v.src = "{mp4.name}"; v.play(); }};</script>'
+        f"</body></html>"
+    )
     page.goto(html.as_uri())
     page.evaluate("window.go()")
     page.wait_for_function("window.__firstFrame", timeout=60_000)
@@ -62,8 +64,9 @@ def baseline(browser: Any, mp4: Path) -> float:
     return float(took)
 
 
-def viewing(browser: Any, server: Any, ref: str, password: str,
-            middle: float) -> tuple[float, float, str]:
+def viewing(
+    browser: Any, server: Any, ref: str, password: str, middle: float
+) -> tuple[float, float, str]:
     from test_web_browser import signed_in
 
     page = signed_in(browser, server, "cees")
@@ -76,12 +79,18 @@ def viewing(browser: Any, server: Any, ref: str, password: str,
     page.get_by_role("button", name="Start viewing").click()
     page.wait_for_function("window.__firstFrame", timeout=600_000)
     first = page.evaluate("window.__firstFrame - Number(sessionStorage.getItem('t0'))") / 1000
-    path = "progressive (MSE)" if page.locator("video").get_attribute("data-complete") == "0" \
+    path = (
+        "progressive (MSE)"
+        if page.locator("video").get_attribute("data-complete") == "0"
         else "complete file (ranges)"
+    )
     t = time.perf_counter()
     page.evaluate(f"() => {{ document.querySelector('video').currentTime = {middle}; }}")
-    page.wait_for_function("() => { const v = document.querySelector('video');"
-                           " return !v.seeking && v.readyState >= 2; }", timeout=600_000)
+    page.wait_for_function(
+        "() => { const v = document.querySelector('video');"
+        " return !v.seeking && v.readyState >= 2; }",
+        timeout=600_000,
+    )
     seek = time.perf_counter() - t
     page.get_by_role("button", name="End viewing").click()
     page.context.close()
@@ -106,8 +115,10 @@ def main() -> int:
         t = time.perf_counter()
         ts = make_ts(args.seconds, (args.width, args.height))
         site = build_site(root / "site", seconds=args.seconds, ts=ts)
-        print(f"built a {args.seconds} s {args.width}x{args.height} recording in a sealed "
-              f"store and seeded the back office in {time.perf_counter() - t:.1f} s")
+        print(
+            f"built a {args.seconds} s {args.width}x{args.height} recording in a sealed "
+            f"store and seeded the back office in {time.perf_counter() - t:.1f} s"
+        )
         plain = root / "plain"
         plain.mkdir()
         (plain / "footage.ts").write_bytes(ts)
@@ -119,8 +130,9 @@ def main() -> int:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 try:
                     base = baseline(browser, plain / "footage.mp4")
-                    first, seek, path = viewing(browser, server, site.recent, PASSWORD,
-                                                args.seconds / 2)
+                    first, seek, path = viewing(
+                        browser, server, site.recent, PASSWORD, args.seconds / 2
+                    )
                 finally:
                     browser.close()
         finally:
@@ -131,12 +143,16 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"machine load average {load:.1f} on {os.cpu_count()} cores (other work shares them)")
     print(f"baseline  plain local MP4, first frame      {base:7.3f} s")
-    print(f"viewing   start to first watermarked frame {first:7.3f} s  "
-          f"({first / base:.1f}x baseline; {path})")
+    print(
+        f"viewing   start to first watermarked frame {first:7.3f} s  "
+        f"({first / base:.1f}x baseline; {path})"
+    )
     print(f"seek      to the middle                    {seek:7.3f} s")
     verdict = "met" if first < GOAL_SECONDS else "MISSED"
-    print(f"goal: first frame < {GOAL_SECONDS:.0f} s for {args.seconds} s "
-          f"{args.width}x{args.height}: {verdict}")
+    print(
+        f"goal: first frame < {GOAL_SECONDS:.0f} s for {args.seconds} s "
+        f"{args.width}x{args.height}: {verdict}"
+    )
     return 0
 
 

@@ -59,8 +59,9 @@ def read_device_info(path: Path, *, check_id: bool = True) -> dict[str, str]:
     except FileNotFoundError:
         raise IdentityError(f"{path}: missing") from None
     if len(raw) > MAX_DEVICE_INFO:
-        raise IdentityError(f"{path}: larger than {MAX_DEVICE_INFO} bytes, not a device "
-                            "description")
+        raise IdentityError(
+            f"{path}: larger than {MAX_DEVICE_INFO} bytes, not a device description"
+        )
     try:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -83,6 +84,11 @@ def read_device_info(path: Path, *, check_id: bool = True) -> dict[str, str]:
 
 
 __all__ = [
-    "DEVICE_ID_PATTERN", "MAX_DEVICE_INFO", "VOLUME_INFO_FILE", "IdentityError",
-    "device_id_for", "device_info_bytes", "read_device_info",
+    "DEVICE_ID_PATTERN",
+    "MAX_DEVICE_INFO",
+    "VOLUME_INFO_FILE",
+    "IdentityError",
+    "device_id_for",
+    "device_info_bytes",
+    "read_device_info",
 ]

@@ -105,11 +105,17 @@ def check_file_name(name: object) -> str:
     """A file name the format defines for a recording folder (or its `.part`)."""
     safe = check_component(name, "file name", MAX_ID_LENGTH)
     final = safe[: -len(PART_SUFFIX)] if safe.endswith(PART_SUFFIX) else safe
-    if final in METADATA_NAMES or segment_index_of(final) is not None \
-            or part_index_of(safe) is not None:
+    if (
+        final in METADATA_NAMES
+        or segment_index_of(final) is not None
+        or part_index_of(safe) is not None
+    ):
         return safe
-    raise NameRefused("file name", name, "not a file the recording format defines "
-                      f"({HEADER_NAME}, {MANIFEST_NAME}, seg-NNNNNN.bcs)")
+    raise NameRefused(
+        "file name",
+        name,
+        f"not a file the recording format defines ({HEADER_NAME}, {MANIFEST_NAME}, seg-NNNNNN.bcs)",
+    )
 
 
 def check_size(size: object) -> int:
@@ -119,7 +125,15 @@ def check_size(size: object) -> int:
 
 
 __all__ = [
-    "MAX_COMPONENT_LENGTH", "MAX_ID_LENGTH", "METADATA_NAMES", "NameRefused",
-    "check_component", "check_device_id", "check_file_name", "check_recording_id",
-    "check_size", "shown", "why_not_component",
+    "MAX_COMPONENT_LENGTH",
+    "MAX_ID_LENGTH",
+    "METADATA_NAMES",
+    "NameRefused",
+    "check_component",
+    "check_device_id",
+    "check_file_name",
+    "check_recording_id",
+    "check_size",
+    "shown",
+    "why_not_component",
 ]

@@ -48,7 +48,6 @@ from crypto.keys import fingerprint, verify_signature
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class ManifestEntry:
     """A segment as the signed manifest lists it."""

@@ -53,12 +53,15 @@ def _no_ledger(path: Path, command: str) -> str:
 
     running = running_docks()
     if running:
-        where = "; ".join(f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})"
-                          for d in running)
+        where = "; ".join(
+            f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})" for d in running
+        )
         return f"no dock ledger at {path}; a dock runs with another one: {where}"
-    return (f"no dock ledger at {path} and no dock running: start one with `bodycam dock run "
-            "--slots DIR --store URL` (add --create the first time), or pass --ledger PATH "
-            "(or set BODYCAM_DOCK_LEDGER) naming the ledger your dock uses")
+    return (
+        f"no dock ledger at {path} and no dock running: start one with `bodycam dock run "
+        "--slots DIR --store URL` (add --create the first time), or pass --ledger PATH "
+        "(or set BODYCAM_DOCK_LEDGER) naming the ledger your dock uses"
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -77,44 +80,83 @@ def _seconds(text: str) -> float:
 
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `dock run|status|register|unregister` on the top-level `bodycam` parser."""
-    dock = subparsers.add_parser("dock", help="the docking-station ingest daemon",
-                                 description="Ingest docked cameras into storage with proof.")
+    dock = subparsers.add_parser(
+        "dock",
+        help="the docking-station ingest daemon",
+        description="Ingest docked cameras into storage with proof.",
+    )
     sub = dock.add_subparsers(dest="dock_command", metavar="COMMAND")
     sub.required = True
     ledger_help = f"the dock's SQLite ledger (default {default_ledger()})"
 
     run = sub.add_parser("run", help="watch the slots and ingest every docked camera")
     run.add_argument("--slots", required=True, type=Path, help="the slots root to watch")
-    run.add_argument("--store", required=True,
-                     help="file:///path or s3://bucket/prefix?endpoint=URL&region=R")
+    run.add_argument(
+        "--store", required=True, help="file:///path or s3://bucket/prefix?endpoint=URL&region=R"
+    )
     run.add_argument("--ledger", type=Path, default=None, help=ledger_help)
-    run.add_argument("--keys", type=Path, default=None,
-                     help="site key folder with dock.key (bodycam keys init); "
-                          "default $BODYCAM_DOCK_KEYS")
-    run.add_argument("--once", action="store_true",
-                     help="ingest the cameras docked now, then exit (1 if any was not clean)")
+    run.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="site key folder with dock.key (bodycam keys init); default $BODYCAM_DOCK_KEYS",
+    )
+    run.add_argument(
+        "--once",
+        action="store_true",
+        help="ingest the cameras docked now, then exit (1 if any was not clean)",
+    )
     run.add_argument("--json-logs", action="store_true", help="log JSON lines to stderr")
-    run.add_argument("--max-uploads", type=_positive_int, default=2,
-                     help="uploads in flight across all slots (default 2)")
-    run.add_argument("--max-slots", type=_positive_int, default=8,
-                     help="cameras ingested at once (default 8)")
+    run.add_argument(
+        "--max-uploads",
+        type=_positive_int,
+        default=2,
+        help="uploads in flight across all slots (default 2)",
+    )
+    run.add_argument(
+        "--max-slots", type=_positive_int, default=8, help="cameras ingested at once (default 8)"
+    )
     run.add_argument("--site", default="default", help="site name in the store layout")
-    run.add_argument("--profiles", type=Path, default=None,
-                     help="staged profiles: DEVICE_ID.toml + DEVICE_ID.toml.sig are flashed")
-    run.add_argument("--state", type=Path, default=None,
-                     help="spool folder for S3 stores (default: next to the ledger)")
-    run.add_argument("--settle", type=_seconds, default=1.0,
-                     help="seconds a new slot must stay unchanged before ingest (default 1)")
-    run.add_argument("--rescan", type=_seconds, default=5.0,
-                     help="seconds between full rescans of the slots root (default 5)")
+    run.add_argument(
+        "--profiles",
+        type=Path,
+        default=None,
+        help="staged profiles: DEVICE_ID.toml + DEVICE_ID.toml.sig are flashed",
+    )
+    run.add_argument(
+        "--state",
+        type=Path,
+        default=None,
+        help="spool folder for S3 stores (default: next to the ledger)",
+    )
+    run.add_argument(
+        "--settle",
+        type=_seconds,
+        default=1.0,
+        help="seconds a new slot must stay unchanged before ingest (default 1)",
+    )
+    run.add_argument(
+        "--rescan",
+        type=_seconds,
+        default=5.0,
+        help="seconds between full rescans of the slots root (default 5)",
+    )
     run.add_argument("--no-live", action="store_true", help="no live progress table")
-    run.add_argument("--create", action="store_true",
-                     help="first start: make a missing store root (a new store), ledger "
-                          "folder, spool folder and slots root; without it the dock refuses "
-                          "to start when one is missing (an unmounted disk)")
-    run.add_argument("--registry-key", type=Path, default=None, metavar="FILE",
-                     help="the back office's registry public key: take the camera registry "
-                          "the back office publishes in the store (cached in the ledger)")
+    run.add_argument(
+        "--create",
+        action="store_true",
+        help="first start: make a missing store root (a new store), ledger "
+        "folder, spool folder and slots root; without it the dock refuses "
+        "to start when one is missing (an unmounted disk)",
+    )
+    run.add_argument(
+        "--registry-key",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the back office's registry public key: take the camera registry "
+        "the back office publishes in the store (cached in the ledger)",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="what the dock is doing (read from its ledger)")
@@ -123,10 +165,16 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     status.set_defaults(func=cmd_status)
 
     reg = sub.add_parser("register", help="add a camera to the dock's registry (coordinator)")
-    reg.add_argument("device_pubkey", metavar="DEVICE_PUBKEY",
-                     help="the camera's DEVICE.json (on its volume) or its public key in hex")
-    reg.add_argument("--role", required=True,
-                     help=f"your role; only 'coordinator' may add cameras ({', '.join(ROLES)})")
+    reg.add_argument(
+        "device_pubkey",
+        metavar="DEVICE_PUBKEY",
+        help="the camera's DEVICE.json (on its volume) or its public key in hex",
+    )
+    reg.add_argument(
+        "--role",
+        required=True,
+        help=f"your role; only 'coordinator' may add cameras ({', '.join(ROLES)})",
+    )
     reg.add_argument("--by", default=None, help="who registers (default: the login name)")
     reg.add_argument("--ledger", type=Path, default=None, help=ledger_help)
     reg.set_defaults(func=cmd_register)
@@ -149,8 +197,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     ledger = args.ledger or default_ledger()
     store_url = store_url_for_run(args.store, create=args.create)
     configure_logging(args.json_logs)  # first: what --create makes is logged
-    check_start(slots=args.slots, store_url=store_url, ledger=ledger, state=args.state,
-                profiles=args.profiles, keys=args.keys, create=args.create)
+    check_start(
+        slots=args.slots,
+        store_url=store_url,
+        ledger=ledger,
+        state=args.state,
+        profiles=args.profiles,
+        keys=args.keys,
+        create=args.create,
+    )
     config = DaemonConfig(
         slots=args.slots,
         store_url=store_url,
@@ -221,14 +276,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if daemon is None:
         print("dock daemon: never started with this ledger")
     else:
-        print(f"dock daemon: {state} (pid {daemon.get('pid')}, heartbeat "
-              f"{_ago(daemon.get('heartbeat_utc'), now)}), store {daemon.get('store')}")
+        print(
+            f"dock daemon: {state} (pid {daemon.get('pid')}, heartbeat "
+            f"{_ago(daemon.get('heartbeat_utc'), now)}), store {daemon.get('store')}"
+        )
         if daemon.get("store_state") != "ok":
-            print(f"  store {daemon.get('store_state')}: {daemon.get('store_message')}; "
-                  "everything stays on the cameras until it is back")
+            print(
+                f"  store {daemon.get('store_state')}: {daemon.get('store_message')}; "
+                "everything stays on the cameras until it is back"
+            )
     slots = status["slots"]
-    print("slots (slot, device, recording, state, bytes, rate, ETA, message):" if slots
-          else "slots: none docked")
+    print(
+        "slots (slot, device, recording, state, bytes, rate, ETA, message):"
+        if slots
+        else "slots: none docked"
+    )
     for slot in slots:
         cells = progress_cells(slot)
         print("  " + "  ".join(c for c in cells[:7]) + (f"  {cells[7]}" if cells[7] else ""))
@@ -243,8 +305,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("refused dockings (newest first; footage stayed on the camera):")
         for r in refused:
             who = r["device_id"] or f"slot {r['slot']}"
-            print(f"  !! {_ago(r['ended_utc'], now):>16}  {who} in slot {r['slot']}: "
-                  f"{r['refused']}")
+            print(
+                f"  !! {_ago(r['ended_utc'], now):>16}  {who} in slot {r['slot']}: {r['refused']}"
+            )
     counts = status["segments"]
     if counts:
         print("segments: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
@@ -252,7 +315,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("quarantined (kept on the camera and in the store's quarantine/):")
         for q in status["quarantined"]:
             where = f"{q['device_id']}/{q['recording_id']}" + (
-                f"/{q['segment']}" if q["segment"] else "")
+                f"/{q['segment']}" if q["segment"] else ""
+            )
             print(f"  {where}: {q['reason']}")
     print(f"registered cameras: {len(status['registered'])}")
     return 0
@@ -307,11 +371,14 @@ def cmd_register(args: argparse.Namespace) -> int:
     path = _writable_ledger(args, "register")
     new = not path.exists()
     with Ledger(path) as ledger:
-        record = ledger.register_device(device_id, public, model=model,
-                                        registered_by=_who(args.by), role=args.role)
+        record = ledger.register_device(
+            device_id, public, model=model, registered_by=_who(args.by), role=args.role
+        )
     where = f"a new ledger {path} (no dock has run on it yet)" if new else path
-    print(f"registered camera {record.device_id} (key {record.public_key.hex()[:16]}..., "
-          f"by {record.registered_by}) in {where}")
+    print(
+        f"registered camera {record.device_id} (key {record.public_key.hex()[:16]}..., "
+        f"by {record.registered_by}) in {where}"
+    )
     return 0
 
 

@@ -125,8 +125,10 @@ def load_dock_key(keys_dir: Path | None) -> SigningKey:
             "dock.key) or set BODYCAM_DOCK_KEYS"
         )
     if Path(keys_dir).exists() and not Path(keys_dir).is_dir():
-        raise NotADirectoryError(f"--keys {keys_dir}: is a file, not a folder (the folder "
-                                 "`bodycam keys init DIR` made, with dock.key)")
+        raise NotADirectoryError(
+            f"--keys {keys_dir}: is a file, not a folder (the folder "
+            "`bodycam keys init DIR` made, with dock.key)"
+        )
     path = Path(keys_dir) / "dock.key"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: `bodycam keys init {keys_dir}` makes it")
@@ -136,10 +138,18 @@ def load_dock_key(keys_dir: Path | None) -> SigningKey:
 class DockDaemon:
     """Runs the dock until stopped (or, with `once`, until every docked camera is done)."""
 
-    def __init__(self, config: DaemonConfig, *, store: Store | None = None,
-                 ledger: Ledger | None = None, dock_key: Signer | None = None,
-                 clock: Clock | None = None, out: TextIO | None = None,
-                 watcher: SlotWatcher | None = None, console: Console | None = None) -> None:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        *,
+        store: Store | None = None,
+        ledger: Ledger | None = None,
+        dock_key: Signer | None = None,
+        clock: Clock | None = None,
+        out: TextIO | None = None,
+        watcher: SlotWatcher | None = None,
+        console: Console | None = None,
+    ) -> None:
         self.config = config
         self._console = console
         self.clock = clock or SystemClock()
@@ -149,16 +159,27 @@ class DockDaemon:
         self._store_trouble: str | None = None
         self._store_down = False  # the ledger says unreachable/unavailable
         self._store_state_lock = threading.Lock()
-        retry = RetryPolicy(attempts=4, base_delay=1.0, max_delay=30.0,
-                            sleep=self._interruptible_sleep, stop=self.stop_event,
-                            on_retry=self._store_retry, on_success=self._store_answered)
-        self.store = store or open_store(config.store_url, retry=retry, clock=self.clock.now,
-                                         fault=fault_point)
+        retry = RetryPolicy(
+            attempts=4,
+            base_delay=1.0,
+            max_delay=30.0,
+            sleep=self._interruptible_sleep,
+            stop=self.stop_event,
+            on_retry=self._store_retry,
+            on_success=self._store_answered,
+        )
+        self.store = store or open_store(
+            config.store_url, retry=retry, clock=self.clock.now, fault=fault_point
+        )
         if store is None and not config.create_store and isinstance(self.store, FileStore):
             # open_store makes a missing root; a dock must not once its disk is unmounted
-            self.store = FileStore(self.store.root, retry=retry,
-                                   retention_days=self.store.retention_days, create=False,
-                                   fault=fault_point)
+            self.store = FileStore(
+                self.store.root,
+                retry=retry,
+                retention_days=self.store.retention_days,
+                create=False,
+                fault=fault_point,
+            )
         if store is not None:
             store.retry.stop = self.stop_event
             store.retry.on_retry = self._store_retry
@@ -179,7 +200,9 @@ class DockDaemon:
             link_timeout=config.link_timeout,
         )
         self.watcher = watcher or SlotWatcher(
-            config.slots, clock=self.clock, settle=config.settle,
+            config.slots,
+            clock=self.clock,
+            settle=config.settle,
             rescan_interval=config.rescan_interval,
         )
         self._sessions: dict[str, _Session] = {}
@@ -210,8 +233,9 @@ class DockDaemon:
             self._store_trouble = f"unreachable ({exc}); retry {attempt} in {delay:.0f} s"
             self._store_down = True
             try:
-                self.ledger.set_daemon(store_state="unreachable",
-                                       store_message=self._store_trouble[:500])
+                self.ledger.set_daemon(
+                    store_state="unreachable", store_message=self._store_trouble[:500]
+                )
             except Exception:  # status only; the transfer logic does not depend on it
                 log.debug("could not record the store state")
 
@@ -282,11 +306,21 @@ class DockDaemon:
         now = self.clock.now()
         self._clean_at_start()
         self.ledger.clear_slots()
-        self.ledger.set_daemon(pid=os.getpid(), store=self.store.url, store_state="ok",
-                               store_message="", started_utc=now, heartbeat_utc=now,
-                               stopped_utc=None)
-        log.info("dock started: slots %s, store %s, ledger %s", cfg.slots, self.store.url,
-                 cfg.ledger_path)
+        self.ledger.set_daemon(
+            pid=os.getpid(),
+            store=self.store.url,
+            store_state="ok",
+            store_message="",
+            started_utc=now,
+            heartbeat_utc=now,
+            stopped_utc=None,
+        )
+        log.info(
+            "dock started: slots %s, store %s, ledger %s",
+            cfg.slots,
+            self.store.url,
+            cfg.ledger_path,
+        )
         self.watcher.start()
         self._start_view()
         try:
@@ -352,16 +386,21 @@ class DockDaemon:
             progress = SlotProgress(slot.name, self.clock)
             cancel = threading.Event()
             session = _Session(slot, threading.Thread(), cancel, progress, self.clock.now())
-            session.thread = threading.Thread(target=self._run_session, args=(session,),
-                                              name=f"dock-slot-{slot.name}", daemon=True)
+            session.thread = threading.Thread(
+                target=self._run_session,
+                args=(session,),
+                name=f"dock-slot-{slot.name}",
+                daemon=True,
+            )
             self._sessions[slot.name] = session
             self.ledger.set_slot(slot.name, state=progress.state, started_utc=session.started_utc)
             session.thread.start()
 
     def _run_session(self, session: _Session) -> None:
         try:
-            session.report = CameraIngest(session.slot, self.ctx, session.progress,
-                                          session.cancel).run()
+            session.report = CameraIngest(
+                session.slot, self.ctx, session.progress, session.cancel
+            ).run()
         except Exception as exc:  # a bug must not take the other slots down
             log.exception("slot %s: session failed", session.slot.name)
             report = CameraReport(session.slot.name)
@@ -385,20 +424,35 @@ class DockDaemon:
         name = session.slot.name
         line = report.summary()
         print(line, file=self.out, flush=True)
-        log.info("camera done: %s", line, extra={"slot": name, "device_id": report.device_id,
-                                                 "ok": report.ok})
-        self.ledger.record_session(name, report.device_id, session.started_utc, report.ok, line,
-                                   notes=report.notes, refused=report.refused)
+        log.info(
+            "camera done: %s",
+            line,
+            extra={"slot": name, "device_id": report.device_id, "ok": report.ok},
+        )
+        self.ledger.record_session(
+            name,
+            report.device_id,
+            session.started_utc,
+            report.ok,
+            line,
+            notes=report.notes,
+            refused=report.refused,
+        )
         if report.store_problem is not None:  # cleared by the store's next answer
             with self._store_state_lock:
                 self._store_down = True
-                self.ledger.set_daemon(store_state="unavailable",
-                                       store_message=report.store_problem)
+                self.ledger.set_daemon(
+                    store_state="unavailable", store_message=report.store_problem
+                )
         still_docked = name in self._docked and session.slot.present()
         retry = (
-            still_docked and not self.stop_event.is_set() and not session.cancel.is_set()
-            and (report.store_problem is not None
-                 or any("stopped answering" in e for e in report.errors))
+            still_docked
+            and not self.stop_event.is_set()
+            and not session.cancel.is_set()
+            and (
+                report.store_problem is not None
+                or any("stopped answering" in e for e in report.errors)
+            )
         )
         snap = session.progress.snapshot()
         if retry:
@@ -409,8 +463,7 @@ class DockDaemon:
                 self.result.reports.append(report)
                 self._slot_row(name, snap, SlotState.ERROR, f"gave up: {line}")
                 return
-            delay = min(self.config.retry_max,
-                        self.config.retry_base * 2 ** (state.attempts - 1))
+            delay = min(self.config.retry_max, self.config.retry_base * 2 ** (state.attempts - 1))
             state.due = self.clock.monotonic() + delay
             message = f"{line}; everything kept on the camera, retrying in {delay:.0f} s"
             self._slot_row(name, snap, SlotState.ERROR, message)
@@ -423,17 +476,32 @@ class DockDaemon:
         if not still_docked and not self.stop_event.is_set():
             self.ledger.clear_slot(name)
             return
-        final = SlotState.DONE if report.ok else (
-            SlotState.QUARANTINED if report.quarantined else SlotState.ERROR)
+        final = (
+            SlotState.DONE
+            if report.ok
+            else (SlotState.QUARANTINED if report.quarantined else SlotState.ERROR)
+        )
         self._slot_row(name, snap, final, line)
 
     def _slot_row(self, name: str, snap: SlotSnapshot, state: SlotState, message: str) -> None:
-        self._rows[name] = {**snap, "state": state, "message": message, "rate": 0.0,
-                            "recording": None}
-        self.ledger.set_slot(name, state=state, device_id=snap["device_id"],
-                             recording=None, bytes_done=snap["bytes_done"],
-                             bytes_total=snap["bytes_total"], rate=0.0, eta=None,
-                             message=message[:1000])
+        self._rows[name] = {
+            **snap,
+            "state": state,
+            "message": message,
+            "rate": 0.0,
+            "recording": None,
+        }
+        self.ledger.set_slot(
+            name,
+            state=state,
+            device_id=snap["device_id"],
+            recording=None,
+            bytes_done=snap["bytes_done"],
+            bytes_total=snap["bytes_total"],
+            rate=0.0,
+            eta=None,
+            message=message[:1000],
+        )
 
     def _refresh_registry(self) -> None:
         """Take the back office's newest signed camera registry into the ledger (the cache)."""
@@ -444,8 +512,12 @@ class DockDaemon:
         from crypto.keys import load_public_key
         from dock.registry import refresh_ledger
 
-        result = refresh_ledger(self.store, self.ledger, load_public_key(cfg.registry_key),
-                                Path(f"{self.ledger.path}.registry.json"))
+        result = refresh_ledger(
+            self.store,
+            self.ledger,
+            load_public_key(cfg.registry_key),
+            Path(f"{self.ledger.path}.registry.json"),
+        )
         if result.problem:
             log.warning("camera registry: %s", result.problem)
 
@@ -482,10 +554,17 @@ class DockDaemon:
         self._last_status = now
         for name, session in self._sessions.items():
             snap = session.progress.snapshot()
-            self.ledger.set_slot(name, state=snap["state"], device_id=snap["device_id"],
-                                 recording=snap["recording"], bytes_done=snap["bytes_done"],
-                                 bytes_total=snap["bytes_total"], rate=snap["rate"],
-                                 eta=snap["eta"], message=snap["message"][:1000])
+            self.ledger.set_slot(
+                name,
+                state=snap["state"],
+                device_id=snap["device_id"],
+                recording=snap["recording"],
+                bytes_done=snap["bytes_done"],
+                bytes_total=snap["bytes_total"],
+                rate=snap["rate"],
+                eta=snap["eta"],
+                message=snap["message"][:1000],
+            )
         self.ledger.set_daemon(heartbeat_utc=self.clock.now())
 
     # --- live view -----------------------------------------------------------------------------
@@ -500,8 +579,7 @@ class DockDaemon:
         from rich.live import Live
 
         console = self._console or Console(stderr=True)
-        self._view = Live(self._table(), console=console, refresh_per_second=4,
-                          transient=False)
+        self._view = Live(self._table(), console=console, refresh_per_second=4, transient=False)
         self._view.start()
 
     def _stop_view(self) -> None:
@@ -513,8 +591,7 @@ class DockDaemon:
     def _table(self) -> Table:
         from rich.table import Table
 
-        table = Table(title=f"bodycam dock - {self.config.slots} -> {self.store.url}",
-                      expand=True)
+        table = Table(title=f"bodycam dock - {self.config.slots} -> {self.store.url}", expand=True)
         for col in ("slot", "device", "recording", "state", "bytes", "rate", "ETA", "message"):
             table.add_column(col, overflow="fold")
         rows = dict(self._rows)
@@ -528,7 +605,7 @@ class DockDaemon:
 
 
 def daemon_state(ledger_path: Path, row: dict[str, Any] | None, now: float) -> str:
-    """"running", "not responding" (alive, no heartbeat) or "not running", for `dock status`.
+    """ "running", "not responding" (alive, no heartbeat) or "not running", for `dock status`.
 
     A heartbeat alone says "running" for up to 30 s after a kill -9. The ledger lock is
     the proof: the running daemon holds it and the kernel drops it the instant the
@@ -622,8 +699,9 @@ class JsonLogFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in self._standard and key not in doc and not key.startswith("_"):
-                doc[key] = value if isinstance(value, str | int | float | bool | None) \
-                    else str(value)
+                doc[key] = (
+                    value if isinstance(value, str | int | float | bool | None) else str(value)
+                )
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return json.dumps(doc, sort_keys=True)

@@ -163,8 +163,13 @@ def _sha_of(data: bytes) -> str:
 class CameraIngest:
     """One docking of one camera, from HELLO to the summary line."""
 
-    def __init__(self, slot: Slot, ctx: DockContext, progress: SlotProgress | None = None,
-                 cancel: threading.Event | None = None) -> None:
+    def __init__(
+        self,
+        slot: Slot,
+        ctx: DockContext,
+        progress: SlotProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
         self.slot = slot
         self.ctx = ctx
         self.progress = progress or SlotProgress(slot.name, ctx.clock)
@@ -188,13 +193,13 @@ class CameraIngest:
     def check_alive(self) -> None:
         """Raise at a chunk boundary if the camera was undocked or the dock is stopping."""
         if self.ctx.stop.is_set():
-            raise Stopping("dock shutting down: stopped after the current chunk; resumes at "
-                           "the next start")
+            raise Stopping(
+                "dock shutting down: stopped after the current chunk; resumes at the next start"
+            )
         if self.cancel.is_set() or not self.slot.present():
             raise SlotGone("undocked during transfer; dock the camera again to resume")
         releaser = self._releaser
-        if releaser is not None and releaser.error is not None \
-                and not releaser.on_worker_thread():
+        if releaser is not None and releaser.error is not None and not releaser.on_worker_thread():
             raise releaser.error
 
     def _dock_key(self) -> Signer:
@@ -361,15 +366,21 @@ class CameraIngest:
             # still comes off, but a person has to look at that camera's time.
             off = f"{exc.drift:+.1f} s" if exc.drift is not None else "too far"
             limit = f"{exc.limit} s" if exc.limit is not None else "its profile's limit"
-            self._note(f"camera clock is off by {off}, more than its profile lets a dock "
-                       f"correct ({limit}): not corrected, check the camera's clock")
+            self._note(
+                f"camera clock is off by {off}, more than its profile lets a dock "
+                f"correct ({limit}): not corrected, check the camera's clock"
+            )
             return
         if abs(drift) > CLOCK_JUMP_SECONDS:
             self._note(f"camera clock was off by {drift:+.1f} s, corrected")
         elif abs(drift) > 2.0:
             self.report.notes.append(f"camera clock was off by {drift:+.1f} s, corrected")
-            log.info("slot %s: camera %s: camera clock was off by %+.1f s, corrected",
-                     self.slot.name, self.device_id, drift)
+            log.info(
+                "slot %s: camera %s: camera clock was off by %+.1f s, corrected",
+                self.slot.name,
+                self.device_id,
+                drift,
+            )
 
     def _unknown(self, device_id: str) -> str:
         return (
@@ -410,8 +421,9 @@ class CameraIngest:
         with open(profile, "rb") as f:
             data = f.read(MAX_PROFILE + 1)
         if len(data) > MAX_PROFILE:
-            self.report.errors.append(f"staged profile {profile} is larger than {MAX_PROFILE} "
-                                      "bytes; not flashed")
+            self.report.errors.append(
+                f"staged profile {profile} is larger than {MAX_PROFILE} bytes; not flashed"
+            )
             return
         if hmac.compare_digest(_sha_of(data), info.profile.sha256):
             return  # the camera already runs it
@@ -432,8 +444,7 @@ class CameraIngest:
             self.report.errors.append(f"staged profile refused by the camera: {exc}")
             return
         self._note(f"profile {active.name} v{active.version} flashed")
-        log.info("camera %s: flashed profile %s v%d", info.device_id, active.name,
-                 active.version)
+        log.info("camera %s: flashed profile %s v%d", info.device_id, active.name, active.version)
 
     # --- recordings --------------------------------------------------------------------------
 
@@ -492,20 +503,28 @@ class CameraIngest:
             for name in sorted(names):
                 path = display_path(rec_id, name)
                 if name.endswith(PART_SUFFIX):
-                    self._left_file(path, "unsealed leftover (.part): the camera's recovery "
-                                          "seals or removes it, the next docking takes it")
-                elif segment_index_of(name) is None and not segments \
-                        and rec_id not in self._unfinished:
+                    self._left_file(
+                        path,
+                        "unsealed leftover (.part): the camera's recovery "
+                        "seals or removes it, the next docking takes it",
+                    )
+                elif (
+                    segment_index_of(name) is None
+                    and not segments
+                    and rec_id not in self._unfinished
+                ):
                     # An unfinished recording keeps its header and manifest by design; a
                     # finished one goes with its last segment unless something else is there.
-                    self._left_file(path, "the camera kept this finished recording's folder "
-                                          "(it holds files the camera does not remove)")
+                    self._left_file(
+                        path,
+                        "the camera kept this finished recording's folder "
+                        "(it holds files the camera does not remove)",
+                    )
         if isinstance(self.source, VolumeSource):
             for path, reason in self.source.others().items():
                 self._left_file(path, reason)
         self.report.kept = kept
-        self.report.released_camera = (self.link is not None and kept == 0
-                                       and not self.report.left)
+        self.report.released_camera = self.link is not None and kept == 0 and not self.report.left
 
     def _ingest_recording(self, rec_id: str, files: dict[str, int]) -> bool:
         """Ingest one recording folder; True when every segment it lists is durable."""
@@ -520,15 +539,21 @@ class CameraIngest:
             if all(n.endswith(PART_SUFFIX) for n in files):
                 self._note(f"{rec_id}: still being sealed, left on the camera")
                 return False
-            self._quarantine_recording(rec_id, files, "recording.hdr or manifest.bcm missing: "
-                                                      "the recording cannot be verified")
+            self._quarantine_recording(
+                rec_id,
+                files,
+                "recording.hdr or manifest.bcm missing: the recording cannot be verified",
+            )
             return False
         # Header and manifest are read whole: a listed size (or the bytes themselves)
         # beyond the format's bound refuses this recording, never the session.
         for name, bound in ((HEADER_NAME, REC_HEADER_MAX), (MANIFEST_NAME, MANIFEST_MAX_SIZE)):
             if files[name] > bound:
-                self._left_file(f"{base}/{name}", f"{files[name]} bytes, more than the format "
-                                                  f"allows ({bound}); recording not taken")
+                self._left_file(
+                    f"{base}/{name}",
+                    f"{files[name]} bytes, more than the format "
+                    f"allows ({bound}); recording not taken",
+                )
                 return False
         try:
             header = self.source.read_small(f"{base}/{HEADER_NAME}", REC_HEADER_MAX)
@@ -547,24 +572,32 @@ class CameraIngest:
             return False
         if vr.device_id != self.device_id or vr.recording_id != rec_id:
             self._quarantine_recording(
-                rec_id, files, f"folder {rec_id} holds recording {vr.recording_id} of "
-                               f"{vr.device_id}")
+                rec_id,
+                files,
+                f"folder {rec_id} holds recording {vr.recording_id} of {vr.device_id}",
+            )
             return False
         if not vr.complete:
             self._unfinished.add(rec_id)
         now = self.ctx.clock.now()
         until = retain_until(vr.started_utc, now, self.ctx.store.retention_days)
-        header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME,
-                                _sha_of(header))
-        manifest_key = object_key(self.ctx.site, self.device_id, rec_id, MANIFEST_NAME,
-                                  _sha_of(manifest))
+        header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME, _sha_of(header))
+        manifest_key = object_key(
+            self.ctx.site, self.device_id, rec_id, MANIFEST_NAME, _sha_of(manifest)
+        )
         # Header and manifest first: without them no stored segment could be opened.
         with self.ctx.uploads:
             self.ctx.store.put_bytes(header_key, header, retain_until=until)
             self.ctx.store.put_bytes(manifest_key, manifest, retain_until=until)
-        ledger.note_recording(self.device_id, rec_id, started_utc=vr.started_utc,
-                              complete=vr.complete, segments=len(vr.segments),
-                              header_key=header_key, manifest_key=manifest_key)
+        ledger.note_recording(
+            self.device_id,
+            rec_id,
+            started_utc=vr.started_utc,
+            complete=vr.complete,
+            segments=len(vr.segments),
+            header_key=header_key,
+            manifest_key=manifest_key,
+        )
         listed = {e.name for e in vr.segments} | {HEADER_NAME, MANIFEST_NAME}
         unlisted = sorted(set(files) - listed)
         # Unlisted files first: quarantined before any release can change the folder.
@@ -602,8 +635,12 @@ class CameraIngest:
             if entry.name in listed or not entry.is_dir(follow_symlinks=False):
                 continue
             removed = remove_spool_folder(Path(entry.path))
-            log.info("camera %s: dropped the spool of %s (%d file(s)), no longer on the "
-                     "camera", self.device_id, entry.name, removed)
+            log.info(
+                "camera %s: dropped the spool of %s (%d file(s)), no longer on the camera",
+                self.device_id,
+                entry.name,
+                removed,
+            )
 
     def _clean_spool(self, rec_id: str) -> None:
         """Drop the spooled header and manifest; partial serial copies stay for resuming."""
@@ -619,8 +656,11 @@ class CameraIngest:
     def _unlisted_file(self, vr: VerifiedRecording, name: str, size: int) -> None:
         rec_id = vr.recording_id
         if name.endswith(PART_SUFFIX):
-            self._left_file(display_path(rec_id, name), "unsealed leftover (.part): the "
-                            "camera's recovery seals or removes it, the next docking takes it")
+            self._left_file(
+                display_path(rec_id, name),
+                "unsealed leftover (.part): the "
+                "camera's recovery seals or removes it, the next docking takes it",
+            )
             return
         if segment_index_of(name) is None:
             self._left_file(display_path(rec_id, name), "not part of the recording")
@@ -633,17 +673,28 @@ class CameraIngest:
         reason = "segment file is not in the signed manifest of a finished recording (spliced)"
         self._quarantine_file(rec_id, name, size, None, reason)
 
-    def _ingest_segment(self, vr: VerifiedRecording, entry: ManifestEntry,
-                        camera_size: int | None, spool: Path, until: float) -> bool:
+    def _ingest_segment(
+        self,
+        vr: VerifiedRecording,
+        entry: ManifestEntry,
+        camera_size: int | None,
+        spool: Path,
+        until: float,
+    ) -> bool:
         """Copy, verify, store, record, release one segment. True when it is durable."""
         ledger, store = self.ctx.ledger, self.ctx.store
         rec_id, name = vr.recording_id, entry.name
         key = object_key(self.ctx.site, self.device_id, rec_id, name, entry.sha256)
         seg = ledger.segment(self.device_id, rec_id, name)
         if seg is not None and seg.sha256 != entry.sha256 and seg.state != QUARANTINED:
-            self._quarantine_file(rec_id, name, camera_size or 0, entry,
-                                  f"the signed manifest now lists sha256 {entry.sha256}, the "
-                                  f"ledger recorded {seg.sha256} for this segment")
+            self._quarantine_file(
+                rec_id,
+                name,
+                camera_size or 0,
+                entry,
+                f"the signed manifest now lists sha256 {entry.sha256}, the "
+                f"ledger recorded {seg.sha256} for this segment",
+            )
             return False
         if seg is not None and seg.state == QUARANTINED:
             self.report.quarantined.append(f"{rec_id}/{name}: {seg.reason}")
@@ -651,8 +702,13 @@ class CameraIngest:
         if seg is not None and seg.durable:
             if camera_size is None:
                 if seg.state == STORED:
-                    ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
-                                         how="gone from the camera after a receipt")
+                    ledger.mark_released(
+                        self.device_id,
+                        rec_id,
+                        name,
+                        entry.sha256,
+                        how="gone from the camera after a receipt",
+                    )
                 return True
             if self._intact(key):
                 self._release(rec_id, entry, key)
@@ -663,10 +719,16 @@ class CameraIngest:
             stored = self._verified_or_none(key)
             if stored is not None:
                 # Stored before the dock could record it, then released: catch up.
-                ledger.mark_stored(self.device_id, rec_id, name, entry.sha256, entry.size, key,
-                                   stored.to_json())
-                ledger.mark_released(self.device_id, rec_id, name, entry.sha256,
-                                     how="gone from the camera after a receipt")
+                ledger.mark_stored(
+                    self.device_id, rec_id, name, entry.sha256, entry.size, key, stored.to_json()
+                )
+                ledger.mark_released(
+                    self.device_id,
+                    rec_id,
+                    name,
+                    entry.sha256,
+                    how="gone from the camera after a receipt",
+                )
                 return True
             self.report.errors.append(
                 f"{rec_id}/{name} is listed in the signed manifest but is neither on the camera "
@@ -676,9 +738,13 @@ class CameraIngest:
         if camera_size != entry.size:
             # Refused before a byte is copied: a camera listing 2 GiB for a segment the
             # manifest signs at 2 MiB must not make the dock copy 2 GiB first.
-            self._quarantine_file(rec_id, name, camera_size, entry,
-                                  f"the camera lists {camera_size} bytes, the signed manifest "
-                                  f"{entry.size}")
+            self._quarantine_file(
+                rec_id,
+                name,
+                camera_size,
+                entry,
+                f"the camera lists {camera_size} bytes, the signed manifest {entry.size}",
+            )
             return False
         self.progress.set(SlotState.UPLOADING, recording=rec_id)
         part = spool / f"{name}{PART_SUFFIX}"
@@ -691,13 +757,15 @@ class CameraIngest:
         try:
             with self.ctx.uploads:
                 self.check_alive()
-                stored = store.put_file(key, part, sha256=sha, size=size, retain_until=until,
-                                        consume=True)
+                stored = store.put_file(
+                    key, part, sha256=sha, size=size, retain_until=until, consume=True
+                )
         except StoreIntegrityError as exc:
             # The store holds other bytes under this content's name and cannot replace them
             # (S3 under Object Lock): keep our verified copy in quarantine, never release.
-            self._quarantine_file(rec_id, name, size, entry, f"store integrity: {exc}",
-                                  spooled=part)
+            self._quarantine_file(
+                rec_id, name, size, entry, f"store integrity: {exc}", spooled=part
+            )
             return False
         fault_point("after-store")
         ledger.mark_stored(self.device_id, rec_id, name, sha, size, key, stored.to_json())
@@ -715,12 +783,14 @@ class CameraIngest:
             return self.ctx.store.verified(key)
         except StoreIntegrityError as exc:
             log.error("camera %s: %s", self.device_id, exc)
-            self.report.notes.append(f"{key}: the store held other bytes under this name; "
-                                     "not trusted")
+            self.report.notes.append(
+                f"{key}: the store held other bytes under this name; not trusted"
+            )
             return None
 
-    def _copy_verified(self, vr: VerifiedRecording, entry: ManifestEntry,
-                       part: Path) -> tuple[str, int]:
+    def _copy_verified(
+        self, vr: VerifiedRecording, entry: ManifestEntry, part: Path
+    ) -> tuple[str, int]:
         """Copy into the spool, hashing while copying, and check against the manifest."""
         assert self.source is not None
         relative = f"recordings/{vr.recording_id}/{entry.name}"
@@ -749,8 +819,10 @@ class CameraIngest:
             sha = digest.hexdigest()
             try:
                 if reported != entry.size:
-                    raise VerificationFailed(f"the camera reports {reported} bytes, the signed "
-                                             f"manifest lists {entry.size}")
+                    raise VerificationFailed(
+                        f"the camera reports {reported} bytes, the signed "
+                        f"manifest lists {entry.size}"
+                    )
                 self._check_segment(part, entry, vr, sha, end)
                 return sha, end
             except VerificationFailed:
@@ -762,11 +834,13 @@ class CameraIngest:
         raise AssertionError("unreachable")
 
     @staticmethod
-    def _check_segment(part: Path, entry: ManifestEntry, vr: VerifiedRecording, sha: str,
-                       size: int) -> None:
+    def _check_segment(
+        part: Path, entry: ManifestEntry, vr: VerifiedRecording, sha: str, size: int
+    ) -> None:
         if size != entry.size:
             raise VerificationFailed(
-                f"{size} bytes, the signed manifest lists {entry.size} (sha256 {sha})")
+                f"{size} bytes, the signed manifest lists {entry.size} (sha256 {sha})"
+            )
         if not hmac.compare_digest(sha, entry.sha256):
             raise VerificationFailed(f"SHA-256 {sha} differs from the signed manifest")
         try:
@@ -793,26 +867,30 @@ class CameraIngest:
             return
         if (rec_id, entry.name) in self._hold:
             self.report.notes.append(
-                f"{rec_id}/{entry.name}: stored, held on the camera with the quarantined file")
+                f"{rec_id}/{entry.name}: stored, held on the camera with the quarantined file"
+            )
             return
         if self.ctx.store.stat(key) is None:
             self.report.errors.append(
                 f"{rec_id}/{entry.name}: recorded as stored but missing from the store; "
-                "not released (check the store)")
+                "not released (check the store)"
+            )
             return
         self.check_alive()
         if self._releaser is None:
             self.progress.set(SlotState.RELEASING, recording=rec_id)
-        receipt = ReleaseReceipt.sign(self._dock_key(), self.device_id, rec_id, entry.name,
-                                      entry.sha256)
+        receipt = ReleaseReceipt.sign(
+            self._dock_key(), self.device_id, rec_id, entry.name, entry.sha256
+        )
         try:
             self.link.release(receipt)
             how = "receipt"
         except RemoteNotFound:
             how = "gone from the camera after a receipt"
         except ReceiptRejected as exc:
-            self.report.errors.append(f"{rec_id}/{entry.name}: camera refused the release: "
-                                      f"{exc.message}")
+            self.report.errors.append(
+                f"{rec_id}/{entry.name}: camera refused the release: {exc.message}"
+            )
             return
         fault_point("after-release")
         ledger.mark_released(self.device_id, rec_id, entry.name, entry.sha256, how=how)
@@ -820,8 +898,15 @@ class CameraIngest:
 
     # --- quarantine --------------------------------------------------------------------------
 
-    def _quarantine_file(self, rec_id: str, name: str, size: int, entry: ManifestEntry | None,
-                         reason: str, spooled: Path | None = None) -> None:
+    def _quarantine_file(
+        self,
+        rec_id: str,
+        name: str,
+        size: int,
+        entry: ManifestEntry | None,
+        reason: str,
+        spooled: Path | None = None,
+    ) -> None:
         """Put one failing file in the store's quarantine; it stays on the camera."""
         assert self._spool is not None and self.source is not None
         path = spooled
@@ -832,8 +917,9 @@ class CameraIngest:
             limit = entry.size if entry is not None else _EVIDENCE_LIMITS.get(name, MAX_EVIDENCE)
             limit = min(limit, max(0, MAX_EVIDENCE_PER_SESSION - self._evidence_bytes))
             with open(path, "wb") as out:
-                end, reported = self.source.copy(f"recordings/{rec_id}/{name}", out, 0,
-                                                 lambda v: None, limit)
+                end, reported = self.source.copy(
+                    f"recordings/{rec_id}/{name}", out, 0, lambda v: None, limit
+                )
             self._evidence_bytes += end
             reported = max(reported, size)  # the listed size, when nothing was read
             if reported > end:
@@ -843,16 +929,29 @@ class CameraIngest:
         now = self.ctx.clock.now()
         with self.ctx.uploads:
             stored = self.ctx.store.quarantine(
-                qkey, path, reason, now=now,
-                details={"device_id": self.device_id, "recording_id": rec_id, "file": name,
-                         "manifest_sha256": entry.sha256 if entry else None,
-                         "slot": self.slot.name},
+                qkey,
+                path,
+                reason,
+                now=now,
+                details={
+                    "device_id": self.device_id,
+                    "recording_id": rec_id,
+                    "file": name,
+                    "manifest_sha256": entry.sha256 if entry else None,
+                    "slot": self.slot.name,
+                },
                 retain_until=retain_until(now, now, self.ctx.store.retention_days),
             )
         path.unlink(missing_ok=True)
-        self.ctx.ledger.mark_quarantined(self.device_id, rec_id, name,
-                                         entry.sha256 if entry else data_sha, size, reason,
-                                         stored.key)
+        self.ctx.ledger.mark_quarantined(
+            self.device_id,
+            rec_id,
+            name,
+            entry.sha256 if entry else data_sha,
+            size,
+            reason,
+            stored.key,
+        )
         self.report.quarantined.append(f"{rec_id}/{name}: {reason}")
         self.progress.set(SlotState.QUARANTINED, message=f"{rec_id}/{name}: {reason}")
         log.error("camera %s: %s/%s quarantined: %s", self.device_id, rec_id, name, reason)
@@ -886,32 +985,36 @@ class CameraIngest:
         cut = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
         if cut <= 0:
             if len(data) >= limit:
-                self._note(f"event log: no whole line in {limit} bytes from byte {offset}; "
-                           "not offloaded (check the camera's event log)")
+                self._note(
+                    f"event log: no whole line in {limit} bytes from byte {offset}; "
+                    "not offloaded (check the camera's event log)"
+                )
             return
         if len(data) >= limit:
-            self._note(f"event log: {cut} bytes offloaded from byte {offset}; more remains for "
-                       "the next docking")
+            self._note(
+                f"event log: {cut} bytes offloaded from byte {offset}; more remains for "
+                "the next docking"
+            )
         lines = data[:cut]
         self._settle_releases(lines)
         piece, start = lines, offset
         for end, key in self._stored_pieces(offset):
             n = end - start
-            if n > len(piece) or not hmac.compare_digest(_sha_of(piece[:n]),
-                                                         split_name(key)[1]):
+            if n > len(piece) or not hmac.compare_digest(_sha_of(piece[:n]), split_name(key)[1]):
                 break
-            log.info("camera %s: event log %d..%d was stored before, adopted", self.device_id,
-                     start, end)
+            log.info(
+                "camera %s: event log %d..%d was stored before, adopted", self.device_id, start, end
+            )
             ledger.set_events_offset(self.device_id, end, key)
             piece, start = piece[n:], end
         if not piece:
             return
-        key = events_key(self.ctx.site, self.device_id, start, start + len(piece),
-                         _sha_of(piece))
+        key = events_key(self.ctx.site, self.device_id, start, start + len(piece), _sha_of(piece))
         now = self.ctx.clock.now()
         with self.ctx.uploads:
-            self.ctx.store.put_bytes(key, piece, retain_until=retain_until(
-                now, now, self.ctx.store.retention_days))
+            self.ctx.store.put_bytes(
+                key, piece, retain_until=retain_until(now, now, self.ctx.store.retention_days)
+            )
         fault_point("events-stored")
         ledger.set_events_offset(self.device_id, start + len(piece), key)
 
@@ -935,36 +1038,48 @@ class CameraIngest:
 
         try:
             # Hashes and links of every line; the signature (~0.4 ms) only of lines used.
-            events = verify_event_piece(lines, self.device_public, signatures=False,
-                                        origin=f"event log of {self.device_id}")
+            events = verify_event_piece(
+                lines, self.device_public, signatures=False, origin=f"event log of {self.device_id}"
+            )
         except EventLogError as exc:
-            self.report.notes.append(f"event log does not verify, releases not settled from "
-                                     f"it: {exc}")
+            self.report.notes.append(
+                f"event log does not verify, releases not settled from it: {exc}"
+            )
             log.error("camera %s: %s", self.device_id, exc)
             return
         ledger = self.ctx.ledger
         for event in events:
             if event.kind != "segment_released":
                 continue
-            rec_id, name, sha = (event.fields.get(k) for k in ("recording_id", "segment",
-                                                                "sha256"))
+            rec_id, name, sha = (event.fields.get(k) for k in ("recording_id", "segment", "sha256"))
             if not all(isinstance(v, str) for v in (rec_id, name, sha)):
                 continue
             seg = ledger.segment(self.device_id, str(rec_id), str(name))
-            if seg is None or seg.state != STORED or not hmac.compare_digest(seg.sha256,
-                                                                             str(sha)):
+            if seg is None or seg.state != STORED or not hmac.compare_digest(seg.sha256, str(sha)):
                 continue
             if not signed_by_device(event, self.device_public):
-                self.report.notes.append(f"event log line {event.seq} is not signed by the "
-                                         "camera; release not settled from it")
+                self.report.notes.append(
+                    f"event log line {event.seq} is not signed by the "
+                    "camera; release not settled from it"
+                )
                 continue
-            ledger.mark_released(self.device_id, seg.recording_id, seg.name, seg.sha256,
-                                 how="camera event log")
-            log.info("camera %s: %s/%s released (camera's signed event log)", self.device_id,
-                     seg.recording_id, seg.name)
+            ledger.mark_released(
+                self.device_id, seg.recording_id, seg.name, seg.sha256, how="camera event log"
+            )
+            log.info(
+                "camera %s: %s/%s released (camera's signed event log)",
+                self.device_id,
+                seg.recording_id,
+                seg.name,
+            )
 
 
 __all__ = [
-    "MAX_EVENT_LOG_PIECE", "CameraIngest", "CameraRefused", "DockContext", "IngestAborted",
-    "SlotGone", "Stopping",
+    "MAX_EVENT_LOG_PIECE",
+    "CameraIngest",
+    "CameraRefused",
+    "DockContext",
+    "IngestAborted",
+    "SlotGone",
+    "Stopping",
 ]

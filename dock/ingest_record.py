@@ -58,10 +58,20 @@ def canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def write_ingest_record(store: Store, dock_key: SigningKey, *, site: str, device_id: str,
-                        recording_id: str, complete: bool, header: dict[str, Any],
-                        manifest: dict[str, Any], segments: list[dict[str, Any]],
-                        now: float, retain_until: float | None = None) -> str:
+def write_ingest_record(
+    store: Store,
+    dock_key: SigningKey,
+    *,
+    site: str,
+    device_id: str,
+    recording_id: str,
+    complete: bool,
+    header: dict[str, Any],
+    manifest: dict[str, Any],
+    segments: list[dict[str, Any]],
+    now: float,
+    retain_until: float | None = None,
+) -> str:
     """Sign and store the record unless this dock already stored one for this manifest."""
     prefix = object_key(site, device_id, recording_id, NAME, "0" * 64).rsplit("/", 1)[0] + "/"
     dock_public = dock_key.public_bytes().hex()
@@ -73,16 +83,23 @@ def write_ingest_record(store: Store, dock_key: SigningKey, *, site: str, device
             old = doc["record"]
         except (ValueError, KeyError, TypeError):
             continue
-        if old.get("dock_public_key") == dock_public and \
-                old.get("manifest", {}).get("sha256") == manifest["sha256"]:
+        if (
+            old.get("dock_public_key") == dock_public
+            and old.get("manifest", {}).get("sha256") == manifest["sha256"]
+        ):
             return key  # this docking added nothing the record does not already say
     record = {
-        "site": site, "device_id": device_id, "recording_id": recording_id,
-        "dock_public_key": dock_public, "ingested_utc": now, "complete": complete,
-        "header": header, "manifest": manifest, "segments": segments,
+        "site": site,
+        "device_id": device_id,
+        "recording_id": recording_id,
+        "dock_public_key": dock_public,
+        "ingested_utc": now,
+        "complete": complete,
+        "header": header,
+        "manifest": manifest,
+        "segments": segments,
     }
-    doc = {"format": FORMAT, "record": record,
-           "signature": dock_key.sign(canonical(record)).hex()}
+    doc = {"format": FORMAT, "record": record, "signature": dock_key.sign(canonical(record)).hex()}
     raw = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
     key = object_key(site, device_id, recording_id, NAME, hashlib.sha256(raw).hexdigest())
     store.put_bytes(key, raw, retain_until=retain_until)
@@ -104,15 +121,18 @@ def parse_ingest_record(raw: bytes, key: str, trusted_docks: list[bytes]) -> Ing
     if doc.get("format") != FORMAT or not isinstance(record, dict):
         raise IngestRecordError(f"{key}: format is not {FORMAT}")
     if not any(hmac.compare_digest(dock_public, t) for t in trusted_docks):
-        raise IngestRecordError(f"{key}: signed by dock key {dock_public.hex()[:16]}..., "
-                                "which is not a trusted docking station")
+        raise IngestRecordError(
+            f"{key}: signed by dock key {dock_public.hex()[:16]}..., "
+            "which is not a trusted docking station"
+        )
     if len(dock_public) != 32 or not verify_signature(dock_public, canonical(record), signature):
         raise IngestRecordError(f"{key}: signature does not verify with the dock's key")
     return IngestRecord(record, dock_public, key)
 
 
-def write_for_recording(ctx: Any, vr: Any, header: bytes, manifest: bytes,
-                        retain_until: float | None) -> str | None:
+def write_for_recording(
+    ctx: Any, vr: Any, header: bytes, manifest: bytes, retain_until: float | None
+) -> str | None:
     """The ingest session's call: a record for verified recording `vr`, all segments durable.
 
     `ctx` is the dock's `DockContext` (store, dock key, site, clock); without a dock
@@ -128,10 +148,25 @@ def write_for_recording(ctx: Any, vr: Any, header: bytes, manifest: bytes,
 
     from crypto.format import HEADER_NAME, MANIFEST_NAME
 
-    segments = [{"name": e.name, "sha256": e.sha256, "size": e.size,
-                 "key": object_key(site, dev, rec, e.name, e.sha256)} for e in vr.segments]
-    return write_ingest_record(ctx.store, ctx.dock_key, site=site, device_id=dev,
-                               recording_id=rec, complete=vr.complete,
-                               header=ref(HEADER_NAME, header),
-                               manifest=ref(MANIFEST_NAME, manifest), segments=segments,
-                               now=ctx.clock.now(), retain_until=retain_until)
+    segments = [
+        {
+            "name": e.name,
+            "sha256": e.sha256,
+            "size": e.size,
+            "key": object_key(site, dev, rec, e.name, e.sha256),
+        }
+        for e in vr.segments
+    ]
+    return write_ingest_record(
+        ctx.store,
+        ctx.dock_key,
+        site=site,
+        device_id=dev,
+        recording_id=rec,
+        complete=vr.complete,
+        header=ref(HEADER_NAME, header),
+        manifest=ref(MANIFEST_NAME, manifest),
+        segments=segments,
+        now=ctx.clock.now(),
+        retain_until=retain_until,
+    )

@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 COORDINATOR = "coordinator"
-ROLES = ("coordinator", "cluster-manager", "privacy-officer", "municipal-secretary",
-         "safety-coordinator")
+ROLES = (
+    "coordinator",
+    "cluster-manager",
+    "privacy-officer",
+    "municipal-secretary",
+    "safety-coordinator",
+)
 
 COPIED, STORED, RELEASED, QUARANTINED = "copied", "stored", "released", "quarantined"
 _RANK = {COPIED: 1, STORED: 2, RELEASED: 3}
@@ -192,8 +197,9 @@ class RecordingRow(TypedDict):
 class Ledger:
     """The dock's SQLite ledger. Thread-safe: one connection behind a lock."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time,
-                 readonly: bool = False) -> None:
+    def __init__(
+        self, path: Path | str, *, clock: Callable[[], float] = time.time, readonly: bool = False
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
         self._lock = threading.RLock()
@@ -212,13 +218,13 @@ class Ledger:
                     f"no dock ledger at {self.path}: has `bodycam dock run --slots DIR "
                     "--store URL` run with it? (or pass --ledger PATH)"
                 )
-            self._db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                       check_same_thread=False, isolation_level=None)
+            self._db = sqlite3.connect(
+                f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+            )
             self._db.execute("PRAGMA busy_timeout = 5000")
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False,
-                                       isolation_level=None)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
             # FULL: a transition reported committed survives a power cut, so "stored"
@@ -232,8 +238,7 @@ class Ledger:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 elif int(row[0]) != SCHEMA_VERSION:
                     raise LedgerError(
-                        f"{self.path} has ledger schema {row[0]}, this dock reads "
-                        f"{SCHEMA_VERSION}"
+                        f"{self.path} has ledger schema {row[0]}, this dock reads {SCHEMA_VERSION}"
                     )
 
     def _columns(self, table: str) -> set[str]:
@@ -284,16 +289,18 @@ class Ledger:
 
     # --- device registry -------------------------------------------------------------------
 
-    def register_device(self, device_id: str, public_key: bytes, *, model: str = "",
-                        registered_by: str, role: str) -> DeviceRecord:
+    def register_device(
+        self, device_id: str, public_key: bytes, *, model: str = "", registered_by: str, role: str
+    ) -> DeviceRecord:
         """Add a camera (coordinator only). Re-registering the same key is a no-op."""
         check_role(role, "add")
         if len(public_key) != 32:
             raise ValueError("a device public key is 32 bytes (64 hex digits)")
         now = self._clock()
         with self._tx() as db:
-            row = db.execute("SELECT public_key, removed_utc FROM devices WHERE device_id=?",
-                             (device_id,)).fetchone()
+            row = db.execute(
+                "SELECT public_key, removed_utc FROM devices WHERE device_id=?", (device_id,)
+            ).fetchone()
             if row is not None and row[1] is None and row[0] != public_key.hex():
                 raise LedgerError(
                     f"{device_id} is registered with another key; if the camera was "
@@ -316,7 +323,8 @@ class Ledger:
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE devices SET removed_by=?, removed_utc=? WHERE device_id=? AND "
-                "removed_utc IS NULL", (removed_by, self._clock(), device_id),
+                "removed_utc IS NULL",
+                (removed_by, self._clock(), device_id),
             )
             if cur.rowcount == 0:
                 raise LedgerError(f"{device_id} is not a registered camera")
@@ -335,15 +343,29 @@ class Ledger:
 
     @staticmethod
     def _device(r: sqlite3.Row) -> DeviceRecord:
-        return DeviceRecord(r["device_id"], bytes.fromhex(r["public_key"]), r["model"],
-                            r["registered_by"], r["registered_role"], r["registered_utc"],
-                            r["removed_utc"] is not None)
+        return DeviceRecord(
+            r["device_id"],
+            bytes.fromhex(r["public_key"]),
+            r["model"],
+            r["registered_by"],
+            r["registered_role"],
+            r["registered_utc"],
+            r["removed_utc"] is not None,
+        )
 
     # --- recordings ------------------------------------------------------------------------
 
-    def note_recording(self, device_id: str, recording_id: str, *, started_utc: float,
-                       complete: bool, segments: int, header_key: str | None,
-                       manifest_key: str | None) -> None:
+    def note_recording(
+        self,
+        device_id: str,
+        recording_id: str,
+        *,
+        started_utc: float,
+        complete: bool,
+        segments: int,
+        header_key: str | None,
+        manifest_key: str | None,
+    ) -> None:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO recordings (device_id, recording_id, started_utc, complete, segments,"
@@ -354,8 +376,16 @@ class Ledger:
                 "header_key=COALESCE(excluded.header_key, header_key), "
                 "manifest_key=COALESCE(excluded.manifest_key, manifest_key), "
                 "updated_utc=excluded.updated_utc",
-                (device_id, recording_id, started_utc, int(complete), segments, header_key,
-                 manifest_key, self._clock()),
+                (
+                    device_id,
+                    recording_id,
+                    started_utc,
+                    int(complete),
+                    segments,
+                    header_key,
+                    manifest_key,
+                    self._clock(),
+                ),
             )
 
     def quarantine_recording(self, device_id: str, recording_id: str, reason: str) -> None:
@@ -368,16 +398,24 @@ class Ledger:
             )
 
     def recording(self, device_id: str, recording_id: str) -> RecordingRow | None:
-        rows = self._query("SELECT * FROM recordings WHERE device_id=? AND recording_id=?",
-                           (device_id, recording_id))
+        rows = self._query(
+            "SELECT * FROM recordings WHERE device_id=? AND recording_id=?",
+            (device_id, recording_id),
+        )
         if not rows:
             return None
         r = rows[0]
         return RecordingRow(
-            device_id=r["device_id"], recording_id=r["recording_id"],
-            started_utc=r["started_utc"], complete=r["complete"], segments=r["segments"],
-            header_key=r["header_key"], manifest_key=r["manifest_key"],
-            quarantine_reason=r["quarantine_reason"], updated_utc=r["updated_utc"])
+            device_id=r["device_id"],
+            recording_id=r["recording_id"],
+            started_utc=r["started_utc"],
+            complete=r["complete"],
+            segments=r["segments"],
+            header_key=r["header_key"],
+            manifest_key=r["manifest_key"],
+            quarantine_reason=r["quarantine_reason"],
+            updated_utc=r["updated_utc"],
+        )
 
     # --- segments --------------------------------------------------------------------------
 
@@ -388,8 +426,9 @@ class Ledger:
         )
         return self._segment(rows[0]) if rows else None
 
-    def segments(self, device_id: str | None = None, state: str | None = None
-                 ) -> list[SegmentRecord]:
+    def segments(
+        self, device_id: str | None = None, state: str | None = None
+    ) -> list[SegmentRecord]:
         sql, args = "SELECT * FROM segments WHERE 1=1", []
         if device_id is not None:
             sql += " AND device_id=?"
@@ -402,11 +441,20 @@ class Ledger:
 
     @staticmethod
     def _segment(r: sqlite3.Row) -> SegmentRecord:
-        return SegmentRecord(r["device_id"], r["recording_id"], r["name"], r["sha256"],
-                             r["size"], r["state"], r["store_key"], r["reason"])
+        return SegmentRecord(
+            r["device_id"],
+            r["recording_id"],
+            r["name"],
+            r["sha256"],
+            r["size"],
+            r["state"],
+            r["store_key"],
+            r["reason"],
+        )
 
-    def _current(self, db: sqlite3.Connection, device_id: str, recording_id: str, name: str,
-                 sha256: str) -> sqlite3.Row | None:
+    def _current(
+        self, db: sqlite3.Connection, device_id: str, recording_id: str, name: str, sha256: str
+    ) -> sqlite3.Row | None:
         row: sqlite3.Row | None = db.execute(
             "SELECT * FROM segments WHERE device_id=? AND recording_id=? AND name=?",
             (device_id, recording_id, name),
@@ -418,8 +466,9 @@ class Ledger:
             )
         return row
 
-    def mark_copied(self, device_id: str, recording_id: str, name: str, sha256: str,
-                    size: int) -> SegmentRecord:
+    def mark_copied(
+        self, device_id: str, recording_id: str, name: str, sha256: str, size: int
+    ) -> SegmentRecord:
         # Informational (a copy in the spool); losing it in a power cut changes nothing.
         with self._tx(durable=False) as db:
             row = self._current(db, device_id, recording_id, name, sha256)
@@ -431,8 +480,16 @@ class Ledger:
                 )
         return self._must(device_id, recording_id, name)
 
-    def mark_stored(self, device_id: str, recording_id: str, name: str, sha256: str,
-                    size: int, store_key: str, receipt: str) -> SegmentRecord:
+    def mark_stored(
+        self,
+        device_id: str,
+        recording_id: str,
+        name: str,
+        sha256: str,
+        size: int,
+        store_key: str,
+        receipt: str,
+    ) -> SegmentRecord:
         """Record a durable copy; call only with the store's receipt in hand."""
         with self._tx() as db:
             row = self._current(db, device_id, recording_id, name, sha256)
@@ -442,8 +499,18 @@ class Ledger:
                     "INSERT INTO segments (device_id, recording_id, name, sha256, size, state, "
                     "store_key, receipt, copied_utc, stored_utc) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (device_id, recording_id, name, sha256, size, STORED, store_key, receipt,
-                     now, now),
+                    (
+                        device_id,
+                        recording_id,
+                        name,
+                        sha256,
+                        size,
+                        STORED,
+                        store_key,
+                        receipt,
+                        now,
+                        now,
+                    ),
                 )
             elif row["state"] == QUARANTINED:
                 raise TransitionRefused(f"{device_id}/{recording_id}/{name} is quarantined")
@@ -455,8 +522,9 @@ class Ledger:
                 )
         return self._must(device_id, recording_id, name)
 
-    def mark_released(self, device_id: str, recording_id: str, name: str, sha256: str,
-                      how: str = "receipt") -> SegmentRecord:
+    def mark_released(
+        self, device_id: str, recording_id: str, name: str, sha256: str, how: str = "receipt"
+    ) -> SegmentRecord:
         """Record that the camera deleted the segment; refused unless it is stored."""
         with self._tx() as db:
             row = self._current(db, device_id, recording_id, name, sha256)
@@ -470,13 +538,27 @@ class Ledger:
                 db.execute(
                     "UPDATE segments SET state=?, released_utc=?, reason=? "
                     "WHERE device_id=? AND recording_id=? AND name=?",
-                    (RELEASED, self._clock(), None if how == "receipt" else how, device_id,
-                     recording_id, name),
+                    (
+                        RELEASED,
+                        self._clock(),
+                        None if how == "receipt" else how,
+                        device_id,
+                        recording_id,
+                        name,
+                    ),
                 )
         return self._must(device_id, recording_id, name)
 
-    def mark_quarantined(self, device_id: str, recording_id: str, name: str, sha256: str,
-                         size: int, reason: str, store_key: str | None) -> SegmentRecord:
+    def mark_quarantined(
+        self,
+        device_id: str,
+        recording_id: str,
+        name: str,
+        sha256: str,
+        size: int,
+        reason: str,
+        store_key: str | None,
+    ) -> SegmentRecord:
         """A segment that failed verification: never released, whatever happens later."""
         with self._tx() as db:
             row = db.execute(
@@ -488,8 +570,17 @@ class Ledger:
                 db.execute(
                     "INSERT INTO segments (device_id, recording_id, name, sha256, size, state, "
                     "store_key, reason, quarantined_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (device_id, recording_id, name, sha256, size, QUARANTINED, store_key, reason,
-                     now),
+                    (
+                        device_id,
+                        recording_id,
+                        name,
+                        sha256,
+                        size,
+                        QUARANTINED,
+                        store_key,
+                        reason,
+                        now,
+                    ),
                 )
             elif row["state"] in (STORED, RELEASED):
                 # A verified durable copy exists; a later bad read of the camera's copy does
@@ -528,10 +619,20 @@ class Ledger:
 
     # --- slots, sessions, daemon (for `dock status`) ---------------------------------------
 
-    def set_slot(self, slot: str, *, state: str, device_id: str | None = None,
-                 recording: str | None = None, bytes_done: int = 0, bytes_total: int = 0,
-                 rate: float = 0.0, eta: float | None = None, message: str = "",
-                 started_utc: float | None = None) -> None:
+    def set_slot(
+        self,
+        slot: str,
+        *,
+        state: str,
+        device_id: str | None = None,
+        recording: str | None = None,
+        bytes_done: int = 0,
+        bytes_total: int = 0,
+        rate: float = 0.0,
+        eta: float | None = None,
+        message: str = "",
+        started_utc: float | None = None,
+    ) -> None:
         with self._tx(durable=False) as db:
             db.execute(
                 "INSERT INTO slots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -541,8 +642,19 @@ class Ledger:
                 "rate=excluded.rate, eta=excluded.eta, message=excluded.message, "
                 "started_utc=COALESCE(excluded.started_utc, started_utc), "
                 "updated_utc=excluded.updated_utc",
-                (slot, device_id, state, recording, bytes_done, bytes_total, rate, eta, message,
-                 started_utc, self._clock()),
+                (
+                    slot,
+                    device_id,
+                    state,
+                    recording,
+                    bytes_done,
+                    bytes_total,
+                    rate,
+                    eta,
+                    message,
+                    started_utc,
+                    self._clock(),
+                ),
             )
 
     def clear_slot(self, slot: str) -> None:
@@ -556,16 +668,32 @@ class Ledger:
     def slots(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._query("SELECT * FROM slots ORDER BY slot")]
 
-    def record_session(self, slot: str, device_id: str | None, started_utc: float, ok: bool,
-                       summary: str, *, notes: list[str] | tuple[str, ...] = (),
-                       refused: str | None = None) -> None:
+    def record_session(
+        self,
+        slot: str,
+        device_id: str | None,
+        started_utc: float,
+        ok: bool,
+        summary: str,
+        *,
+        notes: list[str] | tuple[str, ...] = (),
+        refused: str | None = None,
+    ) -> None:
         """One finished docking: its summary line, every note it made, why it was refused."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary, "
                 "notes, refused) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (slot, device_id, started_utc, self._clock(), int(ok), summary,
-                 json.dumps(list(notes)), refused),
+                (
+                    slot,
+                    device_id,
+                    started_utc,
+                    self._clock(),
+                    int(ok),
+                    summary,
+                    json.dumps(list(notes)),
+                    refused,
+                ),
             )
 
     @staticmethod
@@ -583,7 +711,8 @@ class Ledger:
         rows = self._query(
             "SELECT s.* FROM sessions s JOIN (SELECT COALESCE(device_id, slot) AS who, "
             "MAX(id) AS id FROM sessions GROUP BY who) last ON s.id = last.id "
-            "ORDER BY s.ended_utc DESC LIMIT ?", (limit,),
+            "ORDER BY s.ended_utc DESC LIMIT ?",
+            (limit,),
         )
         return [self._session(r) for r in rows]
 
@@ -595,13 +724,21 @@ class Ledger:
         """
         if "refused" not in self._columns("sessions"):
             return []  # a ledger written before refusals were kept (read-only here)
-        rows = self._query("SELECT * FROM sessions WHERE refused IS NOT NULL "
-                           "ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._query(
+            "SELECT * FROM sessions WHERE refused IS NOT NULL ORDER BY id DESC LIMIT ?", (limit,)
+        )
         return [self._session(r) for r in rows]
 
     def set_daemon(self, **fields: str | int | float | None) -> None:
-        allowed = {"pid", "store", "store_state", "store_message", "started_utc",
-                   "heartbeat_utc", "stopped_utc"}
+        allowed = {
+            "pid",
+            "store",
+            "store_state",
+            "store_message",
+            "started_utc",
+            "heartbeat_utc",
+            "stopped_utc",
+        }
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown daemon fields {sorted(unknown)}")
@@ -628,14 +765,22 @@ class Ledger:
             "cameras": self.last_sessions(),
             "refused": self.refused_sessions(),
             "quarantined": [
-                {"device_id": s.device_id, "recording_id": s.recording_id, "segment": s.name,
-                 "reason": s.reason}
+                {
+                    "device_id": s.device_id,
+                    "recording_id": s.recording_id,
+                    "segment": s.name,
+                    "reason": s.reason,
+                }
                 for s in self.segments(state=QUARANTINED)
-            ] + [
-                {"device_id": r["device_id"], "recording_id": r["recording_id"],
-                 "segment": None, "reason": r["quarantine_reason"]}
-                for r in self._query(
-                    "SELECT * FROM recordings WHERE quarantine_reason IS NOT NULL")
+            ]
+            + [
+                {
+                    "device_id": r["device_id"],
+                    "recording_id": r["recording_id"],
+                    "segment": None,
+                    "reason": r["quarantine_reason"],
+                }
+                for r in self._query("SELECT * FROM recordings WHERE quarantine_reason IS NOT NULL")
             ],
             "registered": [d.device_id for d in self.devices() if not d.removed],
         }

@@ -106,8 +106,9 @@ class ClockRefused(LinkError):
     `drift` (camera minus dock, seconds) and `limit` (seconds) come from the camera.
     """
 
-    def __init__(self, code: int, message: str, drift: float | None = None,
-                 limit: int | None = None) -> None:
+    def __init__(
+        self, code: int, message: str, drift: float | None = None, limit: int | None = None
+    ) -> None:
         super().__init__(code, message)
         self.drift = drift
         self.limit = limit
@@ -141,10 +142,15 @@ _ERRORS: dict[int, type[LinkError]] = {
 }
 # Requests after which the link does not re-authenticate and resend on its own: AUTH
 # itself, and the steps of a flash (HELLO abandons the staged slot; the flash restarts).
-_NO_REAUTH = frozenset({
-    MessageType.HELLO, MessageType.AUTH_BEGIN, MessageType.AUTH_FINISH,
-    MessageType.PROFILE_CHUNK, MessageType.PROFILE_COMMIT,
-})
+_NO_REAUTH = frozenset(
+    {
+        MessageType.HELLO,
+        MessageType.AUTH_BEGIN,
+        MessageType.AUTH_FINISH,
+        MessageType.PROFILE_CHUNK,
+        MessageType.PROFILE_COMMIT,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -311,8 +317,7 @@ class CameraLink:
         If the camera says our session is gone, authenticate again once (with the key of
         the last AUTH) and send the request again: the camera did not execute it.
         """
-        if self._session is None and self._credentials is not None \
-                and msg_type not in _NO_REAUTH:
+        if self._session is None and self._credentials is not None and msg_type not in _NO_REAUTH:
             self._reauthenticate()  # lost earlier (SessionLost from a flash step)
             return self._call_once(msg_type, fields, blob)
         try:
@@ -356,8 +361,11 @@ class CameraLink:
         reply_key: FrameKey | None = None
         if opening is not None:
             reply_key = opening.camera_to_dock
-        elif session is not None and msg_type != MessageType.HELLO and \
-                msg_type != MessageType.AUTH_BEGIN:
+        elif (
+            session is not None
+            and msg_type != MessageType.HELLO
+            and msg_type != MessageType.AUTH_BEGIN
+        ):
             reply_key = session.camera_to_dock
         seq = self._next_seq()
         frame = encode_frame(msg_type, seq, payload, request_key)
@@ -420,8 +428,11 @@ class CameraLink:
                     if self._authentic(item, reply_key, lenient):
                         return item
                     self.forged_replies += 1
-                    log.warning("dropped a reply to request %d on %s that fails the session "
-                                "tag", seq, self.url)
+                    log.warning(
+                        "dropped a reply to request %d on %s that fails the session tag",
+                        seq,
+                        self.url,
+                    )
                     continue
                 if item.seq == 0 and item.type == MessageType.ERROR and not item.tagged:
                     damaged = True  # the camera could not decode a frame: maybe ours
@@ -461,7 +472,8 @@ class CameraLink:
             return ClockRefused(
                 code,
                 message,
-                float(drift) if isinstance(drift, int | float) and not isinstance(drift, bool)
+                float(drift)
+                if isinstance(drift, int | float) and not isinstance(drift, bool)
                 else None,
                 limit if isinstance(limit, int) and not isinstance(limit, bool) else None,
             )
@@ -537,9 +549,7 @@ class CameraLink:
             ) from None
         del ephemeral
         signature = dock_key.sign(message)
-        self._call_once(
-            MessageType.AUTH_FINISH, {"dock_signature": signature.hex()}, opening=keys
-        )
+        self._call_once(MessageType.AUTH_FINISH, {"dock_signature": signature.hex()}, opening=keys)
         self._session = keys
         self._credentials = (dock_key, device_public)
         log.info("authenticated with camera %s", self.device_id)

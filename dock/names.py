@@ -52,8 +52,11 @@ def display_path(recording: object, name: object = _NO_NAME) -> str:
     for part in (recording, name):
         if part is _NO_NAME:
             continue
-        parts.append(part if isinstance(part, str) and why_not_component(
-            part, MAX_ID_LENGTH) is None else shown(part))
+        parts.append(
+            part
+            if isinstance(part, str) and why_not_component(part, MAX_ID_LENGTH) is None
+            else shown(part)
+        )
     return "/".join(parts)
 
 
@@ -88,7 +91,8 @@ class ListingBuilder:
         if self._count > self.bounds.max_files:
             raise ListingRefused(
                 f"the camera lists more than {self.bounds.max_files} files under "
-                f"{RECORDINGS_DIR}/; nothing is taken from it (check the camera)")
+                f"{RECORDINGS_DIR}/; nothing is taken from it (check the camera)"
+            )
 
     def refuse(self, path: str, reason: str) -> None:
         """Something the dock will not take (a folder or file the format does not allow)."""
@@ -101,15 +105,15 @@ class ListingBuilder:
         try:
             rec_id = check_recording_id(recording)
         except NameRefused as exc:
-            self.listing.refused.setdefault(display_path(recording), f"name refused: "
-                                                                      f"{exc.reason}")
+            self.listing.refused.setdefault(display_path(recording), f"name refused: {exc.reason}")
             return
         try:
             file_name = check_file_name(name)
             file_size = check_size(size)
         except NameRefused as exc:
-            self.listing.refused.setdefault(display_path(rec_id, name),
-                                            f"{exc.what} refused: {exc.reason}")
+            self.listing.refused.setdefault(
+                display_path(rec_id, name), f"{exc.what} refused: {exc.reason}"
+            )
             return
         if rec_id in self._too_big:
             return
@@ -118,7 +122,8 @@ class ListingBuilder:
             if len(self.listing.recordings) >= self.bounds.max_recordings:
                 raise ListingRefused(
                     f"the camera lists more than {self.bounds.max_recordings} recordings; "
-                    "nothing is taken from it (check the camera)")
+                    "nothing is taken from it (check the camera)"
+                )
             files = self.listing.recordings[rec_id] = {}
         files[file_name] = file_size
         if len(files) > self.bounds.max_files_per_recording:
@@ -127,13 +132,18 @@ class ListingBuilder:
             self._too_big.add(rec_id)
             self.listing.refused[display_path(rec_id)] = (
                 f"lists more than {self.bounds.max_files_per_recording} files, more than "
-                "a recording can hold")
+                "a recording can hold"
+            )
 
     def result(self) -> CameraListing:
         return self.listing
 
 
 __all__ = [
-    "RECORDINGS_DIR", "CameraListing", "ListingBounds", "ListingBuilder", "ListingRefused",
+    "RECORDINGS_DIR",
+    "CameraListing",
+    "ListingBounds",
+    "ListingBuilder",
+    "ListingRefused",
     "display_path",
 ]

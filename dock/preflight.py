@@ -69,16 +69,23 @@ def _own_private_dir(path: Path, create: bool) -> bool:
         st = os.lstat(path)
     except OSError:
         return False
-    return (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
-            and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    return (
+        stat.S_ISDIR(st.st_mode)
+        and st.st_uid == os.getuid()
+        and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def announce_running(ledger: Path) -> Path | None:
     """Note that this process runs a dock on `ledger`; returns the note to remove at stop."""
     folder = runtime_dir()
     if not _own_private_dir(folder, create=True):
-        log.warning("cannot note the running dock in %s: `dock status` in another terminal "
-                    "needs --ledger %s", folder, ledger)
+        log.warning(
+            "cannot note the running dock in %s: `dock status` in another terminal "
+            "needs --ledger %s",
+            folder,
+            ledger,
+        )
         return None
     note = folder / f"{os.getpid()}.json"
     tmp = folder / f".{os.getpid()}.tmp"
@@ -130,13 +137,17 @@ def resolve_ledger(explicit: Path | None, command: str) -> tuple[Path, str | Non
         return default, None
     others = [d for d in running_docks() if d.ledger.absolute() != default.absolute()]
     if len(others) == 1:
-        return others[0].ledger, (f"the running dock (pid {others[0].pid}) uses "
-                                  f"--ledger {others[0].ledger}")
+        return others[0].ledger, (
+            f"the running dock (pid {others[0].pid}) uses --ledger {others[0].ledger}"
+        )
     if len(others) > 1:
-        choices = "; ".join(f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})"
-                            for d in others)
-        raise StartRefused(f"{len(others)} docks are running, none on the default ledger "
-                           f"{default}: choose one: {choices}")
+        choices = "; ".join(
+            f"`bodycam dock {command} --ledger {d.ledger}` (pid {d.pid})" for d in others
+        )
+        raise StartRefused(
+            f"{len(others)} docks are running, none on the default ledger "
+            f"{default}: choose one: {choices}"
+        )
     return default, None
 
 
@@ -153,8 +164,10 @@ def _folder(option: str, path: Path, *, create: bool, what: str) -> None:
         kind = "a file" if path.is_file() else "not a folder"
         raise StartRefused(f"{option} {path}: is {kind}, not a folder ({what})")
     if not create:
-        raise StartRefused(f"{option} {path}: {what} does not exist (is its disk mounted?); "
-                           "pass --create to make it")
+        raise StartRefused(
+            f"{option} {path}: {what} does not exist (is its disk mounted?); "
+            "pass --create to make it"
+        )
     path.mkdir(parents=True, mode=0o750)
     log.info("created %s (%s) as --create asked", path, what)
 
@@ -162,16 +175,21 @@ def _folder(option: str, path: Path, *, create: bool, what: str) -> None:
 def check_ledger(ledger: Path, *, create: bool) -> None:
     """The ledger's folder exists (or --create), the ledger is a SQLite file if present."""
     if not ledger.parent.exists() and not create:
-        raise StartRefused(f"--ledger {ledger}: its folder {ledger.parent} does not exist "
-                           "(is its disk mounted?); pass --create to make it, or --ledger "
-                           "PATH for the ledger you use")
+        raise StartRefused(
+            f"--ledger {ledger}: its folder {ledger.parent} does not exist "
+            "(is its disk mounted?); pass --create to make it, or --ledger "
+            "PATH for the ledger you use"
+        )
     _folder("--ledger", ledger.parent, create=create, what="the ledger's folder")
     if not os.access(ledger.parent, os.W_OK):
-        raise StartRefused(f"--ledger {ledger}: its folder {ledger.parent} is not writable "
-                           "by this user")
+        raise StartRefused(
+            f"--ledger {ledger}: its folder {ledger.parent} is not writable by this user"
+        )
     if ledger.is_dir():
-        raise StartRefused(f"--ledger {ledger}: is a folder; pass the ledger file "
-                           f"({ledger / 'ledger.sqlite'}, say)")
+        raise StartRefused(
+            f"--ledger {ledger}: is a folder; pass the ledger file "
+            f"({ledger / 'ledger.sqlite'}, say)"
+        )
     if ledger.exists():
         check_ledger_file(ledger)
 
@@ -219,10 +237,15 @@ def check_store(url: str, *, create: bool) -> None:
             marker = root / STORE_MARKER
             if not marker.is_file() and not create:
                 empty = not any(root.iterdir())
-                hint = ("it is empty: is the store's disk mounted? pass --create to start a "
-                        "new store there" if empty else "choose the store's folder")
-                raise StartRefused(f"--store {url}: {root} is not a bodycam store (no "
-                                   f"{STORE_MARKER}); {hint}")
+                hint = (
+                    "it is empty: is the store's disk mounted? pass --create to start a "
+                    "new store there"
+                    if empty
+                    else "choose the store's folder"
+                )
+                raise StartRefused(
+                    f"--store {url}: {root} is not a bodycam store (no {STORE_MARKER}); {hint}"
+                )
             if not os.access(root, os.W_OK):
                 raise StartRefused(f"--store {url}: {root} is not writable by this user")
         try:
@@ -243,15 +266,25 @@ def _first_line(exc: BaseException) -> str:
     return text.split("; everything stays on the camera")[0]
 
 
-def check_start(*, slots: Path, store_url: str, ledger: Path, state: Path | None,
-                profiles: Path | None, keys: Path | None, create: bool) -> None:
+def check_start(
+    *,
+    slots: Path,
+    store_url: str,
+    ledger: Path,
+    state: Path | None,
+    profiles: Path | None,
+    keys: Path | None,
+    create: bool,
+) -> None:
     """Everything `dock run` needs, checked before anything is opened or written."""
     _folder("--slots", slots, create=create, what="the slots root")
     if profiles is not None:
         _folder("--profiles", profiles, create=False, what="the staged profiles folder")
     if keys is not None and keys.exists() and not keys.is_dir():
-        raise StartRefused(f"--keys {keys}: is a file, not a folder (the folder `bodycam keys "
-                           "init` made, with dock.key)")
+        raise StartRefused(
+            f"--keys {keys}: is a file, not a folder (the folder `bodycam keys "
+            "init` made, with dock.key)"
+        )
     check_ledger(ledger, create=create)
     if state is not None:
         _folder("--state", state, create=create, what="the spool folder")

@@ -72,13 +72,23 @@ def registry_key(version: int, sha256: str) -> str:
     return f"{PREFIX}cameras-{version:010d}.json.{sha256}"
 
 
-def publish_registry(store: Store, signing_key: SigningKey, *, version: int, site: str,
-                     cameras: list[dict[str, str]], now: float) -> tuple[str, str]:
+def publish_registry(
+    store: Store,
+    signing_key: SigningKey,
+    *,
+    version: int,
+    site: str,
+    cameras: list[dict[str, str]],
+    now: float,
+) -> tuple[str, str]:
     """Sign and store registry `version`; returns (key, sha256). The back office calls this."""
-    body = {"version": version, "issued_utc": now, "site": site,
-            "cameras": sorted(cameras, key=lambda c: c["device_id"])}
-    doc = {"format": FORMAT, "registry": body,
-           "signature": signing_key.sign(canonical(body)).hex()}
+    body = {
+        "version": version,
+        "issued_utc": now,
+        "site": site,
+        "cameras": sorted(cameras, key=lambda c: c["device_id"]),
+    }
+    doc = {"format": FORMAT, "registry": body, "signature": signing_key.sign(canonical(body)).hex()}
     raw = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
     sha = hashlib.sha256(raw).hexdigest()
     key = registry_key(version, sha)
@@ -99,8 +109,9 @@ def parse_registry(raw: bytes, trusted_key: bytes, source: str = "registry") -> 
     if doc.get("format") != FORMAT or not isinstance(body, dict):
         raise RegistryError(f"{source}: format is not {FORMAT}")
     if not verify_signature(trusted_key, canonical(body), signature):
-        raise RegistryError(f"{source}: signature does not verify with the back office's "
-                            "registry key")
+        raise RegistryError(
+            f"{source}: signature does not verify with the back office's registry key"
+        )
     cameras: dict[str, dict[str, str]] = {}
     try:
         version = int(body["version"])
@@ -108,8 +119,11 @@ def parse_registry(raw: bytes, trusted_key: bytes, source: str = "registry") -> 
             dev, pub = str(c["device_id"]), str(c["public_key"])
             if not _DEVICE.fullmatch(dev) or not _HEX64.fullmatch(pub):
                 raise RegistryError(f"{source}: camera entry {dev!r} is malformed")
-            cameras[dev] = {"public_key": pub, "municipality": str(c.get("municipality", "")),
-                            "model": str(c.get("model", ""))}
+            cameras[dev] = {
+                "public_key": pub,
+                "municipality": str(c.get("municipality", "")),
+                "model": str(c.get("model", "")),
+            }
         return Registry(version, float(body["issued_utc"]), str(body["site"]), cameras)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, RegistryError):
@@ -149,12 +163,12 @@ def applied_version(state: Path) -> int | None:
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError):
-        raise RegistryError(f"{state}: not a registry state file; remove it to start "
-                            "over") from None
+        raise RegistryError(
+            f"{state}: not a registry state file; remove it to start over"
+        ) from None
 
 
-def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes,
-                   state: Path) -> RefreshResult:
+def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes, state: Path) -> RefreshResult:
     """Apply the newest signed registry to the dock's ledger (its offline cache).
 
     `state` (a small JSON file beside the ledger) keeps the version applied last; an
@@ -172,8 +186,10 @@ def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes,
         result.problem = problem or "no camera registry published yet"
         return result
     if applied is not None and reg.version < applied:
-        result.problem = (f"registry version {reg.version} is older than the applied "
-                          f"{applied}: refused (rollback)")
+        result.problem = (
+            f"registry version {reg.version} is older than the applied "
+            f"{applied}: refused (rollback)"
+        )
         return result
     result.problem = problem
     by = f"back-office registry v{reg.version}"
@@ -187,8 +203,9 @@ def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes,
             result.rekeyed.append(dev)
         else:
             result.added.append(dev)
-        ledger.register_device(dev, public, model=entry["model"], registered_by=by,
-                               role=REGISTRY_ROLE)
+        ledger.register_device(
+            dev, public, model=entry["model"], registered_by=by, role=REGISTRY_ROLE
+        )
     for record in ledger.devices():
         if not record.removed and record.device_id not in reg.cameras:
             try:
@@ -198,6 +215,11 @@ def refresh_ledger(store: Store, ledger: Ledger, trusted_key: bytes,
             result.removed.append(record.device_id)
     result.version = reg.version
     atomic_write(state, json.dumps({"version": reg.version, "issued_utc": reg.issued_utc}).encode())
-    log.info("camera registry v%d applied: %d added, %d removed, %d re-keyed", reg.version,
-             len(result.added), len(result.removed), len(result.rekeyed))
+    log.info(
+        "camera registry v%d applied: %d added, %d removed, %d re-keyed",
+        reg.version,
+        len(result.added),
+        len(result.removed),
+        len(result.rekeyed),
+    )
     return result

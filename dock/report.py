@@ -29,8 +29,17 @@ class CameraReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.quarantined or self.errors or self.refused or self.store_problem
-                    or self.aborted or self.left) and self.kept == 0
+        return (
+            not (
+                self.quarantined
+                or self.errors
+                or self.refused
+                or self.store_problem
+                or self.aborted
+                or self.left
+            )
+            and self.kept == 0
+        )
 
     def summary(self) -> str:
         """One line: the outcome, then every note the session made."""

@@ -124,8 +124,13 @@ class SlotProgress:
     def snapshot(self) -> SlotSnapshot:
         with self._lock:
             return {
-                "slot": self.slot, "device_id": self.device_id, "recording": self.recording,
-                "state": self.state, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total, "rate": self.rate, "eta": self.eta,
+                "slot": self.slot,
+                "device_id": self.device_id,
+                "recording": self.recording,
+                "state": self.state,
+                "bytes_done": self.bytes_done,
+                "bytes_total": self.bytes_total,
+                "rate": self.rate,
+                "eta": self.eta,
                 "message": self.message,
             }

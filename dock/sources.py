@@ -56,8 +56,14 @@ class FileSource(Protocol):
     def read_small(self, relative: str, limit: int) -> bytes:
         """A whole small file (header, manifest); raises if larger than `limit`."""
 
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
+    def copy(
+        self,
+        relative: str,
+        out: BinaryIO,
+        start: int,
+        on_chunk: Callable[[memoryview], None],
+        limit: int,
+    ) -> tuple[int, int]:
         """Copy from `start` into `out`, chunk by chunk, never past byte `limit`.
 
         Returns (end offset, size of the file as the camera reports it)."""
@@ -71,8 +77,9 @@ class VolumeSource:
 
     kind = "volume"
 
-    def __init__(self, volume: Path, check: Callable[[], None],
-                 bounds: ListingBounds | None = None) -> None:
+    def __init__(
+        self, volume: Path, check: Callable[[], None], bounds: ListingBounds | None = None
+    ) -> None:
         self.volume = Path(volume)
         self._check = check
         self.bounds = bounds
@@ -121,7 +128,8 @@ class VolumeSource:
                     raise ListingRefused(
                         f"{shown(folder.name)} on the camera holds more than "
                         f"{builder.bounds.max_files} entries; nothing is taken from it "
-                        "(check the camera)")
+                        "(check the camera)"
+                    )
                 entries.append(entry)
         return sorted(entries, key=lambda e: e.name)
 
@@ -135,8 +143,9 @@ class VolumeSource:
             return builder.result()
         for rec in recs:
             if rec.is_symlink():
-                builder.refuse(display_path(rec.name), "a symbolic link, not a recording "
-                                                       "folder: not followed")
+                builder.refuse(
+                    display_path(rec.name), "a symbolic link, not a recording folder: not followed"
+                )
                 continue
             if not rec.is_dir(follow_symlinks=False):
                 builder.refuse(display_path(rec.name), "not a recording folder")
@@ -184,8 +193,9 @@ class VolumeSource:
                 inside = sorted(e.name for e in itertools.islice(it, MAX_NAME_NOTES * 10))
             for inner in inside:
                 if inner not in keeps:
-                    found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = \
+                    found[f"{name}/{shown(inner) if len(inner) > 64 else inner}"] = (
                         "not part of a camera volume"
+                    )
         return found
 
     def read_small(self, relative: str, limit: int) -> bytes:
@@ -199,8 +209,14 @@ class VolumeSource:
             raise VerificationFailed(f"{relative} is larger than the format allows ({limit})")
         return data
 
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
+    def copy(
+        self,
+        relative: str,
+        out: BinaryIO,
+        start: int,
+        on_chunk: Callable[[memoryview], None],
+        limit: int,
+    ) -> tuple[int, int]:
         fd = self._open(relative)
         buf = bytearray(COPY_BLOCK)
         view = memoryview(buf)
@@ -237,8 +253,9 @@ class SerialSource:
 
     kind = "serial"
 
-    def __init__(self, link: CameraLink, check: Callable[[], None],
-                 bounds: ListingBounds | None = None) -> None:
+    def __init__(
+        self, link: CameraLink, check: Callable[[], None], bounds: ListingBounds | None = None
+    ) -> None:
         self.link = link
         self._check = check
         self.bounds = bounds
@@ -252,8 +269,14 @@ class SerialSource:
             raise VerificationFailed(f"{relative} is larger than the format allows ({limit})")
         return data
 
-    def copy(self, relative: str, out: BinaryIO, start: int,
-             on_chunk: Callable[[memoryview], None], limit: int) -> tuple[int, int]:
+    def copy(
+        self,
+        relative: str,
+        out: BinaryIO,
+        start: int,
+        on_chunk: Callable[[memoryview], None],
+        limit: int,
+    ) -> tuple[int, int]:
         from firmware.protocol import MAX_DATA
 
         offset, size = start, start

@@ -65,6 +65,5 @@ def clean_spool_at_start(spool: Path) -> int:
             except FileNotFoundError:
                 continue
     if removed:
-        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool,
-                    removed)
+        log.warning("spool %s: removed %d spool name(s) shared with stored objects", spool, removed)
     return removed

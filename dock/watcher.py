@@ -92,8 +92,9 @@ def slot_fingerprint(path: Path) -> Fingerprint | None:
                     if rec.is_dir(follow_symlinks=False):
                         parts.append((rec.name, tuple(_entries(Path(rec.path)))))
         serial = path / "serial"
-        parts.append(("serial", os.path.realpath(serial) if serial.is_symlink() else
-                      serial.exists()))
+        parts.append(
+            ("serial", os.path.realpath(serial) if serial.is_symlink() else serial.exists())
+        )
         return tuple(parts)
     except FileNotFoundError:
         return None
@@ -114,9 +115,16 @@ def _camera_gone(path: Path) -> bool:
 class SlotWatcher:
     """Turns filesystem activity under the slots root into docked/undocked events."""
 
-    def __init__(self, root: Path | str, *, clock: Clock | None = None, settle: float = 1.0,
-                 rescan_interval: float = 5.0, use_observer: bool = True,
-                 on_wake: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        clock: Clock | None = None,
+        settle: float = 1.0,
+        rescan_interval: float = 5.0,
+        use_observer: bool = True,
+        on_wake: Callable[[], None] | None = None,
+    ) -> None:
         self.root = Path(root)
         self.clock = clock or SystemClock()
         self.settle = settle
@@ -267,8 +275,9 @@ class SlotWatcher:
             return events
         return self._ready(name, path, known, events)
 
-    def _ready(self, name: str, path: Path, known: _Candidate,
-               events: list[WatchEvent]) -> list[WatchEvent]:
+    def _ready(
+        self, name: str, path: Path, known: _Candidate, events: list[WatchEvent]
+    ) -> list[WatchEvent]:
         if not (path / "volume").is_dir() and not (path / "serial").exists():
             if not known.warned:
                 log.warning("slot %s has neither a volume nor a serial link (yet)", name)

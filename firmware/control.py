@@ -317,18 +317,20 @@ class CameraControlServer:
                 self.frames_refused += 1
                 if conn.frames_refused in (1, 10, 100) or conn.frames_refused % 1000 == 0:
                     # Bounded: whoever floods the line must not flood the log as well.
-                    log.warning("camera %s refused %d frame(s) without a valid session tag",
-                                self.services.device_id, conn.frames_refused)
-                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED,
-                                   NOT_AUTHENTICATED_MESSAGE)
+                    log.warning(
+                        "camera %s refused %d frame(s) without a valid session tag",
+                        self.services.device_id,
+                        conn.frames_refused,
+                    )
+                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED, NOT_AUTHENTICATED_MESSAGE)
             if not self._in_window(item.seq):
-                return self._error(item.seq, ErrorCode.SEQUENCE, _SEQUENCE_MESSAGE,
-                                   keys.camera_to_dock)
+                return self._error(
+                    item.seq, ErrorCode.SEQUENCE, _SEQUENCE_MESSAGE, keys.camera_to_dock
+                )
             conn.last_used = self._monotonic()
         else:
             if item.tagged:  # a frame of a session that is gone
-                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED,
-                                   NOT_AUTHENTICATED_MESSAGE)
+                return self._error(item.seq, ErrorCode.NOT_AUTHENTICATED, NOT_AUTHENTICATED_MESSAGE)
             if not self._in_window(item.seq):
                 return self._error(item.seq, ErrorCode.SEQUENCE, _SEQUENCE_MESSAGE)
         reply = self._execute(item)
@@ -360,8 +362,12 @@ class CameraControlServer:
         """End the session (if one is open), log why; the connection's sequence stays."""
         conn = self._conn
         if conn.keys is not None:
-            self._log_event("session_ended", reason=reason, dock=(conn.dock_public or b"").hex(),
-                            frames_refused=conn.frames_refused)
+            self._log_event(
+                "session_ended",
+                reason=reason,
+                dock=(conn.dock_public or b"").hex(),
+                frames_refused=conn.frames_refused,
+            )
             log.info("camera %s: session ended (%s)", self.services.device_id, reason)
         conn.end_session()
 
@@ -372,7 +378,11 @@ class CameraControlServer:
         self._conn = _Connection()
 
     def _error(
-        self, seq: int, code: ErrorCode, message: str, key: FrameKey | None = None,
+        self,
+        seq: int,
+        code: ErrorCode,
+        message: str,
+        key: FrameKey | None = None,
         **extra: Any,
     ) -> bytes:
         return encode_frame(MessageType.ERROR, seq, error_payload(code, message, **extra), key)
@@ -396,15 +406,18 @@ class CameraControlServer:
             fields, blob = decode_payload(frame.payload)
             out, out_blob = handler(fields, blob)
             return encode_frame(
-                response_type(frame.type), frame.seq, encode_payload(out, out_blob),
+                response_type(frame.type),
+                frame.seq,
+                encode_payload(out, out_blob),
                 self._reply_key(),
             )
         except ProtocolError as exc:
             return self._error(frame.seq, exc.code, exc.message, self._reply_key(), **exc.extra)
         except Exception as exc:
             log.exception("command 0x%02x failed", frame.type)
-            return self._error(frame.seq, ErrorCode.INTERNAL, f"camera error: {exc}",
-                               self._reply_key())
+            return self._error(
+                frame.seq, ErrorCode.INTERNAL, f"camera error: {exc}", self._reply_key()
+            )
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -520,10 +533,15 @@ class CameraControlServer:
         if abs(planned) > limit:
             # Even a trusted dock does not move the time of evidence further than the
             # profile allows: a reset RTC or a wrong dock clock needs a person to look.
-            self._log_event("clock_sync_refused", dock_utc=utc, drift_seconds=planned,
-                            limit_seconds=limit)
-            log.warning("camera %s refused a clock correction of %+.1f s (limit %d s)",
-                        self.services.device_id, -planned, limit)
+            self._log_event(
+                "clock_sync_refused", dock_utc=utc, drift_seconds=planned, limit_seconds=limit
+            )
+            log.warning(
+                "camera %s refused a clock correction of %+.1f s (limit %d s)",
+                self.services.device_id,
+                -planned,
+                limit,
+            )
             name, version = profile_identity(profile)
             raise ProtocolError(
                 ErrorCode.CLOCK_REFUSED,

@@ -395,8 +395,9 @@ def verify_event_log(
     return EventLogReport(path=path, events=tuple(events), torn_tail_bytes=torn)
 
 
-def verify_event_piece(data: bytes, device_public: bytes, *, origin: str = "event log piece",
-                       signatures: bool = True) -> list[Event]:
+def verify_event_piece(
+    data: bytes, device_public: bytes, *, origin: str = "event log piece", signatures: bool = True
+) -> list[Event]:
     """Check a run of whole lines cut from the middle of a log (an offloaded piece).
 
     Each line must be well formed, hash to its own `hash`, carry the device's signature,

@@ -339,13 +339,15 @@ class Profile(_Section):
 
 # Public keys in the example profiles (profiles/*.toml) whose private halves were thrown
 # away: a camera flashed with one seals footage nobody can ever open or release.
-PLACEHOLDER_KEYS = frozenset({
-    "8dc29b5e638401ce06e805c474ab0c5020bc8d4a2abdb8b7c98ddf531e5f1437",
-    "c5b4c1be0b1af460518bbf99bbd761222444a74fff2a679682e3dd4031f05142",
-    "712cb9680cdc2adf0b0192de72094f393f639b3fd34bf960c94cdc56c6890697",
-    "39b6d8c5cd13a4c831009a7ad1bc8e91771deef1bc213bc34819deb1f50271ed",
-    "74092ace01c162d88e88d702e1dc6b4b2f9d4bfdae60aacf6b3667fef9c4cbd6",
-})
+PLACEHOLDER_KEYS = frozenset(
+    {
+        "8dc29b5e638401ce06e805c474ab0c5020bc8d4a2abdb8b7c98ddf531e5f1437",
+        "c5b4c1be0b1af460518bbf99bbd761222444a74fff2a679682e3dd4031f05142",
+        "712cb9680cdc2adf0b0192de72094f393f639b3fd34bf960c94cdc56c6890697",
+        "39b6d8c5cd13a4c831009a7ad1bc8e91771deef1bc213bc34819deb1f50271ed",
+        "74092ace01c162d88e88d702e1dc6b4b2f9d4bfdae60aacf6b3667fef9c4cbd6",
+    }
+)
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -369,8 +371,10 @@ def parse_profile(data: bytes | str, *, source: str = "<profile>") -> Profile:
             )
         if data.startswith(codecs.BOM_UTF8):
             raise ProfileError(
-                [f"{source}: line 1: starts with a UTF-8 byte order mark (BOM); "
-                 "save the file as UTF-8 without BOM"]
+                [
+                    f"{source}: line 1: starts with a UTF-8 byte order mark (BOM); "
+                    "save the file as UTF-8 without BOM"
+                ]
             )
         try:
             text = data.decode("utf-8")

@@ -262,9 +262,7 @@ def derive_session_keys(shared: bytes, dock_auth_msg: bytes) -> SessionKeys:
     return SessionKeys(FrameKey(okm[:32], DOCK_TO_CAMERA), FrameKey(okm[32:], CAMERA_TO_DOCK))
 
 
-def frame_body(
-    msg_type: int, seq: int, payload: bytes, key: FrameKey | None = None
-) -> bytes:
+def frame_body(msg_type: int, seq: int, payload: bytes, key: FrameKey | None = None) -> bytes:
     """The unencoded frame: header, payload, the session tag under `key` if given, CRC-32."""
     if not 0 <= msg_type <= 0xFF:
         raise ValueError(f"message type {msg_type} does not fit in a byte")
@@ -514,8 +512,7 @@ def auth_transcript(
 ) -> bytes:
     """T of PROTOCOL.md section 3 (AUTH): everything both AUTH signatures bind."""
     return b"".join(
-        (device_id.encode(), b"\0", dock_public, dock_nonce, camera_nonce, dock_share,
-         camera_share)
+        (device_id.encode(), b"\0", dock_public, dock_nonce, camera_nonce, dock_share, camera_share)
     )
 
 

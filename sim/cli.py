@@ -171,8 +171,10 @@ def cmd_device_provision(args: argparse.Namespace) -> int:
     public = load_public_key(path)
     store = ProfileStore(args.home / PROFILES_DIR)
     if store.provision_integrator(public):
-        print(f"{args.home}: integrator key {fingerprint(public)} provisioned; "
-              "profiles signed with it can now be flashed")
+        print(
+            f"{args.home}: integrator key {fingerprint(public)} provisioned; "
+            "profiles signed with it can now be flashed"
+        )
     else:
         print(f"{args.home}: integrator key {fingerprint(public)} was already provisioned")
     return 0
@@ -218,8 +220,10 @@ def cmd_device_run(args: argparse.Namespace) -> int:
         from sim.docking import remove_dead_slots
 
         for gone in remove_dead_slots(args.slots):
-            print(f"removed dock slot {gone}: its camera is gone (killed while docked)",
-                  file=sys.stderr)
+            print(
+                f"removed dock slot {gone}: its camera is gone (killed while docked)",
+                file=sys.stderr,
+            )
     return run_device(
         camera,
         stdin_fd=sys.stdin.fileno(),

@@ -111,9 +111,14 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     heading("Back office: the shift catalogued, reports drafted, a user for every role")
     from vault.web.seed import seed_demo
 
-    if seed_demo(home=out / "back-office", store_url=f"file://{store_dir}", site=SITE,
-                 keys_dir=keys_dir, file=say,
-                 cameras=[(c.name, c.device_id, c.device_public) for c in result.cameras]):
+    if seed_demo(
+        home=out / "back-office",
+        store_url=f"file://{store_dir}",
+        site=SITE,
+        keys_dir=keys_dir,
+        file=say,
+        cameras=[(c.name, c.device_id, c.device_public) for c in result.cameras],
+    ):
         raise DemoError("the back office could not be seeded with the shift")
     heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
     return 0

@@ -53,9 +53,7 @@ Listener = Callable[[IndicatorEvent], object]
 class Indicators:
     """LED (on/off), beep and vibrate, each call recorded and passed to the listeners."""
 
-    def __init__(
-        self, listeners: Iterable[Listener] = (), *, clock: Clock | None = None
-    ) -> None:
+    def __init__(self, listeners: Iterable[Listener] = (), *, clock: Clock | None = None) -> None:
         self._listeners: list[Listener] = list(listeners)
         self._clock = clock
         self._lock = threading.Lock()

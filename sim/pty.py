@@ -57,8 +57,9 @@ class _PortWatch:
                 raise OSError(ctypes.get_errno(), "inotify_add_watch")
             self.fd = fd
         except (OSError, AttributeError) as exc:  # not Linux, or no inotify left
-            log.warning("cannot watch %s for open/close (%s): only hangups end a session",
-                        path, exc)
+            log.warning(
+                "cannot watch %s for open/close (%s): only hangups end a session", path, exc
+            )
 
     def changed(self) -> str | None:
         """Drain the queued events: None if the port was neither opened nor closed since

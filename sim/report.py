@@ -41,8 +41,11 @@ class RecordingResult:
     @property
     def taken_by_dock(self) -> bool:
         """Every segment went to the dock and the camera removed the recording's folder."""
-        return self.docked_segments > 0 and self.docked_segments == self.segments \
+        return (
+            self.docked_segments > 0
+            and self.docked_segments == self.segments
             and not self.path.exists()
+        )
 
     @property
     def prerecord_short(self) -> bool:
@@ -163,7 +166,8 @@ def camera_result(name: str, cam: Camera, refused: list[str]) -> CameraResult:
             stops[str(event.fields.get("recording_id"))] = event.fields
         for event in report.of_kind("segment_released"):
             released.setdefault(str(event.fields.get("recording_id")), set()).add(
-                str(event.fields.get("segment")))
+                str(event.fields.get("segment"))
+            )
     root = cam.recordings_root
     on_volume = sorted(p for p in root.iterdir() if p.is_dir()) if root.exists() else []
     gone = sorted(set(released) - {p.name for p in on_volume})
@@ -208,8 +212,12 @@ def _held(rec_dir: Path, device_public: bytes, taken: set[str]) -> tuple[int, in
     if not taken:
         verified = verify_recording(rec_dir, device_public)
         listed = list(verified.segments)
-        return (len(listed), sum(int(s.size) for s in listed), bool(verified.complete),
-                any(bool(s.recovered) for s in listed))
+        return (
+            len(listed),
+            sum(int(s.size) for s in listed),
+            bool(verified.complete),
+            any(bool(s.recovered) for s in listed),
+        )
     manifest = verify_manifest(rec_dir, device_public)
     for entry in manifest.segments:
         if entry.name in taken and not (rec_dir / entry.name).exists():
@@ -217,8 +225,12 @@ def _held(rec_dir: Path, device_public: bytes, taken: set[str]) -> tuple[int, in
         verify_segment_file(rec_dir / entry.name, entry, manifest)
     listed = list(manifest.segments)
     count = len({e.name for e in listed} | taken)
-    return (count, sum(int(s.size) for s in listed), bool(manifest.complete),
-            any(bool(s.recovered) for s in listed))
+    return (
+        count,
+        sum(int(s.size) for s in listed),
+        bool(manifest.complete),
+        any(bool(s.recovered) for s in listed),
+    )
 
 
 def _number(value: Any) -> float | None:
@@ -234,8 +246,9 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
     taken = sum(1 for r in result.recordings if r.taken_by_dock)
     title = f"Shift {result.scenario}: {len(result.recordings)} recordings"
     if result.docked_segments:
-        title += (f" ({result.docked_segments} segments already taken by the dock, "
-                  f"{taken} of them whole)")
+        title += (
+            f" ({result.docked_segments} segments already taken by the dock, {taken} of them whole)"
+        )
     table = Table(title=title)
     table.add_column("camera")
     table.add_column("recording", no_wrap=True)

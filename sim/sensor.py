@@ -238,8 +238,9 @@ class _Overlay:
         lines = (self.device_id, f"frame {frame_number}", _format_utc(capture_utc))
         for i, text in enumerate(lines):
             yy = top + self.margin + (i + 1) * self.line_h - self.line_h // 4
-            cv2.putText(y_plane, text, (self.margin, yy), _FONT, self.scale, ty,
-                        self.thickness, cv2.LINE_AA)
+            cv2.putText(
+                y_plane, text, (self.margin, yy), _FONT, self.scale, ty, self.thickness, cv2.LINE_AA
+            )
         black, _, _ = _yuv_of((0, 0, 0))
         white, _, _ = _yuv_of((255, 255, 255))
         cw, ch = self.cell_w, self.cell_h

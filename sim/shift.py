@@ -103,8 +103,7 @@ class _Runner:
     def status_line(self, elapsed: float) -> str:
         """Where a real-time shift is: its time, and each camera's state."""
         states = ", ".join(f"{name} {cam.state.value}" for name, cam in self.cameras.items())
-        return (f"{_clock_text(elapsed)} of {_clock_text(self.scenario.end_seconds)}: "
-                f"{states}")
+        return f"{_clock_text(elapsed)} of {_clock_text(self.scenario.end_seconds)}: {states}"
 
     def apply(self, event: EventSpec) -> None:
         cam = self.cameras[event.camera]
@@ -142,8 +141,10 @@ class _Runner:
             return
         where = ""
         if event.action == "dock" and self.slots is not None:
-            where = (f" (slot {self.slots / event.camera}: `bodycam dock run --slots "
-                     f"{self.slots} --store URL` takes it)")
+            where = (
+                f" (slot {self.slots / event.camera}: `bodycam dock run --slots "
+                f"{self.slots} --store URL` takes it)"
+            )
         self.progress(f"{note}: {cam.state.value}{where}")
 
     def results(self) -> list[CameraResult]:
@@ -184,8 +185,7 @@ def run_shift(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     keys = ensure_site_keys(Path(keys_dir) if keys_dir else out / "site-keys")
-    runner = _Runner(scenario, out, keys, speed, slots, control_factory, progress,
-                     tick_seconds)
+    runner = _Runner(scenario, out, keys, speed, slots, control_factory, progress, tick_seconds)
     wall_start = time.perf_counter()
     if speed == "realtime":
         runner.real_start = next(iter(runner.cameras.values())).clock.monotonic()

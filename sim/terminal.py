@@ -411,9 +411,12 @@ def run_device(
             # signal, not the I/O error, is what happened.
             signum = _power_signal[0]
             session.lose_power()
-            _say(out, f"\r\ncamera {camera.device_id} lost power "
-                      f"({signal.Signals(signum).name}): nothing was finished; the next "
-                      "boot recovers what was recorded\n")
+            _say(
+                out,
+                f"\r\ncamera {camera.device_id} lost power "
+                f"({signal.Signals(signum).name}): nothing was finished; the next "
+                "boot recovers what was recorded\n",
+            )
             return 128 + signum
         saved = session.close()
     finally:

@@ -69,14 +69,14 @@ class StoredObject:
         )
 
 
-
 class Store(ABC):
     """Where verified footage goes. Thread-safe: slots upload concurrently."""
 
     backend = "abstract"
 
-    def __init__(self, retry: RetryPolicy | None, retention_days: float,
-                 fault: FaultHook | None = None) -> None:
+    def __init__(
+        self, retry: RetryPolicy | None, retention_days: float, fault: FaultHook | None = None
+    ) -> None:
         self.retry = retry or RetryPolicy()
         self.retention_days = retention_days
         self.fault = fault or no_fault
@@ -100,14 +100,23 @@ class Store(ABC):
         """The stored object under `key` with its proven checksum, or None if absent."""
 
     @abstractmethod
-    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
-                  legal_hold: bool = False) -> StoredObject:
+    def put_bytes(
+        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+    ) -> StoredObject:
         """Store small bytes (headers, manifests, event log pieces, reason files)."""
 
     @abstractmethod
-    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
-                 retain_until: float | None = None, consume: bool = False,
-                 legal_hold: bool = False) -> StoredObject:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        size: int,
+        retain_until: float | None = None,
+        consume: bool = False,
+        legal_hold: bool = False,
+    ) -> StoredObject:
         """Store the file's bytes under `key` durably; idempotent for identical content.
 
         `consume=True` lets the store take the file over (rename instead of copy) and
@@ -155,9 +164,16 @@ class Store(ABC):
             raise StoreIntegrityError(f"{key}: larger than {limit} bytes")
         return data
 
-    def quarantine(self, key: str, source: bytes | Path, reason: str, *,
-                   details: dict[str, ReasonValue] | None = None, now: float,
-                   retain_until: float | None = None) -> StoredObject:
+    def quarantine(
+        self,
+        key: str,
+        source: bytes | Path,
+        reason: str,
+        *,
+        details: dict[str, ReasonValue] | None = None,
+        now: float,
+        retain_until: float | None = None,
+    ) -> StoredObject:
         """Keep something that failed verification under quarantine/ with a reason file.
 
         The item is stored under a legal hold: it is evidence of a fault or of tampering
@@ -168,16 +184,26 @@ class Store(ABC):
             stored = self.put_bytes(qkey, source, retain_until=retain_until, legal_hold=True)
         else:
             size = Path(source).stat().st_size
-            stored = self.put_file(qkey, Path(source), sha256=sha256_file(Path(source)),
-                                   size=size, retain_until=retain_until, legal_hold=True)
+            stored = self.put_file(
+                qkey,
+                Path(source),
+                sha256=sha256_file(Path(source)),
+                size=size,
+                retain_until=retain_until,
+                legal_hold=True,
+            )
         reason_prefix = qkey + REASON_SUFFIX
         parent = qkey.rsplit("/", 1)[0] + "/"
-        if stored.already_present and any(
-            k.startswith(reason_prefix) for k in self.list(parent)
-        ):
+        if stored.already_present and any(k.startswith(reason_prefix) for k in self.list(parent)):
             return stored  # quarantined before, with its reason: nothing new to keep
-        doc = {"key": key, "reason": reason, "quarantined_utc": now, "sha256": stored.sha256,
-               "size": stored.size, **(details or {})}
+        doc = {
+            "key": key,
+            "reason": reason,
+            "quarantined_utc": now,
+            "sha256": stored.sha256,
+            "size": stored.size,
+            **(details or {}),
+        }
         reason_raw = json.dumps(doc, sort_keys=True, indent=1).encode()
         rkey = f"{reason_prefix}.{hashlib.sha256(reason_raw).hexdigest()}"
         self.put_bytes(rkey, reason_raw, retain_until=retain_until, legal_hold=True)

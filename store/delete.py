@@ -118,6 +118,7 @@ def _delete_s3_object(store: S3Store, key: str) -> int:
     removed = 0
     for version in s3_object_versions(store, key):
         vid = version.get("VersionId")
+
         def delete(v: Any = vid) -> Any:
             return store.client.delete_object(Bucket=store.bucket, Key=full, VersionId=v)
 
@@ -128,7 +129,8 @@ def _delete_s3_object(store: S3Store, key: str) -> int:
             if status == 403 or code in ("AccessDenied", "ObjectLocked", "InvalidRequest"):
                 raise StoreLocked(
                     f"{store.url}/{key} version {vid} is still locked (legal hold or Object "
-                    f"Lock retention): {code or status}") from None
+                    f"Lock retention): {code or status}"
+                ) from None
             raise
         removed += 1
     return removed

@@ -13,8 +13,7 @@ log = logging.getLogger(__name__)
 COPY_BLOCK = 1 << 20
 
 
-def recording_objects(store: Store, site: str, device_id: str,
-                      recording_id: str) -> dict[str, str]:
+def recording_objects(store: Store, site: str, device_id: str, recording_id: str) -> dict[str, str]:
     """File name -> key of each file of a recording in the store; {} when it has none.
 
     A manifest is stored once per version the dock saw; a manifest only grows, so
@@ -30,8 +29,7 @@ def recording_objects(store: Store, site: str, device_id: str,
     return {name: key for name, (_, key) in sorted(best.items())}
 
 
-def fetch_recording(store: Store, site: str, device_id: str, recording_id: str,
-                    dest: Path) -> Path:
+def fetch_recording(store: Store, site: str, device_id: str, recording_id: str, dest: Path) -> Path:
     """Rebuild a recording folder from the store (for the vault and the demo); returns it.
 
     Writes the header, the most complete manifest version and every segment under

@@ -60,9 +60,16 @@ class FileStore(Store):
 
     backend = "file"
 
-    def __init__(self, root: Path | str, *, retry: RetryPolicy | None = None,
-                 retention_days: float = DEFAULT_RETENTION_DAYS, min_free_bytes: int = 64 << 20,
-                 create: bool = True, fault: FaultHook | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        retry: RetryPolicy | None = None,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+        min_free_bytes: int = 64 << 20,
+        create: bool = True,
+        fault: FaultHook | None = None,
+    ) -> None:
         super().__init__(retry, retention_days, fault)
         self.root = Path(root).absolute()
         self.min_free_bytes = min_free_bytes
@@ -154,11 +161,15 @@ class FileStore(Store):
         name, _ = split_name(key)
         base = key if key.startswith(QUARANTINE_PREFIX + "/") else quarantine_key(key)
         qkey = f"{base.rsplit('/', 1)[0]}/{name}.{actual}"
-        doc = {"key": key, "reason": "found under its final name with other content",
-               "sha256": actual}
+        doc = {
+            "key": key,
+            "reason": "found under its final name with other content",
+            "sha256": actual,
+        }
         raw = json.dumps(doc, sort_keys=True, indent=1).encode()
-        self.put_bytes(f"{qkey}{REASON_SUFFIX}.{hashlib.sha256(raw).hexdigest()}", raw,
-                       legal_hold=True)
+        self.put_bytes(
+            f"{qkey}{REASON_SUFFIX}.{hashlib.sha256(raw).hexdigest()}", raw, legal_hold=True
+        )
         self._write_hold(qkey)
         qpath = self._path(qkey)
         self._make_parents(qpath.parent)
@@ -169,8 +180,7 @@ class FileStore(Store):
             os.rename(path, qpath)
             fsync_dir(qpath.parent)
         fsync_dir(path.parent)
-        log.error("store %s: %s held other bytes (%s); moved to %s", self.root, key,
-                  problem, qkey)
+        log.error("store %s: %s held other bytes (%s); moved to %s", self.root, key, problem, qkey)
 
     @contextmanager
     def _staging_folder(self) -> Iterator[Path]:
@@ -207,26 +217,35 @@ class FileStore(Store):
                 removed += 1
             elif entry.is_dir(follow_symlinks=False) and name.startswith("w-"):
                 removed += _reap_staging_folder(Path(entry.path))
-            elif entry.is_dir(follow_symlinks=False) and name.startswith(".w-") and \
-                    time.time() - entry.stat(follow_symlinks=False).st_mtime > 60:
+            elif (
+                entry.is_dir(follow_symlinks=False)
+                and name.startswith(".w-")
+                and time.time() - entry.stat(follow_symlinks=False).st_mtime > 60
+            ):
                 # killed between mkdir and rename (a few microseconds); never a live one
                 removed += _reap_staging_folder(Path(entry.path))
         if removed:
             fsync_dir(staging)
-            log.info("store %s: removed %d file(s) left by interrupted writes", self.root,
-                     removed)
+            log.info("store %s: removed %d file(s) left by interrupted writes", self.root, removed)
         return removed
 
-    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
-                  legal_hold: bool = False) -> StoredObject:
+    def put_bytes(
+        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+    ) -> StoredObject:
         self.check()
         with self._staging_folder() as folder:
             tmp = folder / "bytes.tmp"
             with open(tmp, "wb") as f:
                 f.write(data)
-            return self.put_file(key, tmp, sha256=hashlib.sha256(data).hexdigest(),
-                                 size=len(data), retain_until=retain_until, consume=True,
-                                 legal_hold=legal_hold)
+            return self.put_file(
+                key,
+                tmp,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                retain_until=retain_until,
+                consume=True,
+                legal_hold=legal_hold,
+            )
 
     def _make_parents(self, directory: Path) -> None:
         missing: list[Path] = []
@@ -241,9 +260,17 @@ class FileStore(Store):
                 pass
             fsync_dir(m.parent)
 
-    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
-                 retain_until: float | None = None, consume: bool = False,
-                 legal_hold: bool = False) -> StoredObject:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        size: int,
+        retain_until: float | None = None,
+        consume: bool = False,
+        legal_hold: bool = False,
+    ) -> StoredObject:
         check_sha(sha256)
         if split_name(key)[1] != sha256:
             raise ValueError(f"key {key} does not carry the content's sha256 {sha256}")
@@ -261,8 +288,16 @@ class FileStore(Store):
         self.retry.succeeded()
         return stored
 
-    def _put(self, key: str, dest: Path, src: Path, sha256: str, size: int, consume: bool,
-             legal_hold: bool) -> StoredObject:
+    def _put(
+        self,
+        key: str,
+        dest: Path,
+        src: Path,
+        sha256: str,
+        size: int,
+        consume: bool,
+        legal_hold: bool,
+    ) -> StoredObject:
         if dest.exists():
             try:
                 done = self._verify_existing(key, dest, sha256, size)
@@ -281,8 +316,7 @@ class FileStore(Store):
                 f"{size} needed plus a reserve of {self.min_free_bytes}: free space"
             )
         with self._staging_folder() as folder:
-            result = self._link_new(key, dest, src, folder / "object.tmp", sha256, size,
-                                    consume)
+            result = self._link_new(key, dest, src, folder / "object.tmp", sha256, size, consume)
         if consume:
             src.unlink(missing_ok=True)
         if legal_hold:
@@ -290,8 +324,9 @@ class FileStore(Store):
         log.debug("stored %s (%d bytes) in %s", key, size, self.root)
         return result
 
-    def _link_new(self, key: str, dest: Path, src: Path, tmp: Path, sha256: str, size: int,
-                  consume: bool) -> StoredObject:
+    def _link_new(
+        self, key: str, dest: Path, src: Path, tmp: Path, sha256: str, size: int, consume: bool
+    ) -> StoredObject:
         if consume and src.stat().st_dev == tmp.parent.stat().st_dev:
             # The spool file lives on this filesystem: move it here (its spool name is gone
             # before the object has a name, so nothing can write to the object through
@@ -299,8 +334,9 @@ class FileStore(Store):
             fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
             try:
                 if os.fstat(fd).st_size != size:
-                    raise StoreIntegrityError(f"{src}: {os.fstat(fd).st_size} bytes, "
-                                              f"expected {size}")
+                    raise StoreIntegrityError(
+                        f"{src}: {os.fstat(fd).st_size} bytes, expected {size}"
+                    )
                 os.fsync(fd)  # data first, then the two directory changes
             finally:
                 os.close(fd)
@@ -390,7 +426,6 @@ class FileStore(Store):
 
     def legal_hold(self, key: str) -> bool:
         return self._hold_path(key).exists()
-
 
 
 def _reap_staging_folder(folder: Path) -> int:

@@ -66,8 +66,16 @@ def events_key(site: str, device_id: str, start: int, end: int, sha256: str) -> 
 
 def recording_prefix(site: str, device_id: str, recording_id: str) -> str:
     """Key prefix (ending in '/') of every object of one recording."""
-    return "/".join((_check_component(site, "site"), _check_component(device_id, "device id"),
-                     _check_component(recording_id, "recording id"))) + "/"
+    return (
+        "/".join(
+            (
+                _check_component(site, "site"),
+                _check_component(device_id, "device id"),
+                _check_component(recording_id, "recording id"),
+            )
+        )
+        + "/"
+    )
 
 
 def events_prefix(site: str, device_id: str) -> str:

@@ -40,8 +40,13 @@ class RetryPolicy:
     def delay_for(self, attempt: int) -> float:
         return float(min(self.max_delay, self.base_delay * (2 ** (attempt - 1))))
 
-    def run(self, what: str, fn: Callable[[], T], transient: Callable[[BaseException], bool],
-            describe: str = "store") -> T:
+    def run(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        transient: Callable[[BaseException], bool],
+        describe: str = "store",
+    ) -> T:
         """Call `fn`, retrying while `transient(error)`; StoreUnavailable when out of budget."""
         attempt = 0
         while True:

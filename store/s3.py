@@ -36,9 +36,16 @@ S3Response = dict[str, Any]
 
 _LEGACY_TMP = re.compile(r"bytes-[0-9a-f]{16}\.tmp")
 _TRANSIENT_CODES = {
-    "RequestTimeout", "RequestTimeTooSkewed", "SlowDown", "ServiceUnavailable",
-    "InternalError", "InternalServerError", "RequestTimeoutException", "Throttling",
-    "ThrottlingException", "OperationAborted",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "InternalServerError",
+    "RequestTimeoutException",
+    "Throttling",
+    "ThrottlingException",
+    "OperationAborted",
 }
 _FULL_CODES = {"QuotaExceeded", "InsufficientStorage", "XMinioStorageFull", "StorageFull"}
 
@@ -61,8 +68,9 @@ def _is_transient(exc: BaseException) -> bool:
         ReadTimeoutError,
     )
 
-    if isinstance(exc, ConnectionError | EndpointConnectionError | ConnectionClosedError
-                  | ReadTimeoutError):
+    if isinstance(
+        exc, ConnectionError | EndpointConnectionError | ConnectionClosedError | ReadTimeoutError
+    ):
         return True
     if isinstance(exc, ClientError):
         code, status = _error_code(exc)
@@ -93,12 +101,22 @@ class S3Store(Store):
 
     backend = "s3"
 
-    def __init__(self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None,
-                 region: str | None = None, retention_days: float = DEFAULT_RETENTION_DAYS,
-                 retry: RetryPolicy | None = None, create_bucket: bool = True,
-                 connect_timeout: float = 3.0, read_timeout: float = 30.0,
-                 client: Any = None, clock: Callable[[], float] = time.time,
-                 fault: FaultHook | None = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        retention_days: float = DEFAULT_RETENTION_DAYS,
+        retry: RetryPolicy | None = None,
+        create_bucket: bool = True,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 30.0,
+        client: Any = None,
+        clock: Callable[[], float] = time.time,
+        fault: FaultHook | None = None,
+    ) -> None:
         super().__init__(retry, retention_days, fault)
         if len(bucket) < 3 or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
             raise StoreConfigError(f"bucket name {bucket!r} is not a valid S3 bucket name")
@@ -124,8 +142,9 @@ class S3Store(Store):
                 max_pool_connections=16,
             )
             session = boto3.session.Session()
-            client = session.client("s3", endpoint_url=endpoint_url, region_name=region,
-                                    config=config)
+            client = session.client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=config
+            )
         self.client = client
 
     @property
@@ -155,8 +174,11 @@ class S3Store(Store):
                 ) from None
             except ClientError as exc:
                 code, status = _error_code(exc)
-                if status in (401, 403) or code in ("AccessDenied", "InvalidAccessKeyId",
-                                                    "SignatureDoesNotMatch"):
+                if status in (401, 403) or code in (
+                    "AccessDenied",
+                    "InvalidAccessKeyId",
+                    "SignatureDoesNotMatch",
+                ):
                     raise StoreConfigError(
                         f"{self.url} refused the dock's credentials ({code or status}): "
                         "check the access key and its rights on the bucket"
@@ -223,9 +245,14 @@ class S3Store(Store):
             )
         until = head.get("ObjectLockRetainUntilDate")
         return StoredObject(
-            key, sha, int(head.get("ContentLength", 0)), self.backend,
-            f"s3://{self.bucket}/{self.full_key(key)}", head.get("VersionId"),
-            until.timestamp() if isinstance(until, dt.datetime) else None, already,
+            key,
+            sha,
+            int(head.get("ContentLength", 0)),
+            self.backend,
+            f"s3://{self.bucket}/{self.full_key(key)}",
+            head.get("VersionId"),
+            until.timestamp() if isinstance(until, dt.datetime) else None,
+            already,
         )
 
     def stat(self, key: str) -> StoredObject | None:
@@ -233,9 +260,17 @@ class S3Store(Store):
         head = self._run(f"looking up {key}", lambda: self._head(key))
         return None if head is None else self._as_stored(key, head, True)
 
-    def put_file(self, key: str, path: Path, *, sha256: str, size: int,
-                 retain_until: float | None = None, consume: bool = False,
-                 legal_hold: bool = False) -> StoredObject:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        sha256: str,
+        size: int,
+        retain_until: float | None = None,
+        consume: bool = False,
+        legal_hold: bool = False,
+    ) -> StoredObject:
         path = Path(path)
 
         def body() -> BinaryIO:
@@ -250,14 +285,28 @@ class S3Store(Store):
             path.unlink(missing_ok=True)
         return stored
 
-    def put_bytes(self, key: str, data: bytes, *, retain_until: float | None = None,
-                  legal_hold: bool = False) -> StoredObject:
+    def put_bytes(
+        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+    ) -> StoredObject:
         # Straight from memory: no temporary file anywhere that a kill could leave behind.
-        return self._put(key, lambda: io.BytesIO(data), hashlib.sha256(data).hexdigest(),
-                         len(data), retain_until, legal_hold)
+        return self._put(
+            key,
+            lambda: io.BytesIO(data),
+            hashlib.sha256(data).hexdigest(),
+            len(data),
+            retain_until,
+            legal_hold,
+        )
 
-    def _put(self, key: str, body: Callable[[], BinaryIO], sha256: str, size: int,
-             retain_until: float | None, legal_hold: bool) -> StoredObject:
+    def _put(
+        self,
+        key: str,
+        body: Callable[[], BinaryIO],
+        sha256: str,
+        size: int,
+        retain_until: float | None,
+        legal_hold: bool,
+    ) -> StoredObject:
         check_sha(sha256)
         if split_name(key)[1] != sha256:
             raise ValueError(f"key {key} does not carry the content's sha256 {sha256}")
@@ -276,7 +325,8 @@ class S3Store(Store):
                 if head is None:
                     raise StoreIntegrityError(
                         f"{self.url}/{key}: the server refused the upload as already present "
-                        "but does not show the object")
+                        "but does not show the object"
+                    )
             if int(head.get("ContentLength", -1)) != size:
                 raise StoreIntegrityError(
                     f"{self.url}/{key} exists with {head.get('ContentLength')} bytes, "
@@ -292,8 +342,15 @@ class S3Store(Store):
                 raise StoreFull(f"{self.url} is full ({code or status}) storing {key}") from exc
             raise
 
-    def _upload(self, key: str, body: Callable[[], BinaryIO], sha256: str, size: int,
-                until: float, legal_hold: bool) -> StoredObject | None:
+    def _upload(
+        self,
+        key: str,
+        body: Callable[[], BinaryIO],
+        sha256: str,
+        size: int,
+        until: float,
+        legal_hold: bool,
+    ) -> StoredObject | None:
         """One conditional PUT; None when the server already holds the key (412)."""
         from botocore.exceptions import ClientError
 
@@ -316,8 +373,9 @@ class S3Store(Store):
             except ClientError as exc:
                 code, status = _error_code(exc)
                 if status == 412 or code in ("PreconditionFailed", "ConditionalRequestConflict"):
-                    log.info("%s: already in %s (conditional write refused a second copy)",
-                             key, self.url)
+                    log.info(
+                        "%s: already in %s (conditional write refused a second copy)", key, self.url
+                    )
                     return None
                 raise
         self.fault("s3-put-sent")
@@ -330,11 +388,22 @@ class S3Store(Store):
                 f"{self.url} did not confirm the SHA-256 of {key} (returned {got!r}): "
                 "not durable, not released"
             )
-        log.debug("stored %s (%d bytes) in %s, locked until %s", key, size, self.url,
-                  dt.datetime.fromtimestamp(until, dt.UTC).isoformat())
-        return StoredObject(key, sha256, size, self.backend,
-                            f"s3://{self.bucket}/{self.full_key(key)}",
-                            response.get("VersionId"), until)
+        log.debug(
+            "stored %s (%d bytes) in %s, locked until %s",
+            key,
+            size,
+            self.url,
+            dt.datetime.fromtimestamp(until, dt.UTC).isoformat(),
+        )
+        return StoredObject(
+            key,
+            sha256,
+            size,
+            self.backend,
+            f"s3://{self.bucket}/{self.full_key(key)}",
+            response.get("VersionId"),
+            until,
+        )
 
     def clean_up(self) -> int:
         """Remove `bytes-*.tmp` files an earlier version of the dock left in $TMPDIR."""
@@ -348,15 +417,16 @@ class S3Store(Store):
             if not _LEGACY_TMP.fullmatch(entry.name):
                 continue
             try:
-                if entry.is_file(follow_symlinks=False) and \
-                        entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                if (
+                    entry.is_file(follow_symlinks=False)
+                    and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+                ):
                     os.unlink(entry.path)
                     removed += 1
             except FileNotFoundError:
                 continue
         if removed:
-            log.info("removed %d temporary file(s) of interrupted uploads from %s", removed,
-                     folder)
+            log.info("removed %d temporary file(s) of interrupted uploads from %s", removed, folder)
         return removed
 
     def open(self, key: str) -> BinaryIO:
@@ -377,8 +447,11 @@ class S3Store(Store):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         self.check()
-        full = self.full_key(prefix.rstrip("/")) + "/" if prefix else (
-            f"{self.prefix}/" if self.prefix else "")
+        full = (
+            self.full_key(prefix.rstrip("/")) + "/"
+            if prefix
+            else (f"{self.prefix}/" if self.prefix else "")
+        )
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         token: str | None = None
@@ -403,7 +476,8 @@ class S3Store(Store):
         self._run(
             f"legal hold on {key}",
             lambda: self.client.put_object_legal_hold(
-                Bucket=self.bucket, Key=self.full_key(key),
+                Bucket=self.bucket,
+                Key=self.full_key(key),
                 LegalHold={"Status": "ON" if on else "OFF"},
             ),
         )

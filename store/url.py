@@ -19,8 +19,13 @@ from store.retry import RetryPolicy
 from store.s3 import S3Store
 
 
-def open_store(url: str, *, retry: RetryPolicy | None = None,
-               clock: Callable[[], float] = time.time, fault: FaultHook | None = None) -> Store:
+def open_store(
+    url: str,
+    *,
+    retry: RetryPolicy | None = None,
+    clock: Callable[[], float] = time.time,
+    fault: FaultHook | None = None,
+) -> Store:
     """The store a URL names: file:///path (or a plain path) or s3://bucket/prefix?...
 
     S3 query parameters: endpoint (URL of the S3 server), region, retention_days
@@ -60,11 +65,19 @@ def open_store(url: str, *, retry: RetryPolicy | None = None,
         read_timeout = number("read_timeout", 30.0)
         if query:
             raise StoreConfigError(f"store URL {url!r}: unknown parameters {sorted(query)}")
-        if endpoint is not None and urllib.parse.urlsplit(endpoint).scheme not in ("http",
-                                                                                   "https"):
+        if endpoint is not None and urllib.parse.urlsplit(endpoint).scheme not in ("http", "https"):
             raise StoreConfigError(f"store URL: endpoint {endpoint!r} is not an http(s) URL")
-        return S3Store(parsed.netloc, parsed.path, endpoint_url=endpoint, region=region,
-                       retention_days=retention, retry=retry, create_bucket=create,
-                       connect_timeout=connect_timeout, read_timeout=read_timeout, clock=clock,
-                       fault=fault)
+        return S3Store(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=endpoint,
+            region=region,
+            retention_days=retention,
+            retry=retry,
+            create_bucket=create,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            clock=clock,
+            fault=fault,
+        )
     raise StoreConfigError(f"store URL {url!r}: use file:///path or s3://bucket/prefix?endpoint=")

@@ -140,7 +140,11 @@ def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(
     try:
         done = subprocess.run(
             [sys.executable, "-m", "bodycam_cli", *[a.format(keys=keys) for a in args]],
-            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
             check=False,
         )
     finally:

@@ -53,8 +53,13 @@ def authenticate_actor(*, username: str, password: str, clock: Clock) -> Actor:
     user = authenticate(username=username, password=password)
     if user is None or not isinstance(user, User):
         with transaction.atomic():
-            audit_record(actor=username[:150], action="auth.login", result="refused",
-                         clock=clock, detail={"reason": "unknown user or wrong password"})
+            audit_record(
+                actor=username[:150],
+                action="auth.login",
+                result="refused",
+                clock=clock,
+                detail={"reason": "unknown user or wrong password"},
+            )
         raise AuthenticationFailed(f"user {username!r}: unknown, inactive or wrong password")
     return actor_for(user)
 
@@ -63,19 +68,43 @@ def policy_of(municipality: Municipality) -> Policy:
     return load_policy(municipality.policy_name)
 
 
-def _refuse(actor: Actor, action: str, municipality: str, target: str, purpose: str,
-            reason: str, clock: Clock) -> PermissionRefused:
+def _refuse(
+    actor: Actor,
+    action: str,
+    municipality: str,
+    target: str,
+    purpose: str,
+    reason: str,
+    clock: Clock,
+) -> PermissionRefused:
     with transaction.atomic():
-        audit_record(actor=actor.username, roles=actor.describe(municipality or None),
-                     municipality=municipality, action=action, target=target, purpose=purpose,
-                     result="refused", clock=clock, detail={"reason": reason})
+        audit_record(
+            actor=actor.username,
+            roles=actor.describe(municipality or None),
+            municipality=municipality,
+            action=action,
+            target=target,
+            purpose=purpose,
+            result="refused",
+            clock=clock,
+            detail={"reason": reason},
+        )
     log.warning("refused: %s %s %s: %s", actor.username, action, target, reason)
-    return PermissionRefused(f"{actor.username} may not {action}"
-                             f"{' ' + target if target else ''}: {reason}")
+    return PermissionRefused(
+        f"{actor.username} may not {action}{' ' + target if target else ''}: {reason}"
+    )
 
 
-def refuse(*, actor: Actor, action: str, municipality: str = "", target: str = "",
-           purpose: str = "", reason: str, clock: Clock) -> PermissionRefused:
+def refuse(
+    *,
+    actor: Actor,
+    action: str,
+    municipality: str = "",
+    target: str = "",
+    purpose: str = "",
+    reason: str,
+    clock: Clock,
+) -> PermissionRefused:
     """Audit a refusal and return the exception for the caller to raise."""
     return _refuse(actor, action, municipality, target, purpose, reason, clock)
 
@@ -85,44 +114,95 @@ def allowed_roles(actor: Actor, municipality: Municipality, action: str) -> list
     return sorted(r for r in actor.roles_in(municipality.code) if policy.allows(r, action))
 
 
-def authorize(*, actor: Actor, action: str, municipality: Municipality, clock: Clock,
-              target: str = "", purpose: str = "") -> list[str]:
+def authorize(
+    *,
+    actor: Actor,
+    action: str,
+    municipality: Municipality,
+    clock: Clock,
+    target: str = "",
+    purpose: str = "",
+) -> list[str]:
     """The roles that allow `action` here; audited refusal when there are none."""
     roles = allowed_roles(actor, municipality, action)
     if not roles:
         have = sorted(actor.roles_in(municipality.code)) or ["none"]
-        raise _refuse(actor, action, municipality.code, target, purpose,
-                      f"the {municipality.code} policy allows it to none of your roles "
-                      f"({', '.join(have)})", clock)
+        raise _refuse(
+            actor,
+            action,
+            municipality.code,
+            target,
+            purpose,
+            f"the {municipality.code} policy allows it to none of your roles ({', '.join(have)})",
+            clock,
+        )
     return roles
 
 
-def authorize_any(*, actor: Actor, action: str, clock: Clock, target: str = "",
-                  municipalities: Iterable[Municipality] | None = None) -> list[Municipality]:
+def authorize_any(
+    *,
+    actor: Actor,
+    action: str,
+    clock: Clock,
+    target: str = "",
+    municipalities: Iterable[Municipality] | None = None,
+) -> list[Municipality]:
     """The municipalities where the actor may do `action` (at least one, else refused)."""
-    found = [m for m in (municipalities if municipalities is not None
-                         else Municipality.objects.all())
-             if allowed_roles(actor, m, action)]
+    found = [
+        m
+        for m in (municipalities if municipalities is not None else Municipality.objects.all())
+        if allowed_roles(actor, m, action)
+    ]
     if not found:
-        raise _refuse(actor, action, "", target, "",
-                      "no municipality's policy allows it to your roles "
-                      f"({actor.describe() or 'none'})", clock)
+        raise _refuse(
+            actor,
+            action,
+            "",
+            target,
+            "",
+            f"no municipality's policy allows it to your roles ({actor.describe() or 'none'})",
+            clock,
+        )
     return found
 
 
-def authorize_hold(*, actor: Actor, kind: str, which: str, municipality: Municipality,
-                   clock: Clock, target: str) -> list[str]:
+def authorize_hold(
+    *, actor: Actor, kind: str, which: str, municipality: Municipality, clock: Clock, target: str
+) -> list[str]:
     policy = policy_of(municipality)
     roles = sorted(set(policy.hold_roles(kind, which)) & actor.roles_in(municipality.code))  # type: ignore[arg-type]
     if not roles:
-        raise _refuse(actor, f"hold.{which}", municipality.code, target, kind,
-                      f"the {municipality.code} policy lets only "
-                      f"{', '.join(policy.hold_roles(kind, which))} {which} a {kind} hold", clock)  # type: ignore[arg-type]
+        raise _refuse(
+            actor,
+            f"hold.{which}",
+            municipality.code,
+            target,
+            kind,
+            f"the {municipality.code} policy lets only "
+            f"{', '.join(policy.hold_roles(kind, which))} {which} a {kind} hold",  # type: ignore[arg-type]
+            clock,
+        )
     return roles
 
 
-def audit_ok(*, actor: Actor, action: str, clock: Clock, municipality: str = "",
-             target: str = "", purpose: str = "", detail: dict[str, Any] | None = None) -> None:
-    audit_record(actor=actor.username, roles=actor.describe(municipality or None),
-                 municipality=municipality, action=action, target=target, purpose=purpose,
-                 result="ok", clock=clock, detail=detail)
+def audit_ok(
+    *,
+    actor: Actor,
+    action: str,
+    clock: Clock,
+    municipality: str = "",
+    target: str = "",
+    purpose: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    audit_record(
+        actor=actor.username,
+        roles=actor.describe(municipality or None),
+        municipality=municipality,
+        action=action,
+        target=target,
+        purpose=purpose,
+        result="ok",
+        clock=clock,
+        detail=detail,
+    )

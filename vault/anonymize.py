@@ -221,8 +221,10 @@ class FaceDetector:
             for (x0, y0, x1, y1), smallest, largest in searches:
                 lo = max(s.min_face, math.floor(0.5 * smallest))
                 hi = math.ceil(2.0 * largest)
-                found += [(x + x0, y + y0, w, h) for x, y, w, h in
-                          self._search(small[y0:y1, x0:x1], lo, hi)]
+                found += [
+                    (x + x0, y + y0, w, h)
+                    for x, y, w, h in self._search(small[y0:y1, x0:x1], lo, hi)
+                ]
         inv = 1.0 / scale
         return [
             (int(x * inv), int(y * inv), math.ceil(w * inv), math.ceil(h * inv))
@@ -410,9 +412,7 @@ class FaceTracks:
 
     def forget_before(self, frame: int) -> None:
         """Drop tracks that can no longer cover `frame` or any later one."""
-        self._tracks = [
-            t for t in self._tracks if t.last + 2 * self.hold + 1 >= frame
-        ]
+        self._tracks = [t for t in self._tracks if t.last + 2 * self.hold + 1 >= frame]
 
 
 def _even_region(
@@ -554,8 +554,12 @@ def anonymize_recording(
     log.info(
         "anonymized %s: %d frames, %d detections in %d tracks, %d frames obscured, "
         "%d audio streams dropped",
-        source.name, report.frames, report.detections, report.tracks,
-        report.frames_obscured, report.audio_streams_dropped,
+        source.name,
+        report.frames,
+        report.detections,
+        report.tracks,
+        report.frames_obscured,
+        report.audio_streams_dropped,
     )
     return report
 
@@ -638,8 +642,14 @@ def _transcode(
             elif index % settings.detect_every == 0:
                 # Window: how far a face moving a quarter of its size per frame (the cap the
                 # tracks extrapolate with) gets between two searches.
-                tracks.add(index, detector.detect(image[:height], near=tracks.boxes_at(index),
-                                                  reach=max(0.5, 0.25 * settings.detect_every)))
+                tracks.add(
+                    index,
+                    detector.detect(
+                        image[:height],
+                        near=tracks.boxes_at(index),
+                        reach=max(0.5, 0.25 * settings.detect_every),
+                    ),
+                )
             pending.append(_Pending(index, pts, image))
             # A frame leaves once no later detection can reach back to it.
             while pending and pending[0].index <= index - hold:

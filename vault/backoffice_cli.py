@@ -55,8 +55,9 @@ def _credentials(path: Path) -> tuple[str, str]:
     try:
         st = os.fstat(fd)
         if stat.S_IMODE(st.st_mode) & 0o077:
-            raise AuthenticationFailed(f"{path} is readable by others (mode "
-                                       f"{stat.S_IMODE(st.st_mode):o}): chmod 600 it")
+            raise AuthenticationFailed(
+                f"{path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}): chmod 600 it"
+            )
         data = os.read(fd, MAX_CREDENTIALS + 1)
     finally:
         os.close(fd)
@@ -64,8 +65,9 @@ def _credentials(path: Path) -> tuple[str, str]:
         doc = json.loads(data)
         return str(doc["username"]), str(doc["password"])
     except (ValueError, KeyError, TypeError):
-        raise AuthenticationFailed(f"{path}: not a credentials file "
-                                   '({"username": ..., "password": ...})') from None
+        raise AuthenticationFailed(
+            f'{path}: not a credentials file ({{"username": ..., "password": ...}})'
+        ) from None
 
 
 class Session:
@@ -85,8 +87,9 @@ class Session:
         else:
             username = args.user or os.environ.get("BODYCAM_VAULT_USER") or ""
             if not username:
-                raise AuthenticationFailed("who are you? give --user NAME (or "
-                                           "$BODYCAM_VAULT_USER) or --credentials FILE")
+                raise AuthenticationFailed(
+                    "who are you? give --user NAME (or $BODYCAM_VAULT_USER) or --credentials FILE"
+                )
             password = _password(f"password for {username}: ")
         self.actor = authenticate_actor(username=username, password=password, clock=self.clock)
         self._store: Any = None
@@ -116,8 +119,9 @@ def _when(text: str) -> dt.datetime:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO date/time "
-                                         "(2026-11-02 or 2026-11-02T08:00Z)") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date/time (2026-11-02 or 2026-11-02T08:00Z)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -135,8 +139,12 @@ def cmd_init(args: argparse.Namespace) -> int:
     home = _home(args)
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     open_store(args.store).check()
-    cfg = SiteConfig(home=home, site=args.site, store=args.store,
-                     vault_key=Path(args.vault_key).absolute() if args.vault_key else None)
+    cfg = SiteConfig(
+        home=home,
+        site=args.site,
+        store=args.store,
+        vault_key=Path(args.vault_key).absolute() if args.vault_key else None,
+    )
     key_path = cfg.path(cfg.registry_key)
     if not key_path.exists():
         key = SigningKey.generate(kind="registry")
@@ -148,11 +156,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     from vault.accounts.services import site_setup
 
     password = _password(f"new password for {args.admin}: ")
-    made = site_setup(policies=args.policy, admin_username=args.admin, admin_password=password,
-                      clock=SYSTEM_CLOCK)
-    print(f"site {args.site} set up in {home}: municipalities "
-          f"{', '.join(m.code for m in made)}; administrator {args.admin}; docks verify the "
-          f"camera registry with {key_path.with_suffix('.pub')}")
+    made = site_setup(
+        policies=args.policy, admin_username=args.admin, admin_password=password, clock=SYSTEM_CLOCK
+    )
+    print(
+        f"site {args.site} set up in {home}: municipalities "
+        f"{', '.join(m.code for m in made)}; administrator {args.admin}; docks verify the "
+        f"camera registry with {key_path.with_suffix('.pub')}"
+    )
     return 0
 
 
@@ -170,23 +181,45 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def _recording_line(r: Any) -> str:
     holds = sorted({h.kind for h in r.holds.all() if h.lifted_at is None})
-    return (f"{r.device_id}/{r.recording_id}  {r.municipality.code:<10} {_fmt(r.record_pressed_at)}"
-            f"  {r.state:<10} {r.segment_count:>3} seg  officer "
-            f"{r.officer.code if r.officer else '-'}  holds {','.join(holds) or '-'}")
+    return (
+        f"{r.device_id}/{r.recording_id}  {r.municipality.code:<10} {_fmt(r.record_pressed_at)}"
+        f"  {r.state:<10} {r.segment_count:>3} seg  officer "
+        f"{r.officer.code if r.officer else '-'}  holds {','.join(holds) or '-'}"
+    )
 
 
 def cmd_list(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import recording_list
 
-    qs = recording_list(actor=s.actor, clock=s.clock, camera=args.camera, officer=args.officer,
-                        since=args.since, until=args.until, state=args.state, hold=args.hold,
-                        purpose=args.purpose or "", municipality=args.municipality)
+    qs = recording_list(
+        actor=s.actor,
+        clock=s.clock,
+        camera=args.camera,
+        officer=args.officer,
+        since=args.since,
+        until=args.until,
+        state=args.state,
+        hold=args.hold,
+        purpose=args.purpose or "",
+        municipality=args.municipality,
+    )
     rows = list(qs.prefetch_related("holds")[: args.limit])
     if args.json:
-        print(json.dumps([{"device_id": r.device_id, "recording_id": r.recording_id,
-                           "municipality": r.municipality.code,
-                           "record_pressed_at": r.record_pressed_at.isoformat(),
-                           "state": r.state} for r in rows], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "device_id": r.device_id,
+                        "recording_id": r.recording_id,
+                        "municipality": r.municipality.code,
+                        "record_pressed_at": r.record_pressed_at.isoformat(),
+                        "state": r.state,
+                    }
+                    for r in rows
+                ],
+                indent=1,
+            )
+        )
     else:
         for r in rows:
             print(_recording_line(r))
@@ -201,18 +234,24 @@ def cmd_show(s: Session, args: argparse.Namespace) -> int:
     print(f"municipality   {r.municipality.code}")
     print(f"camera         {r.camera.device_id} key {r.camera.public_key[:16]}...")
     print(f"officer        {r.officer.code if r.officer else '- (no assignment)'}")
-    print(f"record press   {_fmt(r.record_pressed_at)}   footage from "
-          f"{_fmt(r.footage_start_at)} (pre-roll {r.preroll_seconds:.1f} s)")
+    print(
+        f"record press   {_fmt(r.record_pressed_at)}   footage from "
+        f"{_fmt(r.footage_start_at)} (pre-roll {r.preroll_seconds:.1f} s)"
+    )
     print(f"end            {_fmt(r.ended_at)}   complete {r.complete}   recovered {r.recovered}")
     print(f"ingested       by {r.ingest_dock or '-'} at {_fmt(r.ingested_at)}")
     print(f"state          {r.state}   retention ends {_fmt(r.retention_ends_at)}")
     for seg in r.segments.all():
-        print(f"  {seg.name}  {seg.size:>10} bytes  sha256 {seg.sha256}"
-              f"{'  recovered' if seg.recovered else ''}")
+        print(
+            f"  {seg.name}  {seg.size:>10} bytes  sha256 {seg.sha256}"
+            f"{'  recovered' if seg.recovered else ''}"
+        )
     for h in r.holds.order_by("opened_at"):
         state = f"lifted {_fmt(h.lifted_at)} by {h.lifted_by}" if h.lifted_at else "OPEN"
-        print(f"  hold {h.id} {h.kind} {h.reference}: opened {_fmt(h.opened_at)} by "
-              f"{h.opened_by}; {state}")
+        print(
+            f"  hold {h.id} {h.kind} {h.reference}: opened {_fmt(h.opened_at)} by "
+            f"{h.opened_by}; {state}"
+        )
     if r.state == "purged":
         t = r.tombstone
         print(f"  purged {_fmt(t.purged_at)} by {t.purged_by}: {t.rule}")
@@ -227,14 +266,17 @@ def cmd_verify_store(s: Session, args: argparse.Namespace) -> int:
     for ref in args.paths:
         r = recording_get(actor=s.actor, ref=str(ref), clock=s.clock, action="recording.verify")
         try:
-            vr = recording_verify(actor=s.actor, recording=r, store=s.store, clock=s.clock,
-                                  work_dir=s.config.work_dir)
+            vr = recording_verify(
+                actor=s.actor, recording=r, store=s.store, clock=s.clock, work_dir=s.config.work_dir
+            )
         except Exception as exc:  # each recording gets its verdict; the refusal is audited
             failed += 1
             print(f"FAILED {r}: {type(exc).__name__}: {exc}")
             continue
-        print(f"{'OK' if vr.complete else 'INCOMPLETE'} {r}: {len(vr.segments)} segments, "
-              "signed by the registered camera key")
+        print(
+            f"{'OK' if vr.complete else 'INCOMPLETE'} {r}: {len(vr.segments)} segments, "
+            "signed by the registered camera key"
+        )
         failed += 0 if vr.complete else 1
     return 1 if failed else 0
 
@@ -244,19 +286,33 @@ def cmd_decrypt_store(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.custody import recording_decrypt
     from vault.catalog.selectors import recording_get
 
-    key_path = Path(args.key) if args.key else (s.config.path(s.config.vault_key)
-                                                if s.config.vault_key else None)
+    key_path = (
+        Path(args.key)
+        if args.key
+        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
+    )
     if key_path is None:
         raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
     if not args.purpose:
-        raise InvalidRequest("a copy needs --purpose (criminal_investigation hands footage "
-                             "to police or the prosecutor)")
-    r = recording_get(actor=s.actor, ref=str(args.recording_dir), clock=s.clock,
-                      action="recording.decrypt")
-    total = recording_decrypt(actor=s.actor, recording=r, store=s.store,
-                              vault_key=VaultKey.load(key_path), out=Path(args.out),
-                              purpose=args.purpose, clock=s.clock, work_dir=s.config.work_dir,
-                              overwrite=args.overwrite, allow_incomplete=args.allow_incomplete)
+        raise InvalidRequest(
+            "a copy needs --purpose (criminal_investigation hands footage "
+            "to police or the prosecutor)"
+        )
+    r = recording_get(
+        actor=s.actor, ref=str(args.recording_dir), clock=s.clock, action="recording.decrypt"
+    )
+    total = recording_decrypt(
+        actor=s.actor,
+        recording=r,
+        store=s.store,
+        vault_key=VaultKey.load(key_path),
+        out=Path(args.out),
+        purpose=args.purpose,
+        clock=s.clock,
+        work_dir=s.config.work_dir,
+        overwrite=args.overwrite,
+        allow_incomplete=args.allow_incomplete,
+    )
     print(f"decrypted {r}: {total} bytes -> {args.out}")
     return 0
 
@@ -276,16 +332,22 @@ def cmd_sync(s: Session, args: argparse.Namespace) -> int:
     drafts = shift_sync(actor=s.actor, store=s.store, clock=s.clock)
     for line in drafts.problems:
         print(f"PROBLEM {line}")
-    print(f"{len(drafts.drafted)} shift report(s) drafted from {drafts.cameras} camera event "
-          "log(s)")
+    print(
+        f"{len(drafts.drafted)} shift report(s) drafted from {drafts.cameras} camera event log(s)"
+    )
     return 1 if report.refused or report.problems or drafts.problems else 0
 
 
 def cmd_purge(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.services import retention_purge
 
-    report = retention_purge(actor=s.actor, store=s.store, clock=s.clock, dry_run=args.dry_run,
-                             cache_dirs=tuple(s.config.path(p) for p in s.config.cache_dirs))
+    report = retention_purge(
+        actor=s.actor,
+        store=s.store,
+        clock=s.clock,
+        dry_run=args.dry_run,
+        cache_dirs=tuple(s.config.path(p) for p in s.config.cache_dirs),
+    )
     if args.dry_run:
         for name in report.due:
             print(f"would purge {name}")
@@ -295,8 +357,10 @@ def cmd_purge(s: Session, args: argparse.Namespace) -> int:
         print(f"purged {name}")
     for line in report.kept:
         print(f"KEPT {line}")
-    print(f"{len(report.purged)} recording(s) and {len(report.events_purged)} event-log "
-          f"piece(s) purged, {len(report.kept)} kept by the store")
+    print(
+        f"{len(report.purged)} recording(s) and {len(report.events_purged)} event-log "
+        f"piece(s) purged, {len(report.kept)} kept by the store"
+    )
     return 0
 
 
@@ -305,9 +369,16 @@ def cmd_hold_place(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.services import hold_place
 
     r = recording_get(actor=s.actor, ref=args.recording, clock=s.clock, action="hold.place")
-    hold = hold_place(actor=s.actor, recording=r, kind=args.kind, reference=args.reference,
-                      reason=args.reason, store=s.store, clock=s.clock,
-                      received_at=args.received)
+    hold = hold_place(
+        actor=s.actor,
+        recording=r,
+        kind=args.kind,
+        reference=args.reference,
+        reason=args.reason,
+        store=s.store,
+        clock=s.clock,
+        received_at=args.received,
+    )
     due = f"; answer due {_fmt(hold.answer_due_at)}" if hold.answer_due_at else ""
     print(f"hold {hold.id} ({hold.kind}) placed on {r}{due}")
     return 0
@@ -317,8 +388,13 @@ def cmd_hold_lift(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import hold_get
     from vault.catalog.services import hold_lift
 
-    hold = hold_lift(actor=s.actor, hold=hold_get(hold_id=args.hold), reason=args.reason,
-                     store=s.store, clock=s.clock)
+    hold = hold_lift(
+        actor=s.actor,
+        hold=hold_get(hold_id=args.hold),
+        reason=args.reason,
+        store=s.store,
+        clock=s.clock,
+    )
     print(f"hold {hold.id} ({hold.kind}) on {hold.recording} lifted")
     return 0
 
@@ -329,8 +405,10 @@ def cmd_audit_verify(s: Session, args: argparse.Namespace) -> int:
     report = audit_verify_as(actor=s.actor, store=s.store, clock=s.clock)
     for p in report.problems:
         print(f"PROBLEM {p}")
-    print(f"audit log: {report.entries} entries, {report.anchors} anchors: "
-          f"{'chain intact' if report.ok else 'CHAIN BROKEN'}")
+    print(
+        f"audit log: {report.entries} entries, {report.anchors} anchors: "
+        f"{'chain intact' if report.ok else 'CHAIN BROKEN'}"
+    )
     return 0 if report.ok else 1
 
 
@@ -338,8 +416,11 @@ def cmd_audit_anchor(s: Session, args: argparse.Namespace) -> int:
     from vault.audit.services import audit_anchor_as
 
     anchor = audit_anchor_as(actor=s.actor, store=s.store, site=s.config.site, clock=s.clock)
-    print(f"audit chain head {anchor.seq} anchored as {anchor.store_key}" if anchor else
-          "audit log is empty")
+    print(
+        f"audit chain head {anchor.seq} anchored as {anchor.store_key}"
+        if anchor
+        else "audit log is empty"
+    )
     return 0
 
 
@@ -347,8 +428,10 @@ def cmd_audit_show(s: Session, args: argparse.Namespace) -> int:
     from vault.audit.selectors import audit_list
 
     for e in audit_list(actor=s.actor, clock=s.clock, limit=args.limit):
-        print(f"{e.seq:>7} {_fmt(e.at)} {e.actor:<16} {e.action:<18} {e.result:<8} "
-              f"{e.municipality or '-':<10} {e.purpose or '-':<14} {e.target}")
+        print(
+            f"{e.seq:>7} {_fmt(e.at)} {e.actor:<16} {e.action:<18} {e.result:<8} "
+            f"{e.municipality or '-':<10} {e.purpose or '-':<14} {e.target}"
+        )
     return 0
 
 
@@ -359,8 +442,14 @@ def cmd_user_add(s: Session, args: argparse.Namespace) -> int:
     from vault.accounts.services import role_grant
 
     password = _password(f"new password for {args.username}: ", "BODYCAM_VAULT_NEW_PASSWORD")
-    role_grant(actor=s.actor, username=args.username, municipality=args.municipality,
-               role=args.role, password=password, clock=s.clock)
+    role_grant(
+        actor=s.actor,
+        username=args.username,
+        municipality=args.municipality,
+        role=args.role,
+        password=password,
+        clock=s.clock,
+    )
     print(f"user {args.username}: {args.role} in {args.municipality}")
     return 0
 
@@ -368,8 +457,13 @@ def cmd_user_add(s: Session, args: argparse.Namespace) -> int:
 def cmd_user_grant(s: Session, args: argparse.Namespace) -> int:
     from vault.accounts.services import role_grant
 
-    role_grant(actor=s.actor, username=args.username, municipality=args.municipality,
-               role=args.role, clock=s.clock)
+    role_grant(
+        actor=s.actor,
+        username=args.username,
+        municipality=args.municipality,
+        role=args.role,
+        clock=s.clock,
+    )
     print(f"user {args.username}: {args.role} in {args.municipality}")
     return 0
 
@@ -377,8 +471,13 @@ def cmd_user_grant(s: Session, args: argparse.Namespace) -> int:
 def cmd_user_revoke(s: Session, args: argparse.Namespace) -> int:
     from vault.accounts.services import role_revoke
 
-    role_revoke(actor=s.actor, username=args.username, municipality=args.municipality,
-                role=args.role, clock=s.clock)
+    role_revoke(
+        actor=s.actor,
+        username=args.username,
+        municipality=args.municipality,
+        role=args.role,
+        clock=s.clock,
+    )
     print(f"user {args.username}: no longer {args.role} in {args.municipality}")
     return 0
 
@@ -403,8 +502,14 @@ def cmd_user_password(s: Session, args: argparse.Namespace) -> int:
 def cmd_officer_add(s: Session, args: argparse.Namespace) -> int:
     from vault.accounts.services import officer_create
 
-    o = officer_create(actor=s.actor, municipality=args.municipality, code=args.code,
-                       name=args.name, username=args.username, clock=s.clock)
+    o = officer_create(
+        actor=s.actor,
+        municipality=args.municipality,
+        code=args.code,
+        name=args.name,
+        username=args.username,
+        clock=s.clock,
+    )
     print(f"officer {o.code} in {args.municipality}")
     return 0
 
@@ -427,9 +532,13 @@ def _publish(s: Session) -> None:
     from crypto.keys import SigningKey
     from vault.registry.services import registry_publish
 
-    pub = registry_publish(actor=s.actor, store=s.store,
-                           signing_key=SigningKey.load(s.config.path(s.config.registry_key)),
-                           site=s.config.site, clock=s.clock)
+    pub = registry_publish(
+        actor=s.actor,
+        store=s.store,
+        signing_key=SigningKey.load(s.config.path(s.config.registry_key)),
+        site=s.config.site,
+        clock=s.clock,
+    )
     print(f"camera registry v{pub.version} published ({pub.cameras} cameras)")
 
 
@@ -440,8 +549,14 @@ def cmd_camera_add(s: Session, args: argparse.Namespace) -> int:
     device_id = args.device_id or from_file
     if not device_id:
         raise InvalidRequest("give --device-id (the key file names no device)")
-    camera_register(actor=s.actor, municipality=args.municipality, device_id=device_id,
-                    public_key=public, model=args.model, clock=s.clock)
+    camera_register(
+        actor=s.actor,
+        municipality=args.municipality,
+        device_id=device_id,
+        public_key=public,
+        model=args.model,
+        clock=s.clock,
+    )
     print(f"camera {device_id} registered in {args.municipality}")
     _publish(s)
     return 0
@@ -459,8 +574,14 @@ def cmd_camera_remove(s: Session, args: argparse.Namespace) -> int:
 def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
     from vault.registry.services import camera_assign
 
-    a = camera_assign(actor=s.actor, device_id=args.device_id, officer_code=args.officer,
-                      starts_at=args.start or s.clock.now(), ends_at=args.end, clock=s.clock)
+    a = camera_assign(
+        actor=s.actor,
+        device_id=args.device_id,
+        officer_code=args.officer,
+        starts_at=args.start or s.clock.now(),
+        ends_at=args.end,
+        clock=s.clock,
+    )
     until = f"until {_fmt(a.ends_at)}" if a.ends_at else "standing"
     print(f"camera {args.device_id} worn by {args.officer} from {_fmt(a.starts_at)}, {until}")
     return 0
@@ -471,8 +592,10 @@ def cmd_camera_list(s: Session, args: argparse.Namespace) -> int:
 
     for c in camera_list(actor=s.actor, clock=s.clock, include_removed=args.all):
         removed = f"  removed {_fmt(c.removed_at)} by {c.removed_by}" if c.removed_at else ""
-        print(f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  added "
-              f"{_fmt(c.added_at)} by {c.added_by}{removed}")
+        print(
+            f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  added "
+            f"{_fmt(c.added_at)} by {c.added_by}{removed}"
+        )
     return 0
 
 
@@ -495,35 +618,53 @@ def cmd_dock_add(s: Session, args: argparse.Namespace) -> int:
 
 def _auth_parent() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--home", default=None, help="site state folder (default $BODYCAM_VAULT_HOME "
-                                                "or ~/.local/state/bodycam-vault)")
-    p.add_argument("--user", default=None,
-                   help="back-office user (default $BODYCAM_VAULT_USER); password from "
-                        "$BODYCAM_VAULT_PASSWORD or a prompt")
-    p.add_argument("--credentials", default=None, metavar="FILE",
-                   help='JSON {"username", "password"}, mode 0600 (unattended jobs)')
+    p.add_argument(
+        "--home",
+        default=None,
+        help="site state folder (default $BODYCAM_VAULT_HOME or ~/.local/state/bodycam-vault)",
+    )
+    p.add_argument(
+        "--user",
+        default=None,
+        help="back-office user (default $BODYCAM_VAULT_USER); password from "
+        "$BODYCAM_VAULT_PASSWORD or a prompt",
+    )
+    p.add_argument(
+        "--credentials",
+        default=None,
+        metavar="FILE",
+        help='JSON {"username", "password"}, mode 0600 (unattended jobs)',
+    )
     return p
 
 
 def _leaf(sub: Any, name: str, fn: Any, help: str, parents: list[Any]) -> argparse.ArgumentParser:
-    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help,
-                                                parents=parents)
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help, parents=parents)
     p.set_defaults(func=lambda args: _run(args, fn))
     return p
 
 
 def add_backoffice_commands(sub: Any) -> None:
     auth = [_auth_parent()]
-    init = sub.add_parser("init", help="set up a back-office site: database, municipalities, "
-                                       "first administrator, registry key")
+    init = sub.add_parser(
+        "init",
+        help="set up a back-office site: database, municipalities, "
+        "first administrator, registry key",
+    )
     init.add_argument("--home", default=None)
     init.add_argument("--store", required=True, help="store URL the docks write to")
     init.add_argument("--site", default="default", help="the docks' --site name")
-    init.add_argument("--policy", action="append", required=True,
-                      help="shipped policy (heusden, utrecht, h2o) or TOML path; repeatable")
-    init.add_argument("--admin", required=True,
-                      help="first administrator's user name (password: "
-                           "$BODYCAM_VAULT_PASSWORD or prompt)")
+    init.add_argument(
+        "--policy",
+        action="append",
+        required=True,
+        help="shipped policy (heusden, utrecht, h2o) or TOML path; repeatable",
+    )
+    init.add_argument(
+        "--admin",
+        required=True,
+        help="first administrator's user name (password: $BODYCAM_VAULT_PASSWORD or prompt)",
+    )
     init.add_argument("--vault-key", default=None, help="vault.key that opens footage")
     init.set_defaults(func=cmd_init)
     mig = sub.add_parser("migrate", help="bring the back-office database up to date")
@@ -533,8 +674,9 @@ def add_backoffice_commands(sub: Any) -> None:
     p = _leaf(sub, "list", cmd_list, "find recordings (metadata only)", auth)
     p.add_argument("--camera")
     p.add_argument("--officer", help="needs --purpose: only for a case")
-    p.add_argument("--purpose", choices=["complaint", "criminal_investigation",
-                                         "access_request", "learning"])
+    p.add_argument(
+        "--purpose", choices=["complaint", "criminal_investigation", "access_request", "learning"]
+    )
     p.add_argument("--since", type=_when)
     p.add_argument("--until", type=_when)
     p.add_argument("--state", choices=["stored", "incomplete", "purged"])
@@ -549,14 +691,14 @@ def add_backoffice_commands(sub: Any) -> None:
     p = _leaf(sub, "purge", cmd_purge, "delete footage whose retention ended (no hold)", auth)
     p.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
 
-    hold = sub.add_parser("hold", help="place or lift a hold (access request, complaint, "
-                                       "prosecutor)")
+    hold = sub.add_parser(
+        "hold", help="place or lift a hold (access request, complaint, prosecutor)"
+    )
     hsub = hold.add_subparsers(dest="hold_command", metavar="SUBCOMMAND")
     hsub.required = True
     p = _leaf(hsub, "place", cmd_hold_place, "keep a recording until the hold is lifted", auth)
     p.add_argument("recording", metavar="RECORDING")
-    p.add_argument("--kind", required=True, choices=["access_request", "complaint",
-                                                     "prosecutor"])
+    p.add_argument("--kind", required=True, choices=["access_request", "complaint", "prosecutor"])
     p.add_argument("--reference", required=True, help="case, request or report number")
     p.add_argument("--reason", required=True)
     p.add_argument("--received", type=_when, help="access request: when it arrived")
@@ -567,8 +709,9 @@ def add_backoffice_commands(sub: Any) -> None:
     audit = sub.add_parser("audit", help="the audit log: verify, anchor, show")
     asub = audit.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
     asub.required = True
-    _leaf(asub, "verify", cmd_audit_verify, "check the hash chain and its anchors in the store",
-          auth)
+    _leaf(
+        asub, "verify", cmd_audit_verify, "check the hash chain and its anchors in the store", auth
+    )
     _leaf(asub, "anchor", cmd_audit_anchor, "store the chain head in the store", auth)
     p = _leaf(asub, "show", cmd_audit_show, "the latest audit entries", auth)
     p.add_argument("--limit", type=int, default=50)
@@ -576,10 +719,15 @@ def add_backoffice_commands(sub: Any) -> None:
     user = sub.add_parser("user", help="back-office users and their roles")
     usub = user.add_subparsers(dest="user_command", metavar="SUBCOMMAND")
     usub.required = True
-    for name, fn, text in (("add", cmd_user_add, "create a user with a role "
-                            "(password: $BODYCAM_VAULT_NEW_PASSWORD or prompt)"),
-                           ("grant", cmd_user_grant, "give a user a role in a municipality"),
-                           ("revoke", cmd_user_revoke, "take a role away")):
+    for name, fn, text in (
+        (
+            "add",
+            cmd_user_add,
+            "create a user with a role (password: $BODYCAM_VAULT_NEW_PASSWORD or prompt)",
+        ),
+        ("grant", cmd_user_grant, "give a user a role in a municipality"),
+        ("revoke", cmd_user_revoke, "take a role away"),
+    ):
         p = _leaf(usub, name, fn, text, auth)
         p.add_argument("username")
         p.add_argument("--municipality", required=True)
@@ -605,8 +753,7 @@ def add_backoffice_commands(sub: Any) -> None:
     p.add_argument("--device-id", default=None, help="default: from DEVICE.json")
     p.add_argument("--municipality", required=True)
     p.add_argument("--model", default="")
-    p = _leaf(csub, "remove", cmd_camera_remove, "remove a camera and publish the registry",
-              auth)
+    p = _leaf(csub, "remove", cmd_camera_remove, "remove a camera and publish the registry", auth)
     p.add_argument("device_id")
     p = _leaf(csub, "assign", cmd_camera_assign, "assign a camera to an officer", auth)
     p.add_argument("device_id")
@@ -615,8 +762,7 @@ def add_backoffice_commands(sub: Any) -> None:
     p.add_argument("--end", type=_when, default=None, help="end of the shift (default: standing)")
     p = _leaf(csub, "list", cmd_camera_list, "registered cameras", auth)
     p.add_argument("--all", action="store_true", help="removed ones too")
-    _leaf(csub, "publish", cmd_camera_publish, "publish the signed registry for the docks",
-          auth)
+    _leaf(csub, "publish", cmd_camera_publish, "publish the signed registry for the docks", auth)
     dock = sub.add_parser("dock", help="docking stations trusted for ingest records")
     dsub = dock.add_subparsers(dest="dock_command", metavar="SUBCOMMAND")
     dsub.required = True

@@ -30,7 +30,6 @@ from crypto.verify import VerifiedRecording, verify_manifest, verify_recording
 log = logging.getLogger(__name__)
 
 
-
 class DeviceKeyError(ValueError):
     """No usable device public key for a recording."""
 
@@ -101,8 +100,10 @@ def _summary(vr: VerifiedRecording) -> str:
         if recovered:
             state += f", recovered {', '.join(recovered)}"
     size = sum(e.size for e in vr.segments)
-    return (f"{vr.recording_id} device {vr.device_id}: {len(vr.segments)} segments, "
-            f"{size} bytes, {state}")
+    return (
+        f"{vr.recording_id} device {vr.device_id}: {len(vr.segments)} segments, "
+        f"{size} bytes, {state}"
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -161,8 +162,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
     fd, tmp = _open_output(out)
     try:
         with os.fdopen(fd, "wb") as f:
-            total = decrypt_recording(folder, vault, public, f,
-                                      require_complete=not args.allow_incomplete)
+            total = decrypt_recording(
+                folder, vault, public, f, require_complete=not args.allow_incomplete
+            )
             f.flush()
             os.fsync(f.fileno())
         if out.suffix.lower() == ".mp4":  # a real MP4 when the name says so (remuxed, 0600)
@@ -189,8 +191,9 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
 def add_subcommands(subparsers: Any) -> None:
     from vault.backoffice_cli import _auth_parent, add_backoffice_commands
 
-    vault = subparsers.add_parser("vault", help="back office: catalog, holds, retention, "
-                                                "audit, registry, verify and decrypt")
+    vault = subparsers.add_parser(
+        "vault", help="back office: catalog, holds, retention, audit, registry, verify and decrypt"
+    )
     sub = vault.add_subparsers(dest="vault_command", metavar="SUBCOMMAND")
     sub.required = True
     auth = [_auth_parent()]
@@ -204,8 +207,11 @@ def add_subcommands(subparsers: Any) -> None:
         parents=auth,
     )
     verify.add_argument("paths", metavar="RECORDING_OR_PATH", nargs="+", type=Path)
-    verify.add_argument("--device-key", metavar="HEX_OR_FILE",
-                        help=f"camera public key (default: {DEVICE_INFO} two levels up)")
+    verify.add_argument(
+        "--device-key",
+        metavar="HEX_OR_FILE",
+        help=f"camera public key (default: {DEVICE_INFO} two levels up)",
+    )
     verify.set_defaults(func=cmd_verify)
     decrypt = sub.add_parser(
         "decrypt",
@@ -217,17 +223,27 @@ def add_subcommands(subparsers: Any) -> None:
         parents=auth,
     )
     decrypt.add_argument("recording_dir", metavar="RECORDING_OR_DIR", type=Path)
-    decrypt.add_argument("--key", metavar="VAULT_KEY", type=Path, default=None,
-                         help="vault private key file (vault.key; store: default from "
-                              "site.toml)")
-    decrypt.add_argument("--purpose", default=None,
-                         help="why a copy is made (store recordings; e.g. "
-                              "criminal_investigation)")
+    decrypt.add_argument(
+        "--key",
+        metavar="VAULT_KEY",
+        type=Path,
+        default=None,
+        help="vault private key file (vault.key; store: default from site.toml)",
+    )
+    decrypt.add_argument(
+        "--purpose",
+        default=None,
+        help="why a copy is made (store recordings; e.g. criminal_investigation)",
+    )
     decrypt.add_argument("--out", metavar="FILE", type=Path, required=True)
-    decrypt.add_argument("--device-key", metavar="HEX_OR_FILE",
-                         help=f"camera public key (default: {DEVICE_INFO} two levels up)")
-    decrypt.add_argument("--allow-incomplete", action="store_true",
-                         help="decrypt a recording that has no end entry")
+    decrypt.add_argument(
+        "--device-key",
+        metavar="HEX_OR_FILE",
+        help=f"camera public key (default: {DEVICE_INFO} two levels up)",
+    )
+    decrypt.add_argument(
+        "--allow-incomplete", action="store_true", help="decrypt a recording that has no end entry"
+    )
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
     add_backoffice_commands(sub)

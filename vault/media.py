@@ -18,9 +18,10 @@ def ts_to_mp4(src: Path, dst: Path) -> int:
     """Remux (no re-encoding) the TS at `src` into an MP4 at `dst`; returns packets written."""
     written = 0
     try:
-        with av.open(str(src), "r", format="mpegts") as fin, \
-                av.open(str(dst), "w", format="mp4",
-                        options={"movflags": "+faststart"}) as fout:
+        with (
+            av.open(str(src), "r", format="mpegts") as fin,
+            av.open(str(dst), "w", format="mp4", options={"movflags": "+faststart"}) as fout,
+        ):
             mapping = {}
             for stream in fin.streams:
                 if stream.type not in ("video", "audio"):

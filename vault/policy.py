@@ -90,8 +90,9 @@ class PolicyError(ValueError):
 
 
 def _err(field: str, message: str) -> PydanticCustomError:
-    return PydanticCustomError("policy_rule", "{field}: {message}",
-                               {"field": field, "message": message})
+    return PydanticCustomError(
+        "policy_rule", "{field}: {message}", {"field": field, "message": message}
+    )
 
 
 class _Section(BaseModel):
@@ -163,46 +164,71 @@ class Policy(_Section):
                 raise _err(f"roles.{role}", "a role name is a-z, 0-9 and '_' (at most 40)")
             for action in actions:
                 if action not in ACTIONS:
-                    raise _err(f"roles.{role}", f"unknown action {action!r}: allowed "
-                                                f"{', '.join(ACTIONS)}")
-                if action in CUSTODY_ACTIONS and role not in CUSTODIAN_ROLES and not (
-                        role == SCHEDULER_ROLE and action == "retention.purge"):
-                    raise _err(f"roles.{role}", f"action {action}: only "
-                                                f"{' and '.join(CUSTODIAN_ROLES)} may archive, "
-                                                "transfer or delete footage")
+                    raise _err(
+                        f"roles.{role}", f"unknown action {action!r}: allowed {', '.join(ACTIONS)}"
+                    )
+                if (
+                    action in CUSTODY_ACTIONS
+                    and role not in CUSTODIAN_ROLES
+                    and not (role == SCHEDULER_ROLE and action == "retention.purge")
+                ):
+                    raise _err(
+                        f"roles.{role}",
+                        f"action {action}: only "
+                        f"{' and '.join(CUSTODIAN_ROLES)} may archive, "
+                        "transfer or delete footage",
+                    )
                 if action in REGISTRY_ACTIONS and role != REGISTRY_ROLE:
-                    raise _err(f"roles.{role}", f"action {action}: only the {REGISTRY_ROLE} "
-                                                "adds or removes cameras")
+                    raise _err(
+                        f"roles.{role}",
+                        f"action {action}: only the {REGISTRY_ROLE} adds or removes cameras",
+                    )
                 if role == SCHEDULER_ROLE and action not in SCHEDULER_ACTIONS:
-                    raise _err(f"roles.{role}", f"action {action}: the unattended job may only "
-                                                f"{', '.join(SCHEDULER_ACTIONS)}")
+                    raise _err(
+                        f"roles.{role}",
+                        f"action {action}: the unattended job may only "
+                        f"{', '.join(SCHEDULER_ACTIONS)}",
+                    )
         missing = [k for k in HOLD_KINDS if k not in self.holds]
         if missing:
-            raise _err("holds", f"missing hold kinds {missing}: every hold kind of POLICY.md "
-                                "needs the roles that place and lift it")
+            raise _err(
+                "holds",
+                f"missing hold kinds {missing}: every hold kind of POLICY.md "
+                "needs the roles that place and lift it",
+            )
         for kind, hold in self.holds.items():
             for which in ("place", "lift"):
                 for role in getattr(hold, which):
                     if role not in roles or role == SCHEDULER_ROLE:
-                        raise _err(f"holds.{kind}.{which}", f"{role!r} is not a person's role "
-                                                            "in [roles]")
+                        raise _err(
+                            f"holds.{kind}.{which}", f"{role!r} is not a person's role in [roles]"
+                        )
         for purpose, rule in self.viewing.items():
             where = f"viewing.{purpose}"
             for pair in rule.pairs:
                 if len(pair) != 2:
-                    raise _err(f"{where}.pairs", f"{pair}: a pair names exactly two "
-                                                 "participants (always at least two people)")
+                    raise _err(
+                        f"{where}.pairs",
+                        f"{pair}: a pair names exactly two "
+                        "participants (always at least two people)",
+                    )
                 for who in pair:
                     if who != OFFICER_CONCERNED and (who not in roles or who == SCHEDULER_ROLE):
-                        raise _err(f"{where}.pairs", f"{who!r} is neither {OFFICER_CONCERNED} "
-                                                     "nor a person's role in [roles]")
+                        raise _err(
+                            f"{where}.pairs",
+                            f"{who!r} is neither {OFFICER_CONCERNED} "
+                            "nor a person's role in [roles]",
+                        )
             for a, b in rule.substitutes.items():
                 if a not in roles or b not in roles or a == b:
-                    raise _err(f"{where}.substitutes", f"{a} -> {b}: both must be different "
-                                                       "roles in [roles]")
+                    raise _err(
+                        f"{where}.substitutes",
+                        f"{a} -> {b}: both must be different roles in [roles]",
+                    )
             if rule.own_footage_only and not all(OFFICER_CONCERNED in p for p in rule.pairs):
-                raise _err(f"{where}.own_footage_only",
-                           f"every pair must include {OFFICER_CONCERNED}")
+                raise _err(
+                    f"{where}.own_footage_only", f"every pair must include {OFFICER_CONCERNED}"
+                )
             if purpose == "access_request" and rule.copy_allowed:
                 raise _err(f"{where}.copy_allowed", "an access request is viewing only: no copy")
             if purpose == "learning" and rule.copy_allowed:
@@ -210,8 +236,10 @@ class Policy(_Section):
         for kind, informed in self.inform.items():
             for w in informed:
                 if w != OFFICER_CONCERNED and w not in roles:
-                    raise _err(f"inform.{kind}", f"{w!r} is neither {OFFICER_CONCERNED} nor a "
-                                                 "role in [roles]")
+                    raise _err(
+                        f"inform.{kind}",
+                        f"{w!r} is neither {OFFICER_CONCERNED} nor a role in [roles]",
+                    )
         bad = [p for p in self.never.purposes if p in PURPOSES]
         if bad:
             raise _err("never.purposes", f"{bad} is a permitted viewing purpose")
@@ -241,8 +269,9 @@ class Policy(_Section):
         return list(getattr(self.holds[kind], which))
 
     def forbidden_purposes(self) -> list[str]:
-        return list(ALWAYS_FORBIDDEN) + [p for p in self.never.purposes
-                                         if p not in ALWAYS_FORBIDDEN]
+        return list(ALWAYS_FORBIDDEN) + [
+            p for p in self.never.purposes if p not in ALWAYS_FORBIDDEN
+        ]
 
 
 def _location(source: str, loc: tuple[Any, ...]) -> str:
@@ -270,8 +299,9 @@ def parse_policy(data: bytes, *, source: str = "policy") -> Policy:
             elif e["type"] == "missing":
                 errors.append(f"{_location(source, e['loc'])}: missing")
             else:
-                errors.append(f"{_location(source, e['loc'])}: {e['msg']} "
-                              f"(value {e.get('input')!r})")
+                errors.append(
+                    f"{_location(source, e['loc'])}: {e['msg']} (value {e.get('input')!r})"
+                )
         raise PolicyError(errors) from None
 
 
@@ -286,8 +316,12 @@ def load_policy(name_or_path: str) -> Policy:
     if not path.suffix and not path.exists():
         path = POLICY_DIR / f"{name_or_path}.toml"
         if not path.is_file():
-            raise PolicyError([f"no policy {name_or_path!r}: shipped are "
-                               f"{', '.join(shipped_policies())}, or give a .toml path"])
+            raise PolicyError(
+                [
+                    f"no policy {name_or_path!r}: shipped are "
+                    f"{', '.join(shipped_policies())}, or give a .toml path"
+                ]
+            )
     with open(path, "rb") as f:
         data = f.read(MAX_POLICY_BYTES + 1)
     policy = parse_policy(data, source=path.name)

@@ -71,10 +71,10 @@ class TrainingExportResult:
 
 def _recorded(recording: Recording, action: str) -> list[dict[str, str]]:
     """The details of every successful `action` entry on this recording, oldest first."""
-    entries = AuditEntry.objects.filter(action=action, target=str(recording), result="ok",
-                                        municipality=recording.municipality.code)
-    return [dict(json.loads(e.detail or "{}"), actor=e.actor)
-            for e in entries.order_by("seq")]
+    entries = AuditEntry.objects.filter(
+        action=action, target=str(recording), result="ok", municipality=recording.municipality.code
+    )
+    return [dict(json.loads(e.detail or "{}"), actor=e.actor) for e in entries.order_by("seq")]
 
 
 def consent_references(recording: Recording) -> list[str]:
@@ -93,26 +93,48 @@ def _clean_reference(value: str, what: str) -> str:
 
 
 def _access_request_references(recording: Recording) -> set[str]:
-    return {h.reference.strip().lower()
-            for h in Hold.objects.filter(recording=recording, kind=Hold.Kind.ACCESS_REQUEST)}
+    return {
+        h.reference.strip().lower()
+        for h in Hold.objects.filter(recording=recording, kind=Hold.Kind.ACCESS_REQUEST)
+    }
 
 
-def training_consent_record(*, actor: Actor, recording: Recording, reference: str,
-                            clock: Clock) -> None:
+def training_consent_record(
+    *, actor: Actor, recording: Recording, reference: str, clock: Clock
+) -> None:
     """The officer concerned consents to training use of this recording."""
     ref = _clean_reference(reference, "consent reference")
     muni = recording.municipality.code
     if not _is_officer_concerned(actor, recording):
-        raise refuse(actor=actor, action=CONSENT_ACTION, municipality=muni,
-                     target=str(recording), purpose=PURPOSE, clock=clock,
-                     reason="only the officer who made the recording consents to its use")
+        raise refuse(
+            actor=actor,
+            action=CONSENT_ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            reason="only the officer who made the recording consents to its use",
+        )
     if ref.lower() in _access_request_references(recording):
-        raise refuse(actor=actor, action=CONSENT_ACTION, municipality=muni,
-                     target=str(recording), purpose=PURPOSE, clock=clock,
-                     reason=f"reference {ref!r} is an access request's: not a consent")
+        raise refuse(
+            actor=actor,
+            action=CONSENT_ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            reason=f"reference {ref!r} is an access request's: not a consent",
+        )
     with transaction.atomic():
-        audit_ok(actor=actor, action=CONSENT_ACTION, municipality=muni, target=str(recording),
-                 purpose=PURPOSE, clock=clock, detail={"reference": ref})
+        audit_ok(
+            actor=actor,
+            action=CONSENT_ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            detail={"reference": ref},
+        )
     log.info("%s: training consent %s recorded by %s", recording, ref, actor.username)
 
 
@@ -120,79 +142,133 @@ def _seated(actor: Actor, recording: Recording, rule: ViewingRule) -> bool:
     """The officer concerned, or a role the learning rule seats beside them."""
     if _is_officer_concerned(actor, recording):
         return True
-    return any(_fills(actor, who, recording, rule.substitutes)
-               for pair in rule.pairs for who in pair if who != OFFICER_CONCERNED)
+    return any(
+        _fills(actor, who, recording, rule.substitutes)
+        for pair in rule.pairs
+        for who in pair
+        if who != OFFICER_CONCERNED
+    )
 
 
-def _learning_rule(actor: Actor, recording: Recording, action: str, clock: Clock
-                   ) -> ViewingRule:
+def _learning_rule(actor: Actor, recording: Recording, action: str, clock: Clock) -> ViewingRule:
     policy = policy_of(recording.municipality)
     rule = policy.viewing.get(PURPOSE)  # type: ignore[call-overload]
     if rule is None or PURPOSE in policy.forbidden_purposes():
-        raise refuse(actor=actor, action=action, municipality=recording.municipality.code,
-                     target=str(recording), purpose=PURPOSE, clock=clock,
-                     reason=f"the {policy.policy.name} policy has no learning use")
+        raise refuse(
+            actor=actor,
+            action=action,
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            reason=f"the {policy.policy.name} policy has no learning use",
+        )
     return rule
 
 
-def recording_mark_escalated(*, actor: Actor, recording: Recording, reason: str,
-                             clock: Clock) -> None:
+def recording_mark_escalated(
+    *, actor: Actor, recording: Recording, reason: str, clock: Clock
+) -> None:
     """Mark the recording as an escalated situation (what H2O's training use needs)."""
     why = _clean_reference(reason, "reason")
     rule = _learning_rule(actor, recording, ESCALATION_ACTION, clock)
     if recording.officer is None or not _seated(actor, recording, rule):
-        raise refuse(actor=actor, action=ESCALATION_ACTION,
-                     municipality=recording.municipality.code, target=str(recording),
-                     purpose=PURPOSE, clock=clock,
-                     reason="only the officer who made the recording, or who the learning "
-                            "rule seats beside them, marks it escalated")
+        raise refuse(
+            actor=actor,
+            action=ESCALATION_ACTION,
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            reason="only the officer who made the recording, or who the learning "
+            "rule seats beside them, marks it escalated",
+        )
     with transaction.atomic():
-        audit_ok(actor=actor, action=ESCALATION_ACTION, municipality=recording.municipality.code,
-                 target=str(recording), purpose=PURPOSE, clock=clock, detail={"reason": why})
+        audit_ok(
+            actor=actor,
+            action=ESCALATION_ACTION,
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            detail={"reason": why},
+        )
 
 
-def _authorize(actor: Actor, recording: Recording, purpose: str, consent_reference: str,
-               hold_id: int | None, clock: Clock) -> None:
+def _authorize(
+    actor: Actor,
+    recording: Recording,
+    purpose: str,
+    consent_reference: str,
+    hold_id: int | None,
+    clock: Clock,
+) -> None:
     """Every rule a training copy must pass; each refusal audited as `training.export`."""
     muni = recording.municipality
 
     def no(reason: str) -> Exception:
-        return refuse(actor=actor, action=ACTION, municipality=muni.code, target=str(recording),
-                      purpose=purpose, reason=reason, clock=clock)
+        return refuse(
+            actor=actor,
+            action=ACTION,
+            municipality=muni.code,
+            target=str(recording),
+            purpose=purpose,
+            reason=reason,
+            clock=clock,
+        )
 
     if purpose != PURPOSE:
-        raise no(f"a training copy is only for {PURPOSE}; purpose {purpose!r} gets none"
-                 + (" (an access request is viewing only, no copy)"
-                    if purpose == "access_request" else ""))
+        raise no(
+            f"a training copy is only for {PURPOSE}; purpose {purpose!r} gets none"
+            + (
+                " (an access request is viewing only, no copy)"
+                if purpose == "access_request"
+                else ""
+            )
+        )
     if hold_id is not None:
         hold = Hold.objects.filter(pk=hold_id, recording=recording).first()
         kind = hold.kind if hold is not None else "unknown"
-        raise no(f"hold {hold_id} ({kind}): a training copy is made for no hold or procedure"
-                 + (" (an access request is viewing only, no copy)"
-                    if kind == Hold.Kind.ACCESS_REQUEST else ""))
+        raise no(
+            f"hold {hold_id} ({kind}): a training copy is made for no hold or procedure"
+            + (
+                " (an access request is viewing only, no copy)"
+                if kind == Hold.Kind.ACCESS_REQUEST
+                else ""
+            )
+        )
     policy = policy_of(muni)
     rule = _learning_rule(actor, recording, ACTION, clock)
     if not rule.anonymize_for_training:
-        raise no(f"the {policy.policy.name} policy makes learning a viewing without a copy: "
-                 "no training copy")
+        raise no(
+            f"the {policy.policy.name} policy makes learning a viewing without a copy: "
+            "no training copy"
+        )
     if recording.officer is None:
-        raise no("training uses only the officer's own footage; this recording has no "
-                 "assigned officer")
+        raise no(
+            "training uses only the officer's own footage; this recording has no assigned officer"
+        )
     if not _seated(actor, recording, rule):
         seats = sorted({w for p in rule.pairs for w in p} - {OFFICER_CONCERNED})
-        raise no(f"training copies of {recording.officer.code}'s footage are made by that "
-                 f"officer or by {', '.join(seats)} of their municipality")
+        raise no(
+            f"training copies of {recording.officer.code}'s footage are made by that "
+            f"officer or by {', '.join(seats)} of their municipality"
+        )
     if not consent_reference.strip():
         raise no("the officer's consent must be recorded first (training consent)")
     ref = consent_reference.strip().lower()
     if ref in _access_request_references(recording):
-        raise no(f"reference {consent_reference!r} is an access request on this recording: "
-                 "viewing only, no copy")
+        raise no(
+            f"reference {consent_reference!r} is an access request on this recording: "
+            "viewing only, no copy"
+        )
     if ref not in {r.lower() for r in consent_references(recording)}:
         raise no(f"no consent {consent_reference!r} of the officer recorded for this recording")
     if rule.escalated_only and not is_escalated(recording):
-        raise no(f"the {policy.policy.name} policy uses only escalated situations for "
-                 "training; this recording is not marked escalated")
+        raise no(
+            f"the {policy.policy.name} policy uses only escalated situations for "
+            "training; this recording is not marked escalated"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -203,12 +279,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def recording_training_export(*, actor: Actor, recording: Recording, store: Store,
-                              vault_key: VaultKey, out: Path, consent_reference: str,
-                              clock: Clock, purpose: str = PURPOSE, hold_id: int | None = None,
-                              work_dir: Path | None = None,
-                              settings: AnonymizeSettings | None = None
-                              ) -> TrainingExportResult:
+def recording_training_export(
+    *,
+    actor: Actor,
+    recording: Recording,
+    store: Store,
+    vault_key: VaultKey,
+    out: Path,
+    consent_reference: str,
+    clock: Clock,
+    purpose: str = PURPOSE,
+    hold_id: int | None = None,
+    work_dir: Path | None = None,
+    settings: AnonymizeSettings | None = None,
+) -> TrainingExportResult:
     """Write the anonymized training copy of `recording` to `out` (a new .mp4 file)."""
     _authorize(actor, recording, purpose, consent_reference or "", hold_id, clock)
     out = Path(out)
@@ -221,8 +305,15 @@ def recording_training_export(*, actor: Actor, recording: Recording, store: Stor
     muni = recording.municipality.code
     consent = consent_reference.strip()
     with transaction.atomic():
-        audit_ok(actor=actor, action=START_ACTION, municipality=muni, target=str(recording),
-                 purpose=purpose, clock=clock, detail={"consent": consent, "out": out.name})
+        audit_ok(
+            actor=actor,
+            action=START_ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            detail={"consent": consent, "out": out.name},
+        )
     try:
         # The plaintext exists only here, in a 0700 folder removed on the way out.
         with _workdir(work_dir) as scratch:
@@ -232,24 +323,51 @@ def recording_training_export(*, actor: Actor, recording: Recording, store: Stor
             with os.fdopen(fd, "wb") as f:
                 decrypt_recording(scratch, vault_key, public, f)
             report = anonymize_recording(ts, out, settings=settings)
-    except (OriginRefused, FormatError, StoreError, AnonymizeError, OSError,
-            InvalidRequest) as exc:
+    except (OriginRefused, FormatError, StoreError, AnonymizeError, OSError, InvalidRequest) as exc:
         with transaction.atomic():
-            audit_record(actor=actor.username, roles=actor.describe(muni), municipality=muni,
-                         action=ACTION, target=str(recording), purpose=purpose,
-                         result="refused" if isinstance(exc, OriginRefused) else "failed",
-                         clock=clock, detail={"error": f"{type(exc).__name__}: {exc}",
-                                              "consent": consent})
+            audit_record(
+                actor=actor.username,
+                roles=actor.describe(muni),
+                municipality=muni,
+                action=ACTION,
+                target=str(recording),
+                purpose=purpose,
+                result="refused" if isinstance(exc, OriginRefused) else "failed",
+                clock=clock,
+                detail={"error": f"{type(exc).__name__}: {exc}", "consent": consent},
+            )
         raise
     digest = _sha256(out)
     with transaction.atomic():
-        audit_ok(actor=actor, action=ACTION, municipality=muni, target=str(recording),
-                 purpose=purpose, clock=clock,
-                 detail={"consent": consent, "out": out.name, "sha256": digest,
-                         "frames": report.frames, "tracks": report.tracks,
-                         "frames_obscured": report.frames_obscured,
-                         "audio_streams_dropped": report.audio_streams_dropped})
-    log.info("%s: training copy by %s (consent %s), sha256 %s", recording, actor.username,
-             consent, digest)
-    return TrainingExportResult(out, digest, report.frames, report.tracks,
-                                report.frames_obscured, report.audio_streams_dropped)
+        audit_ok(
+            actor=actor,
+            action=ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            detail={
+                "consent": consent,
+                "out": out.name,
+                "sha256": digest,
+                "frames": report.frames,
+                "tracks": report.tracks,
+                "frames_obscured": report.frames_obscured,
+                "audio_streams_dropped": report.audio_streams_dropped,
+            },
+        )
+    log.info(
+        "%s: training copy by %s (consent %s), sha256 %s",
+        recording,
+        actor.username,
+        consent,
+        digest,
+    )
+    return TrainingExportResult(
+        out,
+        digest,
+        report.frames,
+        report.tracks,
+        report.frames_obscured,
+        report.audio_streams_dropped,
+    )

@@ -29,8 +29,12 @@ class PairDecision:
 
 def _is_officer_concerned(actor: Actor, recording: Recording) -> bool:
     officer = recording.officer
-    return officer is not None and officer.user_id is not None and actor.user is not None \
+    return (
+        officer is not None
+        and officer.user_id is not None
+        and actor.user is not None
         and officer.user_id == actor.user.pk
+    )
 
 
 def _involved(role: str, recording: Recording) -> bool:
@@ -38,8 +42,13 @@ def _involved(role: str, recording: Recording) -> bool:
     from vault.accounts.models import Membership
 
     officer = recording.officer
-    return officer is not None and officer.user_id is not None and Membership.objects.filter(
-        user_id=officer.user_id, municipality=recording.municipality, role=role).exists()
+    return (
+        officer is not None
+        and officer.user_id is not None
+        and Membership.objects.filter(
+            user_id=officer.user_id, municipality=recording.municipality, role=role
+        ).exists()
+    )
 
 
 def _fills(actor: Actor, who: str, recording: Recording, substitutes: dict[str, str]) -> bool:
@@ -49,18 +58,33 @@ def _fills(actor: Actor, who: str, recording: Recording, substitutes: dict[str, 
         # The coordinator made the recording: the substitute takes the seat, not them.
         who = substitutes[who]
     return who in actor.roles_in(recording.municipality.code) and not (
-        _is_officer_concerned(actor, recording) and who != OFFICER_CONCERNED)
+        _is_officer_concerned(actor, recording) and who != OFFICER_CONCERNED
+    )
 
 
-def viewing_pair_check(*, recording: Recording, purpose: str, first: Actor, second: Actor,
-                       officer_consent: bool, clock: Clock) -> PairDecision:
+def viewing_pair_check(
+    *,
+    recording: Recording,
+    purpose: str,
+    first: Actor,
+    second: Actor,
+    officer_consent: bool,
+    clock: Clock,
+) -> PairDecision:
     muni = recording.municipality
     policy = policy_of(muni)
     target = f"{recording} viewed by {first.username}+{second.username}"
 
     def no(reason: str) -> Exception:
-        return refuse(actor=first, action="viewing.start", municipality=muni.code,
-                      target=target, purpose=purpose, reason=reason, clock=clock)
+        return refuse(
+            actor=first,
+            action="viewing.start",
+            municipality=muni.code,
+            target=target,
+            purpose=purpose,
+            reason=reason,
+            clock=clock,
+        )
 
     if purpose in policy.forbidden_purposes():
         raise no(f"the {policy.policy.name} policy forbids footage use for {purpose}")
@@ -72,16 +96,27 @@ def viewing_pair_check(*, recording: Recording, purpose: str, first: Actor, seco
     if rule.officer_consent and not officer_consent:
         raise no(f"{purpose} viewing needs the officer's recorded consent")
     if rule.own_footage_only and recording.officer is None:
-        raise no(f"{purpose} viewing only on footage the officer made; this recording has no "
-                 "assigned officer")
+        raise no(
+            f"{purpose} viewing only on footage the officer made; this recording has no "
+            "assigned officer"
+        )
     for a, b in rule.pairs:
         for x, y in ((first, second), (second, first)):
-            if _fills(x, a, recording, rule.substitutes) and _fills(y, b, recording,
-                                                                  rule.substitutes):
-                audit_ok(actor=first, action="viewing.pair", municipality=muni.code,
-                         target=target, purpose=purpose, clock=clock,
-                         detail={"pair": [a, b], "consent": officer_consent})
+            if _fills(x, a, recording, rule.substitutes) and _fills(
+                y, b, recording, rule.substitutes
+            ):
+                audit_ok(
+                    actor=first,
+                    action="viewing.pair",
+                    municipality=muni.code,
+                    target=target,
+                    purpose=purpose,
+                    clock=clock,
+                    detail={"pair": [a, b], "consent": officer_consent},
+                )
                 return PairDecision(purpose, (a, b))
-    raise no(f"{first.username} and {second.username} are not a pair the "
-             f"{policy.policy.name} policy allows for {purpose} "
-             f"({'; '.join('+'.join(p) for p in rule.pairs)})")
+    raise no(
+        f"{first.username} and {second.username} are not a pair the "
+        f"{policy.policy.name} policy allows for {purpose} "
+        f"({'; '.join('+'.join(p) for p in rule.pairs)})"
+    )

@@ -37,12 +37,16 @@ def test_file_hashes_agree_with_hashlib_and_a_short_file_is_truncated(tmp_path: 
 
 
 def test_device_info_as_written_is_read_back_and_a_foreign_id_only_without_the_check(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     public = bytes(range(32))
     path = tmp_path / "DEVICE.json"
     path.write_bytes(device_info_bytes(device_id_for(public), public, "BC-SIM-1"))
-    assert read_device_info(path) == {"device_id": device_id_for(public),
-                                      "public_key": public.hex(), "model": "BC-SIM-1"}
+    assert read_device_info(path) == {
+        "device_id": device_id_for(public),
+        "public_key": public.hex(),
+        "model": "BC-SIM-1",
+    }
     doc = json.loads(path.read_text())
     path.write_text(json.dumps({**doc, "device_id": "BC-00000000"}))
     with pytest.raises(IdentityError, match="does not belong"):

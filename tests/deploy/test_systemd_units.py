@@ -16,7 +16,10 @@ MAX_EXPOSURE = 2.0
 def _exposure(unit: Path) -> float:
     done = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", done.stdout)
     assert match, f"systemd-analyze printed no exposure for {unit}:\n{done.stdout}{done.stderr}"
@@ -39,18 +42,30 @@ def test_dock_unit_needs_its_store_mounted_and_makes_its_slots() -> None:
     assert re.search(r"^RequiresMountsFor=.*/srv/bodycam/store", text, re.M)
     assert re.search(r"^RuntimeDirectory=.*bodycam/slots", text, re.M)
     assert "BODYCAM_SLOTS=/run/bodycam/slots" in text
-    for setting in ("SystemCallFilter=", "RestrictAddressFamilies=", "ProtectClock=yes",
-                    "MemoryDenyWriteExecute=yes", "DevicePolicy=closed",
-                    "ProtectKernelTunables=yes", "ProtectKernelModules=yes"):
+    for setting in (
+        "SystemCallFilter=",
+        "RestrictAddressFamilies=",
+        "ProtectClock=yes",
+        "MemoryDenyWriteExecute=yes",
+        "DevicePolicy=closed",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+    ):
         assert setting in text, setting
 
 
 def test_weakened_unit_is_caught(tmp_path: Path) -> None:
     """The exposure check can fail: the same unit without its hardening scores high."""
     text = (ROOT / "dock" / "bodycam-dock.service").read_text()
-    kept = [line for line in text.splitlines()
-            if not re.match(r"(Protect|Restrict|SystemCall|Device|Private|Memory|Capability"
-                            r"|NoNewPrivileges|LockPersonality|RemoveIPC|Ambient)", line)]
+    kept = [
+        line
+        for line in text.splitlines()
+        if not re.match(
+            r"(Protect|Restrict|SystemCall|Device|Private|Memory|Capability"
+            r"|NoNewPrivileges|LockPersonality|RemoveIPC|Ambient)",
+            line,
+        )
+    ]
     weak = tmp_path / "bodycam-dock.service"
     weak.write_text("\n".join(kept) + "\n")
     assert _exposure(weak) > MAX_EXPOSURE

@@ -55,8 +55,12 @@ class DockKeys:
 
 @pytest.fixture(scope="session")
 def dock_keys() -> DockKeys:
-    return DockKeys(SigningKey.generate(kind="dock"), SigningKey.generate(kind="dock"),
-                    VaultKey.generate(), SigningKey.generate(kind="integrator"))
+    return DockKeys(
+        SigningKey.generate(kind="dock"),
+        SigningKey.generate(kind="dock"),
+        VaultKey.generate(),
+        SigningKey.generate(kind="integrator"),
+    )
 
 
 @pytest.fixture
@@ -70,10 +74,16 @@ def docks(tmp_path: Path) -> Iterator[Dock]:
 def make_cam(tmp_path: Path, dock_keys: DockKeys) -> Iterator[Callable[..., FakeCamera]]:
     made: list[FakeCamera] = []
 
-    def make(name: str = "cam1", transfer: str = "mass-storage",
-             trusted: list[bytes] | None = None) -> FakeCamera:
-        cam = make_camera(tmp_path / "cameras", name,
-                          trusted or [dock_keys.dock.public_bytes()], dock_keys.vault, transfer)
+    def make(
+        name: str = "cam1", transfer: str = "mass-storage", trusted: list[bytes] | None = None
+    ) -> FakeCamera:
+        cam = make_camera(
+            tmp_path / "cameras",
+            name,
+            trusted or [dock_keys.dock.public_bytes()],
+            dock_keys.vault,
+            transfer,
+        )
         made.append(cam)
         return cam
 
@@ -89,8 +99,9 @@ def ledger(tmp_path: Path) -> Iterator[Ledger]:
 
 
 @pytest.fixture(autouse=True)
-def _own_dock_locations(tmp_path_factory: pytest.TempPathFactory,
-                        monkeypatch: pytest.MonkeyPatch) -> None:
+def _own_dock_locations(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Default ledger and running-dock notes in this test's own folders, never the user's."""
     base = tmp_path_factory.mktemp("dock-env")
     (base / "run").mkdir(mode=0o700)

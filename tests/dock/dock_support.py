@@ -26,16 +26,22 @@ from firmware.profile import default_profile, derive_profile
 from sim.pty import PtySerialPort
 
 
-def profile_toml(dock_keys: list[bytes], vault: bytes, transfer: str = "mass-storage",
-                 version: int = 1, name: str = "test-site") -> bytes:
+def profile_toml(
+    dock_keys: list[bytes],
+    vault: bytes,
+    transfer: str = "mass-storage",
+    version: int = 1,
+    name: str = "test-site",
+) -> bytes:
     """A valid profile's TOML: the embedded default with these keys and changes."""
     base = default_profile(vault_recipients=[vault], trusted_docks=dock_keys)
     changes = {"profile": {"name": name, "version": version}, "transfer": {"mode": transfer}}
     return derive_profile(base, changes, source="test profile")[0]
 
 
-def make_camera(root: Path, name: str, dock_keys: list[bytes], vault: VaultKey,
-                transfer: str = "mass-storage") -> FakeCamera:
+def make_camera(
+    root: Path, name: str, dock_keys: list[bytes], vault: VaultKey, transfer: str = "mass-storage"
+) -> FakeCamera:
     """A provisioned camera home in ROOT/NAME whose profile trusts `dock_keys`."""
     raw = profile_toml(dock_keys, vault.public_bytes(), transfer)
     return FakeCamera.provisioned(root / name, raw, vault)
@@ -49,8 +55,15 @@ class Dock:
         self.slots.mkdir(parents=True, exist_ok=True)
         self.servers: dict[str, CameraControlServer] = {}
 
-    def dock(self, camera: FakeCamera, slot: str, *, serial: bool = True,
-             volume: bool = True, server: CameraControlServer | None = None) -> Path:
+    def dock(
+        self,
+        camera: FakeCamera,
+        slot: str,
+        *,
+        serial: bool = True,
+        volume: bool = True,
+        server: CameraControlServer | None = None,
+    ) -> Path:
         """`server`: the camera's control server (default: the real one for `camera`)."""
         path = None
         if serial:
@@ -80,8 +93,7 @@ class Dock:
             self.undock(slot)
 
 
-def decrypt_from_store(store: Any, site: str, camera: FakeCamera, rec_id: str,
-                       dest: Path) -> bytes:
+def decrypt_from_store(store: Any, site: str, camera: FakeCamera, rec_id: str, dest: Path) -> bytes:
     """Rebuild a recording from the store and decrypt it with the vault key."""
     from store import fetch_recording
 
@@ -93,5 +105,10 @@ def decrypt_from_store(store: Any, site: str, camera: FakeCamera, rec_id: str,
 
 
 def register(ledger: Any, cam: FakeCamera) -> None:
-    ledger.register_device(cam.device_id, cam.public_key, model=cam.model,
-                           registered_by="test-coordinator", role="coordinator")
+    ledger.register_device(
+        cam.device_id,
+        cam.public_key,
+        model=cam.model,
+        registered_by="test-coordinator",
+        role="coordinator",
+    )

@@ -78,8 +78,9 @@ def rng_for(seed: int, name: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def choose_kill(rng: random.Random, max_hit: int, points: Iterable[str] | None = None
-                ) -> tuple[str, dict[str, str]]:
+def choose_kill(
+    rng: random.Random, max_hit: int, points: Iterable[str] | None = None
+) -> tuple[str, dict[str, str]]:
     """A seeded kill point: its label and the environment that makes the dock die there."""
     options = list(points or (*DOCK_FAULT_POINTS, *SYSCALL_POINTS))
     point = rng.choice(options)
@@ -110,11 +111,27 @@ class DockProcess:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DockProcess:
-        cmd = [sys.executable, str(CHILD), "run", "--slots", str(self.slots),
-               "--store", self.store_url, "--ledger", str(self.ledger), "--keys", str(self.keys),
-               "--site", self.site, "--settle", "0", "--no-live", "--json-logs",
-               # every run may be the first on its store (a kill can come before any write)
-               "--create"]
+        cmd = [
+            sys.executable,
+            str(CHILD),
+            "run",
+            "--slots",
+            str(self.slots),
+            "--store",
+            self.store_url,
+            "--ledger",
+            str(self.ledger),
+            "--keys",
+            str(self.keys),
+            "--site",
+            self.site,
+            "--settle",
+            "0",
+            "--no-live",
+            "--json-logs",
+            # every run may be the first on its store (a kill can come before any write)
+            "--create",
+        ]
         if self.once:
             cmd.append("--once")
         env = {k: v for k, v in os.environ.items() if k not in (FAULT_ENV, KILL_ENV, PAUSE_ENV)}
@@ -124,8 +141,9 @@ class DockProcess:
         env.update({"PYTHONPATH": str(ROOT), "TMPDIR": str(self.tmpdir), **self.env})
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.out_path, "wb") as out, open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=err,
-                                         stdin=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+            )
         return self
 
     @property
@@ -151,7 +169,8 @@ class DockProcess:
             self.kill()
             raise AssertionError(
                 f"dock run {self.tag} did not finish in {timeout} s: "
-                f"{self.err_path.read_text()[-3000:]}") from None
+                f"{self.err_path.read_text()[-3000:]}"
+            ) from None
 
     def kill(self) -> int:
         assert self.proc is not None
@@ -196,8 +215,14 @@ class ChangeWatch:
         self._observer.stop()
         self._observer.join()
 
-    def wait_for(self, predicate: Callable[[], bool], *, alive: Callable[[], bool],
-                 timeout: float = 60.0, recheck: float = 0.25) -> bool:
+    def wait_for(
+        self,
+        predicate: Callable[[], bool],
+        *,
+        alive: Callable[[], bool],
+        timeout: float = 60.0,
+        recheck: float = 0.25,
+    ) -> bool:
         """True once `predicate()` holds; False if `alive()` turns false first or on timeout."""
         deadline = time.monotonic() + timeout
         while True:
@@ -227,20 +252,25 @@ def ledger_count(path: Path, device_ids: Iterable[str], *states: str) -> int:
         return 0
 
 
-def kill_on_ledger(run: DockProcess, device_ids: Iterable[str], more: int,
-                   timeout: float = 60.0) -> int:
+def kill_on_ledger(
+    run: DockProcess, device_ids: Iterable[str], more: int, timeout: float = 60.0
+) -> int:
     """Start `run`, SIGKILL it once `more` segments have entered its ledger; its exit code."""
     ids = list(device_ids)
     base = ledger_count(run.ledger, ids, *ANY_STATE)
     with ChangeWatch(run.ledger.parent) as watch:
         run.start()
-        watch.wait_for(lambda: ledger_count(run.ledger, ids, *ANY_STATE) >= base + more,
-                       alive=run.running, timeout=timeout)
+        watch.wait_for(
+            lambda: ledger_count(run.ledger, ids, *ANY_STATE) >= base + more,
+            alive=run.running,
+            timeout=timeout,
+        )
         return run.kill()
 
 
-def wait_pause_marker(pause_dir: Path, nth: int, *, alive: Callable[[], bool],
-                      timeout: float = 60.0) -> Path | None:
+def wait_pause_marker(
+    pause_dir: Path, nth: int, *, alive: Callable[[], bool], timeout: float = 60.0
+) -> Path | None:
     """The marker the child writes when it holds the n-th upload; None if it never comes."""
     marker = pause_dir / f"put-{nth}.held"
     with ChangeWatch(pause_dir) as watch:
@@ -325,13 +355,20 @@ def read_object(store: Any, key: str) -> bytes:
 
 def segment_shas(camera: Any) -> dict[tuple[str, str, str], str]:
     """SHA-256 of every sealed segment on a camera, taken before the dock sees it."""
-    return {(camera.device_id, p.parent.name, p.name): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in camera.segment_files()}
+    return {
+        (camera.device_id, p.parent.name, p.name): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in camera.segment_files()
+    }
 
 
-def check_cameras(cameras: Iterable[Any], shas: dict[tuple[str, str, str], str],
-                  ledger_path: Path, store: Any, site: str,
-                  verified: set[str] | None = None) -> Check:
+def check_cameras(
+    cameras: Iterable[Any],
+    shas: dict[tuple[str, str, str], str],
+    ledger_path: Path,
+    store: Any,
+    site: str,
+    verified: set[str] | None = None,
+) -> Check:
     """Invariant 1: every segment gone from a camera is durable in the ledger and in the store,
     with the content the signed manifest names (its SHA-256 checked by reading it back).
 

@@ -62,8 +62,7 @@ class HostileServer(CameraControlServer):
         for rec in sorted(root.iterdir()) if root.is_dir() else []:
             for f in sorted(rec.iterdir()):
                 rel = f"recordings/{rec.name}/{f.name}"
-                real.append((rec.name, f.name,
-                             self.lies.listed_sizes.get(rel, f.stat().st_size)))
+                real.append((rec.name, f.name, self.lies.listed_sizes.get(rel, f.stat().st_size)))
         everything = real + list(self.lies.entries)
         return sorted(everything, key=lambda e: f"{e[0]}/{e[1]}")
 
@@ -88,7 +87,7 @@ class HostileServer(CameraControlServer):
         key = path if isinstance(path, str) else repr(path)
         if key in self.lies.files:
             data = self.lies.files[key]
-            piece = data[offset:offset + length]
+            piece = data[offset : offset + length]
             self.read_paths[key] += len(piece)
             return {"size": len(data), "offset": offset}, piece
         if key in self.lies.read_sizes:

@@ -84,27 +84,42 @@ class WeedServer:
         data = self.directory / "data"
         data.mkdir(parents=True, exist_ok=True)
         cmd = [
-            weed_binary(), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master_grpc']}",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume_grpc']}",
-            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer_grpc']}",
-            "-s3", f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3_grpc']}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=1024", "-volume.max=20", "-master.resumeState=false",
+            weed_binary(),
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={p['master']}",
+            f"-master.port.grpc={p['master_grpc']}",
+            f"-volume.port={p['volume']}",
+            f"-volume.port.grpc={p['volume_grpc']}",
+            f"-filer.port={p['filer']}",
+            f"-filer.port.grpc={p['filer_grpc']}",
+            "-s3",
+            f"-s3.port={p['s3']}",
+            f"-s3.port.grpc={p['s3_grpc']}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=1024",
+            "-volume.max=20",
+            "-master.resumeState=false",
             # closes the filer's HTTP API, which could delete objects past Object Lock
             "-filer.disableHttp",
             f"-filer.localSocket={self.directory / 'filer.sock'}",
             f"-s3.localSocket={self.directory / 's3.sock'}",
         ]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         client = s3_client(self.endpoint, connect_timeout=0.5, read_timeout=2)
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited with {self.process.returncode}: "
-                                   f"{self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"weed exited with {self.process.returncode}: "
+                    f"{self.log_path.read_text()[-2000:]}"
+                )
             try:
                 client.list_buckets()
                 break
@@ -142,8 +157,16 @@ class WeedServer:
 
 
 def start_weed(directory: Path) -> WeedServer:
-    names = ["master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3",
-             "s3_grpc"]
+    names = [
+        "master",
+        "master_grpc",
+        "volume",
+        "volume_grpc",
+        "filer",
+        "filer_grpc",
+        "s3",
+        "s3_grpc",
+    ]
     server = WeedServer(directory, dict(zip(names, free_ports(len(names)), strict=True)))
     server.start()
     return server

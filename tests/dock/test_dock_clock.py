@@ -29,17 +29,27 @@ def _events(cam: FakeCamera) -> list[tuple[str, dict[str, Any]]]:
     return [(e.kind, e.fields) for e in report.events]
 
 
-def _ingest(tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any, cam: FakeCamera,
-            dock_now: float) -> Any:
-    ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                      dock_key=dock_keys.dock, site=SITE, spool_root=tmp_path / "spool",
-                      clock=FastForwardClock(start=dock_now))
+def _ingest(
+    tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any, cam: FakeCamera, dock_now: float
+) -> Any:
+    ctx = DockContext(
+        store=FileStore(tmp_path / "store"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        site=SITE,
+        spool_root=tmp_path / "spool",
+        clock=FastForwardClock(start=dock_now),
+    )
     return CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
 
 
 def test_a_correction_beyond_the_profile_bound_is_refused_noted_and_logged(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cam: FakeCamera = make_cam()
     cam.record(2)
@@ -56,14 +66,23 @@ def test_a_correction_beyond_the_profile_bound_is_refused_noted_and_logged(
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(cam.device_id in w and "not corrected" in w for w in warnings), warnings
     refused = [f for k, f in _events(cam) if k == "clock_sync_refused"]
-    assert refused == [{"dock_utc": camera_time + 2 * 86400,
-                        "drift_seconds": pytest.approx(-172800.0), "limit_seconds": 86400}]
+    assert refused == [
+        {
+            "dock_utc": camera_time + 2 * 86400,
+            "drift_seconds": pytest.approx(-172800.0),
+            "limit_seconds": 86400,
+        }
+    ]
     assert "clock_sync" not in [k for k, _ in _events(cam)]
 
 
 def test_a_large_correction_within_the_bound_is_applied_and_logged_as_a_jump(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cam: FakeCamera = make_cam()
     cam.record(1)
@@ -75,7 +94,8 @@ def test_a_large_correction_within_the_bound_is_applied_and_logged_as_a_jump(
     assert report.ok, report.summary()
     assert cam.clock.now() == pytest.approx(camera_time + 600)
     assert "camera clock was off by -600.0 s, corrected" in report.notes
-    assert any(r.levelno == logging.WARNING and "corrected" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelno == logging.WARNING and "corrected" in r.getMessage() for r in caplog.records
+    )
     kinds = [k for k, _ in _events(cam)]
     assert kinds.count("clock_sync") == 1 and kinds.count("clock_jump") == 1

@@ -31,12 +31,37 @@ ROOT = Path(__file__).resolve().parents[2]
 SITE = "crash"
 
 
-def start_dock(tmp_path: Path, slots: Path, store_url: str, *, once: bool = True,
-               env: dict[str, str] | None = None, tag: str = "run") -> subprocess.Popen[bytes]:
+def start_dock(
+    tmp_path: Path,
+    slots: Path,
+    store_url: str,
+    *,
+    once: bool = True,
+    env: dict[str, str] | None = None,
+    tag: str = "run",
+) -> subprocess.Popen[bytes]:
     keys = tmp_path / "keys"
-    cmd = [sys.executable, "-m", "dock", "run", "--slots", str(slots), "--store", store_url,
-           "--ledger", str(tmp_path / "state" / "ledger.sqlite"), "--keys", str(keys),
-           "--site", SITE, "--settle", "0", "--no-live", "--json-logs", "--create"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dock",
+        "run",
+        "--slots",
+        str(slots),
+        "--store",
+        store_url,
+        "--ledger",
+        str(tmp_path / "state" / "ledger.sqlite"),
+        "--keys",
+        str(keys),
+        "--site",
+        SITE,
+        "--settle",
+        "0",
+        "--no-live",
+        "--json-logs",
+        "--create",
+    ]
     if once:
         cmd.append("--once")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
@@ -61,8 +86,16 @@ def wait(proc: subprocess.Popen[bytes], tmp_path: Path, tag: str, timeout: float
         raise AssertionError(f"dock did not finish: {err}") from None
 
 
-def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-          recordings: int = 2, segments: int = 2, size: int = 6000) -> FakeCamera:
+def setup(
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    recordings: int = 2,
+    segments: int = 2,
+    size: int = 6000,
+) -> FakeCamera:
     (tmp_path / "keys").mkdir()
     dock_keys.dock.save(tmp_path / "keys" / "dock.key")
     cam: FakeCamera = make_cam()
@@ -93,8 +126,14 @@ def expected_segments(cam: FakeCamera) -> int:
 
 @pytest.mark.parametrize("fault", ["after-store:2", "after-ledger:3", "after-release:2"])
 def test_kill_9_at_each_window_then_restart_uploads_each_object_once(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    weed: WeedServer, aws_env: dict[str, str], fault: str
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    weed: WeedServer,
+    aws_env: dict[str, str],
+    fault: str,
 ) -> None:
     cam = setup(tmp_path, docks, make_cam, ledger, dock_keys)
     total = expected_segments(cam)
@@ -109,14 +148,18 @@ def test_kill_9_at_each_window_then_restart_uploads_each_object_once(
 
     proc = start_dock(tmp_path, docks.slots, url, tag="resumed")
     assert wait(proc, tmp_path, "resumed") == 0, (tmp_path / "dock-resumed.err").read_text()
-    logs = [json.loads(line) for line in
-            (tmp_path / "dock-resumed.err").read_text().splitlines()]  # --json-logs
+    logs = [
+        json.loads(line) for line in (tmp_path / "dock-resumed.err").read_text().splitlines()
+    ]  # --json-logs
     assert any(e["logger"] == "dock.daemon" and e["message"] == "dock stopped" for e in logs)
     out = (tmp_path / "dock-resumed.out").read_text()
     # a recording released whole before the crash is gone from the camera: 1 or 2 are left
     # (a note follows when the camera's clock drifted while the dock was down)
-    assert re.fullmatch(rf"{cam.device_id}: all [12] recordings? stored, camera released"
-                        r"(; notes: camera clock (was|is) off by [^;]*)?\n", out), out
+    assert re.fullmatch(
+        rf"{cam.device_id}: all [12] recordings? stored, camera released"
+        r"(; notes: camera clock (was|is) off by [^;]*)?\n",
+        out,
+    ), out
     assert cam.segment_files() == []
     client = s3_client(weed.endpoint)
     listed = client.list_object_versions(Bucket="bodycam-tests", Prefix=prefix + "/")
@@ -132,8 +175,9 @@ def test_kill_9_at_each_window_then_restart_uploads_each_object_once(
 def test_kill_9_at_a_random_moment_and_sigterm_stop_cleanly_and_resume(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
-    cam = setup(tmp_path, docks, make_cam, ledger, dock_keys, recordings=3, segments=4,
-                size=600_000)
+    cam = setup(
+        tmp_path, docks, make_cam, ledger, dock_keys, recordings=3, segments=4, size=600_000
+    )
     total = expected_segments(cam)
     url = f"file://{tmp_path}/store"
     ledger_path = tmp_path / "state" / "ledger.sqlite"
@@ -161,8 +205,9 @@ def test_kill_9_at_a_random_moment_and_sigterm_stop_cleanly_and_resume(
     # chunk, exits 0, nothing unsafe
     proc = start_dock(tmp_path, docks.slots, url, once=False, tag="term")
     with ChangeWatch(ledger_path.parent) as watch:
-        watch.wait_for(lambda: durable() > after_kill or after_kill == total,
-                       alive=lambda: proc.poll() is None)
+        watch.wait_for(
+            lambda: durable() > after_kill or after_kill == total, alive=lambda: proc.poll() is None
+        )
     proc.send_signal(signal.SIGTERM)
     assert wait(proc, tmp_path, "term", timeout=30) == 0, at
     assert_only_durable_released(cam, ledger_path, store)

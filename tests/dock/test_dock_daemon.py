@@ -22,14 +22,23 @@ from store import FileStore
 def config(tmp_path: Path, docks: Dock, **kw: Any) -> DaemonConfig:
     kw.setdefault("live", False)
     kw.setdefault("once", True)
-    return DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
-                        ledger_path=tmp_path / "state" / "ledger.sqlite",
-                        settle=0.0, site="s", **kw)
+    return DaemonConfig(
+        slots=docks.slots,
+        store_url=f"file://{tmp_path}/store",
+        ledger_path=tmp_path / "state" / "ledger.sqlite",
+        settle=0.0,
+        site="s",
+        **kw,
+    )
 
 
 def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cams: list[FakeCamera] = []
     for i in range(8):
@@ -59,8 +68,14 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
     monkeypatch.setattr(store, "put_file", counting_put)
     out = io.StringIO()
     screen = Console(file=io.StringIO(), width=250, force_terminal=False)
-    daemon = DockDaemon(config(tmp_path, docks, max_uploads=2, live=True), store=store,
-                        ledger=ledger, dock_key=dock_keys.dock, out=out, console=screen)
+    daemon = DockDaemon(
+        config(tmp_path, docks, max_uploads=2, live=True),
+        store=store,
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        out=out,
+        console=screen,
+    )
     result = daemon.run()
     assert result.exit_code == 1
     lines = sorted(out.getvalue().splitlines())
@@ -81,8 +96,7 @@ def test_eight_slots_at_once_one_failing_camera_does_not_stop_the_others(
         assert f"slot-{i}" in frame and cam.device_id in frame
     assert frame.count(" done ") == 7 and frame.count(" error ") == 1
     rec = sorted(cams[0].plaintexts)[0]
-    assert decrypt_from_store(store, "s", cams[0], rec, tmp_path / "out") == \
-        cams[0].plaintexts[rec]
+    assert decrypt_from_store(store, "s", cams[0], rec, tmp_path / "out") == cams[0].plaintexts[rec]
     status = ledger.status()
     assert status["segments"] == {"released": 21}
     assert {s["state"] for s in status["slots"]} == {"done", "error"}
@@ -137,25 +151,31 @@ def test_cli_register_status_and_roles(
     cam: FakeCamera = make_cam()
     led = str(tmp_path / "l.sqlite")
     device_json = str(cam.volume / "DEVICE.json")
-    assert dock_main(["register", device_json, "--role", "privacy-officer",
-                      "--ledger", led]) == 1
+    assert dock_main(["register", device_json, "--role", "privacy-officer", "--ledger", led]) == 1
     assert "only the coordinator may add cameras" in capsys.readouterr().err
-    assert dock_main(["register", device_json, "--role", "coordinator", "--by", "anna",
-                      "--ledger", led]) == 0
+    assert (
+        dock_main(
+            ["register", device_json, "--role", "coordinator", "--by", "anna", "--ledger", led]
+        )
+        == 0
+    )
     assert f"registered camera {cam.device_id}" in capsys.readouterr().out
     other = make_cam("cam2")
-    assert dock_main(["register", other.public_key.hex(), "--role", "coordinator",
-                      "--ledger", led]) == 0
+    assert (
+        dock_main(["register", other.public_key.hex(), "--role", "coordinator", "--ledger", led])
+        == 0
+    )
     assert other.device_id in capsys.readouterr().out
     assert dock_main(["status", "--json", "--ledger", led]) == 0
     status = json.loads(capsys.readouterr().out)
     assert sorted(status["registered"]) == sorted([cam.device_id, other.device_id])
     assert dock_main(["status", "--ledger", led]) == 0
     assert "registered cameras: 2" in capsys.readouterr().out
-    assert dock_main(["unregister", other.device_id, "--role", "cluster-manager",
-                      "--ledger", led]) == 1
-    assert dock_main(["unregister", other.device_id, "--role", "coordinator",
-                      "--ledger", led]) == 0
+    assert (
+        dock_main(["unregister", other.device_id, "--role", "cluster-manager", "--ledger", led])
+        == 1
+    )
+    assert dock_main(["unregister", other.device_id, "--role", "coordinator", "--ledger", led]) == 0
     assert dock_main(["status", "--ledger", str(tmp_path / "none.sqlite")]) == 1
     assert "bodycam dock run" in capsys.readouterr().err
 
@@ -173,8 +193,13 @@ def test_a_second_daemon_on_the_same_ledger_is_refused(
     os.write(fd, b"4242\n")
     fcntl.flock(fd, fcntl.LOCK_EX)  # as a running daemon holds it
     try:
-        daemon = DockDaemon(config(tmp_path, docks), store=FileStore(tmp_path / "store"),
-                            ledger=ledger, dock_key=dock_keys.dock, out=io.StringIO())
+        daemon = DockDaemon(
+            config(tmp_path, docks),
+            store=FileStore(tmp_path / "store"),
+            ledger=ledger,
+            dock_key=dock_keys.dock,
+            out=io.StringIO(),
+        )
         with pytest.raises(DockBusy, match="pid 4242"):
             daemon.run()
     finally:
@@ -191,8 +216,13 @@ def test_running_daemon_takes_a_camera_once_the_coordinator_registers_it(
     cam: FakeCamera = make_cam()
     cam.record(1)
     out = io.StringIO()
-    daemon = DockDaemon(config(tmp_path, docks, once=False), store=FileStore(tmp_path / "st"),
-                        ledger=ledger, dock_key=dock_keys.dock, out=out)
+    daemon = DockDaemon(
+        config(tmp_path, docks, once=False),
+        store=FileStore(tmp_path / "st"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        out=out,
+    )
     runner = threading.Thread(target=daemon.run, name="test-dock")
     runner.start()
     try:

@@ -48,9 +48,14 @@ BAD_IDS = [
 
 
 def context(tmp_path: Path, ledger: Ledger, dock_keys: Any, **kw: Any) -> DockContext:
-    return DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                       dock_key=dock_keys.dock, site=SITE, spool_root=tmp_path / "spool",
-                       **kw)
+    return DockContext(
+        store=FileStore(tmp_path / "store"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        site=SITE,
+        spool_root=tmp_path / "spool",
+        **kw,
+    )
 
 
 def ingest(docks: Dock, slot: str, ctx: DockContext) -> Any:
@@ -61,15 +66,14 @@ def store_files(store_root: Path) -> set[str]:
     return {str(p.relative_to(store_root)) for p in store_root.rglob("*") if p.is_file()}
 
 
-def assert_only_good_recordings_stored(ctx: DockContext, cam: FakeCamera,
-                                       good: list[str]) -> None:
+def assert_only_good_recordings_stored(ctx: DockContext, cam: FakeCamera, good: list[str]) -> None:
     """Every key, and every file of the store's folder, belongs to a good recording."""
     keys = set(ctx.store.list())
     prefix = f"{SITE}/{cam.device_id}/"
     for key in keys:
         rest = key.removeprefix("quarantine/")
         assert rest.startswith(prefix), key
-        assert rest[len(prefix):].split("/")[0] in [*good, "events"], key
+        assert rest[len(prefix) :].split("/")[0] in [*good, "events"], key
     root = Path(ctx.store.url.removeprefix("file://"))
     for rel in store_files(root):
         top = rel.split("/")[0]
@@ -82,14 +86,28 @@ def assert_only_good_recordings_stored(ctx: DockContext, cam: FakeCamera,
 # --- the grammar --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, reason", [
-    ("../x", "path separator"), ("a/b", "path separator"), ("a\\b", "path separator"),
-    ("..", "'..'"), ("x..y", "'..'"), ("nul\x00", "NUL"), ("bell\x07", "control"),
-    ("del\x7f", "control"), ("r" * 65, "65 characters"), ("", "empty"),
-    ("-dash", "start with a letter or digit"), (".hidden", "start with a letter or digit"),
-    ("caf\u00e9", "outside"), ("\u202eevil", "outside"), ("sp ace", "outside"),
-    (7, "not a string"), (None, "not a string"),
-])
+@pytest.mark.parametrize(
+    "name, reason",
+    [
+        ("../x", "path separator"),
+        ("a/b", "path separator"),
+        ("a\\b", "path separator"),
+        ("..", "'..'"),
+        ("x..y", "'..'"),
+        ("nul\x00", "NUL"),
+        ("bell\x07", "control"),
+        ("del\x7f", "control"),
+        ("r" * 65, "65 characters"),
+        ("", "empty"),
+        ("-dash", "start with a letter or digit"),
+        (".hidden", "start with a letter or digit"),
+        ("caf\u00e9", "outside"),
+        ("\u202eevil", "outside"),
+        ("sp ace", "outside"),
+        (7, "not a string"),
+        (None, "not a string"),
+    ],
+)
 def test_a_bad_recording_id_is_refused_with_its_reason(name: Any, reason: str) -> None:
     with pytest.raises(NameRefused) as exc:
         check_recording_id(name)
@@ -101,11 +119,25 @@ def test_a_bad_recording_id_is_refused_with_its_reason(name: Any, reason: str) -
 
 def test_the_format_names_are_accepted_and_nothing_else() -> None:
     assert check_recording_id("20261122T181500Z-0a1b") == "20261122T181500Z-0a1b"
-    for name in ("recording.hdr", "manifest.bcm", "seg-000000.bcs", "seg-099999.bcs",
-                 "seg-000003.bcs.part", "manifest.bcm.part", "recording.hdr.part"):
+    for name in (
+        "recording.hdr",
+        "manifest.bcm",
+        "seg-000000.bcs",
+        "seg-099999.bcs",
+        "seg-000003.bcs.part",
+        "manifest.bcm.part",
+        "recording.hdr.part",
+    ):
         assert check_file_name(name) == name
-    for name in ("seg-1.bcs", "seg-0000000.bcs", "notes.txt", "recording.hdr.bak",
-                 "seg-000000.bcs/../x", "events.jsonl", "seg-000000.bcs\x00"):
+    for name in (
+        "seg-1.bcs",
+        "seg-0000000.bcs",
+        "notes.txt",
+        "recording.hdr.bak",
+        "seg-000000.bcs/../x",
+        "events.jsonl",
+        "seg-000000.bcs\x00",
+    ):
         with pytest.raises(NameRefused):
             check_file_name(name)
     # shown escaped and short: a name cannot forge a log line or fill a screen
@@ -122,15 +154,22 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     cam: FakeCamera = make_cam(transfer="serial")
     good = [cam.record(2), cam.record(1)]
     register(ledger, cam)
-    real = {n: (cam.recordings / good[0] / n).read_bytes()
-            for n in ("recording.hdr", "manifest.bcm", "seg-000000.bcs")}
+    real = {
+        n: (cam.recordings / good[0] / n).read_bytes()
+        for n in ("recording.hdr", "manifest.bcm", "seg-000000.bcs")
+    }
     lies = Lies()
     for bad in BAD_IDS:
         for name, data in real.items():
             lies.entries.append((bad, name, len(data)))
             lies.files[f"recordings/{bad}/{name}"] = data  # served, should anyone ask
-    bad_files = ["../../recording.hdr", "seg-000000.bcs\x00.txt", "x" * 300, "notes.txt",
-                 "seg-000000.bcs/../../manifest.bcm"]
+    bad_files = [
+        "../../recording.hdr",
+        "seg-000000.bcs\x00.txt",
+        "x" * 300,
+        "notes.txt",
+        "seg-000000.bcs/../../manifest.bcm",
+    ]
     for name in bad_files:
         lies.entries.append((good[1], name, 10))
     bad_sizes = {"seg-000008.bcs": -1, "seg-000009.bcs": "2 GiB"}
@@ -154,8 +193,9 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     # the good recordings went all the way: stored, verified, released
     assert cam.segment_files() == []
     for rec in good:
-        assert decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == \
-            cam.plaintexts[rec]
+        assert (
+            decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == cam.plaintexts[rec]
+        )
     assert {s.state for s in ledger.segments(cam.device_id)} == {RELEASED}
     assert {s.recording_id for s in ledger.segments(cam.device_id)} == set(good)
     assert report.recordings == 2 and report.recordings_done == 2 and report.released == 3
@@ -174,21 +214,25 @@ def test_serial_camera_listing_unsafe_names_gets_them_refused_by_name_and_the_re
     assert "contains a path separator" in report.left["recordings/'a/b'"]
     assert "300 characters" in report.left[display_path("r" * 300)]
     for name in bad_sizes:
-        assert report.left[display_path(good[1], name)] == \
-            "size refused: not a byte count 0..2^53"
-    assert report.left[f"recordings/{good[1]}/<NoneType>"] == \
-        "file name refused: not a string but NoneType"
+        assert report.left[display_path(good[1], name)] == "size refused: not a byte count 0..2^53"
+    assert (
+        report.left[f"recordings/{good[1]}/<NoneType>"]
+        == "file name refused: not a string but NoneType"
+    )
     # the dock never asked for a refused path, so nothing of it was read or written
-    assert set(server.read_paths) <= {f"recordings/{r}/{n}" for r in good for n in
-                                      ("recording.hdr", "manifest.bcm", "seg-000000.bcs",
-                                       "seg-000001.bcs")}
+    assert set(server.read_paths) <= {
+        f"recordings/{r}/{n}"
+        for r in good
+        for n in ("recording.hdr", "manifest.bcm", "seg-000000.bcs", "seg-000001.bcs")
+    }
     assert {d: tree(tmp_path / d) for d in watched} == watched
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({*outside_before, "out",
-                                                                  "store"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({*outside_before, "out", "store"})
     spool = ctx.spool_dir()
     assert [p for p in spool.rglob("*") if p.is_file()] == []
     assert {str(p.relative_to(spool)) for p in spool.rglob("*")} <= {
-        SITE, f"{SITE}/{cam.device_id}"}
+        SITE,
+        f"{SITE}/{cam.device_id}",
+    }
     assert_only_good_recordings_stored(ctx, cam, good)
     assert list(ctx.store.list("quarantine/")) == []
 
@@ -226,13 +270,12 @@ def test_volume_with_unsafe_names_reports_every_file_left_and_deletes_nothing(
         "recordings/'ctl\\x01name'": "name refused: contains a control character",
         display_path("L" * 200): "name refused: 200 characters, at most 64 allowed",
         "recordings/'-dash'": "name refused: does not start with a letter or digit",
-        "recordings/20261122T999999Z-link": "a symbolic link, not a recording folder: "
-                                            "not followed",
+        "recordings/20261122T999999Z-link": "a symbolic link, not a recording folder: not followed",
         f"recordings/{other}/seg-000007.bcs": "a symbolic link: not taken",
         "recordings/stray.txt": "not a recording folder",
         f"recordings/{other}/notes.txt": "file name refused: not a file the recording "
-                                         "format defines (recording.hdr, manifest.bcm, "
-                                         "seg-NNNNNN.bcs)",
+        "format defines (recording.hdr, manifest.bcm, "
+        "seg-NNNNNN.bcs)",
         "autorun.inf": "not part of a camera volume",
         "events/extra.log": "not part of a camera volume",
     }
@@ -243,13 +286,16 @@ def test_volume_with_unsafe_names_reports_every_file_left_and_deletes_nothing(
     report = ingest(docks, "slot-1", ctx)
 
     # the good recordings: stored, released; the one with a stray note keeps its folder
-    assert sorted(p.relative_to(recs).as_posix() for p in recs.glob("*/seg-*.bcs")
-                  if not p.is_symlink() and not p.parent.is_symlink()) == [
-        "..x/seg-000000.bcs", "..x/seg-000001.bcs", f"{'L' * 200}/seg-000000.bcs"]
+    assert sorted(
+        p.relative_to(recs).as_posix()
+        for p in recs.glob("*/seg-*.bcs")
+        if not p.is_symlink() and not p.parent.is_symlink()
+    ) == ["..x/seg-000000.bcs", "..x/seg-000001.bcs", f"{'L' * 200}/seg-000000.bcs"]
     assert (recs / other / "seg-000007.bcs").is_symlink()
     for rec in (good, other):
-        assert decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == \
-            cam.plaintexts[rec]
+        assert (
+            decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == cam.plaintexts[rec]
+        )
     assert {s.state for s in ledger.segments(cam.device_id)} == {RELEASED}
     # every odd file or folder is still there, named in the report with why
     assert tree(recs / "..x") | tree(outside) == before_odd
@@ -292,19 +338,23 @@ def test_a_segment_larger_than_signed_is_refused_without_copying_more_than_signe
 
     assert server.read_paths[rel] <= signed  # never more than the manifest signs
     states = {s.name: s.state for s in ledger.segments(cam.device_id)}
-    assert states == {"seg-000000.bcs": RELEASED, "seg-000001.bcs": QUARANTINED,
-                      "seg-000002.bcs": RELEASED}
+    assert states == {
+        "seg-000000.bcs": RELEASED,
+        "seg-000001.bcs": QUARANTINED,
+        "seg-000002.bcs": RELEASED,
+    }
     assert (cam.volume / rel).read_bytes() == real  # kept on the camera, unchanged
     (quarantined,) = report.quarantined
-    expected = (f"the camera lists {2 * GiB} bytes, the signed manifest {signed} (the first "
-                f"{signed} of {2 * GiB} bytes kept as evidence)"
-                if lie == "listed" else
-                f"the camera reports {2 * GiB} bytes, the signed manifest lists {signed}")
+    expected = (
+        f"the camera lists {2 * GiB} bytes, the signed manifest {signed} (the first "
+        f"{signed} of {2 * GiB} bytes kept as evidence)"
+        if lie == "listed"
+        else f"the camera reports {2 * GiB} bytes, the signed manifest lists {signed}"
+    )
     assert quarantined == f"{rec}/seg-000001.bcs: {expected}"
     assert not report.ok and "1 segment(s) kept on the camera" in report.summary()
     # the dock's folders hold no more than the signed bytes of that file
-    largest = max(p.stat().st_size for p in tmp_path.joinpath("store").rglob("*")
-                  if p.is_file())
+    largest = max(p.stat().st_size for p in tmp_path.joinpath("store").rglob("*") if p.is_file())
     assert largest <= signed
 
 
@@ -359,18 +409,20 @@ def test_a_recording_listing_more_files_than_a_recording_holds_is_refused_alone(
     cam: FakeCamera = make_cam(transfer="serial")
     good = cam.record(2)
     register(ledger, cam)
-    lies = Lies(entries=[("20261122T999999Z-many", f"seg-{i:06d}.bcs", 100)
-                         for i in range(50)])
+    lies = Lies(entries=[("20261122T999999Z-many", f"seg-{i:06d}.bcs", 100) for i in range(50)])
     server = HostileServer(cam, lies)
     docks.dock(cam, "slot-1", volume=False, server=server)
-    ctx = context(tmp_path, ledger, dock_keys,
-                  listing_bounds=ListingBounds(max_files_per_recording=20))
+    ctx = context(
+        tmp_path, ledger, dock_keys, listing_bounds=ListingBounds(max_files_per_recording=20)
+    )
     report = ingest(docks, "slot-1", ctx)
-    assert report.left == {"recordings/20261122T999999Z-many":
-                           "lists more than 20 files, more than a recording can hold"}
+    assert report.left == {
+        "recordings/20261122T999999Z-many": (
+            "lists more than 20 files, more than a recording can hold"
+        )
+    }
     assert cam.segment_files() == [] and report.recordings == 1
-    assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == \
-        cam.plaintexts[good]
+    assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == cam.plaintexts[good]
     assert not any("many" in p for p in server.read_paths)
 
 
@@ -382,8 +434,12 @@ def test_a_camera_listing_more_than_a_session_takes_is_refused_and_keeps_everyth
     cam.record(2)
     register(ledger, cam)
     if transfer == "serial":
-        server: Any = HostileServer(cam, Lies(entries=[
-            (f"20261122T9999{i:02d}Z-many", "seg-000000.bcs", 100) for i in range(40)]))
+        server: Any = HostileServer(
+            cam,
+            Lies(
+                entries=[(f"20261122T9999{i:02d}Z-many", "seg-000000.bcs", 100) for i in range(40)]
+            ),
+        )
         docks.dock(cam, "slot-1", volume=False, server=server)
     else:
         for i in range(40):
@@ -402,8 +458,12 @@ def test_a_camera_listing_more_than_a_session_takes_is_refused_and_keeps_everyth
 
 
 def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_and_status(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import dataclasses
 
@@ -420,20 +480,35 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     impostor.device_id = honest.device_id
     impostor.record(1)
     docks.dock(impostor, "slot-1")
-    cfg = DaemonConfig(slots=docks.slots, store_url=f"file://{tmp_path}/store",
-                       ledger_path=ledger.path, settle=0.0, site=SITE, once=True, live=False)
+    cfg = DaemonConfig(
+        slots=docks.slots,
+        store_url=f"file://{tmp_path}/store",
+        ledger_path=ledger.path,
+        settle=0.0,
+        site=SITE,
+        once=True,
+        live=False,
+    )
     out = io.StringIO()
     screen = Console(file=io.StringIO(), width=4000, force_terminal=False)  # no folding
-    result = DockDaemon(dataclasses.replace(cfg, live=True), store=FileStore(tmp_path / "store"),
-                        ledger=ledger, dock_key=dock_keys.dock, out=out, console=screen).run()
+    result = DockDaemon(
+        dataclasses.replace(cfg, live=True),
+        store=FileStore(tmp_path / "store"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        out=out,
+        console=screen,
+    ).run()
     assert result.exit_code == 1
     # the live view's last frame carries the notes in the slot's message
     frame = screen.file.getvalue().split("bodycam dock - ")[-1]  # type: ignore[attr-defined]
     assert "'a/b': name refused" in frame and "camera clock" in frame
     lines = {line.split(":")[0]: line for line in out.getvalue().splitlines()}
     hostile_line = lines[hostile.device_id]
-    assert hostile_line.startswith(f"{hostile.device_id}: 1 of 1 recordings stored; "
-                                   "2 other file(s) left on the camera; notes: ")
+    assert hostile_line.startswith(
+        f"{hostile.device_id}: 1 of 1 recordings stored; "
+        "2 other file(s) left on the camera; notes: "
+    )
     assert "camera clock" in hostile_line
     assert "left on the camera: recordings/'../../../../../escaped'" in hostile_line
     assert "left on the camera: recordings/'a/b': name refused" in hostile_line
@@ -446,8 +521,18 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     docks.undock("slot-2")
     docks.dock(honest, "slot-1")
     out = io.StringIO()
-    assert DockDaemon(cfg, store=FileStore(tmp_path / "store"), ledger=ledger,
-                      dock_key=dock_keys.dock, out=out).run().exit_code == 0
+    assert (
+        DockDaemon(
+            cfg,
+            store=FileStore(tmp_path / "store"),
+            ledger=ledger,
+            dock_key=dock_keys.dock,
+            out=out,
+        )
+        .run()
+        .exit_code
+        == 0
+    )
     assert honest.segment_files() == []
 
     assert dock_main(["status", "--json", "--ledger", str(ledger.path)]) == 0
@@ -456,8 +541,7 @@ def test_daemon_survives_a_hostile_camera_and_every_note_reaches_summary_ledger_
     assert cams[honest.device_id]["ok"] == 1
     notes = cams[hostile.device_id]["notes"]
     assert any(n.startswith("camera clock") for n in notes)
-    assert "left on the camera: recordings/'a/b': name refused: contains a path separator" \
-        in notes
+    assert "left on the camera: recordings/'a/b': name refused: contains a path separator" in notes
     assert cams[hostile.device_id]["summary"] == hostile_line
     (refused,) = status["refused"]
     assert refused["device_id"] == honest.device_id and refused["slot"] == "slot-1"
@@ -483,13 +567,16 @@ def test_thousands_of_refused_names_keep_the_summary_line_bounded(
     assert report.notes[-1] == "1968 more file(s) left on the camera (named in the dock's log)"
     assert len(report.summary()) < 6000
     assert cam.segment_files() == [] and report.recordings_done == 1
-    assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == \
-        cam.plaintexts[good]
+    assert decrypt_from_store(ctx.store, SITE, cam, good, tmp_path / "out") == cam.plaintexts[good]
 
 
 def test_quarantine_evidence_is_bounded_per_docking(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dock.ingest
 
@@ -503,12 +590,16 @@ def test_quarantine_evidence_is_bounded_per_docking(
     docks.dock(cam, "slot-1")
     ctx = context(tmp_path, ledger, dock_keys)
     report = ingest(docks, "slot-1", ctx)
-    assert report.quarantined == [f"{rec}: recording.hdr or manifest.bcm missing: the "
-                                  "recording cannot be verified"]
+    assert report.quarantined == [
+        f"{rec}: recording.hdr or manifest.bcm missing: the recording cannot be verified"
+    ]
     evidence = [k for k in ctx.store.list("quarantine/") if ".reason.json" not in k]
     assert len(evidence) == 4  # header and three segments, each recorded
     assert sum(len(ctx.store.get_bytes(k)) for k in evidence) <= budget
-    reasons = [json.loads(ctx.store.get_bytes(k)) for k in ctx.store.list("quarantine/")
-               if ".reason.json" in k]
+    reasons = [
+        json.loads(ctx.store.get_bytes(k))
+        for k in ctx.store.list("quarantine/")
+        if ".reason.json" in k
+    ]
     assert sum("kept as evidence" in json.dumps(r) for r in reasons) == 2
     assert tree(cam.recordings) == before  # all of it still on the camera

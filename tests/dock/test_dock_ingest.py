@@ -20,8 +20,14 @@ SITE = "test-site"
 
 def context(tmp_path: Path, ledger: Ledger, dock_keys: Any, **kw: Any) -> DockContext:
     store = kw.pop("store", None) or FileStore(tmp_path / "store")
-    return DockContext(store=store, ledger=ledger, dock_key=dock_keys.dock, site=SITE,
-                       spool_root=tmp_path / "spool", **kw)
+    return DockContext(
+        store=store,
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        site=SITE,
+        spool_root=tmp_path / "spool",
+        **kw,
+    )
 
 
 def ingest(docks: Dock, slot: str, ctx: DockContext) -> Any:
@@ -39,16 +45,18 @@ def test_mass_storage_camera_is_stored_then_released(
     report = ingest(docks, "slot-1", ctx)
     # the camera's clock (T0) is months behind the dock's, beyond what its profile lets a dock
     # correct: left alone, and said so
-    assert report.summary() == (f"{cam.device_id}: all 2 recordings stored, camera released; "
-                                "notes: " + report.notes[0])
+    assert report.summary() == (
+        f"{cam.device_id}: all 2 recordings stored, camera released; notes: " + report.notes[0]
+    )
     assert len(report.notes) == 1 and report.notes[0].startswith("camera clock is off by -")
     assert report.ok and report.stored == 5 and report.released == 5
     assert cam.segment_files() == []
     assert list(cam.recordings.iterdir()) == []  # finished recordings go with their last segment
     assert [s.state for s in ledger.segments(cam.device_id)] == [RELEASED] * 5
     for rec in recs:
-        assert decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == \
-            cam.plaintexts[rec]
+        assert (
+            decrypt_from_store(ctx.store, SITE, cam, rec, tmp_path / "out") == cam.plaintexts[rec]
+        )
     events = [k for k in ctx.store.list() if "/events/" in k]
     assert len(events) == 1
     log = (cam.volume / "events" / "events.jsonl").read_bytes()
@@ -95,8 +103,9 @@ def test_unknown_or_rekeyed_camera_is_refused_and_keeps_everything(
     assert ledger.segments() == []
 
     impostor = make_cam("cam2")
-    ledger.register_device(cam.device_id, impostor.public_key, registered_by="c",
-                           role="coordinator")
+    ledger.register_device(
+        cam.device_id, impostor.public_key, registered_by="c", role="coordinator"
+    )
     report = ingest(docks, "slot-1", ctx)
     assert report.refused and "differs from the registered" in report.refused
     assert len(cam.segment_files()) == 2 and list(ctx.store.list()) == []
@@ -132,8 +141,11 @@ def test_tampered_segment_is_quarantined_never_released(
     assert f"quarantined {rec}/seg-000001.bcs: SHA-256" in report.summary()
     assert "1 segment(s) kept on the camera" in report.summary()
     states = {s.name: s.state for s in ledger.segments(cam.device_id)}
-    assert states == {"seg-000000.bcs": RELEASED, "seg-000001.bcs": QUARANTINED,
-                      "seg-000002.bcs": RELEASED}
+    assert states == {
+        "seg-000000.bcs": RELEASED,
+        "seg-000001.bcs": QUARANTINED,
+        "seg-000002.bcs": RELEASED,
+    }
     quarantined = list(ctx.store.list("quarantine/"))
     assert len(quarantined) == 2  # the bytes and the reason
     data_key = next(k for k in quarantined if ".reason.json" not in k)
@@ -162,10 +174,18 @@ def test_manifest_not_signed_by_the_camera_quarantines_the_whole_recording(
     assert report.recordings == 2 and report.recordings_done == 1
     assert not (cam.recordings / good).exists()
     assert sorted(p.name for p in (cam.recordings / foreign).iterdir()) == [
-        "manifest.bcm", "recording.hdr", "seg-000000.bcs", "seg-000001.bcs"]
+        "manifest.bcm",
+        "recording.hdr",
+        "seg-000000.bcs",
+        "seg-000001.bcs",
+    ]
     q = [k for k in ctx.store.list("quarantine/") if ".reason.json" not in k]
     assert sorted(k.split("/")[-1].rsplit(".", 1)[0] for k in q) == [
-        "manifest.bcm", "recording.hdr", "seg-000000.bcs", "seg-000001.bcs"]
+        "manifest.bcm",
+        "recording.hdr",
+        "seg-000000.bcs",
+        "seg-000001.bcs",
+    ]
     held = ledger.recording(cam.device_id, foreign)
     assert held is not None and held["quarantine_reason"]
 
@@ -186,8 +206,10 @@ def test_spliced_segment_in_a_finished_recording_is_quarantined(
     # the last listed segment is stored but held back: releasing it would make the camera
     # remove the folder, the quarantined file with it
     assert cam.segment_files() == [cam.recordings / a / "seg-000001.bcs", spliced]
-    assert f"quarantined {a}/seg-000002.bcs: segment file is not in the signed manifest" \
+    assert (
+        f"quarantined {a}/seg-000002.bcs: segment file is not in the signed manifest"
         in report.summary()
+    )
     assert report.recordings_done == 2 and report.kept == 2
     last = ledger.segment(cam.device_id, a, "seg-000001.bcs")
     assert last is not None and last.state == "stored"
@@ -206,7 +228,9 @@ def test_unfinished_recording_segments_are_released_folder_stays(
     assert report.ok, report.summary()
     assert cam.segment_files() == []
     assert sorted(p.name for p in (cam.recordings / rec).iterdir()) == [
-        "manifest.bcm", "recording.hdr"]
+        "manifest.bcm",
+        "recording.hdr",
+    ]
     again = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys))
     assert again.ok and again.recordings_done == 1 and again.stored == 0
 
@@ -270,8 +294,14 @@ class Crash(BaseException):
 @pytest.mark.parametrize("point", ["after-store", "after-ledger", "after-release"])
 @pytest.mark.parametrize("nth", [1, 2])
 def test_crash_at_each_window_resumes_without_duplicates_or_early_release(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    monkeypatch: pytest.MonkeyPatch, point: str, nth: int
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    point: str,
+    nth: int,
 ) -> None:
     cam: FakeCamera = make_cam()
     rec = cam.record(3)
@@ -320,8 +350,12 @@ def test_crash_at_each_window_resumes_without_duplicates_or_early_release(
 
 
 def test_undock_mid_transfer_aborts_cleanly_and_resumes(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cam: FakeCamera = make_cam()
     rec = cam.record(3)
@@ -363,8 +397,12 @@ def test_undock_mid_transfer_aborts_cleanly_and_resumes(
 
 
 def test_shutdown_finishes_the_chunk_and_stops(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cam: FakeCamera = make_cam()
     cam.record(2)
@@ -381,8 +419,7 @@ def test_shutdown_finishes_the_chunk_and_stops(
         return receipt
 
     monkeypatch.setattr(store, "put_file", put_then_sigterm)
-    report = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys, store=store,
-                                               stop=stop))
+    report = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys, store=store, stop=stop))
     assert report.aborted and "shutting down" in report.aborted
     assert [s.state for s in ledger.segments(cam.device_id)] == ["stored"]
     assert len(cam.segment_files()) == 2

@@ -41,19 +41,47 @@ BUCKET = "bodycam-tests"
 # --- running the dock as its own process ---------------------------------------------------
 
 
-def start_dock(tmp_path: Path, slots: Path, store_url: str, *, tag: str, once: bool = True,
-               env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "dock", "run", "--slots", str(slots), "--store", store_url,
-           "--ledger", str(ledger_path(tmp_path)), "--keys", str(tmp_path / "keys"),
-           "--site", SITE, "--settle", "0", "--no-live", "--json-logs",
-           "--state", str(tmp_path / "state"), "--create"]
+def start_dock(
+    tmp_path: Path,
+    slots: Path,
+    store_url: str,
+    *,
+    tag: str,
+    once: bool = True,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "dock",
+        "run",
+        "--slots",
+        str(slots),
+        "--store",
+        store_url,
+        "--ledger",
+        str(ledger_path(tmp_path)),
+        "--keys",
+        str(tmp_path / "keys"),
+        "--site",
+        SITE,
+        "--settle",
+        "0",
+        "--no-live",
+        "--json-logs",
+        "--state",
+        str(tmp_path / "state"),
+        "--create",
+    ]
     if once:
         cmd.append("--once")
     full_env = {**os.environ, "PYTHONPATH": str(ROOT)}
     full_env.pop(FAULT_ENV, None)
     full_env.update(env or {})
-    with open(tmp_path / f"dock-{tag}.out", "wb") as out, \
-            open(tmp_path / f"dock-{tag}.err", "wb") as err:
+    with (
+        open(tmp_path / f"dock-{tag}.out", "wb") as out,
+        open(tmp_path / f"dock-{tag}.err", "wb") as err,
+    ):
         return subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=err)
 
 
@@ -63,21 +91,25 @@ def finish(proc: subprocess.Popen[bytes], tmp_path: Path, tag: str, timeout: flo
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError(f"dock did not finish: {(tmp_path / f'dock-{tag}.err').read_text()}"
-                             ) from None
+        raise AssertionError(
+            f"dock did not finish: {(tmp_path / f'dock-{tag}.err').read_text()}"
+        ) from None
 
 
-def run_killed(tmp_path: Path, slots: Path, url: str, fault: str,
-               env: dict[str, str] | None = None) -> None:
+def run_killed(
+    tmp_path: Path, slots: Path, url: str, fault: str, env: dict[str, str] | None = None
+) -> None:
     proc = start_dock(tmp_path, slots, url, tag="killed", env={FAULT_ENV: fault, **(env or {})})
     code = finish(proc, tmp_path, "killed")
     assert code == -signal.SIGKILL, (tmp_path / "dock-killed.err").read_text()
-    assert f"killing the dock at {fault.split(':')[0]}" in (tmp_path / "dock-killed.err"
-                                                             ).read_text()
+    assert (
+        f"killing the dock at {fault.split(':')[0]}" in (tmp_path / "dock-killed.err").read_text()
+    )
 
 
-def run_clean(tmp_path: Path, slots: Path, url: str, tag: str = "resumed",
-              env: dict[str, str] | None = None) -> str:
+def run_clean(
+    tmp_path: Path, slots: Path, url: str, tag: str = "resumed", env: dict[str, str] | None = None
+) -> str:
     proc = start_dock(tmp_path, slots, url, tag=tag, env=env)
     assert finish(proc, tmp_path, tag) == 0, (tmp_path / f"dock-{tag}.err").read_text()
     return (tmp_path / f"dock-{tag}.out").read_text()
@@ -93,8 +125,16 @@ def ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite"
 
 
-def setup(tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-          recordings: int = 2, segments: int = 2, size: int = 6000) -> FakeCamera:
+def setup(
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    recordings: int = 2,
+    segments: int = 2,
+    size: int = 6000,
+) -> FakeCamera:
     (tmp_path / "keys").mkdir()
     dock_keys.dock.save(tmp_path / "keys" / "dock.key")
     cam: FakeCamera = make_cam()
@@ -151,8 +191,9 @@ def test_kill_between_link_and_unlink_never_changes_a_stored_object(
     assert len(left) == 1  # the killed writer's staging folder
     # no spool name is another name of a stored object
     stored_inodes = {st.st_ino for st in after_kill.values()}
-    spool_inodes = {p.lstat().st_ino for p in (root / ".staging" / "spool").rglob("*")
-                    if p.is_file()}
+    spool_inodes = {
+        p.lstat().st_ino for p in (root / ".staging" / "spool").rglob("*") if p.is_file()
+    }
     assert not stored_inodes & spool_inodes
 
     out = run_clean(tmp_path, docks.slots, url)
@@ -172,15 +213,15 @@ def test_a_spool_name_linked_to_a_stored_object_is_dropped_not_written_through(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:
     """What an earlier dock version left after this kill: the `.part` as a second name."""
-    cam = setup(tmp_path, docks, make_cam, ledger, dock_keys, recordings=1, segments=3,
-                size=200_000)
+    cam = setup(
+        tmp_path, docks, make_cam, ledger, dock_keys, recordings=1, segments=3, size=200_000
+    )
     root = tmp_path / "store"
     url = f"file://{root}"
     run_killed(tmp_path, docks.slots, url, "after-store:1")  # stored, ledger not yet
     (key,) = [k for k in objects(root) if "/seg-" in k]
     rec = key.split("/")[2]
-    part = root / ".staging" / "spool" / SITE / cam.device_id / rec / \
-        f"{split_name(key)[0]}.part"
+    part = root / ".staging" / "spool" / SITE / cam.device_id / rec / f"{split_name(key)[0]}.part"
     part.parent.mkdir(parents=True, exist_ok=True)
     os.link(root / key, part)
     before = fingerprint((root / key).lstat())
@@ -192,8 +233,9 @@ def test_a_spool_name_linked_to_a_stored_object_is_dropped_not_written_through(
     assert fingerprint((root / key).lstat()) == before
     assert not part.exists()
     assert_objects_sound(root)
-    assert decrypt_from_store(FileStore(root), SITE, cam, rec, tmp_path / "out") == \
-        cam.plaintexts[rec]
+    assert (
+        decrypt_from_store(FileStore(root), SITE, cam, rec, tmp_path / "out") == cam.plaintexts[rec]
+    )
 
 
 def test_a_damaged_object_under_its_final_name_is_set_aside_and_stored_again(
@@ -226,13 +268,22 @@ def test_a_damaged_object_under_its_final_name_is_set_aside_and_stored_again(
 
 @pytest.mark.parametrize("backend", ["file", "s3"])
 def test_kill_after_the_last_release_of_a_recording_still_ends_released(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    weed: WeedServer, aws_env: dict[str, str], backend: str
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    weed: WeedServer,
+    aws_env: dict[str, str],
+    backend: str,
 ) -> None:
     cam = setup(tmp_path, docks, make_cam, ledger, dock_keys)
     first, second = sorted(cam.plaintexts)
-    url = (f"file://{tmp_path}/store" if backend == "file" else
-           f"s3://{BUCKET}/{tmp_path.name}?endpoint={weed.endpoint}&region=us-east-1")
+    url = (
+        f"file://{tmp_path}/store"
+        if backend == "file"
+        else f"s3://{BUCKET}/{tmp_path.name}?endpoint={weed.endpoint}&region=us-east-1"
+    )
     # releases go in order: the second is the last segment of the first recording
     run_killed(tmp_path, docks.slots, url, "after-release:2")
     assert not (cam.recordings / first).exists()  # the camera removed the whole folder
@@ -242,8 +293,9 @@ def test_kill_after_the_last_release_of_a_recording_still_ends_released(
     out = run_clean(tmp_path, docks.slots, url)
     assert released_line(out) == f"{cam.device_id}: all 1 recording stored, camera released"
     states = segment_states(tmp_path, cam)
-    assert states == {(rec, f"seg-{i:06d}.bcs"): RELEASED for rec in (first, second)
-                      for i in range(2)}
+    assert states == {
+        (rec, f"seg-{i:06d}.bcs"): RELEASED for rec in (first, second) for i in range(2)
+    }
     with Ledger(ledger_path(tmp_path), readonly=True) as led:
         settled = led.segment(cam.device_id, first, "seg-000001.bcs")
         assert led.counts() == {RELEASED: 4}
@@ -290,9 +342,13 @@ def test_s3_put_after_a_stale_404_keeps_one_version_and_other_bytes_are_refused(
     killed = S3Store(BUCKET, prefix, endpoint_url=weed.endpoint, region="us-east-1")
     src = tmp_path / "seg.part"
     src.write_bytes(data)
-    store = _LateArrival(BUCKET, prefix, endpoint_url=weed.endpoint, region="us-east-1",
-                         late_put=lambda k: killed.put_file(k, src, sha256=sha,
-                                                            size=len(data)))
+    store = _LateArrival(
+        BUCKET,
+        prefix,
+        endpoint_url=weed.endpoint,
+        region="us-east-1",
+        late_put=lambda k: killed.put_file(k, src, sha256=sha, size=len(data)),
+    )
     receipt = store.put_file(key, src, sha256=sha, size=len(data))
     assert receipt.already_present and receipt.sha256 == sha and store.heads == [key]
     client = s3_client(weed.endpoint)
@@ -315,8 +371,13 @@ def test_s3_put_after_a_stale_404_keeps_one_version_and_other_bytes_are_refused(
 
 
 def test_s3_kill_after_an_event_log_piece_stores_no_overlap_and_leaves_no_temp_file(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    weed: WeedServer, aws_env: dict[str, str]
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    weed: WeedServer,
+    aws_env: dict[str, str],
 ) -> None:
     cam = setup(tmp_path, docks, make_cam, ledger, dock_keys, recordings=1, segments=2)
     tmpdir = tmp_path / "tmpdir"
@@ -335,12 +396,16 @@ def test_s3_kill_after_an_event_log_piece_stores_no_overlap_and_leaves_no_temp_f
     client = s3_client(weed.endpoint)
     try:
         listed = client.list_object_versions(Bucket=BUCKET, Prefix=f"{prefix}/")
-        keys = [v["Key"][len(prefix) + 1:] for v in listed.get("Versions", [])]
+        keys = [v["Key"][len(prefix) + 1 :] for v in listed.get("Versions", [])]
     finally:
         client.close()
     assert len(keys) == len(set(keys))
-    pieces = sorted((int(n.split("-")[1]), int(n.split("-")[2].split(".")[0]), k)
-                    for k in keys if "/events/" in k for n in [split_name(k)[0]])
+    pieces = sorted(
+        (int(n.split("-")[1]), int(n.split("-")[2].split(".")[0]), k)
+        for k in keys
+        if "/events/" in k
+        for n in [split_name(k)[0]]
+    )
     assert len(pieces) == 2  # the piece stored before the kill, adopted; then the rest
     assert pieces[0][0] == 0 and pieces[0][1] == pieces[1][0]  # contiguous, no overlap
     store = open_store(url)
@@ -359,10 +424,13 @@ def test_s3_kill_after_an_event_log_piece_stores_no_overlap_and_leaves_no_temp_f
 
 def status_of(tmp_path: Path) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "dock", "status", "--json", "--ledger",
-         str(ledger_path(tmp_path))],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-        timeout=60, check=True)
+        [sys.executable, "-m", "dock", "status", "--json", "--ledger", str(ledger_path(tmp_path))],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
     doc: dict[str, Any] = json.loads(done.stdout)
     return doc
 
@@ -397,8 +465,13 @@ def test_status_says_not_running_the_moment_the_dock_is_killed(
     assert status_of(tmp_path)["daemon_state"] == "not running"  # heartbeat is seconds old
     text = subprocess.run(
         [sys.executable, "-m", "dock", "status", "--ledger", str(ledger_path(tmp_path))],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-        text=True, timeout=60, check=True).stdout
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     assert text.startswith("dock daemon: not running (pid ")
 
 
@@ -433,12 +506,19 @@ def test_store_state_is_ok_again_at_the_first_successful_upload(
         real_check()
 
     store.check = check_then_mount  # type: ignore[method-assign]
-    cfg = DaemonConfig(slots=docks.slots, store_url=f"file://{nas}/bodycam",
-                       ledger_path=ledger.path, settle=0.0, site=SITE, live=False, once=True,
-                       retry_base=0.0, once_attempts=3)
+    cfg = DaemonConfig(
+        slots=docks.slots,
+        store_url=f"file://{nas}/bodycam",
+        ledger_path=ledger.path,
+        settle=0.0,
+        site=SITE,
+        live=False,
+        once=True,
+        retry_base=0.0,
+        once_attempts=3,
+    )
     out = io.StringIO()
-    result = DockDaemon(cfg, store=store, ledger=ledger, dock_key=dock_keys.dock,
-                        out=out).run()
+    result = DockDaemon(cfg, store=store, ledger=ledger, dock_key=dock_keys.dock, out=out).run()
     assert result.exit_code == 0, out.getvalue()
     first = out.getvalue().splitlines()[0]
     assert "store problem" in first  # the first session met the outage
@@ -446,8 +526,13 @@ def test_store_state_is_ok_again_at_the_first_successful_upload(
 
 
 def test_s3_other_bytes_under_a_segments_name_quarantine_it_and_keep_it_on_the_camera(
-    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any,
-    weed: WeedServer, aws_env: dict[str, str]
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    weed: WeedServer,
+    aws_env: dict[str, str],
 ) -> None:
     from dock.ingest import CameraIngest, DockContext
     from dock.ledger import QUARANTINED
@@ -466,12 +551,18 @@ def test_s3_other_bytes_under_a_segments_name_quarantine_it_and_keep_it_on_the_c
     store = open_store(f"s3://{BUCKET}/{prefix}?endpoint={weed.endpoint}&region=us-east-1")
     try:
         client.put_object(Bucket=BUCKET, Key=f"{prefix}/{key}", Body=os.urandom(len(good)))
-        ctx = DockContext(store=store, ledger=ledger, dock_key=dock_keys.dock, site=SITE,
-                          spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=store,
+            ledger=ledger,
+            dock_key=dock_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
         assert not report.ok
-        assert any(q.startswith(f"{rec}/seg-000000.bcs: store integrity") for q in
-                   report.quarantined), report.summary()
+        assert any(
+            q.startswith(f"{rec}/seg-000000.bcs: store integrity") for q in report.quarantined
+        ), report.summary()
         assert seg0.exists()  # never released
         held = ledger.segment(cam.device_id, rec, seg0.name)
         assert held is not None and held.state == QUARANTINED

@@ -31,10 +31,14 @@ def test_only_the_coordinator_adds_or_removes_cameras(tmp_path: Path) -> None:
             with pytest.raises(NotCoordinator, match="only the coordinator"):
                 led.register_device(DEV, KEY, registered_by="x", role=role)
         assert led.devices() == []
-        rec = led.register_device(DEV, KEY, model="BC-SIM-1", registered_by="anna",
-                                  role="coordinator")
+        rec = led.register_device(
+            DEV, KEY, model="BC-SIM-1", registered_by="anna", role="coordinator"
+        )
         assert (rec.registered_by, rec.registered_role, rec.registered_utc) == (
-            "anna", "coordinator", 100.0)
+            "anna",
+            "coordinator",
+            100.0,
+        )
         assert led.register_device(DEV, KEY, registered_by="bob", role="coordinator") == rec
         with pytest.raises(LedgerError, match="another key"):
             led.register_device(DEV, bytes(32), registered_by="anna", role="coordinator")
@@ -108,7 +112,7 @@ def test_ledger_survives_reopen_and_serves_status_read_only(tmp_path: Path) -> N
 
 
 def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_columns(
-    tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "old.sqlite"
     # a ledger written before notes and refusals were kept
@@ -121,14 +125,22 @@ def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_column
     db.executescript(
         "INSERT INTO meta VALUES ('schema', '1');"
         "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary) "
-        "VALUES ('s1', 'BC-OLD00000', 1, 2, 1, 'old line');")
+        "VALUES ('s1', 'BC-OLD00000', 1, 2, 1, 'old line');"
+    )
     db.close()
     with Ledger(path, readonly=True) as old:  # `dock status` on it before any daemon ran
         assert old.status()["refused"] == []
         assert old.last_sessions()[0]["notes"] == []
     with Ledger(path, clock=lambda: 50.0) as led:
-        led.record_session("s1", DEV, 10.0, False, "line", notes=["camera clock was off"],
-                           refused="presents a device key that differs")
+        led.record_session(
+            "s1",
+            DEV,
+            10.0,
+            False,
+            "line",
+            notes=["camera clock was off"],
+            refused="presents a device key that differs",
+        )
         led.record_session("s1", DEV, 20.0, True, "ok line", notes=[])
     with Ledger(path, readonly=True) as ro:
         status = json.loads(status_json(ro))

@@ -23,8 +23,12 @@ def stage(directory: Path, cam: FakeCamera, raw: bytes, signer: Any) -> None:
 
 
 def run(tmp_path: Path, docks: Dock, ledger: Ledger, dock_keys: Any) -> Any:
-    ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                      dock_key=dock_keys.dock, profiles_dir=tmp_path / "profiles")
+    ctx = DockContext(
+        store=FileStore(tmp_path / "store"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        profiles_dir=tmp_path / "profiles",
+    )
     return CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
 
 
@@ -35,8 +39,7 @@ def test_staged_profile_is_flashed_once(
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(1)
     register(ledger, cam)
-    new = profile_toml([dock_keys.dock.public_bytes()], dock_keys.vault.public_bytes(),
-                       version=2)
+    new = profile_toml([dock_keys.dock.public_bytes()], dock_keys.vault.public_bytes(), version=2)
     stage(tmp_path / "profiles", cam, new, dock_keys.integrator)
     docks.dock(cam, "slot-1")
     report = run(tmp_path, docks, ledger, dock_keys)
@@ -56,8 +59,9 @@ def test_profile_that_drops_this_dock_is_flashed_after_the_transfer(
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(2)
     register(ledger, cam)
-    moved = profile_toml([dock_keys.other_dock.public_bytes()], dock_keys.vault.public_bytes(),
-                         version=2)
+    moved = profile_toml(
+        [dock_keys.other_dock.public_bytes()], dock_keys.vault.public_bytes(), version=2
+    )
     stage(tmp_path / "profiles", cam, moved, dock_keys.integrator)
     docks.dock(cam, "slot-1")
     report = run(tmp_path, docks, ledger, dock_keys)
@@ -73,8 +77,7 @@ def test_profile_signed_by_a_stranger_is_refused_and_ingest_goes_on(
     ProfileStore(cam.home / "profiles").provision_integrator(dock_keys.integrator.public_bytes())
     cam.record(1)
     register(ledger, cam)
-    raw = profile_toml([dock_keys.dock.public_bytes()], dock_keys.vault.public_bytes(),
-                       version=2)
+    raw = profile_toml([dock_keys.dock.public_bytes()], dock_keys.vault.public_bytes(), version=2)
     stage(tmp_path / "profiles", cam, raw, dock_keys.other_dock)
     docks.dock(cam, "slot-1")
     report = run(tmp_path, docks, ledger, dock_keys)

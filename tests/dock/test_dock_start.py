@@ -60,9 +60,23 @@ def site(tmp_path: Path, dock_keys: Any) -> Path:
 
 
 def run_args(site: Path, store: str, *extra: str) -> list[str]:
-    return ["dock", "run", "--slots", str(site / "slots"), "--store", store,
-            "--ledger", str(site / "state" / "ledger.sqlite"), "--keys", str(site / "keys"),
-            "--once", "--no-live", "--settle", "0", *extra]
+    return [
+        "dock",
+        "run",
+        "--slots",
+        str(site / "slots"),
+        "--store",
+        store,
+        "--ledger",
+        str(site / "state" / "ledger.sqlite"),
+        "--keys",
+        str(site / "keys"),
+        "--once",
+        "--no-live",
+        "--settle",
+        "0",
+        *extra,
+    ]
 
 
 def test_slots_given_as_a_file_says_it_is_not_a_folder(
@@ -73,8 +87,10 @@ def test_slots_given_as_a_file_says_it_is_not_a_folder(
     args[args.index("--slots") + 1] = str(site / "slots.txt")
     before = tree(site)
     line = refused(args, capsys)
-    assert line == f"bodycam: error: --slots {site / 'slots.txt'}: is a file, not a folder " \
-                   "(the slots root)"
+    assert (
+        line == f"bodycam: error: --slots {site / 'slots.txt'}: is a file, not a folder "
+        "(the slots root)"
+    )
     assert tree(site) == before
 
 
@@ -122,9 +138,11 @@ def test_a_missing_ledger_folder_is_refused_and_not_created(
     args[args.index("--ledger") + 1] = str(ledger)
     before = tree(site)
     line = refused(args, capsys)
-    assert line == (f"bodycam: error: --ledger {ledger}: its folder {ledger.parent} does not "
-                    "exist (is its disk mounted?); pass --create to make it, or --ledger PATH "
-                    "for the ledger you use")
+    assert line == (
+        f"bodycam: error: --ledger {ledger}: its folder {ledger.parent} does not "
+        "exist (is its disk mounted?); pass --create to make it, or --ledger PATH "
+        "for the ledger you use"
+    )
     assert tree(site) == before
 
 
@@ -152,12 +170,20 @@ def test_profiles_given_as_a_file_and_missing_profiles_are_refused(
     site: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (site / "profiles.toml").write_text("")
-    line = refused(run_args(site, f"file://{site}/store", "--create", "--profiles",
-                            str(site / "profiles.toml")), capsys)
-    assert line == (f"bodycam: error: --profiles {site / 'profiles.toml'}: is a file, not a "
-                    "folder (the staged profiles folder)")
-    line = refused(run_args(site, f"file://{site}/store", "--create", "--profiles",
-                            str(site / "nothing")), capsys)
+    line = refused(
+        run_args(
+            site, f"file://{site}/store", "--create", "--profiles", str(site / "profiles.toml")
+        ),
+        capsys,
+    )
+    assert line == (
+        f"bodycam: error: --profiles {site / 'profiles.toml'}: is a file, not a "
+        "folder (the staged profiles folder)"
+    )
+    line = refused(
+        run_args(site, f"file://{site}/store", "--create", "--profiles", str(site / "nothing")),
+        capsys,
+    )
     assert f"--profiles {site / 'nothing'}: the staged profiles folder does not exist" in line
     assert not (site / "nothing").exists() and not (site / "store").exists()
 
@@ -171,8 +197,7 @@ def closed_port() -> int:
 def test_s3_without_credentials_is_refused_in_one_line(
     site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
-                 "AWS_SESSION_TOKEN"):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(site / "none"))
@@ -212,9 +237,24 @@ def test_a_missing_bucket_is_created_only_with_create(
 
 def start_daemon(site: Path, ledger: Path) -> subprocess.Popen[bytes]:
     (site / "store").mkdir(exist_ok=True)
-    cmd = [sys.executable, "-m", "dock", "run", "--slots", str(site / "slots"), "--store",
-           f"file://{site}/store", "--ledger", str(ledger), "--keys", str(site / "keys"),
-           "--no-live", "--create", "--rescan", "0.2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "dock",
+        "run",
+        "--slots",
+        str(site / "slots"),
+        "--store",
+        f"file://{site}/store",
+        "--ledger",
+        str(ledger),
+        "--keys",
+        str(site / "keys"),
+        "--no-live",
+        "--create",
+        "--rescan",
+        "0.2",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with open(site / "dock.err", "wb") as err:
         return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
@@ -253,8 +293,10 @@ def test_status_and_register_find_a_dock_started_with_another_ledger(
         assert f"uses --ledger {ledger}" in err
         assert "dock daemon: running" in out
         cam = make_cam()
-        assert bodycam(["dock", "register", str(cam.volume / "DEVICE.json"),
-                        "--role", "coordinator"]) == 0
+        assert (
+            bodycam(["dock", "register", str(cam.volume / "DEVICE.json"), "--role", "coordinator"])
+            == 0
+        )
         out, err = capsys.readouterr()
         assert f"in {ledger}" in out and f"--ledger {ledger}" in err
         with sqlite3.connect(f"file:{ledger}?mode=ro", uri=True) as db:
@@ -307,7 +349,17 @@ def test_register_never_creates_a_ledger_folder(
 ) -> None:
     cam = make_cam()
     ledger = tmp_path / "unmounted" / "ledger.sqlite"
-    line = refused(["dock", "register", str(cam.volume / "DEVICE.json"), "--role",
-                    "coordinator", "--ledger", str(ledger)], capsys)
+    line = refused(
+        [
+            "dock",
+            "register",
+            str(cam.volume / "DEVICE.json"),
+            "--role",
+            "coordinator",
+            "--ledger",
+            str(ledger),
+        ],
+        capsys,
+    )
     assert f"no dock ledger at {ledger}" in line and "--create" in line
     assert not ledger.parent.exists()

@@ -99,12 +99,19 @@ def test_open_store_urls(tmp_path: Path) -> None:
     fs = open_store(f"file://{tmp_path}/store")
     assert isinstance(fs, FileStore) and fs.root == tmp_path / "store"
     assert isinstance(open_store(str(tmp_path / "plain")), FileStore)
-    s3 = open_store("s3://footage/site-a?endpoint=http://127.0.0.1:9&region=us-east-1"
-                    "&retention_days=7")
+    s3 = open_store(
+        "s3://footage/site-a?endpoint=http://127.0.0.1:9&region=us-east-1&retention_days=7"
+    )
     assert isinstance(s3, S3Store)
     assert (s3.bucket, s3.prefix, s3.retention_days) == ("footage", "site-a", 7.0)
-    for bad in ("ftp://x/y", "s3://footage?colour=blue", "s3://ab", "file://host/x",
-                "s3://footage?endpoint=file:///x", "s3://footage?retention_days=-1"):
+    for bad in (
+        "ftp://x/y",
+        "s3://footage?colour=blue",
+        "s3://ab",
+        "file://host/x",
+        "s3://footage?endpoint=file:///x",
+        "s3://footage?retention_days=-1",
+    ):
         with pytest.raises(StoreConfigError):
             open_store(bad)
 
@@ -166,7 +173,7 @@ def test_file_store_syncs_file_then_links_then_syncs_directory(
     monkeypatch.setattr(os, "link", link)
     store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data))
     assert calls.index("fsync-file") < calls.index("link")
-    assert f"fsync-dir:{final.parent}" in calls[calls.index("link"):]
+    assert f"fsync-dir:{final.parent}" in calls[calls.index("link") :]
 
 
 def test_file_store_crash_before_link_leaves_no_partial_object(
@@ -237,8 +244,7 @@ def test_file_store_full_and_unavailable(tmp_path: Path, monkeypatch: pytest.Mon
 
     unmounted = FileStore(tmp_path / "missing" / "store")
     with pytest.raises(StoreUnavailable, match="mounted"):
-        unmounted.put_file(key_for(data), spool(tmp_path, data), sha256=sha(data),
-                           size=len(data))
+        unmounted.put_file(key_for(data), spool(tmp_path, data), sha256=sha(data), size=len(data))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "holiday.jpg").write_bytes(b"x")
     with pytest.raises(StoreConfigError, match="not a bodycam store"):
@@ -249,8 +255,13 @@ def test_file_store_quarantine_keeps_item_reason_and_hold(tmp_path: Path) -> Non
     store = FileStore(tmp_path / "store")
     bad = os.urandom(2000)
     key = key_for(bad, "seg-000003.bcs")
-    stored = store.quarantine(key, bad, "SHA-256 differs from the signed manifest",
-                              details={"device_id": "BC-1A2B3C4D"}, now=T0)
+    stored = store.quarantine(
+        key,
+        bad,
+        "SHA-256 differs from the signed manifest",
+        details={"device_id": "BC-1A2B3C4D"},
+        now=T0,
+    )
     assert stored.key == "quarantine/" + key
     keys = list(store.list("quarantine/"))
     reason_keys = [k for k in keys if ".reason.json." in k]
@@ -276,13 +287,31 @@ def bucket_name() -> str:
     return "bodycam-" + secrets.token_hex(6)
 
 
-def make_s3(endpoint: str, bucket: str = BUCKET, *, slept: list[float] | None = None,
-            attempts: int = 5, now: float = T0, prefix: str = "", **kw: Any) -> S3Store:
+def make_s3(
+    endpoint: str,
+    bucket: str = BUCKET,
+    *,
+    slept: list[float] | None = None,
+    attempts: int = 5,
+    now: float = T0,
+    prefix: str = "",
+    **kw: Any,
+) -> S3Store:
     client = s3_client(endpoint, connect_timeout=1, read_timeout=kw.pop("read_timeout", 5))
-    retry = RetryPolicy(attempts=attempts, base_delay=0.01, max_delay=0.05,
-                        sleep=(slept.append if slept is not None else (lambda s: None)))
-    return S3Store(bucket, prefix or "t-" + secrets.token_hex(4), client=client, retry=retry,
-                   clock=lambda: now, **kw)
+    retry = RetryPolicy(
+        attempts=attempts,
+        base_delay=0.01,
+        max_delay=0.05,
+        sleep=(slept.append if slept is not None else (lambda s: None)),
+    )
+    return S3Store(
+        bucket,
+        prefix or "t-" + secrets.token_hex(4),
+        client=client,
+        retry=retry,
+        clock=lambda: now,
+        **kw,
+    )
 
 
 def versions(client: Any, bucket: str, key: str) -> list[dict[str, Any]]:
@@ -301,20 +330,26 @@ def test_s3_put_locks_in_compliance_mode_and_cannot_be_deleted(
     data = os.urandom(150_000)
     key = key_for(data)
     until = retain_until(now - 3600, now, 28)
-    receipt = store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data),
-                             retain_until=until)
+    receipt = store.put_file(
+        key, spool(tmp_path, data), sha256=sha(data), size=len(data), retain_until=until
+    )
     assert receipt.backend == "s3" and receipt.version_id and not receipt.already_present
     client = s3_client(weed.endpoint)
     head = client.head_object(Bucket=bucket, Key="dock-a/" + key, ChecksumMode="ENABLED")
     assert head["ObjectLockMode"] == "COMPLIANCE"
     assert abs(head["ObjectLockRetainUntilDate"].timestamp() - until) < 2
-    assert client.get_object_lock_configuration(Bucket=bucket)[
-        "ObjectLockConfiguration"]["ObjectLockEnabled"] == "Enabled"
+    assert (
+        client.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"][
+            "ObjectLockEnabled"
+        ]
+        == "Enabled"
+    )
 
     with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
         client.delete_object(Bucket=bucket, Key="dock-a/" + key, VersionId=receipt.version_id)
-    body = client.get_object(Bucket=bucket, Key="dock-a/" + key,
-                             VersionId=receipt.version_id)["Body"].read()
+    body = client.get_object(Bucket=bucket, Key="dock-a/" + key, VersionId=receipt.version_id)[
+        "Body"
+    ].read()
     assert body == data
     with store.open(key) as f:
         assert f.read() == data
@@ -371,8 +406,7 @@ def test_s3_outage_mid_upload_is_retried_without_loss_or_duplicates(
         data2 = os.urandom(50_000)
         key2 = key_for(data2, "seg-000002.bcs")
         proxy.fail("drop_reply", count=1, method=b"PUT")
-        receipt2 = store.put_file(key2, spool(tmp_path, data2), sha256=sha(data2),
-                                  size=len(data2))
+        receipt2 = store.put_file(key2, spool(tmp_path, data2), sha256=sha(data2), size=len(data2))
         assert receipt2.already_present
         assert len(versions(direct, bucket, "dock-b/" + key2)) == 1
 
@@ -446,8 +480,13 @@ def test_s3_store_from_url_uses_environment_credentials(
     store = open_store(f"s3://{BUCKET}/dock-e?endpoint={weed.endpoint}&region=us-east-1")
     data = b"event log line\n"
     key = key_for(data, "events.jsonl")
-    store.put_file(key, spool(tmp_path, data), sha256=sha(data), size=len(data),
-                   retain_until=dt.datetime.now(dt.UTC).timestamp() + DAY)
+    store.put_file(
+        key,
+        spool(tmp_path, data),
+        sha256=sha(data),
+        size=len(data),
+        retain_until=dt.datetime.now(dt.UTC).timestamp() + DAY,
+    )
     assert store.get_bytes(key) == data
     store.close()
 
@@ -455,8 +494,7 @@ def test_s3_store_from_url_uses_environment_credentials(
 def test_s3_without_credentials_says_what_to_set(
     weed: WeedServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE",
-                "AWS_SESSION_TOKEN"):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))

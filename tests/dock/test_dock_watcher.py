@@ -95,8 +95,7 @@ def test_lost_events_are_caught_by_the_periodic_rescan(tmp_path: Path) -> None:
     slots = tmp_path / "slots"
     slots.mkdir()
     clock = ManualClock()
-    watcher = SlotWatcher(slots, clock=clock, settle=0.0, rescan_interval=5.0,
-                          use_observer=False)
+    watcher = SlotWatcher(slots, clock=clock, settle=0.0, rescan_interval=5.0, use_observer=False)
     assert watcher.poll() == []  # first poll rescans
     dock_whole(slots, "slot-3", make_volume(tmp_path, "c"))
     clock.t += 1

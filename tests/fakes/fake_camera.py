@@ -147,17 +147,24 @@ class FakeCamera:
         path.write_bytes(data)
         return path
 
-    def record(self, segments: int = 3, *, finish: bool = True, size: int = SEG_PLAIN,
-               chunk: int = CHUNK) -> str:
+    def record(
+        self, segments: int = 3, *, finish: bool = True, size: int = SEG_PLAIN, chunk: int = CHUNK
+    ) -> str:
         """Seal a recording of `segments` segments of random plaintext; returns its id."""
         if self.vault is None:
             raise ValueError("record() seals for a vault key: build the camera with vault=")
         self._counter += 1
         started = self.clock.now()
         rec_id = f"20261122T1815{self._counter:02d}Z-{os.urandom(2).hex()}"
-        sealer = RecordingSealer(self.recordings / rec_id, self.device_id, rec_id,
-                                 self.device_key, [self.vault.public_bytes()], started,
-                                 chunk_size=chunk)
+        sealer = RecordingSealer(
+            self.recordings / rec_id,
+            self.device_id,
+            rec_id,
+            self.device_key,
+            [self.vault.public_bytes()],
+            started,
+            chunk_size=chunk,
+        )
         plain = bytearray()
         for i in range(segments):
             data = os.urandom(size)

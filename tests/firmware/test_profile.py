@@ -195,7 +195,8 @@ def test_validate_is_quiet_about_a_site_s_own_keys(
     from crypto.keys import SigningKey, VaultKey
 
     text = MINIMAL.replace(VAULT, VaultKey.generate().public_bytes().hex()).replace(
-        DOCK, SigningKey.generate("dock").public_bytes().hex())
+        DOCK, SigningKey.generate("dock").public_bytes().hex()
+    )
     path = tmp_path / "site.toml"
     path.write_text(text + "[prerecord]\nseconds = 30\naudio = false\n")
     assert profile_cli.cmd_validate(argparse.Namespace(file=path)) == 0

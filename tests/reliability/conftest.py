@@ -170,8 +170,9 @@ def make_cam(tmp_path: Path, site_keys: SiteKeys) -> Iterator[Callable[..., Fake
     made: list[FakeCamera] = []
 
     def make(name: str = "cam1", transfer: str = "mass-storage") -> FakeCamera:
-        cam = make_camera(tmp_path / "cameras", name, [site_keys.dock.public_bytes()],
-                          site_keys.vault, transfer)
+        cam = make_camera(
+            tmp_path / "cameras", name, [site_keys.dock.public_bytes()], site_keys.vault, transfer
+        )
         made.append(cam)
         return cam
 

@@ -38,14 +38,20 @@ SITE = "rel"
 
 
 def _sealed(volume: Path) -> dict[str, str]:
-    return {f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((volume / "recordings").glob("*/seg-*.bcs"))}
+    return {
+        f"{p.parent.name}/{p.name}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((volume / "recordings").glob("*/seg-*.bcs"))
+    }
 
 
 def _kill_camera_on_event(home: Path, profile: Path, k: int, mid_write: bool) -> dict[str, str]:
     """Run the camera until its k-th sealed segment (and the next one's first bytes)."""
-    proc = subprocess.Popen([sys.executable, str(CHILD), str(home), str(profile)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(CHILD), str(home), str(profile)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -56,8 +62,9 @@ def _kill_camera_on_event(home: Path, profile: Path, k: int, mid_write: bool) ->
             sealed = len(list(rec_dir.glob("seg-*.bcs")))
             if not mid_write:
                 return sealed >= k
-            return sealed >= k and any(p.stat().st_size > 0 for p in rec_dir.glob("*.part")
-                                       if p.exists())
+            return sealed >= k and any(
+                p.stat().st_size > 0 for p in rec_dir.glob("*.part") if p.exists()
+            )
 
         # The recording worker makes the folder after the press: watch the recordings root.
         with ChangeWatch(rec_dir.parent, recursive=True) as watch:
@@ -75,14 +82,16 @@ def test_camera_sigkill_at_seeded_moments_then_recovery_and_full_ingest(
     tmp_path: Path, rng: Any, tally: Any, count: Any
 ) -> None:
     site = Site()
-    raw, _ = site.profile(small(prerecord=30, fps=10, width=160, height=120,
-                                segment_seconds=2, bitrate_kbps=300))
+    raw, _ = site.profile(
+        small(prerecord=30, fps=10, width=160, height=120, segment_seconds=2, bitrate_kbps=300)
+    )
     profile = tmp_path / "profile.toml"
     profile.write_bytes(raw)
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     store = FileStore(tmp_path / "store")
-    ctx = DockContext(store=store, ledger=ledger, dock_key=site.dock, site=SITE,
-                      spool_root=tmp_path / "spool")
+    ctx = DockContext(
+        store=store, ledger=ledger, dock_key=site.dock, site=SITE, spool_root=tmp_path / "spool"
+    )
     slots = tmp_path / "slots"
     slots.mkdir()
     try:
@@ -93,13 +102,22 @@ def test_camera_sigkill_at_seeded_moments_then_recovery_and_full_ingest(
             tally.fault("camera process SIGKILL")
             assert len(before) >= k
 
-            cam = Camera(home, parse_profile(raw, source="test"),
-                         SimBoard(FastForwardClock(START + 3600)),
-                         profile_raw=raw, control_factory=CameraControlServer)
+            cam = Camera(
+                home,
+                parse_profile(raw, source="test"),
+                SimBoard(FastForwardClock(START + 3600)),
+                profile_raw=raw,
+                control_factory=CameraControlServer,
+            )
             cam.power_on()  # boot: recovery of the cut recording
             try:
-                ledger.register_device(cam.device_id, cam.device_public, model="BC-SIM-1",
-                                       registered_by="test-coordinator", role="coordinator")
+                ledger.register_device(
+                    cam.device_id,
+                    cam.device_public,
+                    model="BC-SIM-1",
+                    registered_by="test-coordinator",
+                    role="coordinator",
+                )
                 cam.dock()
                 assert cam.serial_path is not None
                 tmp = slots / f".slot-{n}.tmp"

@@ -62,15 +62,39 @@ def _record_round(cams: list[FakeCamera], shas: dict[Any, str]) -> int:
     return added
 
 
-def _dock_run(tmp_path: Path, docks: Dock, url: str, tag: str,
-              env: dict[str, str] | None = None, *, start: bool = True) -> DockProcess:
-    run = DockProcess(tmp_path / "logs", docks.slots, url, tmp_path / "state" / "ledger.sqlite",
-                      tmp_path / "keys", SITE, env=env or {}, tag=tag)
+def _dock_run(
+    tmp_path: Path,
+    docks: Dock,
+    url: str,
+    tag: str,
+    env: dict[str, str] | None = None,
+    *,
+    start: bool = True,
+) -> DockProcess:
+    run = DockProcess(
+        tmp_path / "logs",
+        docks.slots,
+        url,
+        tmp_path / "state" / "ledger.sqlite",
+        tmp_path / "keys",
+        SITE,
+        env=env or {},
+        tag=tag,
+    )
     return run.start() if start else run
 
 
-def _kill_rounds(tmp_path: Path, docks: Dock, cams: list[FakeCamera], url: str, store: Any,
-                 rng: Any, tally: Any, kills: int, points: tuple[str, ...]) -> dict[Any, str]:
+def _kill_rounds(
+    tmp_path: Path,
+    docks: Dock,
+    cams: list[FakeCamera],
+    url: str,
+    store: Any,
+    rng: Any,
+    tally: Any,
+    kills: int,
+    points: tuple[str, ...],
+) -> dict[Any, str]:
     shas: dict[Any, str] = {}
     ledger = tmp_path / "state" / "ledger.sqlite"
     killed = 0
@@ -105,14 +129,22 @@ def _kill_rounds(tmp_path: Path, docks: Dock, cams: list[FakeCamera], url: str, 
         check = check_cameras(cams, shas, ledger, store, SITE, verified)
         tally.checked(check.segments, len(check.lost), len(check.false_releases))
         assert check.on_camera == 0 and not check.lost and not check.false_releases, (
-            f"after {chain} and a re-run: {check}")
+            f"after {chain} and a re-run: {check}"
+        )
         chain = []
     assert killed >= 1, "no seeded kill point was reached"
     return shas
 
 
-def _final_run_and_check(tmp_path: Path, docks: Dock, cams: list[FakeCamera], url: str,
-                         store: Any, shas: dict[Any, str], tally: Any) -> None:
+def _final_run_and_check(
+    tmp_path: Path,
+    docks: Dock,
+    cams: list[FakeCamera],
+    url: str,
+    store: Any,
+    shas: dict[Any, str],
+    tally: Any,
+) -> None:
     run = _dock_run(tmp_path, docks, url, "final")
     assert run.wait() == 0, run.stderr()[-3000:]
     assert "Traceback" not in run.stderr()
@@ -130,30 +162,60 @@ def _final_run_and_check(tmp_path: Path, docks: Dock, cams: list[FakeCamera], ur
 
 
 def test_dock_kill_9_at_seeded_points_file_store(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, rng: Any, tally: Any,
-    count: Any
+    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, rng: Any, tally: Any, count: Any
 ) -> None:
     cams = _cameras(tmp_path, docks, make_cam, site_keys)
     url = f"file://{tmp_path}/store"
     store = FileStore(tmp_path / "store")
-    shas = _kill_rounds(tmp_path, docks, cams, url, store, rng, tally, count(5, 24),
-                        (*DOCK_FAULT_POINTS, *FILE_STORE_POINTS, "link", "fsync",
-                         "replace", "unlink", LEDGER_POINT))
+    shas = _kill_rounds(
+        tmp_path,
+        docks,
+        cams,
+        url,
+        store,
+        rng,
+        tally,
+        count(5, 24),
+        (
+            *DOCK_FAULT_POINTS,
+            *FILE_STORE_POINTS,
+            "link",
+            "fsync",
+            "replace",
+            "unlink",
+            LEDGER_POINT,
+        ),
+    )
     _final_run_and_check(tmp_path, docks, cams, url, store, shas, tally)
 
 
 def test_dock_kill_9_at_seeded_points_s3(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, rng: Any, tally: Any,
-    count: Any, weed: WeedServer, aws_env: dict[str, str]
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    site_keys: Any,
+    rng: Any,
+    tally: Any,
+    count: Any,
+    weed: WeedServer,
+    aws_env: dict[str, str],
 ) -> None:
     cams = _cameras(tmp_path, docks, make_cam, site_keys)
     prefix = f"kill-{rng.randrange(1 << 30):08x}"
     url = f"s3://bodycam-rel/{prefix}?endpoint={weed.endpoint}&region=us-east-1"
     store = open_store(url)
     try:
-        shas = _kill_rounds(tmp_path, docks, cams, url, store, rng, tally, count(3, 24),
-                            (*DOCK_FAULT_POINTS, *S3_POINTS, "fsync", "replace", "unlink",
-                             LEDGER_POINT))
+        shas = _kill_rounds(
+            tmp_path,
+            docks,
+            cams,
+            url,
+            store,
+            rng,
+            tally,
+            count(3, 24),
+            (*DOCK_FAULT_POINTS, *S3_POINTS, "fsync", "replace", "unlink", LEDGER_POINT),
+        )
         _final_run_and_check(tmp_path, docks, cams, url, store, shas, tally)
         client = s3_client(weed.endpoint)
         try:

@@ -28,8 +28,22 @@ SITE = "rel"
 
 # Recording ids and file names a camera may send; each one escapes or breaks a bound.
 BAD_NAMES = [
-    "../escape", "..", ".", "a/b", "/abs", "x" * 129, "", "a\x00b", "a\nb", "a\x7fb",
-    "..hidden", "ok/../../up", "\\windows", "\u202eevil", "-dash", "R" + "x" * 64,
+    "../escape",
+    "..",
+    ".",
+    "a/b",
+    "/abs",
+    "x" * 129,
+    "",
+    "a\x00b",
+    "a\nb",
+    "a\x7fb",
+    "..hidden",
+    "ok/../../up",
+    "\\windows",
+    "\u202eevil",
+    "-dash",
+    "R" + "x" * 64,
 ]
 GOOD_AT_BOUND = "R" + "x" * 63  # 64 characters: the longest recording id the format allows
 
@@ -47,8 +61,7 @@ class LyingListing(CameraControlServer):
             files = list(page["files"])
             good = files[0]["recording"] if files else "20261122T181501Z-0000"
             if self.where == "recording":
-                files.append({"recording": self.bad, "name": "seg-000000.bcs",
-                              "size": self.size})
+                files.append({"recording": self.bad, "name": "seg-000000.bcs", "size": self.size})
             else:
                 files.append({"recording": good, "name": self.bad, "size": self.size})
             # the dock checks that a listing only moves forward: keep the camera's order
@@ -80,8 +93,14 @@ def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
     outside.mkdir()
     (outside / "recording.hdr").write_bytes(b"keep me")  # _clean_spool must not reach it
     store = FileStore(tmp_path / "store")
-    ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
-                      spool_root=tmp_path / "spool", link_timeout=0.5)
+    ctx = DockContext(
+        store=store,
+        ledger=ledger,
+        dock_key=site_keys.dock,
+        site=SITE,
+        spool_root=tmp_path / "spool",
+        link_timeout=0.5,
+    )
     problems: list[str] = []
     shas: dict[Any, str] = {}
     try:
@@ -102,16 +121,21 @@ def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
                 try:
                     report = CameraIngest(Slot(slot, docks.slots / slot), ctx).run()
                 except Exception as exc:  # in the daemon: an "internal error" with a traceback
-                    problems.append(f"{bad!r} as a {where} name crashed the session: "
-                                    f"{type(exc).__name__}: {exc}")
+                    problems.append(
+                        f"{bad!r} as a {where} name crashed the session: "
+                        f"{type(exc).__name__}: {exc}"
+                    )
                     continue
                 finally:
                     docks.undock(slot)
                 text = " ".join([report.summary(), *report.notes, *report.errors])
                 # anything new must lie in this camera's own place (spool, store, ledger)
-                escaped = {p for p in _tree(tmp_path) - before
-                           if not p.startswith(("state/", "cameras/"))
-                           and cam.device_id not in Path(p).parts}
+                escaped = {
+                    p
+                    for p in _tree(tmp_path) - before
+                    if not p.startswith(("state/", "cameras/"))
+                    and cam.device_id not in Path(p).parts
+                }
                 check = check_cameras([cam], shas, ledger.path, store, SITE)
                 tally.checked(check.segments, len(check.lost), len(check.false_releases))
                 if "refused" not in text:
@@ -123,8 +147,9 @@ def test_serial_listing_with_hostile_names_is_refused_and_the_rest_ingested(
                 if check.false_releases:
                     problems.append(f"{bad!r}: released without a copy {check.false_releases}")
                 if check.on_camera:
-                    problems.append(f"{bad!r} as a {where} name stopped the good recordings: "
-                                    f"{text}")
+                    problems.append(
+                        f"{bad!r} as a {where} name stopped the good recordings: {text}"
+                    )
     finally:
         ledger.close()
     assert not problems, "\n".join(problems)
@@ -143,8 +168,13 @@ def test_claimed_size_beyond_the_manifest_is_refused_before_copying(
     with open(seg, "ab") as f:
         f.write(os.urandom(real * 40))
     try:
-        ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                          dock_key=site_keys.dock, site=SITE, spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=FileStore(tmp_path / "store"),
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         docks.dock(cam, "slot-1", volume=False)
         ingest = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx)
         tally.bad_inputs += 1
@@ -166,8 +196,13 @@ def test_volume_folder_with_a_refused_name_is_reported_not_released(
     odd.mkdir()
     (odd / "seg-000000.bcs").write_bytes(os.urandom(100))
     try:
-        ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                          dock_key=site_keys.dock, site=SITE, spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=FileStore(tmp_path / "store"),
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         docks.dock(cam, "slot-1")
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
@@ -187,9 +222,15 @@ def test_names_at_the_bound_are_ingested(
     cam: FakeCamera = make_cam("cam-b", transfer="serial")
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     register(ledger, cam)
-    sealer = RecordingSealer(cam.recordings / GOOD_AT_BOUND, cam.device_id, GOOD_AT_BOUND,
-                             cam.device_key, [cam.vault.public_bytes()], cam.clock.now(),
-                             chunk_size=1024)
+    sealer = RecordingSealer(
+        cam.recordings / GOOD_AT_BOUND,
+        cam.device_id,
+        GOOD_AT_BOUND,
+        cam.device_key,
+        [cam.vault.public_bytes()],
+        cam.clock.now(),
+        chunk_size=1024,
+    )
     seg = sealer.begin_segment(0, "video/mp2t", 0, cam.clock.now())
     seg.write(os.urandom(3000))
     seg.close()
@@ -198,8 +239,13 @@ def test_names_at_the_bound_are_ingested(
     shas = segment_shas(cam)
     try:
         store = FileStore(tmp_path / "store")
-        ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
-                          spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=store,
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         docks.dock(cam, "slot-1", volume=False)
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
@@ -236,8 +282,12 @@ class EndlessEventLog(CameraControlServer):
 
 
 def test_event_log_offload_reads_at_most_its_limit(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any,
-    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    site_keys: Any,
+    tally: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from firmware.protocol import MAX_DATA
 
@@ -245,23 +295,30 @@ def test_event_log_offload_reads_at_most_its_limit(
     # module's constant, or the context's setting where the dock has one
     limit = 1 << 20
     monkeypatch.setattr("dock.ingest.MAX_EVENT_LOG_PIECE", limit)
-    setting = ({"event_log_piece": limit}
-               if "event_log_piece" in DockContext.__dataclass_fields__ else {})
+    setting = (
+        {"event_log_piece": limit} if "event_log_piece" in DockContext.__dataclass_fields__ else {}
+    )
     cam: FakeCamera = make_cam("cam-e", transfer="serial")
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     register(ledger, cam)
     cam.record(1, size=5000)
     server = EndlessEventLog(cam, cap=2 * limit)
     try:
-        ctx = DockContext(store=FileStore(tmp_path / "store"), ledger=ledger,
-                          dock_key=site_keys.dock, site=SITE, spool_root=tmp_path / "spool",
-                          **setting)
+        ctx = DockContext(
+            store=FileStore(tmp_path / "store"),
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+            **setting,
+        )
         _dock_with(docks, server, "slot-1")
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
         assert cam.segment_files() == [], report.summary()  # the footage still goes
         assert server.served <= limit + MAX_DATA, (
-            f"the dock read {server.served} bytes of event log, its limit is {limit}")
+            f"the dock read {server.served} bytes of event log, its limit is {limit}"
+        )
     finally:
         ledger.close()
 
@@ -282,8 +339,13 @@ def test_listing_across_page_bounds_is_ingested_whole(
     assert len(shas) + 2 * len(cam.plaintexts) > LIST_PAGE_ENTRIES
     try:
         store = FileStore(tmp_path / "store")
-        ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
-                          spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=store,
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         docks.dock(cam, "slot-1", volume=False)
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()
@@ -298,8 +360,7 @@ def test_listing_across_page_bounds_is_ingested_whole(
 @pytest.mark.parametrize("mode", ["mass-storage", "serial"])
 @pytest.mark.parametrize("which", ["recording.hdr", "manifest.bcm"])
 def test_header_or_manifest_beyond_its_bound_is_refused_and_the_rest_ingested(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any, mode: str,
-    which: str
+    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any, mode: str, which: str
 ) -> None:
     from crypto.format import MANIFEST_MAX_SIZE, REC_HEADER_MAX
 
@@ -312,8 +373,13 @@ def test_header_or_manifest_beyond_its_bound_is_refused_and_the_rest_ingested(
     (cam.recordings / bad / which).write_bytes(os.urandom(bound + 1))
     try:
         store = FileStore(tmp_path / "store")
-        ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
-                          spool_root=tmp_path / "spool")
+        ctx = DockContext(
+            store=store,
+            ledger=ledger,
+            dock_key=site_keys.dock,
+            site=SITE,
+            spool_root=tmp_path / "spool",
+        )
         docks.dock(cam, "slot-1", volume=mode != "serial")
         tally.bad_inputs += 1
         report = CameraIngest(Slot("slot-1", docks.slots / "slot-1"), ctx).run()

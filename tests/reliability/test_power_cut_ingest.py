@@ -32,8 +32,10 @@ SITE = "rel"
 
 
 def _sealed(volume: Path) -> dict[tuple[str, str], str]:
-    return {(p.parent.name, p.name): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((volume / "recordings").glob("*/seg-*.bcs"))}
+    return {
+        (p.parent.name, p.name): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((volume / "recordings").glob("*/seg-*.bcs"))
+    }
 
 
 # PyAV reports an exception raised inside its write callback as "unraisable" when it
@@ -43,17 +45,18 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
     tmp_path: Path, rng: Any, tally: Any, count: Any
 ) -> None:
     site = Site()
-    raw, profile = site.profile(small(prerecord=30, fps=10, width=160, height=120,
-                                      segment_seconds=2, bitrate_kbps=300))
+    raw, profile = site.profile(
+        small(prerecord=30, fps=10, width=160, height=120, segment_seconds=2, bitrate_kbps=300)
+    )
     base = tmp_path / "prepared"
-    cam = Camera(base, profile, SimBoard(FastForwardClock(START)), profile_raw=raw,
-                 chunk_size=4096)
+    cam = Camera(base, profile, SimBoard(FastForwardClock(START)), profile_raw=raw, chunk_size=4096)
     cam.power_on()
     cam.power_off()
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     store = FileStore(tmp_path / "store")
-    ctx = DockContext(store=store, ledger=ledger, dock_key=site.dock, site=SITE,
-                      spool_root=tmp_path / "spool")
+    ctx = DockContext(
+        store=store, ledger=ledger, dock_key=site.dock, site=SITE, spool_root=tmp_path / "spool"
+    )
     slots = tmp_path / "slots"
     slots.mkdir()
     try:
@@ -67,14 +70,23 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
                 except PowerCut:
                     tally.fault("camera power cut at a write")
             before = _sealed(home / "volume")
-            cam = Camera(home, parse_profile(raw, source="test"),
-                         SimBoard(FastForwardClock(START + 3600)),
-                         profile_raw=raw, control_factory=CameraControlServer)
+            cam = Camera(
+                home,
+                parse_profile(raw, source="test"),
+                SimBoard(FastForwardClock(START + 3600)),
+                profile_raw=raw,
+                control_factory=CameraControlServer,
+            )
             cam.power_on()
             try:
                 if ledger.active_device(cam.device_id) is None:
-                    ledger.register_device(cam.device_id, cam.device_public, model="BC-SIM-1",
-                                           registered_by="test-coordinator", role="coordinator")
+                    ledger.register_device(
+                        cam.device_id,
+                        cam.device_public,
+                        model="BC-SIM-1",
+                        registered_by="test-coordinator",
+                        role="coordinator",
+                    )
                 cam.dock()
                 assert cam.serial_path is not None
                 tmp = slots / f".slot-{n}.tmp"
@@ -87,8 +99,11 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
             finally:
                 cam.power_off()
             assert _sealed(home / "volume") == {}
-            lost = [f"{rec}/{name}" for (rec, name), sha in before.items()
-                    if store.stat(object_key(SITE, cam.device_id, rec, name, sha)) is None]
+            lost = [
+                f"{rec}/{name}"
+                for (rec, name), sha in before.items()
+                if store.stat(object_key(SITE, cam.device_id, rec, name, sha)) is None
+            ]
             tally.checked(len(before), len(lost))
             assert not lost, f"power cut at write {write}: sealed but not stored: {lost}"
     finally:

@@ -24,8 +24,14 @@ SITE = "rel"
 
 
 def test_s3_server_stopped_and_restarted_mid_upload(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, rng: Any, tally: Any,
-    count: Any, aws_env: dict[str, str]
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    site_keys: Any,
+    rng: Any,
+    tally: Any,
+    count: Any,
+    aws_env: dict[str, str],
 ) -> None:
     (tmp_path / "keys").mkdir()
     site_keys.dock.save(tmp_path / "keys" / "dock.key")
@@ -49,10 +55,16 @@ def test_s3_server_stopped_and_restarted_mid_upload(
                 nth = rng.randint(1, 8)
                 pause = tmp_path / f"pause{outage}"
                 pause.mkdir()
-                run = DockProcess(tmp_path / "logs", docks.slots, url, ledger, tmp_path / "keys",
-                                  SITE, tag=f"outage{outage}",
-                                  env={"BODYCAM_TEST_KILL": f"pause-put:{nth}",
-                                       PAUSE_ENV: str(pause)}).start()
+                run = DockProcess(
+                    tmp_path / "logs",
+                    docks.slots,
+                    url,
+                    ledger,
+                    tmp_path / "keys",
+                    SITE,
+                    tag=f"outage{outage}",
+                    env={"BODYCAM_TEST_KILL": f"pause-put:{nth}", PAUSE_ENV: str(pause)},
+                ).start()
                 marker = wait_pause_marker(pause, nth, alive=run.running)
                 assert marker is not None, f"upload {nth} never started: {run.stderr()[-2000:]}"
                 weed.stop()  # the server dies with the upload about to go out
@@ -69,8 +81,12 @@ def test_s3_server_stopped_and_restarted_mid_upload(
                     assert check.on_camera == 0 and not check.lost and not check.false_releases
                     for cam in cams:
                         for rec, plain in cam.plaintexts.items():
-                            assert decrypt_from_store(store, SITE, cam, rec,
-                                                      tmp_path / "out" / str(outage)) == plain
+                            assert (
+                                decrypt_from_store(
+                                    store, SITE, cam, rec, tmp_path / "out" / str(outage)
+                                )
+                                == plain
+                            )
                 finally:
                     store.close()
                 docks.close()

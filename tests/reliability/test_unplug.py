@@ -40,15 +40,27 @@ def _dock_serial_unplugging(docks: Dock, cam: FakeCamera, slot: str, limit: int)
 
 @pytest.mark.parametrize("mode", ["mass-storage", "serial"])
 def test_unplug_at_seeded_byte_offsets_then_redock_completes(
-    tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, rng: Any, tally: Any,
-    count: Any, mode: str
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    site_keys: Any,
+    rng: Any,
+    tally: Any,
+    count: Any,
+    mode: str,
 ) -> None:
     cam: FakeCamera = make_cam("cam-a", transfer=mode)
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")
     register(ledger, cam)
     store = FileStore(tmp_path / "store")
-    ctx = DockContext(store=store, ledger=ledger, dock_key=site_keys.dock, site=SITE,
-                      spool_root=tmp_path / "spool", link_timeout=0.5)
+    ctx = DockContext(
+        store=store,
+        ledger=ledger,
+        dock_key=site_keys.dock,
+        site=SITE,
+        spool_root=tmp_path / "spool",
+        link_timeout=0.5,
+    )
     shas: dict[Any, str] = {}
     slot = Slot("slot-1", docks.slots / "slot-1")
     try:
@@ -65,8 +77,9 @@ def test_unplug_at_seeded_byte_offsets_then_redock_completes(
                 docks.undock(slot.name)
             else:
                 docks.dock(cam, slot.name)
-                progress = UnplugProgress(slot.name, SystemClock(), limit,
-                                          lambda: docks.undock(slot.name))
+                progress = UnplugProgress(
+                    slot.name, SystemClock(), limit, lambda: docks.undock(slot.name)
+                )
                 report = CameraIngest(slot, ctx, progress).run()
                 assert progress.unplugged, f"round {round_no}: never unplugged"
             tally.fault(f"unplug at a byte offset ({mode})")

@@ -158,8 +158,17 @@ def test_flash_with_a_cut_signature_names_the_signature_file(
     cut = sig.with_name("cut.sig")
     cut.write_bytes(sig.read_bytes()[:100])
     with pytest.raises(ProfileSignatureError, match=rf"^{cut}: signature file is malformed"):
-        _run("profile", "flash", "--port", server.path, str(files["profile"]), "--sig",
-             str(cut), "--dock-key", str(files["dock"]))
+        _run(
+            "profile",
+            "flash",
+            "--port",
+            server.path,
+            str(files["profile"]),
+            "--sig",
+            str(cut),
+            "--dock-key",
+            str(files["dock"]),
+        )
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon"])

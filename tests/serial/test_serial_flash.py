@@ -272,7 +272,10 @@ def test_camera_without_a_provisioned_key_refuses_every_flash(
 
 
 def test_provision_command_pins_the_key_then_flashes_are_accepted(
-    camera: FakeCamera, keys: Keys, make_profile: MakeProfile, tmp_path: Path,
+    camera: FakeCamera,
+    keys: Keys,
+    make_profile: MakeProfile,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from bodycam_cli import main

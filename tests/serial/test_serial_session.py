@@ -136,9 +136,7 @@ def test_a_second_client_opening_the_port_ends_the_session(
 # --- expiry (the camera's injected clock) ---------------------------------------------
 
 
-def test_idle_session_expires_on_the_camera_clock(
-    session: CameraLink, camera: FakeCamera
-) -> None:
+def test_idle_session_expires_on_the_camera_clock(session: CameraLink, camera: FakeCamera) -> None:
     camera.clock.advance(SESSION_IDLE_SECONDS - 1)
     _status_ok(session)  # still within the idle time
     camera.clock.advance(SESSION_IDLE_SECONDS + 1)
@@ -183,7 +181,10 @@ def test_injected_frames_mid_session_are_refused_and_not_executed(
     import hashlib
 
     receipt = ReleaseReceipt.sign(
-        keys.dock, camera.device_id, "20261122T181500Z-0001", path.name,
+        keys.dock,
+        camera.device_id,
+        "20261122T181500Z-0001",
+        path.name,
         hashlib.sha256(path.read_bytes()).hexdigest(),
     )
     tap = Tap(session)
@@ -200,8 +201,9 @@ def test_injected_frames_mid_session_are_refused_and_not_executed(
         assert not reply.tagged
     # A frame tagged with a key of the attacker's own making fares no better.
     forged = FrameKey(b"\x07" * 32, 0x01)
-    wire = encode_frame(MessageType.SET_TIME, seq + 5, encode_payload({"utc": before + YEAR}),
-                        forged)
+    wire = encode_frame(
+        MessageType.SET_TIME, seq + 5, encode_payload({"utc": before + YEAR}), forged
+    )
     assert _error(tap.send(wire, seq + 5))[0] == ErrorCode.NOT_AUTHENTICATED
     assert server.frames_refused == 4
     assert camera.clock.now() == before and path.exists()
@@ -212,8 +214,9 @@ def test_injected_frames_mid_session_are_refused_and_not_executed(
     assert session.reauthentications == 0
     session.hello()  # ends the session; the refused frames are counted in its end
     ended = [f for k, f in camera.events if k == "session_ended"]
-    assert ended == [{"reason": "hello", "dock": keys.dock.public_bytes().hex(),
-                      "frames_refused": 4}]
+    assert ended == [
+        {"reason": "hello", "dock": keys.dock.public_bytes().hex(), "frames_refused": 4}
+    ]
 
 
 def test_an_injected_frame_does_not_take_the_docks_next_number(
@@ -240,8 +243,9 @@ def test_replayed_and_reordered_session_frames_are_refused(
     start = camera.clock.now()
 
     def set_time(seq: int, utc: float) -> bytes:
-        return encode_frame(MessageType.SET_TIME, seq, encode_payload({"utc": utc}),
-                            keys.dock_to_camera)
+        return encode_frame(
+            MessageType.SET_TIME, seq, encode_payload({"utc": utc}), keys.dock_to_camera
+        )
 
     seq = session._seq
     a, b = set_time(seq + 1, start - 10), set_time(seq + 2, start - 20)
@@ -363,8 +367,9 @@ def test_an_altered_answer_is_dropped_and_the_genuine_one_used(
     server: CameraControlServer, keys: Keys, strip_tag: bool
 ) -> None:
     assert server.path is not None
-    port = TamperPort(serial.serial_for_url(server.path, timeout=0.05), times=1,
-                      strip_tag=strip_tag)
+    port = TamperPort(
+        serial.serial_for_url(server.path, timeout=0.05), times=1, strip_tag=strip_tag
+    )
     try:
         link = CameraLink(port, timeout=0.3, retries=3)
         link.hello()
@@ -440,8 +445,9 @@ def test_big_clock_corrections_are_refused_beyond_the_profile_bound(
     assert "max_clock_correction_seconds" in exc.value.message
     assert camera.clock.now() == now
     refused = [f for k, f in camera.events if k == "clock_sync_refused"]
-    assert refused == [{"dock_utc": now + YEAR, "drift_seconds": pytest.approx(-YEAR),
-                        "limit_seconds": 600}]
+    assert refused == [
+        {"dock_utc": now + YEAR, "drift_seconds": pytest.approx(-YEAR), "limit_seconds": 600}
+    ]
     # Within the bound but more than a minute: applied, and logged as a clock jump.
     assert link.set_time(now - 500) == pytest.approx(500)
     assert camera.clock.now() == now - 500
@@ -471,15 +477,20 @@ def test_tags_are_hmac_sha256_as_specified() -> None:
 
     shared, message = bytes(range(1, 33)), b"bodycam-auth-dock-v2\0transcript"
     keys = derive_session_keys(shared, message)
-    okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=hashlib.sha256(message).digest(),
-               info=b"bodycam-session-v2").derive(shared)
+    okm = HKDF(
+        algorithm=hashes.SHA256(),
+        length=64,
+        salt=hashlib.sha256(message).digest(),
+        info=b"bodycam-session-v2",
+    ).derive(shared)
     body = frame_body(MessageType.STATUS, 42, encode_payload({}), keys.dock_to_camera)
     signed = body[: -TAG_SIZE - 4]
     expected = hmac.new(okm[:32], b"\x01" + signed, hashlib.sha256).digest()[:TAG_SIZE]
     assert body[-TAG_SIZE - 4 : -4] == expected
     back = frame_body(MessageType.STATUS | 0x80, 42, encode_payload({}), keys.camera_to_dock)
-    assert back[-TAG_SIZE - 4 : -4] == hmac.new(
-        okm[32:], b"\x02" + back[: -TAG_SIZE - 4], hashlib.sha256
-    ).digest()[:TAG_SIZE]
+    assert (
+        back[-TAG_SIZE - 4 : -4]
+        == hmac.new(okm[32:], b"\x02" + back[: -TAG_SIZE - 4], hashlib.sha256).digest()[:TAG_SIZE]
+    )
     with pytest.raises(ValueError):
         derive_session_keys(b"\x00" * 32, message)  # a low-order share's agreement

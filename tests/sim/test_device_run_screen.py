@@ -172,7 +172,11 @@ def test_docked_screen_shows_a_flashed_profile_and_a_killed_camera_leaves_no_slo
     write_public_key(public, integrator.public_bytes(), "integrator")
     provisioned = subprocess.run(
         _bodycam("device", "provision", "--home", str(home), "--integrator-key", str(public)),
-        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
     )
     assert provisioned.returncode == 0, provisioned.stderr
     args = ["--profile", str(profile), "--home", str(home), "--slots", str(slots)]
@@ -211,7 +215,12 @@ def test_docked_screen_shows_a_flashed_profile_and_a_killed_camera_leaves_no_slo
 
     again = subprocess.run(
         _bodycam("device", "run", *args),
-        input="q\n", capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        input="q\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
     )
     assert again.returncode == 0, again.stderr
     assert f"removed dock slot {slots / 'cam'}: its camera is gone" in again.stderr
@@ -225,9 +234,24 @@ def test_docked_screen_shows_a_flashed_profile_and_a_killed_camera_leaves_no_slo
 def test_slot_name_with_a_separator_is_refused_up_front(tmp_path: Path, name: str) -> None:
     profile = _profile(tmp_path)
     done = subprocess.run(
-        _bodycam("device", "run", "--profile", str(profile), "--home", str(tmp_path / "h"),
-                 "--slots", str(tmp_path / "slots"), "--slot-name", name),
-        input="q\n", capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        _bodycam(
+            "device",
+            "run",
+            "--profile",
+            str(profile),
+            "--home",
+            str(tmp_path / "h"),
+            "--slots",
+            str(tmp_path / "slots"),
+            "--slot-name",
+            name,
+        ),
+        input="q\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
     )
     assert done.returncode == 1
     assert done.stderr.startswith("bodycam: error: --slot-name") and "refused" in done.stderr
@@ -248,9 +272,7 @@ def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> Non
     from sim.terminal import DeviceSession
 
     site = init_site_keys(tmp_path / "keys")
-    base = default_profile(
-        vault_recipients=[site.vault.hex()], trusted_docks=[site.dock.hex()]
-    )
+    base = default_profile(vault_recipients=[site.vault.hex()], trusted_docks=[site.dock.hex()])
     raw = derive_profile(base, SMALL, source="test")[0]
     cam = Camera(
         tmp_path / "home",
@@ -271,8 +293,12 @@ def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> Non
         assert session.offload().startswith("offload 0/1 recordings released, ")
         assert "offload 0/1" in session.status()
         result = ingest_docked(
-            {cam.device_id: cam}, slots, tmp_path / "ledger.sqlite",
-            (tmp_path / "store").as_uri(), tmp_path / "keys", out=io.StringIO(),
+            {cam.device_id: cam},
+            slots,
+            tmp_path / "ledger.sqlite",
+            (tmp_path / "store").as_uri(),
+            tmp_path / "keys",
+            out=io.StringIO(),
         )
         assert result.exit_code == 0
         assert session.offload() == "offload done: 1 recording released"

@@ -104,20 +104,37 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_a_realtime_shift_reports_each_camera_while_it_runs(tmp_path: Path) -> None:
     lines: list[str] = []
-    run_shift(write(tmp_path, QUICK), tmp_path / "out", speed="realtime",
-              progress=lines.append, tick_seconds=0.5)
+    run_shift(
+        write(tmp_path, QUICK),
+        tmp_path / "out",
+        speed="realtime",
+        progress=lines.append,
+        tick_seconds=0.5,
+    )
     # between the record (0.5 s) and the stop (1.5 s) a status line says it is recording
     record = next(i for i, line in enumerate(lines) if line.endswith("a: record: recording"))
     stop = next(i for i, line in enumerate(lines) if "a: stop:" in line)
-    assert "0:00:01.0 of 0:00:01.6: a recording" in lines[record + 1:stop]
+    assert "0:00:01.0 of 0:00:01.6: a recording" in lines[record + 1 : stop]
     assert lines[0] == "0:00:00.0 a: power_on: standby"
 
 
 def test_cli_realtime_shift_prints_its_events_as_they_happen(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert bodycam(["sim", "shift", str(write(tmp_path, QUICK)), "--out", str(tmp_path / "o"),
-                    "--speed", "realtime"]) == 0
+    assert (
+        bodycam(
+            [
+                "sim",
+                "shift",
+                str(write(tmp_path, QUICK)),
+                "--out",
+                str(tmp_path / "o"),
+                "--speed",
+                "realtime",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err.splitlines()
     assert "shift 0:00:00.5 a: record: recording" in err
     assert "shift 0:00:01.5 a: stop: standby" in err
@@ -128,16 +145,20 @@ def test_a_docked_camera_names_the_dock_command_with_its_options(tmp_path: Path)
 
     lines: list[str] = []
     slots = tmp_path / "slots"
-    run_shift(write(tmp_path, DOCKED), tmp_path / "out", slots=slots,
-              control_factory=CameraControlServer, progress=lines.append)
+    run_shift(
+        write(tmp_path, DOCKED),
+        tmp_path / "out",
+        slots=slots,
+        control_factory=CameraControlServer,
+        progress=lines.append,
+    )
     (docked,) = [line for line in lines if "a: dock:" in line]
-    assert docked.endswith(f"(slot {slots / 'a'}: `bodycam dock run --slots {slots} "
-                           "--store URL` takes it)")
+    assert docked.endswith(
+        f"(slot {slots / 'a'}: `bodycam dock run --slots {slots} --store URL` takes it)"
+    )
 
 
-def test_the_final_table_counts_recordings_the_dock_already_took(
-    tmp_path: Path
-) -> None:
+def test_the_final_table_counts_recordings_the_dock_already_took(tmp_path: Path) -> None:
     from firmware.control import CameraControlServer
     from sim.docking import ingest_docked
 
@@ -147,13 +168,24 @@ def test_the_final_table_counts_recordings_the_dock_already_took(
     after: list[Any] = []
 
     def dock_then_look(cameras: dict[str, Any]) -> None:
-        report = ingest_docked(cameras, slots, out / "dock" / "ledger.sqlite",
-                               f"file://{store}", out / "site-keys", out=io.StringIO())
+        report = ingest_docked(
+            cameras,
+            slots,
+            out / "dock" / "ledger.sqlite",
+            f"file://{store}",
+            out / "site-keys",
+            out=io.StringIO(),
+        )
         assert report.exit_code == 0
         after.extend(camera_result(name, cam, []) for name, cam in cameras.items())
 
-    held = run_shift(write(tmp_path, DOCKED), out, slots=slots,
-                     control_factory=CameraControlServer, at_end=dock_then_look)
+    held = run_shift(
+        write(tmp_path, DOCKED),
+        out,
+        slots=slots,
+        control_factory=CameraControlServer,
+        at_end=dock_then_look,
+    )
     (before,) = held.camera("a").recordings
     assert before.segments > 0 and before.docked_segments == 0
     a, b = after
@@ -170,6 +202,5 @@ def test_the_final_table_counts_recordings_the_dock_already_took(
     print_summary(result, file=buf)
     table = buf.getvalue()
     assert "2 recordings" in table
-    assert f"({before.segments} segments already taken by the dock, 1 of them whole)" \
-        in table
+    assert f"({before.segments} segments already taken by the dock, 1 of them whole)" in table
     assert "taken by the dock" in table.split(taken.recording_id)[1].splitlines()[0]

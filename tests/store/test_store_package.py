@@ -36,8 +36,14 @@ def test_store_imports_nothing_from_dock_vault_or_sim() -> None:
         "bad = sorted(n for n in sys.modules if n.split('.')[0] in ('dock', 'vault', 'sim'))\n"
         "print(' '.join(bad))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                          text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     assert done.stdout.strip() == ""
 
 
@@ -45,8 +51,10 @@ def test_event_log_keys_round_trip_and_other_keys_are_not_pieces() -> None:
     key = events_key("site", "BC-00000001", 10, 250, sha(b"x"))
     assert key.startswith(events_prefix("site", "BC-00000001"))
     assert events_range(key) == (10, 250)
-    assert events_range(object_key("site", "BC-00000001", "rec-1", "seg-000000.bcs",
-                                   sha(b"x"))) is None
+    assert (
+        events_range(object_key("site", "BC-00000001", "rec-1", "seg-000000.bcs", sha(b"x")))
+        is None
+    )
     with pytest.raises(NameRefused):
         recording_prefix("site", "BC-00000001", "../escape")
 
@@ -55,15 +63,22 @@ def test_fetch_takes_the_longest_manifest_version(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "store")
     site, dev, rec = "site", "BC-00000001", "rec-1"
     short, long = b"manifest v1", b"manifest v1 and v2"
-    for name, data in (("manifest.bcm", short), ("manifest.bcm", long),
-                       ("recording.hdr", b"header"), ("seg-000000.bcs", b"segment")):
+    for name, data in (
+        ("manifest.bcm", short),
+        ("manifest.bcm", long),
+        ("recording.hdr", b"header"),
+        ("seg-000000.bcs", b"segment"),
+    ):
         store.put_bytes(object_key(site, dev, rec, name, sha(data)), data)
     objects = recording_objects(store, site, dev, rec)
     assert objects["manifest.bcm"] == object_key(site, dev, rec, "manifest.bcm", sha(long))
     folder = fetch_recording(store, site, dev, rec, tmp_path / "out")
     assert (folder / "manifest.bcm").read_bytes() == long
-    assert sorted(p.name for p in folder.iterdir()) == ["manifest.bcm", "recording.hdr",
-                                                        "seg-000000.bcs"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "manifest.bcm",
+        "recording.hdr",
+        "seg-000000.bcs",
+    ]
     with pytest.raises(FileNotFoundError):
         fetch_recording(store, site, dev, "rec-2", tmp_path / "none")
 

@@ -104,8 +104,14 @@ def compose_frames(
         if with_faces:
             # The astronaut walks right and comes closer (scale 0.55 -> 1.0 of the crop).
             a_scale = k * (0.55 + 0.45 * phase)
-            a_box = _paste(frame, a_pic, ASTRONAUT_FACE, a_scale,
-                           round(k * (30 + 150 * phase)), round(k * 110 - k * 40 * phase))
+            a_box = _paste(
+                frame,
+                a_pic,
+                ASTRONAUT_FACE,
+                a_scale,
+                round(k * (30 + 150 * phase)),
+                round(k * 110 - k * 40 * phase),
+            )
             # The cameraman sways and changes size (0.45 .. 0.6).
             c_scale = k * (0.52 + 0.08 * math.sin(2 * math.pi * phase))
             c_x, c_y = k * (480 - 40 * phase), k * (150 + 20 * math.sin(4 * phase))
@@ -114,8 +120,13 @@ def compose_frames(
             if blocked:
                 x, y, w, h = a_box
                 bar_x = x + w // 2 - round(0.7 * w)
-                cv2.rectangle(frame, (bar_x, y - h // 4), (bar_x + round(1.4 * w), y + h + h // 4),
-                              (128, 128, 128), -1)
+                cv2.rectangle(
+                    frame,
+                    (bar_x, y - h // 4),
+                    (bar_x + round(1.4 * w), y + h + h // 4),
+                    (128, 128, 128),
+                    -1,
+                )
             subjects[0].boxes.append(a_box)
             subjects[0].occluded.append(blocked)
             subjects[1].boxes.append(c_box)
@@ -142,8 +153,15 @@ def write_camera_clip(path: Path, frames: list[Frame], fps: int, audio: bool = T
         muxer.close()
 
 
-def make_clip(path: Path, width: int = 640, height: int = 360, fps: int = 24,
-              seconds: float = 2.0, with_faces: bool = True, audio: bool = True) -> Clip:
+def make_clip(
+    path: Path,
+    width: int = 640,
+    height: int = 360,
+    fps: int = 24,
+    seconds: float = 2.0,
+    with_faces: bool = True,
+    audio: bool = True,
+) -> Clip:
     frames, subjects, occlusion = compose_frames(width, height, fps, seconds, with_faces)
     write_camera_clip(path, frames, fps, audio)
     return Clip(path, width, height, fps, len(frames), subjects, occlusion)

@@ -37,20 +37,38 @@ def make_world(root: Path, clock: Any, policy: str = "heusden") -> World:
     site = Site.create(root / "site")
     make_user("setup", {muni: ["coordinator", "scheduler"]})
     boss = actor("setup")
-    camera_register(actor=boss, municipality=muni, device_id=CAMERA,
-                    public_key=site.camera(CAMERA).public_hex, clock=clock)
-    dock_station_add(actor=boss, name="dock-1", public_key=site.dock_key.public_bytes(),
-                     clock=clock)
-    officer = officer_create(actor=boss, municipality=muni, code="boa-7", name="Officer Seven",
-                             clock=clock)
-    camera_assign(actor=boss, device_id=CAMERA, officer_code="boa-7",
-                  starts_at=T0 - dt.timedelta(days=1), clock=clock)
+    camera_register(
+        actor=boss,
+        municipality=muni,
+        device_id=CAMERA,
+        public_key=site.camera(CAMERA).public_hex,
+        clock=clock,
+    )
+    dock_station_add(
+        actor=boss, name="dock-1", public_key=site.dock_key.public_bytes(), clock=clock
+    )
+    officer = officer_create(
+        actor=boss, municipality=muni, code="boa-7", name="Officer Seven", clock=clock
+    )
+    camera_assign(
+        actor=boss,
+        device_id=CAMERA,
+        officer_code="boa-7",
+        starts_at=T0 - dt.timedelta(days=1),
+        clock=clock,
+    )
     rid = site.record(CAMERA, T0 + dt.timedelta(hours=1), ts=make_ts(60))
     catalog_sync(actor=boss, store=site.store, clock=clock)
     for role in load_policy(policy).person_roles:
         make_user(f"u-{role}", {muni: [role]})
-    return World(site, Recording.objects.get(recording_id=rid), clock, muni,
-                 SigningKey.generate(kind="export"), officer)
+    return World(
+        site,
+        Recording.objects.get(recording_id=rid),
+        clock,
+        muni,
+        SigningKey.generate(kind="export"),
+        officer,
+    )
 
 
 def export(world: World, who: str, out: Path, **kw: Any) -> Any:
@@ -58,9 +76,16 @@ def export(world: World, who: str, out: Path, **kw: Any) -> Any:
 
     args: dict[str, Any] = dict(reference="OM-2026-0042", basis="prosecutor_claim")
     args.update(kw)
-    return recording_export(actor=actor(who), recording=world.recording,
-                            store=world.site.store, vault_key=world.site.vault_key,
-                            export_key=world.export_key, out=out, clock=world.clock, **args)
+    return recording_export(
+        actor=actor(who),
+        recording=world.recording,
+        store=world.site.store,
+        vault_key=world.site.vault_key,
+        export_key=world.export_key,
+        out=out,
+        clock=world.clock,
+        **args,
+    )
 
 
 def resign(pkg: Path, key: Any) -> None:
@@ -91,6 +116,7 @@ def site_home(world: World, home: Path) -> Path:
 
     home.mkdir()
     world.site.vault_key.save(home / "vault.key")
-    SiteConfig(home=home, site=world.site.site, store=world.site.store.url,
-               vault_key=home / "vault.key").save()
+    SiteConfig(
+        home=home, site=world.site.site, store=world.site.store.url, vault_key=home / "vault.key"
+    ).save()
     return home

@@ -31,7 +31,8 @@ def postgres_bin() -> Path:
             return Path(d)
     raise PostgresMissing(
         "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin: install the "
-        "Debian package postgresql (make system-deps does) to run the catalog tests on it")
+        "Debian package postgresql (make system-deps does) to run the catalog tests on it"
+    )
 
 
 @dataclass
@@ -54,30 +55,52 @@ class PgCluster:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): "
-                               f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+            raise RuntimeError(
+                f"{' '.join(args[:2])} failed ({proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()[-800:]}"
+            )
 
     def start(self) -> None:
-        self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
-                  SUPERUSER, "--no-sync", "-E", "UTF8")
+        self._run(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            SUPERUSER,
+            "--no-sync",
+            "-E",
+            "UTF8",
+        )
         # fsync off: a throwaway test cluster; nothing in it must survive a crash.
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-o",
-                  f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off "
-                  "-c full_page_writes=off", "-l", str(self.base / "server.log"), "start")
+        self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-w",
+            "-o",
+            f"-k {self.socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
+            "-l",
+            str(self.base / "server.log"),
+            "start",
+        )
 
     def stop(self) -> None:
         try:
             if (self.data / "postmaster.pid").exists():
-                self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-m",
-                          "fast", "stop")
+                self._run(
+                    str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-m", "fast", "stop"
+                )
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
 
     def create_database(self, name: str) -> None:
         import psycopg
 
-        with psycopg.connect(dbname="postgres", host=str(self.socket_dir), user=SUPERUSER,
-                             autocommit=True) as conn:
+        with psycopg.connect(
+            dbname="postgres", host=str(self.socket_dir), user=SUPERUSER, autocommit=True
+        ) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
             conn.execute(f'CREATE DATABASE "{name}"')
 

@@ -67,10 +67,18 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     report = anonymize_recording(clip.path, out)
     before, after = decode_bgr(clip.path), decode_bgr(out)
     detector = FaceDetector()
-    return Run(clip, report, out, before, after,
-               [detector.detect(_luma(f)) if n % 2 == 0 or n in clip.occlusion else None
-                for n, f in enumerate(before)],
-               [detector.detect(_luma(f)) for f in after])
+    return Run(
+        clip,
+        report,
+        out,
+        before,
+        after,
+        [
+            detector.detect(_luma(f)) if n % 2 == 0 or n in clip.occlusion else None
+            for n, f in enumerate(before)
+        ],
+        [detector.detect(_luma(f)) for f in after],
+    )
 
 
 def _luma(frame: Frame) -> npt.NDArray[np.uint8]:
@@ -134,8 +142,9 @@ def _psnr(a: Frame, b: Frame) -> float:
 def test_the_detector_finds_every_face_in_the_input(run: Run) -> None:
     for subject in run.clip.subjects:
         visible = found = 0
-        for found_on, face, hidden in zip(run.found_before, subject.boxes, subject.occluded,
-                                          strict=True):
+        for found_on, face, hidden in zip(
+            run.found_before, subject.boxes, subject.occluded, strict=True
+        ):
             assert face is not None
             if found_on is not None and not hidden:
                 visible += 1
@@ -170,8 +179,11 @@ def test_no_face_is_found_on_any_output_frame(run: Run) -> None:
                 )
             if subject.name == "astronaut" and n % 6 == 0:
                 found = lbp.detect_multi_scale(
-                    img=crop[..., ::-1], scale_factor=1.1, step_ratio=1,
-                    min_size=(24, 24), max_size=(400, 400),
+                    img=crop[..., ::-1],
+                    scale_factor=1.1,
+                    step_ratio=1,
+                    min_size=(24, 24),
+                    max_size=(400, 400),
                 )
                 boxes = [(d["c"], d["r"], d["width"], d["height"]) for d in found]
                 assert not _hits(boxes, inner), f"LBP cascade found the astronaut, frame {n}"
@@ -195,8 +207,11 @@ def test_blurred_faces_keep_no_high_frequencies(run: Run) -> None:
             g_restored = _luma(_unsharp(after))[rows, cols]
             lap_in = _laplacian_variance(g_in)
             fft_in = _high_band_energy(g_in)
-            worst_lap = max(worst_lap, _laplacian_variance(g_out) / lap_in,
-                            _laplacian_variance(g_restored) / lap_in / 25)
+            worst_lap = max(
+                worst_lap,
+                _laplacian_variance(g_out) / lap_in,
+                _laplacian_variance(g_restored) / lap_in / 25,
+            )
             worst_fft = max(worst_fft, _high_band_energy(g_out) / fft_in)
             # Sharpening amplifies what is left; there is almost nothing left to amplify.
             assert _laplacian_variance(g_restored) < 0.2 * lap_in, f"{subject.name} frame {n}"
@@ -209,7 +224,10 @@ def test_output_is_h264_mp4_same_size_and_rate_from_zero_without_sound(run: Run)
         assert len(source.streams.audio) == 1  # the input did have sound
     probe = subprocess.run(
         ["ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", str(run.out)],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     info = json.loads(probe.stdout)
     assert [s["codec_type"] for s in info["streams"]] == ["video"]

@@ -28,20 +28,34 @@ def office(any_db: str, site: Site, clock: Any) -> dict[str, Any]:
         make_user(f"po-{code}", {code: ["privacy_officer"]})
         make_user(f"cm-{code}", {code: ["cluster_manager"]})
     make_user("secretary", {"heusden": ["municipal_secretary"]})
-    make_user("timer", {c: ["scheduler"] for c in
-                        ("heusden", "utrecht", "heerde", "hattem", "oldebroek")})
-    dock_station_add(actor=actor("coord-heusden"), name="dock-1",
-                     public_key=site.dock_key.public_bytes(), clock=clock)
+    make_user(
+        "timer", {c: ["scheduler"] for c in ("heusden", "utrecht", "heerde", "hattem", "oldebroek")}
+    )
+    dock_station_add(
+        actor=actor("coord-heusden"),
+        name="dock-1",
+        public_key=site.dock_key.public_bytes(),
+        clock=clock,
+    )
     for code in ("heusden", "utrecht", "heerde", "hattem", "oldebroek"):
         co = actor(f"coord-{code}")
-        officer_create(actor=co, municipality=code, code=f"boa-{code}", name="Officer",
-                       clock=clock)
+        officer_create(actor=co, municipality=code, code=f"boa-{code}", name="Officer", clock=clock)
         for n in (1, 2):
             cam = site.camera(f"CAM-{code}-{n}")
-            camera_register(actor=co, municipality=code, device_id=cam.device_id,
-                            public_key=cam.public_hex, clock=clock)
-        camera_assign(actor=co, device_id=f"CAM-{code}-1", officer_code=f"boa-{code}",
-                      starts_at=T0 - DAY, clock=clock)
+            camera_register(
+                actor=co,
+                municipality=code,
+                device_id=cam.device_id,
+                public_key=cam.public_hex,
+                clock=clock,
+            )
+        camera_assign(
+            actor=co,
+            device_id=f"CAM-{code}-1",
+            officer_code=f"boa-{code}",
+            starts_at=T0 - DAY,
+            clock=clock,
+        )
     return {}
 
 
@@ -51,8 +65,9 @@ def _sync(site: Site, clock: Any, who: str = "timer", **kw: Any) -> Any:
     return catalog_sync(actor=actor(who), store=site.store, clock=clock, **kw)
 
 
-def test_sync_indexes_what_the_docks_stored_and_is_idempotent(office: Any, site: Site,
-                                                              clock: Any) -> None:
+def test_sync_indexes_what_the_docks_stored_and_is_idempotent(
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.catalog.models import Recording
 
     a = site.record("CAM-heusden-1", T0 + dt.timedelta(hours=1), segments=3, preroll=30)
@@ -69,8 +84,7 @@ def test_sync_indexes_what_the_docks_stored_and_is_idempotent(office: Any, site:
     assert rec.ingested_at == T0 + dt.timedelta(hours=2)
     assert rec.retention_ends_at == T0 + dt.timedelta(hours=1) + 28 * DAY
     assert [s.index for s in rec.segments.all()] == [0, 1, 2]
-    assert all(len(s.sha256) == 64 and s.store_key.endswith(s.sha256)
-               for s in rec.segments.all())
+    assert all(len(s.sha256) == 64 and s.store_key.endswith(s.sha256) for s in rec.segments.all())
     unfinished = Recording.objects.get(recording_id=b)
     assert unfinished.state == "incomplete" and unfinished.officer is None
     again = _sync(site, clock)
@@ -79,8 +93,9 @@ def test_sync_indexes_what_the_docks_stored_and_is_idempotent(office: Any, site:
     assert _sync(site, clock).added == 1
 
 
-def test_sync_resumes_after_an_interruption(office: Any, site: Site, clock: Any,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_resumes_after_an_interruption(
+    office: Any, site: Site, clock: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import vault.catalog.services as services
     from vault.catalog.models import Recording
 
@@ -105,7 +120,8 @@ def test_sync_resumes_after_an_interruption(office: Any, site: Site, clock: Any,
 
 
 def test_recording_signed_with_an_unregistered_key_is_refused_by_every_command(
-        office: Any, site: Site, clock: Any, tmp_path: Path) -> None:
+    office: Any, site: Site, clock: Any, tmp_path: Path
+) -> None:
     from vault.audit.models import AuditEntry
     from vault.catalog.custody import recording_decrypt, recording_verify
     from vault.catalog.models import Recording
@@ -120,8 +136,9 @@ def test_recording_signed_with_an_unregistered_key_is_refused_by_every_command(
     report = _sync(site, clock)
     assert len(report.refused) == 1 and forged in report.refused[0]
     assert not Recording.objects.filter(recording_id=forged).exists()
-    assert AuditEntry.objects.filter(action="catalog.sync", result="refused",
-                                     target__contains=forged).exists()
+    assert AuditEntry.objects.filter(
+        action="catalog.sync", result="refused", target__contains=forged
+    ).exists()
     # The catalogued recording's objects replaced by a re-signed copy in the store.
     for key in list(site.store.list(f"s1/CAM-heusden-1/{good}/")):
         delete_object(site.store, key)
@@ -129,21 +146,32 @@ def test_recording_signed_with_an_unregistered_key_is_refused_by_every_command(
     (site.root / "store" / "s1" / "CAM-heusden-1" / "DEVICE.json").write_text("{}")
     for command in (
         lambda: recording_verify(actor=po, recording=rec, store=site.store, clock=clock),
-        lambda: recording_decrypt(actor=po, recording=rec, store=site.store,
-                                  vault_key=site.vault_key, out=tmp_path / "x.ts",
-                                  purpose="criminal_investigation", clock=clock),
+        lambda: recording_decrypt(
+            actor=po,
+            recording=rec,
+            store=site.store,
+            vault_key=site.vault_key,
+            out=tmp_path / "x.ts",
+            purpose="criminal_investigation",
+            clock=clock,
+        ),
     ):
         with pytest.raises(OriginRefused, match="not signed by the key the coordinator"):
             command()
     assert not (tmp_path / "x.ts").exists()
-    assert AuditEntry.objects.filter(result="refused", action="recording.decrypt",
-                                     target=str(rec)).count() == 1
+    assert (
+        AuditEntry.objects.filter(
+            result="refused", action="recording.decrypt", target=str(rec)
+        ).count()
+        == 1
+    )
     resync = _sync(site, clock)
     assert len(resync.refused) == 2
 
 
 def test_purged_exactly_when_retention_ends_not_a_second_before(
-        office: Any, site: Site, clock: Any, tmp_path: Path) -> None:
+    office: Any, site: Site, clock: Any, tmp_path: Path
+) -> None:
     from vault.catalog.models import Recording
     from vault.catalog.services import retention_purge
 
@@ -172,13 +200,13 @@ def test_purged_exactly_when_retention_ends_not_a_second_before(
     assert _sync(site, clock).added == 0  # a tombstone is not brought back
 
 
-HOLDERS = {"access_request": "po-heusden", "complaint": "secretary",
-           "prosecutor": "cm-heusden"}
+HOLDERS = {"access_request": "po-heusden", "complaint": "secretary", "prosecutor": "cm-heusden"}
 
 
 @pytest.mark.parametrize("kind", sorted(HOLDERS))
-def test_each_hold_kind_blocks_the_purge_until_lifted(office: Any, site: Site, clock: Any,
-                                                      kind: str) -> None:
+def test_each_hold_kind_blocks_the_purge_until_lifted(
+    office: Any, site: Site, clock: Any, kind: str
+) -> None:
     from vault.catalog.models import Recording
     from vault.catalog.services import hold_lift, hold_place, retention_purge
 
@@ -187,8 +215,15 @@ def test_each_hold_kind_blocks_the_purge_until_lifted(office: Any, site: Site, c
     rec = Recording.objects.get(recording_id=rid)
     clock.set(T0 + 3 * DAY)
     holder = actor(HOLDERS[kind])
-    hold = hold_place(actor=holder, recording=rec, kind=kind, reference="Z-1",
-                      reason="case", store=site.store, clock=clock)
+    hold = hold_place(
+        actor=holder,
+        recording=rec,
+        kind=kind,
+        reference="Z-1",
+        reason="case",
+        store=site.store,
+        clock=clock,
+    )
     keys = list(site.store.list(f"s1/CAM-heusden-1/{rid}/"))
     assert keys and all(site.store.legal_hold(k) for k in keys)
     clock.set(T0 + 90 * DAY)
@@ -201,8 +236,9 @@ def test_each_hold_kind_blocks_the_purge_until_lifted(office: Any, site: Site, c
     assert Recording.objects.get(pk=rec.pk).state == "purged"
 
 
-def test_only_the_roles_the_policy_names_place_or_lift_holds(office: Any, site: Site,
-                                                             clock: Any) -> None:
+def test_only_the_roles_the_policy_names_place_or_lift_holds(
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.audit.models import AuditEntry
     from vault.catalog.models import Recording
     from vault.catalog.services import hold_lift, hold_place
@@ -211,20 +247,36 @@ def test_only_the_roles_the_policy_names_place_or_lift_holds(office: Any, site: 
     _sync(site, clock)
     rec = Recording.objects.get(recording_id=rid)
     with pytest.raises(PermissionRefused, match="only privacy_officer place a access_request"):
-        hold_place(actor=actor("coord-heusden"), recording=rec, kind="access_request",
-                   reference="AV-1", reason="r", store=site.store, clock=clock)
-    hold = hold_place(actor=actor("cm-heusden"), recording=rec, kind="complaint",
-                      reference="K-1", reason="r", store=site.store, clock=clock)
+        hold_place(
+            actor=actor("coord-heusden"),
+            recording=rec,
+            kind="access_request",
+            reference="AV-1",
+            reason="r",
+            store=site.store,
+            clock=clock,
+        )
+    hold = hold_place(
+        actor=actor("cm-heusden"),
+        recording=rec,
+        kind="complaint",
+        reference="K-1",
+        reason="r",
+        store=site.store,
+        clock=clock,
+    )
     with pytest.raises(PermissionRefused):
-        hold_lift(actor=actor("po-heusden"), hold=hold, reason="r", store=site.store,
-                  clock=clock)
+        hold_lift(actor=actor("po-heusden"), hold=hold, reason="r", store=site.store, clock=clock)
     refused = AuditEntry.objects.filter(result="refused", action__startswith="hold.")
-    assert {(e.actor, e.action) for e in refused} == {("coord-heusden", "hold.place"),
-                                                     ("po-heusden", "hold.lift")}
+    assert {(e.actor, e.action) for e in refused} == {
+        ("coord-heusden", "hold.place"),
+        ("po-heusden", "hold.lift"),
+    }
 
 
 def test_access_request_window_and_answer_deadline_come_from_the_policy(
-        office: Any, site: Site, clock: Any) -> None:
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.catalog.models import Recording
     from vault.catalog.services import hold_place
 
@@ -234,34 +286,62 @@ def test_access_request_window_and_answer_deadline_come_from_the_policy(
     po = actor("po-heerde")
     clock.set(T0 + 22 * DAY)
     with pytest.raises(PermissionRefused, match="arrived 22 days after the recording.*within 21"):
-        hold_place(actor=po, recording=rec, kind="access_request", reference="AV-2",
-                   reason="r", store=site.store, clock=clock)
-    hold = hold_place(actor=po, recording=rec, kind="access_request", reference="AV-2",
-                      reason="r", store=site.store, clock=clock, received_at=T0 + 20 * DAY)
+        hold_place(
+            actor=po,
+            recording=rec,
+            kind="access_request",
+            reference="AV-2",
+            reason="r",
+            store=site.store,
+            clock=clock,
+        )
+    hold = hold_place(
+        actor=po,
+        recording=rec,
+        kind="access_request",
+        reference="AV-2",
+        reason="r",
+        store=site.store,
+        clock=clock,
+        received_at=T0 + 20 * DAY,
+    )
     assert hold.answer_due_at == T0 + 41 * DAY
 
 
 def test_utrecht_informs_the_officer_of_a_prosecutor_claim_heusden_does_not(
-        office: Any, site: Site, clock: Any) -> None:
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.catalog.models import Notification, Recording
     from vault.catalog.services import hold_place
 
     u = site.record("CAM-utrecht-1", T0)
     h = site.record("CAM-heusden-1", T0)
     _sync(site, clock)
-    hold_place(actor=actor("po-utrecht"), recording=Recording.objects.get(recording_id=u),
-               kind="prosecutor", reference="OM-1", reason="claim", store=site.store,
-               clock=clock)
-    hold_place(actor=actor("po-heusden"), recording=Recording.objects.get(recording_id=h),
-               kind="prosecutor", reference="OM-2", reason="claim", store=site.store,
-               clock=clock)
+    hold_place(
+        actor=actor("po-utrecht"),
+        recording=Recording.objects.get(recording_id=u),
+        kind="prosecutor",
+        reference="OM-1",
+        reason="claim",
+        store=site.store,
+        clock=clock,
+    )
+    hold_place(
+        actor=actor("po-heusden"),
+        recording=Recording.objects.get(recording_id=h),
+        kind="prosecutor",
+        reference="OM-2",
+        reason="claim",
+        store=site.store,
+        clock=clock,
+    )
     notes = list(Notification.objects.all())
     assert [(n.recording.recording_id, n.officer.code, n.event) for n in notes] == [
-        (u, "boa-utrecht", "hold.prosecutor")]
+        (u, "boa-utrecht", "hold.prosecutor")
+    ]
 
 
-def test_h2o_municipalities_see_only_their_own_footage(office: Any, site: Site,
-                                                       clock: Any) -> None:
+def test_h2o_municipalities_see_only_their_own_footage(office: Any, site: Site, clock: Any) -> None:
     from vault.audit.models import AuditEntry
     from vault.catalog.selectors import recording_get, recording_list
 
@@ -272,13 +352,13 @@ def test_h2o_municipalities_see_only_their_own_footage(office: Any, site: Site,
     assert [r.recording_id for r in recording_list(actor=po, clock=clock)] == [mine]
     with pytest.raises(NotFound):
         recording_get(actor=po, ref=theirs, clock=clock)
-    assert AuditEntry.objects.filter(actor="po-heerde", result="refused",
-                                     target=theirs).exists()
+    assert AuditEntry.objects.filter(actor="po-heerde", result="refused", target=theirs).exists()
     assert recording_get(actor=po, ref=f"CAM-heerde-1/{mine}", clock=clock).recording_id == mine
 
 
-def test_list_filters_and_no_per_officer_lookup_without_a_case(office: Any, site: Site,
-                                                               clock: Any) -> None:
+def test_list_filters_and_no_per_officer_lookup_without_a_case(
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.catalog.models import Recording
     from vault.catalog.selectors import recording_list
     from vault.catalog.services import hold_place
@@ -287,8 +367,15 @@ def test_list_filters_and_no_per_officer_lookup_without_a_case(office: Any, site
     b = site.record("CAM-heusden-2", T0 + DAY)
     _sync(site, clock)
     po = actor("po-heusden")
-    hold_place(actor=po, recording=Recording.objects.get(recording_id=b), kind="prosecutor",
-               reference="OM", reason="r", store=site.store, clock=clock)
+    hold_place(
+        actor=po,
+        recording=Recording.objects.get(recording_id=b),
+        kind="prosecutor",
+        reference="OM",
+        reason="r",
+        store=site.store,
+        clock=clock,
+    )
 
     def ids(**kw: Any) -> list[str]:
         return [r.recording_id for r in recording_list(actor=po, clock=clock, **kw)]
@@ -304,16 +391,17 @@ def test_list_filters_and_no_per_officer_lookup_without_a_case(office: Any, site
     assert ids(officer="boa-heusden", purpose="complaint") == [a]
 
 
-def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site,
-                                                      clock: Any) -> None:
+def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site, clock: Any) -> None:
     import hashlib
     import json
 
     from store import events_key
     from vault.catalog.services import retention_purge
 
-    lines = b"".join(json.dumps({"seq": i, "utc": T0.timestamp() + i, "kind": "press"})
-                     .encode() + b"\n" for i in range(3))
+    lines = b"".join(
+        json.dumps({"seq": i, "utc": T0.timestamp() + i, "kind": "press"}).encode() + b"\n"
+        for i in range(3)
+    )
     key = events_key("s1", "CAM-heusden-1", 0, len(lines), hashlib.sha256(lines).hexdigest())
     site.store.put_bytes(key, lines)
     timer = actor("timer")

@@ -31,30 +31,74 @@ def run(home: Path, user: str | None, *argv: Any) -> int:
     return main(["vault", *args[:words], *extra, *args[words:]])
 
 
-def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_back_office_from_the_command_line(
+    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = Site.create(tmp_path / "site")
     site.vault_key.save(tmp_path / "vault.key")
-    assert main(["vault", "init", "--home", str(home), "--store", site.store.url, "--site",
-                 site.site, "--policy", "heusden", "--admin", "admin", "--vault-key",
-                 str(tmp_path / "vault.key")]) == 0
+    assert (
+        main(
+            [
+                "vault",
+                "init",
+                "--home",
+                str(home),
+                "--store",
+                site.store.url,
+                "--site",
+                site.site,
+                "--policy",
+                "heusden",
+                "--admin",
+                "admin",
+                "--vault-key",
+                str(tmp_path / "vault.key"),
+            ]
+        )
+        == 0
+    )
     assert "municipalities heusden" in capsys.readouterr().out
-    for user, role in (("cora", "coordinator"), ("piet", "privacy_officer"),
-                       ("timer", "scheduler"), ("sec", "municipal_secretary")):
-        assert run(home, "admin", "user", "add", user, "--municipality", "heusden",
-                   "--role", role) == 0
+    for user, role in (
+        ("cora", "coordinator"),
+        ("piet", "privacy_officer"),
+        ("timer", "scheduler"),
+        ("sec", "municipal_secretary"),
+    ):
+        assert (
+            run(home, "admin", "user", "add", user, "--municipality", "heusden", "--role", role)
+            == 0
+        )
     cam = site.camera("BC-00000001")
-    (tmp_path / "DEVICE.json").write_text(json.dumps({"device_id": cam.device_id,
-                                                      "public_key": cam.public_hex}))
-    assert run(home, "cora", "camera", "add", tmp_path / "DEVICE.json", "--municipality",
-               "heusden") == 0
+    (tmp_path / "DEVICE.json").write_text(
+        json.dumps({"device_id": cam.device_id, "public_key": cam.public_hex})
+    )
+    assert (
+        run(home, "cora", "camera", "add", tmp_path / "DEVICE.json", "--municipality", "heusden")
+        == 0
+    )
     out = capsys.readouterr().out
     assert "camera BC-00000001 registered" in out and "registry v1 published" in out
     assert list(site.store.list("registry/"))
-    assert run(home, "cora", "officer", "add", "boa-7", "--municipality", "heusden",
-               "--name", "Officer Seven") == 0
-    assert run(home, "cora", "camera", "assign", cam.device_id, "boa-7", "--start",
-               "2026-11-01T00:00Z") == 0
+    assert (
+        run(
+            home,
+            "cora",
+            "officer",
+            "add",
+            "boa-7",
+            "--municipality",
+            "heusden",
+            "--name",
+            "Officer Seven",
+        )
+        == 0
+    )
+    assert (
+        run(
+            home, "cora", "camera", "assign", cam.device_id, "boa-7", "--start", "2026-11-01T00:00Z"
+        )
+        == 0
+    )
     site.dock_key.save(tmp_path / "dock.key")
     assert run(home, "cora", "dock", "add", "dock-1", site.dock_key.public_bytes().hex()) == 0
     # A coordinator may not purge; refused, exit 1, one line.
@@ -76,8 +120,9 @@ def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
 
     mp4 = tmp_path / "out" / "handover.mp4"
     mp4.parent.mkdir()
-    assert run(home, "piet", "decrypt", rid, "--out", mp4, "--purpose",
-               "criminal_investigation") == 0
+    assert (
+        run(home, "piet", "decrypt", rid, "--out", mp4, "--purpose", "criminal_investigation") == 0
+    )
     with av.open(str(mp4)) as container:
         assert container.format.name.startswith("mov,mp4")
         video = container.streams.video[0]
@@ -85,18 +130,44 @@ def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
         assert sum(1 for _ in container.decode(video)) == 60
     assert oct(os.stat(mp4).st_mode & 0o777) == "0o600"
     ts = tmp_path / "out" / "copy.ts"
-    assert run(home, "piet", "decrypt", rid, "--out", ts, "--purpose",
-               "criminal_investigation") == 0
+    assert (
+        run(home, "piet", "decrypt", rid, "--out", ts, "--purpose", "criminal_investigation") == 0
+    )
     assert ts.read_bytes() == site.plaintexts[rid]
     capsys.readouterr()
     # An access request never gives a copy.
-    assert run(home, "piet", "decrypt", rid, "--out", tmp_path / "out" / "av.mp4",
-               "--purpose", "access_request") == 1
+    assert (
+        run(
+            home,
+            "piet",
+            "decrypt",
+            rid,
+            "--out",
+            tmp_path / "out" / "av.mp4",
+            "--purpose",
+            "access_request",
+        )
+        == 1
+    )
     assert "no copy for purpose 'access_request'" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path / "out")) == ["copy.ts", "handover.mp4"]
 
-    assert run(home, "sec", "hold", "place", rid, "--kind", "complaint", "--reference",
-               "K-2026-1", "--reason", "complaint by a citizen") == 0
+    assert (
+        run(
+            home,
+            "sec",
+            "hold",
+            "place",
+            rid,
+            "--kind",
+            "complaint",
+            "--reference",
+            "K-2026-1",
+            "--reason",
+            "complaint by a citizen",
+        )
+        == 0
+    )
     hold_id = capsys.readouterr().out.split()[1]
     assert run(home, "piet", "list", "--hold", "complaint") == 0
     assert rid in capsys.readouterr().out
@@ -108,8 +179,15 @@ def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
     assert run(home, "piet", "audit", "anchor") == 0
     assert run(home, "piet", "audit", "show", "--limit", "500") == 0
     audit = capsys.readouterr().out
-    for what in ("recording.decrypt", "hold.place", "hold.lift", "catalog.sync",
-                 "camera.register", "registry.publish", "retention.purge"):
+    for what in (
+        "recording.decrypt",
+        "hold.place",
+        "hold.lift",
+        "catalog.sync",
+        "camera.register",
+        "registry.publish",
+        "retention.purge",
+    ):
         assert what in audit, what
     assert "refused" in audit
 
@@ -127,8 +205,7 @@ def test_the_back_office_from_the_command_line(home: Path, tmp_path: Path,
     assert "unknown, inactive or wrong password" in capsys.readouterr().err
     from vault.audit.models import AuditEntry
 
-    assert AuditEntry.objects.filter(action="auth.login", actor="piet",
-                                     result="refused").exists()
+    assert AuditEntry.objects.filter(action="auth.login", actor="piet", result="refused").exists()
 
 
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,8 +219,22 @@ def test_decrypting_a_local_folder_into_mp4_gives_a_real_mp4(tmp_path: Path) -> 
     (folder,) = (tmp_path / "site" / "cam" / "BC-1").glob(f"*/{rid}")
     site.vault_key.save(tmp_path / "vault.key")
     out = tmp_path / "local.mp4"
-    assert main(["vault", "decrypt", str(folder), "--key", str(tmp_path / "vault.key"),
-                 "--device-key", site.camera("BC-1").public_hex, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "vault",
+                "decrypt",
+                str(folder),
+                "--key",
+                str(tmp_path / "vault.key"),
+                "--device-key",
+                site.camera("BC-1").public_hex,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     with av.open(str(out)) as container:
         assert container.format.name.startswith("mov,mp4")
         assert sum(1 for _ in container.decode(video=0)) == 30

@@ -37,7 +37,8 @@ def _files(pkg: Path) -> list[str]:
 
 
 def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
-        world: World, tmp_path: Path) -> None:
+    world: World, tmp_path: Path
+) -> None:
     from vault_support import actor
 
     from vault.audit.models import AuditEntry
@@ -45,27 +46,45 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
     from vault.viewing import viewing_pair_check
 
     # Viewed in a pair first: the custody record lists the viewing.
-    viewing_pair_check(recording=world.recording, purpose="criminal_investigation",
-                       first=actor("u-privacy_officer"), second=actor("u-coordinator"),
-                       officer_consent=False, clock=world.clock)
+    viewing_pair_check(
+        recording=world.recording,
+        purpose="criminal_investigation",
+        first=actor("u-privacy_officer"),
+        second=actor("u-coordinator"),
+        officer_consent=False,
+        clock=world.clock,
+    )
     package = tmp_path / "OM-2026-0042"
     export(world, "u-privacy_officer", package)
 
     rec = world.recording
-    assert _files(package) == sorted([
-        "SHA256SUMS", "custody.json", "export-key.pem", "export.json", "export.sig",
-        "original/ingest.json", "original/manifest.bcm", "original/recording.hdr",
-        "original/seg-000000.bcs", "recording.mp4"])
+    assert _files(package) == sorted(
+        [
+            "SHA256SUMS",
+            "custody.json",
+            "export-key.pem",
+            "export.json",
+            "export.sig",
+            "original/ingest.json",
+            "original/manifest.bcm",
+            "original/recording.hdr",
+            "original/seg-000000.bcs",
+            "recording.mp4",
+        ]
+    )
     # The originals are the stored objects, byte for byte.
     for seg in rec.segments.all():
-        assert (package / "original" / seg.name).read_bytes() == \
-            world.site.store.get_bytes(seg.store_key, 1 << 24)
-    assert (package / "original" / "ingest.json").read_bytes() == \
-        world.site.store.get_bytes(rec.ingest_record_key, 1 << 24)
+        assert (package / "original" / seg.name).read_bytes() == world.site.store.get_bytes(
+            seg.store_key, 1 << 24
+        )
+    assert (package / "original" / "ingest.json").read_bytes() == world.site.store.get_bytes(
+        rec.ingest_record_key, 1 << 24
+    )
     assert all(stat.S_IMODE(p.stat().st_mode) & 0o077 == 0 for p in package.rglob("*"))
 
-    report = verify_export(package, expected_key=world.export_key.public_bytes(),
-                           vault_key=world.site.vault_key)
+    report = verify_export(
+        package, expected_key=world.export_key.public_bytes(), vault_key=world.site.vault_key
+    )
     assert report.ok, report.findings
     proven = "\n".join(report.proven)
     assert f"exactly as camera {CAMERA} signed" in proven
@@ -86,8 +105,9 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
     hold = Hold.objects.get(recording=rec, kind="prosecutor", lifted_at__isnull=True)
     assert hold.reference == "OM-2026-0042"
     entry = AuditEntry.objects.get(action="recording.export", result="ok")
-    assert json.loads(entry.detail)["export_json_sha256"] == \
-        fmt.sha256_file(package / "export.json")
+    assert json.loads(entry.detail)["export_json_sha256"] == fmt.sha256_file(
+        package / "export.json"
+    )
     # A second package for the same claim keeps the one hold.
     export(world, "u-privacy_officer", tmp_path / "second.zip")
     assert Hold.objects.filter(recording=rec, kind="prosecutor").count() == 1
@@ -104,22 +124,22 @@ def test_who_may_hand_over_follows_the_policy(world: World, tmp_path: Path) -> N
         with pytest.raises(PermissionRefused):
             export(world, f"u-{role}", tmp_path / role)
         assert not (tmp_path / role).exists()
-        assert AuditEntry.objects.filter(actor=f"u-{role}", result="refused").count() == \
-            before + 1
+        assert AuditEntry.objects.filter(actor=f"u-{role}", result="refused").count() == before + 1
 
 
 def test_utrecht_privacy_officer_only_and_the_officer_is_informed(
-        db: str, tmp_path: Path, clock: Any) -> None:
+    db: str, tmp_path: Path, clock: Any
+) -> None:
     from vault.catalog.models import Notification
 
     world = make_world(tmp_path, clock, "utrecht")
     with pytest.raises(PermissionRefused, match="lets only privacy_officer"):
         export(world, "u-cluster_manager", tmp_path / "cm")
-    result = export(world, "u-privacy_officer", tmp_path / "po", basis="police_report",
-                    reference="PV-77")
+    result = export(
+        world, "u-privacy_officer", tmp_path / "po", basis="police_report", reference="PV-77"
+    )
     assert result.informed == ["officer boa-7"]
-    events = set(Notification.objects.filter(officer=world.officer).values_list("event",
-                                                                               flat=True))
+    events = set(Notification.objects.filter(officer=world.officer).values_list("event", flat=True))
     assert events == {"hold.prosecutor", "recording.export"}
 
 
@@ -130,9 +150,9 @@ def _flip(path: Path, offset: int | None = None) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_every_changed_added_or_removed_file_is_named(package: Path, tmp_path: Path,
-                                                      world: World,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_changed_added_or_removed_file_is_named(
+    package: Path, tmp_path: Path, world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
     key = world.export_key.public_bytes().hex()
     names = _files(package)
     for i, name in enumerate(names):
@@ -167,8 +187,9 @@ def test_every_changed_added_or_removed_file_is_named(package: Path, tmp_path: P
     assert capsys.readouterr().out.splitlines()[-1].startswith("OK ")
 
 
-def test_a_zipped_package_verifies_and_a_changed_member_is_named(world: World,
-                                                                  tmp_path: Path) -> None:
+def test_a_zipped_package_verifies_and_a_changed_member_is_named(
+    world: World, tmp_path: Path
+) -> None:
     out = tmp_path / "handover.zip"
     export(world, "u-privacy_officer", out)
     assert verify_export(out, vault_key=world.site.vault_key).ok
@@ -186,8 +207,7 @@ def test_a_zipped_package_verifies_and_a_changed_member_is_named(world: World,
         assert not report.ok and info.filename in report.files_named, info.filename
 
 
-def test_what_each_mode_proves_about_the_mp4(world: World, package: Path,
-                                             tmp_path: Path) -> None:
+def test_what_each_mode_proves_about_the_mp4(world: World, package: Path, tmp_path: Path) -> None:
     """An MP4 of another video with the same length, re-signed with the export key: the
     signature and the frame count hold, only the vault-key mode sees the difference."""
     pkg = copy_package(package, tmp_path / "swapped")
@@ -223,7 +243,8 @@ def test_what_each_mode_proves_about_the_mp4(world: World, package: Path,
 
 
 def test_originals_are_checked_against_the_camera_not_the_export_signature(
-        world: World, package: Path, tmp_path: Path) -> None:
+    world: World, package: Path, tmp_path: Path
+) -> None:
     from crypto.keys import SigningKey
 
     pkg = copy_package(package, tmp_path / "other-camera")
@@ -247,8 +268,9 @@ def _spec_block(title: str) -> str:
     return block
 
 
-def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path, world: World,
-                                                              tmp_path: Path) -> None:
+def test_the_spec_recipe_checks_a_package_with_standard_tools(
+    package: Path, world: World, tmp_path: Path
+) -> None:
     """vault/EXPORT.md's own shell recipe: openssl for the signature, sha256sum -c for the
     hash list, and a listing for added files; it fails on a changed file."""
     import subprocess
@@ -257,9 +279,14 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path, wor
     assert "sha256sum" in recipe and "openssl pkeyutl -verify" in recipe
 
     def run(pkg: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-euo", "pipefail", "-c", recipe], cwd=pkg,
-                              capture_output=True, text=True, timeout=120,
-                              env={**os.environ, "LC_ALL": "C"})
+        return subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", recipe],
+            cwd=pkg,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "LC_ALL": "C"},
+        )
 
     ok = run(package)
     assert ok.returncode == 0, ok.stdout + ok.stderr
@@ -271,20 +298,24 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(package: Path, wor
         _flip(pkg / name)
         bad = run(pkg)
         assert bad.returncode != 0, name
-        assert name in bad.stdout + bad.stderr or "Signature Verification Failure" in \
-            bad.stdout + bad.stderr
+        assert (
+            name in bad.stdout + bad.stderr
+            or "Signature Verification Failure" in bad.stdout + bad.stderr
+        )
     pkg = copy_package(package, tmp_path / "r-added")
     (pkg / "extra.bin").write_bytes(b"x")
     assert run(pkg).returncode != 0
     # The Python snippet with the independent `cryptography` package.
     snippet = _spec_block("python")
-    done = subprocess.run([sys.executable, "-c", snippet], cwd=package, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", snippet], cwd=package, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "signature OK" in done.stdout, done.stderr
 
 
 def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
-        world: World, package: Path, tmp_path: Path) -> None:
+    world: World, package: Path, tmp_path: Path
+) -> None:
     from vault.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="exists"):
@@ -295,9 +326,12 @@ def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
-def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_and_verify_from_the_command_line(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """`bodycam vault export` as the privacy officer; `verify-export` in a fresh process
     with no back office at all (no site folder, no database, no Django settings)."""
     import subprocess
@@ -308,17 +342,33 @@ def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
     monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
     home = site_home(world, tmp_path / "home")
     out = tmp_path / "to-om.zip"
-    assert main(["vault", "export", str(world.recording), "--home", str(home), "--user",
-                 "u-privacy_officer", "--out", str(out), "--reference", "OM-9",
-                 "--basis", "police_report"]) == 0
+    assert (
+        main(
+            [
+                "vault",
+                "export",
+                str(world.recording),
+                "--home",
+                str(home),
+                "--user",
+                "u-privacy_officer",
+                "--out",
+                str(out),
+                "--reference",
+                "OM-9",
+                "--basis",
+                "police_report",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "package for police report OM-9" in printed and "prosecution hold" in printed
     assert stat.S_IMODE((home / "export.key").stat().st_mode) == 0o600
     # Nothing decrypted stays behind: the work folder is empty, no staging folder is left.
     assert list((home / "work").iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
-    assert main(["vault", "export-key", "--home", str(home), "--user",
-                 "u-privacy_officer"]) == 0
+    assert main(["vault", "export-key", "--home", str(home), "--user", "u-privacy_officer"]) == 0
     shown = capsys.readouterr().out
     published = shown.splitlines()[0]
     assert published in printed and "BEGIN PUBLIC KEY" in shown
@@ -329,8 +379,18 @@ def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_", "DJANGO_"))}
     env.update(HOME=str(empty), PYTHONPATH=str(Path(__file__).parents[2]))
-    cmd = [sys.executable, "-m", "bodycam_cli", "vault", "verify-export", str(out),
-           "--export-key", published, "--vault-key", str(home / "vault.key")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bodycam_cli",
+        "vault",
+        "verify-export",
+        str(out),
+        "--export-key",
+        published,
+        "--vault-key",
+        str(home / "vault.key"),
+    ]
     done = subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "is the decryption of the originals" in done.stdout
@@ -341,6 +401,7 @@ def test_export_and_verify_from_the_command_line(world: World, tmp_path: Path,
         info = z.getinfo("custody.json")
     raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 5] ^= 0x20
     bad.write_bytes(bytes(raw))
-    done = subprocess.run(cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 1 and "FAILED custody.json:" in done.stdout

@@ -41,10 +41,16 @@ def world(db: str, tmp_path: Path, clock: Any) -> World:
 def access_hold(world: World) -> Any:
     from vault.catalog.services import hold_place
 
-    return hold_place(actor=actor(USER), recording=world.recording, kind="access_request",
-                      reference=ACCESS_REFERENCE, reason="citizen asks to see the footage",
-                      store=world.site.store, clock=world.clock,
-                      received_at=T0 + dt.timedelta(days=2))
+    return hold_place(
+        actor=actor(USER),
+        recording=world.recording,
+        kind="access_request",
+        reference=ACCESS_REFERENCE,
+        reason="citizen asks to see the footage",
+        store=world.site.store,
+        clock=world.clock,
+        received_at=T0 + dt.timedelta(days=2),
+    )
 
 
 @pytest.fixture
@@ -56,8 +62,9 @@ def home(world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 # --- the argparse tree ---------------------------------------------------------------------
 
 
-def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
-           ) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+def leaves(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], argparse.ArgumentParser]]:
     subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     if not subs:
         yield path, parser
@@ -85,12 +92,17 @@ def contexts(parser: argparse.ArgumentParser, hold: Any) -> list[dict[str, str]]
     return out
 
 
-def argv_for(path: tuple[str, ...], parser: argparse.ArgumentParser, ref: str, out: Path,
-             home: Path, context: dict[str, str]) -> list[str]:
+def argv_for(
+    path: tuple[str, ...],
+    parser: argparse.ArgumentParser,
+    ref: str,
+    out: Path,
+    home: Path,
+    context: dict[str, str],
+) -> list[str]:
     argv = [*path, "--home", str(home), "--user", USER]
     for a in parser._actions:
-        if a.option_strings or a.dest in ("help",) or isinstance(
-                a, argparse._SubParsersAction):
+        if a.option_strings or a.dest in ("help",) or isinstance(a, argparse._SubParsersAction):
             continue
         argv.append(ref)  # positional: the recording
     argv += ["--out", str(out)]
@@ -98,10 +110,16 @@ def argv_for(path: tuple[str, ...], parser: argparse.ArgumentParser, ref: str, o
         argv += [f"--{k}", v]
     # Any other required option is unknown to this sweep: it must be taught about it.
     for a in parser._actions:
-        if a.required and a.option_strings and a.dest not in (*OUTPUT_DESTS, *context) \
-                and a.dest != "reference":
-            raise AssertionError(f"{' '.join(path)}: required option {a.option_strings} is "
-                                 "new to the access-request sweep: give it a value here")
+        if (
+            a.required
+            and a.option_strings
+            and a.dest not in (*OUTPUT_DESTS, *context)
+            and a.dest != "reference"
+        ):
+            raise AssertionError(
+                f"{' '.join(path)}: required option {a.option_strings} is "
+                "new to the access-request sweep: give it a value here"
+            )
         if a.required and a.dest == "reference" and "reference" not in context:
             argv += ["--reference", "OM-2026-0042"]
     return argv
@@ -116,8 +134,9 @@ def run_parser(parser: argparse.ArgumentParser, argv: list[str]) -> int:
         return 1
 
 
-def sweep_cli(parser: argparse.ArgumentParser, world: World, hold: Any, home: Path,
-              tmp: Path) -> tuple[list[str], list[str]]:
+def sweep_cli(
+    parser: argparse.ArgumentParser, world: World, hold: Any, home: Path, tmp: Path
+) -> tuple[list[str], list[str]]:
     """(commands exercised, violations)."""
     from vault.audit.models import AuditEntry
 
@@ -138,60 +157,86 @@ def sweep_cli(parser: argparse.ArgumentParser, world: World, hold: Any, home: Pa
             code = run_parser(parser, argv_for(path, sub, ref, out_dir / "copy.mp4", home, ctx))
             exercised.append(f"{name} {sorted(ctx)}")
             left = list(out_dir.iterdir())
-            audited = AuditEntry.objects.filter(actor=USER, result="refused").count() \
-                > refused_before
+            audited = (
+                AuditEntry.objects.filter(actor=USER, result="refused").count() > refused_before
+            )
             if code == 0 or left or not audited:
-                violations.append(f"{name} with {ctx}: exit {code}, files {left}, refusal "
-                                  f"audited {audited}")
+                violations.append(
+                    f"{name} with {ctx}: exit {code}, files {left}, refusal audited {audited}"
+                )
         if not contexts(sub, hold):
-            violations.append(f"{name} writes files but takes no purpose, hold or reference: "
-                              "it cannot be told the copy would be for an access request")
+            violations.append(
+                f"{name} writes files but takes no purpose, hold or reference: "
+                "it cannot be told the copy would be for an access request"
+            )
     return exercised, violations
 
 
-def test_no_command_gives_a_copy_for_an_access_request(world: World, access_hold: Any,
-                                                       home: Path, tmp_path: Path) -> None:
+def test_no_command_gives_a_copy_for_an_access_request(
+    world: World, access_hold: Any, home: Path, tmp_path: Path
+) -> None:
     parser = bodycam_cli.build_parser()
     exercised, violations = sweep_cli(parser, world, access_hold, home, tmp_path / "cli")
     assert violations == []
     # What exists today, so the sweep's reach is visible: decrypt, export and
     # training-export write files.
-    assert {e.split(" [")[0] for e in exercised} == {"vault decrypt", "vault export",
-                                                     "vault training-export"}
+    assert {e.split(" [")[0] for e in exercised} == {
+        "vault decrypt",
+        "vault export",
+        "vault training-export",
+    }
     # decrypt: purpose; export: 3 alone + together; training-export: purpose, hold, both
     assert len(exercised) == 1 + 4 + 3
     # The prosecutor's package itself still works for the same recording.
     from vault.export.services import export_key_ensure, recording_export
 
-    recording_export(actor=actor(USER), recording=world.recording, store=world.site.store,
-                     vault_key=world.site.vault_key, export_key=export_key_ensure(home),
-                     out=tmp_path / "om", reference="OM-1", basis="prosecutor_claim",
-                     clock=world.clock)
+    recording_export(
+        actor=actor(USER),
+        recording=world.recording,
+        store=world.site.store,
+        vault_key=world.site.vault_key,
+        export_key=export_key_ensure(home),
+        out=tmp_path / "om",
+        reference="OM-1",
+        basis="prosecutor_claim",
+        clock=world.clock,
+    )
     assert (tmp_path / "om" / "recording.mp4").exists()
 
 
 def test_offline_decrypt_of_a_local_folder_refuses_an_access_request(
-        world: World, home: Path, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    world: World, home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`vault decrypt ./FOLDER --key` runs without the back office (nothing to audit), but
     it too gives no copy for an access request."""
     rid = world.recording.recording_id
     (folder,) = (world.site.root / "cam").glob(f"*/*/{rid}")
     out = tmp_path / "offline" / "copy.mp4"
     out.parent.mkdir()
-    argv = ["vault", "decrypt", str(folder), "--key", str(home / "vault.key"), "--device-key",
-            world.site.camera(world.recording.device_id).public_hex, "--out", str(out)]
+    argv = [
+        "vault",
+        "decrypt",
+        str(folder),
+        "--key",
+        str(home / "vault.key"),
+        "--device-key",
+        world.site.camera(world.recording.device_id).public_hex,
+        "--out",
+        str(out),
+    ]
     assert bodycam_cli.main([*argv, "--purpose", "access_request"]) == 1
     assert "viewing only: no copy" in capsys.readouterr().err
     assert list(out.parent.iterdir()) == []
     assert bodycam_cli.main(argv) == 0 and out.exists()  # the same command, otherwise
 
 
-def test_the_command_sweep_notices_a_leaking_command(world: World, access_hold: Any,
-                                                     home: Path, tmp_path: Path) -> None:
+def test_the_command_sweep_notices_a_leaking_command(
+    world: World, access_hold: Any, home: Path, tmp_path: Path
+) -> None:
     parser = bodycam_cli.build_parser()
-    vault = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-                 ).choices["vault"]
+    vault = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "vault"
+    ]
     sub = next(a for a in vault._actions if isinstance(a, argparse._SubParsersAction))
     leak = sub.add_parser("leak")
     leak.add_argument("recording")
@@ -208,8 +253,7 @@ def test_the_command_sweep_notices_a_leaking_command(world: World, access_hold: 
 # --- the URL patterns ------------------------------------------------------------------------
 
 
-def url_patterns(patterns: list[Any] | None = None, prefix: str = "") -> Iterator[
-        tuple[str, Any]]:
+def url_patterns(patterns: list[Any] | None = None, prefix: str = "") -> Iterator[tuple[str, Any]]:
     from django.urls import URLPattern, URLResolver, get_resolver
 
     for p in get_resolver().url_patterns if patterns is None else patterns:
@@ -283,16 +327,21 @@ def sweep_urls(world: World, hold: Any, tmp: Path) -> tuple[list[str], list[str]
                 has_footage = any(m in body for m in markers)
                 if body.startswith(b"PK\x03\x04"):
                     violations.append(f"{method.upper()} {path}: answers with a zip (package)")
-                elif has_footage and ("attachment" in disposition or 200 <= response.status_code
-                                      < 300 and "no-store" not in response.get(
-                                          "Cache-Control", "")):
-                    violations.append(f"{method.upper()} {path}: footage as a keepable copy "
-                                      f"({response.status_code}, {disposition or 'inline'})")
+                elif has_footage and (
+                    "attachment" in disposition
+                    or 200 <= response.status_code < 300
+                    and "no-store" not in response.get("Cache-Control", "")
+                ):
+                    violations.append(
+                        f"{method.upper()} {path}: footage as a keepable copy "
+                        f"({response.status_code}, {disposition or 'inline'})"
+                    )
     return checked, violations
 
 
-def test_no_route_gives_a_copy_for_an_access_request(world: World, access_hold: Any,
-                                                     tmp_path: Path) -> None:
+def test_no_route_gives_a_copy_for_an_access_request(
+    world: World, access_hold: Any, tmp_path: Path
+) -> None:
     from django.urls import get_resolver
 
     checked, violations = sweep_urls(world, access_hold, tmp_path)
@@ -301,11 +350,13 @@ def test_no_route_gives_a_copy_for_an_access_request(world: World, access_hold: 
     # Every pattern the resolver has (nested includes too) was requested, GET and POST.
     assert len(checked) == 2 * len(list(url_patterns()))
     assert len(list(url_patterns())) >= sum(
-        1 for p in get_resolver().url_patterns if not hasattr(p, "url_patterns"))
+        1 for p in get_resolver().url_patterns if not hasattr(p, "url_patterns")
+    )
 
 
-def test_the_route_sweep_notices_a_leaking_route(world: World, access_hold: Any,
-                                                 tmp_path: Path) -> None:
+def test_the_route_sweep_notices_a_leaking_route(
+    world: World, access_hold: Any, tmp_path: Path
+) -> None:
     from django.http import HttpResponse
     from django.test import override_settings
     from django.urls import clear_url_caches, path
@@ -321,8 +372,10 @@ def test_the_route_sweep_notices_a_leaking_route(world: World, access_hold: Any,
         return HttpResponse(b"<p>recordings</p>")
 
     urls = types.ModuleType("leaky_urls")
-    urls.urlpatterns = [path("recordings/", listing),  # type: ignore[attr-defined]
-                        path("recordings/<str:recording_id>/download", download)]
+    urls.urlpatterns = [
+        path("recordings/", listing),  # type: ignore[attr-defined]
+        path("recordings/<str:recording_id>/download", download),
+    ]
     sys.modules["leaky_urls"] = urls
     try:
         with override_settings(ROOT_URLCONF="leaky_urls"):
@@ -334,4 +387,5 @@ def test_the_route_sweep_notices_a_leaking_route(world: World, access_hold: Any,
     assert len(checked) == 4
     assert [v.split(":")[0] for v in violations] == [
         f"GET /recordings/{world.recording.recording_id}/download",
-        f"POST /recordings/{world.recording.recording_id}/download"]
+        f"POST /recordings/{world.recording.recording_id}/download",
+    ]

@@ -65,43 +65,65 @@ def test_municipal_differences_are_in_the_files() -> None:
     assert load_policy("h2o").viewing["learning"].anonymize_for_training
 
 
-@pytest.mark.parametrize("change, field", [
-    (lambda d: d["roles"]["coordinator"].append("recording.decrypt"),
-     "roles.coordinator: action recording.decrypt: only cluster_manager and privacy_officer"),
-    (lambda d: d["roles"]["safety_coordinator"].append("retention.purge"),
-     "roles.safety_coordinator: action retention.purge"),
-    (lambda d: d["roles"]["privacy_officer"].append("camera.register"),
-     "roles.privacy_officer: action camera.register: only the coordinator"),
-    (lambda d: d["roles"]["scheduler"].append("recording.decrypt"), "roles.scheduler"),
-    (lambda d: d["roles"]["officer"].append("catalog.dump"), "unknown action 'catalog.dump'"),
-    (lambda d: d["retention"].update(days=60), "retention.days"),
-    (lambda d: d["retention"].update(days="28"), "retention.days"),
-    (lambda d: d["viewing"]["complaint"].update(pairs=[["cluster_manager"]]),
-     "viewing.complaint.pairs: ['cluster_manager']: a pair names exactly two"),
-    (lambda d: d["viewing"]["complaint"].update(pairs=[["cluster_manager", "mayor"]]),
-     "viewing.complaint.pairs: 'mayor'"),
-    (lambda d: d["viewing"]["access_request"].update(copy_allowed=True),
-     "viewing.access_request.copy_allowed: an access request is viewing only"),
-    (lambda d: d["viewing"].update(appraisal={"pairs": [["coordinator", "cluster_manager"]]}),
-     "test.toml: viewing.appraisal"),
-    (lambda d: d["holds"].pop("prosecutor"), "holds: missing hold kinds ['prosecutor']"),
-    (lambda d: d["holds"]["complaint"].update(place=["scheduler"]),
-     "holds.complaint.place: 'scheduler'"),
-    (lambda d: d["retention"].update(dayz=28), "retention.dayz"),
-    (lambda d: d["never"].update(purposes=["learning"]), "never.purposes"),
-    (lambda d: d["viewing"]["learning"].update(pairs=[["coordinator", "cluster_manager"]]),
-     "viewing.learning.own_footage_only"),
-    (lambda d: d["access_request"].update(window_days=0), "access_request.window_days"),
-    (lambda d: d.pop("retention"), "test.toml: retention: missing"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (
+            lambda d: d["roles"]["coordinator"].append("recording.decrypt"),
+            "roles.coordinator: action recording.decrypt: only cluster_manager and privacy_officer",
+        ),
+        (
+            lambda d: d["roles"]["safety_coordinator"].append("retention.purge"),
+            "roles.safety_coordinator: action retention.purge",
+        ),
+        (
+            lambda d: d["roles"]["privacy_officer"].append("camera.register"),
+            "roles.privacy_officer: action camera.register: only the coordinator",
+        ),
+        (lambda d: d["roles"]["scheduler"].append("recording.decrypt"), "roles.scheduler"),
+        (lambda d: d["roles"]["officer"].append("catalog.dump"), "unknown action 'catalog.dump'"),
+        (lambda d: d["retention"].update(days=60), "retention.days"),
+        (lambda d: d["retention"].update(days="28"), "retention.days"),
+        (
+            lambda d: d["viewing"]["complaint"].update(pairs=[["cluster_manager"]]),
+            "viewing.complaint.pairs: ['cluster_manager']: a pair names exactly two",
+        ),
+        (
+            lambda d: d["viewing"]["complaint"].update(pairs=[["cluster_manager", "mayor"]]),
+            "viewing.complaint.pairs: 'mayor'",
+        ),
+        (
+            lambda d: d["viewing"]["access_request"].update(copy_allowed=True),
+            "viewing.access_request.copy_allowed: an access request is viewing only",
+        ),
+        (
+            lambda d: d["viewing"].update(
+                appraisal={"pairs": [["coordinator", "cluster_manager"]]}
+            ),
+            "test.toml: viewing.appraisal",
+        ),
+        (lambda d: d["holds"].pop("prosecutor"), "holds: missing hold kinds ['prosecutor']"),
+        (
+            lambda d: d["holds"]["complaint"].update(place=["scheduler"]),
+            "holds.complaint.place: 'scheduler'",
+        ),
+        (lambda d: d["retention"].update(dayz=28), "retention.dayz"),
+        (lambda d: d["never"].update(purposes=["learning"]), "never.purposes"),
+        (
+            lambda d: d["viewing"]["learning"].update(pairs=[["coordinator", "cluster_manager"]]),
+            "viewing.learning.own_footage_only",
+        ),
+        (lambda d: d["access_request"].update(window_days=0), "access_request.window_days"),
+        (lambda d: d.pop("retention"), "test.toml: retention: missing"),
+    ],
+)
 def test_a_policy_that_breaks_a_rule_is_refused_naming_the_field(change: Any, field: str) -> None:
     doc = _doc()
     change(doc)
     assert field in _errors(doc)
 
 
-def test_actions_in_shipped_policies_are_known_and_syntax_errors_are_named(
-        tmp_path: Path) -> None:
+def test_actions_in_shipped_policies_are_known_and_syntax_errors_are_named(tmp_path: Path) -> None:
     for name in ("heusden", "utrecht", "h2o"):
         for actions in load_policy(name).roles.values():
             assert set(actions) <= set(ACTIONS)

@@ -34,8 +34,9 @@ def weed() -> Iterator[WeedServer]:
             server.stop()
 
 
-def test_s3_holds_and_purge_of_every_version_after_the_lock(db: str, weed: WeedServer,
-                                                            tmp_path: Path, clock: Any) -> None:
+def test_s3_holds_and_purge_of_every_version_after_the_lock(
+    db: str, weed: WeedServer, tmp_path: Path, clock: Any
+) -> None:
     from vault.catalog.models import Recording
     from vault.catalog.services import catalog_sync, hold_lift, hold_place, retention_purge
     from vault.registry.services import camera_register
@@ -43,17 +44,28 @@ def test_s3_holds_and_purge_of_every_version_after_the_lock(db: str, weed: WeedS
     client = s3_client(weed.endpoint)
     # Objects are locked from "now" for the minimum the store allows (60 s): the store's
     # clock runs 60 - LOCK_SECONDS behind so the lock ends a few seconds from now.
-    store = S3Store("vault-purge", "t-" + secrets.token_hex(4), endpoint_url=weed.endpoint,
-                    region=REGION, client=client, retention_days=1e-6,
-                    clock=lambda: time.time() - 60 + LOCK_SECONDS)
+    store = S3Store(
+        "vault-purge",
+        "t-" + secrets.token_hex(4),
+        endpoint_url=weed.endpoint,
+        region=REGION,
+        client=client,
+        retention_days=1e-6,
+        clock=lambda: time.time() - 60 + LOCK_SECONDS,
+    )
     try:
         site = Site.create(tmp_path / "site", store=store)
         make_municipalities(["heusden"])
         make_user("po", {"heusden": ["privacy_officer", "coordinator", "scheduler"]})
         po = actor("po")
         cam = site.camera("CAM-1")
-        camera_register(actor=po, municipality="heusden", device_id="CAM-1",
-                        public_key=cam.public_hex, clock=clock)
+        camera_register(
+            actor=po,
+            municipality="heusden",
+            device_id="CAM-1",
+            public_key=cam.public_hex,
+            clock=clock,
+        )
         rid = site.record("CAM-1", T0)
         assert catalog_sync(actor=po, store=store, clock=clock).added == 1
         rec = Recording.objects.get(recording_id=rid)
@@ -61,13 +73,24 @@ def test_s3_holds_and_purge_of_every_version_after_the_lock(db: str, weed: WeedS
         # A second version of one object (a re-upload): the purge must take both.
         seg_key = next(k for k in keys if "/seg-000000.bcs." in k)
         head = client.head_object(Bucket=store.bucket, Key=store.full_key(seg_key))
-        client.put_object(Bucket=store.bucket, Key=store.full_key(seg_key),
-                          Body=store.get_bytes(seg_key), ObjectLockMode="COMPLIANCE",
-                          ObjectLockRetainUntilDate=head["ObjectLockRetainUntilDate"])
+        client.put_object(
+            Bucket=store.bucket,
+            Key=store.full_key(seg_key),
+            Body=store.get_bytes(seg_key),
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=head["ObjectLockRetainUntilDate"],
+        )
         assert len(s3_object_versions(store, seg_key)) == 2
 
-        hold = hold_place(actor=po, recording=rec, kind="prosecutor", reference="OM-1",
-                          reason="claimed", store=store, clock=clock)
+        hold = hold_place(
+            actor=po,
+            recording=rec,
+            kind="prosecutor",
+            reference="OM-1",
+            reason="claimed",
+            store=store,
+            clock=clock,
+        )
         assert all(store.legal_hold(k) for k in keys)
         hold_lift(actor=po, hold=hold, reason="prosecutor agreed", store=store, clock=clock)
         assert not any(store.legal_hold(k) for k in keys)

@@ -30,8 +30,9 @@ def world(db: str, tmp_path: Path, clock: Any) -> World:
     make_user("boa7", {w.muni: ["officer"]}, officer=w.officer)
     from vault.accounts.services import officer_create
 
-    other = officer_create(actor=actor("setup"), municipality=w.muni, code="boa-8",
-                           name="Officer Eight", clock=clock)
+    other = officer_create(
+        actor=actor("setup"), municipality=w.muni, code="boa-8", name="Officer Eight", clock=clock
+    )
     make_user("boa8", {w.muni: ["officer"]}, officer=other)
     return w
 
@@ -41,19 +42,27 @@ def export(world: World, who: str, out: Path, recording: Any = None, **kw: Any) 
 
     args: dict[str, Any] = {"consent_reference": CONSENT}
     args.update(kw)
-    return recording_training_export(actor=actor(who), recording=recording or world.recording,
-                                     store=world.site.store, vault_key=world.site.vault_key,
-                                     out=out, clock=world.clock, **args)
+    return recording_training_export(
+        actor=actor(who),
+        recording=recording or world.recording,
+        store=world.site.store,
+        vault_key=world.site.vault_key,
+        out=out,
+        clock=world.clock,
+        **args,
+    )
 
 
 def consent_and_escalate(world: World, recording: Any = None) -> None:
     from vault.training import recording_mark_escalated, training_consent_record
 
     rec = recording or world.recording
-    training_consent_record(actor=actor("boa7"), recording=rec, reference=CONSENT,
-                            clock=world.clock)
-    recording_mark_escalated(actor=actor("boa7"), recording=rec, reason="verbal threat",
-                             clock=world.clock)
+    training_consent_record(
+        actor=actor("boa7"), recording=rec, reference=CONSENT, clock=world.clock
+    )
+    recording_mark_escalated(
+        actor=actor("boa7"), recording=rec, reason="verbal threat", clock=world.clock
+    )
 
 
 def entries(action: str, result: str | None = None) -> list[Any]:
@@ -64,7 +73,8 @@ def entries(action: str, result: str | None = None) -> list[Any]:
 
 
 def test_officer_gets_own_escalated_footage_with_faces_blurred_and_no_sound(
-        world: World, tmp_path: Path) -> None:
+    world: World, tmp_path: Path
+) -> None:
     from vault.anonymize import FaceDetector
     from vault.catalog.models import Recording
     from vault.catalog.services import catalog_sync
@@ -101,22 +111,61 @@ def test_officer_gets_own_escalated_footage_with_faces_blurred_and_no_sound(
 
 
 def test_the_coordinator_beside_the_officer_may_make_it_through_the_cli(
-        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
     home = site_home(world, tmp_path / "home")
     ref = str(world.recording)
     out = tmp_path / "t.mp4"
     base = ["--home", str(home)]
-    argv = ["vault", "training-export", ref, *base, "--user", "u-coordinator", "--out",
-            str(out), "--consent", CONSENT]
+    argv = [
+        "vault",
+        "training-export",
+        ref,
+        *base,
+        "--user",
+        "u-coordinator",
+        "--out",
+        str(out),
+        "--consent",
+        CONSENT,
+    ]
     assert main(argv) == 1 and not out.exists()  # no consent yet
-    assert main(["vault", "training-consent", ref, *base, "--user", "u-coordinator",
-                 "--reference", CONSENT]) == 1  # consent is the officer's own
-    assert main(["vault", "training-consent", ref, *base, "--user", "boa7",
-                 "--reference", CONSENT]) == 0
+    assert (
+        main(
+            [
+                "vault",
+                "training-consent",
+                ref,
+                *base,
+                "--user",
+                "u-coordinator",
+                "--reference",
+                CONSENT,
+            ]
+        )
+        == 1
+    )  # consent is the officer's own
+    assert (
+        main(["vault", "training-consent", ref, *base, "--user", "boa7", "--reference", CONSENT])
+        == 0
+    )
     assert main(argv) == 1 and not out.exists()  # H2O: escalated situations only
-    assert main(["vault", "mark-escalated", ref, *base, "--user", "boa7", "--reason",
-                 "physical resistance"]) == 0
+    assert (
+        main(
+            [
+                "vault",
+                "mark-escalated",
+                ref,
+                *base,
+                "--user",
+                "boa7",
+                "--reason",
+                "physical resistance",
+            ]
+        )
+        == 0
+    )
     assert main(argv) == 0 and out.exists()
     refused = [json.loads(e.detail)["reason"] for e in entries("training.export", "refused")]
     assert len(refused) == 2
@@ -124,26 +173,36 @@ def test_the_coordinator_beside_the_officer_may_make_it_through_the_cli(
     assert len(entries("training.consent", "refused")) == 1
 
 
-@pytest.mark.parametrize("who, kw, why", [
-    ("boa7", {"consent_reference": ""}, "consent must be recorded first"),
-    ("boa7", {"consent_reference": "OTHER-1"}, "no consent 'OTHER-1'"),
-    ("boa8", {}, "made by that officer or by"),
-    ("u-municipal_secretary", {}, "made by that officer or by"),
-    ("u-privacy_officer", {}, "made by that officer or by"),
-    ("boa7", {"purpose": "access_request"}, "access request is viewing only"),
-    ("boa7", {"purpose": "complaint"}, "only for learning"),
-    ("boa7", {"hold": True}, "access request is viewing only"),
-    ("boa7", {"consent_reference": "AVG-1"}, "is an access request"),
-])
-def test_refusals_are_audited_and_leave_no_file(world: World, tmp_path: Path, who: str,
-                                                kw: dict[str, Any], why: str) -> None:
+@pytest.mark.parametrize(
+    "who, kw, why",
+    [
+        ("boa7", {"consent_reference": ""}, "consent must be recorded first"),
+        ("boa7", {"consent_reference": "OTHER-1"}, "no consent 'OTHER-1'"),
+        ("boa8", {}, "made by that officer or by"),
+        ("u-municipal_secretary", {}, "made by that officer or by"),
+        ("u-privacy_officer", {}, "made by that officer or by"),
+        ("boa7", {"purpose": "access_request"}, "access request is viewing only"),
+        ("boa7", {"purpose": "complaint"}, "only for learning"),
+        ("boa7", {"hold": True}, "access request is viewing only"),
+        ("boa7", {"consent_reference": "AVG-1"}, "is an access request"),
+    ],
+)
+def test_refusals_are_audited_and_leave_no_file(
+    world: World, tmp_path: Path, who: str, kw: dict[str, Any], why: str
+) -> None:
     from vault.catalog.services import hold_place
 
     consent_and_escalate(world)
-    hold = hold_place(actor=actor("u-privacy_officer"), recording=world.recording,
-                      kind="access_request", reference="AVG-1", reason="citizen asks",
-                      store=world.site.store, clock=world.clock,
-                      received_at=T0 + dt.timedelta(days=2))
+    hold = hold_place(
+        actor=actor("u-privacy_officer"),
+        recording=world.recording,
+        kind="access_request",
+        reference="AVG-1",
+        reason="citizen asks",
+        store=world.site.store,
+        clock=world.clock,
+        received_at=T0 + dt.timedelta(days=2),
+    )
     if kw.pop("hold", False):
         kw["hold_id"] = hold.id
     out = tmp_path / "t.mp4"
@@ -156,24 +215,28 @@ def test_refusals_are_audited_and_leave_no_file(world: World, tmp_path: Path, wh
 
 
 def test_not_escalated_and_a_policy_without_training_copies_are_refused(
-        world: World, tmp_path: Path, clock: Any) -> None:
+    world: World, tmp_path: Path, clock: Any
+) -> None:
     from vault.training import training_consent_record
 
-    training_consent_record(actor=actor("boa7"), recording=world.recording, reference=CONSENT,
-                            clock=clock)
+    training_consent_record(
+        actor=actor("boa7"), recording=world.recording, reference=CONSENT, clock=clock
+    )
     with pytest.raises(PermissionRefused, match="not marked escalated"):
         export(world, "boa7", tmp_path / "t.mp4")
     assert len(entries("training.export", "refused")) == 1
 
 
-def test_heusden_keeps_learning_a_viewing_without_a_copy(db: str, tmp_path: Path,
-                                                         clock: Any) -> None:
+def test_heusden_keeps_learning_a_viewing_without_a_copy(
+    db: str, tmp_path: Path, clock: Any
+) -> None:
     w = make_world(tmp_path, clock, "heusden")
     make_user("boa7", {w.muni: ["officer"]}, officer=w.officer)
     from vault.training import training_consent_record
 
-    training_consent_record(actor=actor("boa7"), recording=w.recording, reference=CONSENT,
-                            clock=clock)
+    training_consent_record(
+        actor=actor("boa7"), recording=w.recording, reference=CONSENT, clock=clock
+    )
     with pytest.raises(PermissionRefused, match="viewing without a copy"):
         export(w, "boa7", tmp_path / "t.mp4")
     assert len(entries("training.export", "refused")) == 1

@@ -14,8 +14,9 @@ UNITS = Path(__file__).parents[2] / "vault" / "systemd"
 
 def _values(path: Path, key: str) -> list[str]:
     text = path.read_text().replace("\\\n", " ")
-    return [line.split("=", 1)[1].strip() for line in text.splitlines()
-            if line.startswith(f"{key}=")]
+    return [
+        line.split("=", 1)[1].strip() for line in text.splitlines() if line.startswith(f"{key}=")
+    ]
 
 
 @pytest.mark.parametrize("service", sorted(p.name for p in UNITS.glob("*.service")))

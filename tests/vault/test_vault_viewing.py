@@ -24,16 +24,36 @@ def rec(db: str, clock: Any) -> Any:
         muni = Municipality.objects.get(code=code)
         officer = Officer.objects.create(municipality=muni, code=f"boa-{code}", name="O")
         make_user(f"officer-{code}", {code: ["officer"]}, officer=officer)
-        cam = Camera.objects.create(device_id=f"C-{code}", public_key="0" * 64,
-                                    municipality=muni, added_by="t", added_at=T0)
+        cam = Camera.objects.create(
+            device_id=f"C-{code}", public_key="0" * 64, municipality=muni, added_by="t", added_at=T0
+        )
         recs[code] = Recording.objects.create(
-            municipality=muni, camera=cam, officer=officer, site="s", device_id=cam.device_id,
-            recording_id=f"R-{code}", record_pressed_at=T0, footage_start_at=T0,
-            preroll_seconds=30, complete=True, recovered=False, segment_count=1, total_bytes=1,
-            header_key="h", manifest_key="m", retention_ends_at=T0, state="stored",
-            synced_at=T0)
-    for role in ("coordinator", "cluster_manager", "municipal_secretary", "privacy_officer",
-                 "safety_coordinator"):
+            municipality=muni,
+            camera=cam,
+            officer=officer,
+            site="s",
+            device_id=cam.device_id,
+            recording_id=f"R-{code}",
+            record_pressed_at=T0,
+            footage_start_at=T0,
+            preroll_seconds=30,
+            complete=True,
+            recovered=False,
+            segment_count=1,
+            total_bytes=1,
+            header_key="h",
+            manifest_key="m",
+            retention_ends_at=T0,
+            state="stored",
+            synced_at=T0,
+        )
+    for role in (
+        "coordinator",
+        "cluster_manager",
+        "municipal_secretary",
+        "privacy_officer",
+        "safety_coordinator",
+    ):
         make_user(role, {"heusden": [role]})
     for role in ("senior_boa", "staff_member", "privacy_officer"):
         make_user(f"u-{role}", {"utrecht": [role]})
@@ -43,15 +63,24 @@ def rec(db: str, clock: Any) -> Any:
 def check(rec: Any, purpose: str, a: str, b: str, clock: Any, consent: bool = False) -> Any:
     from vault.viewing import viewing_pair_check
 
-    return viewing_pair_check(recording=rec, purpose=purpose, first=actor(a), second=actor(b),
-                              officer_consent=consent, clock=clock)
+    return viewing_pair_check(
+        recording=rec,
+        purpose=purpose,
+        first=actor(a),
+        second=actor(b),
+        officer_consent=consent,
+        clock=clock,
+    )
 
 
 def test_heusden_complaint_is_the_cluster_manager_with_the_municipal_secretary(
-        rec: Any, clock: Any) -> None:
+    rec: Any, clock: Any
+) -> None:
     r = rec["heusden"]
     assert check(r, "complaint", "municipal_secretary", "cluster_manager", clock).pair == (
-        "cluster_manager", "municipal_secretary")
+        "cluster_manager",
+        "municipal_secretary",
+    )
     with pytest.raises(PermissionRefused, match="not a pair"):
         check(r, "complaint", "coordinator", "cluster_manager", clock)
 
@@ -80,7 +109,9 @@ def test_learning_needs_the_officer_with_consent_on_own_footage(rec: Any, clock:
     with pytest.raises(PermissionRefused, match="consent"):
         check(r, "learning", "officer-heusden", "coordinator", clock)
     assert check(r, "learning", "officer-heusden", "coordinator", clock, consent=True).pair == (
-        "officer_concerned", "coordinator")
+        "officer_concerned",
+        "coordinator",
+    )
     with pytest.raises(PermissionRefused, match="not a pair"):
         check(r, "learning", "cluster_manager", "coordinator", clock, consent=True)
     with pytest.raises(PermissionRefused, match="not a pair"):  # not involved: no substitute
@@ -88,22 +119,29 @@ def test_learning_needs_the_officer_with_consent_on_own_footage(rec: Any, clock:
 
 
 def test_the_cluster_manager_replaces_a_coordinator_who_made_the_recording(
-        rec: Any, clock: Any) -> None:
+    rec: Any, clock: Any
+) -> None:
     from vault.accounts.models import Membership, Municipality
 
     r = rec["heusden"]
     officer_user = r.officer.user
-    Membership.objects.create(user=officer_user, municipality=Municipality.objects.get(
-        code="heusden"), role="coordinator", granted_at=T0, granted_by="t")
+    Membership.objects.create(
+        user=officer_user,
+        municipality=Municipality.objects.get(code="heusden"),
+        role="coordinator",
+        granted_at=T0,
+        granted_by="t",
+    )
     # The officer who made it is a coordinator: the cluster manager takes the seat.
     with pytest.raises(PermissionRefused, match="not a pair"):
         check(r, "learning", "officer-heusden", "coordinator", clock, consent=True)
-    assert check(r, "learning", "officer-heusden", "cluster_manager", clock,
-                 consent=True).pair == ("officer_concerned", "coordinator")
+    assert check(r, "learning", "officer-heusden", "cluster_manager", clock, consent=True).pair == (
+        "officer_concerned",
+        "coordinator",
+    )
 
 
-def test_access_request_viewing_has_the_privacy_officer_and_no_copy(
-        rec: Any, clock: Any) -> None:
+def test_access_request_viewing_has_the_privacy_officer_and_no_copy(rec: Any, clock: Any) -> None:
     from vault.policy import load_policy
 
     r = rec["heusden"]
@@ -114,7 +152,8 @@ def test_access_request_viewing_has_the_privacy_officer_and_no_copy(
 
 
 def test_utrecht_officer_concerned_with_a_senior_boa_and_consent_for_a_complaint(
-        rec: Any, clock: Any) -> None:
+    rec: Any, clock: Any
+) -> None:
     r = rec["utrecht"]
     with pytest.raises(PermissionRefused, match="consent"):
         check(r, "complaint", "u-senior_boa", "officer-utrecht", clock)

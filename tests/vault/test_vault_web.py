@@ -27,24 +27,33 @@ def office(db: str, site: Site, clock: Any) -> dict[str, str]:
     from vault.registry.services import camera_assign, camera_register, dock_station_add
 
     make_municipalities(["heusden"])
-    for name, role in (("cora", "coordinator"), ("cees", "cluster_manager"),
-                       ("priya", "privacy_officer"), ("sam", "municipal_secretary"),
-                       ("saf", "safety_coordinator")):
+    for name, role in (
+        ("cora", "coordinator"),
+        ("cees", "cluster_manager"),
+        ("priya", "privacy_officer"),
+        ("sam", "municipal_secretary"),
+        ("saf", "safety_coordinator"),
+    ):
         make_user(name, {"heusden": [role]})
     make_user("olaf", {"heusden": ["officer"]})
     co = actor("cora")
-    dock_station_add(actor=co, name="dock-1", public_key=site.dock_key.public_bytes(),
-                     clock=clock)
-    officer_create(actor=co, municipality="heusden", code="boa-1", name="Olaf", clock=clock,
-                   username="olaf")
+    dock_station_add(actor=co, name="dock-1", public_key=site.dock_key.public_bytes(), clock=clock)
+    officer_create(
+        actor=co, municipality="heusden", code="boa-1", name="Olaf", clock=clock, username="olaf"
+    )
     cam = site.camera("CAM-1")
-    camera_register(actor=co, municipality="heusden", device_id="CAM-1",
-                    public_key=cam.public_hex, clock=clock)
-    camera_assign(actor=co, device_id="CAM-1", officer_code="boa-1", starts_at=T0 - DAY,
-                  clock=clock)
-    recs = {"a": site.record("CAM-1", T0 + dt.timedelta(hours=1),
-                             ts=make_ts(frames=60, size=(160, 120))),
-            "b": site.record("CAM-1", T0 + dt.timedelta(hours=2))}
+    camera_register(
+        actor=co, municipality="heusden", device_id="CAM-1", public_key=cam.public_hex, clock=clock
+    )
+    camera_assign(
+        actor=co, device_id="CAM-1", officer_code="boa-1", starts_at=T0 - DAY, clock=clock
+    )
+    recs = {
+        "a": site.record(
+            "CAM-1", T0 + dt.timedelta(hours=1), ts=make_ts(frames=60, size=(160, 120))
+        ),
+        "b": site.record("CAM-1", T0 + dt.timedelta(hours=2)),
+    }
     catalog_sync(actor=actor("cees"), store=site.store, clock=clock)
     return recs
 
@@ -56,7 +65,8 @@ def _rec(rec_id: str) -> Any:
 
 
 def test_sign_in_locks_a_name_after_repeated_failures_and_unlocks_later(
-        office: Any, clock: Any) -> None:
+    office: Any, clock: Any
+) -> None:
     from django.conf import settings
 
     from vault.audit.models import AuditEntry
@@ -67,14 +77,17 @@ def test_sign_in_locks_a_name_after_repeated_failures_and_unlocks_later(
             sign_in(username="sam", password="guess", clock=clock)
     with pytest.raises(AccountLocked, match="locked"):
         sign_in(username="sam", password=PASSWORD, clock=clock)  # right, but locked
-    assert AuditEntry.objects.filter(actor="sam", result="refused").count() == \
-        settings.LOCKOUT_FAILURES + 1
+    assert (
+        AuditEntry.objects.filter(actor="sam", result="refused").count()
+        == settings.LOCKOUT_FAILURES + 1
+    )
     clock.advance(seconds=settings.LOCKOUT_SECONDS + 1)
     assert sign_in(username="sam", password=PASSWORD, clock=clock).username == "sam"
 
 
 def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle_it(
-        office: Any, site: Site, clock: Any) -> None:
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.catalog.models import Hold, Recording
     from vault.catalog.services import retention_purge
     from vault.web.casework import request_close, request_decide, request_open
@@ -82,27 +95,41 @@ def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle
     muni = _rec(office["a"]).municipality
     recs = [_rec(office["a"]), _rec(office["b"])]
     with pytest.raises(PermissionRefused, match="lets only privacy_officer place"):
-        request_open(actor=actor("cees"), municipality=muni, kind="access_request",
-                     reference="AVG-1", description="", received_at=T0 + DAY, recordings=recs,
-                     store=site.store, clock=clock)
-    case = request_open(actor=actor("priya"), municipality=muni, kind="access_request",
-                        reference="AVG-1", description="citizen", received_at=T0 + DAY,
-                        recordings=recs, store=site.store, clock=clock)
+        request_open(
+            actor=actor("cees"),
+            municipality=muni,
+            kind="access_request",
+            reference="AVG-1",
+            description="",
+            received_at=T0 + DAY,
+            recordings=recs,
+            store=site.store,
+            clock=clock,
+        )
+    case = request_open(
+        actor=actor("priya"),
+        municipality=muni,
+        kind="access_request",
+        reference="AVG-1",
+        description="citizen",
+        received_at=T0 + DAY,
+        recordings=recs,
+        store=site.store,
+        clock=clock,
+    )
     assert case.holds.filter(lifted_at__isnull=True).count() == 2
     assert case.answer_due_at == T0 + DAY + 21 * DAY and case.within_window is True
     clock.set(T0 + 40 * DAY)
     report = retention_purge(actor=actor("cees"), store=site.store, clock=clock)
     assert report.purged == [] and Recording.objects.filter(state="purged").count() == 0
     with pytest.raises(InvalidRequest, match="record the decision first"):
-        request_close(actor=actor("priya"), case=case, reason="done", store=site.store,
-                      clock=clock)
+        request_close(actor=actor("priya"), case=case, reason="done", store=site.store, clock=clock)
     with pytest.raises(PermissionRefused):
-        request_decide(actor=actor("cees"), case=case, decision="granted", text="",
-                       clock=clock)
-    request_decide(actor=actor("priya"), case=case, decision="granted", text="in footage",
-                   clock=clock)
-    request_close(actor=actor("priya"), case=case, reason="viewed", store=site.store,
-                  clock=clock)
+        request_decide(actor=actor("cees"), case=case, decision="granted", text="", clock=clock)
+    request_decide(
+        actor=actor("priya"), case=case, decision="granted", text="in footage", clock=clock
+    )
+    request_close(actor=actor("priya"), case=case, reason="viewed", store=site.store, clock=clock)
     assert not Hold.objects.filter(lifted_at__isnull=True).exists()
     assert case.executed_at == clock.now()
     report = retention_purge(actor=actor("cees"), store=site.store, clock=clock)
@@ -110,19 +137,31 @@ def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle
 
 
 def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_ended(
-        office: Any, site: Site, clock: Any, tmp_path: Path) -> None:
+    office: Any, site: Site, clock: Any, tmp_path: Path
+) -> None:
     from vault.audit.models import AuditEntry
     from vault.web import viewings
 
     rec = _rec(office["a"])
     work = tmp_path / "work"
-    v = viewings.viewing_start(recording=rec, purpose="learning", first=actor("cora"),
-                               second=actor("olaf"), officer_consent=True, session_key="s1",
-                               store=site.store, vault_key=site.vault_key, clock=clock,
-                               work_dir=work)
+    v = viewings.viewing_start(
+        recording=rec,
+        purpose="learning",
+        first=actor("cora"),
+        second=actor("olaf"),
+        officer_consent=True,
+        session_key="s1",
+        store=site.store,
+        vault_key=site.vault_key,
+        clock=clock,
+        work_dir=work,
+    )
     assert v.media.wait_done(timeout=60) and not v.media.error
-    actions = list(AuditEntry.objects.filter(action__startswith="viewing.")
-                   .order_by("seq").values_list("action", flat=True))
+    actions = list(
+        AuditEntry.objects.filter(action__startswith="viewing.")
+        .order_by("seq")
+        .values_list("action", flat=True)
+    )
     assert actions == ["viewing.consent", "viewing.pair", "viewing.start"]
     assert list(work.iterdir()) == []  # the sealed copy is gone; plaintext never touched disk
     with pytest.raises(NotFound):
@@ -143,22 +182,33 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
 
 
 def test_learning_without_consent_or_with_someone_else_is_refused(
-        office: Any, site: Site, clock: Any) -> None:
+    office: Any, site: Site, clock: Any
+) -> None:
     from vault.web import viewings
 
     rec = _rec(office["a"])
-    for first, second, consent, why in (("cora", "olaf", False, "consent"),
-                                        ("cora", "cees", True, "not a pair")):
+    for first, second, consent, why in (
+        ("cora", "olaf", False, "consent"),
+        ("cora", "cees", True, "not a pair"),
+    ):
         with pytest.raises(PermissionRefused, match=why):
-            viewings.viewing_start(recording=rec, purpose="learning", first=actor(first),
-                                   second=actor(second), officer_consent=consent,
-                                   session_key="s", store=site.store,
-                                   vault_key=site.vault_key, clock=clock)
+            viewings.viewing_start(
+                recording=rec,
+                purpose="learning",
+                first=actor(first),
+                second=actor(second),
+                officer_consent=consent,
+                session_key="s",
+                store=site.store,
+                vault_key=site.vault_key,
+                clock=clock,
+            )
     assert viewings.open_viewings() == 0
 
 
 def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_submits(
-        office: Any, site: Site, clock: Any) -> None:
+    office: Any, site: Site, clock: Any
+) -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
@@ -180,14 +230,37 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     assert list(unsubmitted(actor=actor("cora"))) == [rep]  # flagged to the coordinator too
     assert list(unsubmitted(actor=actor("saf"))) == []
     with pytest.raises(PermissionRefused, match="only the officer"):
-        report_complete(actor=actor("cora"), report=rep, reason="x", warning_given=True,
-                        warning_note="", bystanders_informed="x", submit=True, clock=clock)
+        report_complete(
+            actor=actor("cora"),
+            report=rep,
+            reason="x",
+            warning_given=True,
+            warning_note="",
+            bystanders_informed="x",
+            submit=True,
+            clock=clock,
+        )
     with pytest.raises(InvalidRequest, match="why no warning was possible"):
-        report_complete(actor=actor("olaf"), report=rep, reason="fight", warning_given=False,
-                        warning_note="", bystanders_informed="yes", submit=True, clock=clock)
-    report_complete(actor=actor("olaf"), report=rep, reason="fight", warning_given=False,
-                    warning_note="no time", bystanders_informed="yes", submit=True,
-                    clock=clock)
+        report_complete(
+            actor=actor("olaf"),
+            report=rep,
+            reason="fight",
+            warning_given=False,
+            warning_note="",
+            bystanders_informed="yes",
+            submit=True,
+            clock=clock,
+        )
+    report_complete(
+        actor=actor("olaf"),
+        report=rep,
+        reason="fight",
+        warning_given=False,
+        warning_note="no time",
+        bystanders_informed="yes",
+        submit=True,
+        clock=clock,
+    )
     assert rep.state == "submitted" and list(unsubmitted(actor=actor("cora"))) == []
     from vault.web.reports import report_pdf
 
@@ -200,8 +273,9 @@ def test_the_web_unit_runs_bodycam_vault_serve() -> None:
     from bodycam_cli import build_parser
 
     unit = Path(__file__).parents[2] / "vault" / "web" / "systemd" / "bodycam-vault-web.service"
-    (command,) = [ln.split("=", 1)[1] for ln in unit.read_text().splitlines()
-                  if ln.startswith("ExecStart=")]
+    (command,) = [
+        ln.split("=", 1)[1] for ln in unit.read_text().splitlines() if ln.startswith("ExecStart=")
+    ]
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.vault_command == "serve" and args.bind == "127.0.0.1:8000"
     assert not args.local_http  # production: behind the TLS proxy

@@ -65,8 +65,11 @@ def make_ts(frames: int = 30, size: tuple[int, int] = (64, 48)) -> bytes:
         stream = out.add_stream("libx264", rate=30)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency",
-                          "x264-params": "keyint=30:min-keyint=30:scenecut=0:repeat-headers=1"}
+        stream.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x264-params": "keyint=30:min-keyint=30:scenecut=0:repeat-headers=1",
+        }
         for i in range(frames):
             img = np.full((size[1], size[0], 3), (i * 8) % 255, dtype=np.uint8)
             frame = av.VideoFrame.from_ndarray(img, format="rgb24")
@@ -106,8 +109,13 @@ class Site:
         from store import FileStore
 
         root.mkdir(parents=True, exist_ok=True)
-        return cls(root, store or FileStore(root / "store"), VaultKey.generate(),
-                   SigningKey.generate(kind="dock"), SigningKey.generate(kind="registry"))
+        return cls(
+            root,
+            store or FileStore(root / "store"),
+            VaultKey.generate(),
+            SigningKey.generate(kind="dock"),
+            SigningKey.generate(kind="registry"),
+        )
 
     def camera(self, device_id: str) -> FakeCamera:
         from crypto.keys import SigningKey
@@ -116,10 +124,20 @@ class Site:
             self.cameras[device_id] = FakeCamera(device_id, SigningKey.generate(kind="device"))
         return self.cameras[device_id]
 
-    def record(self, device_id: str, started: dt.datetime, *, segments: int = 2,
-               preroll: float = 30.0, ts: bytes | None = None, finish: bool = True,
-               ingest: bool = True, key: Any = None, rec_id: str | None = None,
-               chunk_size: int = 4096) -> str:
+    def record(
+        self,
+        device_id: str,
+        started: dt.datetime,
+        *,
+        segments: int = 2,
+        preroll: float = 30.0,
+        ts: bytes | None = None,
+        finish: bool = True,
+        ingest: bool = True,
+        key: Any = None,
+        rec_id: str | None = None,
+        chunk_size: int = 4096,
+    ) -> str:
         """Seal a recording as the camera would and store it as the dock would."""
         from crypto.seal import RecordingSealer
         from dock.ingest_record import write_ingest_record
@@ -130,12 +148,18 @@ class Site:
         start = started.timestamp()
         rec_id = rec_id or f"{started:%Y%m%dT%H%M%SZ}-{os.urandom(2).hex()}"
         folder = self.root / "cam" / device_id / os.urandom(4).hex() / rec_id
-        sealer = RecordingSealer(folder, device_id, rec_id, signer,
-                                 [self.vault_key.public_bytes()], start, chunk_size=chunk_size)
+        sealer = RecordingSealer(
+            folder,
+            device_id,
+            rec_id,
+            signer,
+            [self.vault_key.public_bytes()],
+            start,
+            chunk_size=chunk_size,
+        )
         plain = bytearray()
         for i in range(segments):
-            data = ts if (ts is not None and i == 0) else (os.urandom(3000) if ts is None
-                                                           else b"")
+            data = ts if (ts is not None and i == 0) else (os.urandom(3000) if ts is None else b"")
             if ts is not None and i > 0:
                 break
             seg = sealer.begin_segment(i, "video/mp2t", i * 900_000, start - preroll + 10 * i)
@@ -154,11 +178,18 @@ class Site:
             stored[f.name] = {"key": k, "sha256": sha, "size": len(raw)}
         if ingest:
             segs = [{"name": n, **v} for n, v in stored.items() if n.startswith("seg-")]
-            write_ingest_record(self.store, self.dock_key, site=self.site, device_id=device_id,
-                                recording_id=rec_id, complete=finish,
-                                header=stored["recording.hdr"],
-                                manifest=stored["manifest.bcm"], segments=segs,
-                                now=start + 3600)
+            write_ingest_record(
+                self.store,
+                self.dock_key,
+                site=self.site,
+                device_id=device_id,
+                recording_id=rec_id,
+                complete=finish,
+                header=stored["recording.hdr"],
+                manifest=stored["manifest.bcm"],
+                segments=segs,
+                now=start + 3600,
+            )
         return rec_id
 
 
@@ -172,8 +203,9 @@ def make_user(username: str, memberships: dict[str, list[str]], officer: Any = N
     for code, roles in memberships.items():
         muni = Municipality.objects.get(code=code)
         for role in roles:
-            Membership.objects.create(user=user, municipality=muni, role=role, granted_at=T0,
-                                      granted_by="test")
+            Membership.objects.create(
+                user=user, municipality=muni, role=role, granted_at=T0, granted_by="test"
+            )
     if officer is not None:
         officer.user = user
         officer.save()
@@ -186,8 +218,9 @@ def make_municipalities(policies: list[str]) -> None:
 
     for name in policies:
         for m in load_policy(name).municipality:
-            Municipality.objects.get_or_create(code=m.code,
-                                               defaults={"name": m.name, "policy_name": name})
+            Municipality.objects.get_or_create(
+                code=m.code, defaults={"name": m.name, "policy_name": name}
+            )
 
 
 def actor(username: str) -> Any:

@@ -22,6 +22,8 @@ def shots(site: WebSite) -> Path:
     """Where screenshots go: the README's folder with BODYCAM_DOCS_SCREENSHOTS=1, else the
     test's own folder (so a test run leaves the working tree as it was)."""
     return DOCS if os.environ.get("BODYCAM_DOCS_SCREENSHOTS") == "1" else site.root
+
+
 VIEWPORT = {"width": 1200, "height": 800}
 
 
@@ -37,8 +39,9 @@ def signed_in(browser: Any, server: Server, user: str) -> Any:
     return page
 
 
-def start_viewing(page: Any, ref: str, purpose: str, second: str | None,
-                  password: str = PASSWORD) -> Any:
+def start_viewing(
+    page: Any, ref: str, purpose: str, second: str | None, password: str = PASSWORD
+) -> Any:
     page.goto(f"/recordings/{ref}/")
     page.get_by_label("Purpose").select_option(purpose)
     if second is not None:
@@ -80,7 +83,8 @@ def test_sign_in_locks_after_repeated_failures(browser: Any, server: Server) -> 
 # threads start here and end with the session-scoped browser, not with this test.
 @pytest.mark.allow_leaks
 def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
-        browser: Any, server: Server, web_site: WebSite) -> None:
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
     page = signed_in(browser, server, "cees")
     page.goto("/recordings/")
     page.screenshot(path=str(shots(web_site) / "catalog.png"))
@@ -90,22 +94,29 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
     video = page.locator("video#player")
     page.wait_for_function(
         "() => { const v = document.querySelector('#player');"
-        " return v && v.readyState >= 2 && v.currentTime > 1.0; }", timeout=60_000)
-    state = page.evaluate("() => { const v = document.querySelector('#player');"
-                          " return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime}; }")
+        " return v && v.readyState >= 2 && v.currentTime > 1.0; }",
+        timeout=60_000,
+    )
+    state = page.evaluate(
+        "() => { const v = document.querySelector('#player');"
+        " return {w: v.videoWidth, h: v.videoHeight, t: v.currentTime}; }"
+    )
     assert state["w"] == 640 and state["h"] == 360 and state["t"] > 1.0
     # Seeking works (byte ranges) and is audited.
-    page.evaluate("() => { const v = document.querySelector('#player'); v.pause();"
-                  " v.currentTime = 4.2; }")
-    page.wait_for_function("() => { const v = document.querySelector('#player');"
-                           " return !v.seeking && Math.abs(v.currentTime - 4.2) < 0.3; }",
-                           timeout=30_000)
+    page.evaluate(
+        "() => { const v = document.querySelector('#player'); v.pause(); v.currentTime = 4.2; }"
+    )
+    page.wait_for_function(
+        "() => { const v = document.querySelector('#player');"
+        " return !v.seeking && Math.abs(v.currentTime - 4.2) < 0.3; }",
+        timeout=30_000,
+    )
     page.wait_for_timeout(500)  # the seek's audit request goes out asynchronously
     # The burned-in watermark: white text on a dark band across the top, where the
     # footage itself (a coloured gradient) has no white at all.
     shot = png_array(video.screenshot())
     h = shot.shape[0]
-    band, rest = shot[: h // 6], shot[h // 3: 2 * h // 3]  # below: the player's own controls
+    band, rest = shot[: h // 6], shot[h // 3 : 2 * h // 3]  # below: the player's own controls
     white = lambda a: int(np.count_nonzero((a > 190).all(axis=2)))  # noqa: E731
     assert white(band) > 300, white(band)
     assert white(rest) < 20, white(rest)
@@ -131,36 +142,37 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
     page.context.close()
 
 
-def test_one_person_alone_cannot_start(browser: Any, server: Server,
-                                       web_site: WebSite) -> None:
+def test_one_person_alone_cannot_start(browser: Any, server: Server, web_site: WebSite) -> None:
     page = start_viewing(signed_in(browser, server, "cees"), web_site.recent, "complaint", None)
     assert "at least two people" in page.get_by_role("alert").inner_text()
     assert "/viewings/" not in page.url
     page.context.close()
 
 
-def test_the_same_person_twice_is_refused(browser: Any, server: Server,
-                                          web_site: WebSite) -> None:
-    page = start_viewing(signed_in(browser, server, "cees"), web_site.recent, "complaint",
-                         "cees")
+def test_the_same_person_twice_is_refused(browser: Any, server: Server, web_site: WebSite) -> None:
+    page = start_viewing(signed_in(browser, server, "cees"), web_site.recent, "complaint", "cees")
     assert "two different people" in page.get_by_role("alert").inner_text()
     page.context.close()
 
 
-def test_a_role_outside_the_policy_is_refused(browser: Any, server: Server,
-                                              web_site: WebSite) -> None:
+def test_a_role_outside_the_policy_is_refused(
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
     page = start_viewing(signed_in(browser, server, "cees"), web_site.recent, "complaint", "saf2")
     # An unknown second user is refused as a failed sign-in ...
     assert "wrong password" in page.get_by_role("alert").inner_text()
     # ... and a real person whose role the policy does not pair for complaints too.
     page = start_viewing(page, web_site.recent, "complaint", "priya")
-    assert "not a pair the heusden policy allows for complaint" in \
-        page.get_by_role("alert").inner_text()
+    assert (
+        "not a pair the heusden policy allows for complaint"
+        in page.get_by_role("alert").inner_text()
+    )
     page.context.close()
 
 
 def test_an_access_request_hold_blocks_the_purge_until_closed(
-        browser: Any, server: Server, web_site: WebSite) -> None:
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
     page = signed_in(browser, server, "priya")
     page.goto("/requests/")
     page.get_by_label("Kind", exact=True).select_option("access_request")
@@ -196,7 +208,8 @@ def test_an_access_request_hold_blocks_the_purge_until_closed(
 
 
 def test_the_officer_completes_and_submits_the_report(
-        browser: Any, server: Server, web_site: WebSite) -> None:
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
     page = signed_in(browser, server, "olaf")
     assert page.url.endswith("/reports/")  # an officer lands on their reports
     assert "not submitted" in page.locator("header").inner_text()
@@ -208,12 +221,15 @@ def test_the_officer_completes_and_submits_the_report(
     page.get_by_role("button", name="Submit to the coordinator").click()
     assert "to submit, fill in" in page.get_by_role("alert").inner_text()
     page.get_by_label("Reason and circumstances").fill(
-        "Citizen became aggressive during a fine for illegal dumping.")
+        "Citizen became aggressive during a fine for illegal dumping."
+    )
     page.get_by_label("no", exact=True).check()
     page.get_by_label("How, or why it was not possible").fill(
-        "The situation escalated too quickly to warn first.")
+        "The situation escalated too quickly to warn first."
+    )
     page.get_by_label("Were bystanders informed, and how?").fill(
-        "Yes, verbally, two people at the bus stop.")
+        "Yes, verbally, two people at the bus stop."
+    )
     page.screenshot(path=str(shots(web_site) / "report-form.png"), full_page=True)
     with page.expect_navigation():
         page.get_by_role("button", name="Submit to the coordinator").click()
@@ -231,7 +247,8 @@ def test_the_officer_completes_and_submits_the_report(
 
 
 def test_everything_above_shows_up_in_the_audit_page(
-        browser: Any, server: Server, web_site: WebSite) -> None:
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
     page = signed_in(browser, server, "priya")
     page.goto("/audit/")
     assert "intact" in page.locator("#chain-status").inner_text()
@@ -256,15 +273,27 @@ def test_everything_above_shows_up_in_the_audit_page(
     page.context.close()
 
 
-PAGES = ["/login/", "/recordings/", "/recordings/{recent}/", "/cameras/", "/requests/",
-         "/requests/1/", "/audit/", "/reports/", "/reports/1/", "/reports/1/print"]
+PAGES = [
+    "/login/",
+    "/recordings/",
+    "/recordings/{recent}/",
+    "/cameras/",
+    "/requests/",
+    "/requests/1/",
+    "/audit/",
+    "/reports/",
+    "/reports/1/",
+    "/reports/1/print",
+]
 
 
 def _axe(page: Any, source: str) -> list[dict[str, Any]]:
     page.add_script_tag(content=source)
-    result = page.evaluate("async () => (await axe.run(document)).violations"
-                           ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
-                           " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3)}))")
+    result = page.evaluate(
+        "async () => (await axe.run(document)).violations"
+        ".map(v => ({id: v.id, impact: v.impact, help: v.help,"
+        " nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 3)}))"
+    )
     return [v for v in result if v["impact"] in ("serious", "critical")]
 
 

@@ -32,11 +32,20 @@ sys.path.insert(0, str(REPO / "tests" / "vault"))
 PASSWORD = "correct horse battery staple"
 BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 AXE_VERSION = "4.14.1"
-AXE_CACHE = Path(os.environ.get("BODYCAM_AXE_CACHE",
-                                Path.home() / ".cache" / "bodycam" / f"axe-core-{AXE_VERSION}"))
+AXE_CACHE = Path(
+    os.environ.get(
+        "BODYCAM_AXE_CACHE", Path.home() / ".cache" / "bodycam" / f"axe-core-{AXE_VERSION}"
+    )
+)
 
 
 class _Clock:
@@ -61,8 +70,11 @@ def make_ts(seconds: int, size: tuple[int, int] = (640, 360)) -> bytes:
         stream: Any = out.add_stream("libx264", rate=30)
         stream.width, stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "tune": "zerolatency",
-                          "x264-params": "keyint=30:min-keyint=30:scenecut=0:repeat-headers=1"}
+        stream.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "x264-params": "keyint=30:min-keyint=30:scenecut=0:repeat-headers=1",
+        }
         for i in range(seconds * 30):
             img = np.stack([np.roll(ramp, i * 4, axis=1), ramp // 2, 255 - ramp], axis=2)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
@@ -87,14 +99,28 @@ def _event_log(site_obj: Any, device_id: str, recordings: list[tuple[str, float,
     for rec_id, start, stop in recordings:
         clock.t = start
         log.append("button", button="record", gesture="press", accepted=True)
-        log.append("record_start", recording_id=rec_id, prerecord_configured=30,
-                   prerecord_covered=30.0, prerecord_short=False, prerecord_short_reason="",
-                   first_pts=0, live_pts=0, audio=True)
+        log.append(
+            "record_start",
+            recording_id=rec_id,
+            prerecord_configured=30,
+            prerecord_covered=30.0,
+            prerecord_short=False,
+            prerecord_short_reason="",
+            first_pts=0,
+            live_pts=0,
+            audio=True,
+        )
         log.append("indicator", indicator="led", on=True, reason="recording")
         log.append("indicator", indicator="beep", reason="recording started")
         clock.t = stop
-        log.append("record_stop", recording_id=rec_id, reason="button", duration_seconds=stop
-                   - start, prerecord_covered=30.0, segments=1)
+        log.append(
+            "record_stop",
+            recording_id=rec_id,
+            reason="button",
+            duration_seconds=stop - start,
+            prerecord_covered=30.0,
+            segments=1,
+        )
         log.append("indicator", indicator="led", on=False, reason="recording stopped")
     clock.t = recordings[-1][2] + 600
     log.append("dock", charging=True)
@@ -114,8 +140,9 @@ class WebSite:
     users: dict[str, str] = field(default_factory=dict)
 
 
-def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360),
-               ts: bytes | None = None) -> WebSite:
+def build_site(
+    root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360), ts: bytes | None = None
+) -> WebSite:
     from vault_support import Site
 
     site_obj = Site.create(root / "site")
@@ -127,43 +154,67 @@ def build_site(root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 36
     # Sealed in the camera's own chunk size (64 KiB), so opening costs what it does for real.
     recent = site_obj.record("CAM-A", recent_at, ts=ts, preroll=30.0, chunk_size=65536)
     old = site_obj.record("CAM-A", old_at, ts=make_ts(2, (320, 180)), preroll=30.0)
-    other = site_obj.record("CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320,
-                                                                                           180)))
-    _event_log(site_obj, "CAM-A", [(old, old_at.timestamp(), old_at.timestamp() + 2),
-                                   (recent, recent_at.timestamp(),
-                                    recent_at.timestamp() + seconds)])
-    _event_log(site_obj, "CAM-B", [(other, recent_at.timestamp() + 2400,
-                                    recent_at.timestamp() + 2402)])
+    other = site_obj.record(
+        "CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320, 180))
+    )
+    _event_log(
+        site_obj,
+        "CAM-A",
+        [
+            (old, old_at.timestamp(), old_at.timestamp() + 2),
+            (recent, recent_at.timestamp(), recent_at.timestamp() + seconds),
+        ],
+    )
+    _event_log(
+        site_obj, "CAM-B", [(other, recent_at.timestamp() + 2400, recent_at.timestamp() + 2402)]
+    )
     key_path = root / "vault.key"
     site_obj.vault_key.save(key_path)
     spec = {
-        "home": str(root / "home"), "store": f"file://{root / 'site' / 'store'}",
-        "site": site_obj.site, "vault_key": str(key_path), "password": PASSWORD,
+        "home": str(root / "home"),
+        "store": f"file://{root / 'site' / 'store'}",
+        "site": site_obj.site,
+        "vault_key": str(key_path),
+        "password": PASSWORD,
         "docks": {"dock-1": site_obj.dock_key.public_bytes().hex()},
         "cameras": [
-            {"device_id": "CAM-A", "public_key": site_obj.camera("CAM-A").public_hex,
-             "officer_code": "boa-1", "officer_name": "Olaf Jansen", "officer_user": "olaf"},
-            {"device_id": "CAM-B", "public_key": site_obj.camera("CAM-B").public_hex,
-             "officer_code": "boa-2", "officer_name": "Olga de Vries", "officer_user": "olga"}],
+            {
+                "device_id": "CAM-A",
+                "public_key": site_obj.camera("CAM-A").public_hex,
+                "officer_code": "boa-1",
+                "officer_name": "Olaf Jansen",
+                "officer_user": "olaf",
+            },
+            {
+                "device_id": "CAM-B",
+                "public_key": site_obj.camera("CAM-B").public_hex,
+                "officer_code": "boa-2",
+                "officer_name": "Olga de Vries",
+                "officer_user": "olga",
+            },
+        ],
     }
     seed(spec)
     return WebSite(root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}")
 
 
-
-
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT",
-                                                                    "DJANGO_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
     env["BODYCAM_VAULT_HOME"] = str(home)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
 def seed(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "vault.web.seed"], input=json.dumps(spec),
-                          env=_env(Path(spec["home"])), capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vault.web.seed"],
+        input=json.dumps(spec),
+        env=_env(Path(spec["home"])),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"seeding the back office failed: {proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -175,9 +226,14 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
 def cli(home: Path, *args: str, user: str) -> subprocess.CompletedProcess[str]:
     env = _env(home)
     env["BODYCAM_VAULT_PASSWORD"] = PASSWORD
-    return subprocess.run([sys.executable, "-c", BODYCAM,
-                           "vault", *args, "--home", str(home), "--user", user],
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", BODYCAM, "vault", *args, "--home", str(home), "--user", user],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -194,9 +250,25 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", BODYCAM, "vault", "serve", "--home", str(home),
-             "--bind", f"127.0.0.1:{self.port}", "--local-http", "--threads", "4"],
-            env=_env(home), stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-c",
+                BODYCAM,
+                "vault",
+                "serve",
+                "--home",
+                str(home),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--local-http",
+                "--threads",
+                "4",
+            ],
+            env=_env(home),
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -229,9 +301,19 @@ def axe_source() -> str:
         if npm is None:
             raise RuntimeError("npm is not installed (Debian: apt-get install npm)")
         AXE_CACHE.mkdir(parents=True, exist_ok=True)
-        subprocess.run([npm, "pack", f"axe-core@{AXE_VERSION}", "--pack-destination",
-                        str(AXE_CACHE), "--silent"], check=True, timeout=300,
-                       capture_output=True)
+        subprocess.run(
+            [
+                npm,
+                "pack",
+                f"axe-core@{AXE_VERSION}",
+                "--pack-destination",
+                str(AXE_CACHE),
+                "--silent",
+            ],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
         with tarfile.open(AXE_CACHE / f"axe-core-{AXE_VERSION}.tgz") as tar:
             member = tar.getmember("package/axe.min.js")
             tar.extractall(AXE_CACHE, members=[member], filter="data")

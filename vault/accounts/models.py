@@ -25,33 +25,45 @@ class Municipality(models.Model):
 
 
 class Membership(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
-                             related_name="memberships")
-    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT,
-                                     related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="memberships"
+    )
+    municipality = models.ForeignKey(
+        Municipality, on_delete=models.PROTECT, related_name="memberships"
+    )
     role = models.CharField(max_length=40)
     granted_at = models.DateTimeField()
     granted_by = models.CharField(max_length=150)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["user", "municipality", "role"],
-                                               name="membership_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "municipality", "role"], name="membership_unique"
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.user_id}@{self.municipality_id}:{self.role}"
 
 
 class Officer(models.Model):
-    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT,
-                                     related_name="officers")
+    municipality = models.ForeignKey(
+        Municipality, on_delete=models.PROTECT, related_name="officers"
+    )
     code = models.SlugField(max_length=40, help_text="badge or personnel code")
     name = models.CharField(max_length=100)
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                on_delete=models.PROTECT, related_name="officer")
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="officer",
+    )
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["municipality", "code"],
-                                               name="officer_code_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["municipality", "code"], name="officer_code_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.municipality_id}/{self.code}"

@@ -11,9 +11,11 @@ from vault.clock import Clock
 
 def membership_list(*, actor: Actor, clock: Clock) -> QuerySet[Membership]:
     munis = authorize_any(actor=actor, action="user.admin", clock=clock, target="users")
-    return (Membership.objects.filter(municipality__in=munis)
-            .select_related("user", "municipality").order_by("municipality__code",
-                                                             "user__username", "role"))
+    return (
+        Membership.objects.filter(municipality__in=munis)
+        .select_related("user", "municipality")
+        .order_by("municipality__code", "user__username", "role")
+    )
 
 
 def officer_by_code(*, municipality: str, code: str) -> Officer | None:

@@ -36,15 +36,18 @@ def _check_password(password: str, username: str) -> None:
 
 
 @transaction.atomic
-def site_setup(*, policies: list[str], admin_username: str, admin_password: str,
-               clock: Clock) -> list[Municipality]:
+def site_setup(
+    *, policies: list[str], admin_username: str, admin_password: str, clock: Clock
+) -> list[Municipality]:
     """First set-up: municipalities from the policies and one administrator in each.
 
     Refused once any user exists: from then on administrators manage accounts.
     """
     if User.objects.exists():
-        raise InvalidRequest("the site is already set up: an administrator adds users and "
-                             "municipalities with `bodycam vault user ...`")
+        raise InvalidRequest(
+            "the site is already set up: an administrator adds users and "
+            "municipalities with `bodycam vault user ...`"
+        )
     _check_password(admin_password, admin_username)
     made = []
     for name in policies:
@@ -53,29 +56,53 @@ def site_setup(*, policies: list[str], admin_username: str, admin_password: str,
             raise InvalidRequest(f"policy {name} has no administrator role")
         for m in policy.municipality:
             muni, _ = Municipality.objects.get_or_create(
-                code=m.code, defaults={"name": m.name, "policy_name": name})
+                code=m.code, defaults={"name": m.name, "policy_name": name}
+            )
             made.append(muni)
     user = User.objects.create_user(admin_username, password=admin_password)
     now = clock.now()
     for muni in made:
-        Membership.objects.create(user=user, municipality=muni, role="administrator",
-                                  granted_at=now, granted_by=SETUP_ACTOR)
-    audit_record(actor=SETUP_ACTOR, action="site.setup", result="ok", clock=clock,
-                 target=",".join(m.code for m in made),
-                 detail={"policies": policies, "administrator": admin_username})
+        Membership.objects.create(
+            user=user,
+            municipality=muni,
+            role="administrator",
+            granted_at=now,
+            granted_by=SETUP_ACTOR,
+        )
+    audit_record(
+        actor=SETUP_ACTOR,
+        action="site.setup",
+        result="ok",
+        clock=clock,
+        target=",".join(m.code for m in made),
+        detail={"policies": policies, "administrator": admin_username},
+    )
     return made
 
 
-def role_grant(*, actor: Actor, username: str, municipality: str, role: str,
-               clock: Clock, password: str | None = None) -> Membership:
+def role_grant(
+    *,
+    actor: Actor,
+    username: str,
+    municipality: str,
+    role: str,
+    clock: Clock,
+    password: str | None = None,
+) -> Membership:
     """Give `username` a role in a municipality; creates the user when a password is given."""
     muni = municipality_get(municipality)
     target = f"user {username} role {role}"
     authorize(actor=actor, action="user.admin", municipality=muni, clock=clock, target=target)
     if role not in policy_of(muni).roles:
-        raise refuse(actor=actor, action="user.admin", municipality=muni.code, target=target,
-                     reason=f"the {muni.code} policy has no role {role!r} (roles: "
-                            f"{', '.join(policy_of(muni).roles)})", clock=clock)
+        raise refuse(
+            actor=actor,
+            action="user.admin",
+            municipality=muni.code,
+            target=target,
+            reason=f"the {muni.code} policy has no role {role!r} (roles: "
+            f"{', '.join(policy_of(muni).roles)})",
+            clock=clock,
+        )
     with transaction.atomic():
         user = User.objects.filter(username=username).first()
         if user is None:
@@ -84,27 +111,42 @@ def role_grant(*, actor: Actor, username: str, municipality: str, role: str,
             _check_password(password, username)
             user = User.objects.create_user(username, password=password)
         membership, created = Membership.objects.get_or_create(
-            user=user, municipality=muni, role=role,
-            defaults={"granted_at": clock.now(), "granted_by": actor.username})
-        audit_ok(actor=actor, action="user.admin", municipality=muni.code, target=target,
-                 clock=clock, detail={"granted": created})
+            user=user,
+            municipality=muni,
+            role=role,
+            defaults={"granted_at": clock.now(), "granted_by": actor.username},
+        )
+        audit_ok(
+            actor=actor,
+            action="user.admin",
+            municipality=muni.code,
+            target=target,
+            clock=clock,
+            detail={"granted": created},
+        )
     return membership
 
 
-def role_revoke(*, actor: Actor, username: str, municipality: str, role: str,
-                clock: Clock) -> None:
+def role_revoke(*, actor: Actor, username: str, municipality: str, role: str, clock: Clock) -> None:
     muni = municipality_get(municipality)
     target = f"user {username} role {role}"
     authorize(actor=actor, action="user.admin", municipality=muni, clock=clock, target=target)
     if username == actor.username and role == "administrator":
         raise InvalidRequest("an administrator cannot revoke their own administrator role")
     with transaction.atomic():
-        deleted, _ = Membership.objects.filter(user__username=username, municipality=muni,
-                                               role=role).delete()
+        deleted, _ = Membership.objects.filter(
+            user__username=username, municipality=muni, role=role
+        ).delete()
         if not deleted:
             raise NotFound(f"{username} has no role {role} in {muni.code}")
-        audit_ok(actor=actor, action="user.admin", municipality=muni.code, target=target,
-                 clock=clock, detail={"revoked": True})
+        audit_ok(
+            actor=actor,
+            action="user.admin",
+            municipality=muni.code,
+            target=target,
+            clock=clock,
+            detail={"revoked": True},
+        )
 
 
 def password_set(*, actor: Actor, username: str, password: str, clock: Clock) -> None:
@@ -114,8 +156,13 @@ def password_set(*, actor: Actor, username: str, password: str, clock: Clock) ->
         raise NotFound(f"no user {username!r}")
     if username != actor.username:
         for m in Municipality.objects.filter(memberships__user=user).distinct():
-            authorize(actor=actor, action="user.admin", municipality=m, clock=clock,
-                      target=f"user {username} password")
+            authorize(
+                actor=actor,
+                action="user.admin",
+                municipality=m,
+                clock=clock,
+                target=f"user {username} password",
+            )
     _check_password(password, username)
     with transaction.atomic():
         user.set_password(password)
@@ -123,16 +170,28 @@ def password_set(*, actor: Actor, username: str, password: str, clock: Clock) ->
         audit_ok(actor=actor, action="user.password", target=f"user {username}", clock=clock)
 
 
-def officer_create(*, actor: Actor, municipality: str, code: str, name: str, clock: Clock,
-                   username: str | None = None) -> Officer:
+def officer_create(
+    *,
+    actor: Actor,
+    municipality: str,
+    code: str,
+    name: str,
+    clock: Clock,
+    username: str | None = None,
+) -> Officer:
     """An officer who wears cameras (coordinator or administrator), optionally with an account."""
     muni = municipality_get(municipality)
     target = f"officer {code}"
     roles = actor.roles_in(muni.code)
     if not ({"coordinator", "administrator"} & roles):
-        raise refuse(actor=actor, action="officer.create", municipality=muni.code,
-                     target=target, reason="only the coordinator or an administrator adds "
-                                           "officers", clock=clock)
+        raise refuse(
+            actor=actor,
+            action="officer.create",
+            municipality=muni.code,
+            target=target,
+            reason="only the coordinator or an administrator adds officers",
+            clock=clock,
+        )
     with transaction.atomic():
         user = None
         if username:
@@ -145,6 +204,7 @@ def officer_create(*, actor: Actor, municipality: str, code: str, name: str, clo
         except ValidationError as exc:
             raise InvalidRequest(f"officer {code}: {'; '.join(exc.messages)}") from None
         officer.save()
-        audit_ok(actor=actor, action="officer.create", municipality=muni.code, target=target,
-                 clock=clock)
+        audit_ok(
+            actor=actor, action="officer.create", municipality=muni.code, target=target, clock=clock
+        )
     return officer

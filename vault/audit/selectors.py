@@ -15,6 +15,11 @@ def audit_list(*, actor: Actor, clock: Clock, limit: int = 50) -> list[AuditEntr
     codes = [m.code for m in munis] + [""]
     qs: QuerySet[AuditEntry] = AuditEntry.objects.filter(municipality__in=codes).order_by("-seq")
     entries = list(qs[:limit])
-    audit_ok(actor=actor, action="audit.view", target="audit log", clock=clock,
-             detail={"entries": len(entries)})
+    audit_ok(
+        actor=actor,
+        action="audit.view",
+        target="audit log",
+        clock=clock,
+        detail={"entries": len(entries)},
+    )
     return list(reversed(entries))

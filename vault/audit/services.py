@@ -29,11 +29,30 @@ ANCHOR_PREFIX = "audit/"
 MAX_ANCHOR = 64 * 1024
 
 
-def _fields(seq: int, at: str, actor: str, roles: str, municipality: str, action: str,
-            target: str, purpose: str, result: str, detail: str) -> bytes:
-    doc = {"seq": seq, "at": at, "actor": actor, "roles": roles, "municipality": municipality,
-           "action": action, "target": target, "purpose": purpose, "result": result,
-           "detail": detail}
+def _fields(
+    seq: int,
+    at: str,
+    actor: str,
+    roles: str,
+    municipality: str,
+    action: str,
+    target: str,
+    purpose: str,
+    result: str,
+    detail: str,
+) -> bytes:
+    doc = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "roles": roles,
+        "municipality": municipality,
+        "action": action,
+        "target": target,
+        "purpose": purpose,
+        "result": result,
+        "detail": detail,
+    }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -42,14 +61,35 @@ def entry_hash(prev_hash: str, body: bytes) -> str:
 
 
 def _hash_of(e: AuditEntry) -> str:
-    return entry_hash(e.prev_hash, _fields(e.seq, e.at.isoformat(), e.actor, e.roles,
-                                           e.municipality, e.action, e.target, e.purpose,
-                                           e.result, e.detail))
+    return entry_hash(
+        e.prev_hash,
+        _fields(
+            e.seq,
+            e.at.isoformat(),
+            e.actor,
+            e.roles,
+            e.municipality,
+            e.action,
+            e.target,
+            e.purpose,
+            e.result,
+            e.detail,
+        ),
+    )
 
 
-def audit_record(*, actor: str, action: str, result: str, clock: Clock, roles: str = "",
-                 municipality: str = "", target: str = "", purpose: str = "",
-                 detail: dict[str, Any] | None = None) -> AuditEntry:
+def audit_record(
+    *,
+    actor: str,
+    action: str,
+    result: str,
+    clock: Clock,
+    roles: str = "",
+    municipality: str = "",
+    target: str = "",
+    purpose: str = "",
+    detail: dict[str, Any] | None = None,
+) -> AuditEntry:
     """Append one entry; inside the caller's transaction when there is one."""
     if result not in ("ok", "refused", "failed"):
         raise ValueError(f"audit result {result!r}: ok, refused or failed")
@@ -62,13 +102,35 @@ def audit_record(*, actor: str, action: str, result: str, clock: Clock, roles: s
         # Microseconds kept, timezone normalised: what is hashed is what is read back.
         at = clock.now().astimezone(dt.UTC)
         seq = head.seq + 1
-        h = entry_hash(head.entry_hash, _fields(seq, at.isoformat(), actor, roles, municipality,
-                                                action, target[:300], purpose, result,
-                                                detail_json))
+        h = entry_hash(
+            head.entry_hash,
+            _fields(
+                seq,
+                at.isoformat(),
+                actor,
+                roles,
+                municipality,
+                action,
+                target[:300],
+                purpose,
+                result,
+                detail_json,
+            ),
+        )
         entry = AuditEntry.objects.create(
-            seq=seq, at=at, actor=actor, roles=roles, municipality=municipality, action=action,
-            target=target[:300], purpose=purpose, result=result, detail=detail_json,
-            prev_hash=head.entry_hash, entry_hash=h)
+            seq=seq,
+            at=at,
+            actor=actor,
+            roles=roles,
+            municipality=municipality,
+            action=action,
+            target=target[:300],
+            purpose=purpose,
+            result=result,
+            detail=detail_json,
+            prev_hash=head.entry_hash,
+            entry_hash=h,
+        )
         head.seq, head.entry_hash = seq, h
         head.save(update_fields=["seq", "entry_hash"])
     log.info("audit %d: %s %s %s -> %s", seq, actor, action, target, result)
@@ -95,12 +157,14 @@ def audit_verify(*, store: Any = None) -> AuditReport:
     for e in AuditEntry.objects.order_by("seq").iterator(chunk_size=2000):
         report.entries += 1
         if e.seq != expected_seq:
-            report.problems.append(f"entry {expected_seq} is missing (next is {e.seq}): "
-                                   "removed or reordered")
+            report.problems.append(
+                f"entry {expected_seq} is missing (next is {e.seq}): removed or reordered"
+            )
             expected_seq = e.seq
         if not hmac.compare_digest(e.prev_hash, prev):
-            report.problems.append(f"entry {e.seq}: does not follow entry {e.seq - 1} "
-                                   "(inserted, removed or reordered)")
+            report.problems.append(
+                f"entry {e.seq}: does not follow entry {e.seq - 1} (inserted, removed or reordered)"
+            )
         if not hmac.compare_digest(_hash_of(e), e.entry_hash):
             report.problems.append(f"entry {e.seq}: content changed after it was written")
         prev = e.entry_hash
@@ -108,8 +172,10 @@ def audit_verify(*, store: Any = None) -> AuditReport:
         expected_seq += 1
     head = AuditHead.objects.filter(pk=1).first()
     if head is not None and (head.seq != expected_seq - 1 or head.entry_hash != prev):
-        report.problems.append(f"chain head says entry {head.seq}, the log ends at "
-                               f"{expected_seq - 1}: entries removed from the end")
+        report.problems.append(
+            f"chain head says entry {head.seq}, the log ends at "
+            f"{expected_seq - 1}: entries removed from the end"
+        )
     anchors = {(a.seq, a.entry_hash) for a in AuditAnchor.objects.all()}
     if store is not None:
         for key in store.list(ANCHOR_PREFIX):
@@ -124,8 +190,10 @@ def audit_verify(*, store: Any = None) -> AuditReport:
         if have is None:
             report.problems.append(f"anchor at entry {seq}: the log has no entry {seq}")
         elif not hmac.compare_digest(have, h):
-            report.problems.append(f"anchor at entry {seq}: the log's entry differs from the "
-                                   "anchored one (the database was rewritten)")
+            report.problems.append(
+                f"anchor at entry {seq}: the log's entry differs from the "
+                "anchored one (the database was rewritten)"
+            )
     return report
 
 
@@ -140,14 +208,19 @@ def audit_anchor(*, store: Any, site: str, clock: Clock) -> AuditAnchor | None:
     if last is not None and last.seq == head.seq:
         return last
     now = clock.now()
-    doc = {"format": "bodycam-audit-anchor-v1", "site": site, "seq": head.seq,
-           "entry_hash": head.entry_hash, "anchored_at": now.isoformat()}
+    doc = {
+        "format": "bodycam-audit-anchor-v1",
+        "site": site,
+        "seq": head.seq,
+        "entry_hash": head.entry_hash,
+        "anchored_at": now.isoformat(),
+    }
     raw = json.dumps(doc, sort_keys=True, indent=1).encode()
-    key = check_key(f"{ANCHOR_PREFIX}anchor-{head.seq:012d}.json."
-                    f"{hashlib.sha256(raw).hexdigest()}")
+    key = check_key(f"{ANCHOR_PREFIX}anchor-{head.seq:012d}.json.{hashlib.sha256(raw).hexdigest()}")
     store.put_bytes(key, raw)
-    return AuditAnchor.objects.create(seq=head.seq, entry_hash=head.entry_hash, store_key=key,
-                                      anchored_at=now)
+    return AuditAnchor.objects.create(
+        seq=head.seq, entry_hash=head.entry_hash, store_key=key, anchored_at=now
+    )
 
 
 def audit_verify_as(*, actor: Any, store: Any, clock: Clock) -> AuditReport:
@@ -157,9 +230,13 @@ def audit_verify_as(*, actor: Any, store: Any, clock: Clock) -> AuditReport:
     authorize_any(actor=actor, action="audit.verify", clock=clock, target="audit log")
     report = audit_verify(store=store)
     with transaction.atomic():
-        audit_ok(actor=actor, action="audit.verify", target="audit log", clock=clock,
-                 detail={"ok": report.ok, "entries": report.entries,
-                         "problems": report.problems[:20]})
+        audit_ok(
+            actor=actor,
+            action="audit.verify",
+            target="audit log",
+            clock=clock,
+            detail={"ok": report.ok, "entries": report.entries, "problems": report.problems[:20]},
+        )
     return report
 
 

@@ -59,12 +59,14 @@ def _assemble(store: Store, recording: Recording, dest: Path) -> bytes:
     """The registered key after a fresh origin check; the verified files in `dest`."""
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{recording} was purged: nothing is left to open")
-    keys = list(store.list(recording_prefix(recording.site, recording.device_id,
-                                            recording.recording_id)))
+    keys = list(
+        store.list(recording_prefix(recording.site, recording.device_id, recording.recording_id))
+    )
     origin = verify_origin(store, keys, recording.device_id)
     if origin.camera.public_key != recording.camera.public_key:
-        raise OriginRefused(f"{recording} now verifies with another registration than the "
-                            "catalogued one")
+        raise OriginRefused(
+            f"{recording} now verifies with another registration than the catalogued one"
+        )
     _copy(store, origin.header_key, dest / HEADER_NAME)
     _copy(store, origin.manifest_key, dest / MANIFEST_NAME)
     for seg in recording.segments.all():
@@ -72,16 +74,25 @@ def _assemble(store: Store, recording: Recording, dest: Path) -> bytes:
     return bytes.fromhex(origin.camera.public_key)
 
 
-def _failed(actor: Actor, action: str, recording: Recording, exc: Exception, clock: Clock,
-            purpose: str = "") -> None:
-    audit_record(actor=actor.username, roles=actor.describe(recording.municipality.code),
-                 municipality=recording.municipality.code, action=action, target=str(recording),
-                 purpose=purpose, result="refused" if isinstance(exc, OriginRefused) else "failed",
-                 clock=clock, detail={"error": f"{type(exc).__name__}: {exc}"})
+def _failed(
+    actor: Actor, action: str, recording: Recording, exc: Exception, clock: Clock, purpose: str = ""
+) -> None:
+    audit_record(
+        actor=actor.username,
+        roles=actor.describe(recording.municipality.code),
+        municipality=recording.municipality.code,
+        action=action,
+        target=str(recording),
+        purpose=purpose,
+        result="refused" if isinstance(exc, OriginRefused) else "failed",
+        clock=clock,
+        detail={"error": f"{type(exc).__name__}: {exc}"},
+    )
 
 
-def recording_verify(*, actor: Actor, recording: Recording, store: Store, clock: Clock,
-                     work_dir: Path | None = None) -> VerifiedRecording:
+def recording_verify(
+    *, actor: Actor, recording: Recording, store: Store, clock: Clock, work_dir: Path | None = None
+) -> VerifiedRecording:
     recording_authorize(actor=actor, recording=recording, action="recording.verify", clock=clock)
     try:
         with _workdir(work_dir) as tmp:
@@ -90,27 +101,49 @@ def recording_verify(*, actor: Actor, recording: Recording, store: Store, clock:
     except (OriginRefused, FormatError, StoreError, OSError) as exc:
         _failed(actor, "recording.verify", recording, exc, clock)
         raise
-    audit_ok(actor=actor, action="recording.verify", municipality=recording.municipality.code,
-             target=str(recording), clock=clock,
-             detail={"segments": len(vr.segments), "complete": vr.complete})
+    audit_ok(
+        actor=actor,
+        action="recording.verify",
+        municipality=recording.municipality.code,
+        target=str(recording),
+        clock=clock,
+        detail={"segments": len(vr.segments), "complete": vr.complete},
+    )
     return vr
 
 
-def recording_decrypt(*, actor: Actor, recording: Recording, store: Store, vault_key: VaultKey,
-                      out: Path, purpose: str, clock: Clock, work_dir: Path | None = None,
-                      overwrite: bool = False, allow_incomplete: bool = False) -> int:
+def recording_decrypt(
+    *,
+    actor: Actor,
+    recording: Recording,
+    store: Store,
+    vault_key: VaultKey,
+    out: Path,
+    purpose: str,
+    clock: Clock,
+    work_dir: Path | None = None,
+    overwrite: bool = False,
+    allow_incomplete: bool = False,
+) -> int:
     """A plaintext copy (MP4 or MPEG-TS by the name of `out`): a transfer under the policy."""
     muni = recording.municipality
-    recording_authorize(actor=actor, recording=recording, action="recording.decrypt",
-                        clock=clock, purpose=purpose)
+    recording_authorize(
+        actor=actor, recording=recording, action="recording.decrypt", clock=clock, purpose=purpose
+    )
     policy = policy_of(muni)
     rule = policy.viewing.get(purpose)  # type: ignore[call-overload]
     copies = [p for p, r in policy.viewing.items() if r.copy_allowed]
     if rule is None or not rule.copy_allowed:
-        raise refuse(actor=actor, action="recording.decrypt", municipality=muni.code,
-                     target=str(recording), purpose=purpose, clock=clock,
-                     reason=f"the {policy.policy.name} policy gives no copy for purpose "
-                            f"{purpose!r} (copies only for: {', '.join(copies) or 'none'})")
+        raise refuse(
+            actor=actor,
+            action="recording.decrypt",
+            municipality=muni.code,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            reason=f"the {policy.policy.name} policy gives no copy for purpose "
+            f"{purpose!r} (copies only for: {', '.join(copies) or 'none'})",
+        )
     suffix = out.suffix.lower()
     if suffix not in (".mp4", ".ts"):
         raise InvalidRequest(f"{out}: the name must end in .mp4 (MP4) or .ts (MPEG-TS)")
@@ -123,8 +156,9 @@ def recording_decrypt(*, actor: Actor, recording: Recording, store: Store, vault
             ts = tmp / "recording.ts"
             fd = os.open(ts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
-                total = decrypt_recording(tmp, vault_key, public, f,
-                                          require_complete=not allow_incomplete)
+                total = decrypt_recording(
+                    tmp, vault_key, public, f, require_complete=not allow_incomplete
+                )
             if suffix == ".mp4":
                 ts_to_mp4(ts, tmp_out)
                 os.chmod(tmp_out, 0o600)
@@ -137,7 +171,13 @@ def recording_decrypt(*, actor: Actor, recording: Recording, store: Store, vault
         tmp_out.unlink(missing_ok=True)
         _failed(actor, "recording.decrypt", recording, exc, clock, purpose)
         raise
-    audit_ok(actor=actor, action="recording.decrypt", municipality=muni.code,
-             target=str(recording), purpose=purpose, clock=clock,
-             detail={"bytes": total, "format": suffix[1:], "out": out.name})
+    audit_ok(
+        actor=actor,
+        action="recording.decrypt",
+        municipality=muni.code,
+        target=str(recording),
+        purpose=purpose,
+        clock=clock,
+        detail={"bytes": total, "format": suffix[1:], "out": out.name},
+    )
     return total

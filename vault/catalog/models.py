@@ -19,11 +19,13 @@ class Recording(models.Model):
         INCOMPLETE = "incomplete"  # manifest has no end yet, or segments missing
         PURGED = "purged"
 
-    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT,
-                                     related_name="recordings")
+    municipality = models.ForeignKey(
+        Municipality, on_delete=models.PROTECT, related_name="recordings"
+    )
     camera = models.ForeignKey(Camera, on_delete=models.PROTECT, related_name="recordings")
-    officer = models.ForeignKey(Officer, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="recordings")
+    officer = models.ForeignKey(
+        Officer, null=True, blank=True, on_delete=models.PROTECT, related_name="recordings"
+    )
     site = models.CharField(max_length=200)
     device_id = models.CharField(max_length=64)
     recording_id = models.CharField(max_length=64)
@@ -46,10 +48,15 @@ class Recording(models.Model):
     synced_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["site", "device_id", "recording_id"],
-                                               name="recording_unique")]
-        indexes = [models.Index(fields=["state", "retention_ends_at"]),
-                   models.Index(fields=["municipality", "record_pressed_at"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "device_id", "recording_id"], name="recording_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["state", "retention_ends_at"]),
+            models.Index(fields=["municipality", "record_pressed_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}/{self.recording_id}"
@@ -67,8 +74,9 @@ class Segment(models.Model):
     store_key = models.CharField(max_length=1024)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["recording", "index"],
-                                               name="segment_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["recording", "index"], name="segment_unique")
+        ]
         ordering = ["index"]
 
 
@@ -82,8 +90,9 @@ class Hold(models.Model):
     kind = models.CharField(max_length=20, choices=Kind.choices)
     reference = models.CharField(max_length=100, help_text="case or request number")
     reason = models.CharField(max_length=500)
-    received_at = models.DateTimeField(null=True, blank=True,
-                                       help_text="access request: when it arrived")
+    received_at = models.DateTimeField(
+        null=True, blank=True, help_text="access request: when it arrived"
+    )
     answer_due_at = models.DateTimeField(null=True, blank=True)
     opened_by = models.CharField(max_length=150)
     opened_at = models.DateTimeField()
@@ -96,8 +105,7 @@ class Hold(models.Model):
 
 
 class Tombstone(models.Model):
-    recording = models.OneToOneField(Recording, on_delete=models.PROTECT,
-                                     related_name="tombstone")
+    recording = models.OneToOneField(Recording, on_delete=models.PROTECT, related_name="tombstone")
     purged_at = models.DateTimeField()
     rule = models.CharField(max_length=200)
     purged_by = models.CharField(max_length=150)

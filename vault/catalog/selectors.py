@@ -23,27 +23,52 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _REF = re.compile(rf"(?:(?P<dev>{_NAME})/)?(?P<rec>{_NAME})")
 
 
-def visible_municipalities(*, actor: Actor, action: str, clock: Clock,
-                           target: str = "") -> list[Municipality]:
+def visible_municipalities(
+    *, actor: Actor, action: str, clock: Clock, target: str = ""
+) -> list[Municipality]:
     return authorize_any(actor=actor, action=action, clock=clock, target=target)
 
 
-def recording_list(*, actor: Actor, clock: Clock, camera: str | None = None,
-                   officer: str | None = None, since: dt.datetime | None = None,
-                   until: dt.datetime | None = None, state: str | None = None,
-                   hold: str | None = None, purpose: str = "",
-                   municipality: str | None = None) -> QuerySet[Recording]:
+def recording_list(
+    *,
+    actor: Actor,
+    clock: Clock,
+    camera: str | None = None,
+    officer: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    state: str | None = None,
+    hold: str | None = None,
+    purpose: str = "",
+    municipality: str | None = None,
+) -> QuerySet[Recording]:
     """Recordings the user may list, newest first, filtered; audited with the filters."""
-    filters = {k: v for k, v in dict(camera=camera, officer=officer, since=since, until=until,
-                                     state=state, hold=hold, municipality=municipality).items()
-               if v}
-    munis = visible_municipalities(actor=actor, action="catalog.list", clock=clock,
-                                   target="recordings")
+    filters = {
+        k: v
+        for k, v in dict(
+            camera=camera,
+            officer=officer,
+            since=since,
+            until=until,
+            state=state,
+            hold=hold,
+            municipality=municipality,
+        ).items()
+        if v
+    }
+    munis = visible_municipalities(
+        actor=actor, action="catalog.list", clock=clock, target="recordings"
+    )
     if officer and purpose not in PURPOSES:
-        raise refuse(actor=actor, action="catalog.list", target=f"officer {officer}",
-                     purpose=purpose, clock=clock,
-                     reason="recordings are looked up per officer only for a case: give a "
-                            f"purpose ({', '.join(PURPOSES)}); never to monitor employees")
+        raise refuse(
+            actor=actor,
+            action="catalog.list",
+            target=f"officer {officer}",
+            purpose=purpose,
+            clock=clock,
+            reason="recordings are looked up per officer only for a case: give a "
+            f"purpose ({', '.join(PURPOSES)}); never to monitor employees",
+        )
     qs = Recording.objects.filter(municipality__in=munis)
     if municipality:
         qs = qs.filter(municipality__code=municipality)
@@ -68,16 +93,25 @@ def recording_list(*, actor: Actor, clock: Clock, camera: str | None = None,
         elif hold in Hold.Kind.values:
             qs = qs.filter(Exists(open_hold.filter(kind=hold)))
         else:
-            raise InvalidRequest(f"hold {hold!r}: any, none or one of "
-                                 f"{', '.join(Hold.Kind.values)}")
-    audit_ok(actor=actor, action="catalog.list", target="recordings", purpose=purpose,
-             clock=clock, detail={k: str(v) for k, v in filters.items()})
+            raise InvalidRequest(
+                f"hold {hold!r}: any, none or one of {', '.join(Hold.Kind.values)}"
+            )
+    audit_ok(
+        actor=actor,
+        action="catalog.list",
+        target="recordings",
+        purpose=purpose,
+        clock=clock,
+        detail={k: str(v) for k, v in filters.items()},
+    )
     return qs.select_related("municipality", "camera", "officer").order_by(
-        "-record_pressed_at", "device_id")
+        "-record_pressed_at", "device_id"
+    )
 
 
-def recording_get(*, actor: Actor, ref: str, clock: Clock,
-                  action: str = "catalog.show") -> Recording:
+def recording_get(
+    *, actor: Actor, ref: str, clock: Clock, action: str = "catalog.show"
+) -> Recording:
     """One recording by `RECORDING_ID` or `DEVICE_ID/RECORDING_ID`, if the user may see it.
 
     Someone else's municipality's recording is reported as not found (its existence is
@@ -92,20 +126,25 @@ def recording_get(*, actor: Actor, ref: str, clock: Clock,
     found = list(qs.select_related("municipality", "camera", "officer")[:2])
     if len(found) > 1:
         raise InvalidRequest(f"{ref} names recordings of several cameras: give DEVICE_ID/{ref}")
-    munis = {mu.id for mu in Municipality.objects.all()
-             if any(actor.roles_in(mu.code))}
+    munis = {mu.id for mu in Municipality.objects.all() if any(actor.roles_in(mu.code))}
     if not found or found[0].municipality_id not in munis:
         if found:
-            refuse(actor=actor, action=action, target=ref, clock=clock,
-                   reason="recording of another municipality")
+            refuse(
+                actor=actor,
+                action=action,
+                target=ref,
+                clock=clock,
+                reason="recording of another municipality",
+            )
         raise NotFound(f"no recording {ref} visible to {actor.username}")
     return found[0]
 
 
 def hold_get(*, hold_id: int) -> Hold:
     try:
-        return Hold.objects.select_related("recording__municipality", "recording__officer",
-                                           "recording__camera").get(pk=hold_id)
+        return Hold.objects.select_related(
+            "recording__municipality", "recording__officer", "recording__camera"
+        ).get(pk=hold_id)
     except Hold.DoesNotExist:
         raise NotFound(f"no hold {hold_id}") from None
 
@@ -115,8 +154,14 @@ def recording_detail(*, actor: Actor, ref: str, clock: Clock) -> Recording:
     from vault.access import authorize
 
     r = recording_get(actor=actor, ref=ref, clock=clock)
-    authorize(actor=actor, action="catalog.show", municipality=r.municipality, clock=clock,
-              target=str(r))
-    audit_ok(actor=actor, action="catalog.show", municipality=r.municipality.code,
-             target=str(r), clock=clock)
+    authorize(
+        actor=actor, action="catalog.show", municipality=r.municipality, clock=clock, target=str(r)
+    )
+    audit_ok(
+        actor=actor,
+        action="catalog.show",
+        municipality=r.municipality.code,
+        target=str(r),
+        clock=clock,
+    )
     return r

@@ -75,8 +75,7 @@ MAX_EVENT_PIECE = 64 << 20
 
 
 def recording_prefix(site: str, device_id: str, recording_id: str) -> str:
-    return object_key(site, device_id, recording_id, HEADER_NAME, "0" * 64).rsplit("/", 1)[0] \
-        + "/"
+    return object_key(site, device_id, recording_id, HEADER_NAME, "0" * 64).rsplit("/", 1)[0] + "/"
 
 
 def store_inventory(store: Store) -> tuple[dict[tuple[str, str, str], list[str]], list[str]]:
@@ -106,8 +105,9 @@ class VerifiedOrigin:
     manifest_key: str
 
 
-def verify_origin(store: Store, keys: list[str], device_id: str,
-                  registrations: list[Camera] | None = None) -> VerifiedOrigin:
+def verify_origin(
+    store: Store, keys: list[str], device_id: str, registrations: list[Camera] | None = None
+) -> VerifiedOrigin:
     """Header and the longest manifest, verified with a key registered for `device_id`.
 
     OriginRefused when no registered key signed it (unknown camera, or re-signed with a
@@ -118,8 +118,10 @@ def verify_origin(store: Store, keys: list[str], device_id: str,
         by_name[split_name(k)[0]].append(k)
     headers, manifests = by_name.get(HEADER_NAME, []), by_name.get(MANIFEST_NAME, [])
     if len(headers) != 1 or not manifests:
-        raise FormatError(f"expected one {HEADER_NAME} and a {MANIFEST_NAME}, found "
-                          f"{len(headers)} and {len(manifests)}")
+        raise FormatError(
+            f"expected one {HEADER_NAME} and a {MANIFEST_NAME}, found "
+            f"{len(headers)} and {len(manifests)}"
+        )
     if registrations is None:
         registrations = camera_registrations(device_id)
     if not registrations:
@@ -140,8 +142,10 @@ def verify_origin(store: Store, keys: list[str], device_id: str,
                 continue
             return VerifiedOrigin(camera, vr, headers[0], header_raw, mk)
     if signed_by_other:
-        raise OriginRefused(f"recording of {device_id} is not signed by the key the "
-                            "coordinator registered for it (re-signed or forged)")
+        raise OriginRefused(
+            f"recording of {device_id} is not signed by the key the "
+            "coordinator registered for it (re-signed or forged)"
+        )
     raise FormatError("no manifest verifies")
 
 
@@ -158,9 +162,11 @@ class SyncReport:
     problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.seen} recordings in the store: {self.added} added, {self.updated} "
-                f"updated, {self.unchanged} unchanged, {len(self.refused)} refused, "
-                f"{len(self.problems)} with problems")
+        return (
+            f"{self.seen} recordings in the store: {self.added} added, {self.updated} "
+            f"updated, {self.unchanged} unchanged, {len(self.refused)} refused, "
+            f"{len(self.problems)} with problems"
+        )
 
 
 def _fingerprint(keys: list[str]) -> str:
@@ -183,8 +189,9 @@ class _SyncRun:
         return self.registrations[device_id]
 
 
-def _ingest_info(store: Store, keys: list[str], problems: list[str],
-                 docks: dict[str, str]) -> tuple[str, Any, str]:
+def _ingest_info(
+    store: Store, keys: list[str], problems: list[str], docks: dict[str, str]
+) -> tuple[str, Any, str]:
     trusted = [bytes.fromhex(k) for k in docks]
     best = None
     for k in keys:
@@ -199,12 +206,24 @@ def _ingest_info(store: Store, keys: list[str], problems: list[str],
             best = rec
     if best is None:
         return "", None, ""
-    return (docks.get(best.dock_public_key.hex(), best.dock_public_key.hex()[:16]),
-            from_epoch(best.ingested_utc), best.key)
+    return (
+        docks.get(best.dock_public_key.hex(), best.dock_public_key.hex()[:16]),
+        from_epoch(best.ingested_utc),
+        best.key,
+    )
 
 
-def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str], run: _SyncRun,
-              clock: Clock, report: SyncReport, actor: Actor) -> None:
+def _sync_one(
+    store: Store,
+    site: str,
+    dev: str,
+    rec: str,
+    keys: list[str],
+    run: _SyncRun,
+    clock: Clock,
+    report: SyncReport,
+    actor: Actor,
+) -> None:
     fingerprint = _fingerprint(keys)
     known = run.known.get((site, dev, rec))
     if known is not None and (known[0] == Recording.State.PURGED or known[1] == fingerprint):
@@ -216,8 +235,14 @@ def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str], run:
         origin = verify_origin(store, keys, dev, run.cameras(dev))
     except OriginRefused as exc:
         report.refused.append(f"{where}: {exc}")
-        audit_record(actor=actor.username, action="catalog.sync", target=where,
-                     result="refused", clock=clock, detail={"origin": str(exc)})
+        audit_record(
+            actor=actor.username,
+            action="catalog.sync",
+            target=where,
+            result="refused",
+            clock=clock,
+            detail={"origin": str(exc)},
+        )
         return
     except (FormatError, StoreError, OSError) as exc:
         report.problems.append(f"{where}: {type(exc).__name__}: {exc}")
@@ -241,36 +266,60 @@ def _sync_one(store: Store, site: str, dev: str, rec: str, keys: list[str], run:
             missing.append(e.name)
             continue
         total += e.size
-        segments.append(Segment(index=e.index, name=e.name, sha256=e.sha256, size=e.size,
-                                chunks=e.chunks, recovered=e.recovered,
-                                start_at=from_epoch(e.start_utc), store_key=key))
+        segments.append(
+            Segment(
+                index=e.index,
+                name=e.name,
+                sha256=e.sha256,
+                size=e.size,
+                chunks=e.chunks,
+                recovered=e.recovered,
+                start_at=from_epoch(e.start_utc),
+                store_key=key,
+            )
+        )
     if missing:
-        report.problems.append(f"{where}: {len(missing)} listed segment(s) not in the store "
-                               f"({', '.join(missing[:3])})")
+        report.problems.append(
+            f"{where}: {len(missing)} listed segment(s) not in the store ({', '.join(missing[:3])})"
+        )
     pressed = from_epoch(vr.started_utc)
     first = vr.segments[0].start_utc if vr.segments else vr.started_utc
     policy = policy_of(camera.municipality)
     dock, ingested_at, ingest_key = _ingest_info(store, keys, report.problems, run.docks)
     values = dict(
-        municipality=camera.municipality, camera=camera, officer=officer_at(camera, pressed),
-        record_pressed_at=pressed, footage_start_at=from_epoch(min(first, vr.started_utc)),
+        municipality=camera.municipality,
+        camera=camera,
+        officer=officer_at(camera, pressed),
+        record_pressed_at=pressed,
+        footage_start_at=from_epoch(min(first, vr.started_utc)),
         ended_at=from_epoch(vr.ended_utc) if vr.ended_utc is not None else None,
-        preroll_seconds=max(0.0, vr.started_utc - first), complete=vr.complete,
-        recovered=vr.recovered, segment_count=len(vr.segments), total_bytes=total,
-        header_key=origin.header_key, manifest_key=origin.manifest_key, ingest_dock=dock,
-        ingested_at=ingested_at, ingest_record_key=ingest_key,
+        preroll_seconds=max(0.0, vr.started_utc - first),
+        complete=vr.complete,
+        recovered=vr.recovered,
+        segment_count=len(vr.segments),
+        total_bytes=total,
+        header_key=origin.header_key,
+        manifest_key=origin.manifest_key,
+        ingest_dock=dock,
+        ingested_at=ingested_at,
+        ingest_record_key=ingest_key,
         retention_ends_at=pressed + dt.timedelta(days=policy.retention.days),
-        state=(Recording.State.STORED if vr.complete and not missing
-               else Recording.State.INCOMPLETE),
-        store_fingerprint=fingerprint, synced_at=clock.now())
+        state=(
+            Recording.State.STORED if vr.complete and not missing else Recording.State.INCOMPLETE
+        ),
+        store_fingerprint=fingerprint,
+        synced_at=clock.now(),
+    )
     with transaction.atomic():
         if known is None:
-            recording = Recording.objects.create(site=site, device_id=dev, recording_id=rec,
-                                                 **values)
+            recording = Recording.objects.create(
+                site=site, device_id=dev, recording_id=rec, **values
+            )
             created = True
         else:
             recording, created = Recording.objects.update_or_create(
-                site=site, device_id=dev, recording_id=rec, defaults=values)
+                site=site, device_id=dev, recording_id=rec, defaults=values
+            )
             Segment.objects.filter(recording=recording).delete()
         for s in segments:
             s.recording = recording
@@ -289,30 +338,47 @@ def _hash_object(store: Store, key: str) -> str:
     return digest.hexdigest()
 
 
-def catalog_sync(*, actor: Actor, store: Store, clock: Clock, deep: bool = False,
-                 commit_every: int = 50) -> SyncReport:
+def catalog_sync(
+    *, actor: Actor, store: Store, clock: Clock, deep: bool = False, commit_every: int = 50
+) -> SyncReport:
     """Index the store. Committed every `commit_every` recordings: an interrupted sync loses
     at most that many, and the next run redoes them (it skips what is unchanged)."""
     munis = authorize_any(actor=actor, action="catalog.sync", clock=clock, target=store.url)
     run = _SyncRun(
-        allowed={m.id for m in munis}, deep=deep,
+        allowed={m.id for m in munis},
+        deep=deep,
         docks=dict(DockStation.objects.values_list("public_key", "name")),
-        known={(r[0], r[1], r[2]): (r[3], r[4]) for r in Recording.objects.values_list(
-            "site", "device_id", "recording_id", "state", "store_fingerprint")})
+        known={
+            (r[0], r[1], r[2]): (r[3], r[4])
+            for r in Recording.objects.values_list(
+                "site", "device_id", "recording_id", "state", "store_fingerprint"
+            )
+        },
+    )
     groups, _ = store_inventory(store)
     report = SyncReport()
     items = sorted(groups.items())
     for start in range(0, len(items), max(1, commit_every)):
         with transaction.atomic():
-            for (site, dev, rec), keys in items[start:start + max(1, commit_every)]:
+            for (site, dev, rec), keys in items[start : start + max(1, commit_every)]:
                 report.seen += 1
                 _sync_one(store, site, dev, rec, keys, run, clock, report, actor)
     with transaction.atomic():
-        audit_record(actor=actor.username, roles=actor.describe(), action="catalog.sync",
-                     target=store.url, result="ok", clock=clock,
-                     detail={"seen": report.seen, "added": report.added,
-                             "updated": report.updated, "refused": len(report.refused),
-                             "problems": len(report.problems)})
+        audit_record(
+            actor=actor.username,
+            roles=actor.describe(),
+            action="catalog.sync",
+            target=store.url,
+            result="ok",
+            clock=clock,
+            detail={
+                "seen": report.seen,
+                "added": report.added,
+                "updated": report.updated,
+                "refused": len(report.refused),
+                "problems": len(report.problems),
+            },
+        )
     log.info("catalog sync: %s", report.summary())
     return report
 
@@ -322,21 +388,37 @@ def catalog_sync(*, actor: Actor, store: Store, clock: Clock, deep: bool = False
 
 def _set_store_holds(store: Store, recording: Recording, on: bool) -> int:
     n = 0
-    for key in store.list(recording_prefix(recording.site, recording.device_id,
-                                           recording.recording_id)):
+    for key in store.list(
+        recording_prefix(recording.site, recording.device_id, recording.recording_id)
+    ):
         store.set_legal_hold(key, on)
         n += 1
     return n
 
 
-def hold_place(*, actor: Actor, recording: Recording, kind: str, reference: str, reason: str,
-               store: Store, clock: Clock, received_at: dt.datetime | None = None) -> Hold:
+def hold_place(
+    *,
+    actor: Actor,
+    recording: Recording,
+    kind: str,
+    reference: str,
+    reason: str,
+    store: Store,
+    clock: Clock,
+    received_at: dt.datetime | None = None,
+) -> Hold:
     """Keep a recording past its retention until the hold is lifted; informs per policy."""
     target = str(recording)
     if kind not in Hold.Kind.values:
         raise InvalidRequest(f"hold kind {kind!r}: one of {', '.join(Hold.Kind.values)}")
-    authorize_hold(actor=actor, kind=kind, which="place", municipality=recording.municipality,
-                   clock=clock, target=target)
+    authorize_hold(
+        actor=actor,
+        kind=kind,
+        which="place",
+        municipality=recording.municipality,
+        clock=clock,
+        target=target,
+    )
     policy = policy_of(recording.municipality)
     muni_code = recording.municipality.code
     now = clock.now()
@@ -347,37 +429,68 @@ def hold_place(*, actor: Actor, recording: Recording, kind: str, reference: str,
         received = received_at or now
         window = policy.access_request.window_days
         if window is not None and received > recording.record_pressed_at + dt.timedelta(
-                days=window):
+            days=window
+        ):
             late = (received - recording.record_pressed_at).days
-            raise refuse(actor=actor, action="hold.place", municipality=muni_code,
-                         target=target, purpose=kind, clock=clock,
-                         reason=f"the access request arrived {late} days after the recording; "
-                                f"the {policy.policy.name} policy takes requests within "
-                                f"{window} days")
+            raise refuse(
+                actor=actor,
+                action="hold.place",
+                municipality=muni_code,
+                target=target,
+                purpose=kind,
+                clock=clock,
+                reason=f"the access request arrived {late} days after the recording; "
+                f"the {policy.policy.name} policy takes requests within "
+                f"{window} days",
+            )
         answer_due = received + dt.timedelta(days=policy.access_request.answer_days)
         received_at = received
     with transaction.atomic():
-        hold = Hold.objects.create(recording=recording, kind=kind, reference=reference[:100],
-                                   reason=reason[:500], received_at=received_at,
-                                   answer_due_at=answer_due, opened_by=actor.username,
-                                   opened_at=now)
+        hold = Hold.objects.create(
+            recording=recording,
+            kind=kind,
+            reference=reference[:100],
+            reason=reason[:500],
+            received_at=received_at,
+            answer_due_at=answer_due,
+            opened_by=actor.username,
+            opened_at=now,
+        )
         informed = []
         for who in policy.inform.get(kind, []):  # type: ignore[call-overload]
             if who == OFFICER_CONCERNED:
                 if recording.officer is not None:
-                    Notification.objects.create(municipality=recording.municipality,
-                                                recording=recording, officer=recording.officer,
-                                                event=f"hold.{kind}", created_at=now)
+                    Notification.objects.create(
+                        municipality=recording.municipality,
+                        recording=recording,
+                        officer=recording.officer,
+                        event=f"hold.{kind}",
+                        created_at=now,
+                    )
                     informed.append(f"officer {recording.officer.code}")
             else:
-                Notification.objects.create(municipality=recording.municipality,
-                                            recording=recording, role=who,
-                                            event=f"hold.{kind}", created_at=now)
+                Notification.objects.create(
+                    municipality=recording.municipality,
+                    recording=recording,
+                    role=who,
+                    event=f"hold.{kind}",
+                    created_at=now,
+                )
                 informed.append(who)
-        audit_ok(actor=actor, action="hold.place", municipality=recording.municipality.code,
-                 target=target, purpose=kind, clock=clock,
-                 detail={"hold": hold.id, "reference": reference, "informed": informed,
-                         "answer_due": answer_due})
+        audit_ok(
+            actor=actor,
+            action="hold.place",
+            municipality=recording.municipality.code,
+            target=target,
+            purpose=kind,
+            clock=clock,
+            detail={
+                "hold": hold.id,
+                "reference": reference,
+                "informed": informed,
+                "answer_due": answer_due,
+            },
+        )
     # The database already keeps it; the store's legal hold makes the store refuse too.
     _set_store_holds(store, recording, True)
     return hold
@@ -386,18 +499,29 @@ def hold_place(*, actor: Actor, recording: Recording, kind: str, reference: str,
 def hold_lift(*, actor: Actor, hold: Hold, reason: str, store: Store, clock: Clock) -> Hold:
     recording = hold.recording
     target = str(recording)
-    authorize_hold(actor=actor, kind=hold.kind, which="lift",
-                   municipality=recording.municipality, clock=clock, target=target)
+    authorize_hold(
+        actor=actor,
+        kind=hold.kind,
+        which="lift",
+        municipality=recording.municipality,
+        clock=clock,
+        target=target,
+    )
     if hold.lifted_at is not None:
         raise InvalidRequest(f"hold {hold.id} was lifted on {hold.lifted_at:%Y-%m-%d %H:%M}")
     with transaction.atomic():
-        hold.lifted_at, hold.lifted_by, hold.lift_reason = clock.now(), actor.username, \
-            reason[:500]
+        hold.lifted_at, hold.lifted_by, hold.lift_reason = clock.now(), actor.username, reason[:500]
         hold.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
         still = Hold.objects.filter(recording=recording, lifted_at__isnull=True).exists()
-        audit_ok(actor=actor, action="hold.lift", municipality=recording.municipality.code,
-                 target=target, purpose=hold.kind, clock=clock,
-                 detail={"hold": hold.id, "reason": reason, "other_holds": still})
+        audit_ok(
+            actor=actor,
+            action="hold.lift",
+            municipality=recording.municipality.code,
+            target=target,
+            purpose=hold.kind,
+            clock=clock,
+            detail={"hold": hold.id, "reason": reason, "other_holds": still},
+        )
     if not still:
         _set_store_holds(store, recording, False)
     return hold
@@ -420,13 +544,25 @@ def open_holds() -> Any:
 
 
 def purge_candidates(municipalities: list[Municipality], now: dt.datetime) -> Any:
-    return (Recording.objects.filter(municipality__in=municipalities, retention_ends_at__lte=now)
-            .exclude(state=Recording.State.PURGED).annotate(held=open_holds())
-            .filter(held=False).select_related("municipality").order_by("retention_ends_at"))
+    return (
+        Recording.objects.filter(municipality__in=municipalities, retention_ends_at__lte=now)
+        .exclude(state=Recording.State.PURGED)
+        .annotate(held=open_holds())
+        .filter(held=False)
+        .select_related("municipality")
+        .order_by("retention_ends_at")
+    )
 
 
-def retention_purge(*, actor: Actor, store: Store, clock: Clock, dry_run: bool = False,
-                    cache_dirs: tuple[Path, ...] = (), commit_every: int = 50) -> PurgeReport:
+def retention_purge(
+    *,
+    actor: Actor,
+    store: Store,
+    clock: Clock,
+    dry_run: bool = False,
+    cache_dirs: tuple[Path, ...] = (),
+    commit_every: int = 50,
+) -> PurgeReport:
     munis = authorize_any(actor=actor, action="retention.purge", clock=clock, target=store.url)
     now = clock.now()
     report = PurgeReport(dry_run=dry_run)
@@ -436,50 +572,82 @@ def retention_purge(*, actor: Actor, store: Store, clock: Clock, dry_run: bool =
     # committed is taken again by the next run (nothing left to delete; tombstone written).
     for start in range(0, 0 if dry_run else len(due), commit_every):
         with transaction.atomic():
-            for rec in due[start:start + commit_every]:
+            for rec in due[start : start + commit_every]:
                 _purge_one(actor, store, rec, now, clock, cache_dirs, report)
     if not dry_run:
         _purge_events(actor, store, munis, now, clock, report)
     with transaction.atomic():
-        audit_record(actor=actor.username, roles=actor.describe(), action="retention.purge",
-                     target=store.url, result="ok", clock=clock,
-                     detail={"dry_run": dry_run, "due": len(report.due),
-                             "purged": len(report.purged), "kept": len(report.kept),
-                             "event_pieces": len(report.events_purged)})
+        audit_record(
+            actor=actor.username,
+            roles=actor.describe(),
+            action="retention.purge",
+            target=store.url,
+            result="ok",
+            clock=clock,
+            detail={
+                "dry_run": dry_run,
+                "due": len(report.due),
+                "purged": len(report.purged),
+                "kept": len(report.kept),
+                "event_pieces": len(report.events_purged),
+            },
+        )
     return report
 
 
-def _purge_one(actor: Actor, store: Store, rec: Recording, now: dt.datetime, clock: Clock,
-               cache_dirs: tuple[Path, ...], report: PurgeReport) -> None:
+def _purge_one(
+    actor: Actor,
+    store: Store,
+    rec: Recording,
+    now: dt.datetime,
+    clock: Clock,
+    cache_dirs: tuple[Path, ...],
+    report: PurgeReport,
+) -> None:
     policy = policy_of(rec.municipality)
     with transaction.atomic():
         # Re-checked under a row lock: a hold placed since the selection wins.
-        locked = Recording.objects.select_for_update().annotate(held=open_holds()) \
-            .get(pk=rec.pk)
-        if locked.held or locked.state == Recording.State.PURGED \
-                or locked.retention_ends_at > now:
+        locked = Recording.objects.select_for_update().annotate(held=open_holds()).get(pk=rec.pk)
+        if locked.held or locked.state == Recording.State.PURGED or locked.retention_ends_at > now:
             return
         removed = 0
         try:
-            removed = delete_objects(store, list(store.list(
-                recording_prefix(rec.site, rec.device_id, rec.recording_id))))
+            removed = delete_objects(
+                store, list(store.list(recording_prefix(rec.site, rec.device_id, rec.recording_id)))
+            )
         except StoreLocked as exc:
             report.kept.append(f"{rec}: {exc}")
-            audit_ok(actor=actor, action="retention.purge", municipality=rec.municipality.code,
-                     target=str(rec), clock=clock, detail={"kept": str(exc), "removed": removed})
+            audit_ok(
+                actor=actor,
+                action="retention.purge",
+                municipality=rec.municipality.code,
+                target=str(rec),
+                clock=clock,
+                detail={"kept": str(exc), "removed": removed},
+            )
             return
         for cache in cache_dirs:
-            shutil.rmtree(Path(cache) / rec.site / rec.device_id / rec.recording_id,
-                          ignore_errors=True)
+            shutil.rmtree(
+                Path(cache) / rec.site / rec.device_id / rec.recording_id, ignore_errors=True
+            )
         locked.state = Recording.State.PURGED
         locked.save(update_fields=["state"])
         Tombstone.objects.create(
-            recording=locked, purged_at=now, purged_by=actor.username, objects_removed=removed,
+            recording=locked,
+            purged_at=now,
+            purged_by=actor.username,
+            objects_removed=removed,
             rule=f"retention {policy.retention.days} days after the recording "
-                 f"({policy.policy.name} policy v{policy.policy.version})")
-        audit_ok(actor=actor, action="retention.purge", municipality=rec.municipality.code,
-                 target=str(rec), clock=clock,
-                 detail={"objects": removed, "retention_ended": rec.retention_ends_at})
+            f"({policy.policy.name} policy v{policy.policy.version})",
+        )
+        audit_ok(
+            actor=actor,
+            action="retention.purge",
+            municipality=rec.municipality.code,
+            target=str(rec),
+            clock=clock,
+            detail={"objects": removed, "retention_ended": rec.retention_ends_at},
+        )
     report.purged.append(str(rec))
 
 
@@ -491,8 +659,14 @@ def _piece_last_utc(raw: bytes) -> float | None:
         return None
 
 
-def _purge_events(actor: Actor, store: Store, munis: list[Municipality], now: dt.datetime,
-                  clock: Clock, report: PurgeReport) -> None:
+def _purge_events(
+    actor: Actor,
+    store: Store,
+    munis: list[Municipality],
+    now: dt.datetime,
+    clock: Clock,
+    report: PurgeReport,
+) -> None:
     """Event-log pieces go when their last event is as old as footage that is purged."""
     _, events = store_inventory(store)
     allowed = {m.id for m in munis}
@@ -511,12 +685,25 @@ def _purge_events(actor: Actor, store: Store, munis: list[Municipality], now: dt
             report.kept.append(f"{key}: {exc}")
             continue
         with transaction.atomic():
-            audit_ok(actor=actor, action="retention.purge", target=key, clock=clock,
-                     municipality=regs[0].municipality.code, detail={"event_log_piece": True})
+            audit_ok(
+                actor=actor,
+                action="retention.purge",
+                target=key,
+                clock=clock,
+                municipality=regs[0].municipality.code,
+                detail={"event_log_piece": True},
+            )
         report.events_purged.append(key)
 
 
-def recording_authorize(*, actor: Actor, recording: Recording, action: str, clock: Clock,
-                        purpose: str = "") -> list[str]:
-    return authorize(actor=actor, action=action, municipality=recording.municipality,
-                     clock=clock, target=str(recording), purpose=purpose)
+def recording_authorize(
+    *, actor: Actor, recording: Recording, action: str, clock: Clock, purpose: str = ""
+) -> list[str]:
+    return authorize(
+        actor=actor,
+        action=action,
+        municipality=recording.municipality,
+        clock=clock,
+        target=str(recording),
+        purpose=purpose,
+    )

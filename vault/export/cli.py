@@ -21,19 +21,35 @@ def cmd_export(s: Any, args: argparse.Namespace) -> int:
     from vault.errors import InvalidRequest
     from vault.export.services import export_key_ensure, recording_export
 
-    key_path = Path(args.key) if args.key else (s.config.path(s.config.vault_key)
-                                                if s.config.vault_key else None)
+    key_path = (
+        Path(args.key)
+        if args.key
+        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
+    )
     if key_path is None:
         raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
-    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
-                      action="recording.export")
+    r = recording_get(
+        actor=s.actor, ref=str(args.recording), clock=s.clock, action="recording.export"
+    )
     result = recording_export(
-        actor=s.actor, recording=r, store=s.store, vault_key=VaultKey.load(key_path),
-        export_key=export_key_ensure(s.home), out=Path(args.out), reference=args.reference,
-        basis=args.basis, purpose=args.purpose, reason=args.reason or "", hold_id=args.hold,
-        clock=s.clock, work_dir=s.config.work_dir)
-    print(f"package for {args.basis.replace('_', ' ')} {args.reference}: {result.files} files "
-          f"-> {result.out}")
+        actor=s.actor,
+        recording=r,
+        store=s.store,
+        vault_key=VaultKey.load(key_path),
+        export_key=export_key_ensure(s.home),
+        out=Path(args.out),
+        reference=args.reference,
+        basis=args.basis,
+        purpose=args.purpose,
+        reason=args.reason or "",
+        hold_id=args.hold,
+        clock=s.clock,
+        work_dir=s.config.work_dir,
+    )
+    print(
+        f"package for {args.basis.replace('_', ' ')} {args.reference}: {result.files} files "
+        f"-> {result.out}"
+    )
     print(f"prosecution hold {result.hold_id}; informed: {', '.join(result.informed) or '-'}")
     print(f"export.json sha256 {result.manifest_sha256}")
     print(f"signed with export key {result.export_public_key}")
@@ -66,11 +82,16 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
         print(f"note: {line}")
     m = report.manifest or {}
     rec = m.get("recording", {})
-    print(f"{'OK' if report.ok else 'NOT OK'} {args.package}: "
-          f"{rec.get('device_id', '?')}/{rec.get('recording_id', '?')} "
-          f"reference {m.get('reference', '?')}"
-          + ("" if report.ok else f", {len(report.findings)} problem(s) in "
-             f"{', '.join(sorted(report.files_named))}"))
+    print(
+        f"{'OK' if report.ok else 'NOT OK'} {args.package}: "
+        f"{rec.get('device_id', '?')}/{rec.get('recording_id', '?')} "
+        f"reference {m.get('reference', '?')}"
+        + (
+            ""
+            if report.ok
+            else f", {len(report.findings)} problem(s) in {', '.join(sorted(report.files_named))}"
+        )
+    )
     return 0 if report.ok else 1
 
 
@@ -80,18 +101,31 @@ def cmd_training_export(s: Any, args: argparse.Namespace) -> int:
     from vault.errors import InvalidRequest
     from vault.training import ACTION, recording_training_export
 
-    key_path = Path(args.key) if args.key else (s.config.path(s.config.vault_key)
-                                                if s.config.vault_key else None)
+    key_path = (
+        Path(args.key)
+        if args.key
+        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
+    )
     if key_path is None:
         raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
     r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=ACTION)
     result = recording_training_export(
-        actor=s.actor, recording=r, store=s.store, vault_key=VaultKey.load(key_path),
-        out=Path(args.out), consent_reference=args.consent or "", purpose=args.purpose,
-        hold_id=args.hold, clock=s.clock, work_dir=s.config.work_dir)
-    print(f"training copy of {r} (consent {args.consent}): {result.frames} frames, "
-          f"{result.faces_tracked} faces tracked, {result.frames_obscured} frames blurred, "
-          f"sound removed -> {result.out}")
+        actor=s.actor,
+        recording=r,
+        store=s.store,
+        vault_key=VaultKey.load(key_path),
+        out=Path(args.out),
+        consent_reference=args.consent or "",
+        purpose=args.purpose,
+        hold_id=args.hold,
+        clock=s.clock,
+        work_dir=s.config.work_dir,
+    )
+    print(
+        f"training copy of {r} (consent {args.consent}): {result.frames} frames, "
+        f"{result.faces_tracked} faces tracked, {result.frames_obscured} frames blurred, "
+        f"sound removed -> {result.out}"
+    )
     print(f"sha256 {result.sha256}")
     return 0
 
@@ -100,10 +134,8 @@ def cmd_training_consent(s: Any, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import recording_get
     from vault.training import CONSENT_ACTION, training_consent_record
 
-    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
-                      action=CONSENT_ACTION)
-    training_consent_record(actor=s.actor, recording=r, reference=args.reference,
-                            clock=s.clock)
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=CONSENT_ACTION)
+    training_consent_record(actor=s.actor, recording=r, reference=args.reference, clock=s.clock)
     print(f"consent {args.reference} for training use of {r} recorded")
     return 0
 
@@ -112,8 +144,9 @@ def cmd_mark_escalated(s: Any, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import recording_get
     from vault.training import ESCALATION_ACTION, recording_mark_escalated
 
-    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock,
-                      action=ESCALATION_ACTION)
+    r = recording_get(
+        actor=s.actor, ref=str(args.recording), clock=s.clock, action=ESCALATION_ACTION
+    )
     recording_mark_escalated(actor=s.actor, recording=r, reason=args.reason, clock=s.clock)
     print(f"{r} marked as an escalated situation")
     return 0
@@ -122,27 +155,54 @@ def cmd_mark_escalated(s: Any, args: argparse.Namespace) -> int:
 def add_training_commands(sub: Any, auth: list[Any]) -> None:
     from vault.backoffice_cli import _leaf
 
-    p = _leaf(sub, "training-export", cmd_training_export,
-              "an officer's own recording for training, everyone in it made unrecognizable "
-              "(faces blurred, sound removed): needs the officer's recorded consent", auth)
+    p = _leaf(
+        sub,
+        "training-export",
+        cmd_training_export,
+        "an officer's own recording for training, everyone in it made unrecognizable "
+        "(faces blurred, sound removed): needs the officer's recorded consent",
+        auth,
+    )
     p.add_argument("recording", metavar="RECORDING", help="RECORDING_ID or DEVICE_ID/RECORDING_ID")
     p.add_argument("--out", metavar="FILE.mp4", required=True, help="new MP4 file")
     # Checked by the service (refused and audited without it), not by argparse.
-    p.add_argument("--consent", metavar="REF", default=None,
-                   help="reference of the officer's consent (recorded with training-consent)")
+    p.add_argument(
+        "--consent",
+        metavar="REF",
+        default=None,
+        help="reference of the officer's consent (recorded with training-consent)",
+    )
     p.add_argument("--purpose", default="learning", help="only learning gives a training copy")
-    p.add_argument("--hold", type=int, default=None, metavar="HOLD_ID",
-                   help="refused: a training copy belongs to no hold")
-    p.add_argument("--key", metavar="VAULT_KEY", default=None,
-                   help="vault private key file (default from site.toml)")
-    c = _leaf(sub, "training-consent", cmd_training_consent,
-              "record your consent (as the officer who made it) to training use of a "
-              "recording", auth)
+    p.add_argument(
+        "--hold",
+        type=int,
+        default=None,
+        metavar="HOLD_ID",
+        help="refused: a training copy belongs to no hold",
+    )
+    p.add_argument(
+        "--key",
+        metavar="VAULT_KEY",
+        default=None,
+        help="vault private key file (default from site.toml)",
+    )
+    c = _leaf(
+        sub,
+        "training-consent",
+        cmd_training_consent,
+        "record your consent (as the officer who made it) to training use of a recording",
+        auth,
+    )
     c.add_argument("recording", metavar="RECORDING")
     c.add_argument("--reference", required=True, help="the consent form's reference")
-    e = _leaf(sub, "mark-escalated", cmd_mark_escalated,
-              "mark a recording as an escalated situation (training use where the policy "
-              "allows only those)", auth)
+    e = _leaf(
+        sub,
+        "mark-escalated",
+        cmd_mark_escalated,
+        "mark a recording as an escalated situation (training use where the policy "
+        "allows only those)",
+        auth,
+    )
     e.add_argument("recording", metavar="RECORDING")
     e.add_argument("--reason", required=True, help="what escalated")
 
@@ -153,34 +213,78 @@ def add_export_commands(sub: Any) -> None:
 
     auth = [_auth_parent()]
     add_training_commands(sub, auth)
-    p = _leaf(sub, "export", cmd_export, "hand a recording over to police or the prosecutor: "
-              "a signed package (vault/EXPORT.md) and a prosecution hold", auth)
+    p = _leaf(
+        sub,
+        "export",
+        cmd_export,
+        "hand a recording over to police or the prosecutor: "
+        "a signed package (vault/EXPORT.md) and a prosecution hold",
+        auth,
+    )
     p.add_argument("recording", metavar="RECORDING", help="RECORDING_ID or DEVICE_ID/RECORDING_ID")
-    p.add_argument("--out", metavar="PACKAGE", required=True,
-                   help="new folder, or a .zip file, for the package")
-    p.add_argument("--reference", required=True,
-                   help="the prosecutor's case number or the police report number")
-    p.add_argument("--basis", choices=BASES, default="prosecutor_claim",
-                   help="the prosecutor claimed it, or a police report was filed")
-    p.add_argument("--purpose", default="criminal_investigation",
-                   help="only criminal_investigation gives a package")
-    p.add_argument("--hold", type=int, default=None, metavar="HOLD_ID",
-                   help="the open prosecution hold this hand-over is for (default: the "
-                        "open one with this reference, or a new one)")
+    p.add_argument(
+        "--out",
+        metavar="PACKAGE",
+        required=True,
+        help="new folder, or a .zip file, for the package",
+    )
+    p.add_argument(
+        "--reference",
+        required=True,
+        help="the prosecutor's case number or the police report number",
+    )
+    p.add_argument(
+        "--basis",
+        choices=BASES,
+        default="prosecutor_claim",
+        help="the prosecutor claimed it, or a police report was filed",
+    )
+    p.add_argument(
+        "--purpose",
+        default="criminal_investigation",
+        help="only criminal_investigation gives a package",
+    )
+    p.add_argument(
+        "--hold",
+        type=int,
+        default=None,
+        metavar="HOLD_ID",
+        help="the open prosecution hold this hand-over is for (default: the "
+        "open one with this reference, or a new one)",
+    )
     p.add_argument("--reason", default=None, help="reason recorded with a new hold")
-    p.add_argument("--key", metavar="VAULT_KEY", default=None,
-                   help="vault private key file (default from site.toml)")
-    _leaf(sub, "export-key", cmd_export_key,
-          "print the export public key police and prosecutor check packages with", auth)
+    p.add_argument(
+        "--key",
+        metavar="VAULT_KEY",
+        default=None,
+        help="vault private key file (default from site.toml)",
+    )
+    _leaf(
+        sub,
+        "export-key",
+        cmd_export_key,
+        "print the export public key police and prosecutor check packages with",
+        auth,
+    )
     v = sub.add_parser(
-        "verify-export", help="check an export package on its own (no back office needed)",
+        "verify-export",
+        help="check an export package on its own (no back office needed)",
         description="Check a package folder or zip: the export signature, every file's "
         "hash, the camera-signed originals, the dock's ingest record and the MP4. Exit 0 "
-        "only when everything holds; each problem names its file.")
+        "only when everything holds; each problem names its file.",
+    )
     v.add_argument("package", metavar="PACKAGE", type=Path)
-    v.add_argument("--export-key", metavar="HEX_OR_FILE", default=None,
-                   help="the export public key the municipality published (hex, .pem or "
-                        ".pub); without it the key in the package is used and reported")
-    v.add_argument("--vault-key", metavar="VAULT_KEY", default=None,
-                   help="also decrypt the originals and compare every frame with the MP4")
+    v.add_argument(
+        "--export-key",
+        metavar="HEX_OR_FILE",
+        default=None,
+        help="the export public key the municipality published (hex, .pem or "
+        ".pub); without it the key in the package is used and reported",
+    )
+    v.add_argument(
+        "--vault-key",
+        metavar="VAULT_KEY",
+        default=None,
+        help="also decrypt the originals and compare every frame with the MP4",
+    )
     v.set_defaults(func=cmd_verify_export)

@@ -99,8 +99,11 @@ def parse_public_key_pem(raw: bytes, what: str = PUBLIC_KEY) -> bytes:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
         raise PackageFormatError(f"{what}: not a PEM file (not ASCII)") from None
-    m = re.fullmatch(r"\s*-----BEGIN PUBLIC KEY-----\s+([A-Za-z0-9+/=\s]+?)\s*"
-                     r"-----END PUBLIC KEY-----\s*", text)
+    m = re.fullmatch(
+        r"\s*-----BEGIN PUBLIC KEY-----\s+([A-Za-z0-9+/=\s]+?)\s*"
+        r"-----END PUBLIC KEY-----\s*",
+        text,
+    )
     if m is None:
         raise PackageFormatError(f"{what}: not a PEM public key")
     try:
@@ -109,7 +112,7 @@ def parse_public_key_pem(raw: bytes, what: str = PUBLIC_KEY) -> bytes:
         raise PackageFormatError(f"{what}: PEM body is not base64") from None
     if len(der) != 44 or not der.startswith(ED25519_SPKI_PREFIX):
         raise PackageFormatError(f"{what}: not an Ed25519 public key")
-    return der[len(ED25519_SPKI_PREFIX):]
+    return der[len(ED25519_SPKI_PREFIX) :]
 
 
 def parse_public_key_text(text: str) -> bytes:

@@ -38,8 +38,9 @@ class MediaFacts:
         return asdict(self)
 
 
-def measure(path: Path, *, container_format: str | None = None,
-            frame_digests: bool = False) -> tuple[MediaFacts, list[str]]:
+def measure(
+    path: Path, *, container_format: str | None = None, frame_digests: bool = False
+) -> tuple[MediaFacts, list[str]]:
     """Decode every video frame; the facts, and each frame's picture digest if asked."""
     digests: list[str] = []
     times: list[float] = []

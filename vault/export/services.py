@@ -109,45 +109,69 @@ def _json(doc: dict[str, Any]) -> bytes:
     return (json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=True) + "\n").encode()
 
 
-def _authorize(actor: Actor, recording: Recording, purpose: str, reference: str,
-               hold_id: int | None, clock: Clock) -> Hold | None:
+def _authorize(
+    actor: Actor,
+    recording: Recording,
+    purpose: str,
+    reference: str,
+    hold_id: int | None,
+    clock: Clock,
+) -> Hold | None:
     """Every rule an export must pass; each refusal audited as `recording.export`."""
     muni = recording.municipality
     policy = policy_of(muni)
     target = str(recording)
 
     def no(reason: str) -> Exception:
-        return refuse(actor=actor, action=ACTION, municipality=muni.code, target=target,
-                      purpose=purpose, reason=reason, clock=clock)
+        return refuse(
+            actor=actor,
+            action=ACTION,
+            municipality=muni.code,
+            target=target,
+            purpose=purpose,
+            reason=reason,
+            clock=clock,
+        )
 
     if purpose != PURPOSE:
-        raise no(f"a package goes only to police or the prosecutor for a {PURPOSE}; "
-                 f"purpose {purpose!r} gets no copy"
-                 + (" (an access request is viewing only)" if purpose == "access_request"
-                    else ""))
+        raise no(
+            f"a package goes only to police or the prosecutor for a {PURPOSE}; "
+            f"purpose {purpose!r} gets no copy"
+            + (" (an access request is viewing only)" if purpose == "access_request" else "")
+        )
     rule = policy.viewing.get(PURPOSE)  # type: ignore[call-overload]
     if rule is None or not rule.copy_allowed:
         raise no(f"the {policy.policy.name} policy gives no copy for {PURPOSE}")
     # Transfer is a custodian's action; the hand-over also needs the prosecution-hold role.
-    recording_authorize(actor=actor, recording=recording, action="recording.decrypt",
-                        clock=clock, purpose=purpose)
+    recording_authorize(
+        actor=actor, recording=recording, action="recording.decrypt", clock=clock, purpose=purpose
+    )
     placers = policy.hold_roles("prosecutor", "place")
     if not set(placers) & actor.roles_in(muni.code):
-        raise no(f"the {policy.policy.name} policy lets only {', '.join(placers)} hand "
-                 "footage over to police or the prosecutor")
+        raise no(
+            f"the {policy.policy.name} policy lets only {', '.join(placers)} hand "
+            "footage over to police or the prosecutor"
+        )
     access = list(Hold.objects.filter(recording=recording, kind=Hold.Kind.ACCESS_REQUEST))
     if any(h.reference.strip().lower() == reference.strip().lower() for h in access):
-        raise no(f"reference {reference!r} is an access request on this recording: viewing "
-                 "only, no copy")
+        raise no(
+            f"reference {reference!r} is an access request on this recording: viewing only, no copy"
+        )
     if hold_id is None:
         return None
     hold = Hold.objects.filter(pk=hold_id, recording=recording).first()
     if hold is None:
         raise no(f"hold {hold_id} is not a hold on this recording")
     if hold.kind != Hold.Kind.PROSECUTOR:
-        raise no(f"hold {hold_id} is a {hold.kind} hold: only a prosecutor's claim gives a "
-                 "package" + (" (an access request is viewing only)"
-                              if hold.kind == Hold.Kind.ACCESS_REQUEST else ""))
+        raise no(
+            f"hold {hold_id} is a {hold.kind} hold: only a prosecutor's claim gives a "
+            "package"
+            + (
+                " (an access request is viewing only)"
+                if hold.kind == Hold.Kind.ACCESS_REQUEST
+                else ""
+            )
+        )
     if hold.lifted_at is not None:
         raise no(f"hold {hold_id} was lifted: the prosecutor's claim has ended")
     if hold.reference.strip().lower() != reference.strip().lower():
@@ -155,12 +179,14 @@ def _authorize(actor: Actor, recording: Recording, purpose: str, reference: str,
     return hold
 
 
-def _custody(recording: Recording, camera_public: str, ingest: dict[str, Any] | None,
-             now: dt.datetime) -> dict[str, Any]:
+def _custody(
+    recording: Recording, camera_public: str, ingest: dict[str, Any] | None, now: dt.datetime
+) -> dict[str, Any]:
     """Who recorded it, who stored it, and every action on it the audit log holds."""
     target = str(recording)
     entries = AuditEntry.objects.filter(target=target) | AuditEntry.objects.filter(
-        target__startswith=f"{target} ")
+        target__startswith=f"{target} "
+    )
     head = AuditHead.objects.filter(pk=1).first()
     camera = recording.camera
     officer = recording.officer
@@ -168,52 +194,103 @@ def _custody(recording: Recording, camera_public: str, ingest: dict[str, Any] | 
         "format": fmt.CUSTODY_FORMAT,
         "as_of": _iso(now),
         "recording": {
-            "site": recording.site, "device_id": recording.device_id,
+            "site": recording.site,
+            "device_id": recording.device_id,
             "recording_id": recording.recording_id,
             "municipality": recording.municipality.code,
             "record_pressed_at": _iso(recording.record_pressed_at),
             "footage_start_at": _iso(recording.footage_start_at),
-            "ended_at": _iso(recording.ended_at), "complete": recording.complete,
-            "recovered": recording.recovered, "preroll_seconds": recording.preroll_seconds,
+            "ended_at": _iso(recording.ended_at),
+            "complete": recording.complete,
+            "recovered": recording.recovered,
+            "preroll_seconds": recording.preroll_seconds,
             "retention_ends_at": _iso(recording.retention_ends_at),
-            "segments": [{"name": s.name, "sha256": s.sha256, "size": s.size,
-                          "recovered": s.recovered, "start_at": _iso(s.start_at)}
-                         for s in recording.segments.all()],
+            "segments": [
+                {
+                    "name": s.name,
+                    "sha256": s.sha256,
+                    "size": s.size,
+                    "recovered": s.recovered,
+                    "start_at": _iso(s.start_at),
+                }
+                for s in recording.segments.all()
+            ],
         },
         "recorded_by": {
-            "camera": {"device_id": camera.device_id, "public_key": camera_public,
-                       "registered_at": _iso(camera.added_at),
-                       "registered_by": camera.added_by},
+            "camera": {
+                "device_id": camera.device_id,
+                "public_key": camera_public,
+                "registered_at": _iso(camera.added_at),
+                "registered_by": camera.added_by,
+            },
             "officer": ({"code": officer.code, "name": officer.name} if officer else None),
         },
-        "ingested_by": ({"dock": recording.ingest_dock, "at": _iso(recording.ingested_at),
-                         "dock_public_key": ingest["record"]["dock_public_key"],
-                         "record": f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}"} if ingest else None),
-        "holds": [{"id": h.id, "kind": h.kind, "reference": h.reference, "reason": h.reason,
-                   "opened_by": h.opened_by, "opened_at": _iso(h.opened_at),
-                   "lifted_by": h.lifted_by or None, "lifted_at": _iso(h.lifted_at),
-                   "lift_reason": h.lift_reason or None}
-                  for h in recording.holds.order_by("opened_at", "id")],
-        "events": [{"seq": e.seq, "at": _iso(e.at), "actor": e.actor, "roles": e.roles,
-                    "action": e.action, "target": e.target, "purpose": e.purpose,
-                    "result": e.result, "detail": json.loads(e.detail or "{}"),
-                    "entry_hash": e.entry_hash}
-                   for e in entries.order_by("seq")],
+        "ingested_by": (
+            {
+                "dock": recording.ingest_dock,
+                "at": _iso(recording.ingested_at),
+                "dock_public_key": ingest["record"]["dock_public_key"],
+                "record": f"{fmt.ORIGINAL_DIR}/{fmt.INGEST}",
+            }
+            if ingest
+            else None
+        ),
+        "holds": [
+            {
+                "id": h.id,
+                "kind": h.kind,
+                "reference": h.reference,
+                "reason": h.reason,
+                "opened_by": h.opened_by,
+                "opened_at": _iso(h.opened_at),
+                "lifted_by": h.lifted_by or None,
+                "lifted_at": _iso(h.lifted_at),
+                "lift_reason": h.lift_reason or None,
+            }
+            for h in recording.holds.order_by("opened_at", "id")
+        ],
+        "events": [
+            {
+                "seq": e.seq,
+                "at": _iso(e.at),
+                "actor": e.actor,
+                "roles": e.roles,
+                "action": e.action,
+                "target": e.target,
+                "purpose": e.purpose,
+                "result": e.result,
+                "detail": json.loads(e.detail or "{}"),
+                "entry_hash": e.entry_hash,
+            }
+            for e in entries.order_by("seq")
+        ],
         "audit_head": ({"seq": head.seq, "entry_hash": head.entry_hash} if head else None),
     }
 
 
-def _build(pkg: Path, scratch: Path, *, actor: Actor, recording: Recording, store: Store,
-           vault_key: VaultKey, export_key: SigningKey, reference: str, basis: str,
-           hold: Hold, clock: Clock) -> str:
+def _build(
+    pkg: Path,
+    scratch: Path,
+    *,
+    actor: Actor,
+    recording: Recording,
+    store: Store,
+    vault_key: VaultKey,
+    export_key: SigningKey,
+    reference: str,
+    basis: str,
+    hold: Hold,
+    clock: Clock,
+) -> str:
     """Write every file of the package into `pkg`; the export manifest's SHA-256."""
     original = pkg / fmt.ORIGINAL_DIR
     original.mkdir(mode=0o700)
     camera_public = _assemble(store, recording, original)
     vr = verify_recording(original, camera_public)
     if not vr.complete:
-        raise InvalidRequest(f"{recording} has no end entry: only a complete recording is "
-                             "handed over")
+        raise InvalidRequest(
+            f"{recording} has no end entry: only a complete recording is handed over"
+        )
     ingest_doc = None
     if recording.ingest_record_key:
         raw = store.get_bytes(recording.ingest_record_key, MAX_INGEST_RECORD)
@@ -231,31 +308,51 @@ def _build(pkg: Path, scratch: Path, *, actor: Actor, recording: Recording, stor
     _write(pkg / fmt.CUSTODY, _json(_custody(recording, camera_public.hex(), ingest_doc, now)))
     _write(pkg / fmt.PUBLIC_KEY, fmt.public_key_pem(export_key.public_bytes()))
     listed = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())
-    files = [{"path": p, "sha256": fmt.sha256_file(pkg / p), "size": (pkg / p).stat().st_size}
-             for p in listed]
-    docks = [{"name": n, "public_key": k}
-             for k, n in sorted(DockStation.objects.values_list("public_key", "name"))]
+    files = [
+        {"path": p, "sha256": fmt.sha256_file(pkg / p), "size": (pkg / p).stat().st_size}
+        for p in listed
+    ]
+    docks = [
+        {"name": n, "public_key": k}
+        for k, n in sorted(DockStation.objects.values_list("public_key", "name"))
+    ]
     manifest = {
         "format": fmt.FORMAT,
         "package_id": str(uuid.uuid4()),
         "created_at": _iso(now),
-        "created_by": {"user": actor.username,
-                       "roles": sorted(actor.roles_in(recording.municipality.code))},
+        "created_by": {
+            "user": actor.username,
+            "roles": sorted(actor.roles_in(recording.municipality.code)),
+        },
         "municipality": recording.municipality.code,
         "policy": policy_of(recording.municipality).policy.name,
-        "reference": reference, "basis": basis, "purpose": PURPOSE,
+        "reference": reference,
+        "basis": basis,
+        "purpose": PURPOSE,
         "hold": {"id": hold.id, "kind": hold.kind, "reference": hold.reference},
-        "recording": {"site": recording.site, "device_id": vr.device_id,
-                      "recording_id": vr.recording_id, "started_utc": vr.started_utc,
-                      "ended_utc": vr.ended_utc, "segments": len(vr.segments),
-                      "complete": vr.complete, "recovered": vr.recovered},
-        "camera": {"device_id": recording.camera.device_id,
-                   "public_key": camera_public.hex(),
-                   "registered_in": recording.municipality.code},
+        "recording": {
+            "site": recording.site,
+            "device_id": vr.device_id,
+            "recording_id": vr.recording_id,
+            "started_utc": vr.started_utc,
+            "ended_utc": vr.ended_utc,
+            "segments": len(vr.segments),
+            "complete": vr.complete,
+            "recovered": vr.recovered,
+        },
+        "camera": {
+            "device_id": recording.camera.device_id,
+            "public_key": camera_public.hex(),
+            "registered_in": recording.municipality.code,
+        },
         "trusted_docks": docks,
         "export_public_key": export_key.public_bytes().hex(),
-        "mp4": {"path": fmt.MP4, **facts.as_json(),
-                "decrypted_ts_sha256": fmt.sha256_file(ts), "decrypted_ts_bytes": plain_bytes},
+        "mp4": {
+            "path": fmt.MP4,
+            **facts.as_json(),
+            "decrypted_ts_sha256": fmt.sha256_file(ts),
+            "decrypted_ts_bytes": plain_bytes,
+        },
         "files": files,
     }
     raw_manifest = _json(manifest)
@@ -288,27 +385,48 @@ def _inform(recording: Recording, now: dt.datetime) -> list[str]:
     for who in policy.inform.get("prosecutor", []):
         if who == OFFICER_CONCERNED:
             if recording.officer is not None:
-                Notification.objects.create(municipality=recording.municipality,
-                                            recording=recording, officer=recording.officer,
-                                            event=ACTION, created_at=now)
+                Notification.objects.create(
+                    municipality=recording.municipality,
+                    recording=recording,
+                    officer=recording.officer,
+                    event=ACTION,
+                    created_at=now,
+                )
                 informed.append(f"officer {recording.officer.code}")
         else:
-            Notification.objects.create(municipality=recording.municipality,
-                                        recording=recording, role=who, event=ACTION,
-                                        created_at=now)
+            Notification.objects.create(
+                municipality=recording.municipality,
+                recording=recording,
+                role=who,
+                event=ACTION,
+                created_at=now,
+            )
             informed.append(who)
     return informed
 
 
-def recording_export(*, actor: Actor, recording: Recording, store: Store, vault_key: VaultKey,
-                     export_key: SigningKey, out: Path, reference: str, basis: str,
-                     clock: Clock, purpose: str = PURPOSE, reason: str = "",
-                     hold_id: int | None = None, work_dir: Path | None = None) -> ExportResult:
+def recording_export(
+    *,
+    actor: Actor,
+    recording: Recording,
+    store: Store,
+    vault_key: VaultKey,
+    export_key: SigningKey,
+    out: Path,
+    reference: str,
+    basis: str,
+    clock: Clock,
+    purpose: str = PURPOSE,
+    reason: str = "",
+    hold_id: int | None = None,
+    work_dir: Path | None = None,
+) -> ExportResult:
     """Make the package at `out` (a folder, or a zip when the name ends in .zip)."""
     reference = reference.strip()
     if not reference or len(reference) > 100:
-        raise InvalidRequest("--reference: the prosecutor's case or the police report "
-                             "number (1-100 characters)")
+        raise InvalidRequest(
+            "--reference: the prosecutor's case or the police report number (1-100 characters)"
+        )
     if basis not in fmt.BASES:
         raise InvalidRequest(f"basis {basis!r}: one of {', '.join(fmt.BASES)}")
     hold = _authorize(actor, recording, purpose, reference, hold_id, clock)
@@ -320,48 +438,92 @@ def recording_export(*, actor: Actor, recording: Recording, store: Store, vault_
     if not out.parent.is_dir():
         raise InvalidRequest(f"{out.parent} is not a folder")
     if hold is None:
-        hold = Hold.objects.filter(recording=recording, kind=Hold.Kind.PROSECUTOR,
-                                   lifted_at__isnull=True, reference=reference).first()
+        hold = Hold.objects.filter(
+            recording=recording,
+            kind=Hold.Kind.PROSECUTOR,
+            lifted_at__isnull=True,
+            reference=reference,
+        ).first()
     if hold is None:
-        hold = hold_place(actor=actor, recording=recording, kind="prosecutor",
-                          reference=reference,
-                          reason=reason or f"{basis.replace('_', ' ')} {reference}",
-                          store=store, clock=clock)
+        hold = hold_place(
+            actor=actor,
+            recording=recording,
+            kind="prosecutor",
+            reference=reference,
+            reason=reason or f"{basis.replace('_', ' ')} {reference}",
+            store=store,
+            clock=clock,
+        )
     staging = out.parent / f".{out.name}.{os.urandom(4).hex()}.part"
     staging.mkdir(mode=0o700)
     try:
         pkg = staging / "package"
         pkg.mkdir(mode=0o700)
         with _workdir(work_dir) as scratch:
-            manifest_sha = _build(pkg, scratch, actor=actor, recording=recording, store=store,
-                                  vault_key=vault_key, export_key=export_key,
-                                  reference=reference, basis=basis, hold=hold, clock=clock)
+            manifest_sha = _build(
+                pkg,
+                scratch,
+                actor=actor,
+                recording=recording,
+                store=store,
+                vault_key=vault_key,
+                export_key=export_key,
+                reference=reference,
+                basis=basis,
+                hold=hold,
+                clock=clock,
+            )
         nfiles = sum(1 for p in pkg.rglob("*") if p.is_file())
         if out.suffix.lower() == ".zip":
             _zip(pkg, staging / "package.zip")
             os.replace(staging / "package.zip", out)
         else:
             os.rename(pkg, out)
-    except (OriginRefused, FormatError, StoreError, MediaError, MediaCheckError, OSError,
-            InvalidRequest) as exc:
+    except (
+        OriginRefused,
+        FormatError,
+        StoreError,
+        MediaError,
+        MediaCheckError,
+        OSError,
+        InvalidRequest,
+    ) as exc:
         with transaction.atomic():
-            audit_record(actor=actor.username, roles=actor.describe(recording.municipality.code),
-                         municipality=recording.municipality.code, action=ACTION,
-                         target=str(recording), purpose=purpose,
-                         result="refused" if isinstance(exc, OriginRefused) else "failed",
-                         clock=clock, detail={"error": f"{type(exc).__name__}: {exc}",
-                                              "reference": reference})
+            audit_record(
+                actor=actor.username,
+                roles=actor.describe(recording.municipality.code),
+                municipality=recording.municipality.code,
+                action=ACTION,
+                target=str(recording),
+                purpose=purpose,
+                result="refused" if isinstance(exc, OriginRefused) else "failed",
+                clock=clock,
+                detail={"error": f"{type(exc).__name__}: {exc}", "reference": reference},
+            )
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     now = clock.now()
     with transaction.atomic():
         informed = _inform(recording, now)
-        audit_ok(actor=actor, action=ACTION, municipality=recording.municipality.code,
-                 target=str(recording), purpose=purpose, clock=clock,
-                 detail={"reference": reference, "basis": basis, "hold": hold.id,
-                         "package": out.name, "export_json_sha256": manifest_sha,
-                         "export_key": export_key.public_bytes().hex(), "informed": informed})
+        audit_ok(
+            actor=actor,
+            action=ACTION,
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            detail={
+                "reference": reference,
+                "basis": basis,
+                "hold": hold.id,
+                "package": out.name,
+                "export_json_sha256": manifest_sha,
+                "export_key": export_key.public_bytes().hex(),
+                "informed": informed,
+            },
+        )
     log.info("%s exported for %s %s by %s", recording, basis, reference, actor.username)
-    return ExportResult(out, manifest_sha, nfiles, hold.id, export_key.public_bytes().hex(),
-                        informed)
+    return ExportResult(
+        out, manifest_sha, nfiles, hold.id, export_key.public_bytes().hex(), informed
+    )

@@ -154,8 +154,13 @@ def _read(path: Path, limit: int) -> bytes:
 # --- the checks ------------------------------------------------------------------------------
 
 
-def _signature(files: dict[str, Path], sums: dict[str, str] | None, actual: dict[str, str],
-               expected_key: bytes | None, report: ExportReport) -> tuple[bytes, bytes] | None:
+def _signature(
+    files: dict[str, Path],
+    sums: dict[str, str] | None,
+    actual: dict[str, str],
+    expected_key: bytes | None,
+    report: ExportReport,
+) -> tuple[bytes, bytes] | None:
     """(export.json bytes, verifying key) when the signature holds; findings otherwise."""
     for name in (fmt.MANIFEST, fmt.SIGNATURE):
         if name not in files:
@@ -181,26 +186,45 @@ def _signature(files: dict[str, Path], sums: dict[str, str] | None, actual: dict
         return None
     raw, sig = read[fmt.MANIFEST], read[fmt.SIGNATURE]
     if key is not None and verify_signature(key, raw, sig):
-        if expected_key is not None and pem_key is not None and not hmac.compare_digest(
-                pem_key, expected_key):
+        if (
+            expected_key is not None
+            and pem_key is not None
+            and not hmac.compare_digest(pem_key, expected_key)
+        ):
             report.bad(fmt.PUBLIC_KEY, "is not the export key the manifest is signed with")
         return raw, key
     # Which file changed? The (unsigned) hash list tells, when it was not changed too.
-    blamed = [n for n in (fmt.MANIFEST, fmt.SIGNATURE, fmt.PUBLIC_KEY)
-              if sums is not None and n in sums and n in actual
-              and not hmac.compare_digest(sums[n], actual[n])]
+    blamed = [
+        n
+        for n in (fmt.MANIFEST, fmt.SIGNATURE, fmt.PUBLIC_KEY)
+        if sums is not None
+        and n in sums
+        and n in actual
+        and not hmac.compare_digest(sums[n], actual[n])
+    ]
     for name in blamed:
-        report.bad(name, "changed (its SHA-256 differs from SHA256SUMS) and the export "
-                         "signature does not verify")
+        report.bad(
+            name,
+            "changed (its SHA-256 differs from SHA256SUMS) and the export "
+            "signature does not verify",
+        )
     if not blamed and key is not None:
-        who = "the expected export key" if expected_key is not None else \
-            f"the package's export key {fingerprint(key)}"
+        who = (
+            "the expected export key"
+            if expected_key is not None
+            else f"the package's export key {fingerprint(key)}"
+        )
         report.bad(fmt.MANIFEST, f"signature ({fmt.SIGNATURE}) does not verify with {who}")
     return None
 
 
-def _files(files: dict[str, Path], actual: dict[str, str], manifest: dict[str, Any],
-           sums_raw: bytes | None, report: ExportReport) -> dict[str, dict[str, Any]]:
+def _files(
+    files: dict[str, Path],
+    actual: dict[str, str],
+    manifest: dict[str, Any],
+    sums_raw: bytes | None,
+    report: ExportReport,
+) -> dict[str, dict[str, Any]]:
     listed: dict[str, dict[str, Any]] = {}
     for f in manifest.get("files", []):
         listed[fmt.check_path(str(f["path"]))] = f
@@ -208,7 +232,8 @@ def _files(files: dict[str, Path], actual: dict[str, str], manifest: dict[str, A
         if path not in files:
             report.bad(path, "missing (removed from the package)")
         elif files[path].stat().st_size != int(entry["size"]) or not hmac.compare_digest(
-                actual[path], str(entry["sha256"])):
+            actual[path], str(entry["sha256"])
+        ):
             report.bad(path, "changed: SHA-256 differs from the signed export manifest")
     for path in sorted(files):
         if path not in listed and path not in fmt.UNLISTED:
@@ -219,13 +244,15 @@ def _files(files: dict[str, Path], actual: dict[str, str], manifest: dict[str, A
     if sums_raw is None:
         report.bad(fmt.HASH_LIST, "missing (removed from the package)")
     elif not hmac.compare_digest(sums_raw, fmt.render_hash_list(expected)):
-        report.bad(fmt.HASH_LIST, "changed: differs from the hash list the signed export "
-                                  "manifest implies")
+        report.bad(
+            fmt.HASH_LIST, "changed: differs from the hash list the signed export manifest implies"
+        )
     return listed
 
 
-def _originals(root: Path, manifest: dict[str, Any], report: ExportReport,
-               changed: set[str]) -> VerifiedRecording | None:
+def _originals(
+    root: Path, manifest: dict[str, Any], report: ExportReport, changed: set[str]
+) -> VerifiedRecording | None:
     names = [p for p in changed if p.startswith(f"{fmt.ORIGINAL_DIR}/")]
     if names:
         report.notes.append("camera signature check skipped: original files changed")
@@ -235,19 +262,25 @@ def _originals(root: Path, manifest: dict[str, Any], report: ExportReport,
         vr = verify_recording(root / fmt.ORIGINAL_DIR, camera)
     except FormatError as exc:
         name = exc.file if isinstance(exc, Tampered) else "manifest.bcm"
-        report.bad(f"{fmt.ORIGINAL_DIR}/{name}", f"camera check failed: "
-                                                  f"{type(exc).__name__}: {exc}")
+        report.bad(
+            f"{fmt.ORIGINAL_DIR}/{name}", f"camera check failed: {type(exc).__name__}: {exc}"
+        )
         return None
     rec = manifest["recording"]
-    if (vr.device_id, vr.recording_id) != (rec["device_id"], rec["recording_id"]) or \
-            vr.device_id != manifest["camera"]["device_id"]:
-        report.bad(f"{fmt.ORIGINAL_DIR}/recording.hdr", "names another recording than the "
-                                                        "export manifest")
+    if (vr.device_id, vr.recording_id) != (
+        rec["device_id"],
+        rec["recording_id"],
+    ) or vr.device_id != manifest["camera"]["device_id"]:
+        report.bad(
+            f"{fmt.ORIGINAL_DIR}/recording.hdr", "names another recording than the export manifest"
+        )
         return None
     if not vr.complete:
         report.bad(f"{fmt.ORIGINAL_DIR}/manifest.bcm", "the camera's manifest has no end entry")
-    report.proven.append(f"originals: {len(vr.segments)} segments exactly as camera "
-                         f"{vr.device_id} signed them (key {fingerprint(camera)}...)")
+    report.proven.append(
+        f"originals: {len(vr.segments)} segments exactly as camera "
+        f"{vr.device_id} signed them (key {fingerprint(camera)}...)"
+    )
     return vr
 
 
@@ -260,10 +293,13 @@ def _ingest(root: Path, manifest: dict[str, Any], report: ExportReport) -> None:
     docks = [bytes.fromhex(str(d["public_key"])) for d in manifest.get("trusted_docks", [])]
     try:
         rec = parse_ingest_record(_read(path, fmt.MAX_JSON), name, docks).record
-        rows = [("recording.hdr", rec["header"]), ("manifest.bcm", rec["manifest"])] + \
-            [(str(s["name"]), s) for s in rec["segments"]]
+        rows = [("recording.hdr", rec["header"]), ("manifest.bcm", rec["manifest"])] + [
+            (str(s["name"]), s) for s in rec["segments"]
+        ]
         same_recording = (rec["device_id"], rec["recording_id"]) == (
-            manifest["recording"]["device_id"], manifest["recording"]["recording_id"])
+            manifest["recording"]["device_id"],
+            manifest["recording"]["recording_id"],
+        )
     except (IngestRecordError, KeyError, TypeError, ValueError) as exc:
         report.bad(name, f"dock ingest record: {exc}")
         return
@@ -277,12 +313,19 @@ def _ingest(root: Path, manifest: dict[str, Any], report: ExportReport) -> None:
         if have is None or not hmac.compare_digest(have, str(row["sha256"])):
             report.bad(name, f"the dock stored another {fname} than the package holds")
             return
-    report.proven.append(f"dock ingest record signed by dock key "
-                         f"{str(rec['dock_public_key'])[:16]}... names these same originals")
+    report.proven.append(
+        f"dock ingest record signed by dock key "
+        f"{str(rec['dock_public_key'])[:16]}... names these same originals"
+    )
 
 
-def _mp4(root: Path, manifest: dict[str, Any], vr: VerifiedRecording | None,
-         vault_key: VaultKey | None, report: ExportReport) -> None:
+def _mp4(
+    root: Path,
+    manifest: dict[str, Any],
+    vr: VerifiedRecording | None,
+    vault_key: VaultKey | None,
+    report: ExportReport,
+) -> None:
     signed = manifest["mp4"]
     path = root / fmt.MP4
     try:
@@ -290,11 +333,16 @@ def _mp4(root: Path, manifest: dict[str, Any], vr: VerifiedRecording | None,
     except MediaCheckError as exc:
         report.bad(fmt.MP4, str(exc))
         return
-    if facts.video_frames != int(signed["video_frames"]) or \
-            abs(facts.duration_seconds - float(signed["duration_seconds"])) > 0.01:
-        report.bad(fmt.MP4, f"decodes to {facts.video_frames} frames / "
-                            f"{facts.duration_seconds} s, the manifest says "
-                            f"{signed['video_frames']} / {signed['duration_seconds']} s")
+    if (
+        facts.video_frames != int(signed["video_frames"])
+        or abs(facts.duration_seconds - float(signed["duration_seconds"])) > 0.01
+    ):
+        report.bad(
+            fmt.MP4,
+            f"decodes to {facts.video_frames} frames / "
+            f"{facts.duration_seconds} s, the manifest says "
+            f"{signed['video_frames']} / {signed['duration_seconds']} s",
+        )
         return
     if vr is not None and vr.segments:
         # The camera signed each segment's first timestamp and the recording's end time.
@@ -302,18 +350,26 @@ def _mp4(root: Path, manifest: dict[str, Any], vr: VerifiedRecording | None,
         at_least = (last.start_pts - first.start_pts) / 90_000
         at_most = (vr.ended_utc - first.start_utc) if vr.ended_utc is not None else None
         if facts.duration_seconds + DURATION_SLACK < at_least or (
-                at_most is not None and facts.duration_seconds > at_most + DURATION_SLACK):
-            report.bad(fmt.MP4, f"lasts {facts.duration_seconds} s; the camera's signed "
-                                f"timeline allows {at_least:.1f}.."
-                                f"{'?' if at_most is None else f'{at_most:.1f}'} s")
+            at_most is not None and facts.duration_seconds > at_most + DURATION_SLACK
+        ):
+            report.bad(
+                fmt.MP4,
+                f"lasts {facts.duration_seconds} s; the camera's signed "
+                f"timeline allows {at_least:.1f}.."
+                f"{'?' if at_most is None else f'{at_most:.1f}'} s",
+            )
             return
-    report.proven.append(f"recording.mp4: signed SHA-256, decodes to {facts.video_frames} "
-                         f"frames, {facts.duration_seconds} s, {facts.width}x{facts.height} "
-                         f"{facts.codec}, as signed and within the camera's timeline")
+    report.proven.append(
+        f"recording.mp4: signed SHA-256, decodes to {facts.video_frames} "
+        f"frames, {facts.duration_seconds} s, {facts.width}x{facts.height} "
+        f"{facts.codec}, as signed and within the camera's timeline"
+    )
     if vault_key is None:
-        report.notes.append("without --vault-key the MP4 is not compared with the "
-                            "decrypted originals: that it is their decryption rests on "
-                            "the export signature")
+        report.notes.append(
+            "without --vault-key the MP4 is not compared with the "
+            "decrypted originals: that it is their decryption rests on "
+            "the export signature"
+        )
         return
     if vr is None:
         report.notes.append("MP4 not compared with the originals: they did not verify")
@@ -323,29 +379,46 @@ def _mp4(root: Path, manifest: dict[str, Any], vr: VerifiedRecording | None,
         try:
             fd = os.open(ts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                decrypt_recording(root / fmt.ORIGINAL_DIR, vault_key,
-                                  bytes.fromhex(str(manifest["camera"]["public_key"])), out)
+                decrypt_recording(
+                    root / fmt.ORIGINAL_DIR,
+                    vault_key,
+                    bytes.fromhex(str(manifest["camera"]["public_key"])),
+                    out,
+                )
             ts_facts, ts_digests = measure(ts, container_format="mpegts", frame_digests=True)
         except (FormatError, MediaCheckError) as exc:
-            report.bad(f"{fmt.ORIGINAL_DIR}/recording.hdr",
-                       f"cannot decrypt with this vault key: {type(exc).__name__}: {exc}")
+            report.bad(
+                f"{fmt.ORIGINAL_DIR}/recording.hdr",
+                f"cannot decrypt with this vault key: {type(exc).__name__}: {exc}",
+            )
             return
         ts_sha = fmt.sha256_file(ts)
     if not hmac.compare_digest(ts_sha, str(signed.get("decrypted_ts_sha256", ""))):
-        report.bad(fmt.MANIFEST, "the decrypted originals differ from the MPEG-TS the "
-                                 "manifest says the MP4 was made from")
+        report.bad(
+            fmt.MANIFEST,
+            "the decrypted originals differ from the MPEG-TS the "
+            "manifest says the MP4 was made from",
+        )
     if ts_digests != digests:
-        differ = next((i for i, (a, b) in enumerate(zip(ts_digests, digests, strict=False))
-                       if a != b), min(len(ts_digests), len(digests)))
-        report.bad(fmt.MP4, f"is not the decryption of the originals: frame {differ} differs "
-                            f"({len(digests)} frames in the MP4, {len(ts_digests)} decrypted)")
+        differ = next(
+            (i for i, (a, b) in enumerate(zip(ts_digests, digests, strict=False)) if a != b),
+            min(len(ts_digests), len(digests)),
+        )
+        report.bad(
+            fmt.MP4,
+            f"is not the decryption of the originals: frame {differ} differs "
+            f"({len(digests)} frames in the MP4, {len(ts_digests)} decrypted)",
+        )
         return
-    report.proven.append(f"recording.mp4 is the decryption of the originals: all "
-                         f"{len(digests)} decoded frames equal the sealed MPEG-TS's")
+    report.proven.append(
+        f"recording.mp4 is the decryption of the originals: all "
+        f"{len(digests)} decoded frames equal the sealed MPEG-TS's"
+    )
 
 
-def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
-           report: ExportReport) -> None:
+def _check(
+    root: Path, expected_key: bytes | None, vault_key: VaultKey | None, report: ExportReport
+) -> None:
     files = _walk(root, report)
     actual = {p: fmt.sha256_file(f) for p, f in files.items()}
     sums_raw, sums = None, None
@@ -361,8 +434,7 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
         for path, digest in sorted((sums or {}).items()):
             if path not in files:
                 report.bad(path, "missing (listed in SHA256SUMS)")
-            elif path not in report.files_named and not hmac.compare_digest(
-                    digest, actual[path]):
+            elif path not in report.files_named and not hmac.compare_digest(digest, actual[path]):
                 report.bad(path, "changed (SHA-256 differs from SHA256SUMS)")
         return
     raw, key = signed
@@ -394,17 +466,19 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
             _mp4(root, manifest, vr, vault_key, report)
     except (KeyError, TypeError, ValueError) as exc:
         # Signed but malformed: the signer wrote a manifest this reader cannot use.
-        report.bad(fmt.MANIFEST, f"signed, but a field is missing or malformed: "
-                                 f"{type(exc).__name__}: {exc}")
+        report.bad(
+            fmt.MANIFEST,
+            f"signed, but a field is missing or malformed: {type(exc).__name__}: {exc}",
+        )
         return
     if fmt.CUSTODY in files and fmt.CUSTODY not in changed:
         try:
             custody = json.loads(_read(files[fmt.CUSTODY], fmt.MAX_JSON))
             rec = custody["recording"]
             same = (rec["device_id"], rec["recording_id"]) == (
-                manifest["recording"]["device_id"], manifest["recording"]["recording_id"]) \
-                and custody["recorded_by"]["camera"]["public_key"] == \
-                manifest["camera"]["public_key"]
+                manifest["recording"]["device_id"],
+                manifest["recording"]["recording_id"],
+            ) and custody["recorded_by"]["camera"]["public_key"] == manifest["camera"]["public_key"]
         except (ValueError, KeyError, TypeError) as exc:
             report.bad(fmt.CUSTODY, f"not a custody record: {exc}")
         else:
@@ -412,8 +486,9 @@ def _check(root: Path, expected_key: bytes | None, vault_key: VaultKey | None,
                 report.bad(fmt.CUSTODY, "is not the custody record of this recording")
 
 
-def verify_export(package: Path, *, expected_key: bytes | None = None,
-                  vault_key: VaultKey | None = None) -> ExportReport:
+def verify_export(
+    package: Path, *, expected_key: bytes | None = None, vault_key: VaultKey | None = None
+) -> ExportReport:
     """Check a package folder or zip; the report's findings name every file at fault."""
     report = ExportReport()
     package = Path(package)
@@ -427,7 +502,9 @@ def verify_export(package: Path, *, expected_key: bytes | None = None,
     else:
         report.bad(str(package), "no such package folder or zip")
     if expected_key is None:
-        report.notes.append("the export key was taken from the package itself: compare its "
-                            "fingerprint with the key the municipality published, or pass "
-                            "--export-key")
+        report.notes.append(
+            "the export key was taken from the package itself: compare its "
+            "fingerprint with the key the municipality published, or pass "
+            "--export-key"
+        )
     return report

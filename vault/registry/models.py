@@ -14,8 +14,7 @@ from vault.accounts.models import Municipality, Officer
 class Camera(models.Model):
     device_id = models.CharField(max_length=64)
     public_key = models.CharField(max_length=64, help_text="Ed25519, 64 lowercase hex")
-    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT,
-                                     related_name="cameras")
+    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT, related_name="cameras")
     model = models.CharField(max_length=64, blank=True, default="")
     added_by = models.CharField(max_length=150)
     added_at = models.DateTimeField()
@@ -23,9 +22,13 @@ class Camera(models.Model):
     removed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["device_id"],
-                                               condition=models.Q(removed_at__isnull=True),
-                                               name="camera_one_active_registration")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device_id"],
+                condition=models.Q(removed_at__isnull=True),
+                name="camera_one_active_registration",
+            )
+        ]
         indexes = [models.Index(fields=["device_id", "public_key"])]
 
     def __str__(self) -> str:
@@ -50,9 +53,13 @@ class Assignment(models.Model):
     assigned_at = models.DateTimeField()
 
     class Meta:
-        constraints = [models.CheckConstraint(
-            condition=models.Q(ends_at__isnull=True) | models.Q(ends_at__gt=models.F("starts_at")),
-            name="assignment_ends_after_start")]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__isnull=True)
+                | models.Q(ends_at__gt=models.F("starts_at")),
+                name="assignment_ends_after_start",
+            )
+        ]
         indexes = [models.Index(fields=["camera", "starts_at"])]
 
 

@@ -14,15 +14,22 @@ from vault.registry.models import Assignment, Camera, DockStation
 
 def camera_registrations(device_id: str) -> list[Camera]:
     """Every registration of a device id, active first (origin checks try each key)."""
-    return list(Camera.objects.filter(device_id=device_id).select_related("municipality")
-                .order_by("removed_at", "-added_at"))
+    return list(
+        Camera.objects.filter(device_id=device_id)
+        .select_related("municipality")
+        .order_by("removed_at", "-added_at")
+    )
 
 
 def officer_at(camera: Camera, at: dt.datetime) -> Officer | None:
     """The officer the coordinator assigned this camera to at `at` (latest assignment wins)."""
-    a = (Assignment.objects.filter(camera__device_id=camera.device_id, starts_at__lte=at)
-         .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
-         .select_related("officer").order_by("-starts_at", "-id").first())
+    a = (
+        Assignment.objects.filter(camera__device_id=camera.device_id, starts_at__lte=at)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+        .select_related("officer")
+        .order_by("-starts_at", "-id")
+        .first()
+    )
     return a.officer if a is not None else None
 
 
@@ -30,8 +37,7 @@ def trusted_dock_keys() -> list[bytes]:
     return [bytes.fromhex(k) for k in DockStation.objects.values_list("public_key", flat=True)]
 
 
-def camera_list(*, actor: Actor, clock: Clock, include_removed: bool = False
-                ) -> QuerySet[Camera]:
+def camera_list(*, actor: Actor, clock: Clock, include_removed: bool = False) -> QuerySet[Camera]:
     munis = authorize_any(actor=actor, action="catalog.list", clock=clock, target="cameras")
     qs = Camera.objects.filter(municipality__in=munis).select_related("municipality")
     if not include_removed:

@@ -61,23 +61,31 @@ class SiteConfig:
             with open(path, "rb") as f:
                 raw = f.read(MAX_SITE_FILE + 1)
         except FileNotFoundError:
-            raise NotConfigured(f"{path} does not exist: set the site up with `bodycam vault "
-                                "init --home DIR --store URL --policy NAME --admin NAME`") \
-                from None
+            raise NotConfigured(
+                f"{path} does not exist: set the site up with `bodycam vault "
+                "init --home DIR --store URL --policy NAME --admin NAME`"
+            ) from None
         try:
             doc = tomllib.loads(raw.decode("utf-8"))
-            cfg = cls(home=home, site=str(doc["site"]), store=str(doc["store"]),
-                      vault_key=Path(doc["vault_key"]) if doc.get("vault_key") else None,
-                      registry_key=Path(doc.get("registry_key", "registry.key")),
-                      cache_dirs=[Path(p) for p in doc.get("cache_dirs", [])])
+            cfg = cls(
+                home=home,
+                site=str(doc["site"]),
+                store=str(doc["store"]),
+                vault_key=Path(doc["vault_key"]) if doc.get("vault_key") else None,
+                registry_key=Path(doc.get("registry_key", "registry.key")),
+                cache_dirs=[Path(p) for p in doc.get("cache_dirs", [])],
+            )
         except (UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError) as exc:
             raise NotConfigured(f"{path}: not a valid site file ({exc})") from None
         return cfg
 
     def save(self) -> None:
-        doc: dict[str, object] = {"site": self.site, "store": self.store,
-                                  "registry_key": str(self.registry_key),
-                                  "cache_dirs": [str(p) for p in self.cache_dirs]}
+        doc: dict[str, object] = {
+            "site": self.site,
+            "store": self.store,
+            "registry_key": str(self.registry_key),
+            "cache_dirs": [str(p) for p in self.cache_dirs],
+        }
         if self.vault_key is not None:
             doc["vault_key"] = str(self.vault_key)
         path = self.home / SITE_FILE
@@ -106,8 +114,10 @@ def check_migrated() -> None:
     executor = MigrationExecutor(connection)
     plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
     if plan:
-        raise NotConfigured(f"the back-office database needs {len(plan)} migration(s): run "
-                            "`bodycam vault migrate` (or `bodycam vault init` on a new site)")
+        raise NotConfigured(
+            f"the back-office database needs {len(plan)} migration(s): run "
+            "`bodycam vault migrate` (or `bodycam vault init` on a new site)"
+        )
 
 
 def migrate() -> None:

@@ -16,8 +16,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-HOME = Path(os.environ.get("BODYCAM_VAULT_HOME",
-                           Path.home() / ".local" / "state" / "bodycam-vault")).absolute()
+HOME = Path(
+    os.environ.get("BODYCAM_VAULT_HOME", Path.home() / ".local" / "state" / "bodycam-vault")
+).absolute()
 
 
 def database_from_url(url: str) -> dict[str, Any]:
@@ -28,9 +29,15 @@ def database_from_url(url: str) -> dict[str, Any]:
         if not path:
             raise ValueError(f"database URL {url!r} has no path")
         # WAL and a busy timeout: the timer's purge and a person's command may overlap.
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path,
-                "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
-                            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"}}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {
+                "timeout": 30,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;",
+            },
+        }
     if parsed.scheme in ("postgres", "postgresql"):
         query = dict(urllib.parse.parse_qsl(parsed.query))
         options = {k: v for k, v in query.items() if k not in ("host", "port")}
@@ -68,8 +75,9 @@ def _secret_key() -> str:
 
 SECRET_KEY = _secret_key()
 DEBUG = os.environ.get("BODYCAM_VAULT_DEBUG") == "1"
-ALLOWED_HOSTS = [h for h in os.environ.get("BODYCAM_VAULT_HOSTS", "127.0.0.1,localhost")
-                 .split(",") if h]
+ALLOWED_HOSTS = [
+    h for h in os.environ.get("BODYCAM_VAULT_HOSTS", "127.0.0.1,localhost").split(",") if h
+]
 
 INSTALLED_APPS = [
     "django.contrib.auth",
@@ -89,15 +97,20 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 ROOT_URLCONF = "vault.site.urls"
-DATABASES = {"default": database_from_url(
-    os.environ.get("BODYCAM_VAULT_DATABASE", f"sqlite:///{HOME / 'vault.sqlite3'}"))}
+DATABASES = {
+    "default": database_from_url(
+        os.environ.get("BODYCAM_VAULT_DATABASE", f"sqlite:///{HOME / 'vault.sqlite3'}")
+    )
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "Europe/Amsterdam"
 LANGUAGE_CODE = "en"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
-     "OPTIONS": {"min_length": 12}},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": 12},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 # Deployment hardening (checked by `manage.py check --deploy`).
@@ -116,16 +129,20 @@ LOGGING = {"version": 1, "disable_existing_loggers": False}
 INSTALLED_APPS += ["django.contrib.staticfiles", "vault.web.apps.Config"]
 # Static files served by the application server itself, compressed and cache-busted.
 MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
-TEMPLATES = [{
-    "BACKEND": "django.template.backends.django.DjangoTemplates",
-    "DIRS": [],
-    "APP_DIRS": True,
-    "OPTIONS": {"context_processors": [
-        "django.template.context_processors.request",
-        "django.contrib.auth.context_processors.auth",
-        "vault.web.context.back_office",
-    ]},
-}]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "vault.web.context.back_office",
+            ]
+        },
+    }
+]
 STATIC_URL = "/static/"
 STATIC_ROOT = HOME / "static"
 WHITENOISE_USE_FINDERS = True  # no collectstatic step needed on a small site
@@ -145,5 +162,7 @@ if os.environ.get("BODYCAM_VAULT_LOCAL_HTTP") == "1":
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = False
     SECURE_HSTS_SECONDS = 0
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
-MIDDLEWARE += ["vault.web.middleware.SessionIdleMiddleware",
-               "vault.web.middleware.NoStoreMiddleware"]
+MIDDLEWARE += [
+    "vault.web.middleware.SessionIdleMiddleware",
+    "vault.web.middleware.NoStoreMiddleware",
+]

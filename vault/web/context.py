@@ -17,6 +17,10 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
 
     actor = actor_for(request.user)
     roles = sorted({r for rs in actor.roles.values() for r in rs})
-    return {"actor": actor, "my_roles": roles,
-            "my_municipalities": sorted(actor.roles),
-            "open_reports": unsubmitted(actor=actor).count(), "time_zone": settings.TIME_ZONE}
+    return {
+        "actor": actor,
+        "my_roles": roles,
+        "my_municipalities": sorted(actor.roles),
+        "open_reports": unsubmitted(actor=actor).count(),
+        "time_zone": settings.TIME_ZONE,
+    }

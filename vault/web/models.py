@@ -35,8 +35,9 @@ class CaseRequest(models.Model):
         GRANTED = "granted", "granted"
         REFUSED = "refused", "refused"
 
-    municipality = models.ForeignKey(Municipality, on_delete=models.PROTECT,
-                                     related_name="case_requests")
+    municipality = models.ForeignKey(
+        Municipality, on_delete=models.PROTECT, related_name="case_requests"
+    )
     kind = models.CharField(max_length=20, choices=Kind.choices)
     reference = models.CharField(max_length=100)
     description = models.CharField(max_length=1000)
@@ -60,8 +61,11 @@ class CaseRequest(models.Model):
 
     class Meta:
         ordering = ["-received_at", "-id"]
-        constraints = [models.UniqueConstraint(fields=["municipality", "kind", "reference"],
-                                               name="case_request_unique")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["municipality", "kind", "reference"], name="case_request_unique"
+            )
+        ]
 
 
 class ShiftReport(models.Model):
@@ -69,10 +73,12 @@ class ShiftReport(models.Model):
         DRAFT = "draft"
         SUBMITTED = "submitted"
 
-    recording = models.OneToOneField(Recording, on_delete=models.PROTECT,
-                                     related_name="shift_report")
-    officer = models.ForeignKey(Officer, null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="shift_reports")
+    recording = models.OneToOneField(
+        Recording, on_delete=models.PROTECT, related_name="shift_report"
+    )
+    officer = models.ForeignKey(
+        Officer, null=True, blank=True, on_delete=models.PROTECT, related_name="shift_reports"
+    )
     # From the signed event log (never typed in by anyone).
     pressed_at = models.DateTimeField()
     stopped_at = models.DateTimeField(null=True, blank=True)

@@ -35,11 +35,13 @@ from vault.media import MediaError
 log = logging.getLogger(__name__)
 
 # One keyframe a second so a seek lands close to where it was asked.
-X264_OPTIONS = {"preset": "ultrafast", "tune": "zerolatency",
-                "x264-params": "keyint=30:min-keyint=15:scenecut=0"}
+X264_OPTIONS = {
+    "preset": "ultrafast",
+    "tune": "zerolatency",
+    "x264-params": "keyint=30:min-keyint=15:scenecut=0",
+}
 # Small fragments (a quarter second) so the first frame reaches the browser early.
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof",
-               "frag_duration": "250000"}
+MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "250000"}
 MAX_FRAMES = 30 * 60 * 60 * 2  # two hours at 30 fps: a bound on any one viewing
 
 
@@ -48,11 +50,16 @@ class Watermark:
     lines: tuple[str, ...]
 
     @classmethod
-    def for_viewing(cls, names: Sequence[str], purpose: str, started: dt.datetime,
-                    recording: str) -> Watermark:
-        return cls((f"VIEWING {' + '.join(names)}",
-                    f"purpose {purpose}  |  {recording}",
-                    f"viewed {started.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  |  no copy"))
+    def for_viewing(
+        cls, names: Sequence[str], purpose: str, started: dt.datetime, recording: str
+    ) -> Watermark:
+        return cls(
+            (
+                f"VIEWING {' + '.join(names)}",
+                f"purpose {purpose}  |  {recording}",
+                f"viewed {started.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  |  no copy",
+            )
+        )
 
 
 def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndarray:
@@ -67,8 +74,16 @@ def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndar
     # without losing the top of the picture.
     img[:box_h] = (img[:box_h] * 0.35).astype(np.uint8)
     for i, text in enumerate(lines):
-        cv2.putText(img, text, (8, line_h * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                    (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.putText(
+            img,
+            text,
+            (8, line_h * (i + 1)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            scale,
+            (255, 255, 255),
+            thick,
+            cv2.LINE_AA,
+        )
     return img
 
 
@@ -92,8 +107,10 @@ class GrowingMedia:
     def write(self, data: bytes) -> int:
         with self._cond:
             if not self._buf and self.started:
-                log.info("viewing stream: first bytes %.3f s after the start",
-                         time.perf_counter() - self.started)
+                log.info(
+                    "viewing stream: first bytes %.3f s after the start",
+                    time.perf_counter() - self.started,
+                )
             self._buf += data
             self._cond.notify_all()
         return len(data)
@@ -115,7 +132,7 @@ class GrowingMedia:
         """Bytes start..end (inclusive), waiting up to `timeout` s for at least one of them."""
         with self._cond:
             self._cond.wait_for(lambda: self.done or len(self._buf) > start, timeout=timeout)
-            return bytes(self._buf[start:end + 1])
+            return bytes(self._buf[start : end + 1])
 
     def wait_done(self, timeout: float) -> bool:
         with self._cond:
@@ -124,8 +141,12 @@ class GrowingMedia:
     def mime_codecs(self, timeout: float) -> str:
         """`video/mp4; codecs="avc1.PPCCLL[, mp4a.40.2]"` from the initialization segment."""
         with self._cond:
-            self._cond.wait_for(lambda: self.done or b"moov" in self._buf[:1 << 16]
-                                and b"avcC" in self._buf[:1 << 16], timeout=timeout)
+            self._cond.wait_for(
+                lambda: (
+                    self.done or b"moov" in self._buf[: 1 << 16] and b"avcC" in self._buf[: 1 << 16]
+                ),
+                timeout=timeout,
+            )
             head = bytes(self._buf[: 1 << 16])
         at = head.find(b"avcC")
         if at < 0 or len(head) < at + 8:
@@ -146,14 +167,20 @@ class GrowingMedia:
             self._cond.notify_all()
 
 
-def decrypt_to_memory(*, recording: Recording, store: Store, vault_key: VaultKey,
-                      work_dir: Path | None) -> bytes:
+def decrypt_to_memory(
+    *, recording: Recording, store: Store, vault_key: VaultKey, work_dir: Path | None
+) -> bytes:
     """The recording's MPEG-TS plaintext, verified against the registered camera key."""
     buf = io.BytesIO()
     with _workdir(work_dir) as tmp:
         public = _assemble(store, recording, tmp)
-        decrypt_recording(tmp, vault_key, public, buf, require_complete=not recording.recovered
-                          and recording.complete)
+        decrypt_recording(
+            tmp,
+            vault_key,
+            public,
+            buf,
+            require_complete=not recording.recovered and recording.complete,
+        )
     return buf.getvalue()
 
 
@@ -164,13 +191,16 @@ def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
     return media.value()
 
 
-def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
-                       stop: threading.Event | None = None) -> int:
+def encode_watermarked(
+    ts: bytes, mark: Watermark, out_buf: GrowingMedia, stop: threading.Event | None = None
+) -> int:
     """Encode into `out_buf` as fragments complete; returns frames. Stops early on `stop`."""
     frames = 0
     try:
-        with av.open(io.BytesIO(ts), "r", format="mpegts") as fin, \
-                av.open(out_buf, "w", format="mp4", options=MP4_OPTIONS) as fout:
+        with (
+            av.open(io.BytesIO(ts), "r", format="mpegts") as fin,
+            av.open(out_buf, "w", format="mp4", options=MP4_OPTIONS) as fout,
+        ):
             # PyAV's stubs type streams and frames loosely: this is video, the other audio.
             vin: Any = next((s for s in fin.streams if s.type == "video"), None)
             if vin is None:
@@ -194,8 +224,7 @@ def encode_watermarked(ts: bytes, mark: Watermark, out_buf: GrowingMedia,
             streams = [vin] + ([ain] if ain is not None else [])
             for packet in fin.demux(*streams):
                 if packet.stream is ain:
-                    if packet.dts is not None and packet.pts is not None and \
-                            first_pts is not None:
+                    if packet.dts is not None and packet.pts is not None and first_pts is not None:
                         if audio_shift is None:
                             audio_shift = int(first_pts / float(ain.time_base))
                         packet.pts -= audio_shift
@@ -231,8 +260,9 @@ class _Stopped(Exception):
     """The viewing ended while its stream was still being prepared."""
 
 
-def encode_in_background(ts: bytes, mark: Watermark) -> tuple[GrowingMedia, threading.Thread,
-                                                               threading.Event]:
+def encode_in_background(
+    ts: bytes, mark: Watermark
+) -> tuple[GrowingMedia, threading.Thread, threading.Event]:
     """Start encoding on a thread; the media grows as it runs and is finished either way."""
     media = GrowingMedia()
     stop = threading.Event()
@@ -241,8 +271,11 @@ def encode_in_background(ts: bytes, mark: Watermark) -> tuple[GrowingMedia, thre
         t0 = time.perf_counter()
         try:
             encode_watermarked(ts, mark, media, stop)
-            log.info("viewing stream encoded: %d frames in %.2f s", media.frames,
-                     time.perf_counter() - t0)
+            log.info(
+                "viewing stream encoded: %d frames in %.2f s",
+                media.frames,
+                time.perf_counter() - t0,
+            )
         except _Stopped:
             media.finish("ended before the stream was complete")
         except MediaError as exc:

@@ -55,8 +55,9 @@ def _piece_start(key: str) -> int:
         return -1
 
 
-def _device_events(store: Store, keys: list[str], camera: Camera | None,
-                   problems: list[str]) -> tuple[list[Event], bool]:
+def _device_events(
+    store: Store, keys: list[str], camera: Camera | None, problems: list[str]
+) -> tuple[list[Event], bool]:
     """The device's events in order; verified when the log is whole from its first byte."""
     keys = sorted(keys, key=_piece_start)
     fd, name = tempfile.mkstemp(prefix="events-", suffix=".jsonl")
@@ -67,8 +68,11 @@ def _device_events(store: Store, keys: list[str], camera: Camera | None,
                 f.write(store.get_bytes(k, MAX_EVENT_PIECE))
         if camera is not None and keys and _piece_start(keys[0]) == 0:
             try:
-                return list(verify_event_log(path, bytes.fromhex(camera.public_key),
-                                             allow_torn_tail=True).events), True
+                return list(
+                    verify_event_log(
+                        path, bytes.fromhex(camera.public_key), allow_torn_tail=True
+                    ).events
+                ), True
             except EventLogError as exc:
                 problems.append(f"{keys[0].split('/')[1]}: event log does not verify: {exc}")
         try:
@@ -85,40 +89,75 @@ def _status(device: str, events: list[Event], now: dt.datetime) -> None:
     profile = [e for e in events if e.kind == "profile_applied"]
     since = docked[-2].seq if len(docked) > 1 else 0  # health over the last shift
     issues = [e for e in events if e.kind in HEALTH_KINDS and e.seq > since]
-    health = "ok" if not issues else "; ".join(
-        f"{e.kind}: {e.fields.get('fault') or e.fields.get('detail') or ''}".strip(": ")
-        for e in issues[-3:])
+    health = (
+        "ok"
+        if not issues
+        else "; ".join(
+            f"{e.kind}: {e.fields.get('fault') or e.fields.get('detail') or ''}".strip(": ")
+            for e in issues[-3:]
+        )
+    )
     version = ""
     if profile:
         f = profile[-1].fields
         version = f"{f.get('profile_name') or '?'} v{f.get('profile_version') or '?'}"
-    CameraStatus.objects.update_or_create(device_id=device, defaults={
-        "last_docked_at": from_epoch(docked[-1].utc) if docked else None,
-        "profile_version": version, "health": health[:300], "events_seen": len(events),
-        "updated_at": now})
+    CameraStatus.objects.update_or_create(
+        device_id=device,
+        defaults={
+            "last_docked_at": from_epoch(docked[-1].utc) if docked else None,
+            "profile_version": version,
+            "health": health[:300],
+            "events_seen": len(events),
+            "updated_at": now,
+        },
+    )
 
 
 def _draft(rec: Recording, events: list[Event], verified: bool, now: dt.datetime) -> bool:
-    start = next((e for e in events if e.kind == "record_start"
-                  and e.fields.get("recording_id") == rec.recording_id), None)
+    start = next(
+        (
+            e
+            for e in events
+            if e.kind == "record_start" and e.fields.get("recording_id") == rec.recording_id
+        ),
+        None,
+    )
     if start is None or ShiftReport.objects.filter(recording=rec).exists():
         return False
-    stop = next((e for e in events if e.kind == "record_stop"
-                 and e.fields.get("recording_id") == rec.recording_id), None)
+    stop = next(
+        (
+            e
+            for e in events
+            if e.kind == "record_stop" and e.fields.get("recording_id") == rec.recording_id
+        ),
+        None,
+    )
     end_seq, end_utc = (stop.seq, stop.utc) if stop else (start.seq + 10_000, float("inf"))
     # The signals of this recording: from just before the press to just after the stop
     # (not the end of the recording before it, nor the start of the next).
-    indicators = [{"at": e.utc, "indicator": e.fields.get("indicator"),
-                   "on": e.fields.get("on"), "reason": e.fields.get("reason")}
-                  for e in events if e.kind == "indicator"
-                  and start.seq - 5 <= e.seq <= end_seq + 3
-                  and start.utc - 2.0 <= e.utc <= end_utc + 2.0]
+    indicators = [
+        {
+            "at": e.utc,
+            "indicator": e.fields.get("indicator"),
+            "on": e.fields.get("on"),
+            "reason": e.fields.get("reason"),
+        }
+        for e in events
+        if e.kind == "indicator"
+        and start.seq - 5 <= e.seq <= end_seq + 3
+        and start.utc - 2.0 <= e.utc <= end_utc + 2.0
+    ]
     ShiftReport.objects.create(
-        recording=rec, officer=rec.officer, pressed_at=from_epoch(start.utc),
+        recording=rec,
+        officer=rec.officer,
+        pressed_at=from_epoch(start.utc),
         stopped_at=from_epoch(stop.utc) if stop else None,
         preroll_seconds=float(start.fields.get("prerecord_covered") or rec.preroll_seconds),
         stop_reason=str(stop.fields.get("reason") or "")[:200] if stop else "",
-        indicators=indicators[:50], events_verified=verified, drafted_at=now)
+        indicators=indicators[:50],
+        events_verified=verified,
+        drafted_at=now,
+    )
     return True
 
 
@@ -132,22 +171,34 @@ def shift_sync(*, actor: Actor, store: Store, clock: Clock) -> ShiftSyncReport:
         by_device.setdefault(k.split("/")[1], []).append(k)
     now = clock.now()
     for device, keys in sorted(by_device.items()):
-        camera = Camera.objects.filter(device_id=device, removed_at__isnull=True,
-                                       municipality__in=munis).first()
+        camera = Camera.objects.filter(
+            device_id=device, removed_at__isnull=True, municipality__in=munis
+        ).first()
         if camera is None:
             continue
         events, verified = _device_events(store, keys, camera, report.problems)
         report.cameras += 1
         with transaction.atomic():
             _status(device, events, now)
-            for rec in Recording.objects.filter(device_id=device, municipality__in=munis) \
-                    .exclude(state=Recording.State.PURGED).select_related("officer"):
+            for rec in (
+                Recording.objects.filter(device_id=device, municipality__in=munis)
+                .exclude(state=Recording.State.PURGED)
+                .select_related("officer")
+            ):
                 if _draft(rec, events, verified, now):
                     report.drafted.append(str(rec))
     with transaction.atomic():
-        audit_ok(actor=actor, action="report.draft", target=store.url, clock=clock,
-                 detail={"cameras": report.cameras, "drafted": len(report.drafted),
-                         "problems": report.problems[:20]})
+        audit_ok(
+            actor=actor,
+            action="report.draft",
+            target=store.url,
+            clock=clock,
+            detail={
+                "cameras": report.cameras,
+                "drafted": len(report.drafted),
+                "problems": report.problems[:20],
+            },
+        )
     return report
 
 
@@ -162,11 +213,11 @@ def report_list(*, actor: Actor, state: str = "") -> QuerySet[ShiftReport]:
     """The officer's own reports, and every report of the coordinator's municipality."""
     mine = Q(officer__user_id=actor.user.pk) if actor.user is not None else Q(pk__in=[])
     qs = ShiftReport.objects.filter(
-        mine | Q(recording__municipality__code__in=_reader_municipalities(actor)))
+        mine | Q(recording__municipality__code__in=_reader_municipalities(actor))
+    )
     if state:
         qs = qs.filter(state=state)
-    return qs.select_related("recording", "recording__municipality", "officer",
-                             "recording__camera")
+    return qs.select_related("recording", "recording__municipality", "officer", "recording__camera")
 
 
 def report_get(*, actor: Actor, report_id: int) -> ShiftReport:
@@ -181,27 +232,49 @@ def unsubmitted(*, actor: Actor) -> QuerySet[ShiftReport]:
 
 
 def _own(actor: Actor, report: ShiftReport) -> bool:
-    return report.officer is not None and actor.user is not None \
+    return (
+        report.officer is not None
+        and actor.user is not None
         and report.officer.user_id == actor.user.pk
+    )
 
 
-def report_complete(*, actor: Actor, report: ShiftReport, reason: str,
-                    warning_given: bool | None, warning_note: str, bystanders_informed: str,
-                    submit: bool, clock: Clock) -> ShiftReport:
+def report_complete(
+    *,
+    actor: Actor,
+    report: ShiftReport,
+    reason: str,
+    warning_given: bool | None,
+    warning_note: str,
+    bystanders_informed: str,
+    submit: bool,
+    clock: Clock,
+) -> ShiftReport:
     """The officer fills in the report; with `submit` it goes to the coordinator."""
     muni = report.recording.municipality.code
     if not _own(actor, report):
-        raise refuse(actor=actor, action="report.complete", municipality=muni,
-                     target=str(report.recording), clock=clock,
-                     reason="only the officer who made the recording writes its report")
+        raise refuse(
+            actor=actor,
+            action="report.complete",
+            municipality=muni,
+            target=str(report.recording),
+            clock=clock,
+            reason="only the officer who made the recording writes its report",
+        )
     if report.state == ShiftReport.State.SUBMITTED:
         raise InvalidRequest("this report was submitted; it can no longer be changed")
     report.reason, report.warning_note = reason.strip()[:5000], warning_note.strip()[:5000]
     report.warning_given = warning_given
     report.bystanders_informed = bystanders_informed.strip()[:5000]
     if submit:
-        missing = [n for n, v in (("reason and circumstances", report.reason),
-                                  ("bystanders informed", report.bystanders_informed)) if not v]
+        missing = [
+            n
+            for n, v in (
+                ("reason and circumstances", report.reason),
+                ("bystanders informed", report.bystanders_informed),
+            )
+            if not v
+        ]
         if warning_given is None:
             missing.append("whether a warning was given")
         elif not warning_given and not report.warning_note:
@@ -212,9 +285,14 @@ def report_complete(*, actor: Actor, report: ShiftReport, reason: str,
         report.submitted_at, report.submitted_by = clock.now(), actor.username
     with transaction.atomic():
         report.save()
-        audit_ok(actor=actor, action="report.submit" if submit else "report.save",
-                 municipality=muni, target=str(report.recording), clock=clock,
-                 detail={"report": report.pk})
+        audit_ok(
+            actor=actor,
+            action="report.submit" if submit else "report.save",
+            municipality=muni,
+            target=str(report.recording),
+            clock=clock,
+            detail={"report": report.pk},
+        )
     return report
 
 
@@ -230,25 +308,37 @@ def report_pdf(report: ShiftReport) -> bytes:
     pdf.set_title(f"Shift report {report.recording}")
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 15)
-    pdf.cell(0, 10, _latin1(f"Officer's report - {report.recording}"),
-             new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0, 10, _latin1(f"Officer's report - {report.recording}"), new_x="LMARGIN", new_y="NEXT"
+    )
     pdf.set_font("Helvetica", "", 10)
-    rows = [("Municipality", report.recording.municipality.name),
-            ("Officer", report.officer.name if report.officer else "-"),
-            ("Camera", report.recording.device_id),
-            ("Record pressed", f"{report.pressed_at:%Y-%m-%d %H:%M:%S} UTC"),
-            ("Stopped", f"{report.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if report.stopped_at
-             else "-"),
-            ("Pre-roll", f"{report.preroll_seconds:.1f} s"),
-            ("Indicators", "; ".join(f"{i.get('indicator')} ({i.get('reason')})"
-                                     for i in report.indicators) or "-"),
-            ("Event log", "verified" if report.events_verified else "not verified"),
-            ("Reason and circumstances", report.reason or "-"),
-            ("Warning given", {True: "yes", False: "no", None: "-"}[report.warning_given]),
-            ("Warning note", report.warning_note or "-"),
-            ("Bystanders informed", report.bystanders_informed or "-"),
-            ("State", report.state + (f" on {report.submitted_at:%Y-%m-%d %H:%M} UTC by "
-                                      f"{report.submitted_by}" if report.submitted_at else ""))]
+    rows = [
+        ("Municipality", report.recording.municipality.name),
+        ("Officer", report.officer.name if report.officer else "-"),
+        ("Camera", report.recording.device_id),
+        ("Record pressed", f"{report.pressed_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("Stopped", f"{report.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if report.stopped_at else "-"),
+        ("Pre-roll", f"{report.preroll_seconds:.1f} s"),
+        (
+            "Indicators",
+            "; ".join(f"{i.get('indicator')} ({i.get('reason')})" for i in report.indicators)
+            or "-",
+        ),
+        ("Event log", "verified" if report.events_verified else "not verified"),
+        ("Reason and circumstances", report.reason or "-"),
+        ("Warning given", {True: "yes", False: "no", None: "-"}[report.warning_given]),
+        ("Warning note", report.warning_note or "-"),
+        ("Bystanders informed", report.bystanders_informed or "-"),
+        (
+            "State",
+            report.state
+            + (
+                f" on {report.submitted_at:%Y-%m-%d %H:%M} UTC by {report.submitted_by}"
+                if report.submitted_at
+                else ""
+            ),
+        ),
+    ]
     for label, value in rows:
         pdf.set_font("Helvetica", "B", 10)
         pdf.cell(55, 7, _latin1(label))

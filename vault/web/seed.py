@@ -54,9 +54,18 @@ class SeedResult:
     problems: list[str] = field(default_factory=list)
 
 
-def seed_back_office(*, home: Path, store_url: str, site: str, vault_key: Path,
-                     cameras: list[DemoCamera], docks: dict[str, bytes], password: str,
-                     policy: str = "heusden", clock: Clock = SYSTEM_CLOCK) -> SeedResult:
+def seed_back_office(
+    *,
+    home: Path,
+    store_url: str,
+    site: str,
+    vault_key: Path,
+    cameras: list[DemoCamera],
+    docks: dict[str, bytes],
+    password: str,
+    policy: str = "heusden",
+    clock: Clock = SYSTEM_CLOCK,
+) -> SeedResult:
     from crypto.keys import SigningKey, write_public_key
     from store import open_store
     from vault.site.config import SiteConfig, ensure_django, migrate
@@ -94,12 +103,19 @@ def seed_back_office(*, home: Path, store_url: str, site: str, vault_key: Path,
     admin = actor_for(user)
     result = SeedResult(home=home, municipality=muni)
     for name, role in DEMO_USERS.items():
-        role_grant(actor=admin, username=name, municipality=muni, role=role, clock=clock,
-                   password=password)
+        role_grant(
+            actor=admin, username=name, municipality=muni, role=role, clock=clock, password=password
+        )
         result.users[name] = role
     for cam in cameras:
-        role_grant(actor=admin, username=cam.officer_user, municipality=muni, role="officer",
-                   clock=clock, password=password)
+        role_grant(
+            actor=admin,
+            username=cam.officer_user,
+            municipality=muni,
+            role="officer",
+            clock=clock,
+            password=password,
+        )
         result.users[cam.officer_user] = "officer"
     coordinator = actor_for(User.objects.get(username="cora"))
     from vault.accounts.models import Officer
@@ -107,21 +123,42 @@ def seed_back_office(*, home: Path, store_url: str, site: str, vault_key: Path,
     store = open_store(store_url)
     try:
         for cam in cameras:
-            if not Officer.objects.filter(municipality__code=muni,
-                                          code=cam.officer_code).exists():
-                officer_create(actor=coordinator, municipality=muni, code=cam.officer_code,
-                               name=cam.officer_name, username=cam.officer_user, clock=clock)
-            camera_register(actor=coordinator, municipality=muni, device_id=cam.device_id,
-                            public_key=cam.public_key, model="demo", clock=clock)
-            camera_assign(actor=coordinator, device_id=cam.device_id,
-                          officer_code=cam.officer_code, starts_at=SINCE, clock=clock)
+            if not Officer.objects.filter(municipality__code=muni, code=cam.officer_code).exists():
+                officer_create(
+                    actor=coordinator,
+                    municipality=muni,
+                    code=cam.officer_code,
+                    name=cam.officer_name,
+                    username=cam.officer_user,
+                    clock=clock,
+                )
+            camera_register(
+                actor=coordinator,
+                municipality=muni,
+                device_id=cam.device_id,
+                public_key=cam.public_key,
+                model="demo",
+                clock=clock,
+            )
+            camera_assign(
+                actor=coordinator,
+                device_id=cam.device_id,
+                officer_code=cam.officer_code,
+                starts_at=SINCE,
+                clock=clock,
+            )
         from vault.registry.models import DockStation
 
         for name, public in docks.items():
             if not DockStation.objects.filter(name=name).exists():
                 dock_station_add(actor=coordinator, name=name, public_key=public, clock=clock)
-        registry_publish(actor=coordinator, store=store,
-                         signing_key=SigningKey.load(key_path), site=site, clock=clock)
+        registry_publish(
+            actor=coordinator,
+            store=store,
+            signing_key=SigningKey.load(key_path),
+            site=site,
+            clock=clock,
+        )
         custodian = actor_for(User.objects.get(username="cees"))
         sync = catalog_sync(actor=custodian, store=store, clock=clock)
         drafts = shift_sync(actor=custodian, store=store, clock=clock)
@@ -141,8 +178,15 @@ DEMO_PASSWORD = "bodycam demo 2026"  # printed by the demo; a demo site only
 DEMO_OFFICERS = (("olaf", "Olaf Jansen"), ("olga", "Olga de Vries"), ("otto", "Otto Bakker"))
 
 
-def seed_demo(*, home: Path, store_url: str, site: str, keys_dir: Path,
-              cameras: list[tuple[str, str, bytes]], file: TextIO) -> int:
+def seed_demo(
+    *,
+    home: Path,
+    store_url: str,
+    site: str,
+    keys_dir: Path,
+    cameras: list[tuple[str, str, bytes]],
+    file: TextIO,
+) -> int:
     """Seed the demo shift's back office in a child process (a Django of its own).
 
     `cameras` are (camera name, device id, public key); each camera's name is its
@@ -150,28 +194,51 @@ def seed_demo(*, home: Path, store_url: str, site: str, keys_dir: Path,
     """
     from crypto.keys import SigningKey
 
-    spec = {"home": str(home), "store": store_url, "site": site,
-            "vault_key": str(keys_dir / "vault.key"), "password": DEMO_PASSWORD,
-            "docks": {"dock-1": SigningKey.load(keys_dir / "dock.key").public_bytes().hex()},
-            "cameras": [{"device_id": dev, "public_key": pub.hex(), "officer_code": name,
-                         "officer_name": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][1],
-                         "officer_user": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][0]}
-                        for i, (name, dev, pub) in enumerate(cameras)]}
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT",
-                                                                    "DJANGO_"))}
-    proc = subprocess.run([sys.executable, "-m", "vault.web.seed"], input=json.dumps(spec),
-                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    spec = {
+        "home": str(home),
+        "store": store_url,
+        "site": site,
+        "vault_key": str(keys_dir / "vault.key"),
+        "password": DEMO_PASSWORD,
+        "docks": {"dock-1": SigningKey.load(keys_dir / "dock.key").public_bytes().hex()},
+        "cameras": [
+            {
+                "device_id": dev,
+                "public_key": pub.hex(),
+                "officer_code": name,
+                "officer_name": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][1],
+                "officer_user": DEMO_OFFICERS[i % len(DEMO_OFFICERS)][0],
+            }
+            for i, (name, dev, pub) in enumerate(cameras)
+        ],
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vault.web.seed"],
+        input=json.dumps(spec),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if proc.returncode != 0:
         print(f"  back office not seeded: {proc.stderr.strip().splitlines()[-1:]}", file=file)
         return proc.returncode
     done = json.loads(proc.stdout.strip().splitlines()[-1])
     users = ", ".join(f"{u} ({r})" for u, r in done["users"].items())
-    print(f"  back office in {home}: {done['recordings']} recordings catalogued, "
-          f"{done['reports']} shift reports drafted from the event logs", file=file)
+    print(
+        f"  back office in {home}: {done['recordings']} recordings catalogued, "
+        f"{done['reports']} shift reports drafted from the event logs",
+        file=file,
+    )
     print(f"  users: {users}; password for each: {DEMO_PASSWORD!r}", file=file)
-    print(f"  open it: bodycam vault serve --home {home} --local-http, then "
-          "http://127.0.0.1:8000/ (a viewing needs two of them, e.g. cees + sam for a "
-          "complaint)", file=file)
+    print(
+        f"  open it: bodycam vault serve --home {home} --local-http, then "
+        "http://127.0.0.1:8000/ (a viewing needs two of them, e.g. cees + sam for a "
+        "complaint)",
+        file=file,
+    )
     return 0
 
 
@@ -179,13 +246,33 @@ def main() -> int:
     """`python -m vault.web.seed` with a JSON spec on stdin (see `seed_demo`)."""
     spec = json.loads(sys.stdin.read(1 << 20))
     result = seed_back_office(
-        home=Path(spec["home"]), store_url=spec["store"], site=spec["site"],
-        vault_key=Path(spec["vault_key"]), password=spec["password"],
+        home=Path(spec["home"]),
+        store_url=spec["store"],
+        site=spec["site"],
+        vault_key=Path(spec["vault_key"]),
+        password=spec["password"],
         docks={k: bytes.fromhex(v) for k, v in spec["docks"].items()},
-        cameras=[DemoCamera(c["device_id"], bytes.fromhex(c["public_key"]), c["officer_code"],
-                            c["officer_name"], c["officer_user"]) for c in spec["cameras"]])
-    print(json.dumps({"recordings": result.recordings, "reports": result.reports,
-                      "problems": result.problems, "users": result.users}))
+        cameras=[
+            DemoCamera(
+                c["device_id"],
+                bytes.fromhex(c["public_key"]),
+                c["officer_code"],
+                c["officer_name"],
+                c["officer_user"],
+            )
+            for c in spec["cameras"]
+        ],
+    )
+    print(
+        json.dumps(
+            {
+                "recordings": result.recordings,
+                "reports": result.reports,
+                "problems": result.problems,
+                "users": result.users,
+            }
+        )
+    )
     return 0
 
 

@@ -25,10 +25,26 @@ DEFAULT_BIND = "127.0.0.1:8000"
 
 
 def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", "vault.site.wsgi:application",
-            "--bind", bind, "--workers", "1", "--worker-class", "gthread",
-            "--threads", str(threads), "--timeout", str(timeout),
-            "--access-logfile", "-", "--forwarded-allow-ips", "127.0.0.1"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "vault.site.wsgi:application",
+        "--bind",
+        bind,
+        "--workers",
+        "1",
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--timeout",
+        str(timeout),
+        "--access-logfile",
+        "-",
+        "--forwarded-allow-ips",
+        "127.0.0.1",
+    ]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -38,8 +54,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     SiteConfig.load(home)  # a missing site is a one-line error, not a server that 500s
     ensure_django(home)
     check_migrated()
-    env = dict(os.environ, BODYCAM_VAULT_HOME=str(home),
-               DJANGO_SETTINGS_MODULE="vault.site.settings")
+    env = dict(
+        os.environ, BODYCAM_VAULT_HOME=str(home), DJANGO_SETTINGS_MODULE="vault.site.settings"
+    )
     if args.local_http:
         env["BODYCAM_VAULT_LOCAL_HTTP"] = "1"
     host = args.bind.rsplit(":", 1)[0]
@@ -61,11 +78,16 @@ def cmd_createsuperuser(args: argparse.Namespace) -> int:
     migrate()
     from vault.accounts.services import site_setup
 
-    made = site_setup(policies=args.policy, admin_username=args.admin,
-                      admin_password=_password(f"new password for {args.admin}: "),
-                      clock=SYSTEM_CLOCK)
-    print(f"administrator {args.admin} of {', '.join(m.code for m in made)}: sign in at "
-          "the back office and add users per role")
+    made = site_setup(
+        policies=args.policy,
+        admin_username=args.admin,
+        admin_password=_password(f"new password for {args.admin}: "),
+        clock=SYSTEM_CLOCK,
+    )
+    print(
+        f"administrator {args.admin} of {', '.join(m.code for m in made)}: sign in at "
+        "the back office and add users per role"
+    )
     return 0
 
 
@@ -74,10 +96,17 @@ def add_web_commands(sub: Any) -> None:
     p.add_argument("--home", default=None)
     p.add_argument("--bind", default=DEFAULT_BIND, help="HOST:PORT (default %(default)s)")
     p.add_argument("--threads", type=int, default=8)
-    p.add_argument("--timeout", type=int, default=300,
-                   help="seconds a request may take (preparing a long viewing)")
-    p.add_argument("--local-http", action="store_true",
-                   help="plain HTTP cookies and no HTTPS redirect: a demo on this machine")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=300,
+        help="seconds a request may take (preparing a long viewing)",
+    )
+    p.add_argument(
+        "--local-http",
+        action="store_true",
+        help="plain HTTP cookies and no HTTPS redirect: a demo on this machine",
+    )
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("createsuperuser", help="the first administrator of a configured site")
     p.add_argument("--home", default=None)

@@ -35,18 +35,26 @@ def is_locked(username: str, clock: Clock) -> bool:
     return recent.count() >= settings.LOCKOUT_FAILURES
 
 
-def sign_in(*, username: str, password: str, clock: Clock, remote: str = "",
-            action: str = "auth.login") -> Actor:
+def sign_in(
+    *, username: str, password: str, clock: Clock, remote: str = "", action: str = "auth.login"
+) -> Actor:
     """The authenticated actor, or AccountLocked / AuthenticationFailed (both audited)."""
     name = username.strip()[:150]
     if not name or not password:
         raise AuthenticationFailed("give a user name and a password")
     if is_locked(name, clock):
         with transaction.atomic():
-            audit_record(actor=name, action=action, result="refused", clock=clock,
-                         detail={"reason": "locked after repeated failures", "remote": remote})
-        raise AccountLocked(f"{name} is locked after {settings.LOCKOUT_FAILURES} failed sign-ins;"
-                            f" try again in {settings.LOCKOUT_SECONDS // 60} minutes")
+            audit_record(
+                actor=name,
+                action=action,
+                result="refused",
+                clock=clock,
+                detail={"reason": "locked after repeated failures", "remote": remote},
+            )
+        raise AccountLocked(
+            f"{name} is locked after {settings.LOCKOUT_FAILURES} failed sign-ins;"
+            f" try again in {settings.LOCKOUT_SECONDS // 60} minutes"
+        )
     try:
         actor = authenticate_actor(username=name, password=password, clock=clock)
     except AuthenticationFailed:

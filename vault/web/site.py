@@ -45,6 +45,7 @@ def wipe_work_dir() -> None:
 def vault_key() -> VaultKey:
     cfg = site_config()
     if cfg.vault_key is None:
-        raise NotConfigured("this site has no vault key (site.toml vault_key): footage cannot "
-                            "be opened for viewing")
+        raise NotConfigured(
+            "this site has no vault key (site.toml vault_key): footage cannot be opened for viewing"
+        )
     return VaultKey.load(cfg.path(cfg.vault_key))

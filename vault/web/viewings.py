@@ -65,53 +65,108 @@ def _audit(actor_name: str, v: Viewing, action: str, clock: Clock, **detail: obj
     from vault.audit.services import audit_record
 
     with transaction.atomic():
-        audit_record(actor=actor_name, municipality=v.municipality, action=action,
-                     target=f"{v.recording} viewed by {v.first}+{v.second}", purpose=v.purpose,
-                     result="ok", clock=clock, detail={"viewing": v.id, **detail})
+        audit_record(
+            actor=actor_name,
+            municipality=v.municipality,
+            action=action,
+            target=f"{v.recording} viewed by {v.first}+{v.second}",
+            purpose=v.purpose,
+            result="ok",
+            clock=clock,
+            detail={"viewing": v.id, **detail},
+        )
 
 
-def viewing_start(*, recording: Recording, purpose: str, first: Actor, second: Actor,
-                  officer_consent: bool, session_key: str, store: Store,
-                  vault_key: VaultKey, clock: Clock, work_dir: Path | None = None) -> Viewing:
+def viewing_start(
+    *,
+    recording: Recording,
+    purpose: str,
+    first: Actor,
+    second: Actor,
+    officer_consent: bool,
+    session_key: str,
+    store: Store,
+    vault_key: VaultKey,
+    clock: Clock,
+    work_dir: Path | None = None,
+) -> Viewing:
     """Check the pair, then prepare the watermarked stream; audited as viewing.start."""
     muni = recording.municipality
     rule = policy_of(muni).viewing.get(purpose)  # type: ignore[call-overload]
     if rule is not None and rule.officer_consent and officer_consent:
         # Consent is recorded before anything is shown (and before the pair check).
         with transaction.atomic():
-            audit_ok(actor=first, action="viewing.consent", municipality=muni.code,
-                     target=str(recording), purpose=purpose, clock=clock,
-                     detail={"officer": recording.officer.code if recording.officer else None,
-                             "recorded_with": second.username})
-    decision = viewing_pair_check(recording=recording, purpose=purpose, first=first,
-                                  second=second, officer_consent=officer_consent, clock=clock)
+            audit_ok(
+                actor=first,
+                action="viewing.consent",
+                municipality=muni.code,
+                target=str(recording),
+                purpose=purpose,
+                clock=clock,
+                detail={
+                    "officer": recording.officer.code if recording.officer else None,
+                    "recorded_with": second.username,
+                },
+            )
+    decision = viewing_pair_check(
+        recording=recording,
+        purpose=purpose,
+        first=first,
+        second=second,
+        officer_consent=officer_consent,
+        clock=clock,
+    )
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{recording} was purged: nothing is left to view")
     now = clock.now()
-    mark = Watermark.for_viewing([first.username, second.username], purpose, now,
-                                 str(recording))
+    mark = Watermark.for_viewing([first.username, second.username], purpose, now, str(recording))
     t0 = time.perf_counter()
-    plain = decrypt_to_memory(recording=recording, store=store, vault_key=vault_key,
-                              work_dir=work_dir)
+    plain = decrypt_to_memory(
+        recording=recording, store=store, vault_key=vault_key, work_dir=work_dir
+    )
     decrypt_s, plain_bytes = time.perf_counter() - t0, len(plain)
     with _lock:
         _expire_locked(clock)
         if len(_viewings) >= MAX_VIEWINGS:
-            raise InvalidRequest(f"{MAX_VIEWINGS} viewings are open on this server: end one "
-                                 "first")
+            raise InvalidRequest(f"{MAX_VIEWINGS} viewings are open on this server: end one first")
     # The picture is encoded while it plays: the browser starts on the first fragment.
     media, encoder, stop = encode_in_background(plain, mark)
     del plain  # the encoder thread holds the only reference now
-    v = Viewing(id=secrets.token_urlsafe(16), session_key=session_key, recording_pk=recording.pk,
-                recording=str(recording), municipality=muni.code, purpose=purpose,
-                first=first.username, second=second.username, pair=decision.pair,
-                started_at=now, media=media, encoder=encoder, stop=stop, last_seen=now)
+    v = Viewing(
+        id=secrets.token_urlsafe(16),
+        session_key=session_key,
+        recording_pk=recording.pk,
+        recording=str(recording),
+        municipality=muni.code,
+        purpose=purpose,
+        first=first.username,
+        second=second.username,
+        pair=decision.pair,
+        started_at=now,
+        media=media,
+        encoder=encoder,
+        stop=stop,
+        last_seen=now,
+    )
     with _lock:
         _viewings[v.id] = v
-    _audit(first.username, v, "viewing.start", clock, pair=list(decision.pair),
-           second=second.username, copy=False)
-    log.info("viewing %s of %s started (%s): %d bytes fetched, verified and decrypted in "
-             "%.3f s", v.id, v.recording, purpose, plain_bytes, decrypt_s)
+    _audit(
+        first.username,
+        v,
+        "viewing.start",
+        clock,
+        pair=list(decision.pair),
+        second=second.username,
+        copy=False,
+    )
+    log.info(
+        "viewing %s of %s started (%s): %d bytes fetched, verified and decrypted in %.3f s",
+        v.id,
+        v.recording,
+        purpose,
+        plain_bytes,
+        decrypt_s,
+    )
     return v
 
 
@@ -158,8 +213,9 @@ def viewing_end(*, viewing_id: str, session_key: str, clock: Clock, reason: str 
     _audit(v.first, v, "viewing.end", clock, reason=reason, seeks=v.seeks)
 
 
-def viewing_end_all_for_session(session_key: str, *, reason: str,
-                                clock: Clock | None = None) -> int:
+def viewing_end_all_for_session(
+    session_key: str, *, reason: str, clock: Clock | None = None
+) -> int:
     from vault.clock import SYSTEM_CLOCK
 
     with _lock:

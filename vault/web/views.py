@@ -80,8 +80,9 @@ def _when(text: str, field: str) -> dt.datetime | None:
     try:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise VaultError(f"{field}: {text!r} is not a date/time (2026-11-02 or "
-                         "2026-11-02T08:00)") from None
+        raise VaultError(
+            f"{field}: {text!r} is not a date/time (2026-11-02 or 2026-11-02T08:00)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
@@ -92,20 +93,25 @@ def login_view(request: HttpRequest) -> HttpResponse:
     error = ""
     if request.method == "POST":
         try:
-            actor = sign_in(username=request.POST.get("username", ""),
-                            password=request.POST.get("password", ""), clock=CLOCK,
-                            remote=_remote(request))
+            actor = sign_in(
+                username=request.POST.get("username", ""),
+                password=request.POST.get("password", ""),
+                clock=CLOCK,
+                remote=_remote(request),
+            )
         except AuthenticationFailed as exc:
             error = str(exc)
         else:
             login(request, actor.user, backend="django.contrib.auth.backends.ModelBackend")
             nxt = request.POST.get("next", "")
-            safe = url_has_allowed_host_and_scheme(nxt, allowed_hosts=None) and \
-                nxt.startswith("/")
+            safe = url_has_allowed_host_and_scheme(nxt, allowed_hosts=None) and nxt.startswith("/")
             return redirect(nxt if safe else "/")
-    return render(request, "web/login.html", {"error": error,
-                                              "next": request.GET.get("next", "")},
-                  status=401 if error else 200)
+    return render(
+        request,
+        "web/login.html",
+        {"error": error, "next": request.GET.get("next", "")},
+        status=401 if error else 200,
+    )
 
 
 @require_POST
@@ -133,21 +139,40 @@ def catalog(request: HttpRequest, actor: Actor) -> HttpResponse:
     recordings: list[Recording] = []
     try:
         qs = recording_list(
-            actor=actor, clock=CLOCK, camera=q.get("camera") or None,
-            officer=q.get("officer") or None, purpose=q.get("purpose", ""),
-            since=_when(q.get("since", ""), "from"), until=_when(q.get("until", ""), "until"),
-            state=q.get("state") or None, hold=q.get("hold") or None)
+            actor=actor,
+            clock=CLOCK,
+            camera=q.get("camera") or None,
+            officer=q.get("officer") or None,
+            purpose=q.get("purpose", ""),
+            since=_when(q.get("since", ""), "from"),
+            until=_when(q.get("until", ""), "until"),
+            state=q.get("state") or None,
+            hold=q.get("hold") or None,
+        )
         recordings = list(qs[:500])
     except PermissionRefused:
         raise
     except VaultError as exc:
         error = str(exc)
-    held = set(Hold.objects.filter(recording__in=recordings, lifted_at__isnull=True)
-               .values_list("recording_id", flat=True))
-    return render(request, "web/catalog.html", {
-        "recordings": recordings, "held": held, "q": q, "error": error,
-        "states": Recording.State.values, "holds": ["any", "none", *Hold.Kind.values],
-        "purposes": PURPOSES}, status=400 if error else 200)
+    held = set(
+        Hold.objects.filter(recording__in=recordings, lifted_at__isnull=True).values_list(
+            "recording_id", flat=True
+        )
+    )
+    return render(
+        request,
+        "web/catalog.html",
+        {
+            "recordings": recordings,
+            "held": held,
+            "q": q,
+            "error": error,
+            "states": Recording.State.values,
+            "holds": ["any", "none", *Hold.Kind.values],
+            "purposes": PURPOSES,
+        },
+        status=400 if error else 200,
+    )
 
 
 def _recording(actor: Actor, device: str, rec: str) -> Recording:
@@ -157,8 +182,9 @@ def _recording(actor: Actor, device: str, rec: str) -> Recording:
 
 
 @page
-def recording_page(request: HttpRequest, actor: Actor, device: str, rec: str,
-                   error: str = "", status: int = 200) -> HttpResponse:
+def recording_page(
+    request: HttpRequest, actor: Actor, device: str, rec: str, error: str = "", status: int = 200
+) -> HttpResponse:
     r = _recording(actor, device, rec)
     target = str(r)
     custody = AuditEntry.objects.filter(target__startswith=target).order_by("seq")
@@ -166,11 +192,21 @@ def recording_page(request: HttpRequest, actor: Actor, device: str, rec: str,
 
     policy = policy_of(r.municipality)
     rules = {p: policy.viewing[p] for p in VIEW_PURPOSES if p in policy.viewing}
-    return render(request, "web/recording.html", {
-        "r": r, "segments": r.segments.all(), "holds": r.holds.all().order_by("opened_at"),
-        "custody": custody, "rules": rules, "error": error,
-        "report": ShiftReport.objects.filter(recording=r).first(),
-        "requests": r.case_requests.all()}, status=status)
+    return render(
+        request,
+        "web/recording.html",
+        {
+            "r": r,
+            "segments": r.segments.all(),
+            "holds": r.holds.all().order_by("opened_at"),
+            "custody": custody,
+            "rules": rules,
+            "error": error,
+            "report": ShiftReport.objects.filter(recording=r).first(),
+            "requests": r.case_requests.all(),
+        },
+        status=status,
+    )
 
 
 @page
@@ -182,29 +218,60 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
     purpose = p.get("purpose", "")
     try:
         if not p.get("second_username") or not p.get("second_password"):
-            raise refuse(actor=actor, action="viewing.start", municipality=r.municipality.code,
-                         target=str(r), purpose=purpose, clock=CLOCK,
-                         reason="always at least two people view together: the second person "
-                                "signs in here with their own credentials")
-        second = sign_in(username=p["second_username"], password=p["second_password"],
-                         clock=CLOCK, remote=_remote(request), action="viewing.second")
+            raise refuse(
+                actor=actor,
+                action="viewing.start",
+                municipality=r.municipality.code,
+                target=str(r),
+                purpose=purpose,
+                clock=CLOCK,
+                reason="always at least two people view together: the second person "
+                "signs in here with their own credentials",
+            )
+        second = sign_in(
+            username=p["second_username"],
+            password=p["second_password"],
+            clock=CLOCK,
+            remote=_remote(request),
+            action="viewing.second",
+        )
         v = viewings.viewing_start(
-            recording=r, purpose=purpose, first=actor, second=second,
+            recording=r,
+            purpose=purpose,
+            first=actor,
+            second=second,
             officer_consent=p.get("officer_consent") == "yes",
-            session_key=request.session.session_key or "", store=site_store(),
-            vault_key=vault_key(), clock=CLOCK, work_dir=work_dir())
+            session_key=request.session.session_key or "",
+            store=site_store(),
+            vault_key=vault_key(),
+            clock=CLOCK,
+            work_dir=work_dir(),
+        )
     except (PermissionRefused, AuthenticationFailed) as exc:
-        return recording_page.__wrapped__(request, actor, device, rec,  # type: ignore[attr-defined]
-                                          error=str(exc), status=403)
+        return recording_page.__wrapped__(  # type: ignore[attr-defined]
+            request,
+            actor,
+            device,
+            rec,
+            error=str(exc),
+            status=403,
+        )
     except VaultError as exc:
-        return recording_page.__wrapped__(request, actor, device, rec,  # type: ignore[attr-defined]
-                                          error=str(exc), status=400)
+        return recording_page.__wrapped__(  # type: ignore[attr-defined]
+            request,
+            actor,
+            device,
+            rec,
+            error=str(exc),
+            status=400,
+        )
     return redirect("viewing", viewing_id=v.id)
 
 
 def _viewing(request: HttpRequest, viewing_id: str) -> viewings.Viewing:
-    return viewings.viewing_get(viewing_id=viewing_id,
-                                session_key=request.session.session_key or "", clock=CLOCK)
+    return viewings.viewing_get(
+        viewing_id=viewing_id, session_key=request.session.session_key or "", clock=CLOCK
+    )
 
 
 @page
@@ -216,9 +283,16 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
     r = Recording.objects.filter(pk=v.recording_pk).first()
     duration = (r.ended_at - r.footage_start_at).total_seconds() if r and r.ended_at else 0
     complete = v.media.wait_done(timeout=10.0 if 0 < duration <= SHORT_RECORDING else 0)
-    return render(request, "web/viewing.html", {
-        "v": v, "complete": complete, "duration": f"{max(duration, 0):.3f}",
-        "mime": "" if complete else v.media.mime_codecs(timeout=10)})
+    return render(
+        request,
+        "web/viewing.html",
+        {
+            "v": v,
+            "complete": complete,
+            "duration": f"{max(duration, 0):.3f}",
+            "mime": "" if complete else v.media.mime_codecs(timeout=10),
+        },
+    )
 
 
 @page
@@ -294,12 +368,17 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
             position = float(request.POST.get("position", ""))
         except ValueError:
             return HttpResponse("position: a number of seconds", status=400)
-        viewings.viewing_seek(viewing_id=viewing_id, position=position, clock=CLOCK,
-                              session_key=request.session.session_key or "")
+        viewings.viewing_seek(
+            viewing_id=viewing_id,
+            position=position,
+            clock=CLOCK,
+            session_key=request.session.session_key or "",
+        )
         return HttpResponse(status=204)
     if what == "end":
-        viewings.viewing_end(viewing_id=viewing_id, clock=CLOCK,
-                             session_key=request.session.session_key or "")
+        viewings.viewing_end(
+            viewing_id=viewing_id, clock=CLOCK, session_key=request.session.session_key or ""
+        )
         return redirect("catalog")
     return HttpResponse("event: seek or end", status=400)
 
@@ -318,19 +397,27 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
         try:
             op = p.get("op")
             if op == "register":
-                reg.camera_register(actor=actor, municipality=p.get("municipality", ""),
-                                    device_id=p.get("device_id", "").strip(),
-                                    public_key=p.get("public_key", "").strip(),
-                                    model=p.get("model", ""), clock=CLOCK)
+                reg.camera_register(
+                    actor=actor,
+                    municipality=p.get("municipality", ""),
+                    device_id=p.get("device_id", "").strip(),
+                    public_key=p.get("public_key", "").strip(),
+                    model=p.get("model", ""),
+                    clock=CLOCK,
+                )
                 _publish(actor)
             elif op == "remove":
                 reg.camera_remove(actor=actor, device_id=p.get("device_id", ""), clock=CLOCK)
                 _publish(actor)
             elif op == "assign":
-                reg.camera_assign(actor=actor, device_id=p.get("device_id", ""),
-                                  officer_code=p.get("officer", ""),
-                                  starts_at=_when(p.get("starts_at", ""), "from") or CLOCK.now(),
-                                  ends_at=_when(p.get("ends_at", ""), "until"), clock=CLOCK)
+                reg.camera_assign(
+                    actor=actor,
+                    device_id=p.get("device_id", ""),
+                    officer_code=p.get("officer", ""),
+                    starts_at=_when(p.get("starts_at", ""), "from") or CLOCK.now(),
+                    ends_at=_when(p.get("ends_at", ""), "until"),
+                    clock=CLOCK,
+                )
             else:
                 raise VaultError(f"unknown operation {op!r}")
             return redirect("cameras")
@@ -339,23 +426,32 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
         except (VaultError, ValueError) as exc:
             error = str(exc)
     cams = list(camera_list(actor=actor, clock=CLOCK))
-    status = {s.device_id: s for s in CameraStatus.objects.filter(
-        device_id__in=[c.device_id for c in cams])}
+    status = {
+        s.device_id: s
+        for s in CameraStatus.objects.filter(device_id__in=[c.device_id for c in cams])
+    }
     from vault.registry.models import Assignment
 
     worn = {}
-    for a in Assignment.objects.filter(camera__in=cams, ends_at__isnull=True) \
-            .select_related("officer").order_by("starts_at"):
+    for a in (
+        Assignment.objects.filter(camera__in=cams, ends_at__isnull=True)
+        .select_related("officer")
+        .order_by("starts_at")
+    ):
         worn[a.camera_id] = a.officer
-    rows = [{"camera": c, "status": status.get(c.device_id), "officer": worn.get(c.pk)}
-            for c in cams]
+    rows = [
+        {"camera": c, "status": status.get(c.device_id), "officer": worn.get(c.pk)} for c in cams
+    ]
     munis = sorted({c.municipality for c in cams}, key=lambda m: m.code) or list(
-        Municipality.objects.filter(code__in=list(actor.roles)))
+        Municipality.objects.filter(code__in=list(actor.roles))
+    )
     officers = Officer.objects.filter(municipality__code__in=list(actor.roles)).order_by("code")
-    return render(request, "web/cameras.html", {"rows": rows, "error": error,
-                                                "municipalities": munis,
-                                                "officers": officers},
-                  status=400 if error else 200)
+    return render(
+        request,
+        "web/cameras.html",
+        {"rows": rows, "error": error, "municipalities": munis, "officers": officers},
+        status=400 if error else 200,
+    )
 
 
 def _publish(actor: Actor) -> None:
@@ -363,9 +459,13 @@ def _publish(actor: Actor) -> None:
     from vault.registry.services import registry_publish
 
     cfg = site_config()
-    registry_publish(actor=actor, store=site_store(),
-                     signing_key=SigningKey.load(cfg.path(cfg.registry_key)), site=cfg.site,
-                     clock=CLOCK)
+    registry_publish(
+        actor=actor,
+        store=site_store(),
+        signing_key=SigningKey.load(cfg.path(cfg.registry_key)),
+        site=cfg.site,
+        clock=CLOCK,
+    )
 
 
 @page
@@ -396,22 +496,36 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
             refs = [x for x in re.split(r"[\s,]+", p.get("recordings", "")) if x]
             recs = [recording_get(actor=actor, ref=x, clock=CLOCK) for x in refs]
             case = casework.request_open(
-                actor=actor, municipality=muni, kind=p.get("kind", ""),
-                reference=p.get("reference", ""), description=p.get("description", ""),
+                actor=actor,
+                municipality=muni,
+                kind=p.get("kind", ""),
+                reference=p.get("reference", ""),
+                description=p.get("description", ""),
                 received_at=_when(p.get("received_at", ""), "received") or CLOCK.now(),
-                recordings=recs, store=site_store(), clock=CLOCK)
+                recordings=recs,
+                store=site_store(),
+                clock=CLOCK,
+            )
             return redirect("request", request_id=case.pk)
         except PermissionRefused as exc:
             error = str(exc)
         except VaultError as exc:
             error = str(exc)
-    cases = list(casework.request_list(actor=actor, clock=CLOCK,
-                                       kind=request.GET.get("kind", "")))
+    cases = list(casework.request_list(actor=actor, clock=CLOCK, kind=request.GET.get("kind", "")))
     munis = Municipality.objects.filter(code__in=list(actor.roles))
-    return render(request, "web/requests.html", {
-        "cases": cases, "error": error, "kinds": CaseRequest.Kind.choices,
-        "municipalities": munis, "now": CLOCK.now(), "p": request.POST},
-        status=400 if error else 200)
+    return render(
+        request,
+        "web/requests.html",
+        {
+            "cases": cases,
+            "error": error,
+            "kinds": CaseRequest.Kind.choices,
+            "municipalities": munis,
+            "now": CLOCK.now(),
+            "p": request.POST,
+        },
+        status=400 if error else 200,
+    )
 
 
 @page
@@ -423,22 +537,34 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
         try:
             op = p.get("op")
             if op == "decide":
-                casework.request_decide(actor=actor, case=case, decision=p.get("decision", ""),
-                                        text=p.get("text", ""), clock=CLOCK)
+                casework.request_decide(
+                    actor=actor,
+                    case=case,
+                    decision=p.get("decision", ""),
+                    text=p.get("text", ""),
+                    clock=CLOCK,
+                )
             elif op == "object":
-                casework.request_object(actor=actor, case=case, text=p.get("text", ""),
-                                        clock=CLOCK)
+                casework.request_object(actor=actor, case=case, text=p.get("text", ""), clock=CLOCK)
             elif op == "close":
-                casework.request_close(actor=actor, case=case, reason=p.get("text", ""),
-                                       store=site_store(), clock=CLOCK)
+                casework.request_close(
+                    actor=actor,
+                    case=case,
+                    reason=p.get("text", ""),
+                    store=site_store(),
+                    clock=CLOCK,
+                )
             else:
                 raise VaultError(f"unknown operation {op!r}")
             return redirect("request", request_id=case.pk)
         except VaultError as exc:
             error = str(exc)
-    return render(request, "web/request.html", {"case": case, "error": error,
-                                                "now": CLOCK.now()},
-                  status=400 if error else 200)
+    return render(
+        request,
+        "web/request.html",
+        {"case": case, "error": error, "now": CLOCK.now()},
+        status=400 if error else 200,
+    )
 
 
 # --- audit ------------------------------------------------------------------------------------
@@ -460,10 +586,18 @@ def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     report = audit_verify()
     from vault.access import audit_ok
 
-    audit_ok(actor=actor, action="audit.view", target="audit log", clock=CLOCK,
-             detail={k: v for k, v in q.items() if v})
-    return render(request, "web/audit.html", {"entries": entries, "q": q, "report": report,
-                                              "results": ["ok", "refused", "failed"]})
+    audit_ok(
+        actor=actor,
+        action="audit.view",
+        target="audit log",
+        clock=CLOCK,
+        detail={k: v for k, v in q.items() if v},
+    )
+    return render(
+        request,
+        "web/audit.html",
+        {"entries": entries, "q": q, "report": report, "results": ["ok", "refused", "failed"]},
+    )
 
 
 # --- the officer's shift report -------------------------------------------------------------
@@ -483,18 +617,28 @@ def report_page(request: HttpRequest, actor: Actor, report_id: int) -> HttpRespo
         p = request.POST
         warning = {"yes": True, "no": False}.get(p.get("warning_given", ""))
         try:
-            reports.report_complete(actor=actor, report=rep, reason=p.get("reason", ""),
-                                    warning_given=warning, warning_note=p.get("warning_note", ""),
-                                    bystanders_informed=p.get("bystanders", ""),
-                                    submit="submit" in p, clock=CLOCK)
+            reports.report_complete(
+                actor=actor,
+                report=rep,
+                reason=p.get("reason", ""),
+                warning_given=warning,
+                warning_note=p.get("warning_note", ""),
+                bystanders_informed=p.get("bystanders", ""),
+                submit="submit" in p,
+                clock=CLOCK,
+            )
             return redirect("report", report_id=rep.pk)
         except PermissionRefused as exc:
             error = str(exc)
         except VaultError as exc:
             error = str(exc)
     own = rep.officer is not None and rep.officer.user_id == actor.user.pk  # type: ignore[union-attr]
-    return render(request, "web/report.html", {"rep": rep, "error": error, "own": own},
-                  status=400 if error else 200)
+    return render(
+        request,
+        "web/report.html",
+        {"rep": rep, "error": error, "own": own},
+        status=400 if error else 200,
+    )
 
 
 @page

@@ -437,6 +437,15 @@ def test_s3_paused_server_times_out_then_recovers(weed: WeedServer, tmp_path: Pa
     def sleep_then_resume(seconds: float) -> None:
         if not resumed:
             weed.resume()  # the outage ends during the first backoff
+            # The timed-out PUT may still sit in the server's socket and land now; let it,
+            # so the retry meets it (a 412 on the conditional PUT) instead of racing it.
+            probe = s3_client(weed.endpoint)
+            try:
+                deadline = time.monotonic() + 10
+                while time.monotonic() < deadline and not versions(probe, bucket, "dock-c/" + key):
+                    time.sleep(0.05)
+            finally:
+                probe.close()
         resumed.append(seconds)
 
     client = s3_client(weed.endpoint, connect_timeout=1, read_timeout=1)

@@ -30,6 +30,7 @@ import getpass
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import time
@@ -157,6 +158,14 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="the back office's registry public key: take the camera registry "
         "the back office publishes in the store (cached in the ledger)",
     )
+    run.add_argument(
+        "--on-docked",
+        default=None,
+        metavar="COMMAND",
+        help="run COMMAND (split like a shell would, run without one) after a docking "
+        'stored footage, e.g. "bodycam vault sync --credentials FILE"; one at a time, '
+        "$BODYCAM_DOCKED_DEVICES names the cameras",
+    )
     run.set_defaults(func=cmd_run)
 
     status = sub.add_parser("status", help="what the dock is doing (read from its ledger)")
@@ -188,6 +197,19 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
 
 
 # --- run ------------------------------------------------------------------------------------
+
+
+def _command(text: str | None) -> tuple[str, ...]:
+    """--on-docked: words as a shell would split them; an empty command is refused."""
+    if text is None:
+        return ()
+    try:
+        words = tuple(shlex.split(text))
+    except ValueError as exc:
+        raise ValueError(f"--on-docked {text!r}: {exc}") from None
+    if not words:
+        raise ValueError("--on-docked needs a command")
+    return words
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -223,6 +245,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         registry_key=args.registry_key,
         create_store=args.create,
         announce=True,
+        on_docked=_command(args.on_docked),
     )
     daemon = DockDaemon(config)
     signalled: list[int] = []

@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -85,6 +86,10 @@ class DaemonConfig:
     # `dock run` without --create: a file store's root is never made (unmounted disk)
     create_store: bool = True
     announce: bool = False  # leave a note of the ledger for `dock status` elsewhere
+    # A command run after a docking stored something (e.g. the back office's catalog
+    # sync); one at a time, later dockings coalesce into one more run. No shell.
+    on_docked: tuple[str, ...] = ()
+    on_docked_timeout: float = 600.0
 
 
 @dataclass
@@ -215,6 +220,9 @@ class DockDaemon:
         self._rows: dict[str, SlotSnapshot] = {}  # last state of slots no longer running
         self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
         self._registry_due = -1e18
+        self._hook: subprocess.Popen[bytes] | None = None  # the running --on-docked command
+        self._hook_started = 0.0
+        self._hook_pending: list[str] = []  # devices docked since the command last started
 
     # --- control -----------------------------------------------------------------------------
 
@@ -328,13 +336,14 @@ class DockDaemon:
                 self._handle_events()
                 self._reap()
                 self._refresh_registry()
+                self._after_docking()
                 self._requeue_registered()
                 self._requeue_due()
                 self._start_sessions()
                 self._write_status()
                 if self.stop_event.is_set() and not self._sessions:
                     break
-                if cfg.once and self._drained():
+                if cfg.once and self._drained() and not self._hook_busy():
                     break
                 self.watcher.wait(0.2)
         finally:
@@ -342,11 +351,61 @@ class DockDaemon:
             for session in list(self._sessions.values()):
                 session.thread.join()
             self._reap()
+            self._finish_hook()
             self.watcher.stop()
             self._stop_view()
             self.ledger.set_daemon(stopped_utc=self.clock.now(), heartbeat_utc=self.clock.now())
             log.info("dock stopped")
         return self.result
+
+    # --- the --on-docked command ----------------------------------------------------------
+
+    def _hook_busy(self) -> bool:
+        return self._hook is not None or bool(self._hook_pending)
+
+    def _after_docking(self) -> None:
+        """Reap the --on-docked command when it ends; start it again if footage came in."""
+        if self._hook is not None:
+            code = self._hook.poll()
+            if code is None:
+                if self.clock.monotonic() - self._hook_started > self.config.on_docked_timeout:
+                    log.error(
+                        "--on-docked command ran over %.0f s; killed", self.config.on_docked_timeout
+                    )
+                    self._hook.kill()
+                    self._hook.wait()
+                    self._hook = None
+                return
+            if code == 0:
+                log.info("--on-docked command done")
+            else:
+                log.error("--on-docked command failed with exit code %d", code)
+            self._hook = None
+        if not self._hook_pending:
+            return
+        devices, self._hook_pending = sorted(set(self._hook_pending)), []
+        env = {**os.environ, "BODYCAM_DOCKED_DEVICES": " ".join(devices)}
+        try:
+            self._hook = subprocess.Popen(
+                list(self.config.on_docked), env=env, stdin=subprocess.DEVNULL
+            )
+        except OSError as exc:
+            log.error("--on-docked command %r could not start: %s", self.config.on_docked[0], exc)
+            return
+        self._hook_started = self.clock.monotonic()
+        log.info("--on-docked command started for %s", ", ".join(devices))
+
+    def _finish_hook(self) -> None:
+        """At stop: let a running --on-docked command end (bounded), then stop waiting."""
+        if self._hook is None:
+            return
+        try:
+            self._hook.wait(timeout=min(60.0, self.config.on_docked_timeout))
+        except subprocess.TimeoutExpired:
+            log.error("--on-docked command still running at stop; killed")
+            self._hook.kill()
+            self._hook.wait()
+        self._hook = None
 
     def _drained(self) -> bool:
         return not (self._sessions or self._queue or self._retries or self.watcher.pending())
@@ -438,6 +497,8 @@ class DockDaemon:
             notes=report.notes,
             refused=report.refused,
         )
+        if self.config.on_docked and report.stored > 0 and report.device_id:
+            self._hook_pending.append(report.device_id)
         if report.store_problem is not None:  # cleared by the store's next answer
             with self._store_state_lock:
                 self._store_down = True

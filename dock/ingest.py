@@ -384,8 +384,9 @@ class CameraIngest:
 
     def _unknown(self, device_id: str) -> str:
         return (
-            f"camera {device_id} is not registered; the coordinator registers it with "
-            f"`bodycam dock register {self.slot.path}/volume/DEVICE.json --role coordinator`"
+            f"camera {device_id} is not registered; the coordinator adds it to the back "
+            f"office's registry (`bodycam vault camera add {self.slot.path}/volume/DEVICE.json "
+            "--municipality M`), which docks run with --registry-key take from the store"
         )
 
     def _volume_identity(self, volume: Path | None) -> tuple[str, bytes] | None:

@@ -242,3 +242,56 @@ def test_running_daemon_takes_a_camera_once_the_coordinator_registers_it(
     finally:
         daemon.request_stop()
         runner.join()
+
+
+def test_on_docked_command_runs_once_per_docking_that_stored_footage(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    """`--on-docked` (the back office's catalog sync) runs after footage came in, not idly."""
+    import sys
+
+    from store import FileStore
+
+    marker = tmp_path / "docked.txt"
+    hook = (
+        sys.executable,
+        "-c",
+        "import os, sys; "
+        "open(sys.argv[1], 'a').write(os.environ['BODYCAM_DOCKED_DEVICES'] + '\\n')",
+        str(marker),
+    )
+    a: FakeCamera = make_cam("a")
+    b: FakeCamera = make_cam("b")
+    for cam in (a, b):
+        cam.record(2)
+        register(ledger, cam)
+    docks.dock(a, "slot-1")
+    docks.dock(b, "slot-2")
+    store = FileStore(tmp_path / "store")
+    cfg = config(tmp_path, docks, on_docked=hook)
+    result = DockDaemon(cfg, store=store, ledger=ledger, dock_key=dock_keys.dock).run()
+    assert result.exit_code == 0
+    runs = marker.read_text().splitlines()
+    # one or two runs (the second docking may finish while the first run is going), and
+    # every camera named exactly once
+    assert sorted(" ".join(runs).split()) == sorted([a.device_id, b.device_id])
+    # nothing new on the cameras: the command does not run again
+    result = DockDaemon(cfg, store=store, ledger=ledger, dock_key=dock_keys.dock).run()
+    assert result.exit_code == 0
+    assert marker.read_text().splitlines() == runs
+
+
+def test_on_docked_command_is_split_like_a_shell_and_an_empty_one_refused() -> None:
+    from dock.cli import _command
+
+    assert _command('bodycam vault sync --credentials "/etc/bodycam/a b.json"') == (
+        "bodycam",
+        "vault",
+        "sync",
+        "--credentials",
+        "/etc/bodycam/a b.json",
+    )
+    with pytest.raises(ValueError, match="--on-docked needs a command"):
+        _command("  ")
+    with pytest.raises(ValueError, match="--on-docked"):
+        _command('unterminated "quote')

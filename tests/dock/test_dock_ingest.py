@@ -98,7 +98,7 @@ def test_unknown_or_rekeyed_camera_is_refused_and_keeps_everything(
     ctx = context(tmp_path, ledger, dock_keys)
     report = ingest(docks, "slot-1", ctx)
     assert report.refused and "not registered" in report.refused
-    assert "bodycam dock register" in report.summary()
+    assert "bodycam vault camera add" in report.summary()
     assert len(cam.segment_files()) == 2 and list(ctx.store.list()) == []
     assert ledger.segments() == []
 

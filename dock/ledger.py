@@ -525,8 +525,13 @@ class Ledger:
     def mark_released(
         self, device_id: str, recording_id: str, name: str, sha256: str, how: str = "receipt"
     ) -> SegmentRecord:
-        """Record that the camera deleted the segment; refused unless it is stored."""
-        with self._tx() as db:
+        """Record that the camera deleted the segment; refused unless it is stored.
+
+        Committed without its own fsync: what matters before a release (the stored copy)
+        was made durable by `mark_stored`, and a `released` row lost in a power cut is
+        settled again from the camera's signed event log at its next docking.
+        """
+        with self._tx(durable=False) as db:
             row = self._current(db, device_id, recording_id, name, sha256)
             if row is None or row["state"] not in (STORED, RELEASED):
                 state = "unknown" if row is None else row["state"]

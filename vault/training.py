@@ -25,7 +25,6 @@ could drift from it. A consent counts only when recorded before the export.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from pathlib import Path
 from django.db import transaction
 
 from crypto.errors import FormatError
+from crypto.files import sha256_file
 from crypto.keys import VaultKey
 from crypto.open import decrypt_recording
 from store import Store, StoreError
@@ -271,14 +271,6 @@ def _authorize(
         )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def recording_training_export(
     *,
     actor: Actor,
@@ -337,7 +329,7 @@ def recording_training_export(
                 detail={"error": f"{type(exc).__name__}: {exc}", "consent": consent},
             )
         raise
-    digest = _sha256(out)
+    digest = sha256_file(out)
     with transaction.atomic():
         audit_ok(
             actor=actor,

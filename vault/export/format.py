@@ -10,10 +10,11 @@ the bounds every reader applies.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import re
 from pathlib import Path
+
+from crypto.files import sha256_file as sha256_file  # the package's file hash, for verify
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,6 @@ def check_path(path: str) -> str:
     if not _PATH.fullmatch(path) or ".." in path.split("/"):
         raise PackageFormatError(f"{path!r} is not a package file name")
     return path
-
-
-def sha256_file(path: Path, block: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def render_hash_list(hashes: dict[str, str]) -> bytes:

@@ -108,7 +108,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
     from web_support import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Server, build_site, make_ts
 
-    from vault.media import ts_to_mp4
+    from vault.media import remux_to_mp4
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="viewing-bench-"))
     try:
@@ -123,7 +123,7 @@ def main() -> int:
         plain.mkdir()
         (plain / "footage.ts").write_bytes(ts)
         del ts
-        ts_to_mp4(plain / "footage.ts", plain / "footage.mp4")
+        remux_to_mp4(plain / "footage.ts", plain / "footage.mp4")
         server = Server(site.home, root / "server.log")
         try:
             with sync_playwright() as p:

@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "heusden.toml"
 SITE = "heusden"
 MARKER = ".bodycam-demo"
-PROBE_BYTES = 256 * 1024 * 1024
-PROBE_MICROSECONDS = 180 * 1_000_000
 
 
 class DemoError(RuntimeError):
@@ -154,6 +152,7 @@ def _decrypt_to_mp4(
     from crypto.keys import VaultKey
     from crypto.open import decrypt_recording
     from store import FileStore, fetch_recording
+    from vault.media import remux_to_mp4
 
     cam = result.camera(recording.camera)
     store = FileStore(store_dir)
@@ -169,42 +168,10 @@ def _decrypt_to_mp4(
         f"  decrypted {size} bytes of MPEG-TS (signed manifest and every chunk verified)", file=say
     )
     mp4 = vault_dir / f"{recording.recording_id}.mp4"
-    remux_to_mp4(ts, mp4)
+    remux_to_mp4(ts, mp4, name=recording.recording_id)
     ts.unlink()
     print(f"  MP4: {mp4}", file=say)
     return mp4
-
-
-def remux_to_mp4(source: Path, dest: Path) -> None:
-    """Copy the streams of an MPEG-TS file into an MP4 without re-encoding (PyAV)."""
-    import av
-
-    tmp = dest.with_name(dest.name + ".partial")
-    # Sound may start only after the pre-roll (pre-record audio off): probe far enough
-    # into the file to find its first packet.
-    probe = {"probesize": str(PROBE_BYTES), "analyzeduration": str(PROBE_MICROSECONDS)}
-    with av.open(str(source), options=probe) as src, av.open(str(tmp), "w", format="mp4") as dst:
-        mapping = {}
-        for stream in src.streams:
-            if isinstance(stream, av.video.stream.VideoStream) or (
-                isinstance(stream, av.audio.stream.AudioStream) and stream.sample_rate
-            ):
-                mapping[stream.index] = dst.add_stream_from_template(stream)
-        if not mapping:
-            raise DemoError(f"{source} holds no video or audio")
-        # The file starts at 0 s; the camera's own timeline (pts since power on) stays in
-        # the sealed recording.
-        origin: int | None = None
-        for packet in src.demux(*(src.streams[i] for i in mapping)):
-            if packet.dts is None or packet.pts is None:  # the demuxer's flush packets
-                continue
-            if origin is None:
-                origin = packet.dts
-            packet.dts -= origin
-            packet.pts -= origin
-            packet.stream = mapping[packet.stream.index]
-            dst.mux(packet)
-    tmp.replace(dest)
 
 
 def _ffprobe(path: Path, say: TextIO) -> None:

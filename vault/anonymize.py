@@ -48,7 +48,6 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -58,6 +57,8 @@ import av
 import cv2
 import numpy as np
 import numpy.typing as npt
+
+from vault.media import MediaError, OpenRecording, open_recording
 
 log = logging.getLogger(__name__)
 
@@ -500,13 +501,6 @@ def _frame_rate(stream: Any) -> Fraction:
     return DEFAULT_FPS
 
 
-def _decoded_frames(container: Any, stream: Any, source: Path) -> Iterator[Any]:
-    try:
-        yield from container.decode(stream)
-    except av.FFmpegError as exc:
-        raise AnonymizeInputError(f"{source}: cannot decode the video: {exc}") from exc
-
-
 def _open_output(out: Path) -> tuple[int, Path]:
     tmp = out.with_name(f".{out.name}.{os.urandom(4).hex()}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -533,15 +527,14 @@ def anonymize_recording(
     if not source.is_file():
         raise AnonymizeInputError(f"{source}: no such file")
     detector = FaceDetector(settings.detector)
-    try:
-        container: Any = av.open(str(source))
-    except (av.FFmpegError, UnicodeDecodeError) as exc:
-        raise AnonymizeInputError(f"{source}: not a readable media file: {exc}") from None
     fd, tmp = _open_output(out)
     os.close(fd)  # the MP4 muxer reopens it by name: +faststart rewrites the file
     try:
-        with container:
-            report = _transcode(container, source, tmp, detector, settings)
+        try:
+            with open_recording(source, name=str(source)) as recording:
+                report = _transcode(recording, source, tmp, detector, settings)
+        except MediaError as exc:
+            raise AnonymizeInputError(str(exc)) from None
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -565,11 +558,13 @@ def anonymize_recording(
 
 
 def _transcode(
-    container: Any, source: Path, target: Path, detector: FaceDetector, settings: AnonymizeSettings
+    recording: OpenRecording,
+    source: Path,
+    target: Path,
+    detector: FaceDetector,
+    settings: AnonymizeSettings,
 ) -> AnonymizeReport:
-    if not container.streams.video:
-        raise AnonymizeInputError(f"{source}: no video stream")
-    stream = container.streams.video[0]
+    stream = recording.video
     stream.thread_type = "AUTO"
     width, height = int(stream.codec_context.width), int(stream.codec_context.height)
     if width * height > MAX_FRAME_PIXELS or width < 2 or height < 2:
@@ -592,7 +587,7 @@ def _transcode(
             "would not be covered before its first detection"
         )
     tracks = FaceTracks(hold, settings.grow_per_frame)
-    audio_dropped = len(container.streams.audio)
+    audio_dropped = len(recording.container.streams.audio)
 
     output: Any = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
     with output:
@@ -622,7 +617,7 @@ def _transcode(
             for packet in encoder.encode(frame):
                 output.mux(packet)
 
-        for decoded in _decoded_frames(container, stream, source):
+        for decoded, t in recording.decoded():
             if decoded.width != width or decoded.height != height:
                 raise AnonymizeInputError(
                     f"{source}: frame {index} is {decoded.width}x{decoded.height}, "
@@ -632,7 +627,6 @@ def _transcode(
                 decoded = decoded.reformat(format="yuv420p")
             image = decoded.to_ndarray()
             # Timestamps from 0, on the frame grid; a gap in the input stays a gap.
-            t = decoded.time if decoded.time is not None else index / float(fps)
             if first_time is None:
                 first_time = t
             pts = max(last_pts + 1, round((t - first_time) * float(fps)))

@@ -168,12 +168,12 @@ def cmd_decrypt(args: argparse.Namespace) -> int:
             f.flush()
             os.fsync(f.fileno())
         if out.suffix.lower() == ".mp4":  # a real MP4 when the name says so (remuxed, 0600)
-            from vault.media import ts_to_mp4
+            from vault.media import remux_to_mp4
 
             fd2, mp4 = _open_output(out)
             os.close(fd2)
             try:
-                ts_to_mp4(tmp, mp4)
+                remux_to_mp4(tmp, mp4, name=vr.recording_id)
             except BaseException:
                 mp4.unlink(missing_ok=True)
                 raise

@@ -216,7 +216,7 @@ def test_what_each_mode_proves_about_the_mp4(world: World, package: Path, tmp_pa
     import av
     import numpy as np
 
-    from vault.media import ts_to_mp4
+    from vault.media import remux_to_mp4
 
     with av.open(str(other), "w", format="mpegts") as out:
         s = out.add_stream("libx264", rate=30)
@@ -228,9 +228,9 @@ def test_what_each_mode_proves_about_the_mp4(world: World, package: Path, tmp_pa
         for p in s.encode():
             out.mux(p)
     (pkg / "recording.mp4").unlink()
-    ts_to_mp4(other, pkg / "recording.mp4")
+    remux_to_mp4(other, pkg / "recording.mp4")
     manifest = json.loads((pkg / "export.json").read_bytes())
-    from vault.export.media import measure
+    from vault.media import measure
 
     manifest["mp4"].update(measure(pkg / "recording.mp4")[0].as_json())
     (pkg / "export.json").write_text(json.dumps(manifest))

@@ -290,11 +290,11 @@ def footage_markers(world: World, tmp: Path) -> list[bytes]:
     the H.264 data an MP4 of it carries."""
     import av
 
-    from vault.media import ts_to_mp4
+    from vault.media import remux_to_mp4
 
     plaintext = world.site.plaintexts[world.recording.recording_id]
     (tmp / "m.ts").write_bytes(plaintext)
-    ts_to_mp4(tmp / "m.ts", tmp / "m.mp4")
+    remux_to_mp4(tmp / "m.ts", tmp / "m.mp4")
     with av.open(str(tmp / "m.mp4")) as c:
         first = bytes(next(p for p in c.demux(c.streams.video[0]) if p.size))
     return [plaintext[:376], first[16:80]]

@@ -29,7 +29,7 @@ from vault.catalog.models import Recording
 from vault.catalog.services import recording_authorize, recording_prefix, verify_origin
 from vault.clock import Clock
 from vault.errors import InvalidRequest, OriginRefused
-from vault.media import MediaError, ts_to_mp4
+from vault.media import MediaError, remux_to_mp4
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def recording_decrypt(
                     tmp, vault_key, public, f, require_complete=not allow_incomplete
                 )
             if suffix == ".mp4":
-                ts_to_mp4(ts, tmp_out)
+                remux_to_mp4(ts, tmp_out, name=str(recording))
                 os.chmod(tmp_out, 0o600)
             else:
                 shutil.move(ts, tmp_out)

@@ -49,8 +49,7 @@ from vault.catalog.services import hold_place, recording_authorize
 from vault.clock import Clock
 from vault.errors import InvalidRequest, OriginRefused
 from vault.export import format as fmt
-from vault.export.media import MediaCheckError, measure
-from vault.media import MediaError, ts_to_mp4
+from vault.media import MediaError, measure, remux_to_mp4
 from vault.policy import OFFICER_CONCERNED
 from vault.registry.models import DockStation
 
@@ -301,7 +300,7 @@ def _build(
     with os.fdopen(fd, "wb") as f:
         plain_bytes = decrypt_recording(original, vault_key, camera_public, f)
     mp4 = pkg / fmt.MP4
-    ts_to_mp4(ts, mp4)
+    remux_to_mp4(ts, mp4, name=str(recording))
     os.chmod(mp4, 0o600)
     facts, _ = measure(mp4)
     now = clock.now()
@@ -484,7 +483,6 @@ def recording_export(
         FormatError,
         StoreError,
         MediaError,
-        MediaCheckError,
         OSError,
         InvalidRequest,
     ) as exc:

@@ -41,7 +41,7 @@ from crypto.open import decrypt_recording
 from crypto.verify import VerifiedRecording, verify_recording
 from dock.ingest_record import IngestRecordError, parse_ingest_record
 from vault.export import format as fmt
-from vault.export.media import MediaCheckError, measure
+from vault.media import Fingerprint, MediaError, measure
 
 log = logging.getLogger(__name__)
 
@@ -329,8 +329,8 @@ def _mp4(
     signed = manifest["mp4"]
     path = root / fmt.MP4
     try:
-        facts, digests = measure(path, frame_digests=vault_key is not None)
-    except MediaCheckError as exc:
+        facts, mp4_print = measure(path, name=fmt.MP4, fingerprint=vault_key is not None)
+    except MediaError as exc:
         report.bad(fmt.MP4, str(exc))
         return
     if (
@@ -385,8 +385,8 @@ def _mp4(
                     bytes.fromhex(str(manifest["camera"]["public_key"])),
                     out,
                 )
-            ts_facts, ts_digests = measure(ts, container_format="mpegts", frame_digests=True)
-        except (FormatError, MediaCheckError) as exc:
+            _, ts_print = measure(ts, container_format="mpegts", fingerprint=True)
+        except (FormatError, MediaError) as exc:
             report.bad(
                 f"{fmt.ORIGINAL_DIR}/recording.hdr",
                 f"cannot decrypt with this vault key: {type(exc).__name__}: {exc}",
@@ -399,21 +399,37 @@ def _mp4(
             "the decrypted originals differ from the MPEG-TS the "
             "manifest says the MP4 was made from",
         )
-    if ts_digests != digests:
-        differ = next(
-            (i for i, (a, b) in enumerate(zip(ts_digests, digests, strict=False)) if a != b),
-            min(len(ts_digests), len(digests)),
-        )
-        report.bad(
-            fmt.MP4,
-            f"is not the decryption of the originals: frame {differ} differs "
-            f"({len(digests)} frames in the MP4, {len(ts_digests)} decrypted)",
-        )
+    differ = _first_difference(ts_print, mp4_print)
+    if differ:
+        report.bad(fmt.MP4, f"is not the decryption of the originals: {differ}")
         return
     report.proven.append(
         f"recording.mp4 is the decryption of the originals: all "
-        f"{len(digests)} decoded frames equal the sealed MPEG-TS's"
+        f"{len(mp4_print.video)} decoded frames of picture and {len(mp4_print.audio)} of "
+        "sound, and the time of each, equal the sealed MPEG-TS's"
     )
+
+
+TIME_SLACK_MICROSECONDS = 1_000  # the MP4's time bases round what the TS says in 1/90000 s
+
+
+def _first_difference(sealed: Fingerprint, mp4: Fingerprint) -> str:
+    """Where the MP4's picture or sound first differs from the sealed recording's, or ''."""
+    for kind, want, have in (
+        ("picture", sealed.video, mp4.video),
+        ("sound", sealed.audio, mp4.audio),
+    ):
+        for i, ((t0, d0), (t1, d1)) in enumerate(zip(want, have, strict=False)):
+            if not hmac.compare_digest(d0, d1):
+                return f"{kind} frame {i} differs"
+            if abs(t0 - t1) > TIME_SLACK_MICROSECONDS:
+                return (
+                    f"{kind} frame {i} is at {t1 / 1e6:.3f} s in the MP4, "
+                    f"{t0 / 1e6:.3f} s in the originals"
+                )
+        if len(want) != len(have):
+            return f"{len(have)} frames of {kind} in the MP4, {len(want)} in the originals"
+    return ""
 
 
 def _check(

@@ -17,11 +17,8 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
-import av
 import cv2
 import numpy as np
 
@@ -30,7 +27,7 @@ from crypto.open import decrypt_recording
 from store import Store
 from vault.catalog.custody import _assemble, _workdir
 from vault.catalog.models import Recording
-from vault.media import MediaError
+from vault.media import FRAGMENTED_MP4, MediaError, reencode_video
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +38,14 @@ X264_OPTIONS = {
     "x264-params": "keyint=30:min-keyint=15:scenecut=0",
 }
 # Small fragments (a quarter second) so the first frame reaches the browser early.
-MP4_OPTIONS = {"movflags": "frag_keyframe+empty_moov+default_base_moof", "frag_duration": "250000"}
+MP4_OPTIONS = {**FRAGMENTED_MP4, "frag_duration": "250000"}
 MAX_FRAMES = 30 * 60 * 60 * 2  # two hours at 30 fps: a bound on any one viewing
 
 
 @dataclass(frozen=True)
 class Watermark:
     lines: tuple[str, ...]
+    recording: str = "the recording"
 
     @classmethod
     def for_viewing(
@@ -58,7 +56,8 @@ class Watermark:
                 f"VIEWING {' + '.join(names)}",
                 f"purpose {purpose}  |  {recording}",
                 f"viewed {started.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  |  no copy",
-            )
+            ),
+            recording,
         )
 
 
@@ -195,64 +194,23 @@ def encode_watermarked(
     ts: bytes, mark: Watermark, out_buf: GrowingMedia, stop: threading.Event | None = None
 ) -> int:
     """Encode into `out_buf` as fragments complete; returns frames. Stops early on `stop`."""
-    frames = 0
-    try:
-        with (
-            av.open(io.BytesIO(ts), "r", format="mpegts") as fin,
-            av.open(out_buf, "w", format="mp4", options=MP4_OPTIONS) as fout,
-        ):
-            # PyAV's stubs type streams and frames loosely: this is video, the other audio.
-            vin: Any = next((s for s in fin.streams if s.type == "video"), None)
-            if vin is None:
-                raise MediaError("the recording has no video stream")
-            vin.thread_type = "AUTO"
-            rate = vin.average_rate or vin.guessed_rate or 30
-            vout: Any = fout.add_stream("libx264", rate=rate)
-            vout.width, vout.height = vin.codec_context.width, vin.codec_context.height
-            vout.pix_fmt = "yuv420p"
-            vout.options = dict(X264_OPTIONS)
-            vout.codec_context.time_base = Fraction(1, int(round(float(rate))))
-            aout: Any = None
-            ain: Any = next((s for s in fin.streams if s.type == "audio"), None)
-            if ain is not None:
-                aout = fout.add_stream_from_template(ain)
-                if ain.codec_context.extradata:
-                    aout.codec_context.extradata = ain.codec_context.extradata
-            first_pts: float | None = None
-            # The picture restarts at 0 s; sound keeps its place relative to the picture.
-            audio_shift: int | None = None
-            streams = [vin] + ([ain] if ain is not None else [])
-            for packet in fin.demux(*streams):
-                if packet.stream is ain:
-                    if packet.dts is not None and packet.pts is not None and first_pts is not None:
-                        if audio_shift is None:
-                            audio_shift = int(first_pts / float(ain.time_base))
-                        packet.pts -= audio_shift
-                        packet.dts -= audio_shift
-                        if packet.dts >= 0:
-                            packet.stream = aout
-                            fout.mux(packet)
-                    continue
-                frame: Any
-                for frame in packet.decode():
-                    t = float(frame.time or 0.0)
-                    first_pts = t if first_pts is None else first_pts
-                    img = burn_in(frame.to_ndarray(format="bgr24"), mark, t - first_pts)
-                    new = av.VideoFrame.from_ndarray(img, format="bgr24")
-                    new.pts = frames
-                    new.time_base = vout.codec_context.time_base
-                    fout.mux(vout.encode(new))
-                    frames += 1
-                    out_buf.frames = frames
-                    if stop is not None and stop.is_set():
-                        raise _Stopped()
-                    if frames > MAX_FRAMES:
-                        raise MediaError(f"recording longer than {MAX_FRAMES} frames")
-            fout.mux(vout.encode())
-    except av.error.FFmpegError as exc:
-        raise MediaError(f"cannot prepare the recording for viewing: {exc}") from None
-    if not frames:
-        raise MediaError("the recording holds no video frames")
+
+    def draw(image: np.ndarray, seconds: float) -> np.ndarray:
+        out_buf.frames += 1
+        return burn_in(image, mark, seconds)
+
+    frames = reencode_video(
+        ts,
+        out_buf,  # type: ignore[arg-type]  # a write-only file: all the MP4 muxer needs
+        draw,
+        name=mark.recording,
+        x264_options=X264_OPTIONS,
+        mp4_options=MP4_OPTIONS,
+        keep_running=lambda: stop is None or not stop.is_set(),
+        max_frames=MAX_FRAMES,
+    )
+    if stop is not None and stop.is_set():
+        raise _Stopped()
     return frames
 
 

@@ -38,6 +38,7 @@ from typing import IO, Any
 import av
 import numpy as np
 import numpy.typing as npt
+from av.bitstream import BitStreamFilterContext
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ def _why(exc: BaseException) -> str:
     """ffmpeg's reason without the errno and the path it prints around it."""
     if isinstance(exc, av.error.FFmpegError):
         reason = exc.strerror or type(exc).__name__
-        log_lines = [text for _, _, text in (getattr(exc, "log", None) or ()) if text]
-        if log_lines:
-            reason = f"{reason} ({log_lines[-1].strip()})"
+        logged = getattr(exc, "log", None)  # (level, component, message) ffmpeg logged last
+        if logged and len(logged) == 3 and str(logged[2]).strip():
+            reason = f"{reason} ({str(logged[2]).strip()})"
         return reason
     return str(exc) or type(exc).__name__
 
@@ -203,16 +204,16 @@ def remux_to_mp4(
         end = 0
         try:
             with out:
-                mapping = {rec.video.index: _copy_stream(out, rec.video)}
-                if rec.audio is not None:
-                    mapping[rec.audio.index] = _copy_stream(out, rec.audio)
+                picture = _copy_stream(out, rec.video)
+                sound = _SoundCopy(rec, out, rec.audio) if rec.audio is not None else None
                 for packet in rec.packets():
-                    kind = "video" if packet.stream is rec.video else "audio"
-                    if kind == "video":
+                    if packet.stream is rec.video:
                         end = max(end, packet.pts + (packet.duration or 0))
-                    packet.stream = mapping[packet.stream.index]
-                    out.mux(packet)
-                    counts[kind] += 1
+                        packet.stream = picture
+                        out.mux(packet)
+                        counts["video"] += 1
+                    elif sound is not None:
+                        counts["audio"] += sound.mux(out, packet)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{rec.name}: cannot write the MP4: {_why(exc)}") from None
         if not counts["video"]:
@@ -228,6 +229,46 @@ def _copy_stream(out: Any, stream: Any) -> Any:
     if stream.codec_context.extradata:
         copied.codec_context.extradata = stream.codec_context.extradata
     return copied
+
+
+# MPEG-4 audio sampling frequency index (ISO/IEC 14496-3, 1.6.3.4).
+AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+AAC_OBJECT_TYPES = {"Main": 1, "LC": 2, "SSR": 3, "LTP": 4}
+
+
+class _SoundCopy:
+    """The camera's AAC sound into an MP4: ADTS headers off, the AudioSpecificConfig on.
+
+    MPEG-TS carries AAC in ADTS frames, each with its own header; MP4 wants the bare
+    frames and the configuration once, in the track header. A fragmented MP4 writes that
+    header before the first packet, so the configuration is built from the stream's
+    parameters up front rather than learnt from the first frame.
+    """
+
+    def __init__(self, rec: OpenRecording, out: Any, stream: Any) -> None:
+        self.stream = _copy_stream(out, stream)
+        self._filter: Any = None
+        ctx = stream.codec_context
+        if ctx.name != "aac" or ctx.extradata:
+            return
+        kind = AAC_OBJECT_TYPES.get(str(ctx.profile))
+        channels = int(ctx.layout.nb_channels)
+        if kind is None or ctx.sample_rate not in AAC_RATES or not 1 <= channels <= 7:
+            raise MediaError(
+                f"{rec.name}: sound in AAC {ctx.profile} {ctx.sample_rate} Hz with "
+                f"{channels} channels cannot be copied into an MP4"
+            )
+        index = AAC_RATES.index(ctx.sample_rate)
+        config = (kind << 11) | (index << 7) | (channels << 3)
+        self.stream.codec_context.extradata = config.to_bytes(2, "big")
+        self._filter = BitStreamFilterContext("aac_adtstoasc", stream)
+
+    def mux(self, out: Any, packet: Any) -> int:
+        packets = [packet] if self._filter is None else self._filter.filter(packet)
+        for each in packets:
+            each.stream = self.stream
+            out.mux(each)
+        return len(packets)
 
 
 def reencode_video(
@@ -265,7 +306,7 @@ def reencode_video(
                 encoder.options = dict(x264_options)
                 tick = Fraction(1, int(round(float(rate))))
                 encoder.codec_context.time_base = tick
-                sound = _copy_stream(out, rec.audio) if rec.audio is not None else None
+                sound = _SoundCopy(rec, out, rec.audio) if rec.audio is not None else None
 
                 def encode(frame: Any) -> bool:
                     nonlocal frames, last_pts
@@ -283,8 +324,8 @@ def reencode_video(
 
                 for packet in rec.packets():
                     if packet.stream is not rec.video:
-                        packet.stream = sound
-                        out.mux(packet)
+                        if sound is not None:
+                            sound.mux(out, packet)
                     elif not all(encode(frame) for frame in rec.decode(packet)):
                         return frames
                 if not all(encode(frame) for frame in rec.flush(rec.video)):

@@ -175,7 +175,12 @@ def seed_back_office(
 # --- `make demo`: the shift's back office, in its own process ----------------------------------
 
 DEMO_PASSWORD = "bodycam demo 2026"  # printed by the demo; a demo site only
-DEMO_OFFICERS = (("olaf", "Olaf Jansen"), ("olga", "Olga de Vries"), ("otto", "Otto Bakker"))
+DEMO_OFFICERS = (
+    ("olaf", "Olaf Jansen"),
+    ("olga", "Olga de Vries"),
+    ("otto", "Otto Bakker"),
+    ("oona", "Oona Smit"),
+)
 
 
 def seed_demo(

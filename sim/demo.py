@@ -4,10 +4,11 @@ Two cameras (the Heusden scenario: 30 s pre-record, three incidents, one of them
 short by a power cut) film in fast-forward and seal everything on their volumes. At the
 end of the shift both go into the dock: the dock daemon authenticates each over its
 serial control channel, verifies and copies every segment into a local file store,
-releases it, and the cameras delete what is safely stored. Then the back office takes
-one recording out of the store, decrypts it with the site's vault key and remuxes it
-into an MP4, and ffprobe says what it is. Last, the back office (in ``back-office``)
-catalogues the shift, drafts the officers' reports and gets a user for every role.
+releases it, and the cameras delete what is safely stored. Then the back office (in
+``back-office``) catalogues the shift, drafts the officers' reports and gets a user for
+every role; as its users would, the cluster manager decrypts every recording to an MP4
+(ffprobe says what each is) and the privacy officer hands one over to the prosecutor as
+a signed export package, which `verify-export` then proves against the originals.
 
 Everything goes into one folder (default ``demo-out``), made afresh on each run.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "heusden.toml"
 SITE = "heusden"
 MARKER = ".bodycam-demo"
+BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 
 
 class DemoError(RuntimeError):
@@ -102,15 +105,12 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
         raise DemoError(f"the dock did not store everything: {lines}")
     _check_cameras_emptied(result, report)
 
-    heading("Back office: one recording out of the store, decrypted with the vault key")
-    recording = _pick_recording(result)
-    mp4 = _decrypt_to_mp4(result, recording, store_dir, keys_dir, out / "vault", say)
-    _ffprobe(mp4, say)
     heading("Back office: the shift catalogued, reports drafted, a user for every role")
-    from vault.web.seed import seed_demo
+    from vault.web.seed import DEMO_PASSWORD, seed_demo
 
+    home = out / "back-office"
     if seed_demo(
-        home=out / "back-office",
+        home=home,
         store_url=f"file://{store_dir}",
         site=SITE,
         keys_dir=keys_dir,
@@ -118,6 +118,31 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
         cameras=[(c.name, c.device_id, c.device_public) for c in result.cameras],
     ):
         raise DemoError("the back office could not be seeded with the shift")
+    back_office = BackOffice(home, DEMO_PASSWORD)
+    heading("Back office: every recording decrypted to MP4 (cees, cluster manager)")
+    vault_dir = out / "vault"
+    vault_dir.mkdir()
+    for recording in result.recordings:
+        ref = f"{result.camera(recording.camera).device_id}/{recording.recording_id}"
+        mp4 = vault_dir / f"{recording.recording_id}.mp4"
+        back_office.run(
+            "decrypt", ref, "--out", str(mp4), "--purpose", "criminal_investigation", user="cees"
+        )
+        print(f"  {ref} ({recording.camera}) -> {mp4.relative_to(out)}", file=say)
+        _ffprobe(mp4, say)
+    heading("Back office: one recording handed over to the prosecutor (priya, privacy officer)")
+    handed = _pick_recording(result)
+    ref = f"{result.camera(handed.camera).device_id}/{handed.recording_id}"
+    package = vault_dir / "export-OM-DEMO-1.zip"
+    back_office.run("export", ref, "--out", str(package), "--reference", "OM-DEMO-1", user="priya")
+    print(
+        f"  {ref}: package {package.relative_to(out)} (signed; prosecution hold placed)", file=say
+    )
+    proof = back_office.run(
+        "verify-export", str(package), "--vault-key", str(keys_dir / "vault.key"), user="priya"
+    )
+    for line in proof.splitlines():
+        print(f"    {line}", file=say)
     heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
     return 0
 
@@ -141,37 +166,33 @@ def _pick_recording(result: ShiftResult) -> RecordingResult:
     return complete[0]
 
 
-def _decrypt_to_mp4(
-    result: ShiftResult,
-    recording: RecordingResult,
-    store_dir: Path,
-    keys_dir: Path,
-    vault_dir: Path,
-    say: TextIO,
-) -> Path:
-    from crypto.keys import VaultKey
-    from crypto.open import decrypt_recording
-    from store import FileStore, fetch_recording
-    from vault.media import remux_to_mp4
+class BackOffice:
+    """`bodycam vault ...` in a child process as a signed-in user of the demo's back office."""
 
-    cam = result.camera(recording.camera)
-    store = FileStore(store_dir)
-    folder = fetch_recording(
-        store, SITE, cam.device_id, recording.recording_id, vault_dir / recording.recording_id
-    )
-    print(f"  fetched {recording.recording_id} ({recording.camera}) into {folder}", file=say)
-    vault_key = VaultKey.load(keys_dir / "vault.key")
-    ts = vault_dir / f"{recording.recording_id}.ts"
-    with open(ts, "wb") as sink:
-        size = decrypt_recording(folder, vault_key, cam.device_public, sink)
-    print(
-        f"  decrypted {size} bytes of MPEG-TS (signed manifest and every chunk verified)", file=say
-    )
-    mp4 = vault_dir / f"{recording.recording_id}.mp4"
-    remux_to_mp4(ts, mp4, name=recording.recording_id)
-    ts.unlink()
-    print(f"  MP4: {mp4}", file=say)
-    return mp4
+    def __init__(self, home: Path, password: str) -> None:
+        self.home, self.password = home, password
+
+    def run(self, *args: str, user: str) -> str:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))
+        }
+        env.update(
+            BODYCAM_VAULT_HOME=str(self.home),
+            BODYCAM_VAULT_USER=user,
+            BODYCAM_VAULT_PASSWORD=self.password,
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", BODYCAM, "vault", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if proc.returncode != 0:
+            said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]
+            raise DemoError(f"bodycam vault {args[0]} as {user} failed: {' '.join(said)}")
+        return proc.stdout
 
 
 def _ffprobe(path: Path, say: TextIO) -> None:

@@ -35,7 +35,8 @@ def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
     # No private key, in any spelling, in the logs, the output or anything written
     # outside the key files themselves (volumes, event logs, ledger, store, vault).
     secrets = _private_keys(out)
-    assert len(secrets) == 6  # vault, integrator, dock, two cameras, back office registry
+    # vault, integrator, dock, two cameras, the back office's registry and export keys
+    assert len(secrets) == 7
     spoken = text + caplog.text
     for secret in secrets:
         for form in (secret.hex(), base64.b64encode(secret).decode(), secret.hex().upper()):
@@ -56,26 +57,41 @@ def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
     assert len(recordings) == 3
     assert sum(r["recovered"] for r in recordings) == 1  # incident 3, cut by the power cut
     segments = sum(r["segments"] for r in recordings)
-    stored = [p for p in (out / "store").rglob("seg-*") if "quarantine" not in p.parts]
+    stored = [
+        p for p in (out / "store").rglob("seg-*") if not {"quarantine", ".holds"} & set(p.parts)
+    ]
     assert len(stored) == segments
     for cam in summary["cameras"]:
         volume = Path(cam["home"]) / "volume"
         assert not list(volume.rglob("seg-*.bcs")), f"{cam['name']} kept segments"
         assert f"{cam['device_id']}: all " in text and "camera released" in text
 
-    # The MP4 from the vault: every frame of incident 1, pre-roll included, in order.
-    (mp4,) = (out / "vault").glob("*.mp4")
-    assert f"MP4: {mp4}" in text
+    # Every recording went through the back office into an MP4 that starts at 0 s.
+    mp4s = sorted((out / "vault").glob("*.mp4"))
+    assert [m.stem for m in mp4s] == sorted(r["recording_id"] for r in recordings)
+    for mp4 in mp4s:
+        assert f"-> vault/{mp4.name}" in text
+        info = ffprobe(mp4)
+        assert float(info["format"]["start_time"]) == 0.0, mp4.name
+    # Incident 1: every frame, pre-roll included, in order; sound from the press on.
+    first = next(r for r in recordings if r["complete"] and not r["recovered"])
+    mp4 = out / "vault" / f"{first['recording_id']}.mp4"
     info = ffprobe(mp4)
     kinds = sorted(s["codec_type"] for s in info["streams"])
     assert kinds == ["audio", "video"]
     assert float(info["format"]["duration"]) == pytest.approx(60.0, abs=0.2)  # 30 s + 30 s
+    audio = next(s for s in info["streams"] if s["codec_type"] == "audio")
+    assert float(audio["start_time"]) == pytest.approx(30.0, abs=0.1)  # no pre-roll sound
     counters = []
     with av.open(str(mp4)) as container:
         for frame in container.decode(video=0):
             counters.append(read_frame_counter(frame.to_ndarray(format="bgr24")))
     assert len(counters) == 1800
     assert_consecutive(counters)
+    # One package for the prosecutor, proven against the originals with the vault key.
+    assert (out / "vault" / "export-OM-DEMO-1.zip").is_file()
+    assert "recording.mp4 is the decryption of the originals" in text
+    assert f"OK {out / 'vault' / 'export-OM-DEMO-1.zip'}" in text
     assert not list((out / "vault").glob("*.partial")) and not list((out / "vault").glob("*.ts"))
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -26,16 +25,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dock.daemon import DaemonResult
     from firmware.camera import Camera
     from sim.report import RecordingResult, ShiftResult
+    from vault.web.seed import BackOffice
 
 log = logging.getLogger(__name__)
 
 SCENARIO = Path(__file__).resolve().parent / "scenarios" / "heusden.toml"
 SITE = "heusden"
 MARKER = ".bodycam-demo"
-BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 
 
 class DemoError(RuntimeError):
@@ -106,7 +107,7 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     _check_cameras_emptied(result, report)
 
     heading("Back office: the shift catalogued, reports drafted, a user for every role")
-    from vault.web.seed import DEMO_PASSWORD, seed_demo
+    from vault.web.seed import BackOffice, BackOfficeCommandFailed, seed_demo
 
     home = out / "back-office"
     if seed_demo(
@@ -118,7 +119,23 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
         cameras=[(c.name, c.device_id, c.device_public) for c in result.cameras],
     ):
         raise DemoError("the back office could not be seeded with the shift")
-    back_office = BackOffice(home, DEMO_PASSWORD)
+    try:
+        _through_the_back_office(BackOffice(home), result, out, keys_dir, say, heading)
+    except BackOfficeCommandFailed as exc:
+        raise DemoError(str(exc)) from None
+    heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
+    return 0
+
+
+def _through_the_back_office(
+    back_office: BackOffice,
+    result: ShiftResult,
+    out: Path,
+    keys_dir: Path,
+    say: TextIO,
+    heading: Callable[[str], None],
+) -> None:
+    """Every recording decrypted to MP4 as its users would, one handed over and proven."""
     heading("Back office: every recording decrypted to MP4 (cees, cluster manager)")
     vault_dir = out / "vault"
     vault_dir.mkdir()
@@ -143,8 +160,6 @@ def run_demo(out_dir: str | Path = "demo-out", *, file: TextIO | None = None) ->
     )
     for line in proof.splitlines():
         print(f"    {line}", file=say)
-    heading(f"Done in {time.perf_counter() - started:.1f} s; everything is in {out}")
-    return 0
 
 
 def _check_cameras_emptied(result: ShiftResult, report: DaemonResult) -> None:
@@ -164,35 +179,6 @@ def _pick_recording(result: ShiftResult) -> RecordingResult:
     if not complete:
         raise DemoError("the shift made no complete recording")
     return complete[0]
-
-
-class BackOffice:
-    """`bodycam vault ...` in a child process as a signed-in user of the demo's back office."""
-
-    def __init__(self, home: Path, password: str) -> None:
-        self.home, self.password = home, password
-
-    def run(self, *args: str, user: str) -> str:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))
-        }
-        env.update(
-            BODYCAM_VAULT_HOME=str(self.home),
-            BODYCAM_VAULT_USER=user,
-            BODYCAM_VAULT_PASSWORD=self.password,
-        )
-        proc = subprocess.run(
-            [sys.executable, "-c", BODYCAM, "vault", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if proc.returncode != 0:
-            said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]
-            raise DemoError(f"bodycam vault {args[0]} as {user} failed: {' '.join(said)}")
-        return proc.stdout
 
 
 def _ffprobe(path: Path, say: TextIO) -> None:

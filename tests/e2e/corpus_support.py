@@ -12,11 +12,8 @@ role, as `make demo` does). Small pictures where a path does not depend on size.
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
 import subprocess
-import sys
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,9 +21,7 @@ from http.cookiejar import CookieJar
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
 SITE = "heusden"
-BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 
 
 def _camera(
@@ -148,28 +143,11 @@ class Corpus:
     password: str
     recordings: list[CorpusRecording] = field(default_factory=list)
 
-    def env(self, user: str) -> dict[str, str]:
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))
-        }
-        env.update(
-            BODYCAM_VAULT_HOME=str(self.home),
-            BODYCAM_VAULT_USER=user,
-            BODYCAM_VAULT_PASSWORD=self.password,
-            PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""),
-        )
-        return env
-
     def vault(self, *args: str, user: str) -> subprocess.CompletedProcess[str]:
         """`bodycam vault ARGS` as USER, the way a back-office user runs it."""
-        return subprocess.run(
-            [sys.executable, "-c", BODYCAM, "vault", *args],
-            env=self.env(user),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        from vault.web.seed import BackOffice
+
+        return BackOffice(self.home, self.password).call(*args, user=user)
 
 
 def build_corpus(root: Path) -> Corpus:
@@ -277,7 +255,3 @@ class Browser:
         )
         if status != 200 or b"Sign out" not in body and b"sign out" not in body.lower():
             raise AssertionError(f"sign-in as {user} failed: {status} {body[:300]!r}")
-
-
-def load_json(text: str) -> Any:
-    return json.loads(text)

@@ -183,6 +183,54 @@ DEMO_OFFICERS = (
 )
 
 
+BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child with a Django of its own, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
+    env.update(extra)
+    return env
+
+
+class BackOfficeCommandFailed(RuntimeError):
+    """A `bodycam vault` command of the demo's back office exited non-zero."""
+
+
+@dataclass(frozen=True)
+class BackOffice:
+    """The demo's back office as its users reach it: `bodycam vault ...` in a child
+    process, signed in as one of the demo users."""
+
+    home: Path
+    password: str = DEMO_PASSWORD
+
+    def call(self, *args: str, user: str) -> subprocess.CompletedProcess[str]:
+        env = _child_env(
+            BODYCAM_VAULT_HOME=str(self.home),
+            BODYCAM_VAULT_USER=user,
+            BODYCAM_VAULT_PASSWORD=self.password,
+        )
+        return subprocess.run(
+            [sys.executable, "-c", BODYCAM, "vault", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+
+    def run(self, *args: str, user: str) -> str:
+        """Its output; BackOfficeCommandFailed with the command's last line if it failed."""
+        proc = self.call(*args, user=user)
+        if proc.returncode != 0:
+            said = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:]
+            raise BackOfficeCommandFailed(
+                f"bodycam vault {args[0]} as {user} failed: {' '.join(said)}"
+            )
+        return proc.stdout
+
+
 def seed_demo(
     *,
     home: Path,
@@ -217,11 +265,10 @@ def seed_demo(
             for i, (name, dev, pub) in enumerate(cameras)
         ],
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
     proc = subprocess.run(
         [sys.executable, "-m", "vault.web.seed"],
         input=json.dumps(spec),
-        env=env,
+        env=_child_env(),
         capture_output=True,
         text=True,
         timeout=600,

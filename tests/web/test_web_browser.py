@@ -112,15 +112,24 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
         timeout=30_000,
     )
     page.wait_for_timeout(500)  # the seek's audit request goes out asynchronously
-    # The burned-in watermark: white text on a dark band across the top, where the
-    # footage itself (a coloured gradient) has no white at all.
+    # The viewers' mark: white text on a dark band along the bottom, and translucent text
+    # repeated over the whole picture; the footage itself (a coloured gradient, smooth
+    # along each row in green) has no white and no edges at all. The player's controls
+    # would cover the band: hidden for the picture of the picture.
+    video.evaluate("v => { v.controls = false; }")
+    page.wait_for_timeout(300)
     shot = png_array(video.screenshot())
-    h = shot.shape[0]
-    band, rest = shot[: h // 6], shot[h // 3 : 2 * h // 3]  # below: the player's own controls
+    video.evaluate("v => { v.controls = true; }")
+    h, w = shot.shape[:2]
+    band, rest = shot[5 * h // 6 :], shot[h // 3 : 2 * h // 3]
     white = lambda a: int(np.count_nonzero((a > 190).all(axis=2)))  # noqa: E731
     assert white(band) > 300, white(band)
     assert white(rest) < 20, white(rest)
     assert band.std() > 40  # text, not a uniform band
+    edges = np.abs(np.diff(shot[: 4 * h // 5, :, 1].astype(np.int16), axis=1)) > 25
+    for rows in (slice(0, h // 2), slice(h // 2, None)):
+        for cols in (slice(0, w // 2), slice(w // 2, None)):
+            assert np.count_nonzero(edges[rows, cols]) > 200, (rows, cols)
     page.screenshot(path=str(shots(web_site) / "viewing.png"))
     # The stream: byte ranges, never kept, never offered as a file; no download link.
     src = video.get_attribute("data-src")

@@ -30,7 +30,8 @@ from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
 from vault.viewing import viewing_pair_check
-from vault.web.playback import GrowingMedia, Watermark, decrypt_to_memory, encode_in_background
+from vault.web.playback import GrowingMedia, decrypt_to_memory, encode_in_background
+from vault.web.watermark import Watermark
 
 log = logging.getLogger(__name__)
 

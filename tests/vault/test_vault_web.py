@@ -8,13 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import pytest
-from vault_support import PASSWORD, T0, Site, actor, make_municipalities, make_ts, make_user
+from vault_support import (
+    PASSWORD,
+    T0,
+    Site,
+    actor,
+    make_municipalities,
+    make_ts,
+    make_user,
+    sound_only_ts,
+)
 
 from vault.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionRefused
 
@@ -117,6 +129,29 @@ def office(db: str, site: Site, clock: Any) -> dict[str, str]:
     }
     catalog_sync(actor=actor("cees"), store=site.store, clock=clock)
     return recs
+
+
+@pytest.fixture
+def browser_session(
+    office: Any, site: Site, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """Django's test client signed in as cees, the views on this test's store and clock."""
+    from django.test import Client, override_settings
+
+    from vault.web import views
+
+    monkeypatch.setattr(views, "CLOCK", clock)
+    monkeypatch.setattr(views, "site_store", lambda: site.store)
+    monkeypatch.setattr(views, "vault_key", lambda: site.vault_key)
+    monkeypatch.setattr(views, "work_dir", lambda: tmp_path / "web-work")
+    client = Client()
+    client.force_login(actor("cees").user)
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        yield client
+
+
+def start_form(second: str = "sam") -> dict[str, str]:
+    return {"purpose": "complaint", "second_username": second, "second_password": PASSWORD}
 
 
 def _rec(rec_id: str) -> Any:
@@ -264,6 +299,74 @@ def test_learning_without_consent_or_with_someone_else_is_refused(
                 vault_key=site.vault_key,
                 clock=clock,
             )
+    assert viewings.open_viewings() == 0
+
+
+def test_footage_without_a_picture_fails_the_start_and_the_page_says_why(
+    office: Any, site: Site, clock: Any, browser_session: Any, tmp_path: Path
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.services import catalog_sync
+    from vault.web import viewings
+
+    # Decrypts and verifies, but the MPEG-TS inside holds sound and no video stream.
+    rec_id = site.record("CAM-1", T0 + dt.timedelta(hours=3), ts=sound_only_ts())
+    catalog_sync(actor=actor("cees"), store=site.store, clock=clock)
+    page = browser_session.post(f"/recordings/CAM-1/{rec_id}/view", start_form(), secure=True)
+    reason = f"the viewing cannot start: CAM-1/{rec_id}: the recording has no video stream"
+    assert page.status_code == 500
+    assert f'<p class="error" role="alert">{reason}</p>' in page.content.decode()
+    starts = list(AuditEntry.objects.filter(action="viewing.start"))
+    assert [(e.actor, e.result) for e in starts] == [("cees", "failed")]
+    detail = json.loads(starts[0].detail)
+    assert detail["error"] == f"MediaError: CAM-1/{rec_id}: the recording has no video stream"
+    assert detail["second"] == "sam" and detail["copy"] is False
+    assert starts[0].target == f"CAM-1/{rec_id} viewed by cees+sam"
+    assert viewings.open_viewings() == 0
+    assert list((tmp_path / "web-work").iterdir()) == []  # nothing decrypted left behind
+
+
+def test_a_stream_that_fails_while_it_is_encoded_is_audited_and_said_to_the_viewers(
+    office: Any, clock: Any, browser_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.web import playback, viewings
+
+    # The encoder's bound on the length of any one viewing, lowered below this 60-frame
+    # recording: encoding stops part of the way with the error any longer one gets.
+    monkeypatch.setattr(playback, "MAX_FRAMES", 40)
+    start = browser_session.post(f"/recordings/CAM-1/{office['a']}/view", start_form(), secure=True)
+    assert start.status_code == 302, start.content.decode()[:2000]
+    url = start["Location"]
+    vid = url.rstrip("/").rsplit("/", 1)[1]
+    session = browser_session.session.session_key
+    v = viewings.viewing_get(viewing_id=vid, session_key=session, clock=clock)
+    assert v.media.wait_done(timeout=60) and v.media.frames == 41  # part of the way
+    reason = f"the viewing stream could not be prepared: CAM-1/{office['a']}: longer than 40 frames"
+    page = browser_session.get(url, secure=True)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert re.search(rf'<p class="error" role="alert" id="viewing-error">{reason}</p>', html)
+    assert "<video" not in html
+    for asked in ({}, {"HTTP_RANGE": "bytes=0-"}, {"HTTP_RANGE": "bytes=100-199"}):
+        stream = browser_session.get(f"/viewings/{vid}/stream", secure=True, **asked)
+        assert stream.status_code == 500 and stream.content.decode() == reason, asked
+        assert stream["Cache-Control"] == "no-store"
+    status = browser_session.get(f"/viewings/{vid}/status", secure=True)
+    assert status.json() == {"done": True, "error": reason}
+    assert status["Cache-Control"] == "no-store"
+    entries = list(AuditEntry.objects.filter(action__startswith="viewing.").order_by("seq"))
+    assert [(e.action, e.result) for e in entries] == [
+        ("viewing.second", "ok"),
+        ("viewing.pair", "ok"),
+        ("viewing.start", "ok"),
+        ("viewing.failed", "failed"),  # once, however often the viewers asked
+    ]
+    assert json.loads(entries[-1].detail)["error"] == f"CAM-1/{office['a']}: longer than 40 frames"
+    end = browser_session.post(f"/viewings/{vid}/event", {"event": "end"}, secure=True)
+    assert end.status_code == 302
+    assert AuditEntry.objects.filter(action="viewing.end", result="ok").count() == 1
+    assert browser_session.get(f"/viewings/{vid}/stream", secure=True).status_code == 404
     assert viewings.open_viewings() == 0
 
 

@@ -23,7 +23,7 @@ from crypto.open import decrypt_recording
 from store import Store
 from vault.catalog.custody import _assemble, _workdir
 from vault.catalog.models import Recording
-from vault.media import FRAGMENTED_MP4, MediaError, reencode_video
+from vault.media import FRAGMENTED_MP4, MediaError, open_recording, reencode_video
 from vault.web.watermark import BurnIn, Watermark
 from vault.web.watermark import burn_in as burn_in  # one frame, for callers of this module
 
@@ -135,6 +135,17 @@ def decrypt_to_memory(
             require_complete=not recording.recovered and recording.complete,
         )
     return buf.getvalue()
+
+
+def check_playable(ts: bytes, *, name: str) -> None:
+    """Raise MediaError unless `ts` opens as the camera's MPEG-TS with a picture in it.
+
+    What can be known before encoding starts: the streams (with a probe window past any
+    pre-roll) and the picture's size. A failure later, while encoding, is the stream's
+    `GrowingMedia.error`.
+    """
+    with open_recording(ts, name=name, container_format="mpegts"):
+        pass
 
 
 def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:

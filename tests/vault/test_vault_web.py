@@ -398,6 +398,19 @@ def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
     assert float((shown[sel] >= 0.4 * footage[sel] - 2).mean()) > 0.95
 
 
+@pytest.mark.parametrize("device_id", [CAMERA, "X" * 24])
+def test_the_area_kept_clear_holds_the_camera_stamp_at_every_size(device_id: str) -> None:
+    from sim.sensor import SyntheticSensor
+    from vault.web.watermark import camera_stamp_area
+
+    for size in ((64, 48), (160, 120), (320, 180), (640, 480), (1280, 720), (3840, 2160)):
+        osd = SyntheticSensor(*size, device_id)._overlay  # the sensor's own on-screen display
+        strip, box_bottom, box_right = camera_stamp_area(*size)
+        assert strip >= osd.picture_top, size
+        assert box_bottom >= min(size[1], osd.picture_top + osd.box[0]), size
+        assert box_right >= min(size[0], osd.box[1]), size
+
+
 @pytest.mark.parametrize(("size", "kbps"), [((640, 360), 1500), ((1920, 1080), 6000)])
 def test_the_mark_and_the_camera_stamp_survive_the_viewing_stream(
     size: tuple[int, int], kbps: int

@@ -29,3 +29,7 @@ class OriginRefused(VaultError):
 
 class NotConfigured(VaultError):
     """The back office is not set up (no database, no site file, no key)."""
+
+
+class FootageUnavailable(VaultError):
+    """The footage cannot be prepared for viewing: it does not verify, decrypt or open as video."""

@@ -1,22 +1,95 @@
 """The web front end's services without a browser: sign-in lock-out, the requests register
 and its holds against the purge, viewing sessions (consent first, in memory only, ended
-and gone), the watermarked stream, and the officer's report from the signed event log."""
+and gone), the watermarked stream (the viewers' mark off the camera's own stamp, on every
+part of the picture), footage that cannot be prepared (said and audited), and the
+officer's report from the signed event log."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
 import pytest
-from vault_support import PASSWORD, T0, Site, actor, make_municipalities, make_ts, make_user
+from vault_support import (
+    PASSWORD,
+    T0,
+    Site,
+    actor,
+    make_municipalities,
+    make_ts,
+    make_user,
+    sound_only_ts,
+)
 
 from vault.errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionRefused
 
 DAY = dt.timedelta(days=1)
+CAMERA = "BC-1A2B3C4D"  # a device id as cameras make them ("BC-" + 8 hex)
+
+
+def camera_ts(size: tuple[int, int], first: int, frames: int, kbps: int) -> bytes:
+    """The camera's own MPEG-TS (its encoder and muxer) of the simulated sensor's frames:
+    the device id, frame number and time burned in, the frame-counter strip on top."""
+    from firmware.encoder import H264Encoder, TsSegmentMuxer
+    from sim.sensor import SyntheticSensor
+
+    sensor = SyntheticSensor(*size, CAMERA, pixel_format="yuv420p")
+    encoder = H264Encoder(*size, 30, kbps * 1000, 30)
+    buf = io.BytesIO()
+    mux = TsSegmentMuxer(buf, encoder)
+    for n in range(first, first + frames):
+        for packet in encoder.encode_video(sensor.capture(n, 1_790_000_000 + n / 30), n):
+            mux.write(packet)
+    for packet in encoder.flush():
+        mux.write(packet)
+    mux.close()
+    return buf.getvalue()
+
+
+def decoded(data: bytes, container_format: str | None = None) -> list[np.ndarray]:
+    with av.open(io.BytesIO(data), format=container_format) as c:
+        return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+
+def camera_stamp(size: tuple[int, int]) -> list[tuple[slice, slice]]:
+    """Where the camera's stamp is in its frames: the counter strip across the top, and
+    the darkened box with the device id, frame number and time below it at the left."""
+    from sim.sensor import SyntheticSensor
+
+    osd = SyntheticSensor(*size, CAMERA)._overlay  # the sensor's own on-screen display
+    box_h, box_w = osd.box
+    top = osd.picture_top
+    return [(slice(0, top), slice(None)), (slice(top, top + box_h), slice(0, box_w))]
+
+
+def quadrants(size: tuple[int, int]) -> dict[str, tuple[slice, slice]]:
+    w, h = size
+    top, bottom = slice(0, h // 2), slice(h // 2, h)
+    left, right = slice(0, w // 2), slice(w // 2, w)
+    return {
+        "top left": (top, left),
+        "top right": (top, right),
+        "bottom left": (bottom, left),
+        "bottom right": (bottom, right),
+    }
+
+
+def moved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel: the largest change over the three colours."""
+    return np.abs(a.astype(np.int16) - b.astype(np.int16)).max(axis=2)
+
+
+def viewers_mark() -> Any:
+    from vault.web.playback import Watermark
+
+    return Watermark.for_viewing(["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z")
 
 
 @pytest.fixture
@@ -56,6 +129,29 @@ def office(db: str, site: Site, clock: Any) -> dict[str, str]:
     }
     catalog_sync(actor=actor("cees"), store=site.store, clock=clock)
     return recs
+
+
+@pytest.fixture
+def browser_session(
+    office: Any, site: Site, clock: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
+    """Django's test client signed in as cees, the views on this test's store and clock."""
+    from django.test import Client, override_settings
+
+    from vault.web import views
+
+    monkeypatch.setattr(views, "CLOCK", clock)
+    monkeypatch.setattr(views, "site_store", lambda: site.store)
+    monkeypatch.setattr(views, "vault_key", lambda: site.vault_key)
+    monkeypatch.setattr(views, "work_dir", lambda: tmp_path / "web-work")
+    client = Client()
+    client.force_login(actor("cees").user)
+    with override_settings(ALLOWED_HOSTS=["testserver"]):
+        yield client
+
+
+def start_form(second: str = "sam") -> dict[str, str]:
+    return {"purpose": "complaint", "second_username": second, "second_password": PASSWORD}
 
 
 def _rec(rec_id: str) -> Any:
@@ -171,8 +267,8 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
         frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
     assert len(frames) == 60 and frames[0].shape == (120, 160, 3)
     assert b"moof" in data  # fragmented
-    top = frames[30][:20]
-    assert np.count_nonzero((top > 190).all(axis=2)) > 20  # the burned-in names
+    footage = decoded(site.plaintexts[office["a"]], "mpegts")
+    assert moved(frames[30], footage[30]).mean() > 10  # the viewers' mark is burned in
     viewings.viewing_seek(viewing_id=v.id, session_key="s1", position=1.5, clock=clock)
     viewings.viewing_end(viewing_id=v.id, session_key="s1", clock=clock)
     assert v.media.size() == 0 and viewings.open_viewings() == 0
@@ -204,6 +300,161 @@ def test_learning_without_consent_or_with_someone_else_is_refused(
                 clock=clock,
             )
     assert viewings.open_viewings() == 0
+
+
+def test_footage_without_a_picture_fails_the_start_and_the_page_says_why(
+    office: Any, site: Site, clock: Any, browser_session: Any, tmp_path: Path
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.services import catalog_sync
+    from vault.web import viewings
+
+    # Decrypts and verifies, but the MPEG-TS inside holds sound and no video stream.
+    rec_id = site.record("CAM-1", T0 + dt.timedelta(hours=3), ts=sound_only_ts())
+    catalog_sync(actor=actor("cees"), store=site.store, clock=clock)
+    page = browser_session.post(f"/recordings/CAM-1/{rec_id}/view", start_form(), secure=True)
+    reason = f"the viewing cannot start: CAM-1/{rec_id}: the recording has no video stream"
+    assert page.status_code == 500
+    assert f'<p class="error" role="alert">{reason}</p>' in page.content.decode()
+    starts = list(AuditEntry.objects.filter(action="viewing.start"))
+    assert [(e.actor, e.result) for e in starts] == [("cees", "failed")]
+    detail = json.loads(starts[0].detail)
+    assert detail["error"] == f"MediaError: CAM-1/{rec_id}: the recording has no video stream"
+    assert detail["second"] == "sam" and detail["copy"] is False
+    assert starts[0].target == f"CAM-1/{rec_id} viewed by cees+sam"
+    assert viewings.open_viewings() == 0
+    assert list((tmp_path / "web-work").iterdir()) == []  # nothing decrypted left behind
+
+
+def test_a_stream_that_fails_while_it_is_encoded_is_audited_and_said_to_the_viewers(
+    office: Any, clock: Any, browser_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.web import playback, viewings
+
+    # The encoder's bound on the length of any one viewing, lowered below this 60-frame
+    # recording: encoding stops part of the way with the error any longer one gets.
+    monkeypatch.setattr(playback, "MAX_FRAMES", 40)
+    start = browser_session.post(f"/recordings/CAM-1/{office['a']}/view", start_form(), secure=True)
+    assert start.status_code == 302, start.content.decode()[:2000]
+    url = start["Location"]
+    vid = url.rstrip("/").rsplit("/", 1)[1]
+    session = browser_session.session.session_key
+    v = viewings.viewing_get(viewing_id=vid, session_key=session, clock=clock)
+    assert v.media.wait_done(timeout=60) and v.media.frames == 41  # part of the way
+    reason = f"the viewing stream could not be prepared: CAM-1/{office['a']}: longer than 40 frames"
+    page = browser_session.get(url, secure=True)
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert re.search(rf'<p class="error" role="alert" id="viewing-error">{reason}</p>', html)
+    assert "<video" not in html
+    for asked in ({}, {"HTTP_RANGE": "bytes=0-"}, {"HTTP_RANGE": "bytes=100-199"}):
+        stream = browser_session.get(f"/viewings/{vid}/stream", secure=True, **asked)
+        assert stream.status_code == 500 and stream.content.decode() == reason, asked
+        assert stream["Cache-Control"] == "no-store"
+    status = browser_session.get(f"/viewings/{vid}/status", secure=True)
+    assert status.json() == {"done": True, "error": reason}
+    assert status["Cache-Control"] == "no-store"
+    entries = list(AuditEntry.objects.filter(action__startswith="viewing.").order_by("seq"))
+    assert [(e.action, e.result) for e in entries] == [
+        ("viewing.second", "ok"),
+        ("viewing.pair", "ok"),
+        ("viewing.start", "ok"),
+        ("viewing.failed", "failed"),  # once, however often the viewers asked
+    ]
+    assert json.loads(entries[-1].detail)["error"] == f"CAM-1/{office['a']}: longer than 40 frames"
+    end = browser_session.post(f"/viewings/{vid}/event", {"event": "end"}, secure=True)
+    assert end.status_code == 302
+    assert AuditEntry.objects.filter(action="viewing.end", result="ok").count() == 1
+    assert browser_session.get(f"/viewings/{vid}/stream", secure=True).status_code == 404
+    assert viewings.open_viewings() == 0
+
+
+@pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (320, 240), (1280, 720)])
+def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
+    size: tuple[int, int],
+) -> None:
+    from sim.sensor import SyntheticSensor, read_frame_counter
+    from vault.web.playback import burn_in
+
+    sensor = SyntheticSensor(*size, CAMERA)
+    frame = sensor.capture(4321, 1_790_000_000.0)
+    marked = burn_in(frame.copy(), viewers_mark(), 12.5)
+    for rows, cols in camera_stamp(size):
+        assert np.array_equal(marked[rows, cols], frame[rows, cols])
+    assert read_frame_counter(marked) == 4321
+    # Cropping any part of the picture away leaves the mark in what remains.
+    change = moved(marked, frame)
+    for name, (rows, cols) in quadrants(size).items():
+        share = float((change[rows, cols] > 24).mean())
+        assert share > 0.01, f"{name}: {share:.4f} of the pixels carry the mark"
+    # Translucent: where the footage differs between two frames, at least 40 % of that
+    # difference still shows through the mark (except under the band's own text).
+    other = sensor.capture(4381, 1_790_000_002.0)
+    footage = moved(other, frame)
+    shown = moved(burn_in(other.copy(), viewers_mark(), 14.5), marked)
+    sel = footage > 40
+    assert sel.mean() > 0.2  # the two frames do differ
+    assert float((shown[sel] >= 0.4 * footage[sel] - 2).mean()) > 0.95
+
+
+@pytest.mark.parametrize("device_id", [CAMERA, "X" * 24])
+def test_the_area_kept_clear_holds_the_camera_stamp_at_every_size(device_id: str) -> None:
+    from sim.sensor import SyntheticSensor
+    from vault.web.watermark import camera_stamp_area
+
+    for size in ((64, 48), (160, 120), (320, 180), (640, 480), (1280, 720), (3840, 2160)):
+        osd = SyntheticSensor(*size, device_id)._overlay  # the sensor's own on-screen display
+        strip, box_bottom, box_right = camera_stamp_area(*size)
+        assert strip >= osd.picture_top, size
+        assert box_bottom >= min(size[1], osd.picture_top + osd.box[0]), size
+        assert box_right >= min(size[0], osd.box[1]), size
+
+
+@pytest.mark.parametrize(("size", "kbps"), [((640, 360), 1500), ((1920, 1080), 6000)])
+def test_the_mark_and_the_camera_stamp_survive_the_viewing_stream(
+    size: tuple[int, int], kbps: int
+) -> None:
+    from sim.sensor import read_frame_counter
+    from vault.media import reencode_video
+    from vault.web.playback import (
+        MP4_OPTIONS,
+        X264_OPTIONS,
+        GrowingMedia,
+        burn_in,
+        encode_watermarked,
+    )
+
+    ts = camera_ts(size, first=900, frames=30, kbps=kbps)
+    media = GrowingMedia()
+    encode_watermarked(ts, viewers_mark(), media)
+    marked = decoded(media.value())
+    footage = decoded(ts, "mpegts")
+    plain = io.BytesIO()  # the same re-encode without the mark: what the stamp should be
+    reencode_video(
+        ts,
+        plain,
+        lambda image, _: image,
+        x264_options=X264_OPTIONS,
+        mp4_options=MP4_OPTIONS,
+    )
+    unmarked = decoded(plain.getvalue())
+    assert len(marked) == len(unmarked) == len(footage) == 30
+    stamp = camera_stamp(size)
+    for i, (m, u) in enumerate(zip(marked, unmarked, strict=True)):
+        assert read_frame_counter(m) == 900 + i
+        for rows, cols in stamp:
+            assert moved(m[rows, cols], u[rows, cols]).mean() < 2.0, i
+    # Still there after the encode, in every quadrant: where the mark goes on this
+    # frame it moved the picture a lot; elsewhere only the encoder's noise.
+    k = 15
+    where = moved(burn_in(footage[k].copy(), viewers_mark(), 0.5), footage[k]) > 40
+    seen = moved(marked[k], footage[k])
+    for name, (rows, cols) in quadrants(size).items():
+        on, there = where[rows, cols], seen[rows, cols]
+        assert on.mean() > 0.01, name
+        assert there[on].mean() > 30, name
+        assert there[on].mean() > 3 * there[~on].mean(), name
 
 
 def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_submits(

@@ -80,6 +80,29 @@ def make_ts(frames: int = 30, size: tuple[int, int] = (64, 48)) -> bytes:
     return buf.getvalue()
 
 
+def sound_only_ts(seconds: float = 2.0) -> bytes:
+    """A real MPEG-TS with AAC sound and no video stream at all: footage with no picture."""
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mpegts") as out:
+        stream: Any = out.add_stream("aac", rate=48000)
+        stream.layout = "mono"
+        for i in range(int(seconds * 48000 / 1024)):
+            t = (np.arange(1024) + i * 1024) / 48000
+            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None, :]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = 48000, i * 1024, Fraction(1, 48000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return buf.getvalue()
+
+
 @dataclass
 class FakeCamera:
     device_id: str

@@ -11,12 +11,25 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_support import CHROMIUM, CHROMIUM_ARGS, Server, WebSite, build_site  # noqa: E402
+from web_support import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    LONG,
+    LONG_SECONDS,
+    NO_PICTURE,
+    Server,
+    WebSite,
+    build_site,
+    make_ts,
+)
 
 
 @pytest.fixture(scope="module")
 def web_site(tmp_path_factory: pytest.TempPathFactory) -> WebSite:
-    return build_site(tmp_path_factory.mktemp("web"))
+    from vault_support import sound_only_ts
+
+    extra = {NO_PICTURE: sound_only_ts(), LONG: make_ts(LONG_SECONDS, (640, 360))}
+    return build_site(tmp_path_factory.mktemp("web"), extra=extra)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from web_support import PASSWORD, REPO, Server, WebSite, axe_source, cli
+from web_support import LONG, NO_PICTURE, PASSWORD, REPO, Server, WebSite, axe_source, cli
 
 DOCS = REPO / "vault" / "docs"
 
@@ -112,15 +112,24 @@ def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
         timeout=30_000,
     )
     page.wait_for_timeout(500)  # the seek's audit request goes out asynchronously
-    # The burned-in watermark: white text on a dark band across the top, where the
-    # footage itself (a coloured gradient) has no white at all.
+    # The viewers' mark: white text on a dark band along the bottom, and translucent text
+    # repeated over the whole picture; the footage itself (a coloured gradient, smooth
+    # along each row in green) has no white and no edges at all. The player's controls
+    # would cover the band: hidden for the picture of the picture.
+    video.evaluate("v => { v.controls = false; }")
+    page.wait_for_timeout(300)
     shot = png_array(video.screenshot())
-    h = shot.shape[0]
-    band, rest = shot[: h // 6], shot[h // 3 : 2 * h // 3]  # below: the player's own controls
+    video.evaluate("v => { v.controls = true; }")
+    h, w = shot.shape[:2]
+    band, rest = shot[5 * h // 6 :], shot[h // 3 : 2 * h // 3]
     white = lambda a: int(np.count_nonzero((a > 190).all(axis=2)))  # noqa: E731
     assert white(band) > 300, white(band)
     assert white(rest) < 20, white(rest)
     assert band.std() > 40  # text, not a uniform band
+    edges = np.abs(np.diff(shot[: 4 * h // 5, :, 1].astype(np.int16), axis=1)) > 25
+    for rows in (slice(0, h // 2), slice(h // 2, None)):
+        for cols in (slice(0, w // 2), slice(w // 2, None)):
+            assert np.count_nonzero(edges[rows, cols]) > 200, (rows, cols)
     page.screenshot(path=str(shots(web_site) / "viewing.png"))
     # The stream: byte ranges, never kept, never offered as a file; no download link.
     src = video.get_attribute("data-src")
@@ -168,6 +177,61 @@ def test_a_role_outside_the_policy_is_refused(
         in page.get_by_role("alert").inner_text()
     )
     page.context.close()
+
+
+def test_footage_that_cannot_be_prepared_is_said_on_the_page_the_viewers_are_on(
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
+    ref = web_site.extra[NO_PICTURE]
+    page = start_viewing(signed_in(browser, server, "cees"), ref, "complaint", "sam")
+    assert "/viewings/" not in page.url  # still on the recording, its form filled in
+    assert page.get_by_role("alert").inner_text() == (
+        f"the viewing cannot start: {ref}: the recording has no video stream"
+    )
+    page.context.close()
+
+
+BOUND_FRAMES = 600  # 20 s of the 40 s recording
+
+
+def test_a_stream_that_fails_part_of_the_way_is_said_on_the_viewing_page(
+    browser: Any, web_site: WebSite, tmp_path: Path
+) -> None:
+    # A server whose bound on the length of a viewing (the encoder stops any longer one
+    # with an error) is lowered below the long recording, by gunicorn's own hook.
+    config = tmp_path / "viewing_bound.py"
+    config.write_text(
+        "def post_worker_init(worker):\n"
+        "    from vault.web import playback\n\n"
+        f"    playback.MAX_FRAMES = {BOUND_FRAMES}\n"
+    )
+    bounded = Server(
+        web_site.home, tmp_path / "server.log", env={"GUNICORN_CMD_ARGS": f"--config {config}"}
+    )
+    try:
+        page = signed_in(browser, bounded, "cees")
+        start_viewing(page, web_site.extra[LONG], "complaint", "sam")
+        assert "/viewings/" in page.url, page.content()[:3000]
+        # The page came while the stream was being encoded: a player, no message yet ...
+        message = page.locator("#viewing-error")
+        assert page.locator("video#player").count() == 1 and message.is_hidden()
+        # ... and its script says so once the encoder gave up.
+        message.wait_for(state="visible", timeout=120_000)
+        reason = (
+            f"the viewing stream could not be prepared: {web_site.extra[LONG]}: "
+            f"longer than {BOUND_FRAMES} frames"
+        )
+        assert page.get_by_role("alert").inner_text() == reason
+        assert page.locator("video#player").is_hidden()
+        stream = page.request.get(page.locator("video#player").get_attribute("data-src"))
+        assert stream.status == 500 and stream.text() == reason
+        assert stream.headers["cache-control"] == "no-store"
+        page.screenshot(path=str(tmp_path / "viewing-failed.png"))
+        with page.expect_navigation():
+            page.get_by_role("button", name="End viewing").click()
+        page.context.close()
+    finally:
+        bounded.stop()
 
 
 def test_an_access_request_hold_blocks_the_purge_until_closed(
@@ -261,6 +325,12 @@ def test_everything_above_shows_up_in_the_audit_page(
     refused = "\n".join(rows(action="viewing.start", result="refused"))
     assert "at least two people" in refused and "two different people" in refused
     assert "not a pair" in refused
+    failed = "\n".join(rows(action="viewing.start", result="failed"))
+    assert web_site.extra[NO_PICTURE] in failed and "no video stream" in failed
+    assert any(
+        web_site.extra[LONG] in r and "longer than" in r
+        for r in rows(action="viewing.failed", result="failed")
+    )
     assert rows(action="viewing.seek")
     assert rows(action="viewing.end")
     assert rows(action="auth.login", result="refused", actor="saf2")  # the unknown second

@@ -4,7 +4,8 @@
   recordings of two cameras, signed ingest records, each camera's signed event log),
   then `vault.web.seed.seed_back_office` in a fresh process (its own Django), as
   `make demo` does.
-- `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after.
+- `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after
+  (`env` adds to its environment, e.g. GUNICORN_CMD_ARGS for a gunicorn config file).
 - `axe_source()`: axe-core from the npm registry (`npm pack`), cached once per machine.
 """
 
@@ -30,6 +31,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "vault"))
 
 PASSWORD = "correct horse battery staple"
+# Extra recordings of the browser tests' site (`build_site(extra=...)`), by label.
+NO_PICTURE = "no picture"  # decrypts and verifies; its MPEG-TS holds sound, no video stream
+LONG = "long"  # LONG_SECONDS of 640x360: its stream takes a few seconds to encode
+LONG_SECONDS = 40
 BODYCAM = "import bodycam_cli; raise SystemExit(bodycam_cli.main())"  # the `bodycam` command
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -138,11 +143,19 @@ class WebSite:
     old: str  # one whose 28 days have passed (purged unless held)
     officer_user: str = "olaf"
     users: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # label -> DEVICE/RECORDING
 
 
 def build_site(
-    root: Path, *, seconds: int = 6, size: tuple[int, int] = (640, 360), ts: bytes | None = None
+    root: Path,
+    *,
+    seconds: int = 6,
+    size: tuple[int, int] = (640, 360),
+    ts: bytes | None = None,
+    extra: dict[str, bytes] | None = None,
 ) -> WebSite:
+    """The seeded back office; `extra` adds CAM-A recordings of the given MPEG-TS, by label
+    (not in the camera's event log: they get no shift report)."""
     from vault_support import Site
 
     site_obj = Site.create(root / "site")
@@ -157,6 +170,11 @@ def build_site(
     other = site_obj.record(
         "CAM-B", recent_at + dt.timedelta(minutes=40), ts=make_ts(2, (320, 180))
     )
+    added = {
+        label: "CAM-A/"
+        + site_obj.record("CAM-A", recent_at + dt.timedelta(hours=1, minutes=i), ts=data)
+        for i, (label, data) in enumerate((extra or {}).items())
+    }
     _event_log(
         site_obj,
         "CAM-A",
@@ -194,8 +212,10 @@ def build_site(
             },
         ],
     }
-    seed(spec)
-    return WebSite(root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}")
+    seed(spec, recordings=3 + len(added))
+    return WebSite(
+        root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}", extra=added
+    )
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -205,7 +225,7 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def seed(spec: dict[str, Any]) -> dict[str, Any]:
+def seed(spec: dict[str, Any], recordings: int = 3) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "vault.web.seed"],
         input=json.dumps(spec),
@@ -218,7 +238,7 @@ def seed(spec: dict[str, Any]) -> dict[str, Any]:
     if proc.returncode != 0:
         raise RuntimeError(f"seeding the back office failed: {proc.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    if result["recordings"] != 3 or result["reports"] != 3 or result["problems"]:
+    if result["recordings"] != recordings or result["reports"] != 3 or result["problems"]:
         raise RuntimeError(f"seeded back office is not as built: {result}")
     return result
 
@@ -245,7 +265,7 @@ def free_port() -> int:
 class Server:
     """`bodycam vault serve` in a child process on 127.0.0.1."""
 
-    def __init__(self, home: Path, log_path: Path) -> None:
+    def __init__(self, home: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -264,7 +284,7 @@ class Server:
                 "--threads",
                 "4",
             ],
-            env=_env(home),
+            env={**_env(home), **(env or {})},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

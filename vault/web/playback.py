@@ -2,24 +2,20 @@
 
 The recording is assembled (still encrypted) in a private work folder, verified and
 decrypted into memory, and the folder is removed at once; no plaintext byte is ever
-written to disk. The video is re-encoded with the viewers' names, the purpose and the
-time burned into every frame (OpenCV draws, PyAV/x264 encodes) into a fragmented MP4
-held in memory; audio is copied as it is. When the viewing ends the buffer is dropped;
+written to disk. The video is re-encoded with the viewers' mark burned into every frame
+(`vault.web.watermark`: OpenCV draws, PyAV/x264 encodes) into a fragmented MP4 held in
+memory; audio is copied as it is. When the viewing ends the buffer is dropped;
 a restart of the server loses it with the process.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from crypto.keys import VaultKey
@@ -27,7 +23,9 @@ from crypto.open import decrypt_recording
 from store import Store
 from vault.catalog.custody import _assemble, _workdir
 from vault.catalog.models import Recording
-from vault.media import FRAGMENTED_MP4, MediaError, reencode_video
+from vault.media import FRAGMENTED_MP4, MediaError, open_recording, reencode_video
+from vault.web.watermark import BurnIn, Watermark
+from vault.web.watermark import burn_in as burn_in  # one frame, for callers of this module
 
 log = logging.getLogger(__name__)
 
@@ -40,50 +38,6 @@ X264_OPTIONS = {
 # Small fragments (a quarter second) so the first frame reaches the browser early.
 MP4_OPTIONS = {**FRAGMENTED_MP4, "frag_duration": "250000"}
 MAX_FRAMES = 30 * 60 * 60 * 2  # two hours at 30 fps: a bound on any one viewing
-
-
-@dataclass(frozen=True)
-class Watermark:
-    lines: tuple[str, ...]
-    recording: str = "the recording"
-
-    @classmethod
-    def for_viewing(
-        cls, names: Sequence[str], purpose: str, started: dt.datetime, recording: str
-    ) -> Watermark:
-        return cls(
-            (
-                f"VIEWING {' + '.join(names)}",
-                f"purpose {purpose}  |  {recording}",
-                f"viewed {started.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S} UTC  |  no copy",
-            ),
-            recording,
-        )
-
-
-def burn_in(img: np.ndarray, mark: Watermark, footage_seconds: float) -> np.ndarray:
-    """Draw the watermark across the top of a BGR frame (in place) and return it."""
-    h, w = img.shape[:2]
-    scale = max(0.5, w / 1400)
-    thick = max(2, round(scale * 2.5))  # bold enough to survive the encoder at low sizes
-    line_h = int(28 * scale) + 6
-    lines = [*mark.lines, f"t+{footage_seconds:7.2f} s"]
-    box_h = line_h * len(lines) + 8
-    # A dark band keeps the text legible on any footage; it cannot be cropped away
-    # without losing the top of the picture.
-    img[:box_h] = (img[:box_h] * 0.35).astype(np.uint8)
-    for i, text in enumerate(lines):
-        cv2.putText(
-            img,
-            text,
-            (8, line_h * (i + 1)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            scale,
-            (255, 255, 255),
-            thick,
-            cv2.LINE_AA,
-        )
-    return img
 
 
 class GrowingMedia:
@@ -183,6 +137,17 @@ def decrypt_to_memory(
     return buf.getvalue()
 
 
+def check_playable(ts: bytes, *, name: str) -> None:
+    """Raise MediaError unless `ts` opens as the camera's MPEG-TS with a picture in it.
+
+    What can be known before encoding starts: the streams (with a probe window past any
+    pre-roll) and the picture's size. A failure later, while encoding, is the stream's
+    `GrowingMedia.error`.
+    """
+    with open_recording(ts, name=name, container_format="mpegts"):
+        pass
+
+
 def watermark_mp4(ts: bytes, mark: Watermark) -> bytes:
     """Re-encode the video of `ts` with `mark` burned in; fragmented MP4 bytes."""
     media = GrowingMedia()
@@ -195,9 +160,11 @@ def encode_watermarked(
 ) -> int:
     """Encode into `out_buf` as fragments complete; returns frames. Stops early on `stop`."""
 
+    mark_frame = BurnIn(mark)
+
     def draw(image: np.ndarray, seconds: float) -> np.ndarray:
         out_buf.frames += 1
-        return burn_in(image, mark, seconds)
+        return mark_frame(image, seconds)
 
     frames = reencode_video(
         ts,

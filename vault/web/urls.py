@@ -15,6 +15,7 @@ urlpatterns = [
     path("recordings/<str:device>/<str:rec>/view", views.viewing_start, name="viewing_start"),
     path("viewings/<str:viewing_id>/", views.viewing_page, name="viewing"),
     path("viewings/<str:viewing_id>/stream", views.viewing_stream, name="viewing_stream"),
+    path("viewings/<str:viewing_id>/status", views.viewing_status, name="viewing_status"),
     path("viewings/<str:viewing_id>/event", views.viewing_event, name="viewing_event"),
     path("cameras/", views.cameras, name="cameras"),
     path("sync", views.sync, name="sync"),

@@ -2,10 +2,20 @@
 
 `viewing_start` records the officer's consent first where the policy asks for it, checks
 the pair with `vault.viewing.viewing_pair_check` (every refusal audited there), decrypts
-in memory and burns the watermark in; the result lives only in this process, tied to
-the browser session that started it. `viewing_seek` and `viewing_end` are audited;
-an idle viewing ends by itself. No copy exists at any point: there is no download
-route, the stream is served `no-store` and only to the session that started it.
+in memory, checks that the result opens as video and starts burning the watermark in;
+the result lives only in this process, tied to the browser session that started it.
+`viewing_seek` and `viewing_end` are audited; an idle viewing ends by itself. No copy
+exists at any point: there is no download route, the stream is served `no-store` and
+only to the session that started it.
+
+Footage that cannot be prepared says so. What can be known before the start (it does
+not verify or decrypt, or holds no video) fails the start: audited as `viewing.start`
+with result "failed" (or "refused" for footage whose origin no longer checks) and the
+reason, raised as `FootageUnavailable` for the page to show. A stream that fails while
+it is encoded is audited once as `viewing.failed` with the reason, by the first request
+that touches the viewing after the failure (its page asks every second while the stream
+is prepared) or by the sweep every request runs; its memory is dropped and the viewing
+stays open until it is ended, so its page and its stream can say why.
 
 Served by one process (gunicorn with threads, see `vault.web.serve`), so the registry
 is a dict guarded by a lock.
@@ -23,14 +33,22 @@ from pathlib import Path
 
 from django.db import transaction
 
+from crypto.errors import FormatError
 from crypto.keys import VaultKey
-from store import Store
+from store import Store, StoreError
 from vault.access import Actor, audit_ok, policy_of
 from vault.catalog.models import Recording
 from vault.clock import Clock
-from vault.errors import InvalidRequest, NotFound
+from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
+from vault.media import MediaError
 from vault.viewing import viewing_pair_check
-from vault.web.playback import GrowingMedia, Watermark, decrypt_to_memory, encode_in_background
+from vault.web.playback import (
+    GrowingMedia,
+    check_playable,
+    decrypt_to_memory,
+    encode_in_background,
+)
+from vault.web.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +73,16 @@ class Viewing:
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
     last_seen: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     seeks: int = 0
+    failure: str = ""  # why its stream could not be prepared (audited as viewing.failed)
 
 
 _lock = threading.Lock()
 _viewings: dict[str, Viewing] = {}
 
 
-def _audit(actor_name: str, v: Viewing, action: str, clock: Clock, **detail: object) -> None:
+def _audit(
+    actor_name: str, v: Viewing, action: str, clock: Clock, result: str = "ok", **detail: object
+) -> None:
     from vault.audit.services import audit_record
 
     with transaction.atomic():
@@ -71,10 +92,53 @@ def _audit(actor_name: str, v: Viewing, action: str, clock: Clock, **detail: obj
             action=action,
             target=f"{v.recording} viewed by {v.first}+{v.second}",
             purpose=v.purpose,
-            result="ok",
+            result=result,
             clock=clock,
             detail={"viewing": v.id, **detail},
         )
+
+
+# What can go wrong before a viewing starts: the store, the sealed format, the origin
+# check, the media (no video in it), the disk of the work folder.
+_CANNOT_PREPARE = (OriginRefused, FormatError, StoreError, MediaError, OSError)
+
+
+def _start_failed(
+    *,
+    recording: Recording,
+    purpose: str,
+    first: Actor,
+    second: Actor,
+    pair: tuple[str, str],
+    exc: Exception,
+    clock: Clock,
+) -> None:
+    from vault.audit.services import audit_record
+
+    muni = recording.municipality.code
+    with transaction.atomic():
+        audit_record(
+            actor=first.username,
+            roles=first.describe(muni),
+            municipality=muni,
+            action="viewing.start",
+            target=f"{recording} viewed by {first.username}+{second.username}",
+            purpose=purpose,
+            result="refused" if isinstance(exc, OriginRefused) else "failed",
+            clock=clock,
+            detail={
+                "error": f"{type(exc).__name__}: {exc}",
+                "pair": list(pair),
+                "second": second.username,
+                "copy": False,
+            },
+        )
+
+
+def _reason(recording: Recording, exc: Exception) -> str:
+    """One line naming the recording once (media errors name it already)."""
+    text = str(exc) or type(exc).__name__
+    return text if text.startswith(str(recording)) else f"{recording}: {text}"
 
 
 def viewing_start(
@@ -90,7 +154,12 @@ def viewing_start(
     clock: Clock,
     work_dir: Path | None = None,
 ) -> Viewing:
-    """Check the pair, then prepare the watermarked stream; audited as viewing.start."""
+    """Check the pair, then prepare the watermarked stream; audited as viewing.start.
+
+    Raises FootageUnavailable (audited as a failed start) when the recording does not
+    verify, decrypt or open as video; OriginRefused (audited as refused) when its
+    origin no longer checks.
+    """
     muni = recording.municipality
     rule = policy_of(muni).viewing.get(purpose)  # type: ignore[call-overload]
     if rule is not None and rule.officer_consent and officer_consent:
@@ -121,13 +190,29 @@ def viewing_start(
     now = clock.now()
     mark = Watermark.for_viewing([first.username, second.username], purpose, now, str(recording))
     t0 = time.perf_counter()
-    plain = decrypt_to_memory(
-        recording=recording, store=store, vault_key=vault_key, work_dir=work_dir
-    )
+    try:
+        plain = decrypt_to_memory(
+            recording=recording, store=store, vault_key=vault_key, work_dir=work_dir
+        )
+        check_playable(plain, name=str(recording))
+    except _CANNOT_PREPARE as exc:
+        log.warning("viewing of %s cannot start: %s", recording, exc)
+        _start_failed(
+            recording=recording,
+            purpose=purpose,
+            first=first,
+            second=second,
+            pair=decision.pair,
+            exc=exc,
+            clock=clock,
+        )
+        if isinstance(exc, OriginRefused):
+            raise
+        raise FootageUnavailable(f"the viewing cannot start: {_reason(recording, exc)}") from None
     decrypt_s, plain_bytes = time.perf_counter() - t0, len(plain)
     with _lock:
         _expire_locked(clock)
-        if len(_viewings) >= MAX_VIEWINGS:
+        if sum(1 for other in _viewings.values() if not other.failure) >= MAX_VIEWINGS:
             raise InvalidRequest(f"{MAX_VIEWINGS} viewings are open on this server: end one first")
     # The picture is encoded while it plays: the browser starts on the first fragment.
     media, encoder, stop = encode_in_background(plain, mark)
@@ -178,12 +263,23 @@ def _release(v: Viewing) -> None:
     v.media.drop()
 
 
+def _settle_locked(v: Viewing, clock: Clock) -> None:
+    """A stream that failed while it was encoded: audited once, its memory dropped."""
+    if v.failure or not v.media.done or not v.media.error or _viewings.get(v.id) is not v:
+        return  # fine so far, settled already, or ended (an ended stream stops on purpose)
+    v.failure = f"the viewing stream could not be prepared: {v.media.error}"
+    v.media.drop()
+    _audit(v.first, v, "viewing.failed", clock, result="failed", error=v.media.error)
+
+
 def _expire_locked(clock: Clock) -> None:
     now = clock.now()
     for vid in [k for k, v in _viewings.items() if now - v.last_seen > IDLE_LIMIT]:
         v = _viewings.pop(vid)
         _release(v)
         _audit(v.first, v, "viewing.end", clock, reason="idle")
+    for v in list(_viewings.values()):
+        _settle_locked(v, clock)
 
 
 def viewing_get(*, viewing_id: str, session_key: str, clock: Clock) -> Viewing:
@@ -195,6 +291,16 @@ def viewing_get(*, viewing_id: str, session_key: str, clock: Clock) -> Viewing:
             raise NotFound("no such viewing open in this session (it ended or expired)")
         v.last_seen = clock.now()
         return v
+
+
+def viewing_failure(*, viewing: Viewing, clock: Clock) -> str:
+    """Why the viewing's stream could not be prepared; "" while nothing went wrong.
+
+    The first call after a failure audits it (viewing.failed) and drops the stream.
+    """
+    with _lock:
+        _settle_locked(viewing, clock)
+        return viewing.failure
 
 
 def viewing_seek(*, viewing_id: str, session_key: str, position: float, clock: Clock) -> None:

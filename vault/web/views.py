@@ -21,6 +21,7 @@ from django.http import (
     HttpResponse,
     HttpResponseBase,
     HttpResponseNotAllowed,
+    JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
@@ -34,7 +35,13 @@ from vault.audit.models import AuditEntry
 from vault.catalog.models import Hold, Recording
 from vault.catalog.selectors import recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
-from vault.errors import AuthenticationFailed, NotFound, PermissionRefused, VaultError
+from vault.errors import (
+    AuthenticationFailed,
+    FootageUnavailable,
+    NotFound,
+    PermissionRefused,
+    VaultError,
+)
 from vault.policy import PURPOSES
 from vault.web import casework, reports, viewings
 from vault.web.models import CameraStatus, CaseRequest, ShiftReport
@@ -256,6 +263,15 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
             error=str(exc),
             status=403,
         )
+    except FootageUnavailable as exc:  # audited as a failed start; said on the same page
+        return recording_page.__wrapped__(  # type: ignore[attr-defined]
+            request,
+            actor,
+            device,
+            rec,
+            error=str(exc),
+            status=500,
+        )
     except VaultError as exc:
         return recording_page.__wrapped__(  # type: ignore[attr-defined]
             request,
@@ -283,6 +299,9 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
     r = Recording.objects.filter(pk=v.recording_pk).first()
     duration = (r.ended_at - r.footage_start_at).total_seconds() if r and r.ended_at else 0
     complete = v.media.wait_done(timeout=10.0 if 0 < duration <= SHORT_RECORDING else 0)
+    mime = "" if complete else v.media.mime_codecs(timeout=10)
+    # A stream that failed by now is said on the page; a later failure, by its script.
+    failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
     return render(
         request,
         "web/viewing.html",
@@ -290,9 +309,20 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
             "v": v,
             "complete": complete,
             "duration": f"{max(duration, 0):.3f}",
-            "mime": "" if complete else v.media.mime_codecs(timeout=10),
+            "mime": mime,
+            "failure": failure,
         },
     )
+
+
+@page
+def viewing_status(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
+    """Whether the stream is complete, and why it could not be prepared if it failed."""
+    v = _viewing(request, viewing_id)
+    failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
+    resp = JsonResponse({"done": v.media.done, "error": failure})
+    resp["Cache-Control"] = "no-store"
+    return resp
 
 
 @page
@@ -301,17 +331,32 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
 
     While the stream is still being encoded its length is unknown: the whole stream is
     sent as it grows (so playback starts on the first fragment), and a range is answered
-    with the bytes that exist (`Content-Range: bytes A-B/*`).
+    with the bytes that exist (`Content-Range: bytes A-B/*`). A stream that could not be
+    prepared answers 500 with the reason as text.
     """
-    media = _viewing(request, viewing_id).media
+    v = _viewing(request, viewing_id)
+    media = v.media
     header = request.headers.get("Range", "").strip()
     m = RANGE.fullmatch(header)
+    failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
+    if failure:
+        return _failed_stream(failure)
     if not media.done and (m is None or (m[1] in ("", "0") and not m[2])):
         resp: HttpResponseBase = StreamingHttpResponse(_grow(media), content_type="video/mp4")
     else:
         resp = _ranged(media, m, bool(header))
+        failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
+        if failure:  # it failed while this request waited for bytes
+            return _failed_stream(failure)
     resp["Accept-Ranges"] = "bytes"
     resp["Content-Disposition"] = "inline"
+    resp["Cache-Control"] = "no-store"
+    return resp
+
+
+def _failed_stream(failure: str) -> HttpResponse:
+    """The stream could not be prepared: a server error that says why, never 0 bytes."""
+    resp = HttpResponse(failure, status=500, content_type="text/plain; charset=utf-8")
     resp["Cache-Control"] = "no-store"
     return resp
 

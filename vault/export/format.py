@@ -35,6 +35,10 @@ BASES = ("prosecutor_claim", "police_report")
 MAX_JSON = 16 << 20  # export.json / custody.json / SHA256SUMS: far above any real one
 MAX_FILES = 100_100  # a recording has at most 100,000 segments
 MAX_PEM = 4096
+# The longest segment a camera seals: its profile cuts a segment at the first keyframe
+# after recording.segment_seconds (at most 60 s), and keyframes come at least every 4 s.
+# It bounds a recording closed by power-cut recovery, whose end time nobody signed.
+MAX_SEGMENT_SECONDS = 64
 SIGNATURE_SIZE = 64
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32 key bytes follow.
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")

@@ -14,11 +14,13 @@ about, so a changed, added or removed file is reported by name:
 3. The originals are what the camera signed: `crypto.verify.verify_recording` with the
    camera key the manifest records (the key the coordinator registered); the dock's
    ingest record verifies with a dock key the manifest lists and names the same bytes.
-4. `recording.mp4`: its SHA-256 is signed (2), it decodes, and its frame count and
-   duration are the signed ones and fit the camera-signed timeline. With the vault key
-   the originals are decrypted here and every decoded frame of the MP4 equals the
-   frame decoded from the sealed MPEG-TS: only then is "the MP4 is the decryption of
-   the originals" proven independently of the back office's word.
+4. `recording.mp4`: its SHA-256 is signed (2), it decodes, and every figure the
+   manifest signs about it (frames, the picture's duration, size, codec, sound streams,
+   sound frames and the sound's start) is what decoding gives; the duration fits the
+   camera-signed timeline. With the vault key the originals are decrypted here and every
+   decoded frame of the MP4, picture and sound, equals the frame decoded from the sealed
+   MPEG-TS at the same instant: only then is "the MP4 is the decryption of the
+   originals" proven independently of the back office's word.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from crypto.open import decrypt_recording
 from crypto.verify import VerifiedRecording, verify_recording
 from dock.ingest_record import IngestRecordError, parse_ingest_record
 from vault.export import format as fmt
-from vault.media import Fingerprint, MediaError, measure
+from vault.media import Fingerprint, MediaError, MediaFacts, measure
 
 log = logging.getLogger(__name__)
 
@@ -333,36 +335,45 @@ def _mp4(
     except MediaError as exc:
         report.bad(fmt.MP4, str(exc))
         return
-    if (
-        facts.video_frames != int(signed["video_frames"])
-        or abs(facts.duration_seconds - float(signed["duration_seconds"])) > 0.01
-    ):
-        report.bad(
-            fmt.MP4,
-            f"decodes to {facts.video_frames} frames / "
-            f"{facts.duration_seconds} s, the manifest says "
-            f"{signed['video_frames']} / {signed['duration_seconds']} s",
-        )
+    differ = _facts_differ(facts, signed, report)
+    if differ:
+        report.bad(fmt.MP4, f"differs from the signed figures: {'; '.join(differ)}")
         return
+    timeline = ""
     if vr is not None and vr.segments:
-        # The camera signed each segment's first timestamp and the recording's end time.
+        # The camera signed each segment's first timestamp, and the end time unless the
+        # recording was closed by power-cut recovery (RECOVERED_END: end unknown); then
+        # the last segment bounds it, as no segment holds more than MAX_SEGMENT_SECONDS.
         first, last = vr.segments[0], vr.segments[-1]
         at_least = (last.start_pts - first.start_pts) / 90_000
-        at_most = (vr.ended_utc - first.start_utc) if vr.ended_utc is not None else None
+        if vr.ended_utc is not None:
+            at_most = vr.ended_utc - first.start_utc
+            basis = "the first segment's start to the signed end"
+        else:
+            at_most = at_least + fmt.MAX_SEGMENT_SECONDS
+            basis = (
+                f"recovered after a power cut: the last segment's start plus "
+                f"{fmt.MAX_SEGMENT_SECONDS} s"
+            )
         if facts.duration_seconds + DURATION_SLACK < at_least or (
-            at_most is not None and facts.duration_seconds > at_most + DURATION_SLACK
+            facts.duration_seconds > at_most + DURATION_SLACK
         ):
             report.bad(
                 fmt.MP4,
                 f"lasts {facts.duration_seconds} s; the camera's signed "
-                f"timeline allows {at_least:.1f}.."
-                f"{'?' if at_most is None else f'{at_most:.1f}'} s",
+                f"timeline allows {at_least:.1f}..{at_most:.1f} s ({basis})",
             )
             return
+        timeline = f", within the camera's timeline ({at_least:.1f}..{at_most:.1f} s)"
+    sound = (
+        "no sound"
+        if not facts.audio_streams
+        else f"sound from {facts.audio_start_seconds} s ({facts.audio_frames} frames)"
+    )
     report.proven.append(
         f"recording.mp4: signed SHA-256, decodes to {facts.video_frames} "
         f"frames, {facts.duration_seconds} s, {facts.width}x{facts.height} "
-        f"{facts.codec}, as signed and within the camera's timeline"
+        f"{facts.codec}, {sound}, as signed{timeline}"
     )
     if vault_key is None:
         report.notes.append(
@@ -399,9 +410,9 @@ def _mp4(
             "the decrypted originals differ from the MPEG-TS the "
             "manifest says the MP4 was made from",
         )
-    differ = _first_difference(ts_print, mp4_print)
-    if differ:
-        report.bad(fmt.MP4, f"is not the decryption of the originals: {differ}")
+    unequal = _first_difference(ts_print, mp4_print)
+    if unequal:
+        report.bad(fmt.MP4, f"is not the decryption of the originals: {unequal}")
         return
     report.proven.append(
         f"recording.mp4 is the decryption of the originals: all "
@@ -410,7 +421,41 @@ def _mp4(
     )
 
 
-TIME_SLACK_MICROSECONDS = 1_000  # the MP4's time bases round what the TS says in 1/90000 s
+# The MP4's time bases round what the TS says in 1/90000 s, and its edit list places late
+# sound in the movie's time scale (1/1000 s): up to 1 ms, plus a sample's rounding.
+TIME_SLACK_MICROSECONDS = 2_000
+SECONDS_SLACK = 0.01  # signed seconds are rounded to 1 ms
+
+
+def _facts_differ(facts: MediaFacts, signed: dict[str, Any], report: ExportReport) -> list[str]:
+    """Each signed figure of the MP4 that decoding does not give, as 'what: have, signed'."""
+    differ = []
+    for name in ("video_frames", "width", "height", "codec", "audio_streams"):
+        have, want = getattr(facts, name), signed[name]
+        if have != type(have)(want):
+            differ.append(f"{name} {have} decoded, {want} signed")
+    seconds: list[tuple[str, float | None, Any]] = [
+        ("duration_seconds", facts.duration_seconds, signed["duration_seconds"])
+    ]
+    if "audio_frames" in signed:
+        if facts.audio_frames != int(signed["audio_frames"]):
+            differ.append(
+                f"audio_frames {facts.audio_frames} decoded, {signed['audio_frames']} signed"
+            )
+        seconds.append(
+            ("audio_start_seconds", facts.audio_start_seconds, signed["audio_start_seconds"])
+        )
+    else:
+        report.notes.append(
+            "the manifest predates signed sound figures: the sound's frame count and "
+            "start were not compared (audio_streams was)"
+        )
+    for name, have_s, want_s in seconds:
+        if (have_s is None) != (want_s is None) or (
+            have_s is not None and abs(have_s - float(want_s)) > SECONDS_SLACK
+        ):
+            differ.append(f"{name} {have_s} decoded, {want_s} signed")
+    return differ
 
 
 def _first_difference(sealed: Fingerprint, mp4: Fingerprint) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import struct
 import sys
 import zipfile
 from pathlib import Path
@@ -205,6 +206,123 @@ def test_a_zipped_package_verifies_and_a_changed_member_is_named(
         (tmp_path / "bad.zip").write_bytes(bytes(raw))
         report = verify_export(tmp_path / "bad.zip")
         assert not report.ok and info.filename in report.files_named, info.filename
+
+
+def _rezip(
+    package: Path,
+    dest: Path,
+    *,
+    compression: int = zipfile.ZIP_STORED,
+    reverse: bool = False,
+    folder_entries: bool = False,
+    top: str = "",
+) -> Path:
+    """The package folder zipped the way other tools do it."""
+    names = _files(package)
+    if reverse:
+        names.reverse()
+    with zipfile.ZipFile(dest, "w", compression=compression) as z:
+        if folder_entries:
+            for folder in ([top.rstrip("/")] if top else []) + [f"{top}original"]:
+                z.writestr(zipfile.ZipInfo(f"{folder}/"), b"")
+        for name in names:
+            # writestr keeps the name as given (write() would drop a leading "./")
+            info = zipfile.ZipInfo(f"{top}{name}", (2026, 11, 2, 9, 0, 0))
+            info.compress_type = compression
+            z.writestr(info, (package / name).read_bytes())
+    return dest
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(compression=zipfile.ZIP_DEFLATED),
+        dict(compression=zipfile.ZIP_BZIP2),
+        dict(compression=zipfile.ZIP_LZMA),
+        dict(reverse=True),
+        dict(folder_entries=True),
+        dict(top="OM-2026-0042/", folder_entries=True, compression=zipfile.ZIP_DEFLATED),
+        dict(top="./"),
+    ],
+    ids=["deflated", "bzip2", "lzma", "reordered", "folder-entries", "in-its-folder", "dot-slash"],
+)
+def test_zips_made_by_other_tools_verify(
+    package: Path, world: World, tmp_path: Path, variant: dict[str, Any]
+) -> None:
+    out = _rezip(package, tmp_path / "other.zip", **variant)
+    key = world.export_key.public_bytes()
+    report = verify_export(out, expected_key=key, vault_key=world.site.vault_key)
+    assert report.ok, report.findings
+    assert any("is the decryption of the originals" in p for p in report.proven)
+    if variant.get("top") == "OM-2026-0042/":
+        assert "the zip holds the package in its folder OM-2026-0042/" in report.notes
+    # A changed byte in a compressed member is still named.
+    with zipfile.ZipFile(out) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("custody.json"))
+    raw = bytearray(out.read_bytes())
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 20] ^= 0x01
+    (tmp_path / "bad.zip").write_bytes(bytes(raw))
+    assert verify_export(tmp_path / "bad.zip", expected_key=key).files_named == {"custody.json"}
+
+
+def _patch_entry(zip_path: Path, name: str, *, flag: int = 0, method: int | None = None) -> None:
+    """Set a general-purpose flag bit or the compression method of one entry, in its local
+    header and in the central directory (as an encrypting or Deflate64 tool writes them)."""
+    raw = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as z:
+        local = z.getinfo(name).header_offset
+    # flags and method: at 6 in the local header, at 8 in the central directory record
+    for at in (local + 6, _central_of(raw, name) + 8):
+        bits, kind = struct.unpack_from("<HH", raw, at)
+        struct.pack_into("<HH", raw, at, bits | flag, kind if method is None else method)
+    zip_path.write_bytes(bytes(raw))
+
+
+def _central_of(raw: bytearray, name: str) -> int:
+    """Offset of the central directory record of `name`."""
+    at = raw.rindex(b"PK\x05\x06")
+    start = int.from_bytes(raw[at + 16 : at + 20], "little")
+    while True:
+        size = int.from_bytes(raw[start + 28 : start + 30], "little")
+        extra = int.from_bytes(raw[start + 30 : start + 32], "little")
+        comment = int.from_bytes(raw[start + 32 : start + 34], "little")
+        if raw[start + 46 : start + 46 + size] == name.encode():
+            return start
+        start += 46 + size + extra + comment
+
+
+def test_zips_that_cannot_be_read_are_refused_by_name(
+    package: Path, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = world.export_key.public_bytes()
+    cases = {
+        "encrypted": (dict(flag=0x1), "encrypted in the zip: a package is never encrypted"),
+        "deflate64": (dict(method=9), "compressed with Deflate64 (zip method 9)"),
+    }
+    for case, (patch, message) in cases.items():
+        out = _rezip(package, tmp_path / f"{case}.zip")
+        _patch_entry(out, "custody.json", **patch)
+        report = verify_export(out, expected_key=key)
+        assert [str(f) for f in report.findings if f.file == "custody.json"] == [
+            f"custody.json: {message}"
+            + (
+                ""
+                if case == "encrypted"
+                else ", which this verifier does not read: unzip "
+                "the package with a tool that does and verify the folder"
+            )
+        ], report.findings
+        assert main(["vault", "verify-export", str(out)]) == 1
+        assert f"FAILED custody.json: {message}" in capsys.readouterr().out
+    link = _rezip(package, tmp_path / "link.zip")
+    with zipfile.ZipFile(link, "a") as z:
+        info = zipfile.ZipInfo("notes.txt")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, "/etc/passwd")
+    report = verify_export(link, expected_key=key)
+    assert [str(f) for f in report.findings] == [
+        "notes.txt: a symbolic link in the zip: not part of a package"
+    ]
 
 
 def test_what_each_mode_proves_about_the_mp4(world: World, package: Path, tmp_path: Path) -> None:

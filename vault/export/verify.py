@@ -21,6 +21,9 @@ about, so a changed, added or removed file is reported by name:
    decoded frame of the MP4, picture and sound, equals the frame decoded from the sealed
    MPEG-TS at the same instant: only then is "the MP4 is the decryption of the
    originals" proven independently of the back office's word.
+
+A zip may be stored or compressed, in any order, with or without folder entries, or
+hold the package inside one folder; what it cannot be read as is a finding that says so.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import lzma
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,8 +108,45 @@ def _walk(root: Path, report: ExportReport) -> dict[str, Path]:
     return files
 
 
+# What zipfile reads; a member compressed otherwise (Deflate64 from some Windows tools,
+# PPMd, ...) is refused by name rather than reported as damaged.
+READABLE_COMPRESSION = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+OTHER_COMPRESSION = {6: "implode", 9: "Deflate64", 93: "Zstandard", 95: "xz", 98: "PPMd"}
+
+
+def _member_names(infos: list[zipfile.ZipInfo], report: ExportReport) -> dict[str, str]:
+    """Zip entry name -> package path, for the file entries of a zipped package.
+
+    Folder entries are skipped and a leading "./" is dropped; a package zipped with its
+    folder (`zip -r OM-1.zip OM-1`: every entry under one folder that holds export.json)
+    is read as that folder.
+    """
+    names = {
+        i.filename: i.filename[2:] if i.filename.startswith("./") else i.filename
+        for i in infos
+        if not i.is_dir()
+    }
+    tops = {n.split("/", 1)[0] for n in names.values() if "/" in n}
+    if len(tops) == 1 and all("/" in n for n in names.values()):
+        (top,) = tops
+        if f"{top}/{fmt.MANIFEST}" in names.values():
+            report.notes.append(f"the zip holds the package in its folder {top}/")
+            names = {entry: n[len(top) + 1 :] for entry, n in names.items()}
+    return names
+
+
 def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
-    """Extract a zipped package, refusing names outside it and bounding the total size."""
+    """Extract a zipped package, refusing names outside it and bounding the total size.
+
+    Members may be stored or compressed (deflate, bzip2, lzma), in any order, with or
+    without folder entries; encrypted members, other compression methods and links are
+    findings that say so.
+    """
     total = 0
     try:
         z = zipfile.ZipFile(zip_path)
@@ -116,11 +158,12 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
         if len(infos) > fmt.MAX_FILES:
             report.bad(zip_path.name, f"more than {fmt.MAX_FILES} entries")
             return
+        names = _member_names(infos, report)
         seen: set[str] = set()
         for info in infos:
             if info.is_dir():
                 continue
-            name = info.filename
+            name = names[info.filename]
             try:
                 fmt.check_path(name)
             except fmt.PackageFormatError:
@@ -130,6 +173,21 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
                 report.bad(name, "in the zip twice")
                 continue
             seen.add(name)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                report.bad(name, "a symbolic link in the zip: not part of a package")
+                continue
+            if info.flag_bits & 0x1:
+                report.bad(name, "encrypted in the zip: a package is never encrypted")
+                continue
+            if info.compress_type not in READABLE_COMPRESSION:
+                method = OTHER_COMPRESSION.get(info.compress_type, "an unknown method")
+                report.bad(
+                    name,
+                    f"compressed with {method} (zip method {info.compress_type}), which this "
+                    "verifier does not read: unzip the package with a tool that does and "
+                    "verify the folder",
+                )
+                continue
             total += info.file_size
             if total > MAX_PACKAGE_BYTES:
                 report.bad(name, f"the zip unpacks to more than {MAX_PACKAGE_BYTES} bytes")
@@ -139,8 +197,15 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
             try:
                 with z.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, COPY_BLOCK)
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
-                # A changed byte inside a stored member fails its CRC-32 here.
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                zlib.error,
+                lzma.LZMAError,
+            ) as exc:
+                # A changed byte inside a member fails its CRC-32 (or decompression) here.
                 target.unlink(missing_ok=True)
                 report.bad(name, f"damaged in the zip ({exc})")
 
@@ -230,9 +295,11 @@ def _files(
     listed: dict[str, dict[str, Any]] = {}
     for f in manifest.get("files", []):
         listed[fmt.check_path(str(f["path"]))] = f
+    unread = report.files_named  # named already: a zip member that could not be read
     for path, entry in sorted(listed.items()):
         if path not in files:
-            report.bad(path, "missing (removed from the package)")
+            if path not in unread:
+                report.bad(path, "missing (removed from the package)")
         elif files[path].stat().st_size != int(entry["size"]) or not hmac.compare_digest(
             actual[path], str(entry["sha256"])
         ):
@@ -244,7 +311,8 @@ def _files(
     for name in (fmt.MANIFEST, fmt.SIGNATURE):
         expected[name] = actual[name]
     if sums_raw is None:
-        report.bad(fmt.HASH_LIST, "missing (removed from the package)")
+        if fmt.HASH_LIST not in unread:
+            report.bad(fmt.HASH_LIST, "missing (removed from the package)")
     elif not hmac.compare_digest(sums_raw, fmt.render_hash_list(expected)):
         report.bad(
             fmt.HASH_LIST, "changed: differs from the hash list the signed export manifest implies"
@@ -494,7 +562,8 @@ def _check(
         # Unsigned, the hash list still helps name what else changed.
         for path, digest in sorted((sums or {}).items()):
             if path not in files:
-                report.bad(path, "missing (listed in SHA256SUMS)")
+                if path not in report.files_named:
+                    report.bad(path, "missing (listed in SHA256SUMS)")
             elif path not in report.files_named and not hmac.compare_digest(digest, actual[path]):
                 report.bad(path, "changed (SHA-256 differs from SHA256SUMS)")
         return

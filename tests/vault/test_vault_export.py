@@ -431,6 +431,97 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(
     assert done.returncode == 0 and "signature OK" in done.stdout, done.stderr
 
 
+def _break_store(world: World, how: str) -> None:
+    """What can go wrong between the hold and the package, in the store itself."""
+    seg = world.recording.segments.get()
+    stored = world.site.store.root / seg.store_key
+    if how == "segment missing":
+        stored.unlink()
+    elif how == "segment changed":
+        os.chmod(stored, 0o644)
+        _flip(stored)
+
+
+@pytest.mark.parametrize("out_name", ["OM-2026-0042", "OM-2026-0042.zip"])
+@pytest.mark.parametrize("how", ["segment missing", "segment changed", "picture undecodable"])
+def test_a_failed_export_leaves_no_package_and_keeps_the_hold(
+    db: str, tmp_path: Path, clock: Any, how: str, out_name: str
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.models import Hold
+    from vault.export.services import ExportFailed
+
+    # Random bytes sealed as the camera seals: the originals verify, the picture does not.
+    ts = os.urandom(20_000) if how == "picture undecodable" else None
+    world = make_world(tmp_path, clock, ts=ts)
+    _break_store(world, how)
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    work = tmp_path / "work"
+    with pytest.raises(ExportFailed) as failed:
+        export(world, "u-privacy_officer", handover / out_name, work_dir=work)
+    hold = Hold.objects.get(recording=world.recording, kind="prosecutor")
+    assert hold.lifted_at is None and hold.reference == "OM-2026-0042"
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith(f"{world.recording}: ")
+    assert message.endswith(
+        f". No package was written; the prosecution hold {hold.id} (OM-2026-0042), placed "
+        "for this export, stays placed: the claim stands without a package"
+    ), message
+    assert not message.startswith(f"{world.recording}: {world.recording}")  # named once
+    # Nothing at --out, no staging folder, nothing decrypted left in the work folder.
+    assert list(handover.iterdir()) == [] and list(work.iterdir()) == []
+    placed = AuditEntry.objects.get(action="hold.place", target=str(world.recording))
+    failure = AuditEntry.objects.get(action="recording.export")
+    assert placed.result == "ok" and json.loads(placed.detail)["hold"] == hold.id
+    assert failure.result == "failed" and failure.seq > placed.seq
+    detail = json.loads(failure.detail)
+    assert detail["hold"] == hold.id and detail["hold_placed_now"] is True
+    assert detail["reference"] == "OM-2026-0042"
+
+
+def test_a_failed_export_under_an_existing_hold_says_it_stays(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the command line: one line naming the hold that was already there."""
+    from export_support import site_home
+    from vault_support import PASSWORD, actor
+
+    from vault.audit.models import AuditEntry
+    from vault.catalog.services import hold_place
+
+    hold = hold_place(
+        actor=actor("u-privacy_officer"),
+        recording=world.recording,
+        kind="prosecutor",
+        reference="OM-7",
+        reason="claimed by the prosecutor",
+        store=world.site.store,
+        clock=world.clock,
+    )
+    _break_store(world, "segment missing")
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    out = tmp_path / "om-7.zip"
+    argv = ["vault", "export", str(world.recording), "--home", str(home)]
+    argv += ["--user", "u-privacy_officer", "--out", str(out), "--reference", "OM-7"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bodycam: error: ")
+    assert err.endswith(
+        f". No package was written; the prosecution hold {hold.id} (OM-7) stays placed: "
+        "the claim stands without a package"
+    ), err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+    failure = AuditEntry.objects.get(action="recording.export")
+    assert failure.result == "failed"
+    assert json.loads(failure.detail)["hold"] == hold.id
+    assert json.loads(failure.detail)["hold_placed_now"] is False
+
+
 def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
     world: World, package: Path, tmp_path: Path
 ) -> None:

@@ -578,11 +578,16 @@ def test_export_and_verify_from_the_command_line(
     assert list((home / "work").iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
     assert main(["vault", "export-key", "--home", str(home), "--user", "u-privacy_officer"]) == 0
-    shown = capsys.readouterr().out
-    published = shown.splitlines()[0]
-    assert published in printed and "BEGIN PUBLIC KEY" in shown
+    shown = capsys.readouterr()
+    # `bodycam vault export-key > key.pem`: stdout is the PEM alone, the hex on stderr.
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_text(shown.out)
+    assert shown.out == (home / "export-key.pem").read_text()
+    assert shown.out.startswith("-----BEGIN PUBLIC KEY-----\n")
+    published = shown.err.strip().removeprefix("export key ")
+    assert published in printed and len(published) == 64
     private = json.loads((home / "export.key").read_text())["private"]
-    assert private not in printed + shown
+    assert private not in printed + shown.out + shown.err
 
     empty = tmp_path / "elsewhere"
     empty.mkdir()
@@ -596,7 +601,7 @@ def test_export_and_verify_from_the_command_line(
         "verify-export",
         str(out),
         "--export-key",
-        published,
+        str(key_pem),
         "--vault-key",
         str(home / "vault.key"),
     ]
@@ -614,3 +619,65 @@ def test_export_and_verify_from_the_command_line(
         cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 1 and "FAILED custody.json:" in done.stdout
+
+
+def test_the_printed_export_key_is_what_verify_export_takes(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """export-key > key.pem, then verify-export --export-key key.pem (and openssl reads
+    it); the hex line the command used to print above the PEM is still accepted when it
+    is the same key, refused when it is another."""
+    import subprocess
+
+    from export_support import site_home
+    from vault_support import PASSWORD
+
+    from crypto.keys import SigningKey, write_public_key
+
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    auth = ["--home", str(home), "--user", "u-privacy_officer"]
+    assert main(["vault", "export-key", *auth]) == 0
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_text(capsys.readouterr().out)
+    out = tmp_path / "OM-1"
+    argv = ["vault", "export", str(world.recording), *auth, "--out", str(out)]
+    assert main([*argv, "--reference", "OM-1"]) == 0
+    capsys.readouterr()
+    openssl = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-in", str(key_pem), "-noout"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert openssl.returncode == 0, openssl.stderr
+    public = (home / "export.pub").read_text()
+    hex_key = json.loads(public)["public"]
+    older = tmp_path / "older.pem"  # what `export-key > older.pem` wrote before
+    older.write_text(f"{hex_key}\n{key_pem.read_text()}")
+    for given in (key_pem, older, home / "export.pub", hex_key):
+        assert main(["vault", "verify-export", str(out), "--export-key", str(given)]) == 0, given
+        assert "(as expected)" in capsys.readouterr().out
+
+    other = SigningKey.generate(kind="export").public_bytes().hex()
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_text(f"{other}\n{key_pem.read_text()}")
+    private = tmp_path / "private.pem"
+    private.write_text(
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+    )
+    someone = tmp_path / "someone.pub"
+    write_public_key(someone, bytes.fromhex(other), "export")
+    for given, error in (
+        (mixed, "its PEM key and the hex key beside it differ"),
+        (private, "a PEM file, but not of a public key"),
+    ):
+        assert main(["vault", "verify-export", str(out), "--export-key", str(given)]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and error in err, err
+    assert main(["vault", "verify-export", str(out), "--export-key", str(someone)]) == 1
+    assert "FAILED export.json: signature (export.sig) does not verify with the expected" in (
+        capsys.readouterr().out
+    )

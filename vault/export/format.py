@@ -112,8 +112,20 @@ def parse_public_key_pem(raw: bytes, what: str = PUBLIC_KEY) -> bytes:
     return der[len(ED25519_SPKI_PREFIX) :]
 
 
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN PUBLIC KEY-----\s+[A-Za-z0-9+/=\s]+?-----END PUBLIC KEY-----\s*"
+)
+_HEX_KEY = re.compile(rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+
+
 def parse_public_key_text(text: str) -> bytes:
-    """--export-key: 64 hex digits, a PEM file, or a bodycam public key file."""
+    """--export-key: 64 hex digits, a PEM file, or a bodycam public key file.
+
+    A PEM file is an Ed25519 SubjectPublicKeyInfo block; text around it is ignored
+    (RFC 7468 allows it: `openssl pkey -text_pub`, or the hex line `bodycam vault
+    export-key` printed above the PEM before it went to stderr), except a key written in
+    hex that is not the same key.
+    """
     stripped = text.strip()
     if re.fullmatch(r"[0-9a-fA-F]{64}", stripped):
         return bytes.fromhex(stripped)
@@ -122,8 +134,23 @@ def parse_public_key_text(text: str) -> bytes:
         raise PackageFormatError(f"--export-key {text!r} is neither 64 hex digits nor a file")
     with open(path, "rb") as f:
         raw = f.read(MAX_PEM + 1)
-    if raw.lstrip().startswith(b"-----BEGIN"):
-        return parse_public_key_pem(raw, str(path))
+    blocks = list(_PEM_BLOCK.finditer(raw))
+    if b"-----BEGIN" in raw and not blocks:
+        raise PackageFormatError(f"{path}: a PEM file, but not of a public key")
+    if len(raw) > MAX_PEM and blocks:
+        raise PackageFormatError(f"{path}: larger than {MAX_PEM} bytes: not a key file")
+    if len(blocks) > 1:
+        raise PackageFormatError(f"{path}: holds {len(blocks)} PEM public keys, not one")
+    if blocks:
+        key = parse_public_key_pem(blocks[0][0], str(path))
+        around = raw[: blocks[0].start()] + b"\n" + raw[blocks[0].end() :]
+        for other in _HEX_KEY.findall(around):
+            if bytes.fromhex(other.decode()) != key:
+                raise PackageFormatError(
+                    f"{path}: its PEM key and the hex key beside it differ: which is the "
+                    "published one?"
+                )
+        return key
     from crypto.keys import load_public_key
 
     return load_public_key(path)

@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -379,11 +380,16 @@ def test_originals_are_checked_against_the_camera_not_the_export_signature(
     assert not report.ok and "export.json" in report.files_named
 
 
+def _spec() -> str:
+    return (Path(__file__).parents[2] / "vault" / "EXPORT.md").read_text()
+
+
 def _spec_block(title: str) -> str:
-    spec = (Path(__file__).parents[2] / "vault" / "EXPORT.md").read_text()
+    """The fenced block (```sh or ```python) after `<!-- title -->` in vault/EXPORT.md."""
+    spec = _spec()
     start = spec.index(f"<!-- {title} -->")
-    block = spec[start:].split("```sh\n", 1)[1].split("```", 1)[0]
-    return block
+    fence = spec[start:].split("```", 1)[1]
+    return fence.split("\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_spec_recipe_checks_a_package_with_standard_tools(
@@ -520,6 +526,92 @@ def test_a_failed_export_under_an_existing_hold_says_it_stays(
     assert failure.result == "failed"
     assert json.loads(failure.detail)["hold"] == hold.id
     assert json.loads(failure.detail)["hold_placed_now"] is False
+
+
+def _run_snippet(snippet: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", snippet, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_spec_checks_the_dock_ingest_record_on_its_own(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    """EXPORT.md's ingest record section is enough to check it: its Python (with the
+    independent `cryptography` package) verifies the dock's signature and the hashes."""
+    snippet = _spec_block("ingest")
+    done = _run_snippet(snippet, package)
+    assert done.returncode == 0, done.stderr
+    assert f"ingest record OK, dock {world.site.dock_key.public_bytes().hex()}" in done.stdout
+    # A changed signed field, a segment hash, or a dock the manifest does not list: refused.
+    record_path = Path(fmt.ORIGINAL_DIR) / fmt.INGEST
+    for change in ("ingested_utc", "segment", "dock"):
+        pkg = copy_package(package, tmp_path / f"ingest-{change}")
+        doc = json.loads((pkg / record_path).read_bytes())
+        if change == "ingested_utc":
+            doc["record"]["ingested_utc"] += 1
+        elif change == "segment":
+            doc["record"]["segments"][0]["sha256"] = "0" * 64
+        else:
+            manifest = json.loads((pkg / fmt.MANIFEST).read_bytes())
+            manifest["trusted_docks"] = []
+            (pkg / fmt.MANIFEST).write_text(json.dumps(manifest))
+        (pkg / record_path).write_text(json.dumps(doc))
+        assert _run_snippet(snippet, pkg).returncode != 0, change
+
+
+def test_the_spec_checks_the_camera_key_against_the_published_registry(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    from vault_support import actor
+
+    from crypto.keys import SigningKey, write_public_key
+    from dock.registry import MAX_REGISTRY
+    from vault.registry.services import registry_publish
+
+    publication = registry_publish(
+        actor=actor("setup"),
+        store=world.site.store,
+        signing_key=world.site.registry_key,
+        site=world.site.site,
+        clock=world.clock,
+    )
+    raw = world.site.store.get_bytes(publication.store_key, MAX_REGISTRY)
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(raw)
+    registry_pub = tmp_path / "registry.pub"
+    write_public_key(registry_pub, world.site.registry_key.public_bytes(), "registry")
+    snippet = _spec_block("registry")
+    done = _run_snippet(snippet, package, str(registry), str(registry_pub))
+    assert done.returncode == 0, done.stderr
+    assert f"camera {CAMERA} registered with this key in registry version 1" in done.stdout
+
+    someone = tmp_path / "someone.pub"
+    write_public_key(someone, SigningKey.generate(kind="registry").public_bytes(), "registry")
+    assert _run_snippet(snippet, package, str(registry), str(someone)).returncode != 0
+    # A package whose camera key is not the registered one.
+    pkg = copy_package(package, tmp_path / "other-camera-key")
+    manifest = json.loads((pkg / fmt.MANIFEST).read_bytes())
+    manifest["camera"]["public_key"] = SigningKey.generate().public_bytes().hex()
+    (pkg / fmt.MANIFEST).write_text(json.dumps(manifest))
+    done = _run_snippet(snippet, pkg, str(registry), str(registry_pub))
+    assert done.returncode != 0 and "camera key not registered" in done.stderr
+
+
+def test_the_spec_states_the_bounds_the_verifier_applies() -> None:
+    from vault.export import verify
+
+    spec = " ".join(_spec().split())
+    assert f"that span plus {fmt.MAX_SEGMENT_SECONDS} s" in spec
+    assert f"with {verify.DURATION_SLACK:g} s slack" in spec
+    assert f"times may differ by {verify.TIME_SLACK_MICROSECONDS // 1000} ms" in spec
+    assert f"within {verify.SECONDS_SLACK:g} s" in spec
+    assert f"more than {fmt.MAX_FILES:,} entries" in spec
+    assert f"more than {verify.MAX_PACKAGE_BYTES >> 40} TiB unpacked" in spec
 
 
 def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(

@@ -432,7 +432,8 @@ def _failed(
 ) -> ExportFailed:
     """Audit a hand-over that failed after the hold was placed; the error to raise."""
     why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    why = why.removeprefix(f"{recording}: ")  # media errors name the recording already
+    # Named once: media errors and some refusals begin with the recording already.
+    what = why if why.startswith(str(recording)) else f"{recording}: {why}"
     kept = (
         f"the prosecution hold {hold.id} ({hold.reference})"
         f"{', placed for this export,' if placed_now else ''} stays placed: the claim "
@@ -460,7 +461,7 @@ def _failed(
     except Exception as audit_exc:  # the database itself failed: say so, do not hide why
         log.error("the failed export of %s could not be audited: %s", recording, audit_exc)
         kept += f" (this failure could not be audited: {audit_exc})"
-    return ExportFailed(f"{recording}: {why}. No package was written; {kept}")
+    return ExportFailed(f"{what}. No package was written; {kept}")
 
 
 def recording_export(

@@ -10,6 +10,7 @@ the bounds every reader applies.
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import re
 from pathlib import Path
@@ -145,7 +146,7 @@ def parse_public_key_text(text: str) -> bytes:
         key = parse_public_key_pem(blocks[0][0], str(path))
         around = raw[: blocks[0].start()] + b"\n" + raw[blocks[0].end() :]
         for other in _HEX_KEY.findall(around):
-            if bytes.fromhex(other.decode()) != key:
+            if not hmac.compare_digest(bytes.fromhex(other.decode()), key):
                 raise PackageFormatError(
                     f"{path}: its PEM key and the hex key beside it differ: which is the "
                     "published one?"

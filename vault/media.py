@@ -55,8 +55,10 @@ MAX_FRAMES = 10_000_000  # ~3.8 days at 30 fps: a bound on every loop over decod
 
 # An MP4 a player may start before it is complete (the back office's viewing stream).
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-# A whole MP4 file with its index first, so a player starts without reading it all.
-FILE_MP4 = {"movflags": "+faststart"}
+# A whole MP4 file with its index first, so a player starts without reading it all. The
+# movie time scale of the camera's clock (1/90000 s): the edit list that places late
+# sound is then exact; at ffmpeg's default (1/1000 s) it moved the sound up to 1 ms.
+FILE_MP4 = {"movflags": "+faststart", "movie_timescale": "90000"}
 
 Source = Path | bytes
 Drawing = Callable[[npt.NDArray[np.uint8], float], npt.NDArray[np.uint8]]

@@ -109,6 +109,10 @@ def test_the_honest_package_with_late_sound_is_proven(sound_world: World, tmp_pa
     assert signed["video_frames"] == 90 and signed["duration_seconds"] == 3.0
     assert signed["audio_streams"] == 1 and signed["audio_frames"] > 80
     assert signed["audio_start_seconds"] == pytest.approx(SOUND_FROM, abs=0.03)
+    # Exactly where the camera's sound starts (an MP4 edit list in 1/1000 s moved it).
+    plain = sound_world.site.plaintexts[sound_world.recording.recording_id]
+    sealed = measure(plain, container_format="mpegts")[0]
+    assert signed["audio_start_seconds"] == sealed.audio_start_seconds
     # In the MP4 the picture starts at 0 s and the sound keeps its place after it.
     with av.open(str(package / fmt.MP4)) as mp4:
         video, audio = mp4.streams.video[0], mp4.streams.audio[0]

@@ -489,8 +489,9 @@ def _mp4(
     )
 
 
-# The MP4's time bases round what the TS says in 1/90000 s, and its edit list places late
-# sound in the movie's time scale (1/1000 s): up to 1 ms, plus a sample's rounding.
+# The MP4's time bases round what the TS says in 1/90000 s; in packages made before the
+# MP4's movie time scale was 1/90000 s, its edit list placed late sound in 1/1000 s (up
+# to 1 ms off), so those verify too.
 TIME_SLACK_MICROSECONDS = 2_000
 SECONDS_SLACK = 0.01  # signed seconds are rounded to 1 ms
 

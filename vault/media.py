@@ -13,8 +13,10 @@ open it here, one way (`open_recording`), and this module knows every kind there
   Without its first packet the audio stream has no sample rate and the MP4 muxer
   refuses it, so recordings are opened with a probe window that reaches any pre-roll
   (`PROBE_BYTES`, `PROBE_MICROSECONDS`);
-- a recording closed at boot after a power cut (it ends wherever the cut left it), a
-  recording of one segment, a recording of a second or two.
+- a recording closed at boot after a power cut (it ends wherever the cut left it: the
+  sound frame the cut went through is incomplete, no decoder takes it, and it is left
+  out like the rest of the lost chunk), a recording of one segment, a recording of a
+  second or two.
 
 Timestamps: the camera's stamps count from its power-on. Every output here starts the
 picture at 0 s (the recording's first frame, a keyframe); sound keeps its place relative
@@ -53,8 +55,10 @@ MAX_FRAMES = 10_000_000  # ~3.8 days at 30 fps: a bound on every loop over decod
 
 # An MP4 a player may start before it is complete (the back office's viewing stream).
 FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-# A whole MP4 file with its index first, so a player starts without reading it all.
-FILE_MP4 = {"movflags": "+faststart"}
+# A whole MP4 file with its index first, so a player starts without reading it all. The
+# movie time scale of the camera's clock (1/90000 s): the edit list that places late
+# sound is then exact; at ffmpeg's default (1/1000 s) it moved the sound up to 1 ms.
+FILE_MP4 = {"movflags": "+faststart", "movie_timescale": "90000"}
 
 Source = Path | bytes
 Drawing = Callable[[npt.NDArray[np.uint8], float], npt.NDArray[np.uint8]]
@@ -97,6 +101,7 @@ class OpenRecording:
         """
         streams = [self.video] + ([self.audio] if audio and self.audio is not None else [])
         shift = {s.index: self.ticks(s) for s in streams}
+        adts = "mpegts" in self.container.format.name  # AAC with ADTS headers (the camera's)
         try:
             for packet in self.container.demux(*streams):
                 if packet.dts is None or packet.pts is None:
@@ -104,7 +109,9 @@ class OpenRecording:
                 offset = shift[packet.stream.index]
                 packet.pts -= offset
                 packet.dts -= offset
-                if packet.stream is not self.video and packet.pts < 0:
+                if packet.stream is not self.video and (
+                    packet.pts < 0 or (adts and _cut_short(packet))
+                ):
                     continue
                 yield packet
         except av.error.FFmpegError as exc:
@@ -137,6 +144,21 @@ class OpenRecording:
             return [f for f in stream.codec_context.decode(None) if f.pts is not None]
         except av.error.FFmpegError as exc:
             raise MediaError(f"{self.name}: cannot decode the end: {_why(exc)}") from None
+
+
+def _cut_short(packet: Any) -> bool:
+    """An ADTS frame of AAC shorter than its header says: the end of a recording cut by
+    a power cut (a sealed, authenticated recording has no other way to lose bytes)."""
+    data = bytes(packet)
+    if len(data) < 7 or data[0] != 0xFF or data[1] & 0xF6 != 0xF0:
+        return False
+    length = ((data[3] & 0x03) << 11) | (data[4] << 3) | (data[5] >> 5)
+    if len(data) < length:
+        log.info(
+            "sound frame at %s cut short (%d of %d bytes): left out", packet.pts, len(data), length
+        )
+        return True
+    return False
 
 
 def _input(source: Source) -> str | IO[bytes]:
@@ -348,6 +370,10 @@ class MediaFacts:
     height: int
     codec: str
     audio_streams: int  # streams that carry sound (0 or 1)
+    audio_frames: int = 0  # decoded frames of sound
+    # The first sound frame's time from the first picture frame (sound that began after
+    # a pre-roll without sound starts late); None without sound.
+    audio_start_seconds: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -370,16 +396,19 @@ def measure(
     container_format: str | None = None,
     fingerprint: bool = False,
 ) -> tuple[MediaFacts, Fingerprint]:
-    """Decode every frame of picture (and, for a fingerprint, of sound): facts, fingerprint."""
+    """Decode every frame of picture and sound: the facts, and a fingerprint if asked."""
     print_ = Fingerprint()
     times: list[float] = []
+    sound: list[float] = []
     with open_recording(source, name=name, container_format=container_format) as rec:
         width, height = rec.video.codec_context.width, rec.video.codec_context.height
         codec = rec.video.codec_context.name
-        for frame, seconds in rec.decoded(audio=fingerprint):
+        for frame, seconds in rec.decoded(audio=True):
             micros = round(seconds * 1_000_000)
             if isinstance(frame, av.AudioFrame):
-                print_.audio.append((micros, _digest(frame)))
+                sound.append(seconds)
+                if fingerprint:
+                    print_.audio.append((micros, _digest(frame)))
                 continue
             times.append(seconds)
             if fingerprint:
@@ -389,7 +418,16 @@ def measure(
         raise MediaError(f"{rec.name}: no video frames")
     span = max(times) - min(times)
     step = span / (len(times) - 1) if len(times) > 1 else 0.0
-    facts = MediaFacts(len(times), round(span + step, 3), width, height, codec, audio_streams)
+    facts = MediaFacts(
+        len(times),
+        round(span + step, 3),
+        width,
+        height,
+        codec,
+        audio_streams,
+        len(sound),
+        round(min(sound), 3) if sound else None,
+    )
     return facts, print_
 
 

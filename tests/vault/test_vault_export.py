@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -207,6 +209,123 @@ def test_a_zipped_package_verifies_and_a_changed_member_is_named(
         assert not report.ok and info.filename in report.files_named, info.filename
 
 
+def _rezip(
+    package: Path,
+    dest: Path,
+    *,
+    compression: int = zipfile.ZIP_STORED,
+    reverse: bool = False,
+    folder_entries: bool = False,
+    top: str = "",
+) -> Path:
+    """The package folder zipped the way other tools do it."""
+    names = _files(package)
+    if reverse:
+        names.reverse()
+    with zipfile.ZipFile(dest, "w", compression=compression) as z:
+        if folder_entries:
+            for folder in ([top.rstrip("/")] if top else []) + [f"{top}original"]:
+                z.writestr(zipfile.ZipInfo(f"{folder}/"), b"")
+        for name in names:
+            # writestr keeps the name as given (write() would drop a leading "./")
+            info = zipfile.ZipInfo(f"{top}{name}", (2026, 11, 2, 9, 0, 0))
+            info.compress_type = compression
+            z.writestr(info, (package / name).read_bytes())
+    return dest
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(compression=zipfile.ZIP_DEFLATED),
+        dict(compression=zipfile.ZIP_BZIP2),
+        dict(compression=zipfile.ZIP_LZMA),
+        dict(reverse=True),
+        dict(folder_entries=True),
+        dict(top="OM-2026-0042/", folder_entries=True, compression=zipfile.ZIP_DEFLATED),
+        dict(top="./"),
+    ],
+    ids=["deflated", "bzip2", "lzma", "reordered", "folder-entries", "in-its-folder", "dot-slash"],
+)
+def test_zips_made_by_other_tools_verify(
+    package: Path, world: World, tmp_path: Path, variant: dict[str, Any]
+) -> None:
+    out = _rezip(package, tmp_path / "other.zip", **variant)
+    key = world.export_key.public_bytes()
+    report = verify_export(out, expected_key=key, vault_key=world.site.vault_key)
+    assert report.ok, report.findings
+    assert any("is the decryption of the originals" in p for p in report.proven)
+    if variant.get("top") == "OM-2026-0042/":
+        assert "the zip holds the package in its folder OM-2026-0042/" in report.notes
+    # A changed byte in a compressed member is still named.
+    with zipfile.ZipFile(out) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("custody.json"))
+    raw = bytearray(out.read_bytes())
+    raw[info.header_offset + 30 + len(info.filename) + len(info.extra) + 20] ^= 0x01
+    (tmp_path / "bad.zip").write_bytes(bytes(raw))
+    assert verify_export(tmp_path / "bad.zip", expected_key=key).files_named == {"custody.json"}
+
+
+def _patch_entry(zip_path: Path, name: str, *, flag: int = 0, method: int | None = None) -> None:
+    """Set a general-purpose flag bit or the compression method of one entry, in its local
+    header and in the central directory (as an encrypting or Deflate64 tool writes them)."""
+    raw = bytearray(zip_path.read_bytes())
+    with zipfile.ZipFile(zip_path) as z:
+        local = z.getinfo(name).header_offset
+    # flags and method: at 6 in the local header, at 8 in the central directory record
+    for at in (local + 6, _central_of(raw, name) + 8):
+        bits, kind = struct.unpack_from("<HH", raw, at)
+        struct.pack_into("<HH", raw, at, bits | flag, kind if method is None else method)
+    zip_path.write_bytes(bytes(raw))
+
+
+def _central_of(raw: bytearray, name: str) -> int:
+    """Offset of the central directory record of `name`."""
+    at = raw.rindex(b"PK\x05\x06")
+    start = int.from_bytes(raw[at + 16 : at + 20], "little")
+    while True:
+        size = int.from_bytes(raw[start + 28 : start + 30], "little")
+        extra = int.from_bytes(raw[start + 30 : start + 32], "little")
+        comment = int.from_bytes(raw[start + 32 : start + 34], "little")
+        if raw[start + 46 : start + 46 + size] == name.encode():
+            return start
+        start += 46 + size + extra + comment
+
+
+def test_zips_that_cannot_be_read_are_refused_by_name(
+    package: Path, world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = world.export_key.public_bytes()
+    cases = {
+        "encrypted": (dict(flag=0x1), "encrypted in the zip: a package is never encrypted"),
+        "deflate64": (dict(method=9), "compressed with Deflate64 (zip method 9)"),
+    }
+    for case, (patch, message) in cases.items():
+        out = _rezip(package, tmp_path / f"{case}.zip")
+        _patch_entry(out, "custody.json", **patch)
+        report = verify_export(out, expected_key=key)
+        assert [str(f) for f in report.findings if f.file == "custody.json"] == [
+            f"custody.json: {message}"
+            + (
+                ""
+                if case == "encrypted"
+                else ", which this verifier does not read: unzip "
+                "the package with a tool that does and verify the folder"
+            )
+        ], report.findings
+        assert main(["vault", "verify-export", str(out)]) == 1
+        assert f"FAILED custody.json: {message}" in capsys.readouterr().out
+    link = _rezip(package, tmp_path / "link.zip")
+    with zipfile.ZipFile(link, "a") as z:
+        info = zipfile.ZipInfo("notes.txt")
+        info.external_attr = (stat.S_IFLNK | 0o777) << 16
+        z.writestr(info, "/etc/passwd")
+    report = verify_export(link, expected_key=key)
+    assert [str(f) for f in report.findings] == [
+        "notes.txt: a symbolic link in the zip: not part of a package"
+    ]
+
+
 def test_what_each_mode_proves_about_the_mp4(world: World, package: Path, tmp_path: Path) -> None:
     """An MP4 of another video with the same length, re-signed with the export key: the
     signature and the frame count hold, only the vault-key mode sees the difference."""
@@ -261,11 +380,16 @@ def test_originals_are_checked_against_the_camera_not_the_export_signature(
     assert not report.ok and "export.json" in report.files_named
 
 
+def _spec() -> str:
+    return (Path(__file__).parents[2] / "vault" / "EXPORT.md").read_text()
+
+
 def _spec_block(title: str) -> str:
-    spec = (Path(__file__).parents[2] / "vault" / "EXPORT.md").read_text()
+    """The fenced block (```sh or ```python) after `<!-- title -->` in vault/EXPORT.md."""
+    spec = _spec()
     start = spec.index(f"<!-- {title} -->")
-    block = spec[start:].split("```sh\n", 1)[1].split("```", 1)[0]
-    return block
+    fence = spec[start:].split("```", 1)[1]
+    return fence.split("\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_spec_recipe_checks_a_package_with_standard_tools(
@@ -311,6 +435,183 @@ def test_the_spec_recipe_checks_a_package_with_standard_tools(
         [sys.executable, "-c", snippet], cwd=package, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0 and "signature OK" in done.stdout, done.stderr
+
+
+def _break_store(world: World, how: str) -> None:
+    """What can go wrong between the hold and the package, in the store itself."""
+    seg = world.recording.segments.get()
+    stored = world.site.store.root / seg.store_key
+    if how == "segment missing":
+        stored.unlink()
+    elif how == "segment changed":
+        os.chmod(stored, 0o644)
+        _flip(stored)
+
+
+@pytest.mark.parametrize("out_name", ["OM-2026-0042", "OM-2026-0042.zip"])
+@pytest.mark.parametrize("how", ["segment missing", "segment changed", "picture undecodable"])
+def test_a_failed_export_leaves_no_package_and_keeps_the_hold(
+    db: str, tmp_path: Path, clock: Any, how: str, out_name: str
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.catalog.models import Hold
+    from vault.export.services import ExportFailed
+
+    # Random bytes sealed as the camera seals: the originals verify, the picture does not.
+    ts = os.urandom(20_000) if how == "picture undecodable" else None
+    world = make_world(tmp_path, clock, ts=ts)
+    _break_store(world, how)
+    handover = tmp_path / "handover"
+    handover.mkdir()
+    work = tmp_path / "work"
+    with pytest.raises(ExportFailed) as failed:
+        export(world, "u-privacy_officer", handover / out_name, work_dir=work)
+    hold = Hold.objects.get(recording=world.recording, kind="prosecutor")
+    assert hold.lifted_at is None and hold.reference == "OM-2026-0042"
+    message = str(failed.value)
+    assert "\n" not in message and message.startswith(f"{world.recording}: ")
+    assert message.endswith(
+        f". No package was written; the prosecution hold {hold.id} (OM-2026-0042), placed "
+        "for this export, stays placed: the claim stands without a package"
+    ), message
+    assert not message.startswith(f"{world.recording}: {world.recording}")  # named once
+    # Nothing at --out, no staging folder, nothing decrypted left in the work folder.
+    assert list(handover.iterdir()) == [] and list(work.iterdir()) == []
+    placed = AuditEntry.objects.get(action="hold.place", target=str(world.recording))
+    failure = AuditEntry.objects.get(action="recording.export")
+    assert placed.result == "ok" and json.loads(placed.detail)["hold"] == hold.id
+    assert failure.result == "failed" and failure.seq > placed.seq
+    detail = json.loads(failure.detail)
+    assert detail["hold"] == hold.id and detail["hold_placed_now"] is True
+    assert detail["reference"] == "OM-2026-0042"
+
+
+def test_a_failed_export_under_an_existing_hold_says_it_stays(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the command line: one line naming the hold that was already there."""
+    from export_support import site_home
+    from vault_support import PASSWORD, actor
+
+    from vault.audit.models import AuditEntry
+    from vault.catalog.services import hold_place
+
+    hold = hold_place(
+        actor=actor("u-privacy_officer"),
+        recording=world.recording,
+        kind="prosecutor",
+        reference="OM-7",
+        reason="claimed by the prosecutor",
+        store=world.site.store,
+        clock=world.clock,
+    )
+    _break_store(world, "segment missing")
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    out = tmp_path / "om-7.zip"
+    argv = ["vault", "export", str(world.recording), "--home", str(home)]
+    argv += ["--user", "u-privacy_officer", "--out", str(out), "--reference", "OM-7"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("bodycam: error: ")
+    assert err.endswith(
+        f". No package was written; the prosecution hold {hold.id} (OM-7) stays placed: "
+        "the claim stands without a package"
+    ), err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir() if ".part" in p.name] == []
+    failure = AuditEntry.objects.get(action="recording.export")
+    assert failure.result == "failed"
+    assert json.loads(failure.detail)["hold"] == hold.id
+    assert json.loads(failure.detail)["hold_placed_now"] is False
+
+
+def _run_snippet(snippet: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", snippet, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_spec_checks_the_dock_ingest_record_on_its_own(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    """EXPORT.md's ingest record section is enough to check it: its Python (with the
+    independent `cryptography` package) verifies the dock's signature and the hashes."""
+    snippet = _spec_block("ingest")
+    done = _run_snippet(snippet, package)
+    assert done.returncode == 0, done.stderr
+    assert f"ingest record OK, dock {world.site.dock_key.public_bytes().hex()}" in done.stdout
+    # A changed signed field, a segment hash, or a dock the manifest does not list: refused.
+    record_path = Path(fmt.ORIGINAL_DIR) / fmt.INGEST
+    for change in ("ingested_utc", "segment", "dock"):
+        pkg = copy_package(package, tmp_path / f"ingest-{change}")
+        doc = json.loads((pkg / record_path).read_bytes())
+        if change == "ingested_utc":
+            doc["record"]["ingested_utc"] += 1
+        elif change == "segment":
+            doc["record"]["segments"][0]["sha256"] = "0" * 64
+        else:
+            manifest = json.loads((pkg / fmt.MANIFEST).read_bytes())
+            manifest["trusted_docks"] = []
+            (pkg / fmt.MANIFEST).write_text(json.dumps(manifest))
+        (pkg / record_path).write_text(json.dumps(doc))
+        assert _run_snippet(snippet, pkg).returncode != 0, change
+
+
+def test_the_spec_checks_the_camera_key_against_the_published_registry(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    from vault_support import actor
+
+    from crypto.keys import SigningKey, write_public_key
+    from dock.registry import MAX_REGISTRY
+    from vault.registry.services import registry_publish
+
+    publication = registry_publish(
+        actor=actor("setup"),
+        store=world.site.store,
+        signing_key=world.site.registry_key,
+        site=world.site.site,
+        clock=world.clock,
+    )
+    raw = world.site.store.get_bytes(publication.store_key, MAX_REGISTRY)
+    registry = tmp_path / "registry.json"
+    registry.write_bytes(raw)
+    registry_pub = tmp_path / "registry.pub"
+    write_public_key(registry_pub, world.site.registry_key.public_bytes(), "registry")
+    snippet = _spec_block("registry")
+    done = _run_snippet(snippet, package, str(registry), str(registry_pub))
+    assert done.returncode == 0, done.stderr
+    assert f"camera {CAMERA} registered with this key in registry version 1" in done.stdout
+
+    someone = tmp_path / "someone.pub"
+    write_public_key(someone, SigningKey.generate(kind="registry").public_bytes(), "registry")
+    assert _run_snippet(snippet, package, str(registry), str(someone)).returncode != 0
+    # A package whose camera key is not the registered one.
+    pkg = copy_package(package, tmp_path / "other-camera-key")
+    manifest = json.loads((pkg / fmt.MANIFEST).read_bytes())
+    manifest["camera"]["public_key"] = SigningKey.generate().public_bytes().hex()
+    (pkg / fmt.MANIFEST).write_text(json.dumps(manifest))
+    done = _run_snippet(snippet, pkg, str(registry), str(registry_pub))
+    assert done.returncode != 0 and "camera key not registered" in done.stderr
+
+
+def test_the_spec_states_the_bounds_the_verifier_applies() -> None:
+    from vault.export import verify
+
+    spec = " ".join(_spec().split())
+    assert f"that span plus {fmt.MAX_SEGMENT_SECONDS} s" in spec
+    assert f"with {verify.DURATION_SLACK:g} s slack" in spec
+    assert f"times may differ by {verify.TIME_SLACK_MICROSECONDS // 1000} ms" in spec
+    assert f"within {verify.SECONDS_SLACK:g} s" in spec
+    assert f"more than {fmt.MAX_FILES:,} entries" in spec
+    assert f"more than {verify.MAX_PACKAGE_BYTES >> 40} TiB unpacked" in spec
 
 
 def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
@@ -369,11 +670,16 @@ def test_export_and_verify_from_the_command_line(
     assert list((home / "work").iterdir()) == []
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
     assert main(["vault", "export-key", "--home", str(home), "--user", "u-privacy_officer"]) == 0
-    shown = capsys.readouterr().out
-    published = shown.splitlines()[0]
-    assert published in printed and "BEGIN PUBLIC KEY" in shown
+    shown = capsys.readouterr()
+    # `bodycam vault export-key > key.pem`: stdout is the PEM alone, the hex on stderr.
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_text(shown.out)
+    assert shown.out == (home / "export-key.pem").read_text()
+    assert shown.out.startswith("-----BEGIN PUBLIC KEY-----\n")
+    published = shown.err.strip().removeprefix("export key ")
+    assert published in printed and len(published) == 64
     private = json.loads((home / "export.key").read_text())["private"]
-    assert private not in printed + shown
+    assert private not in printed + shown.out + shown.err
 
     empty = tmp_path / "elsewhere"
     empty.mkdir()
@@ -387,7 +693,7 @@ def test_export_and_verify_from_the_command_line(
         "verify-export",
         str(out),
         "--export-key",
-        published,
+        str(key_pem),
         "--vault-key",
         str(home / "vault.key"),
     ]
@@ -405,3 +711,65 @@ def test_export_and_verify_from_the_command_line(
         cmd[:5] + [str(bad)], cwd=empty, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 1 and "FAILED custody.json:" in done.stdout
+
+
+def test_the_printed_export_key_is_what_verify_export_takes(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """export-key > key.pem, then verify-export --export-key key.pem (and openssl reads
+    it); the hex line the command used to print above the PEM is still accepted when it
+    is the same key, refused when it is another."""
+    import subprocess
+
+    from export_support import site_home
+    from vault_support import PASSWORD
+
+    from crypto.keys import SigningKey, write_public_key
+
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    auth = ["--home", str(home), "--user", "u-privacy_officer"]
+    assert main(["vault", "export-key", *auth]) == 0
+    key_pem = tmp_path / "key.pem"
+    key_pem.write_text(capsys.readouterr().out)
+    out = tmp_path / "OM-1"
+    argv = ["vault", "export", str(world.recording), *auth, "--out", str(out)]
+    assert main([*argv, "--reference", "OM-1"]) == 0
+    capsys.readouterr()
+    openssl = subprocess.run(
+        ["openssl", "pkey", "-pubin", "-in", str(key_pem), "-noout"],
+        capture_output=True,
+        timeout=60,
+    )
+    assert openssl.returncode == 0, openssl.stderr
+    public = (home / "export.pub").read_text()
+    hex_key = json.loads(public)["public"]
+    older = tmp_path / "older.pem"  # what `export-key > older.pem` wrote before
+    older.write_text(f"{hex_key}\n{key_pem.read_text()}")
+    for given in (key_pem, older, home / "export.pub", hex_key):
+        assert main(["vault", "verify-export", str(out), "--export-key", str(given)]) == 0, given
+        assert "(as expected)" in capsys.readouterr().out
+
+    other = SigningKey.generate(kind="export").public_bytes().hex()
+    mixed = tmp_path / "mixed.pem"
+    mixed.write_text(f"{other}\n{key_pem.read_text()}")
+    private = tmp_path / "private.pem"
+    private.write_text(
+        "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"
+    )
+    someone = tmp_path / "someone.pub"
+    write_public_key(someone, bytes.fromhex(other), "export")
+    for given, error in (
+        (mixed, "its PEM key and the hex key beside it differ"),
+        (private, "a PEM file, but not of a public key"),
+    ):
+        assert main(["vault", "verify-export", str(out), "--export-key", str(given)]) == 1
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and error in err, err
+    assert main(["vault", "verify-export", str(out), "--export-key", str(someone)]) == 1
+    assert "FAILED export.json: signature (export.sig) does not verify with the expected" in (
+        capsys.readouterr().out
+    )

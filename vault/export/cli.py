@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,9 @@ def cmd_export_key(s: Any, args: argparse.Namespace) -> int:
     from vault.export.services import export_key_ensure
 
     key = export_key_ensure(s.home)
-    print(key.public_bytes().hex())
+    # stdout is the PEM alone, so `export-key > key.pem` is a key file (verify-export
+    # --export-key, openssl); the hex to compare by eye goes to stderr.
+    print(f"export key {key.public_bytes().hex()}", file=sys.stderr)
     print(fmt.public_key_pem(key.public_bytes()).decode(), end="")
     return 0
 
@@ -263,7 +266,8 @@ def add_export_commands(sub: Any) -> None:
         sub,
         "export-key",
         cmd_export_key,
-        "print the export public key police and prosecutor check packages with",
+        "print the export public key police and prosecutor check packages with: "
+        "PEM on stdout (export-key > key.pem), its hex on stderr",
         auth,
     )
     v = sub.add_parser(
@@ -278,8 +282,9 @@ def add_export_commands(sub: Any) -> None:
         "--export-key",
         metavar="HEX_OR_FILE",
         default=None,
-        help="the export public key the municipality published (hex, .pem or "
-        ".pub); without it the key in the package is used and reported",
+        help="the export public key the municipality published: 64 hex digits, a PEM "
+        "file (what export-key prints) or a bodycam .pub file; without it the key in the "
+        "package is used and reported",
     )
     v.add_argument(
         "--vault-key",

@@ -10,6 +10,7 @@ the bounds every reader applies.
 from __future__ import annotations
 
 import base64
+import hmac
 import logging
 import re
 from pathlib import Path
@@ -35,6 +36,10 @@ BASES = ("prosecutor_claim", "police_report")
 MAX_JSON = 16 << 20  # export.json / custody.json / SHA256SUMS: far above any real one
 MAX_FILES = 100_100  # a recording has at most 100,000 segments
 MAX_PEM = 4096
+# The longest segment a camera seals: its profile cuts a segment at the first keyframe
+# after recording.segment_seconds (at most 60 s), and keyframes come at least every 4 s.
+# It bounds a recording closed by power-cut recovery, whose end time nobody signed.
+MAX_SEGMENT_SECONDS = 64
 SIGNATURE_SIZE = 64
 # DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32 key bytes follow.
 ED25519_SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
@@ -108,8 +113,20 @@ def parse_public_key_pem(raw: bytes, what: str = PUBLIC_KEY) -> bytes:
     return der[len(ED25519_SPKI_PREFIX) :]
 
 
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN PUBLIC KEY-----\s+[A-Za-z0-9+/=\s]+?-----END PUBLIC KEY-----\s*"
+)
+_HEX_KEY = re.compile(rb"(?<![0-9A-Fa-f])[0-9A-Fa-f]{64}(?![0-9A-Fa-f])")
+
+
 def parse_public_key_text(text: str) -> bytes:
-    """--export-key: 64 hex digits, a PEM file, or a bodycam public key file."""
+    """--export-key: 64 hex digits, a PEM file, or a bodycam public key file.
+
+    A PEM file is an Ed25519 SubjectPublicKeyInfo block; text around it is ignored
+    (RFC 7468 allows it: `openssl pkey -text_pub`, or the hex line `bodycam vault
+    export-key` printed above the PEM before it went to stderr), except a key written in
+    hex that is not the same key.
+    """
     stripped = text.strip()
     if re.fullmatch(r"[0-9a-fA-F]{64}", stripped):
         return bytes.fromhex(stripped)
@@ -118,8 +135,23 @@ def parse_public_key_text(text: str) -> bytes:
         raise PackageFormatError(f"--export-key {text!r} is neither 64 hex digits nor a file")
     with open(path, "rb") as f:
         raw = f.read(MAX_PEM + 1)
-    if raw.lstrip().startswith(b"-----BEGIN"):
-        return parse_public_key_pem(raw, str(path))
+    blocks = list(_PEM_BLOCK.finditer(raw))
+    if b"-----BEGIN" in raw and not blocks:
+        raise PackageFormatError(f"{path}: a PEM file, but not of a public key")
+    if len(raw) > MAX_PEM and blocks:
+        raise PackageFormatError(f"{path}: larger than {MAX_PEM} bytes: not a key file")
+    if len(blocks) > 1:
+        raise PackageFormatError(f"{path}: holds {len(blocks)} PEM public keys, not one")
+    if blocks:
+        key = parse_public_key_pem(blocks[0][0], str(path))
+        around = raw[: blocks[0].start()] + b"\n" + raw[blocks[0].end() :]
+        for other in _HEX_KEY.findall(around):
+            if not hmac.compare_digest(bytes.fromhex(other.decode()), key):
+                raise PackageFormatError(
+                    f"{path}: its PEM key and the hex key beside it differ: which is the "
+                    "published one?"
+                )
+        return key
     from crypto.keys import load_public_key
 
     return load_public_key(path)

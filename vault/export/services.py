@@ -17,6 +17,12 @@ remuxed to MP4, a chain-of-custody record from the catalog and the audit log, th
 signed export manifest and the hash list. A prosecution hold is placed (or the open
 one with the same reference kept), the people the policy names are informed, and the
 export is audited with the manifest's hash.
+
+A package that cannot be made (a segment missing or changed in the store, a recording
+that does not decode, a full disk) leaves nothing at the destination and no temporary
+folder; the hold stays, because the prosecutor's claim is real without a package, and
+`ExportFailed` says so. The audit log then holds the hold's placement and the failed
+export.
 """
 
 from __future__ import annotations
@@ -34,12 +40,11 @@ from typing import Any
 
 from django.db import transaction
 
-from crypto.errors import FormatError
 from crypto.keys import SigningKey, VaultKey, fingerprint, write_public_key
 from crypto.open import decrypt_recording
 from crypto.verify import verify_recording
 from dock.ingest_record import MAX_RECORD as MAX_INGEST_RECORD
-from store import Store, StoreError
+from store import Store
 from vault.access import Actor, audit_ok, policy_of, refuse
 from vault.audit.models import AuditEntry, AuditHead
 from vault.audit.services import audit_record
@@ -47,9 +52,9 @@ from vault.catalog.custody import _assemble, _workdir  # the same origin-checked
 from vault.catalog.models import Hold, Notification, Recording
 from vault.catalog.services import hold_place, recording_authorize
 from vault.clock import Clock
-from vault.errors import InvalidRequest, OriginRefused
+from vault.errors import InvalidRequest, OriginRefused, VaultError
 from vault.export import format as fmt
-from vault.media import MediaError, measure, remux_to_mp4
+from vault.media import measure, remux_to_mp4
 from vault.policy import OFFICER_CONCERNED
 from vault.registry.models import DockStation
 
@@ -404,6 +409,61 @@ def _inform(recording: Recording, now: dt.datetime) -> list[str]:
     return informed
 
 
+class ExportFailed(VaultError):
+    """No package was written; the message says why and what became of the hold."""
+
+
+def _discard(out: Path) -> None:
+    if out.is_dir() and not out.is_symlink():
+        shutil.rmtree(out, ignore_errors=True)
+    else:
+        out.unlink(missing_ok=True)
+
+
+def _failed(
+    actor: Actor,
+    recording: Recording,
+    purpose: str,
+    reference: str,
+    hold: Hold,
+    placed_now: bool,
+    exc: Exception,
+    clock: Clock,
+) -> ExportFailed:
+    """Audit a hand-over that failed after the hold was placed; the error to raise."""
+    why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    # Named once: media errors and some refusals begin with the recording already.
+    what = why if why.startswith(str(recording)) else f"{recording}: {why}"
+    kept = (
+        f"the prosecution hold {hold.id} ({hold.reference})"
+        f"{', placed for this export,' if placed_now else ''} stays placed: the claim "
+        "stands without a package"
+    )
+    try:
+        with transaction.atomic():
+            audit_record(
+                actor=actor.username,
+                roles=actor.describe(recording.municipality.code),
+                municipality=recording.municipality.code,
+                action=ACTION,
+                target=str(recording),
+                purpose=purpose,
+                result="refused" if isinstance(exc, OriginRefused) else "failed",
+                clock=clock,
+                detail={
+                    "error": f"{type(exc).__name__}: {why}",
+                    "reference": reference,
+                    "hold": hold.id,
+                    "hold_placed_now": placed_now,
+                    "package": "none written",
+                },
+            )
+    except Exception as audit_exc:  # the database itself failed: say so, do not hide why
+        log.error("the failed export of %s could not be audited: %s", recording, audit_exc)
+        kept += f" (this failure could not be audited: {audit_exc})"
+    return ExportFailed(f"{what}. No package was written; {kept}")
+
+
 def recording_export(
     *,
     actor: Actor,
@@ -443,6 +503,7 @@ def recording_export(
             lifted_at__isnull=True,
             reference=reference,
         ).first()
+    placed_now = hold is None
     if hold is None:
         hold = hold_place(
             actor=actor,
@@ -453,9 +514,12 @@ def recording_export(
             store=store,
             clock=clock,
         )
+    # From here the claim is real (the hold stays whatever happens next) and a package
+    # appears at `out` complete, or nothing does.
     staging = out.parent / f".{out.name}.{os.urandom(4).hex()}.part"
-    staging.mkdir(mode=0o700)
+    published = False
     try:
+        staging.mkdir(mode=0o700)
         pkg = staging / "package"
         pkg.mkdir(mode=0o700)
         with _workdir(work_dir) as scratch:
@@ -473,54 +537,46 @@ def recording_export(
                 clock=clock,
             )
         nfiles = sum(1 for p in pkg.rglob("*") if p.is_file())
+        ready = pkg
         if out.suffix.lower() == ".zip":
-            _zip(pkg, staging / "package.zip")
-            os.replace(staging / "package.zip", out)
-        else:
-            os.rename(pkg, out)
-    except (
-        OriginRefused,
-        FormatError,
-        StoreError,
-        MediaError,
-        OSError,
-        InvalidRequest,
-    ) as exc:
+            ready = staging / "package.zip"
+            _zip(pkg, ready)
+        now = clock.now()
+        # Audited in the transaction that also shows the package: if the audit entry
+        # cannot be written, the package is taken back.
         with transaction.atomic():
-            audit_record(
-                actor=actor.username,
-                roles=actor.describe(recording.municipality.code),
-                municipality=recording.municipality.code,
+            informed = _inform(recording, now)
+            audit_ok(
+                actor=actor,
                 action=ACTION,
+                municipality=recording.municipality.code,
                 target=str(recording),
                 purpose=purpose,
-                result="refused" if isinstance(exc, OriginRefused) else "failed",
                 clock=clock,
-                detail={"error": f"{type(exc).__name__}: {exc}", "reference": reference},
+                detail={
+                    "reference": reference,
+                    "basis": basis,
+                    "hold": hold.id,
+                    "package": out.name,
+                    "export_json_sha256": manifest_sha,
+                    "export_key": export_key.public_bytes().hex(),
+                    "informed": informed,
+                },
             )
-        raise
+            if out.exists() or out.is_symlink():
+                raise InvalidRequest(
+                    f"{out} appeared meanwhile: a package is never written over another"
+                )
+            os.rename(ready, out)
+            published = True
+    except BaseException as exc:
+        if published:
+            _discard(out)
+        if not isinstance(exc, Exception):
+            raise
+        raise _failed(actor, recording, purpose, reference, hold, placed_now, exc, clock) from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    now = clock.now()
-    with transaction.atomic():
-        informed = _inform(recording, now)
-        audit_ok(
-            actor=actor,
-            action=ACTION,
-            municipality=recording.municipality.code,
-            target=str(recording),
-            purpose=purpose,
-            clock=clock,
-            detail={
-                "reference": reference,
-                "basis": basis,
-                "hold": hold.id,
-                "package": out.name,
-                "export_json_sha256": manifest_sha,
-                "export_key": export_key.public_bytes().hex(),
-                "informed": informed,
-            },
-        )
     log.info("%s exported for %s %s by %s", recording, basis, reference, actor.username)
     return ExportResult(
         out, manifest_sha, nfiles, hold.id, export_key.public_bytes().hex(), informed

@@ -14,11 +14,16 @@ about, so a changed, added or removed file is reported by name:
 3. The originals are what the camera signed: `crypto.verify.verify_recording` with the
    camera key the manifest records (the key the coordinator registered); the dock's
    ingest record verifies with a dock key the manifest lists and names the same bytes.
-4. `recording.mp4`: its SHA-256 is signed (2), it decodes, and its frame count and
-   duration are the signed ones and fit the camera-signed timeline. With the vault key
-   the originals are decrypted here and every decoded frame of the MP4 equals the
-   frame decoded from the sealed MPEG-TS: only then is "the MP4 is the decryption of
-   the originals" proven independently of the back office's word.
+4. `recording.mp4`: its SHA-256 is signed (2), it decodes, and every figure the
+   manifest signs about it (frames, the picture's duration, size, codec, sound streams,
+   sound frames and the sound's start) is what decoding gives; the duration fits the
+   camera-signed timeline. With the vault key the originals are decrypted here and every
+   decoded frame of the MP4, picture and sound, equals the frame decoded from the sealed
+   MPEG-TS at the same instant: only then is "the MP4 is the decryption of the
+   originals" proven independently of the back office's word.
+
+A zip may be stored or compressed, in any order, with or without folder entries, or
+hold the package inside one folder; what it cannot be read as is a finding that says so.
 """
 
 from __future__ import annotations
@@ -26,11 +31,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import lzma
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +48,7 @@ from crypto.open import decrypt_recording
 from crypto.verify import VerifiedRecording, verify_recording
 from dock.ingest_record import IngestRecordError, parse_ingest_record
 from vault.export import format as fmt
-from vault.media import Fingerprint, MediaError, measure
+from vault.media import Fingerprint, MediaError, MediaFacts, measure
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +108,45 @@ def _walk(root: Path, report: ExportReport) -> dict[str, Path]:
     return files
 
 
+# What zipfile reads; a member compressed otherwise (Deflate64 from some Windows tools,
+# PPMd, ...) is refused by name rather than reported as damaged.
+READABLE_COMPRESSION = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+OTHER_COMPRESSION = {6: "implode", 9: "Deflate64", 93: "Zstandard", 95: "xz", 98: "PPMd"}
+
+
+def _member_names(infos: list[zipfile.ZipInfo], report: ExportReport) -> dict[str, str]:
+    """Zip entry name -> package path, for the file entries of a zipped package.
+
+    Folder entries are skipped and a leading "./" is dropped; a package zipped with its
+    folder (`zip -r OM-1.zip OM-1`: every entry under one folder that holds export.json)
+    is read as that folder.
+    """
+    names = {
+        i.filename: i.filename[2:] if i.filename.startswith("./") else i.filename
+        for i in infos
+        if not i.is_dir()
+    }
+    tops = {n.split("/", 1)[0] for n in names.values() if "/" in n}
+    if len(tops) == 1 and all("/" in n for n in names.values()):
+        (top,) = tops
+        if f"{top}/{fmt.MANIFEST}" in names.values():
+            report.notes.append(f"the zip holds the package in its folder {top}/")
+            names = {entry: n[len(top) + 1 :] for entry, n in names.items()}
+    return names
+
+
 def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
-    """Extract a zipped package, refusing names outside it and bounding the total size."""
+    """Extract a zipped package, refusing names outside it and bounding the total size.
+
+    Members may be stored or compressed (deflate, bzip2, lzma), in any order, with or
+    without folder entries; encrypted members, other compression methods and links are
+    findings that say so.
+    """
     total = 0
     try:
         z = zipfile.ZipFile(zip_path)
@@ -114,11 +158,12 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
         if len(infos) > fmt.MAX_FILES:
             report.bad(zip_path.name, f"more than {fmt.MAX_FILES} entries")
             return
+        names = _member_names(infos, report)
         seen: set[str] = set()
         for info in infos:
             if info.is_dir():
                 continue
-            name = info.filename
+            name = names[info.filename]
             try:
                 fmt.check_path(name)
             except fmt.PackageFormatError:
@@ -128,6 +173,21 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
                 report.bad(name, "in the zip twice")
                 continue
             seen.add(name)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                report.bad(name, "a symbolic link in the zip: not part of a package")
+                continue
+            if info.flag_bits & 0x1:
+                report.bad(name, "encrypted in the zip: a package is never encrypted")
+                continue
+            if info.compress_type not in READABLE_COMPRESSION:
+                method = OTHER_COMPRESSION.get(info.compress_type, "an unknown method")
+                report.bad(
+                    name,
+                    f"compressed with {method} (zip method {info.compress_type}), which this "
+                    "verifier does not read: unzip the package with a tool that does and "
+                    "verify the folder",
+                )
+                continue
             total += info.file_size
             if total > MAX_PACKAGE_BYTES:
                 report.bad(name, f"the zip unpacks to more than {MAX_PACKAGE_BYTES} bytes")
@@ -137,8 +197,15 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
             try:
                 with z.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out, COPY_BLOCK)
-            except (zipfile.BadZipFile, OSError, ValueError) as exc:
-                # A changed byte inside a stored member fails its CRC-32 here.
+            except (
+                zipfile.BadZipFile,
+                OSError,
+                ValueError,
+                EOFError,
+                zlib.error,
+                lzma.LZMAError,
+            ) as exc:
+                # A changed byte inside a member fails its CRC-32 (or decompression) here.
                 target.unlink(missing_ok=True)
                 report.bad(name, f"damaged in the zip ({exc})")
 
@@ -228,9 +295,11 @@ def _files(
     listed: dict[str, dict[str, Any]] = {}
     for f in manifest.get("files", []):
         listed[fmt.check_path(str(f["path"]))] = f
+    unread = report.files_named  # named already: a zip member that could not be read
     for path, entry in sorted(listed.items()):
         if path not in files:
-            report.bad(path, "missing (removed from the package)")
+            if path not in unread:
+                report.bad(path, "missing (removed from the package)")
         elif files[path].stat().st_size != int(entry["size"]) or not hmac.compare_digest(
             actual[path], str(entry["sha256"])
         ):
@@ -242,7 +311,8 @@ def _files(
     for name in (fmt.MANIFEST, fmt.SIGNATURE):
         expected[name] = actual[name]
     if sums_raw is None:
-        report.bad(fmt.HASH_LIST, "missing (removed from the package)")
+        if fmt.HASH_LIST not in unread:
+            report.bad(fmt.HASH_LIST, "missing (removed from the package)")
     elif not hmac.compare_digest(sums_raw, fmt.render_hash_list(expected)):
         report.bad(
             fmt.HASH_LIST, "changed: differs from the hash list the signed export manifest implies"
@@ -333,36 +403,45 @@ def _mp4(
     except MediaError as exc:
         report.bad(fmt.MP4, str(exc))
         return
-    if (
-        facts.video_frames != int(signed["video_frames"])
-        or abs(facts.duration_seconds - float(signed["duration_seconds"])) > 0.01
-    ):
-        report.bad(
-            fmt.MP4,
-            f"decodes to {facts.video_frames} frames / "
-            f"{facts.duration_seconds} s, the manifest says "
-            f"{signed['video_frames']} / {signed['duration_seconds']} s",
-        )
+    differ = _facts_differ(facts, signed, report)
+    if differ:
+        report.bad(fmt.MP4, f"differs from the signed figures: {'; '.join(differ)}")
         return
+    timeline = ""
     if vr is not None and vr.segments:
-        # The camera signed each segment's first timestamp and the recording's end time.
+        # The camera signed each segment's first timestamp, and the end time unless the
+        # recording was closed by power-cut recovery (RECOVERED_END: end unknown); then
+        # the last segment bounds it, as no segment holds more than MAX_SEGMENT_SECONDS.
         first, last = vr.segments[0], vr.segments[-1]
         at_least = (last.start_pts - first.start_pts) / 90_000
-        at_most = (vr.ended_utc - first.start_utc) if vr.ended_utc is not None else None
+        if vr.ended_utc is not None:
+            at_most = vr.ended_utc - first.start_utc
+            basis = "the first segment's start to the signed end"
+        else:
+            at_most = at_least + fmt.MAX_SEGMENT_SECONDS
+            basis = (
+                f"recovered after a power cut: the last segment's start plus "
+                f"{fmt.MAX_SEGMENT_SECONDS} s"
+            )
         if facts.duration_seconds + DURATION_SLACK < at_least or (
-            at_most is not None and facts.duration_seconds > at_most + DURATION_SLACK
+            facts.duration_seconds > at_most + DURATION_SLACK
         ):
             report.bad(
                 fmt.MP4,
                 f"lasts {facts.duration_seconds} s; the camera's signed "
-                f"timeline allows {at_least:.1f}.."
-                f"{'?' if at_most is None else f'{at_most:.1f}'} s",
+                f"timeline allows {at_least:.1f}..{at_most:.1f} s ({basis})",
             )
             return
+        timeline = f", within the camera's timeline ({at_least:.1f}..{at_most:.1f} s)"
+    sound = (
+        "no sound"
+        if not facts.audio_streams
+        else f"sound from {facts.audio_start_seconds} s ({facts.audio_frames} frames)"
+    )
     report.proven.append(
         f"recording.mp4: signed SHA-256, decodes to {facts.video_frames} "
         f"frames, {facts.duration_seconds} s, {facts.width}x{facts.height} "
-        f"{facts.codec}, as signed and within the camera's timeline"
+        f"{facts.codec}, {sound}, as signed{timeline}"
     )
     if vault_key is None:
         report.notes.append(
@@ -399,9 +478,9 @@ def _mp4(
             "the decrypted originals differ from the MPEG-TS the "
             "manifest says the MP4 was made from",
         )
-    differ = _first_difference(ts_print, mp4_print)
-    if differ:
-        report.bad(fmt.MP4, f"is not the decryption of the originals: {differ}")
+    unequal = _first_difference(ts_print, mp4_print)
+    if unequal:
+        report.bad(fmt.MP4, f"is not the decryption of the originals: {unequal}")
         return
     report.proven.append(
         f"recording.mp4 is the decryption of the originals: all "
@@ -410,7 +489,42 @@ def _mp4(
     )
 
 
-TIME_SLACK_MICROSECONDS = 1_000  # the MP4's time bases round what the TS says in 1/90000 s
+# The MP4's time bases round what the TS says in 1/90000 s; in packages made before the
+# MP4's movie time scale was 1/90000 s, its edit list placed late sound in 1/1000 s (up
+# to 1 ms off), so those verify too.
+TIME_SLACK_MICROSECONDS = 2_000
+SECONDS_SLACK = 0.01  # signed seconds are rounded to 1 ms
+
+
+def _facts_differ(facts: MediaFacts, signed: dict[str, Any], report: ExportReport) -> list[str]:
+    """Each signed figure of the MP4 that decoding does not give, as 'what: have, signed'."""
+    differ = []
+    for name in ("video_frames", "width", "height", "codec", "audio_streams"):
+        have, want = getattr(facts, name), signed[name]
+        if have != type(have)(want):
+            differ.append(f"{name} {have} decoded, {want} signed")
+    seconds: list[tuple[str, float | None, Any]] = [
+        ("duration_seconds", facts.duration_seconds, signed["duration_seconds"])
+    ]
+    if "audio_frames" in signed:
+        if facts.audio_frames != int(signed["audio_frames"]):
+            differ.append(
+                f"audio_frames {facts.audio_frames} decoded, {signed['audio_frames']} signed"
+            )
+        seconds.append(
+            ("audio_start_seconds", facts.audio_start_seconds, signed["audio_start_seconds"])
+        )
+    else:
+        report.notes.append(
+            "the manifest predates signed sound figures: the sound's frame count and "
+            "start were not compared (audio_streams was)"
+        )
+    for name, have_s, want_s in seconds:
+        if (have_s is None) != (want_s is None) or (
+            have_s is not None and abs(have_s - float(want_s)) > SECONDS_SLACK
+        ):
+            differ.append(f"{name} {have_s} decoded, {want_s} signed")
+    return differ
 
 
 def _first_difference(sealed: Fingerprint, mp4: Fingerprint) -> str:
@@ -449,7 +563,8 @@ def _check(
         # Unsigned, the hash list still helps name what else changed.
         for path, digest in sorted((sums or {}).items()):
             if path not in files:
-                report.bad(path, "missing (listed in SHA256SUMS)")
+                if path not in report.files_named:
+                    report.bad(path, "missing (listed in SHA256SUMS)")
             elif path not in report.files_named and not hmac.compare_digest(digest, actual[path]):
                 report.bad(path, "changed (SHA-256 differs from SHA256SUMS)")
         return

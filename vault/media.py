@@ -53,12 +53,13 @@ PROBE_MICROSECONDS = 4 * 3600 * 1_000_000
 PROBE_OPTIONS = {"probesize": str(PROBE_BYTES), "analyzeduration": str(PROBE_MICROSECONDS)}
 MAX_FRAMES = 10_000_000  # ~3.8 days at 30 fps: a bound on every loop over decoded frames
 
-# An MP4 a player may start before it is complete (the back office's viewing stream).
-FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof"}
-# A whole MP4 file with its index first, so a player starts without reading it all. The
-# movie time scale of the camera's clock (1/90000 s): the edit list that places late
+# The movie time scale of the camera's clock (1/90000 s): the edit list that places late
 # sound is then exact; at ffmpeg's default (1/1000 s) it moved the sound up to 1 ms.
-FILE_MP4 = {"movflags": "+faststart", "movie_timescale": "90000"}
+CAMERA_TIMESCALE = {"movie_timescale": "90000"}
+# An MP4 a player may start before it is complete (the back office's viewing stream).
+FRAGMENTED_MP4 = {"movflags": "frag_keyframe+empty_moov+default_base_moof", **CAMERA_TIMESCALE}
+# A whole MP4 file with its index first, so a player starts without reading it all.
+FILE_MP4 = {"movflags": "+faststart", **CAMERA_TIMESCALE}
 
 Source = Path | bytes
 Drawing = Callable[[npt.NDArray[np.uint8], float], npt.NDArray[np.uint8]]

@@ -106,6 +106,18 @@ def test_against_the_registry_the_forgery_is_refused_naming_the_mismatch(
     assert main(["vault", "verify", str(genuine), *origin]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     assert line.startswith(f"OK {genuine}") and f"the key camera registry v3 ({reg})" in line
+    # Nor is it decrypted: the same check comes first.
+    VAULT.save(tmp_path / "vault.key")
+    out = tmp_path / "out.ts"
+    decrypt = ["vault", "decrypt", "--key", str(tmp_path / "vault.key"), "--out", str(out)]
+    assert main([*decrypt, str(genuine), *origin]) == 0 and out.exists()
+    out.unlink()
+    capsys.readouterr()
+    (forged.parent.parent / "DEVICE.json").write_bytes(
+        device_info_bytes(DEVICE, forger.public_bytes(), "BC-1")
+    )
+    assert main([*decrypt, str(forged), *origin, "--trust-device-json"]) != 0
+    assert "origin refused" in capsys.readouterr().err and not out.exists()
     # --trust-device-json changes nothing when there is a registry to ask.
     assert main(["vault", "verify", str(forged), *origin, "--trust-device-json"]) == 1
     capsys.readouterr()

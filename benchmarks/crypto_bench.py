@@ -13,8 +13,6 @@ Workload: 10 s segments of 4 Mbit/s video (5,000,000 bytes), 64 KiB chunks, file
   MPEG-TS muxer (firmware/encoder.py) fed by the real encoder at the start of the run,
   then replayed: many small writes per second into the sealing writer.
 - seal, one 5 MB write: the same with a single write (no per-write overhead).
-- seal, AES.new per chunk: the previous implementation (a GCM cipher object per chunk),
-  as the before figure.
 - open: the back office path (authenticate and decrypt every chunk, SHA-256 against the
   signed manifest).
 Rounds are interleaved (openssl, then each product path, repeated); medians of the
@@ -41,7 +39,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crypto import gcm  # noqa: E402
 from crypto.keys import SigningKey, VaultKey, verify_signature  # noqa: E402
 from crypto.open import OpenedRecording  # noqa: E402
 from crypto.seal import RecordingSealer  # noqa: E402
@@ -162,10 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     view = memoryview(payload)
     sizes, writes_per_s = muxer_write_sizes()
 
-    rates: dict[str, list[float]] = {
-        k: [] for k in ("gcm", "sha", "limit", "mux", "big", "before", "open")
-    }
-    walls: dict[str, list[float]] = {k: [] for k in ("mux", "big", "before", "open")}
+    rates: dict[str, list[float]] = {k: [] for k in ("gcm", "sha", "limit", "mux", "big", "open")}
+    walls: dict[str, list[float]] = {k: [] for k in ("mux", "big", "open")}
     with tempfile.TemporaryDirectory(prefix="crypto-bench-", dir=base_dir) as tmp:
         folder = Path(tmp) / "20261122T181500Z-be0c"
         sealer = RecordingSealer(
@@ -184,17 +179,9 @@ def main(argv: list[str] | None = None) -> int:
                     off += step
                     k += 1
 
-        def seal_before() -> None:
-            gcm.FAST_PATH = False  # one AES.new per chunk, as before crypto/gcm.py
-            try:
-                seal([SEGMENT_BYTES])
-            finally:
-                gcm.FAST_PATH = True
-
         paths: dict[str, Callable[[], None]] = {
             "mux": lambda: seal(sizes),
             "big": lambda: seal([SEGMENT_BYTES]),
-            "before": seal_before,
         }
         for _ in range(args.rounds):
             a = openssl_speed("aes-256-gcm", args.openssl_seconds)
@@ -272,7 +259,6 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         ("seal, muxer writes", "mux"),
         ("seal, one 5 MB write", "big"),
-        ("seal, AES.new per chunk (before)", "before"),
         ("open (decrypt + verify)", "open"),
     ]
     ok = True
@@ -286,10 +272,6 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:34} {med[key] / 1e9:9.2f} {SEGMENT_BYTES / med[key] * 1e3:11.2f} "
             f"{share:9.1%} {medw[key] / 1e9:10.2f}{mark}"
         )
-    print(
-        f"speed-up of the per-segment GCM set-up: seal {med['big'] / med['before']:.2f}x the "
-        "per-chunk AES.new path (same run, CPU time)"
-    )
     print(
         f"hashlib SHA-256 in this process: {hashlib_rate / 1e9:.2f} GB/s CPU; Ed25519 sign "
         f"{sign_us:.0f} us (one per segment), verify {verify_us:.0f} us (per manifest entry)"

@@ -63,7 +63,7 @@ class ChunkWriter:
         self._pending = bytearray(chunk_size)
         self._pending_len = 0
         self._out = bytearray(chunk_size + TAG_SIZE)
-        # Key schedule and GHASH table once per stream, not once per chunk (crypto/gcm.py).
+        # One GCM cipher per chunk, public API only (crypto/gcm.py).
         self._gcm = ChunkGcm(key, self._aad, chunk_size)
         self._error: BaseException | None = None
         self._closed = False

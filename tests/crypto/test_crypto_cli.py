@@ -78,10 +78,15 @@ def test_verify_with_device_json_and_explicit_keys(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     folder = volume_recording.folder
-    assert run("vault", "verify", folder) == 0
+    # DEVICE.json alone proves the signatures match it, not which camera recorded it.
+    assert run("vault", "verify", folder) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("UNPROVEN ") and "signature valid, origin NOT checked" in out
+    assert run("vault", "verify", folder, "--trust-device-json") == 0
     out = capsys.readouterr().out
     assert out.startswith("OK ") and "3 segments" in out and "complete" in out
-    assert run("vault", "verify", folder.parent) == 0  # a folder of recordings
+    assert "origin NOT checked (key from " in out
+    assert run("vault", "verify", folder.parent, "--trust-device-json") == 0  # a folder
     assert volume_recording.recording_id in capsys.readouterr().out
     assert run("vault", "verify", folder, "--device-key", ckeys.device.public_bytes().hex()) == 0
     write_public_key(tmp_path / "device.pub", ckeys.device.public_bytes(), "device")
@@ -107,7 +112,9 @@ def test_verify_reports_each_problem_and_exits_non_zero(
     seg.write_bytes(bytes(data))
     unfinished = make_recording(finish=False, root=folder.parent)
     lone = make_recording(root=tmp_path / "elsewhere")  # no DEVICE.json two levels up
-    assert run("vault", "verify", folder, unfinished.folder, lone.folder) == 1
+    assert (
+        run("vault", "verify", folder, unfinished.folder, lone.folder, "--trust-device-json") == 1
+    )
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"FAILED {folder}: Tampered: seg-000001.bcs")
     assert lines[1].startswith(f"INCOMPLETE {unfinished.folder}")
@@ -118,7 +125,7 @@ def test_verify_reports_each_problem_and_exits_non_zero(
     info = folder.parent.parent / "DEVICE.json"
     doc = json.loads(info.read_text())
     info.write_text(json.dumps({**doc, "device_id": "BC-00000000"}))
-    assert run("vault", "verify", unfinished.folder) == 1
+    assert run("vault", "verify", unfinished.folder, "--trust-device-json") == 1
     assert "BC-00000000" in capsys.readouterr().out
 
 
@@ -132,18 +139,38 @@ def test_decrypt_writes_the_plaintext_only_on_success(
     out_dir.mkdir()
     out = out_dir / "recording.ts"
     assert (
-        run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file, "--out", out) == 0
+        run(
+            "vault",
+            "decrypt",
+            volume_recording.folder,
+            "--trust-device-json",
+            "--key",
+            vault_key_file,
+            "--out",
+            out,
+        )
+        == 0
     )
     assert out.read_bytes() == volume_recording.plaintext
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
     assert "3 segments" in capsys.readouterr().out
     with pytest.raises(FileExistsError, match="--overwrite"):
-        run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file, "--out", out)
+        run(
+            "vault",
+            "decrypt",
+            volume_recording.folder,
+            "--trust-device-json",
+            "--key",
+            vault_key_file,
+            "--out",
+            out,
+        )
     assert (
         run(
             "vault",
             "decrypt",
             volume_recording.folder,
+            "--trust-device-json",
             "--key",
             vault_key_file,
             "--out",
@@ -164,7 +191,16 @@ def test_decrypt_failures_leave_nothing_behind(
     other = tmp_path / "other.key"
     VaultKey.generate().save(other)
     with pytest.raises(WrongKey):
-        run("vault", "decrypt", volume_recording.folder, "--key", other, "--out", out)
+        run(
+            "vault",
+            "decrypt",
+            volume_recording.folder,
+            "--trust-device-json",
+            "--key",
+            other,
+            "--out",
+            out,
+        )
     assert os.listdir(out_dir) == []
     # Tampering in the last segment: earlier segments decrypt fine, yet no plaintext stays.
     seg = volume_recording.seg(2)
@@ -172,8 +208,19 @@ def test_decrypt_failures_leave_nothing_behind(
     data[-3] ^= 0x10
     seg.write_bytes(bytes(data))
     with pytest.raises(Tampered):
-        run("vault", "decrypt", volume_recording.folder, "--key", vault_key_file, "--out", out)
+        run(
+            "vault",
+            "decrypt",
+            volume_recording.folder,
+            "--trust-device-json",
+            "--key",
+            vault_key_file,
+            "--out",
+            out,
+        )
     assert os.listdir(out_dir) == []
     with pytest.raises(SystemExit) as exc:
-        run("vault", "decrypt", volume_recording.folder, "--out", out)  # no --key
+        run(
+            "vault", "decrypt", volume_recording.folder, "--trust-device-json", "--out", out
+        )  # no --key
     assert exc.value.code == 2

@@ -123,3 +123,16 @@ def test_a_closed_writer_refuses_more() -> None:
     assert writer.close() == 1
     with pytest.raises(StreamStateError, match="closed"):
         writer.write(b"d")
+
+
+def test_a_tampered_chunk_puts_none_of_its_plaintext_in_the_callers_buffer() -> None:
+    chunks = seal(pattern("forged", 3 * CS))
+    forged = bytearray(chunks[1])
+    forged[5] ^= 0x40  # the plaintext byte it decrypts to changes; the tag no longer fits
+    reader = ChunkReader(KEY, PREFIX, AAD, CS, "seg-000000.bcs")
+    out = memoryview(bytearray(CS))
+    reader.open(memoryview(chunks[0]), out, last=False)
+    out[:] = b"\xee" * CS
+    with pytest.raises(Tampered):
+        reader.open(memoryview(bytes(forged)), out, last=False)
+    assert bytes(out) == b"\xee" * CS

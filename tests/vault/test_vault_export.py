@@ -611,7 +611,7 @@ def test_the_spec_states_the_bounds_the_verifier_applies() -> None:
     assert f"times may differ by {verify.TIME_SLACK_MICROSECONDS // 1000} ms" in spec
     assert f"within {verify.SECONDS_SLACK:g} s" in spec
     assert f"more than {fmt.MAX_FILES:,} entries" in spec
-    assert f"more than {verify.MAX_PACKAGE_BYTES >> 40} TiB unpacked" in spec
+    assert "more bytes than export.json lists for it" in spec
 
 
 def test_incomplete_or_purged_recordings_and_existing_outputs_are_refused(
@@ -773,3 +773,83 @@ def test_the_printed_export_key_is_what_verify_export_takes(
     assert "FAILED export.json: signature (export.sig) does not verify with the expected" in (
         capsys.readouterr().out
     )
+
+
+def test_a_zip_bomb_is_refused_by_name_before_more_than_the_signed_bytes_are_written(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    from vault.export.verify import ExportReport, _extract
+
+    signed = {
+        f["path"]: f["size"] for f in json.loads((package / fmt.MANIFEST).read_text())["files"]
+    }
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in _files(package):
+            if name == "recording.mp4":  # 64 MiB of zeros: about 64 KiB deflated
+                info = zipfile.ZipInfo(name)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with z.open(info, "w", force_zip64=True) as member:
+                    for _ in range(64):
+                        member.write(bytes(1 << 20))
+            else:
+                z.write(package / name, name)
+    assert bomb.stat().st_size < 1 << 20
+    dest = tmp_path / "unpacked"
+    dest.mkdir()
+    report = ExportReport()
+    _extract(bomb, dest, report)
+    found = [str(f) for f in report.findings if f.file == "recording.mp4"]
+    assert len(found) == 1 and f"more than the {signed['recording.mp4']}" in found[0], found
+    mp4 = dest / "recording.mp4"
+    assert not mp4.exists() or mp4.stat().st_size <= signed["recording.mp4"]
+    assert (
+        sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        <= sum(signed.values()) + fmt.MAX_JSON * 2 + fmt.SIGNATURE_SIZE
+    )
+    # The whole check says so in one line naming the member.
+    key = world.export_key.public_bytes()
+    assert "recording.mp4" in verify_export(bomb, expected_key=key).files_named
+
+
+def test_a_name_that_is_both_a_file_and_a_folder_is_named(
+    package: Path, world: World, tmp_path: Path
+) -> None:
+    out = _rezip(package, tmp_path / "clash.zip")
+    with zipfile.ZipFile(out, "a") as z:
+        z.writestr("custody.json/x.ts", b"x")
+    report = verify_export(out, expected_key=world.export_key.public_bytes())
+    assert [str(f) for f in report.findings if f.file == "custody.json"] == [
+        "custody.json: both a file and the folder of custody.json/x.ts in the zip: not a package"
+    ], report.findings
+    assert main(["vault", "verify-export", str(out)]) == 1
+
+
+def test_the_decrypted_originals_never_have_a_name_in_the_temp_folder(
+    package: Path, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verifier killed while comparing leaves no plaintext behind: at the moment the
+    decrypted MPEG-TS is decoded, no file in the temp folder holds it."""
+    import tempfile
+
+    from vault.export import verify
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    seen: list[list[str]] = []
+    real = verify.measure
+
+    def watching(source: Any, **kw: Any) -> Any:
+        if kw.get("container_format") == "mpegts":
+            seen.append([p.name for p in temp.rglob("*")])
+        return real(source, **kw)
+
+    monkeypatch.setattr(verify, "measure", watching)
+    report = verify_export(
+        package, expected_key=world.export_key.public_bytes(), vault_key=world.site.vault_key
+    )
+    assert report.ok, report.findings
+    assert any("is the decryption of the originals" in p for p in report.proven)
+    assert seen == [[]]
+    assert list(temp.iterdir()) == []

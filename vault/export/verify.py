@@ -53,7 +53,6 @@ from vault.media import Fingerprint, MediaError, MediaFacts, measure
 log = logging.getLogger(__name__)
 
 COPY_BLOCK = 1 << 20
-MAX_PACKAGE_BYTES = 1 << 40  # a zip is extracted only up to this many bytes in total
 DURATION_SLACK = 2.0  # seconds: frame rounding and the camera's segment cut
 
 
@@ -140,14 +139,89 @@ def _member_names(infos: list[zipfile.ZipInfo], report: ExportReport) -> dict[st
     return names
 
 
-def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
-    """Extract a zipped package, refusing names outside it and bounding the total size.
+def _clashes(names: dict[str, str], report: ExportReport) -> set[str]:
+    """Package paths that are a file and also the folder of another entry, each named."""
+    paths = set(names.values())
+    bad: set[str] = set()
+    for name in sorted(paths):
+        parts = name.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in paths and folder not in bad:
+                bad.add(folder)
+                report.bad(
+                    folder, f"both a file and the folder of {name} in the zip: not a package"
+                )
+    return bad
 
-    Members may be stored or compressed (deflate, bzip2, lzma), in any order, with or
-    without folder entries; encrypted members, other compression methods and links are
-    findings that say so.
+
+def _bounded(src: Any, limit: int) -> bytes | None:
+    """Up to `limit` bytes of a zip member; None if it inflates past them."""
+    data = src.read(limit + 1)
+    return None if len(data) > limit else bytes(data)
+
+
+def _listed_sizes(
+    z: zipfile.ZipFile, by_path: dict[str, zipfile.ZipInfo], report: ExportReport
+) -> dict[str, int] | None:
+    """The size of every file export.json lists, read from the zip first (bounded).
+
+    These bound what is unpacked: nothing inflates past its listed size. Whether
+    export.json is signed is checked afterwards on the unpacked copy; a package signed by
+    a key of its own can list any size, so the total must also fit the free space.
     """
-    total = 0
+    info = by_path.get(fmt.MANIFEST)
+    if info is None:
+        return None
+    if info.file_size > fmt.MAX_JSON:
+        return None
+    try:
+        with z.open(info) as src:
+            raw = _bounded(src, fmt.MAX_JSON)
+        if raw is None:
+            return None
+        sizes: dict[str, int] = {}
+        for f in json.loads(raw)["files"]:
+            size = int(f["size"])
+            if size < 0:
+                raise ValueError(f"negative size for {f['path']}")
+            sizes[fmt.check_path(str(f["path"]))] = size
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+        fmt.PackageFormatError,
+        ValueError,
+        KeyError,
+        TypeError,
+        RuntimeError,
+        NotImplementedError,
+    ):
+        return None  # named by the checks on the unpacked copy
+    return sizes
+
+
+# What a file export.json does not list may hold at most (export.json lists the rest).
+UNLISTED_LIMITS = {
+    fmt.MANIFEST: fmt.MAX_JSON,
+    fmt.SIGNATURE: fmt.SIGNATURE_SIZE,
+    fmt.HASH_LIST: fmt.MAX_JSON,
+}
+
+
+def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
+    """Extract a zipped package, refusing names outside it and bounding every size.
+
+    export.json is read from the zip first (bounded); a member is unpacked only up to
+    the size export.json lists for it (a few small files it does not list, up to their
+    format's limit), so a member that inflates past it is refused by name before or as
+    it goes past, and the total never exceeds what export.json lists, nor the free
+    space. Members may be stored or compressed (deflate, bzip2, lzma), in any order,
+    with or without folder entries; encrypted members, other compression methods, links
+    and a name that is both a file and a folder are findings that say so.
+    """
     try:
         z = zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -159,11 +233,33 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
             report.bad(zip_path.name, f"more than {fmt.MAX_FILES} entries")
             return
         names = _member_names(infos, report)
+        clashing = _clashes(names, report)
+        by_path = {names[i.filename]: i for i in infos if not i.is_dir()}
+        listed = _listed_sizes(z, by_path, report)
+        if listed is None:
+            listed = {}
+            if fmt.MANIFEST in by_path:
+                report.notes.append(
+                    f"{fmt.MANIFEST} could not be read from the zip: only the files it "
+                    "need not list were unpacked"
+                )
+        signed_total = sum(listed.values()) + sum(UNLISTED_LIMITS.values())
+        free = shutil.disk_usage(dest).free
+        if sum(listed.values()) > free:
+            report.bad(
+                fmt.MANIFEST,
+                f"lists {sum(listed.values())} bytes, more than the {free} bytes free "
+                f"in {dest.parent}: not unpacked",
+            )
+            return
+        total = 0
         seen: set[str] = set()
         for info in infos:
             if info.is_dir():
                 continue
             name = names[info.filename]
+            if name in clashing:
+                continue
             try:
                 fmt.check_path(name)
             except fmt.PackageFormatError:
@@ -188,15 +284,22 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
                     "verify the folder",
                 )
                 continue
-            total += info.file_size
-            if total > MAX_PACKAGE_BYTES:
-                report.bad(name, f"the zip unpacks to more than {MAX_PACKAGE_BYTES} bytes")
-                return
+            limit = listed.get(name, UNLISTED_LIMITS.get(name))
+            if limit is None:
+                report.bad(name, "not part of the package (added): not unpacked")
+                continue
+            if info.file_size > limit:
+                report.bad(
+                    name,
+                    f"unpacks to {info.file_size} bytes, more than the {limit} that "
+                    f"{fmt.MANIFEST} allows: not unpacked",
+                )
+                continue
             target = dest / name
-            target.parent.mkdir(mode=0o700, exist_ok=True)
             try:
+                target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 with z.open(info) as src, open(target, "xb") as out:
-                    shutil.copyfileobj(src, out, COPY_BLOCK)
+                    written = _copy_bounded(src, out, limit)
             except (
                 zipfile.BadZipFile,
                 OSError,
@@ -208,6 +311,31 @@ def _extract(zip_path: Path, dest: Path, report: ExportReport) -> None:
                 # A changed byte inside a member fails its CRC-32 (or decompression) here.
                 target.unlink(missing_ok=True)
                 report.bad(name, f"damaged in the zip ({exc})")
+                continue
+            if written is None:
+                target.unlink(missing_ok=True)
+                report.bad(
+                    name,
+                    f"inflates past the {limit} bytes {fmt.MANIFEST} allows: refused (a zip bomb?)",
+                )
+                continue
+            total += written
+            if total > signed_total:  # cannot happen with each member bounded; kept as a guard
+                report.bad(name, f"the zip unpacks to more than the {signed_total} bytes listed")
+                return
+
+
+def _copy_bounded(src: Any, out: Any, limit: int) -> int | None:
+    """Copy at most `limit` bytes; None (having written no more) if `src` holds more."""
+    written = 0
+    while True:
+        block = src.read(min(COPY_BLOCK, limit - written + 1))
+        if not block:
+            return written
+        if written + len(block) > limit:
+            return None
+        out.write(block)
+        written += len(block)
 
 
 def _read(path: Path, limit: int) -> bytes:
@@ -216,6 +344,19 @@ def _read(path: Path, limit: int) -> bytes:
     if len(data) > limit:
         raise fmt.PackageFormatError(f"{path.name}: larger than {limit} bytes")
     return data
+
+
+def _unnamed_file() -> int:
+    """A read-write file without a name (O_TMPFILE) for the decrypted originals.
+
+    It has no name in any folder, so it is gone when closed, and also when the process
+    is killed (SIGKILL) halfway: no plaintext is left behind in the temp folder. Where
+    the file system cannot make one, an anonymous memory file (memfd) holds it instead.
+    """
+    try:
+        return os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+    except OSError:
+        return os.memfd_create("verify-export-ts", os.MFD_CLOEXEC)
 
 
 # --- the checks ------------------------------------------------------------------------------
@@ -453,18 +594,20 @@ def _mp4(
     if vr is None:
         report.notes.append("MP4 not compared with the originals: they did not verify")
         return
-    with tempfile.TemporaryDirectory(prefix="verify-export-") as tmp:
-        ts = Path(tmp) / "recording.ts"
+    fd = _unnamed_file()
+    try:
+        ts = Path(f"/proc/self/fd/{fd}")
         try:
-            fd = os.open(ts, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as out:
+            with os.fdopen(os.dup(fd), "wb") as out:
                 decrypt_recording(
                     root / fmt.ORIGINAL_DIR,
                     vault_key,
                     bytes.fromhex(str(manifest["camera"]["public_key"])),
                     out,
                 )
-            _, ts_print = measure(ts, container_format="mpegts", fingerprint=True)
+            _, ts_print = measure(
+                ts, name="recording.ts", container_format="mpegts", fingerprint=True
+            )
         except (FormatError, MediaError) as exc:
             report.bad(
                 f"{fmt.ORIGINAL_DIR}/recording.hdr",
@@ -472,6 +615,8 @@ def _mp4(
             )
             return
         ts_sha = fmt.sha256_file(ts)
+    finally:
+        os.close(fd)
     if not hmac.compare_digest(ts_sha, str(signed.get("decrypted_ts_sha256", ""))):
         report.bad(
             fmt.MANIFEST,

@@ -123,12 +123,16 @@ def recording_get(
     qs = Recording.objects.filter(recording_id=m["rec"])
     if m["dev"]:
         qs = qs.filter(device_id=m["dev"])
-    found = list(qs.select_related("municipality", "camera", "officer")[:2])
+    munis = {mu.id for mu in Municipality.objects.all() if any(actor.roles_in(mu.code))}
+    # Only the user's own municipalities' recordings count, also for telling them that an
+    # id is ambiguous: another municipality's footage is answered as if it did not exist.
+    found = list(
+        qs.filter(municipality_id__in=munis).select_related("municipality", "camera", "officer")[:2]
+    )
     if len(found) > 1:
         raise InvalidRequest(f"{ref} names recordings of several cameras: give DEVICE_ID/{ref}")
-    munis = {mu.id for mu in Municipality.objects.all() if any(actor.roles_in(mu.code))}
-    if not found or found[0].municipality_id not in munis:
-        if found:
+    if not found:
+        if qs.exists():
             refuse(
                 actor=actor,
                 action=action,

@@ -29,7 +29,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from vault.access import Actor, actor_for, authorize_any, refuse
+from vault.access import Actor, actor_for, refuse
 from vault.accounts.models import Municipality, Officer
 from vault.audit.models import AuditEntry
 from vault.catalog.models import Hold, Recording
@@ -241,6 +241,7 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
             clock=CLOCK,
             remote=_remote(request),
             action="viewing.second",
+            municipality=r.municipality.code,
         )
         v = viewings.viewing_start(
             recording=r,
@@ -617,27 +618,12 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
 
 @page
 def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
+    from vault.audit.selectors import audit_search
     from vault.audit.services import audit_verify
 
-    munis = authorize_any(actor=actor, action="audit.view", clock=CLOCK, target="audit log")
     q = request.GET
-    qs = AuditEntry.objects.filter(municipality__in=[m.code for m in munis] + [""])
-    for field in ("action", "actor", "result", "purpose"):
-        if q.get(field):
-            qs = qs.filter(**{f"{field}__startswith" if field == "action" else field: q[field]})
-    if q.get("target"):
-        qs = qs.filter(target__icontains=q["target"])
-    entries = list(qs.order_by("-seq")[:300])
+    entries = audit_search(actor=actor, clock=CLOCK, filters=dict(q.items()))
     report = audit_verify()
-    from vault.access import audit_ok
-
-    audit_ok(
-        actor=actor,
-        action="audit.view",
-        target="audit log",
-        clock=CLOCK,
-        detail={k: v for k, v in q.items() if v},
-    )
     return render(
         request,
         "web/audit.html",

@@ -31,9 +31,8 @@ from django.views.decorators.http import require_POST
 
 from vault.access import Actor, actor_for, refuse
 from vault.accounts.models import Municipality, Officer
-from vault.audit.models import AuditEntry
 from vault.catalog.models import Hold, Recording
-from vault.catalog.selectors import recording_list
+from vault.catalog.selectors import recording_custody, recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
 from vault.errors import (
     AuthenticationFailed,
@@ -193,8 +192,7 @@ def recording_page(
     request: HttpRequest, actor: Actor, device: str, rec: str, error: str = "", status: int = 200
 ) -> HttpResponse:
     r = _recording(actor, device, rec)
-    target = str(r)
-    custody = AuditEntry.objects.filter(target__startswith=target).order_by("seq")
+    custody = recording_custody(actor=actor, recording=r)
     from vault.access import policy_of
 
     policy = policy_of(r.municipality)
@@ -206,7 +204,8 @@ def recording_page(
             "r": r,
             "segments": r.segments.all(),
             "holds": r.holds.all().order_by("opened_at"),
-            "custody": custody,
+            "custody": custody.entries,
+            "custody_full": custody.complete,
             "rules": rules,
             "error": error,
             "report": ShiftReport.objects.filter(recording=r).first(),

@@ -284,15 +284,18 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
     return redirect("viewing", viewing_id=v.id)
 
 
-def _viewing(request: HttpRequest, viewing_id: str) -> viewings.Viewing:
+def _viewing(request: HttpRequest, actor: Actor, viewing_id: str) -> viewings.Viewing:
     return viewings.viewing_get(
-        viewing_id=viewing_id, session_key=request.session.session_key or "", clock=CLOCK
+        viewing_id=viewing_id,
+        session_key=request.session.session_key or "",
+        clock=CLOCK,
+        actor=actor,
     )
 
 
 @page
 def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     # A short recording is ready almost at once: the browser then plays the finished
     # file with byte ranges. A long one starts playing while it is encoded (Media Source
     # Extensions fed from the growing stream), seeking within what has arrived.
@@ -318,7 +321,7 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
 @page
 def viewing_status(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
     """Whether the stream is complete, and why it could not be prepared if it failed."""
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
     resp = JsonResponse({"done": v.media.done, "error": failure})
     resp["Cache-Control"] = "no-store"
@@ -334,7 +337,7 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
     with the bytes that exist (`Content-Range: bytes A-B/*`). A stream that could not be
     prepared answers 500 with the reason as text.
     """
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     media = v.media
     header = request.headers.get("Range", "").strip()
     m = RANGE.fullmatch(header)
@@ -418,11 +421,15 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
             position=position,
             clock=CLOCK,
             session_key=request.session.session_key or "",
+            actor=actor,
         )
         return HttpResponse(status=204)
     if what == "end":
         viewings.viewing_end(
-            viewing_id=viewing_id, clock=CLOCK, session_key=request.session.session_key or ""
+            viewing_id=viewing_id,
+            clock=CLOCK,
+            session_key=request.session.session_key or "",
+            actor=actor,
         )
         return redirect("catalog")
     return HttpResponse("event: seek or end", status=400)

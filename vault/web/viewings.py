@@ -1,7 +1,8 @@
 """Viewing in pairs: the session that holds one viewing's watermarked stream in memory.
 
-`viewing_start` records the officer's consent first where the policy asks for it, checks
-the pair with `vault.viewing.viewing_pair_check` (every refusal audited there), decrypts
+`viewing_start` checks the pair with `vault.viewing.viewing_pair_check` (every refusal
+audited there; where the policy asks for the officer's consent, the consent the officer
+recorded beforehand, which the start entry refers to), decrypts
 in memory, checks that the result opens as video and starts burning the watermark in;
 the result lives only in this process, tied to the browser session that started it.
 `viewing_seek` and `viewing_end` are audited; an idle viewing ends by itself. No copy
@@ -36,7 +37,7 @@ from django.db import transaction
 from crypto.errors import FormatError
 from crypto.keys import VaultKey
 from store import Store, StoreError
-from vault.access import Actor, audit_ok, policy_of, refuse
+from vault.access import Actor, refuse
 from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
@@ -147,7 +148,6 @@ def viewing_start(
     purpose: str,
     first: Actor,
     second: Actor,
-    officer_consent: bool,
     session_key: str,
     store: Store,
     vault_key: VaultKey,
@@ -161,28 +161,11 @@ def viewing_start(
     origin no longer checks.
     """
     muni = recording.municipality
-    rule = policy_of(muni).viewing.get(purpose)  # type: ignore[call-overload]
-    if rule is not None and rule.officer_consent and officer_consent:
-        # Consent is recorded before anything is shown (and before the pair check).
-        with transaction.atomic():
-            audit_ok(
-                actor=first,
-                action="viewing.consent",
-                municipality=muni.code,
-                target=str(recording),
-                purpose=purpose,
-                clock=clock,
-                detail={
-                    "officer": recording.officer.code if recording.officer else None,
-                    "recorded_with": second.username,
-                },
-            )
     decision = viewing_pair_check(
         recording=recording,
         purpose=purpose,
         first=first,
         second=second,
-        officer_consent=officer_consent,
         clock=clock,
     )
     if recording.state == Recording.State.PURGED:
@@ -242,6 +225,7 @@ def viewing_start(
         clock,
         pair=list(decision.pair),
         second=second.username,
+        consent=decision.consent,
         copy=False,
     )
     log.info(

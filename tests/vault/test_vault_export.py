@@ -53,7 +53,6 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
         purpose="criminal_investigation",
         first=actor("u-privacy_officer"),
         second=actor("u-coordinator"),
-        officer_consent=False,
         clock=world.clock,
     )
     package = tmp_path / "OM-2026-0042"

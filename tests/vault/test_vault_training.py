@@ -240,3 +240,24 @@ def test_heusden_keeps_learning_a_viewing_without_a_copy(
     with pytest.raises(PermissionRefused, match="viewing without a copy"):
         export(w, "boa7", tmp_path / "t.mp4")
     assert len(entries("training.export", "refused")) == 1
+
+
+def test_the_officer_records_consent_to_a_viewing_through_the_cli(
+    world: World,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from vault.viewing import officer_consent_for
+
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(world, tmp_path / "home")
+    ref = str(world.recording)
+    base = ["vault", "viewing-consent", ref, "--home", str(home), "--purpose", "learning"]
+    assert main([*base, "--user", "u-coordinator", "--reference", "F-1"]) == 1  # not theirs
+    assert officer_consent_for(world.recording, "learning") is None
+    assert main([*base, "--user", "boa7", "--reference", "F-2"]) == 0
+    consent = officer_consent_for(world.recording, "learning")
+    assert consent is not None and consent.reference == "F-2"
+    assert f"(audit entry {consent.seq})" in capsys.readouterr().out
+    assert len(entries("officer.consent", "refused")) == 1

@@ -61,14 +61,22 @@ def rec(db: str, clock: Any) -> Any:
 
 
 def check(rec: Any, purpose: str, a: str, b: str, clock: Any, consent: bool = False) -> Any:
-    from vault.viewing import viewing_pair_check
+    """The pair check; with `consent`, the officer concerned records their consent first."""
+    from vault.viewing import viewing_consent_record, viewing_pair_check
 
+    if consent:
+        viewing_consent_record(
+            actor=actor(rec.officer.user.username),
+            recording=rec,
+            purpose=purpose,
+            reference="CONSENT-1",
+            clock=clock,
+        )
     return viewing_pair_check(
         recording=rec,
         purpose=purpose,
         first=actor(a),
         second=actor(b),
-        officer_consent=consent,
         clock=clock,
     )
 
@@ -160,3 +168,43 @@ def test_utrecht_officer_concerned_with_a_senior_boa_and_consent_for_a_complaint
     assert check(r, "complaint", "u-senior_boa", "officer-utrecht", clock, consent=True)
     with pytest.raises(PermissionRefused):
         check(r, "complaint", "u-senior_boa", "u-staff_member", clock, consent=True)
+
+
+def test_utrecht_complaint_consent_is_the_officers_own_record_for_that_purpose(
+    rec: Any, clock: Any
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.viewing import viewing_consent_record, viewing_pair_check
+
+    r = rec["utrecht"]
+
+    def start() -> Any:
+        return viewing_pair_check(
+            recording=r,
+            purpose="complaint",
+            first=actor("u-senior_boa"),
+            second=actor("officer-utrecht"),
+            clock=clock,
+        )
+
+    with pytest.raises(PermissionRefused, match="the officer concerned records it first"):
+        start()
+    with pytest.raises(PermissionRefused, match="only the officer who made the recording"):
+        viewing_consent_record(
+            actor=actor("u-senior_boa"),
+            recording=r,
+            purpose="complaint",
+            reference="X",
+            clock=clock,
+        )
+    viewing_consent_record(  # consent to learning is not consent to a complaint viewing
+        actor=actor("officer-utrecht"), recording=r, purpose="learning", reference="L", clock=clock
+    )
+    with pytest.raises(PermissionRefused, match="records it first"):
+        start()
+    consent = viewing_consent_record(
+        actor=actor("officer-utrecht"), recording=r, purpose="complaint", reference="K", clock=clock
+    )
+    assert start().consent == {"entry": consent.seq, "reference": "K", "officer": "boa-utrecht"}
+    refused = AuditEntry.objects.filter(result="refused").values_list("action", flat=True)
+    assert sorted(refused) == ["officer.consent", "viewing.start", "viewing.start"]

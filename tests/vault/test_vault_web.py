@@ -1,7 +1,7 @@
 """The web front end's services without a browser: sign-in lock-out, the requests register
-and its holds against the purge, viewing sessions (consent first, in memory only, ended
-and gone), the watermarked stream (the viewers' mark off the camera's own stamp, on every
-part of the picture), footage that cannot be prepared (said and audited), and the
+and its holds against the purge, viewing sessions (the officer's recorded consent, in memory
+only, ended and gone), the watermarked stream (the viewers' mark off the camera's own
+stamp, on every part of the picture), footage that cannot be prepared (said and audited), and the
 officer's report from the signed event log."""
 
 from __future__ import annotations
@@ -236,16 +236,19 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
     office: Any, site: Site, clock: Any, tmp_path: Path
 ) -> None:
     from vault.audit.models import AuditEntry
+    from vault.viewing import viewing_consent_record
     from vault.web import viewings
 
     rec = _rec(office["a"])
     work = tmp_path / "work"
+    viewing_consent_record(
+        actor=actor("olaf"), recording=rec, purpose="learning", reference="F-1", clock=clock
+    )
     v = viewings.viewing_start(
         recording=rec,
         purpose="learning",
         first=actor("cora"),
         second=actor("olaf"),
-        officer_consent=True,
         session_key="s1",
         store=site.store,
         vault_key=site.vault_key,
@@ -258,7 +261,11 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
         .order_by("seq")
         .values_list("action", flat=True)
     )
-    assert actions == ["viewing.consent", "viewing.pair", "viewing.start"]
+    assert actions == ["viewing.pair", "viewing.start"]
+    consent = AuditEntry.objects.get(action="officer.consent")
+    assert (consent.actor, consent.purpose) == ("olaf", "learning")
+    start = json.loads(AuditEntry.objects.get(action="viewing.start").detail)
+    assert start["consent"] == {"entry": consent.seq, "reference": "F-1", "officer": "boa-1"}
     assert list(work.iterdir()) == []  # the sealed copy is gone; plaintext never touched disk
     with pytest.raises(NotFound):
         viewings.viewing_get(viewing_id=v.id, session_key="someone else", clock=clock)
@@ -280,6 +287,7 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
 def test_learning_without_consent_or_with_someone_else_is_refused(
     office: Any, site: Site, clock: Any
 ) -> None:
+    from vault.viewing import viewing_consent_record
     from vault.web import viewings
 
     rec = _rec(office["a"])
@@ -287,13 +295,16 @@ def test_learning_without_consent_or_with_someone_else_is_refused(
         ("cora", "olaf", False, "consent"),
         ("cora", "cees", True, "not a pair"),
     ):
+        if consent:
+            viewing_consent_record(
+                actor=actor("olaf"), recording=rec, purpose="learning", reference="F", clock=clock
+            )
         with pytest.raises(PermissionRefused, match=why):
             viewings.viewing_start(
                 recording=rec,
                 purpose="learning",
                 first=actor(first),
                 second=actor(second),
-                officer_consent=consent,
                 session_key="s",
                 store=site.store,
                 vault_key=site.vault_key,

@@ -9,7 +9,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from vault.access import Actor, audit_ok, authorize, policy_of, refuse
+from vault.access import SITE_SCOPE, Actor, audit_ok, authorize, policy_of, refuse
 from vault.accounts.models import Membership, Municipality, Officer
 from vault.audit.services import audit_record
 from vault.clock import Clock
@@ -71,6 +71,7 @@ def site_setup(
         )
     audit_record(
         actor=SETUP_ACTOR,
+        municipality=SITE_SCOPE,  # the site's own job, before any municipality has users
         action="site.setup",
         result="ok",
         clock=clock,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, QuerySet
 
 from vault.access import Actor, audit_ok, authorize_any, refuse
 from vault.accounts.models import Municipality
+from vault.audit.models import AuditEntry
 from vault.catalog.models import Hold, Recording
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
@@ -123,12 +125,16 @@ def recording_get(
     qs = Recording.objects.filter(recording_id=m["rec"])
     if m["dev"]:
         qs = qs.filter(device_id=m["dev"])
-    found = list(qs.select_related("municipality", "camera", "officer")[:2])
+    munis = {mu.id for mu in Municipality.objects.all() if any(actor.roles_in(mu.code))}
+    # Only the user's own municipalities' recordings count, also for telling them that an
+    # id is ambiguous: another municipality's footage is answered as if it did not exist.
+    found = list(
+        qs.filter(municipality_id__in=munis).select_related("municipality", "camera", "officer")[:2]
+    )
     if len(found) > 1:
         raise InvalidRequest(f"{ref} names recordings of several cameras: give DEVICE_ID/{ref}")
-    munis = {mu.id for mu in Municipality.objects.all() if any(actor.roles_in(mu.code))}
-    if not found or found[0].municipality_id not in munis:
-        if found:
+    if not found:
+        if qs.exists():
             refuse(
                 actor=actor,
                 action=action,
@@ -138,6 +144,34 @@ def recording_get(
             )
         raise NotFound(f"no recording {ref} visible to {actor.username}")
     return found[0]
+
+
+# What a recording's page shows of its audit trail to someone who may not see the audit
+# log: how it came in and how it is kept, never who viewed, held or exported it and why.
+STORAGE_FACTS = ("catalog.sync", "recording.verify", "retention.purge")
+
+
+@dataclass(frozen=True)
+class Custody:
+    entries: list[AuditEntry]
+    complete: bool  # every entry about the recording, not only its ingest and storage
+
+
+def recording_custody(*, actor: Actor, recording: Recording) -> Custody:
+    """The recording's chain of custody as far as the actor's policy lets them see it.
+
+    With `audit.view` in the recording's municipality: every entry of that municipality
+    about it. Otherwise only its ingest and storage facts.
+    """
+    from vault.access import allowed_roles
+
+    qs = AuditEntry.objects.filter(
+        municipality=recording.municipality.code, target__startswith=str(recording)
+    )
+    complete = bool(allowed_roles(actor, recording.municipality, "audit.view"))
+    if not complete:
+        qs = qs.filter(action__in=STORAGE_FACTS, result="ok")
+    return Custody(list(qs.order_by("seq")), complete)
 
 
 def hold_get(*, hold_id: int) -> Hold:

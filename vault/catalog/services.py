@@ -52,6 +52,7 @@ from store import (
 from vault.access import (
     Actor,
     audit_ok,
+    audit_scopes,
     authorize,
     authorize_any,
     authorize_hold,
@@ -235,14 +236,16 @@ def _sync_one(
         origin = verify_origin(store, keys, dev, run.cameras(dev))
     except OriginRefused as exc:
         report.refused.append(f"{where}: {exc}")
-        audit_record(
-            actor=actor.username,
-            action="catalog.sync",
-            target=where,
-            result="refused",
-            clock=clock,
-            detail={"origin": str(exc)},
-        )
+        for scope in audit_scopes(actor):
+            audit_record(
+                actor=actor.username,
+                municipality=scope,
+                action="catalog.sync",
+                target=where,
+                result="refused",
+                clock=clock,
+                detail={"origin": str(exc)},
+            )
         return
     except (FormatError, StoreError, OSError) as exc:
         report.problems.append(f"{where}: {type(exc).__name__}: {exc}")
@@ -364,21 +367,23 @@ def catalog_sync(
                 report.seen += 1
                 _sync_one(store, site, dev, rec, keys, run, clock, report, actor)
     with transaction.atomic():
-        audit_record(
-            actor=actor.username,
-            roles=actor.describe(),
-            action="catalog.sync",
-            target=store.url,
-            result="ok",
-            clock=clock,
-            detail={
-                "seen": report.seen,
-                "added": report.added,
-                "updated": report.updated,
-                "refused": len(report.refused),
-                "problems": len(report.problems),
-            },
-        )
+        for m in munis:
+            audit_record(
+                actor=actor.username,
+                roles=actor.describe(m.code),
+                municipality=m.code,
+                action="catalog.sync",
+                target=store.url,
+                result="ok",
+                clock=clock,
+                detail={
+                    "seen": report.seen,
+                    "added": report.added,
+                    "updated": report.updated,
+                    "refused": len(report.refused),
+                    "problems": len(report.problems),
+                },
+            )
     log.info("catalog sync: %s", report.summary())
     return report
 
@@ -577,21 +582,23 @@ def retention_purge(
     if not dry_run:
         _purge_events(actor, store, munis, now, clock, report)
     with transaction.atomic():
-        audit_record(
-            actor=actor.username,
-            roles=actor.describe(),
-            action="retention.purge",
-            target=store.url,
-            result="ok",
-            clock=clock,
-            detail={
-                "dry_run": dry_run,
-                "due": len(report.due),
-                "purged": len(report.purged),
-                "kept": len(report.kept),
-                "event_pieces": len(report.events_purged),
-            },
-        )
+        for m in munis:
+            audit_record(
+                actor=actor.username,
+                roles=actor.describe(m.code),
+                municipality=m.code,
+                action="retention.purge",
+                target=store.url,
+                result="ok",
+                clock=clock,
+                detail={
+                    "dry_run": dry_run,
+                    "due": len(report.due),
+                    "purged": len(report.purged),
+                    "kept": len(report.kept),
+                    "event_pieces": len(report.events_purged),
+                },
+            )
     return report
 
 

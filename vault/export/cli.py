@@ -143,6 +143,21 @@ def cmd_training_consent(s: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_viewing_consent(s: Any, args: argparse.Namespace) -> int:
+    from vault.catalog.selectors import recording_get
+    from vault.viewing import CONSENT_ACTION, viewing_consent_record
+
+    r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=CONSENT_ACTION)
+    consent = viewing_consent_record(
+        actor=s.actor, recording=r, purpose=args.purpose, reference=args.reference, clock=s.clock
+    )
+    print(
+        f"consent {consent.reference} to viewing {r} for {args.purpose} recorded "
+        f"(audit entry {consent.seq})"
+    )
+    return 0
+
+
 def cmd_mark_escalated(s: Any, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import recording_get
     from vault.training import ESCALATION_ACTION, recording_mark_escalated
@@ -198,6 +213,17 @@ def add_training_commands(sub: Any, auth: list[Any]) -> None:
     )
     c.add_argument("recording", metavar="RECORDING")
     c.add_argument("--reference", required=True, help="the consent form's reference")
+    v = _leaf(
+        sub,
+        "viewing-consent",
+        cmd_viewing_consent,
+        "record your consent (as the officer who made it) to a recording being viewed for a "
+        "purpose whose policy asks for it (Utrecht: complaint, learning)",
+        auth,
+    )
+    v.add_argument("recording", metavar="RECORDING")
+    v.add_argument("--purpose", required=True, help="complaint, learning, ...")
+    v.add_argument("--reference", required=True, help="the consent form's reference")
     e = _leaf(
         sub,
         "mark-escalated",

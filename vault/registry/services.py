@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from typing import NoReturn
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -18,7 +19,7 @@ from django.db.models import Max
 
 from crypto.keys import SigningKey, check_ed25519_public
 from dock.registry import publish_registry
-from vault.access import Actor, audit_ok, authorize, authorize_any
+from vault.access import Actor, audit_ok, authorize, authorize_any, refuse
 from vault.accounts.selectors import officer_by_code
 from vault.accounts.services import municipality_get
 from vault.clock import Clock
@@ -58,12 +59,21 @@ def camera_register(
     with transaction.atomic():
         active = Camera.objects.filter(device_id=device_id, removed_at__isnull=True).first()
         if active is not None:
-            if active.public_key == public and active.municipality_id == muni.id:
+            if active.municipality_id != muni.id:
+                # Another municipality's camera: neither it nor its key is named here.
+                raise refuse(
+                    actor=actor,
+                    action="camera.register",
+                    municipality=muni.code,
+                    target=target,
+                    clock=clock,
+                    reason=f"device id {device_id} cannot be registered to {muni.code}",
+                )
+            if active.public_key == public:
                 return active
             raise InvalidRequest(
-                f"{device_id} is registered (to {active.municipality.code}, "
-                f"key {active.public_key[:16]}...); remove it first if it "
-                "was re-provisioned"
+                f"{device_id} is registered (key {active.public_key[:16]}...); remove it "
+                "first if it was re-provisioned"
             )
         try:
             camera = Camera.objects.create(
@@ -87,6 +97,21 @@ def camera_register(
     return camera
 
 
+def _not_registered(
+    actor: Actor, action: str, device_id: str, target: str, clock: Clock, *, exists: bool
+) -> NoReturn:
+    authorize_any(actor=actor, action=action, clock=clock, target=target)
+    if exists:
+        refuse(
+            actor=actor,
+            action=action,
+            target=target,
+            clock=clock,
+            reason="camera of another municipality",
+        )
+    raise NotFound(f"{device_id} is not a registered camera")
+
+
 def camera_remove(*, actor: Actor, device_id: str, clock: Clock) -> Camera:
     camera = (
         Camera.objects.filter(device_id=device_id, removed_at__isnull=True)
@@ -94,9 +119,9 @@ def camera_remove(*, actor: Actor, device_id: str, clock: Clock) -> Camera:
         .first()
     )
     target = f"camera {device_id}"
-    if camera is None:
-        authorize_any(actor=actor, action="camera.remove", clock=clock, target=target)
-        raise NotFound(f"{device_id} is not a registered camera")
+    if camera is None or not actor.roles_in(camera.municipality.code):
+        # Another municipality's camera is answered as if it were not registered.
+        _not_registered(actor, "camera.remove", device_id, target, clock, exists=camera is not None)
     authorize(
         actor=actor,
         action="camera.remove",
@@ -134,9 +159,9 @@ def camera_assign(
         .first()
     )
     target = f"camera {device_id} to officer {officer_code}"
-    if camera is None:
-        authorize_any(actor=actor, action="camera.assign", clock=clock, target=target)
-        raise NotFound(f"{device_id} is not a registered camera")
+    if camera is None or not actor.roles_in(camera.municipality.code):
+        # Another municipality's camera is answered as if it were not registered.
+        _not_registered(actor, "camera.assign", device_id, target, clock, exists=camera is not None)
     authorize(
         actor=actor,
         action="camera.assign",

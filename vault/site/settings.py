@@ -165,4 +165,5 @@ if os.environ.get("BODYCAM_VAULT_LOCAL_HTTP") == "1":
 MIDDLEWARE += [
     "vault.web.middleware.SessionIdleMiddleware",
     "vault.web.middleware.NoStoreMiddleware",
+    "vault.web.middleware.ContentSecurityPolicyMiddleware",
 ]

@@ -13,7 +13,7 @@ import logging
 from django.conf import settings
 from django.db import transaction
 
-from vault.access import Actor, audit_ok, authenticate_actor
+from vault.access import Actor, audit_ok, authenticate_actor, username_scopes
 from vault.audit.services import audit_record
 from vault.clock import Clock
 from vault.errors import AuthenticationFailed
@@ -36,31 +36,51 @@ def is_locked(username: str, clock: Clock) -> bool:
 
 
 def sign_in(
-    *, username: str, password: str, clock: Clock, remote: str = "", action: str = "auth.login"
+    *,
+    username: str,
+    password: str,
+    clock: Clock,
+    remote: str = "",
+    action: str = "auth.login",
+    municipality: str = "",
 ) -> Actor:
-    """The authenticated actor, or AccountLocked / AuthenticationFailed (both audited)."""
+    """The authenticated actor, or AccountLocked / AuthenticationFailed (both audited).
+
+    Audited in `municipality` when given (a second viewer signing in at one of its
+    recordings), else in the municipalities of the user named.
+    """
     name = username.strip()[:150]
     if not name or not password:
         raise AuthenticationFailed("give a user name and a password")
     if is_locked(name, clock):
         with transaction.atomic():
-            audit_record(
-                actor=name,
-                action=action,
-                result="refused",
-                clock=clock,
-                detail={"reason": "locked after repeated failures", "remote": remote},
-            )
+            for scope in [municipality] if municipality else username_scopes(name):
+                audit_record(
+                    actor=name,
+                    municipality=scope,
+                    action=action,
+                    result="refused",
+                    clock=clock,
+                    detail={"reason": "locked after repeated failures", "remote": remote},
+                )
         raise AccountLocked(
             f"{name} is locked after {settings.LOCKOUT_FAILURES} failed sign-ins;"
             f" try again in {settings.LOCKOUT_SECONDS // 60} minutes"
         )
     try:
-        actor = authenticate_actor(username=name, password=password, clock=clock)
+        actor = authenticate_actor(
+            username=name, password=password, clock=clock, municipality=municipality
+        )
     except AuthenticationFailed:
         LoginFailure.objects.create(username=name, at=clock.now(), remote=remote[:64])
         raise
     LoginFailure.objects.filter(username=name).delete()
     with transaction.atomic():
-        audit_ok(actor=actor, action=action, clock=clock, detail={"remote": remote})
+        audit_ok(
+            actor=actor,
+            action=action,
+            municipality=municipality,
+            clock=clock,
+            detail={"remote": remote},
+        )
     return actor

@@ -1,7 +1,8 @@
 """Viewing in pairs: the session that holds one viewing's watermarked stream in memory.
 
-`viewing_start` records the officer's consent first where the policy asks for it, checks
-the pair with `vault.viewing.viewing_pair_check` (every refusal audited there), decrypts
+`viewing_start` checks the pair with `vault.viewing.viewing_pair_check` (every refusal
+audited there; where the policy asks for the officer's consent, the consent the officer
+recorded beforehand, which the start entry refers to), decrypts
 in memory, checks that the result opens as video and starts burning the watermark in;
 the result lives only in this process, tied to the browser session that started it.
 `viewing_seek` and `viewing_end` are audited; an idle viewing ends by itself. No copy
@@ -36,7 +37,7 @@ from django.db import transaction
 from crypto.errors import FormatError
 from crypto.keys import VaultKey
 from store import Store, StoreError
-from vault.access import Actor, audit_ok, policy_of
+from vault.access import Actor, refuse
 from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
@@ -147,7 +148,6 @@ def viewing_start(
     purpose: str,
     first: Actor,
     second: Actor,
-    officer_consent: bool,
     session_key: str,
     store: Store,
     vault_key: VaultKey,
@@ -161,28 +161,11 @@ def viewing_start(
     origin no longer checks.
     """
     muni = recording.municipality
-    rule = policy_of(muni).viewing.get(purpose)  # type: ignore[call-overload]
-    if rule is not None and rule.officer_consent and officer_consent:
-        # Consent is recorded before anything is shown (and before the pair check).
-        with transaction.atomic():
-            audit_ok(
-                actor=first,
-                action="viewing.consent",
-                municipality=muni.code,
-                target=str(recording),
-                purpose=purpose,
-                clock=clock,
-                detail={
-                    "officer": recording.officer.code if recording.officer else None,
-                    "recorded_with": second.username,
-                },
-            )
     decision = viewing_pair_check(
         recording=recording,
         purpose=purpose,
         first=first,
         second=second,
-        officer_consent=officer_consent,
         clock=clock,
     )
     if recording.state == Recording.State.PURGED:
@@ -242,6 +225,7 @@ def viewing_start(
         clock,
         pair=list(decision.pair),
         second=second.username,
+        consent=decision.consent,
         copy=False,
     )
     log.info(
@@ -282,15 +266,30 @@ def _expire_locked(clock: Clock) -> None:
         _settle_locked(v, clock)
 
 
-def viewing_get(*, viewing_id: str, session_key: str, clock: Clock) -> Viewing:
-    """The viewing, only for the browser session that started it."""
+def viewing_get(
+    *, viewing_id: str, session_key: str, clock: Clock, actor: Actor | None = None
+) -> Viewing:
+    """The viewing, only for the browser session that started it.
+
+    Any other request is answered NotFound and, with the `actor` who asked, audited as a
+    refused `viewing.access` in the actor's municipality: the same entry and the same
+    answer whether the id is another session's viewing, an ended one or made up.
+    """
     with _lock:
         _expire_locked(clock)
         v = _viewings.get(viewing_id)
-        if v is None or not secrets.compare_digest(v.session_key, session_key):
-            raise NotFound("no such viewing open in this session (it ended or expired)")
-        v.last_seen = clock.now()
-        return v
+        if v is not None and secrets.compare_digest(v.session_key, session_key):
+            v.last_seen = clock.now()
+            return v
+    if actor is not None:
+        refuse(
+            actor=actor,
+            action="viewing.access",
+            target=f"viewing {viewing_id[:64]}",
+            clock=clock,
+            reason="no such viewing open in this session",
+        )
+    raise NotFound("no such viewing open in this session (it ended or expired)")
 
 
 def viewing_failure(*, viewing: Viewing, clock: Clock) -> str:
@@ -303,16 +302,30 @@ def viewing_failure(*, viewing: Viewing, clock: Clock) -> str:
         return viewing.failure
 
 
-def viewing_seek(*, viewing_id: str, session_key: str, position: float, clock: Clock) -> None:
-    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock)
+def viewing_seek(
+    *,
+    viewing_id: str,
+    session_key: str,
+    position: float,
+    clock: Clock,
+    actor: Actor | None = None,
+) -> None:
+    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock, actor=actor)
     if not 0 <= position < 10 * 24 * 3600:
         raise InvalidRequest(f"seek position {position!r} is out of range")
     v.seeks += 1
     _audit(v.first, v, "viewing.seek", clock, position=round(position, 2))
 
 
-def viewing_end(*, viewing_id: str, session_key: str, clock: Clock, reason: str = "ended") -> None:
-    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock)
+def viewing_end(
+    *,
+    viewing_id: str,
+    session_key: str,
+    clock: Clock,
+    reason: str = "ended",
+    actor: Actor | None = None,
+) -> None:
+    v = viewing_get(viewing_id=viewing_id, session_key=session_key, clock=clock, actor=actor)
     with _lock:
         _viewings.pop(v.id, None)
     _release(v)

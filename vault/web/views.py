@@ -29,11 +29,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from vault.access import Actor, actor_for, authorize_any, refuse
+from vault.access import Actor, actor_for, refuse
 from vault.accounts.models import Municipality, Officer
-from vault.audit.models import AuditEntry
 from vault.catalog.models import Hold, Recording
-from vault.catalog.selectors import recording_list
+from vault.catalog.selectors import recording_custody, recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
 from vault.errors import (
     AuthenticationFailed,
@@ -193,8 +192,7 @@ def recording_page(
     request: HttpRequest, actor: Actor, device: str, rec: str, error: str = "", status: int = 200
 ) -> HttpResponse:
     r = _recording(actor, device, rec)
-    target = str(r)
-    custody = AuditEntry.objects.filter(target__startswith=target).order_by("seq")
+    custody = recording_custody(actor=actor, recording=r)
     from vault.access import policy_of
 
     policy = policy_of(r.municipality)
@@ -206,8 +204,10 @@ def recording_page(
             "r": r,
             "segments": r.segments.all(),
             "holds": r.holds.all().order_by("opened_at"),
-            "custody": custody,
+            "custody": custody.entries,
+            "custody_full": custody.complete,
             "rules": rules,
+            "consent_needed": any(rule.officer_consent for rule in rules.values()),
             "error": error,
             "report": ShiftReport.objects.filter(recording=r).first(),
             "requests": r.case_requests.all(),
@@ -241,13 +241,13 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
             clock=CLOCK,
             remote=_remote(request),
             action="viewing.second",
+            municipality=r.municipality.code,
         )
         v = viewings.viewing_start(
             recording=r,
             purpose=purpose,
             first=actor,
             second=second,
-            officer_consent=p.get("officer_consent") == "yes",
             session_key=request.session.session_key or "",
             store=site_store(),
             vault_key=vault_key(),
@@ -284,15 +284,18 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
     return redirect("viewing", viewing_id=v.id)
 
 
-def _viewing(request: HttpRequest, viewing_id: str) -> viewings.Viewing:
+def _viewing(request: HttpRequest, actor: Actor, viewing_id: str) -> viewings.Viewing:
     return viewings.viewing_get(
-        viewing_id=viewing_id, session_key=request.session.session_key or "", clock=CLOCK
+        viewing_id=viewing_id,
+        session_key=request.session.session_key or "",
+        clock=CLOCK,
+        actor=actor,
     )
 
 
 @page
 def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     # A short recording is ready almost at once: the browser then plays the finished
     # file with byte ranges. A long one starts playing while it is encoded (Media Source
     # Extensions fed from the growing stream), seeking within what has arrived.
@@ -318,7 +321,7 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
 @page
 def viewing_status(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
     """Whether the stream is complete, and why it could not be prepared if it failed."""
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     failure = viewings.viewing_failure(viewing=v, clock=CLOCK)
     resp = JsonResponse({"done": v.media.done, "error": failure})
     resp["Cache-Control"] = "no-store"
@@ -334,7 +337,7 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
     with the bytes that exist (`Content-Range: bytes A-B/*`). A stream that could not be
     prepared answers 500 with the reason as text.
     """
-    v = _viewing(request, viewing_id)
+    v = _viewing(request, actor, viewing_id)
     media = v.media
     header = request.headers.get("Range", "").strip()
     m = RANGE.fullmatch(header)
@@ -418,11 +421,15 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
             position=position,
             clock=CLOCK,
             session_key=request.session.session_key or "",
+            actor=actor,
         )
         return HttpResponse(status=204)
     if what == "end":
         viewings.viewing_end(
-            viewing_id=viewing_id, clock=CLOCK, session_key=request.session.session_key or ""
+            viewing_id=viewing_id,
+            clock=CLOCK,
+            session_key=request.session.session_key or "",
+            actor=actor,
         )
         return redirect("catalog")
     return HttpResponse("event: seek or end", status=400)
@@ -617,27 +624,12 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
 
 @page
 def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
+    from vault.audit.selectors import audit_search
     from vault.audit.services import audit_verify
 
-    munis = authorize_any(actor=actor, action="audit.view", clock=CLOCK, target="audit log")
     q = request.GET
-    qs = AuditEntry.objects.filter(municipality__in=[m.code for m in munis] + [""])
-    for field in ("action", "actor", "result", "purpose"):
-        if q.get(field):
-            qs = qs.filter(**{f"{field}__startswith" if field == "action" else field: q[field]})
-    if q.get("target"):
-        qs = qs.filter(target__icontains=q["target"])
-    entries = list(qs.order_by("-seq")[:300])
+    entries = audit_search(actor=actor, clock=CLOCK, filters=dict(q.items()))
     report = audit_verify()
-    from vault.access import audit_ok
-
-    audit_ok(
-        actor=actor,
-        action="audit.view",
-        target="audit log",
-        clock=CLOCK,
-        detail={k: v for k, v in q.items() if v},
-    )
     return render(
         request,
         "web/audit.html",

@@ -357,6 +357,8 @@ def cmd_purge(s: Session, args: argparse.Namespace) -> int:
         print(f"purged {name}")
     for line in report.kept:
         print(f"KEPT {line}")
+    for line in report.events_held:
+        print(f"HELD {line}")
     print(
         f"{len(report.purged)} recording(s) and {len(report.events_purged)} event-log "
         f"piece(s) purged, {len(report.kept)} kept by the store"

@@ -411,3 +411,67 @@ def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site, c
     clock.set(T0 + 28 * DAY + dt.timedelta(seconds=2))
     assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == [key]
     assert list(site.store.list("s1/CAM-heusden-1/events/")) == []
+
+
+def _event_piece(site: Site, device: str, events: list[dict[str, Any]], offset: int = 0) -> str:
+    import hashlib
+    import json
+
+    from store import events_key
+
+    lines = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    key = events_key("s1", device, offset, offset + len(lines), hashlib.sha256(lines).hexdigest())
+    site.store.put_bytes(key, lines)
+    return key
+
+
+def test_a_hold_keeps_the_event_log_pieces_of_its_recording(
+    office: Any, site: Site, clock: Any
+) -> None:
+    """The piece whose last line releases a held recording is its custody evidence: it
+    stays as long as the hold, while pieces about other recordings go on schedule."""
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_lift, hold_place, retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    docked = T0.timestamp() + 6 * 3600  # released at the dock hours after the recording
+    custody = _event_piece(
+        site,
+        "CAM-heusden-1",
+        [
+            {"seq": 1, "utc": docked, "kind": "dock", "fields": {}},
+            {
+                "seq": 2,
+                "utc": docked + 5,
+                "kind": "segment_released",
+                "fields": {"recording_id": rid, "segment": "seg-000000.bcs"},
+            },
+        ],
+    )
+    other = _event_piece(
+        site,
+        "CAM-heusden-1",
+        [{"seq": 3, "utc": docked + 86400, "kind": "press", "fields": {}}],
+        offset=1000,
+    )
+    clock.set(T0 + 3 * DAY)
+    hold = hold_place(
+        actor=actor("secretary"),
+        recording=rec,
+        kind="complaint",
+        reference="K-9",
+        reason="complaint",
+        store=site.store,
+        clock=clock,
+    )
+    clock.set(T0 + 90 * DAY)
+    timer = actor("timer")
+    report = retention_purge(actor=timer, store=site.store, clock=clock)
+    assert report.events_purged == [other]
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == [custody]
+    assert report.events_held and custody in report.events_held[0]
+    hold_lift(actor=actor("secretary"), hold=hold, reason="ended", store=site.store, clock=clock)
+    report = retention_purge(actor=timer, store=site.store, clock=clock)
+    assert report.events_purged == [custody] and report.purged == [str(rec)]

@@ -541,6 +541,7 @@ class PurgeReport:
     purged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # due but the store still refuses
     events_purged: list[str] = field(default_factory=list)
+    events_held: list[str] = field(default_factory=list)  # event-log pieces a hold keeps
     dry_run: bool = False
 
 
@@ -658,12 +659,55 @@ def _purge_one(
     report.purged.append(str(rec))
 
 
-def _piece_last_utc(raw: bytes) -> float | None:
-    lines = [ln for ln in raw.splitlines() if ln.strip()]
-    try:
-        return float(json.loads(lines[-1])["utc"]) if lines else None
-    except (ValueError, KeyError, TypeError):
-        return None
+@dataclass(frozen=True)
+class _PieceScope:
+    """What one event-log piece speaks of: its time span and the recordings it names."""
+
+    first_utc: float | None
+    last_utc: float | None
+    recordings: frozenset[str]
+
+
+def _piece_scope(raw: bytes) -> _PieceScope:
+    times: list[float] = []
+    names: set[str] = set()
+    last: float | None = None
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            utc = float(event["utc"])
+        except (ValueError, KeyError, TypeError):
+            last = None  # an unreadable last line: the piece's age is unknown
+            continue
+        times.append(utc)
+        last = utc
+        fields = event.get("fields") if isinstance(event.get("fields"), dict) else {}
+        for where in (event, fields):
+            rec = where.get("recording_id")
+            if isinstance(rec, str):
+                names.add(rec)
+    return _PieceScope(min(times) if times else None, last, frozenset(names))
+
+
+def _held_recordings() -> dict[tuple[str, str], list[Recording]]:
+    """Recordings under an open hold, by (site, device)."""
+    held: dict[tuple[str, str], list[Recording]] = defaultdict(list)
+    for r in Recording.objects.annotate(held=open_holds()).filter(held=True):
+        held[(r.site, r.device_id)].append(r)
+    return held
+
+
+def _covers(scope: _PieceScope, rec: Recording) -> bool:
+    """The piece names the recording, or its events fall within the recording's time."""
+    if rec.recording_id in scope.recordings:
+        return True
+    if scope.first_utc is None or scope.last_utc is None:
+        return False
+    start = rec.footage_start_at.timestamp()
+    end = (rec.ended_at or rec.record_pressed_at).timestamp()
+    return scope.first_utc <= end and scope.last_utc >= start
 
 
 def _purge_events(
@@ -674,17 +718,27 @@ def _purge_events(
     clock: Clock,
     report: PurgeReport,
 ) -> None:
-    """Event-log pieces go when their last event is as old as footage that is purged."""
+    """Event-log pieces go when their last event is as old as footage that is purged.
+
+    A piece that covers a recording under an open hold (names it, or was written while
+    it was being made) is its custody evidence and stays as long as the hold.
+    """
     _, events = store_inventory(store)
     allowed = {m.id for m in munis}
+    held = _held_recordings()
     for key in events:
-        dev = key.split("/")[1]
+        site, dev = key.split("/")[:2]
         regs = [c for c in camera_registrations(dev) if c.municipality_id in allowed]
         if not regs:
             continue
         days = policy_of(regs[0].municipality).retention.days
-        last = _piece_last_utc(store.get_bytes(key, MAX_EVENT_PIECE))
+        scope = _piece_scope(store.get_bytes(key, MAX_EVENT_PIECE))
+        last = scope.last_utc
         if last is None or from_epoch(last) + dt.timedelta(days=days) > now:
+            continue
+        holding = [r for r in held.get((site, dev), []) if _covers(scope, r)]
+        if holding:
+            report.events_held.append(f"{key}: covers {holding[0]}, which is on hold")
             continue
         try:
             delete_object(store, key)

@@ -46,6 +46,7 @@ from store import (
     StoreLocked,
     delete_object,
     delete_objects,
+    keys_to_purge,
     object_key,
     split_name,
 )
@@ -540,6 +541,7 @@ class PurgeReport:
     due: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # due but the store still refuses
+    late: list[str] = field(default_factory=list)  # objects that arrived after the purge, gone
     events_purged: list[str] = field(default_factory=list)
     events_held: list[str] = field(default_factory=list)  # event-log pieces a hold keeps
     dry_run: bool = False
@@ -570,6 +572,7 @@ def retention_purge(
     commit_every: int = 50,
 ) -> PurgeReport:
     munis = authorize_any(actor=actor, action="retention.purge", clock=clock, target=store.url)
+    check_store_retention(store, munis)
     now = clock.now()
     report = PurgeReport(dry_run=dry_run)
     due = list(purge_candidates(munis, now))
@@ -581,7 +584,9 @@ def retention_purge(
             for rec in due[start : start + commit_every]:
                 _purge_one(actor, store, rec, now, clock, cache_dirs, report)
     if not dry_run:
-        _purge_events(actor, store, munis, now, clock, report)
+        groups, events = store_inventory(store)
+        _purge_late(actor, store, munis, groups, clock, report)
+        _purge_events(actor, store, munis, events, now, clock, report)
     with transaction.atomic():
         for m in munis:
             audit_record(
@@ -620,8 +625,10 @@ def _purge_one(
             return
         removed = 0
         try:
+            # Every key with any version: one hidden behind a delete marker is footage too.
             removed = delete_objects(
-                store, list(store.list(recording_prefix(rec.site, rec.device_id, rec.recording_id)))
+                store,
+                keys_to_purge(store, recording_prefix(rec.site, rec.device_id, rec.recording_id)),
             )
         except StoreLocked as exc:
             report.kept.append(f"{rec}: {exc}")
@@ -657,6 +664,56 @@ def _purge_one(
             detail={"objects": removed, "retention_ended": rec.retention_ends_at},
         )
     report.purged.append(str(rec))
+
+
+def check_store_retention(store: Store, municipalities: list[Municipality]) -> None:
+    """Refuse a store whose Object Lock outlasts a policy's retention.
+
+    The dock locks footage for the store URL's `retention_days`; if that is longer than
+    a municipality's retention, its footage cannot be deleted on the day the policy says.
+    """
+    for m in municipalities:
+        policy = policy_of(m)
+        if store.retention_days > policy.retention.days:
+            raise InvalidRequest(
+                f"{store.url} locks footage for {store.retention_days:g} days, longer than"
+                f" the {policy.retention.days}-day retention of {m.code}'s policy"
+                f" ({policy.policy.name}): footage would outlive its deadline; set"
+                f" retention_days={policy.retention.days} (or less) in the store URL of the"
+                " docks and the back office"
+            )
+
+
+def _purge_late(
+    actor: Actor,
+    store: Store,
+    munis: list[Municipality],
+    groups: dict[tuple[str, str, str], list[str]],
+    clock: Clock,
+    report: PurgeReport,
+) -> None:
+    """Objects stored under a recording after it was purged (a late re-offload) go too."""
+    purged = Recording.objects.filter(
+        municipality__in=munis, state=Recording.State.PURGED
+    ).select_related("municipality")
+    gone = {(r.site, r.device_id, r.recording_id): r for r in purged}
+    for where in sorted(set(groups) & set(gone)):
+        rec = gone[where]
+        try:
+            removed = delete_objects(store, keys_to_purge(store, recording_prefix(*where)))
+        except StoreLocked as exc:
+            report.kept.append(f"{rec} (arrived after its purge): {exc}")
+            continue
+        with transaction.atomic():
+            audit_ok(
+                actor=actor,
+                action="retention.purge",
+                municipality=rec.municipality.code,
+                target=str(rec),
+                clock=clock,
+                detail={"objects": removed, "arrived_after_purge": True},
+            )
+        report.late.append(f"{rec}: {removed} object(s) stored after its purge")
 
 
 @dataclass(frozen=True)
@@ -714,6 +771,7 @@ def _purge_events(
     actor: Actor,
     store: Store,
     munis: list[Municipality],
+    events: list[str],
     now: dt.datetime,
     clock: Clock,
     report: PurgeReport,
@@ -723,7 +781,6 @@ def _purge_events(
     A piece that covers a recording under an open hold (names it, or was written while
     it was being made) is its custody evidence and stays as long as the hold.
     """
-    _, events = store_inventory(store)
     allowed = {m.id for m in munis}
     held = _held_recordings()
     for key in events:

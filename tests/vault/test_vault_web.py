@@ -601,3 +601,16 @@ def test_the_web_unit_runs_bodycam_vault_serve() -> None:
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.vault_command == "serve" and args.bind == "127.0.0.1:8000"
     assert not args.local_http  # production: behind the TLS proxy
+
+
+def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
+    from django.test import RequestFactory
+
+    from vault.web.views import _remote
+
+    rf = RequestFactory()
+    proxied = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
+    assert _remote(proxied) == "203.0.113.9"  # the client may have written the first one
+    direct = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.7")
+    assert _remote(direct) == "198.51.100.4"  # not our proxy: its header is not believed
+    assert _remote(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"

@@ -148,6 +148,19 @@ def s3_object_versions(store: S3Store, key: str) -> list[dict[str, Any]]:
         kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
 
+def _locked_until(store: S3Store, full: str, version: Any) -> str:
+    """When a locked version may go, for the purge report ("" if the store does not say)."""
+    try:
+        kwargs: dict[str, Any] = {"Bucket": store.bucket, "Key": full}
+        if version:
+            kwargs["VersionId"] = version
+        answer = store.client.get_object_retention(**kwargs)
+        until = answer["Retention"]["RetainUntilDate"]
+    except Exception:  # only a nicer message is lost
+        return ""
+    return f"; locked until {until:%Y-%m-%d %H:%M:%S %Z}, the first purge after that removes it"
+
+
 def _delete_s3_object(store: S3Store, key: str) -> int:
     from botocore.exceptions import ClientError
 
@@ -167,7 +180,7 @@ def _delete_s3_object(store: S3Store, key: str) -> int:
             if status == 403 or code in ("AccessDenied", "ObjectLocked", "InvalidRequest"):
                 raise StoreLocked(
                     f"{store.url}/{key} version {vid} is still locked (legal hold or Object "
-                    f"Lock retention): {code or status}"
+                    f"Lock retention): {code or status}{_locked_until(store, full, vid)}"
                 ) from None
             raise
         removed += 1

@@ -98,6 +98,7 @@ def test_s3_holds_and_purge_of_every_version_after_the_lock(
         clock.set(T0 + dt.timedelta(days=28))
         early = retention_purge(actor=po, store=store, clock=clock)
         assert early.purged == [] and len(early.kept) == 1 and "still locked" in early.kept[0]
+        assert "locked until" in early.kept[0]  # the report says when it will go
         assert Recording.objects.get(pk=rec.pk).state == "stored"
         deadline = time.monotonic() + 60
         while True:  # wait for the lock to expire (bounded), then the next run purges

@@ -1,10 +1,10 @@
-"""Crash injection for the dock's kill -9 tests: SIGKILL at a named point, inert unless asked.
+"""Named points in the dock where its crash tests cut in: inert in the shipped program.
 
-`BODYCAM_DOCK_FAULT=<point>:<n>` makes the dock kill itself (SIGKILL, no cleanup,
-exactly like `kill -9`) the n-th time it reaches `<point>` (n defaults to 1). Without
-the variable every call is a no-op costing one environment lookup. The points sit in
-the narrow windows between two durable steps, where a crash is hardest to reach by
-timing:
+The points sit in the narrow windows between two durable steps, where a crash is
+hardest to reach by timing. `fault_point(name)` does nothing unless a hook was set
+with `set_fault_hook` -- which only the tests do, in the process they start
+(tests/dock/dock_fault_child.py kills itself with SIGKILL at a chosen point). Nothing
+in the environment of the shipped dock can make it stop at one of these points.
 
 | point | where |
 | --- | --- |
@@ -18,30 +18,21 @@ timing:
 
 from __future__ import annotations
 
-import logging
-import os
-import signal
-import threading
+from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+FaultHook = Callable[[str], None]
 
-FAULT_ENV = "BODYCAM_DOCK_FAULT"
+_hook: FaultHook | None = None
 
-_lock = threading.Lock()
-_hits: dict[str, int] = {}
+
+def set_fault_hook(hook: FaultHook | None) -> None:
+    """Call `hook(name)` at every fault point from now on (None: back to no-ops)."""
+    global _hook
+    _hook = hook
 
 
 def fault_point(name: str) -> None:
-    """Kill this process (SIGKILL) here when BODYCAM_DOCK_FAULT names this point and count."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, nth = spec.partition(":")
-    if point != name:
-        return
-    with _lock:
-        _hits[name] = _hits.get(name, 0) + 1
-        hit = _hits[name]
-    if hit == int(nth or 1):
-        log.critical("fault injection: killing the dock at %s (hit %d)", name, hit)
-        os.kill(os.getpid(), signal.SIGKILL)
+    """A named point between two durable steps: no-op unless a test set a hook."""
+    hook = _hook
+    if hook is not None:
+        hook(name)

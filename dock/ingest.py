@@ -36,6 +36,7 @@ the store (`store`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import logging
@@ -101,8 +102,15 @@ log = logging.getLogger(__name__)
 MAX_EVENT_LOG_PIECE = 64 << 20  # bytes of event log taken per docking
 # A quarantined file without a manifest entry (nothing says how long it may be) is kept
 # as evidence up to this many bytes: a camera cannot make the dock copy without end.
-MAX_EVIDENCE = 256 << 20
-MAX_EVIDENCE_PER_SESSION = 1 << 30  # and all of them together, per docking
+MAX_EVIDENCE = 16 << 20
+MAX_EVIDENCE_PER_SESSION = 64 << 20  # and all of them together, per docking
+# And per camera and UTC day, across dockings: in volume-only mode a camera is known by
+# its DEVICE.json, which anyone can copy, so re-seating a forged volume must not be a
+# way to fill the store's quarantine.
+MAX_EVIDENCE_PER_CAMERA_DAY = 128 << 20
+# Of a recording that fails as a whole (its manifest does not verify) only the evidence
+# of the tampering is kept: header, manifest and this many segments (the first).
+EVIDENCE_SEGMENTS = 1
 _EVIDENCE_LIMITS = {HEADER_NAME: REC_HEADER_MAX, MANIFEST_NAME: MANIFEST_MAX_SIZE}
 
 
@@ -912,19 +920,25 @@ class CameraIngest:
         assert self._spool is not None and self.source is not None
         path = spooled
         if path is None or not path.exists():
+            allowance = self._evidence_allowance()
+            if allowance == 0:
+                self._evidence_refused(rec_id, name, size, entry, reason)
+                return
             path = self._spool / rec_id / f"{name}.quarantine"
             path.parent.mkdir(parents=True, exist_ok=True)
             # Evidence is bounded too: what the manifest signs, or what the format allows.
             limit = entry.size if entry is not None else _EVIDENCE_LIMITS.get(name, MAX_EVIDENCE)
-            limit = min(limit, max(0, MAX_EVIDENCE_PER_SESSION - self._evidence_bytes))
+            limit = min(limit, allowance)
             with open(path, "wb") as out:
                 end, reported = self.source.copy(
                     f"recordings/{rec_id}/{name}", out, 0, lambda v: None, limit
                 )
-            self._evidence_bytes += end
             reported = max(reported, size)  # the listed size, when nothing was read
             if reported > end:
                 reason += f" (the first {end} of {reported} bytes kept as evidence)"
+        else:
+            end = path.stat().st_size  # a verified copy already made: counted, kept whole
+        self._count_evidence(end)
         data_sha = sha256_file(path)
         qkey = object_key(self.ctx.site, self.device_id, rec_id, name, data_sha)
         now = self.ctx.clock.now()
@@ -957,15 +971,71 @@ class CameraIngest:
         self.progress.set(SlotState.QUARANTINED, message=f"{rec_id}/{name}: {reason}")
         log.error("camera %s: %s/%s quarantined: %s", self.device_id, rec_id, name, reason)
 
+    def _evidence_day(self) -> str:
+        return dt.datetime.fromtimestamp(self.ctx.clock.now(), dt.UTC).date().isoformat()
+
+    def _evidence_allowance(self) -> int:
+        """Bytes of evidence this docking may still copy: per docking and per camera-day."""
+        today = self.ctx.ledger.evidence_bytes(self.device_id, self._evidence_day())
+        return max(
+            0,
+            min(
+                MAX_EVIDENCE_PER_SESSION - self._evidence_bytes,
+                MAX_EVIDENCE_PER_CAMERA_DAY - today,
+            ),
+        )
+
+    def _count_evidence(self, n: int) -> None:
+        self._evidence_bytes += n
+        self.ctx.ledger.add_evidence_bytes(self.device_id, self._evidence_day(), n)
+
+    def _evidence_refused(
+        self, rec_id: str, name: str, size: int, entry: ManifestEntry | None, reason: str
+    ) -> None:
+        """Quarantined in the ledger (never released), nothing copied: the allowance is spent."""
+        reason += (
+            f" (not copied as evidence: this camera's quarantine allowance of"
+            f" {MAX_EVIDENCE_PER_CAMERA_DAY >> 20} MiB a day, {MAX_EVIDENCE_PER_SESSION >> 20}"
+            " MiB a docking, is used up; the file stays on the camera)"
+        )
+        self.ctx.ledger.mark_quarantined(
+            self.device_id, rec_id, name, entry.sha256 if entry else "", size, reason, None
+        )
+        self.report.quarantined.append(f"{rec_id}/{name}: {reason}")
+        self.progress.set(SlotState.QUARANTINED, message=f"{rec_id}/{name}: {reason}")
+        log.error("camera %s: %s/%s quarantined: %s", self.device_id, rec_id, name, reason)
+
     def _quarantine_recording(self, rec_id: str, files: dict[str, int], reason: str) -> None:
-        for name in sorted(files):
-            if name.endswith(PART_SUFFIX):
-                continue
+        """A recording that fails as a whole: keep the evidence of that, not all of it.
+
+        Header, manifest and the first segment show what was wrong; the rest stays on the
+        camera, counted in the reason, so a forged volume cannot fill the quarantine.
+        """
+        sealed = sorted(n for n in files if not n.endswith(PART_SUFFIX))
+        small = [n for n in sealed if n in _EVIDENCE_LIMITS]
+        rest = [n for n in sealed if n not in _EVIDENCE_LIMITS]
+        taken = small + rest[:EVIDENCE_SEGMENTS]
+        left = rest[EVIDENCE_SEGMENTS:]
+        if self._evidence_allowance() == 0:
+            taken, left = [], sealed
+            self._note(
+                f"{rec_id}: quarantined, nothing copied as evidence: camera"
+                f" {self.device_id} used up its quarantine allowance"
+                f" ({MAX_EVIDENCE_PER_CAMERA_DAY >> 20} MiB a day,"
+                f" {MAX_EVIDENCE_PER_SESSION >> 20} MiB a docking); it stays on the camera"
+            )
+        file_reason = reason
+        if left:
+            file_reason += (
+                f"; {len(left)} more file(s), {sum(files[n] for n in left)} bytes,"
+                " left on the camera, not copied"
+            )
+        for name in taken:
             self.check_alive()
             before = len(self.report.quarantined)
-            self._quarantine_file(rec_id, name, files[name], None, reason)
+            self._quarantine_file(rec_id, name, files[name], None, file_reason)
             del self.report.quarantined[before:]
-        self.ctx.ledger.quarantine_recording(self.device_id, rec_id, reason)
+        self.ctx.ledger.quarantine_recording(self.device_id, rec_id, file_reason)
         self.report.quarantined.append(f"{rec_id}: {reason}")
 
     # --- event log -----------------------------------------------------------------------------

@@ -89,6 +89,12 @@ CREATE TABLE IF NOT EXISTS segments (
     PRIMARY KEY (device_id, recording_id, name)
 );
 CREATE INDEX IF NOT EXISTS segments_state ON segments (state);
+CREATE TABLE IF NOT EXISTS evidence (
+    device_id TEXT NOT NULL,
+    day TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (device_id, day)
+);
 CREATE TABLE IF NOT EXISTS event_logs (
     device_id TEXT PRIMARY KEY,
     offset INTEGER NOT NULL,
@@ -606,6 +612,25 @@ class Ledger:
         record = self.segment(device_id, recording_id, name)
         assert record is not None
         return record
+
+    # --- quarantine evidence per camera and day ---------------------------------------------
+
+    def evidence_bytes(self, device_id: str, day: str) -> int:
+        """Bytes this camera had put in quarantine on `day` (UTC, YYYY-MM-DD)."""
+        rows = self._query(
+            "SELECT bytes FROM evidence WHERE device_id=? AND day=?", (device_id, day)
+        )
+        return int(rows[0][0]) if rows else 0
+
+    def add_evidence_bytes(self, device_id: str, day: str, n: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO evidence VALUES (?, ?, ?) ON CONFLICT (device_id, day) DO UPDATE "
+                "SET bytes=bytes+excluded.bytes",
+                (device_id, day, n),
+            )
+            # Only today's count is ever asked for: older days go.
+            db.execute("DELETE FROM evidence WHERE device_id=? AND day<?", (device_id, day))
 
     # --- event logs ------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ back office's retention purge), `errors`.
 """
 
 from store.base import FaultHook, Store, StoredObject
-from store.delete import delete_object, delete_objects, s3_object_versions
+from store.delete import delete_object, delete_objects, keys_to_purge, s3_object_versions
 from store.errors import (
     StoreConfigError,
     StoreError,
@@ -62,6 +62,7 @@ __all__ = [
     "check_key",
     "delete_object",
     "delete_objects",
+    "keys_to_purge",
     "events_key",
     "events_prefix",
     "events_range",

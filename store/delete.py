@@ -63,6 +63,44 @@ def delete_objects(store: Store, keys: list[str]) -> int:
     return removed
 
 
+def keys_to_purge(store: Store, prefix: str) -> list[str]:
+    """Every key under `prefix` that still has any bytes in the store.
+
+    On S3 that is every key with any version, not only the current ones a listing
+    shows: a version behind a delete marker is still footage, and outlives a purge
+    that lists with `list_objects_v2`. On a file store it is the listing.
+    """
+    if isinstance(store, S3Store):
+        return _s3_keys_with_versions(store, prefix)
+    return list(store.list(prefix))
+
+
+def _s3_keys_with_versions(store: S3Store, prefix: str) -> list[str]:
+    store.check()
+    full = (
+        store.full_key(prefix.rstrip("/")) + "/"
+        if prefix
+        else (f"{store.prefix}/" if store.prefix else "")
+    )
+    strip = len(store.prefix) + 1 if store.prefix else 0
+    keys: set[str] = set()
+    kwargs: dict[str, Any] = {"Bucket": store.bucket, "Prefix": full}
+    while True:
+        args = dict(kwargs)
+
+        def list_page(args: dict[str, Any] = args) -> dict[str, Any]:
+            page: dict[str, Any] = store.client.list_object_versions(**args)
+            return page
+
+        page = store._run(f"listing versions under {prefix}", list_page)
+        for item in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            keys.add(item["Key"][strip:])
+        if not page.get("IsTruncated"):
+            return sorted(keys)
+        kwargs["KeyMarker"] = page.get("NextKeyMarker")
+        kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+
 def _remove_empty_parents(store: FileStore, folder: Path) -> None:
     """fsync `folder`, then remove it and its parents while empty (no husks in a listing)."""
     if folder.is_dir():
@@ -110,6 +148,19 @@ def s3_object_versions(store: S3Store, key: str) -> list[dict[str, Any]]:
         kwargs["VersionIdMarker"] = page.get("NextVersionIdMarker")
 
 
+def _locked_until(store: S3Store, full: str, version: Any) -> str:
+    """When a locked version may go, for the purge report ("" if the store does not say)."""
+    try:
+        kwargs: dict[str, Any] = {"Bucket": store.bucket, "Key": full}
+        if version:
+            kwargs["VersionId"] = version
+        answer = store.client.get_object_retention(**kwargs)
+        until = answer["Retention"]["RetainUntilDate"]
+    except Exception:  # only a nicer message is lost
+        return ""
+    return f"; locked until {until:%Y-%m-%d %H:%M:%S %Z}, the first purge after that removes it"
+
+
 def _delete_s3_object(store: S3Store, key: str) -> int:
     from botocore.exceptions import ClientError
 
@@ -129,7 +180,7 @@ def _delete_s3_object(store: S3Store, key: str) -> int:
             if status == 403 or code in ("AccessDenied", "ObjectLocked", "InvalidRequest"):
                 raise StoreLocked(
                     f"{store.url}/{key} version {vid} is still locked (legal hold or Object "
-                    f"Lock retention): {code or status}"
+                    f"Lock retention): {code or status}{_locked_until(store, full, vid)}"
                 ) from None
             raise
         removed += 1

@@ -417,11 +417,30 @@ class FileStore(Store):
         elif hold.exists():
             hold.unlink()
             fsync_dir(hold.parent)
+            self._remove_empty_hold_folders(hold.parent)
+
+    def _remove_empty_hold_folders(self, folder: Path) -> None:
+        """A lifted hold leaves no empty `.holds/<site>/<device>/<recording>/` behind."""
+        top = self.root / HOLDS_DIR
+        while folder != top and top in folder.parents:
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty: another key's hold lives here
+            folder = folder.parent
+            fsync_dir(folder)
 
     def _write_hold(self, key: str) -> None:
         hold = self._hold_path(key)
-        self._make_parents(hold.parent)
-        hold.write_text("ON\n")
+        for attempt in (1, 2):
+            self._make_parents(hold.parent)
+            try:
+                hold.write_text("ON\n")
+                break
+            except FileNotFoundError:
+                # a hold lifted at the same moment removed the empty folder: make it again
+                if attempt == 2:
+                    raise
         fsync_dir(hold.parent)
 
     def legal_hold(self, key: str) -> bool:

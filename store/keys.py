@@ -25,7 +25,8 @@ import re
 from crypto.names import check_component, check_device_id, check_recording_id
 
 DEFAULT_RETENTION_DAYS = 28.0
-MIN_LOCK_SECONDS = 24 * 3600.0  # a lock date must lie in the future; keep at least a day
+# A lock date must lie in the future when the PUT reaches the store: this much ahead.
+MIN_LOCK_SECONDS = 300.0
 QUARANTINE_PREFIX = "quarantine"
 REASON_SUFFIX = ".reason.json"
 MAX_KEY_LENGTH = 1024
@@ -114,11 +115,13 @@ def check_key(key: str) -> str:
 
 
 def retain_until(recorded_utc: float, now: float, days: float = DEFAULT_RETENTION_DAYS) -> float:
-    """Object Lock date: recorded time + retention, within [now + 1 day, now + retention].
+    """Object Lock date: recorded time + retention, at most now + retention.
 
-    The upper bound stops a camera whose clock ran ahead from locking footage for
-    years in COMPLIANCE mode (which nobody could undo); the lower bound keeps the
-    date in the future, which S3 requires, for footage docked late.
+    Footage docked on its last day is locked until its deadline itself, not a day past
+    it, so the purge removes it on time. The upper bound stops a camera whose clock ran
+    ahead from locking footage for years in COMPLIANCE mode (which nobody could undo).
+    Only footage docked after its deadline gets a lock a few minutes ahead (S3 requires
+    a date in the future); the next purge after that removes it.
     """
     seconds = days * 86400.0
     wanted = recorded_utc + seconds

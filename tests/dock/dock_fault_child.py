@@ -9,7 +9,9 @@ Environment:
 - BODYCAM_TEST_PAUSE_DIR=DIR  with BODYCAM_TEST_KILL=pause-put:n: before the n-th S3
                               upload, write DIR/put-n.held and wait until the test removes
                               it (at most 60 s), so the test can act while it is held;
-- BODYCAM_DOCK_FAULT          the dock's own fault points (dock.ingest.fault_point).
+- BODYCAM_DOCK_FAULT=point:n  SIGKILL at the n-th time the dock reaches one of its own
+                              fault points (dock/faults.py); only this wrapper reads it,
+                              the shipped `python -m dock` ignores it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+
+FAULT_ENV = "BODYCAM_DOCK_FAULT"
 
 _lock = threading.Lock()
 _hits: dict[str, int] = {}
@@ -66,7 +70,25 @@ def _pause_before_put(nth: int, folder: Path) -> None:
     S3Store._upload = upload  # type: ignore[method-assign]
 
 
+def _install_dock_fault(spec: str) -> None:
+    from dock.faults import set_fault_hook
+
+    point, _, n = spec.partition(":")
+    nth = int(n or 1)
+
+    def hook(name: str) -> None:
+        if name == point and _count(f"fault:{name}") == nth:
+            sys.stderr.write(f"fault injection: killing the dock at {name} (hit {nth})\n")
+            sys.stderr.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    set_fault_hook(hook)
+
+
 def install() -> None:
+    fault = os.environ.get(FAULT_ENV, "")
+    if fault:
+        _install_dock_fault(fault)
     spec = os.environ.get("BODYCAM_TEST_KILL", "")
     if not spec:
         return

@@ -34,7 +34,6 @@ from typing import Any
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from dock.faults import FAULT_ENV
 from dock.ledger import RELEASED, Ledger
 from dock.slots import SlotProgress
 from firmware.control import CameraControlServer
@@ -44,6 +43,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("dock_fault_child.py")
+FAULT_ENV = "BODYCAM_DOCK_FAULT"  # "point:n": read by CHILD only (dock/faults.py points)
 KILL_ENV = "BODYCAM_TEST_KILL"  # "op:n": SIGKILL right after the n-th call of op
 PAUSE_ENV = "BODYCAM_TEST_PAUSE_DIR"  # where pause-put markers are written
 

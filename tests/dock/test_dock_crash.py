@@ -20,10 +20,9 @@ from typing import Any
 import pytest
 from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
-from fault_support import ChangeWatch, ledger_count, rng_for, session_seed
+from fault_support import CHILD, FAULT_ENV, ChangeWatch, ledger_count, rng_for, session_seed
 from s3_support import WeedServer, s3_client
 
-from dock.faults import FAULT_ENV
 from dock.ledger import Ledger
 from store import FileStore, open_store
 
@@ -39,12 +38,14 @@ def start_dock(
     once: bool = True,
     env: dict[str, str] | None = None,
     tag: str = "run",
+    shipped: bool = False,
 ) -> subprocess.Popen[bytes]:
     keys = tmp_path / "keys"
+    # The shipped program, or the same with the test-only fault hooks installed.
+    program = ["-m", "dock"] if shipped else [str(CHILD)]
     cmd = [
         sys.executable,
-        "-m",
-        "dock",
+        *program,
         "run",
         "--slots",
         str(slots),
@@ -170,6 +171,22 @@ def test_kill_9_at_each_window_then_restart_uploads_each_object_once(
         assert decrypt_from_store(store, SITE, cam, rec, tmp_path / "out") == plain
     client.close()
     store.close()
+
+
+def test_the_shipped_dock_ignores_the_fault_variable(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    """BODYCAM_DOCK_FAULT belongs to the tests' wrapper: a production dock whose
+    environment names a fault point runs on through it."""
+    cam = setup(tmp_path, docks, make_cam, ledger, dock_keys)
+    url = f"file://{tmp_path}/store"
+    env = {FAULT_ENV: "after-store:1"}
+    proc = start_dock(tmp_path, docks.slots, url, env=env, tag="shipped", shipped=True)
+    assert wait(proc, tmp_path, "shipped") == 0, (tmp_path / "dock-shipped.err").read_text()
+    assert cam.segment_files() == []
+    store = FileStore(tmp_path / "store")
+    for rec, plain in cam.plaintexts.items():
+        assert decrypt_from_store(store, SITE, cam, rec, tmp_path / "out") == plain
 
 
 def test_kill_9_at_a_random_moment_and_sigterm_stop_cleanly_and_resume(

@@ -583,23 +583,62 @@ def test_quarantine_evidence_is_bounded_per_docking(
     budget = 8000
     monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_SESSION", budget)
     cam: FakeCamera = make_cam()
-    rec = cam.record(3)
+    recs = [cam.record(3) for _ in range(3)]
     register(ledger, cam)
-    (cam.recordings / rec / "manifest.bcm").unlink()  # nothing says how long files may be
+    for rec in recs:
+        (cam.recordings / rec / "manifest.bcm").unlink()  # nothing says how long files may be
     before = tree(cam.recordings)
     docks.dock(cam, "slot-1")
     ctx = context(tmp_path, ledger, dock_keys)
     report = ingest(docks, "slot-1", ctx)
-    assert report.quarantined == [
+    assert sorted(report.quarantined) == sorted(
         f"{rec}: recording.hdr or manifest.bcm missing: the recording cannot be verified"
-    ]
+        for rec in recs
+    )
     evidence = [k for k in ctx.store.list("quarantine/") if ".reason.json" not in k]
-    assert len(evidence) == 4  # header and three segments, each recorded
+    # of each recording at most its header and first segment; all of it within the budget
+    assert 2 <= len(evidence) <= 4
     assert sum(len(ctx.store.get_bytes(k)) for k in evidence) <= budget
     reasons = [
         json.loads(ctx.store.get_bytes(k))
         for k in ctx.store.list("quarantine/")
         if ".reason.json" in k
     ]
-    assert sum("kept as evidence" in json.dumps(r) for r in reasons) == 2
+    assert all("2 more file(s)" in json.dumps(r) for r in reasons)
+    assert any("used up its quarantine allowance" in n for n in report.notes)
     assert tree(cam.recordings) == before  # all of it still on the camera
+
+
+def test_re_seating_a_forged_volume_cannot_fill_the_quarantine(
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Volume-only docking knows a camera by its DEVICE.json, which anyone can copy: a
+    volume with that file and forged recordings, seated again and again with new ones,
+    stays within the camera's daily quarantine allowance, and the operator hears of it."""
+    import dock.ingest
+
+    allowance = 30_000
+    monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_CAMERA_DAY", allowance, raising=False)
+    cam: FakeCamera = make_cam()
+    forger: FakeCamera = make_cam("forger")  # its own key: its manifests are not cam's
+    register(ledger, cam)
+    docks.dock(cam, "slot-1", serial=False)
+    ctx = context(tmp_path, ledger, dock_keys)
+    notes: list[str] = []
+    for _ in range(8):
+        forged = forger.record(3)
+        (forger.recordings / forged).rename(cam.recordings / forged)
+        report = ingest(docks, "slot-1", ctx)
+        assert any("manifest does not verify" in q for q in report.quarantined)
+        notes += report.notes
+    evidence = [k for k in ctx.store.list("quarantine/") if ".reason.json" not in k]
+    assert sum(len(ctx.store.get_bytes(k)) for k in evidence) <= allowance
+    assert any("used up its quarantine allowance" in n for n in notes)
+    # everything stays on the volume, and every forged recording is quarantined in the ledger
+    assert len(list(cam.recordings.iterdir())) == 8
+    assert len(ledger.status()["quarantined"]) >= 8

@@ -1,11 +1,11 @@
 """kill -9 of a real `python -m dock run`: stored objects never change, the bookkeeping ends exact.
 
-Each test kills the dock process at a named point (`BODYCAM_DOCK_FAULT`, dock/faults.py:
-the process SIGKILLs itself there, as `kill -9` would) or plants exactly the state such a
-kill leaves, restarts it, and checks what a kill must never break: an object under its
-final name keeps its inode, bytes and mode; the ledger ends with every segment the camera
-deleted as released; nothing is uploaded twice; no temporary file outlives the restart;
-`dock status` tells a dead daemon from a live one.
+Each test kills the dock process at a named point (`BODYCAM_DOCK_FAULT`, read by the
+test wrapper dock_fault_child.py: the process SIGKILLs itself there, as `kill -9` would)
+or plants exactly the state such a kill leaves, restarts it, and checks what a kill must
+never break: an object under its final name keeps its inode, bytes and mode; the ledger
+ends with every segment the camera deleted as released; nothing is uploaded twice; no
+temporary file outlives the restart; `dock status` tells a dead daemon from a live one.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 import pytest
 from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
+from fault_support import CHILD, FAULT_ENV
 from s3_support import WeedServer, s3_client
 
 from dock.daemon import DaemonConfig, DockDaemon
-from dock.faults import FAULT_ENV
 from dock.ledger import RELEASED, STORED, Ledger
 from store import FileStore, S3Store, StoreIntegrityError, open_store, split_name
 
@@ -52,8 +52,7 @@ def start_dock(
 ) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable,
-        "-m",
-        "dock",
+        str(CHILD),  # `python -m dock` with the test-only fault hooks installed
         "run",
         "--slots",
         str(slots),

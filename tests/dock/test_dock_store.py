@@ -64,8 +64,11 @@ def test_keys_are_content_addressed_and_refuse_unsafe_names() -> None:
 
 def test_retain_until_is_recorded_time_plus_retention_within_bounds() -> None:
     assert retain_until(T0, T0 + 3600, 28) == T0 + 28 * DAY
-    # docked 40 days late: still locked into the future, one day
-    assert retain_until(T0, T0 + 40 * DAY, 28) == T0 + 41 * DAY
+    # docked on its last day: locked until the deadline itself, not past it
+    assert retain_until(T0, T0 + 27.5 * DAY, 28) == T0 + 28 * DAY
+    assert retain_until(T0, T0 + 28 * DAY - 600, 28) == T0 + 28 * DAY
+    # docked 40 days late: a lock just into the future (S3 needs one), minutes not a day
+    assert T0 + 40 * DAY < retain_until(T0, T0 + 40 * DAY, 28) <= T0 + 40 * DAY + 600
     # a camera clock years ahead must not lock footage for years
     assert retain_until(T0 + 900 * DAY, T0, 28) == T0 + 28 * DAY
 

@@ -411,3 +411,154 @@ def test_event_log_pieces_follow_the_footage_schedule(office: Any, site: Site, c
     clock.set(T0 + 28 * DAY + dt.timedelta(seconds=2))
     assert retention_purge(actor=timer, store=site.store, clock=clock).events_purged == [key]
     assert list(site.store.list("s1/CAM-heusden-1/events/")) == []
+
+
+def _event_piece(site: Site, device: str, events: list[dict[str, Any]], offset: int = 0) -> str:
+    import hashlib
+    import json
+
+    from store import events_key
+
+    lines = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    key = events_key("s1", device, offset, offset + len(lines), hashlib.sha256(lines).hexdigest())
+    site.store.put_bytes(key, lines)
+    return key
+
+
+def test_a_hold_keeps_the_event_log_pieces_of_its_recording(
+    office: Any, site: Site, clock: Any
+) -> None:
+    """The piece whose last line releases a held recording is its custody evidence: it
+    stays as long as the hold, while pieces about other recordings go on schedule."""
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_lift, hold_place, retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    docked = T0.timestamp() + 6 * 3600  # released at the dock hours after the recording
+    custody = _event_piece(
+        site,
+        "CAM-heusden-1",
+        [
+            {"seq": 1, "utc": docked, "kind": "dock", "fields": {}},
+            {
+                "seq": 2,
+                "utc": docked + 5,
+                "kind": "segment_released",
+                "fields": {"recording_id": rid, "segment": "seg-000000.bcs"},
+            },
+        ],
+    )
+    other = _event_piece(
+        site,
+        "CAM-heusden-1",
+        [{"seq": 3, "utc": docked + 86400, "kind": "press", "fields": {}}],
+        offset=1000,
+    )
+    clock.set(T0 + 3 * DAY)
+    hold = hold_place(
+        actor=actor("secretary"),
+        recording=rec,
+        kind="complaint",
+        reference="K-9",
+        reason="complaint",
+        store=site.store,
+        clock=clock,
+    )
+    clock.set(T0 + 90 * DAY)
+    timer = actor("timer")
+    report = retention_purge(actor=timer, store=site.store, clock=clock)
+    assert report.events_purged == [other]
+    assert list(site.store.list("s1/CAM-heusden-1/events/")) == [custody]
+    assert report.events_held and custody in report.events_held[0]
+    hold_lift(actor=actor("secretary"), hold=hold, reason="ended", store=site.store, clock=clock)
+    report = retention_purge(actor=timer, store=site.store, clock=clock)
+    assert report.events_purged == [custody] and report.purged == [str(rec)]
+
+
+def test_a_lifted_hold_and_purge_leave_no_empty_hold_folder(
+    office: Any, site: Site, clock: Any
+) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.services import hold_lift, hold_place, retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    rec = Recording.objects.get(recording_id=rid)
+    clock.set(T0 + 3 * DAY)
+    hold = hold_place(
+        actor=actor("secretary"),
+        recording=rec,
+        kind="complaint",
+        reference="K-3",
+        reason="complaint",
+        store=site.store,
+        clock=clock,
+    )
+    holds = site.store.root / ".holds"
+    assert (holds / "s1" / "CAM-heusden-1" / rid).is_dir()
+    hold_lift(actor=actor("secretary"), hold=hold, reason="ended", store=site.store, clock=clock)
+    clock.set(T0 + 90 * DAY)
+    assert retention_purge(actor=actor("timer"), store=site.store, clock=clock).purged
+    assert not (holds / "s1").exists()  # nothing left that names the recording
+
+
+def test_objects_arriving_after_the_purge_are_purged_too(
+    office: Any, site: Site, clock: Any
+) -> None:
+    from vault.catalog.models import Recording
+    from vault.catalog.services import retention_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    prefix = f"s1/CAM-heusden-1/{rid}/"
+    copies = {k: site.store.get_bytes(k) for k in site.store.list(prefix)}
+    clock.set(T0 + 29 * DAY)
+    timer = actor("timer")
+    assert retention_purge(actor=timer, store=site.store, clock=clock).purged
+    assert list(site.store.list(prefix)) == []
+    # a dock offloads the same recording again (a camera that kept it, a restored backup)
+    for key, raw in copies.items():
+        site.store.put_bytes(key, raw)
+    assert _sync(site, clock).added == 0  # the tombstone stays
+    report = retention_purge(actor=timer, store=site.store, clock=clock)
+    assert report.late and rid in report.late[0]
+    assert list(site.store.list(prefix)) == []
+    assert Recording.objects.get(recording_id=rid).state == "purged"
+
+
+def test_a_store_that_locks_longer_than_the_policy_keeps_is_refused(
+    office: Any, site: Site, clock: Any
+) -> None:
+    from store import FileStore
+    from vault.catalog.services import retention_purge
+    from vault.errors import InvalidRequest
+
+    store = FileStore(site.store.root, retention_days=40)
+    with pytest.raises(InvalidRequest, match="locks footage for 40 days.*28-day retention"):
+        retention_purge(actor=actor("timer"), store=store, clock=clock)
+
+
+def test_purge_exits_non_zero_when_something_due_could_not_be_deleted(
+    office: Any, site: Site, clock: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    from vault.backoffice_cli import cmd_purge
+
+    rid = site.record("CAM-heusden-1", T0)
+    _sync(site, clock)
+    key = next(iter(site.store.list(f"s1/CAM-heusden-1/{rid}/")))
+    site.store.set_legal_hold(key, True)  # the store refuses, whatever the catalog says
+    clock.set(T0 + 29 * DAY)
+    session = SimpleNamespace(
+        actor=actor("timer"),
+        store=site.store,
+        clock=clock,
+        config=SimpleNamespace(cache_dirs=[], path=Path),
+    )
+    rc = cmd_purge(session, argparse.Namespace(dry_run=False))  # type: ignore[arg-type]
+    assert rc == 1
+    assert f"KEPT CAM-heusden-1/{rid}" in capsys.readouterr().out

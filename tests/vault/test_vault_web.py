@@ -181,6 +181,66 @@ def test_sign_in_locks_a_name_after_repeated_failures_and_unlocks_later(
     assert sign_in(username="sam", password=PASSWORD, clock=clock).username == "sam"
 
 
+def test_failures_from_one_address_do_not_lock_the_name_for_another(
+    office: Any, clock: Any
+) -> None:
+    from django.conf import settings
+
+    from vault.web.signin import AccountLocked, sign_in
+
+    for _ in range(settings.LOCKOUT_FAILURES):
+        with pytest.raises(AuthenticationFailed, match="wrong password"):
+            sign_in(username="sam", password="guess", clock=clock, remote="203.0.113.9")
+    with pytest.raises(AccountLocked, match="locked"):
+        sign_in(username="sam", password=PASSWORD, clock=clock, remote="203.0.113.9")
+    # The colleague at their own desk signs in (e.g. as the second viewer) all the same.
+    assert sign_in(username="sam", password=PASSWORD, clock=clock, remote="10.0.0.7")
+    # ... which does not unlock the guesser.
+    with pytest.raises(AccountLocked):
+        sign_in(username="sam", password=PASSWORD, clock=clock, remote="203.0.113.9")
+
+
+def test_guessing_from_one_address_waits_longer_after_each_further_failure(
+    office: Any, clock: Any
+) -> None:
+    from django.conf import settings
+
+    from vault.web.signin import AccountLocked, sign_in
+
+    guesser = "203.0.113.9"
+    for _ in range(settings.LOCKOUT_FAILURES):
+        with pytest.raises(AuthenticationFailed, match="wrong password"):
+            sign_in(username="sam", password="guess", clock=clock, remote=guesser)
+    clock.advance(seconds=settings.LOCKOUT_SECONDS + 1)
+    with pytest.raises(AuthenticationFailed, match="wrong password"):
+        sign_in(username="sam", password="guess again", clock=clock, remote=guesser)
+    # One more failure doubles the wait: after the first wait it is still locked.
+    clock.advance(seconds=settings.LOCKOUT_SECONDS + 1)
+    with pytest.raises(AccountLocked, match="try again in"):
+        sign_in(username="sam", password=PASSWORD, clock=clock, remote=guesser)
+    clock.advance(seconds=settings.LOCKOUT_SECONDS)
+    assert sign_in(username="sam", password=PASSWORD, clock=clock, remote=guesser)
+
+
+def test_stored_sign_in_failures_are_capped(office: Any, clock: Any) -> None:
+    from django.conf import settings
+    from django.test import override_settings
+
+    from vault.web.models import LoginFailure
+    from vault.web.signin import sign_in
+
+    with override_settings(LOGIN_FAILURES_KEPT=20):
+        for n in range(60):
+            with pytest.raises(AuthenticationFailed):
+                sign_in(username=f"made-up-{n}", password="x", clock=clock, remote="198.51.100.1")
+        assert LoginFailure.objects.count() == 20
+        # Failures older than the longest lock can no longer lock anything: forgotten.
+        clock.advance(seconds=settings.LOCKOUT_MAX_SECONDS + 1)
+        with pytest.raises(AuthenticationFailed):
+            sign_in(username="sam", password="x", clock=clock, remote="198.51.100.1")
+        assert LoginFailure.objects.count() == 1
+
+
 def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle_it(
     office: Any, site: Site, clock: Any
 ) -> None:
@@ -541,3 +601,16 @@ def test_the_web_unit_runs_bodycam_vault_serve() -> None:
     args = build_parser().parse_args(shlex.split(command)[1:])
     assert args.vault_command == "serve" and args.bind == "127.0.0.1:8000"
     assert not args.local_http  # production: behind the TLS proxy
+
+
+def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
+    from django.test import RequestFactory
+
+    from vault.web.views import _remote
+
+    rf = RequestFactory()
+    proxied = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
+    assert _remote(proxied) == "203.0.113.9"  # the client may have written the first one
+    direct = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.7")
+    assert _remote(direct) == "198.51.100.4"  # not our proxy: its header is not believed
+    assert _remote(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"

@@ -46,6 +46,7 @@ from store import (
     StoreLocked,
     delete_object,
     delete_objects,
+    keys_to_purge,
     object_key,
     split_name,
 )
@@ -540,7 +541,9 @@ class PurgeReport:
     due: list[str] = field(default_factory=list)
     purged: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # due but the store still refuses
+    late: list[str] = field(default_factory=list)  # objects that arrived after the purge, gone
     events_purged: list[str] = field(default_factory=list)
+    events_held: list[str] = field(default_factory=list)  # event-log pieces a hold keeps
     dry_run: bool = False
 
 
@@ -569,6 +572,7 @@ def retention_purge(
     commit_every: int = 50,
 ) -> PurgeReport:
     munis = authorize_any(actor=actor, action="retention.purge", clock=clock, target=store.url)
+    check_store_retention(store, munis)
     now = clock.now()
     report = PurgeReport(dry_run=dry_run)
     due = list(purge_candidates(munis, now))
@@ -580,7 +584,9 @@ def retention_purge(
             for rec in due[start : start + commit_every]:
                 _purge_one(actor, store, rec, now, clock, cache_dirs, report)
     if not dry_run:
-        _purge_events(actor, store, munis, now, clock, report)
+        groups, events = store_inventory(store)
+        _purge_late(actor, store, munis, groups, clock, report)
+        _purge_events(actor, store, munis, events, now, clock, report)
     with transaction.atomic():
         for m in munis:
             audit_record(
@@ -619,8 +625,10 @@ def _purge_one(
             return
         removed = 0
         try:
+            # Every key with any version: one hidden behind a delete marker is footage too.
             removed = delete_objects(
-                store, list(store.list(recording_prefix(rec.site, rec.device_id, rec.recording_id)))
+                store,
+                keys_to_purge(store, recording_prefix(rec.site, rec.device_id, rec.recording_id)),
             )
         except StoreLocked as exc:
             report.kept.append(f"{rec}: {exc}")
@@ -658,33 +666,136 @@ def _purge_one(
     report.purged.append(str(rec))
 
 
-def _piece_last_utc(raw: bytes) -> float | None:
-    lines = [ln for ln in raw.splitlines() if ln.strip()]
-    try:
-        return float(json.loads(lines[-1])["utc"]) if lines else None
-    except (ValueError, KeyError, TypeError):
-        return None
+def check_store_retention(store: Store, municipalities: list[Municipality]) -> None:
+    """Refuse a store whose Object Lock outlasts a policy's retention.
+
+    The dock locks footage for the store URL's `retention_days`; if that is longer than
+    a municipality's retention, its footage cannot be deleted on the day the policy says.
+    """
+    for m in municipalities:
+        policy = policy_of(m)
+        if store.retention_days > policy.retention.days:
+            raise InvalidRequest(
+                f"{store.url} locks footage for {store.retention_days:g} days, longer than"
+                f" the {policy.retention.days}-day retention of {m.code}'s policy"
+                f" ({policy.policy.name}): footage would outlive its deadline; set"
+                f" retention_days={policy.retention.days} (or less) in the store URL of the"
+                " docks and the back office"
+            )
+
+
+def _purge_late(
+    actor: Actor,
+    store: Store,
+    munis: list[Municipality],
+    groups: dict[tuple[str, str, str], list[str]],
+    clock: Clock,
+    report: PurgeReport,
+) -> None:
+    """Objects stored under a recording after it was purged (a late re-offload) go too."""
+    purged = Recording.objects.filter(
+        municipality__in=munis, state=Recording.State.PURGED
+    ).select_related("municipality")
+    gone = {(r.site, r.device_id, r.recording_id): r for r in purged}
+    for where in sorted(set(groups) & set(gone)):
+        rec = gone[where]
+        try:
+            removed = delete_objects(store, keys_to_purge(store, recording_prefix(*where)))
+        except StoreLocked as exc:
+            report.kept.append(f"{rec} (arrived after its purge): {exc}")
+            continue
+        with transaction.atomic():
+            audit_ok(
+                actor=actor,
+                action="retention.purge",
+                municipality=rec.municipality.code,
+                target=str(rec),
+                clock=clock,
+                detail={"objects": removed, "arrived_after_purge": True},
+            )
+        report.late.append(f"{rec}: {removed} object(s) stored after its purge")
+
+
+@dataclass(frozen=True)
+class _PieceScope:
+    """What one event-log piece speaks of: its time span and the recordings it names."""
+
+    first_utc: float | None
+    last_utc: float | None
+    recordings: frozenset[str]
+
+
+def _piece_scope(raw: bytes) -> _PieceScope:
+    times: list[float] = []
+    names: set[str] = set()
+    last: float | None = None
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            utc = float(event["utc"])
+        except (ValueError, KeyError, TypeError):
+            last = None  # an unreadable last line: the piece's age is unknown
+            continue
+        times.append(utc)
+        last = utc
+        fields = event.get("fields") if isinstance(event.get("fields"), dict) else {}
+        for where in (event, fields):
+            rec = where.get("recording_id")
+            if isinstance(rec, str):
+                names.add(rec)
+    return _PieceScope(min(times) if times else None, last, frozenset(names))
+
+
+def _held_recordings() -> dict[tuple[str, str], list[Recording]]:
+    """Recordings under an open hold, by (site, device)."""
+    held: dict[tuple[str, str], list[Recording]] = defaultdict(list)
+    for r in Recording.objects.annotate(held=open_holds()).filter(held=True):
+        held[(r.site, r.device_id)].append(r)
+    return held
+
+
+def _covers(scope: _PieceScope, rec: Recording) -> bool:
+    """The piece names the recording, or its events fall within the recording's time."""
+    if rec.recording_id in scope.recordings:
+        return True
+    if scope.first_utc is None or scope.last_utc is None:
+        return False
+    start = rec.footage_start_at.timestamp()
+    end = (rec.ended_at or rec.record_pressed_at).timestamp()
+    return scope.first_utc <= end and scope.last_utc >= start
 
 
 def _purge_events(
     actor: Actor,
     store: Store,
     munis: list[Municipality],
+    events: list[str],
     now: dt.datetime,
     clock: Clock,
     report: PurgeReport,
 ) -> None:
-    """Event-log pieces go when their last event is as old as footage that is purged."""
-    _, events = store_inventory(store)
+    """Event-log pieces go when their last event is as old as footage that is purged.
+
+    A piece that covers a recording under an open hold (names it, or was written while
+    it was being made) is its custody evidence and stays as long as the hold.
+    """
     allowed = {m.id for m in munis}
+    held = _held_recordings()
     for key in events:
-        dev = key.split("/")[1]
+        site, dev = key.split("/")[:2]
         regs = [c for c in camera_registrations(dev) if c.municipality_id in allowed]
         if not regs:
             continue
         days = policy_of(regs[0].municipality).retention.days
-        last = _piece_last_utc(store.get_bytes(key, MAX_EVENT_PIECE))
+        scope = _piece_scope(store.get_bytes(key, MAX_EVENT_PIECE))
+        last = scope.last_utc
         if last is None or from_epoch(last) + dt.timedelta(days=days) > now:
+            continue
+        holding = [r for r in held.get((site, dev), []) if _covers(scope, r)]
+        if holding:
+            report.events_held.append(f"{key}: covers {holding[0]}, which is on hold")
             continue
         try:
             delete_object(store, key)

@@ -153,8 +153,17 @@ SESSION_IDLE_SECONDS = int(os.environ.get("BODYCAM_VAULT_SESSION_IDLE", "1800"))
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Strict"
-LOCKOUT_FAILURES = 5  # failed sign-ins in LOCKOUT_SECONDS lock the account for that long
+# Failed sign-ins for one name from one address lock that name for that address (only)
+# for LOCKOUT_SECONDS; each further failure doubles it, up to LOCKOUT_MAX_SECONDS.
+LOCKOUT_FAILURES = 5
 LOCKOUT_SECONDS = 15 * 60
+LOCKOUT_MAX_SECONDS = 24 * 3600
+LOGIN_FAILURES_KEPT = 10_000  # stored failures in all; the oldest are forgotten first
+# Reverse proxies whose X-Forwarded-For (its last entry) names the client, for the
+# lock-out per address: by default the local one the unit file puts in front.
+TRUSTED_PROXIES = frozenset(
+    os.environ.get("BODYCAM_VAULT_TRUSTED_PROXIES", "127.0.0.1 ::1").replace(",", " ").split()
+)
 # Behind the TLS-terminating reverse proxy the unit file describes.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if os.environ.get("BODYCAM_VAULT_LOCAL_HTTP") == "1":

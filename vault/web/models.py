@@ -1,6 +1,6 @@
 """What the web front end adds to the back office's data.
 
-- `LoginFailure`: failed sign-ins per user name, for the lock-out.
+- `LoginFailure`: failed sign-ins per user name and source address, for the lock-out.
 - `CaseRequest`: the requests register (citizen access requests kept as their own
   register, complaints, police/prosecutor claims); each opens holds on its recordings
   and closes them when it is done.

@@ -1,8 +1,17 @@
 """Signing in on the web: Django's password check behind a lock-out.
 
-After LOCKOUT_FAILURES failed attempts for one user name within LOCKOUT_SECONDS the
-name is locked for LOCKOUT_SECONDS, whatever password comes next (so guessing gains
-nothing); every failure and every locked attempt is audited.
+The lock-out is kept per user name *and* source address: LOCKOUT_FAILURES failed
+attempts for a name from one address lock that name for that address only, for
+LOCKOUT_SECONDS after the last failure, whatever password comes next (so guessing
+gains nothing). Every further failure from there doubles the wait, up to
+LOCKOUT_MAX_SECONDS. A stranger typing wrong passwords for a colleague's name thus
+slows only themselves: the colleague signs in from their own desk (and can still be
+the second viewer) while the guesser waits.
+
+Failures are stored only as long as they can matter (LOCKOUT_MAX_SECONDS), at most
+LOCKOUT_KEPT_PER_SOURCE per name and address, and at most LOGIN_FAILURES_KEPT in all
+(the oldest go first), so made-up names cannot grow the table without bound. Every
+failure and every locked attempt is audited.
 """
 
 from __future__ import annotations
@@ -21,18 +30,60 @@ from vault.web.models import LoginFailure
 
 log = logging.getLogger(__name__)
 
+# More failures than this per name and address cannot lengthen the lock any further.
+LOCKOUT_KEPT_PER_SOURCE = 32
+
 
 class AccountLocked(AuthenticationFailed):
-    """Too many failed sign-ins for this user name: wait and try again."""
+    """Too many failed sign-ins for this user name from this address: wait and try again."""
 
 
-def _window(clock: Clock) -> dt.datetime:
-    return clock.now() - dt.timedelta(seconds=settings.LOCKOUT_SECONDS)
+def _failures(username: str, remote: str, clock: Clock) -> list[dt.datetime]:
+    since = clock.now() - dt.timedelta(seconds=settings.LOCKOUT_MAX_SECONDS)
+    rows = LoginFailure.objects.filter(username=username[:150], remote=remote[:64], at__gte=since)
+    return list(rows.order_by("-at").values_list("at", flat=True)[:LOCKOUT_KEPT_PER_SOURCE])
 
 
-def is_locked(username: str, clock: Clock) -> bool:
-    recent = LoginFailure.objects.filter(username=username[:150], at__gte=_window(clock))
-    return recent.count() >= settings.LOCKOUT_FAILURES
+def lock_seconds(failures: int) -> int:
+    """How long `failures` recent failures lock a name for one address (0: not locked)."""
+    if failures < settings.LOCKOUT_FAILURES:
+        return 0
+    doublings = min(failures - settings.LOCKOUT_FAILURES, 30)
+    return int(min(settings.LOCKOUT_SECONDS * 2**doublings, settings.LOCKOUT_MAX_SECONDS))
+
+
+def locked_until(username: str, remote: str, clock: Clock) -> dt.datetime | None:
+    """Until when `username` is locked for sign-ins from `remote`, or None."""
+    times = _failures(username, remote, clock)
+    seconds = lock_seconds(len(times))
+    if not seconds:
+        return None
+    until = times[0] + dt.timedelta(seconds=seconds)
+    return until if until > clock.now() else None
+
+
+def is_locked(username: str, clock: Clock, remote: str = "") -> bool:
+    return locked_until(username, remote, clock) is not None
+
+
+def _record_failure(name: str, remote: str, clock: Clock) -> None:
+    now = clock.now()
+    LoginFailure.objects.create(username=name, at=now, remote=remote)
+    # Forget what can no longer lock anything, then keep the table bounded.
+    LoginFailure.objects.filter(
+        at__lt=now - dt.timedelta(seconds=settings.LOCKOUT_MAX_SECONDS)
+    ).delete()
+    mine = LoginFailure.objects.filter(username=name, remote=remote).order_by("-id")
+    cut = list(
+        mine.values_list("id", flat=True)[LOCKOUT_KEPT_PER_SOURCE - 1 : LOCKOUT_KEPT_PER_SOURCE]
+    )
+    if cut:
+        mine.filter(id__lt=cut[0]).delete()
+    everyone = LoginFailure.objects.order_by("-id").values_list("id", flat=True)
+    kept = settings.LOGIN_FAILURES_KEPT
+    cut = list(everyone[kept - 1 : kept])
+    if cut:
+        LoginFailure.objects.filter(id__lt=cut[0]).delete()
 
 
 def sign_in(
@@ -50,9 +101,11 @@ def sign_in(
     recordings), else in the municipalities of the user named.
     """
     name = username.strip()[:150]
+    source = remote[:64]
     if not name or not password:
         raise AuthenticationFailed("give a user name and a password")
-    if is_locked(name, clock):
+    until = locked_until(name, source, clock)
+    if until is not None:
         with transaction.atomic():
             for scope in [municipality] if municipality else username_scopes(name):
                 audit_record(
@@ -63,18 +116,20 @@ def sign_in(
                     clock=clock,
                     detail={"reason": "locked after repeated failures", "remote": remote},
                 )
+        minutes = max(1, -(-int((until - clock.now()).total_seconds()) // 60))
         raise AccountLocked(
-            f"{name} is locked after {settings.LOCKOUT_FAILURES} failed sign-ins;"
-            f" try again in {settings.LOCKOUT_SECONDS // 60} minutes"
+            f"{name} is locked for sign-ins from this address after repeated failed"
+            f" sign-ins; try again in {minutes} minutes"
         )
     try:
         actor = authenticate_actor(
             username=name, password=password, clock=clock, municipality=municipality
         )
     except AuthenticationFailed:
-        LoginFailure.objects.create(username=name, at=clock.now(), remote=remote[:64])
+        _record_failure(name, source, clock)
         raise
-    LoginFailure.objects.filter(username=name).delete()
+    # Only this address's failures: a right password here does not unlock a guesser elsewhere.
+    LoginFailure.objects.filter(username=name, remote=source).delete()
     with transaction.atomic():
         audit_ok(
             actor=actor,

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import login, logout
 from django.http import (
     Http404,
@@ -59,7 +60,18 @@ STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
 
 
 def _remote(request: HttpRequest) -> str:
-    return str(request.META.get("REMOTE_ADDR", ""))[:64]
+    """The client's address: behind our own reverse proxy, the hop it added last.
+
+    The sign-in lock-out is kept per address, so everyone seen as the proxy's address
+    would share one lock. Only a trusted proxy's X-Forwarded-For is read, and only its
+    last entry (what the proxy appended; anything before it the client could write).
+    """
+    addr = str(request.META.get("REMOTE_ADDR", ""))
+    if addr in settings.TRUSTED_PROXIES:
+        hops = [h.strip() for h in str(request.META.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+        if hops and hops[-1]:
+            addr = hops[-1]
+    return addr[:64]
 
 
 def page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:

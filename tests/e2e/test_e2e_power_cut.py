@@ -64,8 +64,8 @@ def boot_and_check(home: Path, site: Site, raw: bytes, before: dict[str, str]) -
     for rec_dir in sorted((volume / "recordings").iterdir()):
         verified = verify_recording(rec_dir, cam.device_public)
         assert verified.complete
-        if not verified.segments:
-            continue
+        # A recording without footage is not kept: no release would ever remove it.
+        assert verified.segments, f"{rec_dir.name} holds no segment and was kept"
         decoded = decode(decrypt(rec_dir, site.vault, cam.device_public), cut_by_power=True)
         assert decoded.first_packet_keyframe
         assert_consecutive(decoded.counters)
@@ -222,7 +222,11 @@ def _boot_only(home: Path, raw: bytes) -> None:
     volume = home / "volume"
     verify_event_log(events_path(volume), cam.device_public)
     for rec_dir in sorted((volume / "recordings").iterdir()):
-        assert verify_recording(rec_dir, cam.device_public).complete
+        verified = verify_recording(rec_dir, cam.device_public)
+        assert verified.complete
+        # Cut before its first whole chunk: no footage, and no folder left behind (none
+        # of its segments would ever be released, and with that the folder never removed).
+        assert verified.segments, f"{rec_dir.name} holds no segment and was kept"
     assert scan_volume(volume) == {}
 
 

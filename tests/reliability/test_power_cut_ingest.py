@@ -99,6 +99,8 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
             finally:
                 cam.power_off()
             assert _sealed(home / "volume") == {}
+            left = sorted(str(p.relative_to(home)) for p in (home / "volume/recordings").rglob("*"))
+            assert not left, f"power cut at write {write}: left on the camera: {left}"
             lost = [
                 f"{rec}/{name}"
                 for (rec, name), sha in before.items()

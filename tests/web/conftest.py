@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from web_support import CHROMIUM, CHROMIUM_ARGS, Server, WebSite, build_site  # noqa: E402
+from web_support import Server, WebSite, build_site, chromium  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +30,5 @@ def server(web_site: WebSite) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make system-deps)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b

@@ -5,8 +5,10 @@ reached the file plus a partial one), a complete segment whose manifest entry wa
 signed, stale `.part` copies of the header or manifest, and a manifest without an END.
 `recover_recordings` seals what can be sealed (signed "recovered, n chunks"), signs what
 was missed, and closes the manifest; whatever fails verification is reported and left
-alone. `salvage_part` is also how a sealer closes a segment after a write error. Rules:
-crypto/FORMAT.md, "Recovery".
+alone. A recording that holds no footage (cut before its first whole chunk, or finished
+without a segment) is removed: the camera otherwise removes a recording's folder only
+with the release of its last segment. `salvage_part` is also how a sealer closes a
+segment after a write error. Rules: crypto/FORMAT.md, "Recovery".
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class RecoveryReport:
     restored_segments: list[str] = field(default_factory=list)  # complete, entry was missing
     discarded: list[str] = field(default_factory=list)  # removed: no whole chunk in them
     closed: bool = False  # a RECOVERED_END entry was signed
-    removed_recording: bool = False  # folder of a recording that never started
+    removed_recording: bool = False  # its folder held no footage and was removed
     problems: list[str] = field(default_factory=list)  # found and left alone
     actions: list[str] = field(default_factory=list)  # one line per step, for logs and UI
 
@@ -198,6 +200,11 @@ def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport
         leftovers += list(parts.values())
         for n in leftovers:
             report.problem(f"{n} is not part of the finished recording")
+        if not vr.segments and _only_header_and_manifest(recording_dir):
+            # Finished without a segment (or closed by a recovery before this rule).
+            _remove_recording_without_footage(recording_dir)
+            report.removed_recording = True
+            report.note("removed: the finished recording holds no footage (no segment)")
         return report if (report.actions or report.problems) else None
     manifest = ManifestWriter.resume(recording_dir, signer, records)
     next_index = vr.segments[-1].index + 1 if vr.segments else None
@@ -237,10 +244,35 @@ def recover_recording(recording_dir: Path, signer: SigningKey) -> RecoveryReport
     for i in sorted(pending):
         report.problem(f"{finals.get(i) or parts[i]} does not follow the manifest's last segment")
     segments = sum(1 for r in manifest.entries if r[0] in (KIND_SEGMENT, KIND_RECOVERED_SEGMENT))
+    if segments == 0 and not report.problems and _only_header_and_manifest(recording_dir):
+        # Cut between the recording's first writes (header, manifest) and its first whole
+        # chunk: nothing was recorded. Closed, it would stay on the camera for good.
+        _remove_recording_without_footage(recording_dir)
+        report.removed_recording = True
+        report.note("removed: cut before its first segment was sealed (no footage)")
+        return report
     manifest.append(KIND_RECOVERED_END, index=segments)
     report.closed = True
     report.note(f"closed the manifest (recovered end after {segments} segments)")
     return report
+
+
+def _only_header_and_manifest(recording_dir: Path) -> bool:
+    with os.scandir(recording_dir) as it:
+        return {e.name for e in it} == {HEADER_NAME, MANIFEST_NAME}
+
+
+def _remove_recording_without_footage(recording_dir: Path) -> None:
+    """Remove a recording folder that holds only its header and a manifest of no segment.
+
+    The manifest goes first: a cut after it leaves a folder without a manifest and without
+    segments, which the next recovery removes as a recording that never started.
+    """
+    (recording_dir / MANIFEST_NAME).unlink()
+    fsync_dir(recording_dir)
+    (recording_dir / HEADER_NAME).unlink()
+    recording_dir.rmdir()
+    fsync_dir(recording_dir.parent)
 
 
 def recover_recordings(recordings_root: Path, signer: SigningKey) -> list[RecoveryReport]:
@@ -248,8 +280,9 @@ def recover_recordings(recordings_root: Path, signer: SigningKey) -> list[Recove
 
     Seals the whole chunks of interrupted segments (signed "recovered, n chunks"),
     signs entries of complete segments the manifest missed, discards `.part` files
-    without a whole chunk, and closes unfinished manifests. Returns one report per
-    folder that needed anything; nothing that fails verification is deleted.
+    without a whole chunk, closes unfinished manifests, and removes recordings that hold
+    no footage. Returns one report per folder that needed anything; nothing that fails
+    verification is deleted.
     """
     root = Path(recordings_root)
     if not root.is_dir():

@@ -192,6 +192,7 @@ class CameraIngest:
         # and never reset: the release worker may act on a recording after the next began.
         self._hold: set[tuple[str, str]] = set()
         self._unfinished: set[str] = set()  # recordings without END in their manifest
+        self._empty: set[str] = set()  # finished, and their manifest lists no segment
         self._evidence_bytes = 0  # copied for quarantine in this session
         self._releaser: ReleaseWorker | None = None
         self._deferred_profile: HelloInfo | None = None
@@ -484,7 +485,10 @@ class CameraIngest:
             self.report.recordings += 1
             self.progress.set(SlotState.VERIFYING, recording=rec_id)
             try:
-                if self._ingest_recording(rec_id, files[rec_id]):
+                done = self._ingest_recording(rec_id, files[rec_id])
+                if done and rec_id in self._empty:
+                    self.report.empty += 1  # no footage to store: not counted as stored
+                elif done:
                     self.report.recordings_done += 1
             finally:
                 self._clean_spool(rec_id)
@@ -509,6 +513,15 @@ class CameraIngest:
         for rec_id, names in sorted(left.recordings.items()):
             segments = sum(1 for n in names if segment_index_of(n) is not None)
             kept += segments
+            if rec_id in self._empty and set(names) <= {HEADER_NAME, MANIFEST_NAME}:
+                self._left_file(
+                    display_path(rec_id),
+                    "a finished recording without footage (its signed manifest lists no "
+                    "segment): its header and manifest are stored, but with no segment to "
+                    "release nothing removes it from the camera until the camera's boot "
+                    "recovery does (at its next power-on)",
+                )
+                continue
             for name in sorted(names):
                 path = display_path(rec_id, name)
                 if name.endswith(PART_SUFFIX):
@@ -588,6 +601,8 @@ class CameraIngest:
             return False
         if not vr.complete:
             self._unfinished.add(rec_id)
+        elif not vr.segments:
+            self._empty.add(rec_id)
         now = self.ctx.clock.now()
         until = retain_until(vr.started_utc, now, self.ctx.store.retention_days)
         header_key = object_key(self.ctx.site, self.device_id, rec_id, HEADER_NAME, _sha_of(header))

@@ -13,6 +13,9 @@ class CameraReport:
     device_id: str | None = None
     recordings: int = 0
     recordings_done: int = 0  # every listed segment durable (and released when possible)
+    # Finished recordings whose signed manifest lists no segment: no footage, nothing to
+    # store (their header and manifest are), and no release removes them from the camera.
+    empty: int = 0
     stored: int = 0  # segments stored in this session
     released: int = 0  # segments released in this session
     kept: int = 0  # segments left on the camera
@@ -48,12 +51,10 @@ class CameraReport:
         if self.refused:
             return f"{who}: refused: {self.refused}{notes}"
         if self.ok:
-            n = self.recordings
-            if n == 0:
+            if self.recordings == 0:
                 return f"{who}: no recordings on the camera{notes}"
-            noun = "recording" if n == 1 else "recordings"
-            return f"{who}: all {n} {noun} stored, camera released{notes}"
-        parts = [f"{self.recordings_done} of {self.recordings} recordings stored"]
+            return f"{who}: {self._stored(everything=True)}, camera released{notes}"
+        parts = [self._stored()]
         if self.released_camera:
             parts[0] += ", camera released"
         if self.aborted:
@@ -67,3 +68,16 @@ class CameraReport:
         if self.left:
             parts.append(f"{len(self.left)} other file(s) left on the camera")
         return f"{who}: " + "; ".join(parts) + notes
+
+    def _stored(self, *, everything: bool = False) -> str:
+        """How many recordings were stored; those without footage (nothing to store) apart."""
+        footage = self.recordings - self.empty
+        said = []
+        if everything and footage:
+            said.append(f"all {footage} {'recording' if footage == 1 else 'recordings'} stored")
+        elif footage or not self.empty:
+            said.append(f"{self.recordings_done} of {footage} recordings stored")
+        if self.empty:
+            noun = "recording" if self.empty == 1 else "recordings"
+            said.append(f"{self.empty} {noun} without footage (no segment to store)")
+        return ", ".join(said)

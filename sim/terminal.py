@@ -123,7 +123,7 @@ def recovery_lines(camera: Camera) -> list[str]:
     for report in camera.last_recovery or []:
         rec_id = getattr(report, "recording_id", "?")
         if getattr(report, "removed_recording", False):
-            lines.append(f"removed recording {rec_id}: it never started (unclean stop)")
+            lines.append(f"removed recording {rec_id}: it holds no footage (no segment sealed)")
             continue
         kept = len(getattr(report, "recovered_segments", []) or [])
         lines.append(

@@ -13,6 +13,7 @@ import pytest
 from crypto_reference import read_recording
 from crypto_support import DEVICE_ID, SMALL_CHUNK, STARTED, CryptoKeys, pattern
 
+import crypto.recovery as recovery_module
 import crypto.seal as seal_module
 from crypto.errors import Truncated
 from crypto.files import write_all
@@ -166,21 +167,72 @@ def test_cut_between_rename_and_manifest_update(ckeys: CryptoKeys, tmp_path: Pat
     assert _decrypt(folder, ckeys) == b"".join(plain)
 
 
-def test_cut_between_segments_and_before_the_first(ckeys: CryptoKeys, tmp_path: Path) -> None:
+def test_cut_between_segments(ckeys: CryptoKeys, tmp_path: Path) -> None:
     root = tmp_path / "recordings"
     a = _sealer(root, ckeys, "20261122T181500Z-000a")
     with a.begin_segment(0, "video/mp2t", 0, STARTED) as seg:
         seg.write(b"x" * 70)
     a.abandon()
-    b = _sealer(root, ckeys, "20261122T181500Z-000b")
-    b.abandon()
     done = _sealer(root, ckeys, "20261122T181500Z-000c")
+    with done.begin_segment(0, "video/mp2t", 0, STARTED) as seg:
+        seg.write(b"y" * 70)
     done.finish(STARTED + 1)
-    reports = {r.recording_id: r for r in recover_recordings(root, ckeys.device)}
-    assert sorted(reports) == ["20261122T181500Z-000a", "20261122T181500Z-000b"]
-    assert all(r.closed and not r.recovered_segments for r in reports.values())
+    [report] = recover_recordings(root, ckeys.device)
+    assert report.recording_id == "20261122T181500Z-000a"
+    assert report.closed and not report.recovered_segments and not report.removed_recording
     assert _decrypt(root / "20261122T181500Z-000a", ckeys) == b"x" * 70
-    assert _decrypt(root / "20261122T181500Z-000b", ckeys) == b""
+    assert _decrypt(root / "20261122T181500Z-000c", ckeys) == b"y" * 70
+
+
+def test_a_recording_without_footage_is_removed(ckeys: CryptoKeys, tmp_path: Path) -> None:
+    """Cut between the recording's first writes and its first whole chunk, or finished
+    without a segment: nothing to keep, and no release would ever remove the folder."""
+    root = tmp_path / "recordings"
+    _sealer(root, ckeys, "20261122T181500Z-0e01").abandon()  # header and START only
+    cut = _sealer(root, ckeys, "20261122T181500Z-0e02")
+    cut.begin_segment(0, "video/mp2t", 0, STARTED).write(b"z" * (SMALL_CHUNK // 2))
+    cut.abandon()  # seg-000000.bcs.part: its header, no whole chunk
+    _sealer(root, ckeys, "20261122T181500Z-0e03").finish(STARTED + 1)  # END, no segment
+    kept = _sealer(root, ckeys, "20261122T181500Z-0e04")
+    kept.abandon()
+    (root / "20261122T181500Z-0e04" / "notes.txt").write_bytes(b"not the camera's")
+    reports = {r.recording_id: r for r in recover_recordings(root, ckeys.device)}
+    assert sorted(reports) == [f"20261122T181500Z-0e0{i}" for i in (1, 2, 3, 4)]
+    for i in (1, 2, 3):
+        report = reports[f"20261122T181500Z-0e0{i}"]
+        assert report.removed_recording and not report.closed and not report.problems
+    assert "discarded seg-000000.bcs.part" in reports["20261122T181500Z-0e02"].actions[0]
+    # A folder holding anything else is not the camera's to judge: closed, kept.
+    assert reports["20261122T181500Z-0e04"].closed
+    assert not reports["20261122T181500Z-0e04"].removed_recording
+    assert [p.name for p in root.iterdir()] == ["20261122T181500Z-0e04"]
+    assert recover_recordings(root, ckeys.device) == []  # nothing left to do
+
+
+class _Cut(BaseException):
+    """The power goes while recovery removes a folder."""
+
+
+def test_a_cut_while_removing_a_recording_without_footage(
+    ckeys: CryptoKeys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest goes first: a cut then leaves a folder that never started, which the
+    next recovery removes (the header alone would leave a manifest nothing can verify)."""
+    root = tmp_path / "recordings"
+    _sealer(root, ckeys).abandon()
+    real = recovery_module.fsync_dir
+
+    def cut(directory: Path) -> None:
+        real(directory)
+        raise _Cut
+
+    monkeypatch.setattr(recovery_module, "fsync_dir", cut)
+    with pytest.raises(_Cut):
+        recover_recordings(root, ckeys.device)
+    monkeypatch.undo()
+    assert [p.name for p in (root / RID).iterdir()] == ["recording.hdr"]
+    [report] = recover_recordings(root, ckeys.device)
+    assert report.removed_recording and list(root.iterdir()) == []
 
 
 def test_cut_while_the_recording_was_being_created(ckeys: CryptoKeys, tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ from dock.ledger import Ledger
 def weed() -> Iterator[WeedServer]:
     """A real SeaweedFS with S3 on 127.0.0.1, started once for the session.
 
-    Session-scoped fixtures are set up before the per-test leak check takes its
-    snapshot, so the server does not count as a leaked child of the first test.
+    The leak check (tests/conftest.py) counts the server as this fixture's, since it
+    starts in the fixture's setup: it may outlive a test, and is gone after the last.
     """
     with tempfile.TemporaryDirectory(prefix="bodycam-weed-") as tmp:
         server = start_weed(Path(tmp))

@@ -61,15 +61,32 @@ ANY_STATE = ("copied", "stored", "released", "quarantined")
 
 
 SEED_ENV = "BODYCAM_SEED"
-_session_seed: list[int] = []
+FRESH = "fresh"  # BODYCAM_SEED=fresh: draw a new seed (what `make reliability` does)
+# Without BODYCAM_SEED (`make test`) every run on every machine meets the same faults. With
+# this seed the camera's power is cut once between a recording's header and its first
+# whole chunk (tests/reliability/test_power_cut_ingest.py).
+FIXED_SEED = 12
+_session_seed: list[tuple[int, str]] = []
 
 
 def session_seed() -> int:
-    """The run's seed: BODYCAM_SEED if set, else drawn once per process (print it)."""
+    """The run's seed, chosen once per process: BODYCAM_SEED=N, a new one with
+    BODYCAM_SEED=fresh, else FIXED_SEED. Raises ValueError for anything else."""
     if not _session_seed:
-        raw = os.environ.get(SEED_ENV)
-        _session_seed.append(int(raw) if raw else random.SystemRandom().randrange(1 << 32))
-    return _session_seed[0]
+        raw = os.environ.get(SEED_ENV, "").strip()
+        if raw == FRESH:
+            _session_seed.append((random.SystemRandom().randrange(1 << 32), "fresh"))
+        elif raw:
+            _session_seed.append((int(raw), f"from {SEED_ENV}"))
+        else:
+            _session_seed.append((FIXED_SEED, "fixed"))
+    return _session_seed[0][0]
+
+
+def seed_origin() -> str:
+    """Where the run's seed came from: "fixed", "fresh" or "from BODYCAM_SEED"."""
+    session_seed()
+    return _session_seed[0][1]
 
 
 def rng_for(seed: int, name: str) -> random.Random:

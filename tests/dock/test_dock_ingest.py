@@ -10,6 +10,7 @@ import pytest
 from dock_support import Dock, decrypt_from_store, register
 from fake_camera import FakeCamera
 
+from crypto.recovery import recover_recordings
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import QUARANTINED, RELEASED, Ledger
 from dock.slots import Slot
@@ -234,6 +235,49 @@ def test_unfinished_recording_segments_are_released_folder_stays(
     ]
     again = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys))
     assert again.ok and again.recordings_done == 1 and again.stored == 0
+
+
+def test_a_finished_recording_without_footage_is_named_not_counted_as_stored(
+    tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
+) -> None:
+    """A signed manifest that lists no segment (what a camera left when a power cut came
+    before a recording's first chunk): nothing to store or release, and the summary says
+    so instead of counting it as stored."""
+    cam: FakeCamera = make_cam()
+    empty = cam.record(0)
+    cam.record(2)
+    alone: FakeCamera = make_cam("cam2")
+    only = alone.record(0)
+    for c in (cam, alone):
+        register(ledger, c)
+    docks.dock(cam, "slot-1")
+    docks.dock(alone, "slot-2")
+    ctx = context(tmp_path, ledger, dock_keys)
+    report = ingest(docks, "slot-1", ctx)
+    assert report.summary().startswith(
+        f"{cam.device_id}: 1 of 1 recordings stored, 1 recording without footage "
+        "(no segment to store); 1 other file(s) left on the camera; notes: "
+    )
+    assert (report.recordings, report.recordings_done, report.empty) == (2, 1, 1)
+    assert (report.stored, report.released) == (2, 2)
+    assert list(report.left) == [f"recordings/{empty}"]
+    assert "no segment to release" in report.left[f"recordings/{empty}"]
+    assert not report.ok and not report.released_camera
+    assert [p.name for p in cam.recordings.iterdir()] == [empty]
+    report = ingest(docks, "slot-2", ctx)
+    assert report.summary().startswith(
+        f"{alone.device_id}: 1 recording without footage (no segment to store); "
+        "1 other file(s) left on the camera; notes: "
+    )
+    assert (report.recordings, report.recordings_done, report.empty, report.stored) == (1, 0, 1, 0)
+    assert list(report.left) == [f"recordings/{only}"]
+    # The camera's boot recovery removes such a folder; the next docking finds nothing.
+    [removed] = recover_recordings(alone.recordings, alone.device_key)
+    assert removed.removed_recording
+    docks.undock("slot-2")
+    docks.dock(alone, "slot-2")
+    again = ingest(docks, "slot-2", ctx)
+    assert again.ok and again.summary().startswith(f"{alone.device_id}: no recordings on the")
 
 
 def test_store_unavailable_keeps_everything_on_the_camera(

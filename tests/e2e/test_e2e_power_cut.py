@@ -64,8 +64,8 @@ def boot_and_check(home: Path, site: Site, raw: bytes, before: dict[str, str]) -
     for rec_dir in sorted((volume / "recordings").iterdir()):
         verified = verify_recording(rec_dir, cam.device_public)
         assert verified.complete
-        if not verified.segments:
-            continue
+        # A recording without footage is not kept: no release would ever remove it.
+        assert verified.segments, f"{rec_dir.name} holds no segment and was kept"
         decoded = decode(decrypt(rec_dir, site.vault, cam.device_public), cut_by_power=True)
         assert decoded.first_packet_keyframe
         assert_consecutive(decoded.counters)
@@ -114,21 +114,36 @@ class PowerCut(BaseException):
 
 
 @contextmanager
-def cut_power_at_write(n: int) -> Iterator[list[int]]:
+def cut_power_at_write(n: int, under: Path | None = None) -> Iterator[list[int]]:
     """os.write raises PowerCut from its n-th call on; the n-th writes half its bytes first.
 
     Every later write fails too (the power stays off), so a library that turns the
-    first exception into its own error cannot write on afterwards.
+    first exception into its own error cannot write on afterwards. With `under`, only
+    writes to files below that folder count: the camera's threads (capture and event log,
+    recording worker) write in an order that timing decides, the worker's own files in
+    one order, so the n-th of those is the same cut on every run.
     """
     real_write = os.write
     calls = [0]
 
+    def counts(fd: int) -> bool:
+        if under is None:
+            return True
+        try:
+            return Path(os.readlink(f"/proc/self/fd/{fd}")).is_relative_to(under)
+        except OSError:
+            return False
+
     def write(fd: int, data: bytes) -> int:
-        calls[0] += 1
         if calls[0] >= n:
+            raise PowerCut(f"power cut at write {n}")  # the power stays off
+        if not counts(fd):
+            return real_write(fd, data)
+        calls[0] += 1
+        if calls[0] == n:
             view = memoryview(data)
             keep = len(view) // 2
-            if calls[0] == n and keep:
+            if keep:
                 real_write(fd, view[:keep])  # a torn write
             raise PowerCut(f"power cut at write {n}")
         return real_write(fd, data)
@@ -222,7 +237,11 @@ def _boot_only(home: Path, raw: bytes) -> None:
     volume = home / "volume"
     verify_event_log(events_path(volume), cam.device_public)
     for rec_dir in sorted((volume / "recordings").iterdir()):
-        assert verify_recording(rec_dir, cam.device_public).complete
+        verified = verify_recording(rec_dir, cam.device_public)
+        assert verified.complete
+        # Cut before its first whole chunk: no footage, and no folder left behind (none
+        # of its segments would ever be released, and with that the folder never removed).
+        assert verified.segments, f"{rec_dir.name} holds no segment and was kept"
     assert scan_volume(volume) == {}
 
 

@@ -178,7 +178,6 @@ def server(corpus: Corpus) -> Iterator[str]:
         srv.stop()
 
 
-@pytest.mark.allow_leaks
 def test_every_recording_streams_for_a_viewing_in_pairs_with_the_watermark(
     corpus: Corpus, decrypted: dict[str, tuple[Path, Path]], server: str
 ) -> None:

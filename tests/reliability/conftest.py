@@ -1,9 +1,11 @@
 """The reliability suite: faults across the whole chain, seeded, with a summary at the end.
 
 Short form by default (it runs in `make test`); `BODYCAM_RELIABILITY=full` (what
-`make reliability` sets) runs the same code with larger counts. `BODYCAM_SEED=N`
-repeats a run: every test draws its faults from a generator seeded by the session seed
-and its own name, so one test run alone with the printed seed meets the same faults.
+`make reliability` sets) runs the same code with larger counts. Every test draws its
+faults from a generator seeded by the session seed and its own name, so one test run
+alone with the printed seed meets the same faults. Without `BODYCAM_SEED` the seed is
+fixed (`make test` gives the same verdict on every machine and run); `make reliability`
+sets `BODYCAM_SEED=fresh` and explores a new seed each run; `BODYCAM_SEED=N` repeats one.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ for support in ("dock", "e2e"):  # dock_support, s3_support, fault_support, e2e_
 
 from dock_support import Dock, make_camera  # noqa: E402
 from fake_camera import FakeCamera  # noqa: E402
-from fault_support import SEED_ENV, rng_for, session_seed  # noqa: E402
+from fault_support import FRESH, SEED_ENV, rng_for, seed_origin, session_seed  # noqa: E402
 from s3_support import ACCESS_KEY, REGION, SECRET_KEY, WeedServer, start_weed  # noqa: E402
 
 from crypto.keys import SigningKey, VaultKey  # noqa: E402
@@ -39,6 +41,7 @@ class Tally:
     """What the suite did, for the summary: every test adds to it."""
 
     seed: int
+    origin: str  # "fixed", "fresh" or "from BODYCAM_SEED"
     mode: str
     faults: dict[str, int] = field(default_factory=dict)
     bad_inputs: int = 0
@@ -57,10 +60,14 @@ class Tally:
         self.segments_lost += lost
         self.false_releases += false_releases
 
+    def repeat(self) -> str:
+        run = " make reliability" if self.mode == "full" else ""
+        return f"repeat with {SEED_ENV}={self.seed}{run}"
+
     def lines(self) -> list[str]:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(self.faults.items())) or "none"
         return [
-            f"reliability ({self.mode}), seed {self.seed} (repeat with {SEED_ENV}={self.seed})",
+            f"reliability ({self.mode}), seed {self.seed} ({self.origin}; {self.repeat()})",
             f"faults injected: {sum(self.faults.values())} ({kinds})",
             f"bad inputs tried: {self.bad_inputs}",
             f"segments checked: {self.segments_checked}",
@@ -77,19 +84,21 @@ def _seed() -> int:
         return session_seed()
     except ValueError:
         raw = os.environ.get(SEED_ENV)
-        raise pytest.UsageError(f"{SEED_ENV} must be an integer, not {raw!r}") from None
+        raise pytest.UsageError(
+            f"{SEED_ENV} must be an integer or {FRESH!r}, not {raw!r}"
+        ) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     mode = os.environ.get(MODE_ENV, "short")
     if mode not in ("short", "full"):
         raise pytest.UsageError(f"{MODE_ENV} must be 'short' or 'full', not {mode!r}")
-    config.stash[_TALLY] = Tally(_seed(), mode)
+    config.stash[_TALLY] = Tally(_seed(), seed_origin(), mode)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     tally = config.stash[_TALLY]
-    return f"reliability: {tally.mode} form, seed {tally.seed}"
+    return f"reliability: {tally.mode} form, seed {tally.seed} ({tally.origin})"
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

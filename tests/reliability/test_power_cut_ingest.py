@@ -1,9 +1,10 @@
 """Camera power cut at seeded write points (tests/e2e/test_e2e_power_cut.py), then a full ingest.
 
 The e2e test cuts power at every write and checks the camera's recovery; here a seeded
-sample of those cut points goes on through the whole chain: boot, dock on a real pty,
-ingest by the real dock into the store. Everything sealed before the cut must be
-stored unchanged and released; nothing may be left on the camera.
+sample of the writes to the recording's own files (the same cut for a seed on every run)
+goes on through the whole chain: boot, dock on a real pty, ingest by the real dock into
+the store. Everything sealed before the cut must be stored unchanged and released;
+nothing may be left on the camera.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
     slots = tmp_path / "slots"
     slots.mkdir()
     try:
-        # the e2e test counts more than 50 writes in such a run; a point past the last is no cut
-        for n, write in enumerate(sorted(rng.sample(range(8, 90), count(2, 10)))):
+        # Writes to the recording's own files are counted (the event log's, from another
+        # thread, interleave by timing): about 66 in such a run; a point past the last is no
+        # cut. 1-2: the recording never started; 3-4: cut before its first whole chunk.
+        for n, write in enumerate(sorted(rng.sample(range(1, 72), count(2, 10)))):
             home = tmp_path / f"cut{write}"
             shutil.copytree(base, home)
-            with cut_power_at_write(write):
+            with cut_power_at_write(write, under=(home / "volume" / "recordings").resolve()):
                 try:
                     _record_once(home, raw)
                 except PowerCut:
@@ -99,6 +102,8 @@ def test_power_cut_at_seeded_writes_then_full_ingest(
             finally:
                 cam.power_off()
             assert _sealed(home / "volume") == {}
+            left = sorted(str(p.relative_to(home)) for p in (home / "volume/recordings").rglob("*"))
+            assert not left, f"power cut at write {write}: left on the camera: {left}"
             lost = [
                 f"{rec}/{name}"
                 for (rec, name), sha in before.items()

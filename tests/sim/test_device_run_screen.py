@@ -15,13 +15,16 @@ import signal
 import struct
 import subprocess
 import termios
+import time
 from pathlib import Path
 
 import pytest
 from test_shift_device_terminal import ROOT, SMALL, _bodycam, _read_until, profile_bytes
 
+from crypto.format import SEG_HEADER_MAX, TAG_SIZE
 from crypto.keys import SigningKey, VaultKey, write_public_key
 from firmware.profile import default_profile, derive_profile
+from firmware.recorder import DEFAULT_CHUNK
 
 
 def _set_width(fd: int, columns: int) -> None:
@@ -125,6 +128,15 @@ def test_terminal_closed_is_a_power_cut_and_the_next_boot_says_what_it_recovered
         seen = bytearray()
         _read_until(proc.stdout.fileno(), b"rec 00:01", seen)
         rec_id = seen.split(b"recording ", 1)[1].split(b"\n", 1)[0].decode()
+        # Cut once a whole chunk is sealed on the volume: footage for the next boot to
+        # recover (a recording cut before its first chunk holds none and is removed).
+        folder = tmp_path / "home" / "volume" / "recordings" / rec_id
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            p.stat().st_size > SEG_HEADER_MAX + DEFAULT_CHUNK + TAG_SIZE
+            for p in folder.glob("seg-000000.bcs*")
+        ):
+            time.sleep(0.05)
         proc.send_signal(sig)
         assert proc.wait(timeout=30) == 128 + sig
         out = seen + proc.stdout.read()

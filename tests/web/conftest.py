@@ -12,14 +12,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from web_support import (  # noqa: E402
-    CHROMIUM,
-    CHROMIUM_ARGS,
     LONG,
     LONG_SECONDS,
     NO_PICTURE,
     Server,
     WebSite,
     build_site,
+    chromium,
     make_ts,
 )
 
@@ -43,13 +42,5 @@ def server(web_site: WebSite) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make system-deps)")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from web_support import LONG, NO_PICTURE, PASSWORD, REPO, Server, WebSite, axe_source, cli
 
 DOCS = REPO / "vault" / "docs"
@@ -79,9 +78,6 @@ def test_sign_in_locks_after_repeated_failures(browser: Any, server: Server) -> 
     ctx.close()
 
 
-# Playback is the first use of the browser session's event-loop executor: its two
-# threads start here and end with the session-scoped browser, not with this test.
-@pytest.mark.allow_leaks
 def test_a_pair_views_a_recording_and_the_video_plays_watermarked(
     browser: Any, server: Server, web_site: WebSite
 ) -> None:

@@ -6,11 +6,14 @@
   `make demo` does.
 - `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after
   (`env` adds to its environment, e.g. GUNICORN_CMD_ARGS for a gunicorn config file).
+- `chromium()`: Debian's Chromium under Playwright; every thread it uses starts before
+  the browser is handed out and is joined after it closed.
 - `axe_source()`: axe-core from the npm registry (`npm pack`), cached once per machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import json
@@ -21,8 +24,12 @@ import socket
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -311,6 +318,41 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log.close()
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """A Chromium browser driven by Playwright's sync API; closed, with its threads, after.
+
+    Playwright writes files (a screenshot with a path) through its event loop's default
+    thread pool, which starts a thread whenever a call finds none idle: how many start,
+    and in which test, depends on timing. The loop's close does not wait for them
+    either. So the loop gets a pool of one thread, started here, and every thread that
+    started with the browser (the pool's, the driver process's watcher) is joined after
+    it closed: none starts or is left behind in a test.
+    """
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(f"{CHROMIUM} is missing: apt-get install chromium (make system-deps)")
+    before = set(threading.enumerate())
+    files = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright-files")
+    started: set[threading.Thread] = set()
+    try:
+        files.submit(int).result()  # its one thread runs from here on
+        with sync_playwright() as p:
+            # The sync API runs its event loop in this thread, marked running between calls.
+            asyncio.get_running_loop().set_default_executor(files)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            started = set(threading.enumerate()) - before
+            try:
+                yield browser
+            finally:
+                browser.close()
+    finally:
+        files.shutdown(wait=True)
+        for thread in started:
+            thread.join(timeout=30)
 
 
 def axe_source() -> str:

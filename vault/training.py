@@ -47,7 +47,7 @@ from vault.catalog.models import Hold, Recording
 from vault.clock import Clock
 from vault.errors import InvalidRequest, OriginRefused
 from vault.policy import OFFICER_CONCERNED, ViewingRule
-from vault.viewing import _fills, _is_officer_concerned
+from vault.viewing import _fills, _is_officer_concerned, clean_reference
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ ACTION = "training.export"
 START_ACTION = "training.export.start"
 CONSENT_ACTION = "training.consent"
 ESCALATION_ACTION = "recording.escalated"
-MAX_REFERENCE = 100
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,6 @@ def is_escalated(recording: Recording) -> bool:
     return bool(_recorded(recording, ESCALATION_ACTION))
 
 
-def _clean_reference(value: str, what: str) -> str:
-    ref = (value or "").strip()
-    if not ref or len(ref) > MAX_REFERENCE or not ref.isprintable():
-        raise InvalidRequest(f"{what} {value!r}: give 1..{MAX_REFERENCE} printable characters")
-    return ref
-
-
 def _access_request_references(recording: Recording) -> set[str]:
     return {
         h.reference.strip().lower()
@@ -103,7 +95,7 @@ def training_consent_record(
     *, actor: Actor, recording: Recording, reference: str, clock: Clock
 ) -> None:
     """The officer concerned consents to training use of this recording."""
-    ref = _clean_reference(reference, "consent reference")
+    ref = clean_reference(reference, "consent reference")
     muni = recording.municipality.code
     if not _is_officer_concerned(actor, recording):
         raise refuse(
@@ -170,7 +162,7 @@ def recording_mark_escalated(
     *, actor: Actor, recording: Recording, reason: str, clock: Clock
 ) -> None:
     """Mark the recording as an escalated situation (what H2O's training use needs)."""
-    why = _clean_reference(reason, "reason")
+    why = clean_reference(reason, "reason")
     rule = _learning_rule(actor, recording, ESCALATION_ACTION, clock)
     if recording.officer is None or not _seated(actor, recording, rule):
         raise refuse(

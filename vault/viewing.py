@@ -52,6 +52,14 @@ class OfficerConsent:
         return {"entry": self.seq, "reference": self.reference, "officer": self.officer}
 
 
+def clean_reference(value: str, what: str) -> str:
+    """A consent reference or reason as given: 1..MAX_REFERENCE printable characters."""
+    ref = (value or "").strip()
+    if not ref or len(ref) > MAX_REFERENCE or not ref.isprintable():
+        raise InvalidRequest(f"{what} {value!r}: give 1..{MAX_REFERENCE} printable characters")
+    return ref
+
+
 def _is_officer_concerned(actor: Actor, recording: Recording) -> bool:
     officer = recording.officer
     return (
@@ -118,11 +126,7 @@ def viewing_consent_record(
     *, actor: Actor, recording: Recording, purpose: str, reference: str, clock: Clock
 ) -> OfficerConsent:
     """The officer concerned consents to their recording being viewed for `purpose`."""
-    ref = (reference or "").strip()
-    if not ref or len(ref) > MAX_REFERENCE or not ref.isprintable():
-        raise InvalidRequest(
-            f"consent reference {reference!r}: give 1..{MAX_REFERENCE} printable characters"
-        )
+    ref = clean_reference(reference, "consent reference")
     muni = recording.municipality.code
     if purpose not in PURPOSES:
         raise InvalidRequest(f"purpose {purpose!r}: one of {', '.join(PURPOSES)}")

@@ -203,6 +203,7 @@ class DockDaemon:
             stop=self.stop_event,
             profiles_dir=config.profiles_dir,
             link_timeout=config.link_timeout,
+            takes_registry=config.registry_key is not None,
         )
         self.watcher = watcher or SlotWatcher(
             config.slots,

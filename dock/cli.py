@@ -233,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         profiles=args.profiles,
         keys=args.keys,
         create=args.create,
+        registry_key=args.registry_key,
     )
     config = DaemonConfig(
         slots=args.slots,

@@ -266,6 +266,74 @@ def _first_line(exc: BaseException) -> str:
     return text.split("; everything stays on the camera")[0]
 
 
+REGISTRY_PUB = "the back office's HOME/registry.pub"
+_KEY_KINDS = {
+    "dock": "a dock's public key",
+    "integrator": "the integrator's public key (it signs profiles)",
+    "vault": "the vault's sealing key",
+    "device": "a camera's device key",
+}
+
+
+def load_registry_key(path: Path) -> bytes:
+    """The back office's registry public key from --registry-key FILE, or StartRefused.
+
+    A key file of another kind (the dock's own, the integrator's, a camera's
+    DEVICE.json) would verify no registry: the dock would start and refuse every
+    camera, so it is refused here, saying what the file is. A bare 64-hex file
+    carries no kind and is taken; the store check below catches a wrong one.
+    """
+    from crypto.errors import KeyFileError
+    from crypto.keys import load_public_key, public_key_kind
+
+    option = f"--registry-key {path}"
+    if path.is_dir():
+        raise StartRefused(f"{option}: is a folder; pass {REGISTRY_PUB}")
+    try:
+        public = load_public_key(path)
+        kind = public_key_kind(path)
+        doc = None if kind is not None else json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise StartRefused(f"{option}: does not exist; copy {REGISTRY_PUB} there") from None
+    except (KeyFileError, OSError) as exc:
+        raise StartRefused(f"--registry-key: {exc}") from None
+    except ValueError:  # bare hex, not JSON: no kind to check
+        doc = None
+    if isinstance(doc, dict) and "device_id" in doc:
+        kind, what = "device", f"camera {doc['device_id']}'s DEVICE.json"
+    else:
+        what = _KEY_KINDS.get(kind or "", f"a {kind} key")
+    if kind is not None and kind != "registry":
+        raise StartRefused(
+            f"{option}: is {what} (kind {kind}), not the back office's registry key "
+            f"(kind registry); pass {REGISTRY_PUB}"
+        )
+    return public
+
+
+def check_registry_key(path: Path, store_url: str) -> None:
+    """--registry-key is a registry key, and verifies the registry the store holds (if any)."""
+    from dock.registry import unsigned_by
+    from store import RetryPolicy, StoreError, open_store
+
+    public = load_registry_key(path)
+    try:
+        store = open_store(store_url, retry=RetryPolicy(attempts=1))
+    except StoreError:
+        return  # check_store has said what is wrong with the store
+    try:
+        unsigned = unsigned_by(store, public)
+    except (StoreError, OSError):
+        return  # unreachable now: the daemon keeps its last good copy and retries
+    finally:
+        store.close()
+    if unsigned is not None:
+        raise StartRefused(
+            f"--registry-key {path}: the camera registry in the store ({unsigned}) is "
+            f"signed by another key; pass {REGISTRY_PUB}"
+        )
+
+
 def check_start(
     *,
     slots: Path,
@@ -275,6 +343,7 @@ def check_start(
     profiles: Path | None,
     keys: Path | None,
     create: bool,
+    registry_key: Path | None = None,
 ) -> None:
     """Everything `dock run` needs, checked before anything is opened or written."""
     _folder("--slots", slots, create=create, what="the slots root")
@@ -288,4 +357,8 @@ def check_start(
     check_ledger(ledger, create=create)
     if state is not None:
         _folder("--state", state, create=create, what="the spool folder")
+    if registry_key is not None:
+        load_registry_key(registry_key)  # before the store: a wrong file is the quicker fix
     check_store(store_url, create=create)
+    if registry_key is not None:
+        check_registry_key(registry_key, store_url)

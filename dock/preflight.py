@@ -267,11 +267,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 REGISTRY_PUB = "the back office's HOME/registry.pub"
-_KEY_KINDS = {
-    "dock": "a dock's public key",
-    "integrator": "the integrator's public key (it signs profiles)",
-    "vault": "the vault's sealing key",
-    "device": "a camera's device key",
+_KEY_OWNERS = {
+    "dock": "a dock's",
+    "integrator": "the integrator's",
+    "vault": "the vault's",
+    "device": "a camera's",
 }
 
 
@@ -284,31 +284,43 @@ def load_registry_key(path: Path) -> bytes:
     carries no kind and is taken; the store check below catches a wrong one.
     """
     from crypto.errors import KeyFileError
-    from crypto.keys import load_public_key, public_key_kind
+    from crypto.keys import PRIVATE_FORMAT, load_public_key, public_key_kind
 
     option = f"--registry-key {path}"
     if path.is_dir():
         raise StartRefused(f"{option}: is a folder; pass {REGISTRY_PUB}")
     try:
-        public = load_public_key(path)
-        kind = public_key_kind(path)
-        doc = None if kind is not None else json.loads(path.read_bytes())
+        kind = public_key_kind(path)  # a bounded read; KeyFileError for what is no key file
+        text = path.read_text(errors="replace")  # small: public_key_kind read it whole
     except FileNotFoundError:
         raise StartRefused(f"{option}: does not exist; copy {REGISTRY_PUB} there") from None
     except (KeyFileError, OSError) as exc:
         raise StartRefused(f"--registry-key: {exc}") from None
-    except ValueError:  # bare hex, not JSON: no kind to check
-        doc = None
-    if isinstance(doc, dict) and "device_id" in doc:
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None  # 64 hex digits: no kind to check
+    if not isinstance(doc, dict):
+        doc = {}
+    half = "private" if doc.get("format") == PRIVATE_FORMAT else "public"
+    if "device_id" in doc:
         kind, what = "device", f"camera {doc['device_id']}'s DEVICE.json"
     else:
-        what = _KEY_KINDS.get(kind or "", f"a {kind} key")
+        what = f"{_KEY_OWNERS.get(kind or '', f'a {kind}')} {half} key"
+    if kind == "registry" and half == "private":
+        raise StartRefused(
+            f"{option}: is the back office's private registry key, which stays in the "
+            f"back office; pass its public half, {REGISTRY_PUB}"
+        )
     if kind is not None and kind != "registry":
         raise StartRefused(
             f"{option}: is {what} (kind {kind}), not the back office's registry key "
             f"(kind registry); pass {REGISTRY_PUB}"
         )
-    return public
+    try:
+        return load_public_key(path)
+    except (KeyFileError, OSError) as exc:
+        raise StartRefused(f"--registry-key: {exc}") from None
 
 
 def check_registry_key(path: Path, store_url: str) -> None:

@@ -256,7 +256,8 @@ def registry_site(site: Path, dock_keys: Any) -> dict[str, Any]:
     ("name", "what"),
     [
         ("keys/dock.pub", "is a dock's public key (kind dock)"),
-        ("integrator.pub", "is the integrator's public key (it signs profiles) (kind integrator)"),
+        ("integrator.pub", "is the integrator's public key (kind integrator)"),
+        ("keys/dock.key", "is a dock's private key (kind dock)"),
     ],
 )
 def test_a_key_of_another_kind_is_refused_at_start(
@@ -285,8 +286,9 @@ def test_a_cameras_device_json_or_the_private_key_is_refused_at_start(
     key = site / "registry.key"
     line = refused(run_args(site, registry_site["url"], "--registry-key", str(key)), capsys)
     assert line == (
-        f"bodycam: error: --registry-key: {key} is a private key file; pass the public key "
-        "(.pub) instead"
+        f"bodycam: error: --registry-key {key}: is the back office's private registry key, "
+        "which stays in the back office; pass its public half, the back office's "
+        "HOME/registry.pub"
     )
     missing = site / "nowhere.pub"
     line = refused(run_args(site, registry_site["url"], "--registry-key", str(missing)), capsys)

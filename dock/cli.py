@@ -79,6 +79,11 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _registry_key(text: str) -> Path | None:
+    """--registry-key FILE; an empty value (the unit's BODYCAM_REGISTRY_KEY= ) means none."""
+    return Path(text) if text else None
+
+
 def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `dock run|status|register|unregister` on the top-level `bodycam` parser."""
     dock = subparsers.add_parser(
@@ -152,11 +157,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     )
     run.add_argument(
         "--registry-key",
-        type=Path,
+        type=_registry_key,
         default=None,
         metavar="FILE",
-        help="the back office's registry public key: take the camera registry "
-        "the back office publishes in the store (cached in the ledger)",
+        help="the back office's registry public key (its HOME/registry.pub): take the "
+        "camera registry the back office publishes in the store (cached in the ledger); "
+        "without it only cameras added with `bodycam dock register` are taken",
     )
     run.add_argument(
         "--on-docked",
@@ -227,6 +233,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         profiles=args.profiles,
         keys=args.keys,
         create=args.create,
+        registry_key=args.registry_key,
     )
     config = DaemonConfig(
         slots=args.slots,

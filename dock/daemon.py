@@ -35,7 +35,7 @@ from dock.faults import fault_point
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
 from dock.report import CameraReport
-from dock.slots import Slot, SlotProgress, SlotSnapshot, SlotState
+from dock.slots import Slot, SlotProgress, SlotSnapshot, SlotState, remove_gone_slot
 from dock.spool import clean_spool_at_start
 from dock.watcher import SlotWatcher
 from firmware.hardware import Clock
@@ -203,6 +203,7 @@ class DockDaemon:
             stop=self.stop_event,
             profiles_dir=config.profiles_dir,
             link_timeout=config.link_timeout,
+            takes_registry=config.registry_key is not None,
         )
         self.watcher = watcher or SlotWatcher(
             config.slots,
@@ -210,6 +211,8 @@ class DockDaemon:
             settle=config.settle,
             rescan_interval=config.rescan_interval,
         )
+        self.watcher.on_gone = self._remove_gone_slot
+        self._gone_left: set[str] = set()  # gone slots we could not remove (said once)
         self._sessions: dict[str, _Session] = {}
         self._queue: list[Slot] = []
         self._retries: dict[str, _Retry] = {}
@@ -435,6 +438,32 @@ class DockDaemon:
                     session.cancel.set()  # the session stops at its next chunk
                 else:
                     self.ledger.clear_slot(name)
+
+    def _remove_gone_slot(self, name: str) -> None:
+        """A slot whose camera died docked: its links go once no session uses it.
+
+        Only the slot's `serial` and `volume` links and its empty folder are removed
+        (dock/slots.py `remove_gone_slot`), never the camera's files; the slot is then
+        free for the next camera. A session still running for it is cancelled by the
+        undocked event first: a later look (the next rescan) removes the slot.
+        """
+        if name in self._sessions:
+            return
+        try:
+            target = remove_gone_slot(self.config.slots, name)
+        except OSError as exc:
+            if name not in self._gone_left:
+                self._gone_left.add(name)
+                log.warning("slot %s: its camera is gone, the slot stays: %s", name, exc)
+            return
+        self._gone_left.discard(name)
+        if target is not None:
+            log.warning(
+                "slot %s: its camera is gone (serial %s no longer exists): removed the "
+                "slot's links; the camera's files were not touched",
+                name,
+                target,
+            )
 
     def _start_sessions(self) -> None:
         while self._queue and len(self._sessions) < self.config.max_slots:

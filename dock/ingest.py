@@ -147,6 +147,8 @@ class DockContext:
     link_timeout: float = 2.0
     listing_bounds: ListingBounds = field(default_factory=ListingBounds)
     event_log_piece: int = MAX_EVENT_LOG_PIECE  # bytes of event log read per docking
+    # Run with --registry-key: the back office's registry decides who is registered.
+    takes_registry: bool = False
 
     def spool_dir(self) -> Path:
         staging = self.store.staging_dir
@@ -392,6 +394,15 @@ class CameraIngest:
             )
 
     def _unknown(self, device_id: str) -> str:
+        if not self.ctx.takes_registry:
+            # Not the coordinator's to fix: the back office may list it already.
+            return (
+                f"camera {device_id} is not registered and this dock runs without a "
+                "registry key: start it with --registry-key FILE (the back office's "
+                "HOME/registry.pub) to take the back office's registry, or, for a dock "
+                "without a back office, `bodycam dock register "
+                f"{self.slot.path}/volume/DEVICE.json --role coordinator`"
+            )
         return (
             f"camera {device_id} is not registered; the coordinator adds it to the back "
             f"office's registry (`bodycam vault camera add {self.slot.path}/volume/DEVICE.json "

@@ -266,6 +266,86 @@ def _first_line(exc: BaseException) -> str:
     return text.split("; everything stays on the camera")[0]
 
 
+REGISTRY_PUB = "the back office's HOME/registry.pub"
+_KEY_OWNERS = {
+    "dock": "a dock's",
+    "integrator": "the integrator's",
+    "vault": "the vault's",
+    "device": "a camera's",
+}
+
+
+def load_registry_key(path: Path) -> bytes:
+    """The back office's registry public key from --registry-key FILE, or StartRefused.
+
+    A key file of another kind (the dock's own, the integrator's, a camera's
+    DEVICE.json) would verify no registry: the dock would start and refuse every
+    camera, so it is refused here, saying what the file is. A bare 64-hex file
+    carries no kind and is taken; the store check below catches a wrong one.
+    """
+    from crypto.errors import KeyFileError
+    from crypto.keys import PRIVATE_FORMAT, load_public_key, public_key_kind
+
+    option = f"--registry-key {path}"
+    if path.is_dir():
+        raise StartRefused(f"{option}: is a folder; pass {REGISTRY_PUB}")
+    try:
+        kind = public_key_kind(path)  # a bounded read; KeyFileError for what is no key file
+        text = path.read_text(errors="replace")  # small: public_key_kind read it whole
+    except FileNotFoundError:
+        raise StartRefused(f"{option}: does not exist; copy {REGISTRY_PUB} there") from None
+    except (KeyFileError, OSError) as exc:
+        raise StartRefused(f"--registry-key: {exc}") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = None  # 64 hex digits: no kind to check
+    if not isinstance(doc, dict):
+        doc = {}
+    half = "private" if doc.get("format") == PRIVATE_FORMAT else "public"
+    if "device_id" in doc:
+        kind, what = "device", f"camera {doc['device_id']}'s DEVICE.json"
+    else:
+        what = f"{_KEY_OWNERS.get(kind or '', f'a {kind}')} {half} key"
+    if kind == "registry" and half == "private":
+        raise StartRefused(
+            f"{option}: is the back office's private registry key, which stays in the "
+            f"back office; pass its public half, {REGISTRY_PUB}"
+        )
+    if kind is not None and kind != "registry":
+        raise StartRefused(
+            f"{option}: is {what} (kind {kind}), not the back office's registry key "
+            f"(kind registry); pass {REGISTRY_PUB}"
+        )
+    try:
+        return load_public_key(path)
+    except (KeyFileError, OSError) as exc:
+        raise StartRefused(f"--registry-key: {exc}") from None
+
+
+def check_registry_key(path: Path, store_url: str) -> None:
+    """--registry-key is a registry key, and verifies the registry the store holds (if any)."""
+    from dock.registry import unsigned_by
+    from store import RetryPolicy, StoreError, open_store
+
+    public = load_registry_key(path)
+    try:
+        store = open_store(store_url, retry=RetryPolicy(attempts=1))
+    except StoreError:
+        return  # check_store has said what is wrong with the store
+    try:
+        unsigned = unsigned_by(store, public)
+    except (StoreError, OSError):
+        return  # unreachable now: the daemon keeps its last good copy and retries
+    finally:
+        store.close()
+    if unsigned is not None:
+        raise StartRefused(
+            f"--registry-key {path}: the camera registry in the store ({unsigned}) is "
+            f"signed by another key; pass {REGISTRY_PUB}"
+        )
+
+
 def check_start(
     *,
     slots: Path,
@@ -275,6 +355,7 @@ def check_start(
     profiles: Path | None,
     keys: Path | None,
     create: bool,
+    registry_key: Path | None = None,
 ) -> None:
     """Everything `dock run` needs, checked before anything is opened or written."""
     _folder("--slots", slots, create=create, what="the slots root")
@@ -288,4 +369,8 @@ def check_start(
     check_ledger(ledger, create=create)
     if state is not None:
         _folder("--state", state, create=create, what="the spool folder")
+    if registry_key is not None:
+        load_registry_key(registry_key)  # before the store: a wrong file is the quicker fix
     check_store(store_url, create=create)
+    if registry_key is not None:
+        check_registry_key(registry_key, store_url)

@@ -95,8 +95,9 @@ def _add_link_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device-public",
         metavar="HEX|FILE",
-        help="the camera's registered device public key; without it the key the "
-        "camera announces is used",
+        help="the camera's registered device public key (64 hex or a file: its "
+        "DEVICE.json from provisioning, or the key the back office's registry lists); "
+        "without it the key the camera announces is used",
     )
     p.add_argument(
         "--timeout",
@@ -114,7 +115,10 @@ def _seconds(text: str) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 3600 seconds (exclusive 0)")
+        # argparse puts "argument --timeout: " before this
+        raise argparse.ArgumentTypeError(
+            f"must be more than 0 and at most 3600 seconds, got {text}"
+        )
     return value
 
 
@@ -189,7 +193,10 @@ def _session(args: argparse.Namespace) -> Iterator[tuple[CameraLink, HelloInfo]]
         if expected is None:
             print(
                 f"note: trusting the device key camera {hello.device_id} announces "
-                f"({short_key(hello.device_public)}); pass --device-public to check it",
+                f"({short_key(hello.device_public)}); to check it, pass --device-public "
+                "with its registered key: the DEVICE.json saved when the camera was "
+                "provisioned, or the 64-hex public_key of its entry in the back office's "
+                "camera registry",
                 file=sys.stderr,
             )
             expected = hello.device_public

@@ -47,6 +47,10 @@ class RegistryError(ValueError):
     """A published registry is malformed, unsigned, or older than the one already applied."""
 
 
+class RegistrySignatureError(RegistryError):
+    """A published registry is not signed by the key the dock was given."""
+
+
 @dataclass(frozen=True)
 class Registry:
     version: int
@@ -109,7 +113,7 @@ def parse_registry(raw: bytes, trusted_key: bytes, source: str = "registry") -> 
     if doc.get("format") != FORMAT or not isinstance(body, dict):
         raise RegistryError(f"{source}: format is not {FORMAT}")
     if not verify_signature(trusted_key, canonical(body), signature):
-        raise RegistryError(
+        raise RegistrySignatureError(
             f"{source}: signature does not verify with the back office's registry key"
         )
     cameras: dict[str, dict[str, str]] = {}
@@ -131,8 +135,8 @@ def parse_registry(raw: bytes, trusted_key: bytes, source: str = "registry") -> 
         raise RegistryError(f"{source}: malformed registry ({exc})") from None
 
 
-def latest_registry(store: Store, trusted_key: bytes) -> tuple[Registry | None, str | None]:
-    """The newest registry in the store that verifies, and why newer ones were skipped."""
+def _published(store: Store) -> list[tuple[int, str]]:
+    """(version, store key) of every registry in the store, newest first."""
     candidates: list[tuple[int, str]] = []
     for key in store.list(PREFIX):
         try:
@@ -142,19 +146,45 @@ def latest_registry(store: Store, trusted_key: bytes) -> tuple[Registry | None, 
         m = NAME.fullmatch(name)
         if m:
             candidates.append((int(m.group(1)), key))
+    return sorted(candidates, reverse=True)
+
+
+def latest_registry(store: Store, trusted_key: bytes) -> tuple[Registry | None, str | None]:
+    """The newest registry in the store that verifies, and why newer ones were skipped."""
     problem = None
-    for version, key in sorted(candidates, reverse=True):
+    for version, key in _published(store):
         try:
             reg = parse_registry(store.get_bytes(key, MAX_REGISTRY), trusted_key, key)
         except (RegistryError, StoreError, OSError) as exc:
             problem = problem or str(exc)
-            log.error("camera registry %s refused: %s", key, exc)
+            log.error("camera registry refused: %s", exc)  # the message names the key
             continue
         if reg.version != version:
             problem = problem or f"{key}: names version {version}, says {reg.version}"
             continue
         return reg, problem
     return None, problem
+
+
+def unsigned_by(store: Store, trusted_key: bytes) -> str | None:
+    """The newest published registry, when `trusted_key` verifies none of them.
+
+    None when nothing is published yet, when one registry verifies, or when the
+    failures are not signatures (a damaged copy is not the key's fault). A dock
+    given another key than the back office's (another site's, or a dock's own)
+    verifies nothing at all: that is what this finds.
+    """
+    unsigned = None
+    for _, key in _published(store):
+        try:
+            parse_registry(store.get_bytes(key, MAX_REGISTRY), trusted_key, key)
+        except RegistrySignatureError:
+            unsigned = unsigned or key
+            continue
+        except (RegistryError, StoreError, OSError):
+            continue
+        return None
+    return unsigned
 
 
 def applied_version(state: Path) -> int | None:

@@ -7,8 +7,10 @@ ledger and `dock status`; `SlotState` names the states a slot goes through.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,3 +136,69 @@ class SlotProgress:
                 "eta": self.eta,
                 "message": self.message,
             }
+
+
+SLOT_LINKS = ("volume", "serial")
+
+
+class SlotNotRemoved(OSError):
+    """A slot whose camera is gone holds something besides its links: it is left alone."""
+
+
+def remove_gone_slot(root: Path, name: str) -> str | None:
+    """Remove slot `name` under `root` if its camera is gone; the dead serial target, or None.
+
+    A camera killed while docked cannot withdraw its slot: its `serial` link then
+    points at a pty that closed with it, and the slot would stay until the camera boots
+    again (another camera cannot take the slot meanwhile). Only the slot's own
+    symbolic links (`serial`, `volume`) and the then empty folder go, never what a link
+    points at: the camera's files stay where they are. Everything is done through
+    folder descriptors, without following links, so a slot replaced in between is
+    not touched. A live serial link (or none) leaves the slot as it is (None);
+    anything else in the folder raises SlotNotRemoved naming it.
+    """
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=root_fd
+            )
+        except FileNotFoundError:
+            return None  # gone already (undocked meanwhile)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            raise SlotNotRemoved(
+                f"slot {root / name} is a link or a file, not a folder: left as it is"
+            ) from None
+        try:
+            try:
+                target = os.readlink("serial", dir_fd=fd)
+            except OSError:
+                return None  # no serial link: nothing says the camera is gone
+            try:
+                os.stat("serial", dir_fd=fd)  # follows the link
+                return None  # the port is there: the camera lives
+            except FileNotFoundError:
+                pass
+            entries = os.listdir(fd)
+            links = [
+                e
+                for e in entries
+                if e in SLOT_LINKS
+                and stat.S_ISLNK(os.stat(e, dir_fd=fd, follow_symlinks=False).st_mode)
+            ]
+            kept = sorted(set(entries) - set(links))
+            if kept:
+                raise SlotNotRemoved(
+                    f"slot {root / name}: its camera is gone (serial -> {target} is "
+                    f"gone) but it holds {', '.join(kept)}: left as it is"
+                )
+            for link in links:
+                os.unlink(link, dir_fd=fd)
+        finally:
+            os.close(fd)
+        os.rmdir(name, dir_fd=root_fd)  # empty now; refused if something came in meanwhile
+    finally:
+        os.close(root_fd)
+    return target

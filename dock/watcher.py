@@ -18,7 +18,8 @@ What inotify really does, and how this copes (FIELD-NOTES "watchdog"):
   every `rescan_interval` seconds, and polling works without the Observer at all;
 - a slot can vanish at any moment (unplug): it is reported "undocked" so its
   transfer can stop cleanly; so is a slot whose `serial` link points at nothing
-  (its camera died docked, its port closed with it); a slot replaced by another
+  (its camera died docked, its port closed with it: `on_gone` is told, and the
+  daemon removes such a slot's links); a slot replaced by another
   folder of the same name between two looks is reported undocked, then docked again.
 
 Time comes from the injected clock, so tests drive settling without sleeping.
@@ -124,6 +125,7 @@ class SlotWatcher:
         rescan_interval: float = 5.0,
         use_observer: bool = True,
         on_wake: Callable[[], None] | None = None,
+        on_gone: Callable[[str], None] | None = None,
     ) -> None:
         self.root = Path(root)
         self.clock = clock or SystemClock()
@@ -131,6 +133,9 @@ class SlotWatcher:
         self.rescan_interval = rescan_interval
         self.use_observer = use_observer
         self._on_wake = on_wake
+        # Called with the name of a slot whose camera is gone, at every look at it
+        # (the daemon removes the slot's links once no session uses it).
+        self.on_gone = on_gone
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._touched: set[str] = set()
@@ -247,7 +252,8 @@ class SlotWatcher:
         path = self.root / name
         if name.startswith("."):
             return events  # a slot being assembled (.NAME.tmp): it arrives by rename
-        identity = _stat_key(path) if path.is_dir() and not _camera_gone(path) else None
+        gone = path.is_dir() and _camera_gone(path)
+        identity = _stat_key(path) if path.is_dir() and not gone else None
         known = self._candidates.get(name)
         if known is not None and known.identity != identity:
             del self._candidates[name]
@@ -255,6 +261,8 @@ class SlotWatcher:
                 events.append(("undocked", name))
                 log.info("slot %s: camera undocked", name)
             known = None
+        if gone and self.on_gone is not None:
+            self.on_gone(name)
         if identity is None:
             return events
         if known is None:

@@ -407,6 +407,9 @@ class Camera:
                     "led": self._signals.led_on,
                     "last": self._signals.last,
                     "recent": list(self._signals.recent),
+                    "recent_age_seconds": (
+                        None if (age := self._signals.recent_age()) is None else round(age, 3)
+                    ),
                 },
                 "profile": _profile_id(self._profile),
                 "profile_source": self.profile_source,

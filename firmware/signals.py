@@ -38,6 +38,9 @@ class IndicatorPolicy:
         # Every signal of the latest moment (a start gives a beep and a vibration at once;
         # showing only the last one would hide the beep the officer heard).
         self.recent: list[str] = []
+        # When (clock monotonic) the latest moment's signals were given: a beep is over
+        # in a moment, so a screen stops showing it a little later.
+        self.recent_monotonic: float | None = None
         self._grouping = False
         self._last_beep_mono = 0.0
 
@@ -98,7 +101,14 @@ class IndicatorPolicy:
         if not self._grouping:
             self.recent = []
         self.recent.append(text)
+        self.recent_monotonic = self._clock.monotonic()
         self.last = text
+
+    def recent_age(self) -> float | None:
+        """Seconds since the latest moment's signals (None before the first)."""
+        if self.recent_monotonic is None:
+            return None
+        return max(0.0, self._clock.monotonic() - self.recent_monotonic)
 
     def _start_stop(self, profile: Profile, reason: str) -> None:
         ind = profile.indicators

@@ -3,8 +3,9 @@
 Keys: `r` record, `s` stop, `d` dock / undock, `q` quit. On a terminal the keys
 act at once (cbreak mode, select on stdin between frames) and a status line,
 cut to the terminal's width and redrawn when it is resized, shows state, the
-pre-roll buffered (in standby) or the recording time and pre-roll kept (while
-recording), storage free, every indicator of the latest moment and, while
+LED and every signal of the latest moment (for a few seconds), then the pre-roll
+buffered (in standby) or the recording time and pre-roll kept (while recording),
+storage free in MiB (the unit of the profile's storage_capacity_mb) and, while
 docked, the offload and a newly flashed profile. When stdin is not a terminal
 (a script, a pipe, a test) the same commands are read one per line, plus
 `wait SECONDS`; end of input quits. Quitting powers the camera off cleanly: a
@@ -36,11 +37,18 @@ STATUS_INTERVAL = 0.25  # seconds between status line refreshes on a terminal
 INPUT_POLL = 0.02  # longest wait between two looks at the keyboard
 MAX_LINE = 256
 HELP = "keys: r record, s stop, d dock/undock, q quit"
+# A beep or a vibration is over in a moment: its text stays this long, then goes (a
+# "recording stopped" beside "offload done" minutes later says something stale).
+SIGNAL_SHOWN_SECONDS = 5.0
+MIB = 1 << 20  # the profile's storage_capacity_mb counts MiB: the screen does too
 
 
 def _indicators(status: dict[str, Any]) -> str:
     """Every signal of the latest moment, grouped by reason: `beep+vibrate: recording started`."""
     indicators = status.get("indicators") or {}
+    age = indicators.get("recent_age_seconds")
+    if isinstance(age, int | float) and age > SIGNAL_SHOWN_SECONDS:
+        return ""
     recent = indicators.get("recent")
     if recent is None:
         recent = [indicators["last"]] if indicators.get("last") else []
@@ -60,15 +68,20 @@ def _clock(seconds: float) -> str:
 
 
 def status_line(status: dict[str, Any], width: int | None = None, docked: str = "") -> str:
-    """One line: state, pre-roll or recording time, storage free, LED, indicators.
+    """One line: state, LED, the signals of the moment, pre-roll or recording time, free.
 
-    `docked` is what the session knows of the offload; `width` cuts the line so it
-    never wraps (a wrapped line cannot be redrawn in place).
+    `docked` is what the session knows of the offload; `width` cuts the line from the
+    right so it never wraps (a wrapped line cannot be redrawn in place): what the
+    officer must see at a glance (state, LED, signals) comes first and stays.
     """
     state = str(status["state"]).upper()
     if status.get("fault"):
         state += f" ({status['fault']})"
     parts = [f"{status.get('device_id') or '-'} {state:<10}"]
+    parts.append("LED on" if (status.get("indicators") or {}).get("led") else "LED off")
+    signals = _indicators(status)
+    if signals:
+        parts.append(signals)
     target = float(status.get("buffer_target_seconds") or 0)
     if state.startswith("RECORDING"):
         pre = status.get("recording_prerecord_seconds")
@@ -77,8 +90,7 @@ def status_line(status: dict[str, Any], width: int | None = None, docked: str = 
     elif state.startswith("STANDBY"):
         parts.append(f"pre-roll {float(status.get('buffer_seconds') or 0):5.1f}/{target:.0f}s")
     free = status.get("storage_free_bytes")
-    parts.append(f"free {free / 1e6:,.0f} MB" if isinstance(free, int) else "free -")
-    parts.append("LED on" if (status.get("indicators") or {}).get("led") else "LED off")
+    parts.append(f"free {free / MIB:,.0f} MiB" if isinstance(free, int) else "free -")
     if docked:
         parts.append(docked)
     pending = status.get("profile_pending")
@@ -87,9 +99,6 @@ def status_line(status: dict[str, Any], width: int | None = None, docked: str = 
             f"new profile {pending.get('profile_name')} v{pending.get('profile_version')} "
             "flashed: applies at undock"
         )
-    signals = _indicators(status)
-    if signals:
-        parts.append(signals)
     line = "  ".join(parts)
     if width is not None and len(line) >= width:
         line = line[: max(1, width - 2)] + "~"
@@ -231,7 +240,7 @@ class DeviceSession:
             return f"offload done: {total} recording{'s' if total != 1 else ''} released"
         return (
             f"offload {released}/{total} recordings released, "
-            f"{now['bytes'] / 1e6:,.1f} MB still on the camera"
+            f"{now['bytes'] / MIB:,.1f} MiB still on the camera"
         )
 
     def status(self, width: int | None = None) -> str:

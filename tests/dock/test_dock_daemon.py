@@ -244,6 +244,56 @@ def test_running_daemon_takes_a_camera_once_the_coordinator_registers_it(
         runner.join()
 
 
+def test_a_camera_that_died_docked_has_its_slot_removed_and_its_files_kept(
+    tmp_path: Path,
+    docks: Dock,
+    make_cam: Any,
+    ledger: Ledger,
+    dock_keys: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Its pty closed with it: the slot's links go, so the slot is free again; no file goes."""
+    import os
+    import time
+
+    cam: FakeCamera = make_cam()
+    cam.record(1)
+    register(ledger, cam)
+    out = io.StringIO()
+    daemon = DockDaemon(
+        config(tmp_path, docks, once=False, rescan_interval=0.1),
+        store=FileStore(tmp_path / "st"),
+        ledger=ledger,
+        dock_key=dock_keys.dock,
+        out=out,
+    )
+    runner = threading.Thread(target=daemon.run, name="test-dock")
+    caplog.set_level("INFO", logger="dock.daemon")
+    runner.start()
+    try:
+        slot = docks.dock(cam, "slot-1")
+        serial = os.readlink(slot / "serial")
+        deadline = time.monotonic() + 20
+        while "camera released" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the daemon's output
+        assert "camera released" in out.getvalue(), out.getvalue()
+        cam.record(1)  # footage the dock has not taken: it stays on the camera
+        docks.servers.pop("slot-1").stop()  # the camera is killed: its pty closes
+        while os.path.lexists(slot) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not os.path.lexists(slot)
+    finally:
+        daemon.request_stop()
+        runner.join()
+    assert cam.volume.is_dir() and (cam.volume / "DEVICE.json").is_file()
+    assert len(cam.segment_files()) == 1
+    removed = [r.getMessage() for r in caplog.records if "its camera is gone" in r.getMessage()]
+    assert removed == [
+        f"slot slot-1: its camera is gone (serial {serial} no longer exists): removed the "
+        "slot's links; the camera's files were not touched"
+    ]
+
+
 def test_on_docked_command_runs_once_per_docking_that_stored_footage(
     tmp_path: Path, docks: Dock, make_cam: Any, ledger: Ledger, dock_keys: Any
 ) -> None:

@@ -96,11 +96,16 @@ def test_unknown_or_rekeyed_camera_is_refused_and_keeps_everything(
     cam: FakeCamera = make_cam()
     cam.record(2)
     docks.dock(cam, "slot-1")
-    ctx = context(tmp_path, ledger, dock_keys)
+    ctx = context(tmp_path, ledger, dock_keys, takes_registry=True)
     report = ingest(docks, "slot-1", ctx)
     assert report.refused and "not registered" in report.refused
     assert "bodycam vault camera add" in report.summary()
     assert len(cam.segment_files()) == 2 and list(ctx.store.list()) == []
+    # a dock without --registry-key: the back office may list the camera already, so
+    # the refusal names the dock's missing key, not the coordinator's work
+    bare = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys))
+    assert bare.refused and "this dock runs without a registry key" in bare.refused
+    assert "--registry-key FILE" in bare.refused and "vault camera add" not in bare.refused
     assert ledger.segments() == []
 
     impostor = make_cam("cam2")

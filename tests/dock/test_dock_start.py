@@ -232,6 +232,112 @@ def test_a_missing_bucket_is_created_only_with_create(
     assert bodycam(run_args(site, url, "--create")) == 0
 
 
+# --- the back office's registry key -------------------------------------------------------
+
+
+@pytest.fixture
+def registry_site(site: Path, dock_keys: Any) -> dict[str, Any]:
+    """A store holding a registry signed by the back office; its registry.pub; site keys."""
+    from crypto.keys import SigningKey, write_public_key
+    from dock.registry import publish_registry
+    from store import FileStore
+
+    registry = SigningKey.generate(kind="registry")
+    write_public_key(site / "registry.pub", registry.public_bytes(), "registry")
+    registry.save(site / "registry.key")
+    write_public_key(site / "keys" / "dock.pub", dock_keys.dock.public_bytes(), "dock")
+    write_public_key(site / "integrator.pub", dock_keys.integrator.public_bytes(), "integrator")
+    store = FileStore(site / "store")
+    publish_registry(store, registry, version=1, site="s", cameras=[], now=1.0)
+    return {"url": f"file://{site}/store", "store": store, "registry": registry}
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("keys/dock.pub", "is a dock's public key (kind dock)"),
+        ("integrator.pub", "is the integrator's public key (kind integrator)"),
+        ("keys/dock.key", "is a dock's private key (kind dock)"),
+    ],
+)
+def test_a_key_of_another_kind_is_refused_at_start(
+    site: Path,
+    registry_site: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    what: str,
+) -> None:
+    before = tree(site)
+    line = refused(run_args(site, registry_site["url"], "--registry-key", str(site / name)), capsys)
+    assert line == (
+        f"bodycam: error: --registry-key {site / name}: {what}, not the back office's "
+        "registry key (kind registry); pass the back office's HOME/registry.pub"
+    )
+    assert tree(site) == before  # refused before a ledger was made
+
+
+def test_a_cameras_device_json_or_the_private_key_is_refused_at_start(
+    site: Path, registry_site: dict[str, Any], capsys: pytest.CaptureFixture[str], make_cam: Any
+) -> None:
+    cam = make_cam()
+    device_json = cam.volume / "DEVICE.json"
+    line = refused(run_args(site, registry_site["url"], "--registry-key", str(device_json)), capsys)
+    assert f"--registry-key {device_json}: is camera {cam.device_id}'s DEVICE.json" in line
+    key = site / "registry.key"
+    line = refused(run_args(site, registry_site["url"], "--registry-key", str(key)), capsys)
+    assert line == (
+        f"bodycam: error: --registry-key {key}: is the back office's private registry key, "
+        "which stays in the back office; pass its public half, the back office's "
+        "HOME/registry.pub"
+    )
+    missing = site / "nowhere.pub"
+    line = refused(run_args(site, registry_site["url"], "--registry-key", str(missing)), capsys)
+    assert line == (
+        f"bodycam: error: --registry-key {missing}: does not exist; copy the back office's "
+        "HOME/registry.pub there"
+    )
+
+
+def test_a_registry_key_that_verifies_no_published_registry_is_refused(
+    site: Path, registry_site: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Another back office's registry key (right kind, wrong key) verifies nothing: exit 1."""
+    from crypto.keys import SigningKey, write_public_key
+
+    other = site / "other-registry.pub"
+    write_public_key(other, SigningKey.generate(kind="registry").public_bytes(), "registry")
+    line = refused(run_args(site, registry_site["url"], "--registry-key", str(other)), capsys)
+    assert line.startswith(
+        f"bodycam: error: --registry-key {other}: the camera registry in the store "
+        "(registry/cameras-0000000001.json."
+    )
+    assert line.endswith("is signed by another key; pass the back office's HOME/registry.pub")
+    assert line.count(str(other)) == 1
+    # the back office's own key starts the dock
+    assert (
+        bodycam(run_args(site, registry_site["url"], "--registry-key", str(site / "registry.pub")))
+        == 0
+    )
+
+
+def test_a_forged_newer_registry_is_logged_once_by_name_and_the_good_one_kept(
+    site: Path, registry_site: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from crypto.keys import SigningKey
+    from dock.registry import latest_registry, publish_registry
+
+    forged, _ = publish_registry(
+        registry_site["store"], SigningKey.generate(), version=2, site="s", cameras=[], now=2.0
+    )
+    with caplog.at_level("ERROR", logger="dock.registry"):
+        reg, problem = latest_registry(
+            registry_site["store"], registry_site["registry"].public_bytes()
+        )
+    assert reg is not None and reg.version == 1 and problem and forged in problem
+    (record,) = [r.getMessage() for r in caplog.records]
+    assert record.count(forged) == 1 and "signature does not verify" in record
+
+
 # --- one ledger for every command ---------------------------------------------------------
 
 

@@ -165,3 +165,44 @@ def test_slot_whose_serial_port_vanished_is_reported_undocked(tmp_path: Path) ->
     watcher.request_rescan()
     assert watcher.poll() == [] and watcher.docked() == []
     assert (slots / "slot-5").is_dir()  # the dock reports it; it never deletes a slot
+
+
+def test_a_gone_cameras_slot_loses_only_its_links(tmp_path: Path) -> None:
+    """remove_gone_slot: the slot's links and folder go, never what they point at."""
+    import pytest
+
+    from dock.slots import SlotNotRemoved, remove_gone_slot
+
+    slots = tmp_path / "slots"
+    slots.mkdir()
+    volume = make_volume(tmp_path, "g")
+    (volume / "recordings" / "r1").mkdir()
+    (volume / "recordings" / "r1" / "seg-000000.bcs").write_bytes(b"footage")
+    port = tmp_path / "pts-9"
+    port.write_bytes(b"")
+
+    def slot(name: str) -> Path:
+        path = slots / name
+        path.mkdir()
+        os.symlink(volume, path / "volume")
+        os.symlink(port, path / "serial")
+        return path
+
+    live = slot("live")
+    assert remove_gone_slot(slots, "live") is None  # its port is there
+    assert os.path.islink(live / "serial") and os.path.islink(live / "volume")
+    port.unlink()  # the camera died: its pty went with it
+    crowded = slot("crowded")
+    (crowded / "notes.txt").write_text("someone's file")
+    with pytest.raises(SlotNotRemoved, match=r"holds notes\.txt: left as it is"):
+        remove_gone_slot(slots, "crowded")
+    assert os.path.islink(crowded / "serial") and (crowded / "notes.txt").is_file()
+    os.symlink(live, slots / "linked")
+    with pytest.raises(SlotNotRemoved, match="not a folder"):
+        remove_gone_slot(slots, "linked")
+    assert remove_gone_slot(slots, "live") == str(port)
+    assert not os.path.lexists(live)
+    assert remove_gone_slot(slots, "live") is None  # already gone
+    # the camera's files are all still there
+    assert (volume / "DEVICE.json").is_file()
+    assert (volume / "recordings" / "r1" / "seg-000000.bcs").read_bytes() == b"footage"

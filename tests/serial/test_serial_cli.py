@@ -180,3 +180,21 @@ def test_timeout_must_be_a_positive_number_of_seconds(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--timeout" in err and "retries" not in err
+    if value != "soon":
+        assert (
+            f"argument --timeout: must be more than 0 and at most 3600 seconds, got {value}\n"
+            in err
+        )
+        assert "exclusive" not in err and "between" not in err
+
+
+def test_without_device_public_the_note_says_where_the_registered_key_is(
+    files: dict[str, Path], server: CameraControlServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert server.path is not None
+    assert _run("profile", "read", "--port", server.path, "--dock-key", str(files["dock"])) == 0
+    err = capsys.readouterr().err
+    assert "note: trusting the device key camera BC-1A2B3C4D announces" in err
+    assert "pass --device-public with its registered key" in err
+    assert "DEVICE.json saved when the camera was provisioned" in err
+    assert "back office's camera registry" in err

@@ -94,10 +94,11 @@ def test_recording_screen_resize_and_quit_while_recording(tmp_path: Path) -> Non
         mark = len(screen.seen)
         _set_width(screen.master, 50)
         screen.proc.send_signal(signal.SIGWINCH)
-        screen.until(b"rec 00:01")
+        screen.until(b"~", after=mark)  # a line cut to the new width
         narrow = [line for line in screen.status_lines(mark) if "RECORDING" in line]
         assert narrow and all(len(line) < 50 for line in narrow[-3:])
         assert narrow[-1].endswith("~")  # cut, not wrapped
+        assert "LED on" in narrow[-1]  # cut from the right: the LED stays in sight
         screen.key(b"q")
         assert screen.proc.wait(timeout=30) == 0
         screen.until(b" off; event log")
@@ -304,6 +305,7 @@ def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> Non
         assert "stopped 20" in docked and f"docked in {slots / 's1'}" in docked
         assert session.offload().startswith("offload 0/1 recordings released, ")
         assert "offload 0/1" in session.status()
+        assert "recording stopped" in session.status()  # the signal of this moment
         result = ingest_docked(
             {cam.device_id: cam},
             slots,
@@ -315,6 +317,10 @@ def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> Non
         assert result.exit_code == 0
         assert session.offload() == "offload done: 1 recording released"
         assert "offload done" in session.status()
+        cam.run_for(6)  # the stop's beep is long over: its text goes, the offload stays
+        line = session.status()
+        assert "offload done" in line and "recording stopped" not in line
+        assert " MiB" in line and " MB" not in line
         assert session.command("d") == "undocked (offload done: 1 recording released)"
     finally:
         session.close()

@@ -104,12 +104,37 @@ def test_status_line_shows_what_the_officer_needs() -> None:
     line = status_line(status)
     assert line.startswith("BC-12345678 RECORDING")
     assert "buffer" not in line and "rec 01:15 + pre-roll 28.5s" in line
-    assert "free 2,000 MB" in line and "LED on" in line
+    # storage in MiB, the unit of the profile's storage_capacity_mb
+    assert "free 1,907 MiB" in line and "LED on" in line
     assert "beep+vibrate: recording started" in line
     narrow = status_line(status, width=40)
     assert len(narrow) < 40 and narrow.endswith("~") and narrow.startswith("BC-12345678")
     standby = status_line({**status, "state": "standby", "buffer_seconds": 12.25})
     assert "pre-roll  12.2/30s" in standby or "pre-roll  12.3/30s" in standby
+
+
+def test_status_line_keeps_led_and_signals_on_a_narrow_terminal_and_drops_stale_ones() -> None:
+    status = {
+        "state": "docked",
+        "device_id": "BC-12345678",
+        "storage_free_bytes": 16_384 * 1024 * 1024,  # storage_capacity_mb = 16384, empty
+        "indicators": {
+            "led": False,
+            "recent": ["led off", "beep: recording stopped", "vibrate: recording stopped"],
+            "recent_age_seconds": 1.0,
+        },
+    }
+    docked = "offload done: 1 recording released"
+    line = status_line(status, docked=docked)
+    assert "free 16,384 MiB" in line and " MB" not in line
+    # cut from the right: state, LED and the signals of the moment come first and stay
+    narrow = status_line(status, width=70, docked=docked)
+    assert narrow.startswith("BC-12345678 DOCKED") and narrow.endswith("~")
+    assert "LED off" in narrow and "beep+vibrate: recording stopped" in narrow
+    # minutes later the beep is long over: its text goes, the offload stays
+    later = {**status, "indicators": {**status["indicators"], "recent_age_seconds": 60.0}}
+    line = status_line(later, docked=docked)
+    assert "recording stopped" not in line and "LED off" in line and docked in line
 
 
 def _bodycam(*args: str) -> list[str]:

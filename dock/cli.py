@@ -66,16 +66,24 @@ def _no_ledger(path: Path, command: str) -> str:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to 64, got {text}"
+        ) from None
     if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text}: expected 1..64")
+        raise argparse.ArgumentTypeError(f"must be from 1 to 64, got {text}")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, got {text}") from None
     if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text}: expected 0..3600 seconds")
+        raise argparse.ArgumentTypeError(f"must be from 0 to 3600 seconds, got {text}")
     return value
 
 

@@ -74,6 +74,29 @@ def test_usage_errors_exit_2_naming_the_problem(
     assert "error:" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--max-uploads", "many"],
+            "argument --max-uploads: must be a whole number from 1 to 64, got many",
+        ),
+        (["--max-slots", "0"], "argument --max-slots: must be from 1 to 64, got 0"),
+        (["--settle", "soon"], "argument --settle: must be a number of seconds, got soon"),
+        (["--settle", "7200"], "argument --settle: must be from 0 to 3600 seconds, got 7200"),
+    ],
+    ids=["word", "zero-slots", "word-seconds", "too-many-seconds"],
+)
+def test_dock_run_numbers_are_refused_with_their_range(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["dock", "run", *argv])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: {message}\n"), err
+
+
 def test_a_missing_file_is_one_line_naming_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,16 @@ log = logging.getLogger(__name__)
 
 SITE_FILE = "site.toml"
 MAX_SITE_FILE = 64 * 1024
+
+
+def python_argv(*args: str) -> list[str]:
+    """The command line of a child Python of this installation running `args`.
+
+    `-P`: the child does not put its working folder (or, for `-c`, the empty path) first
+    on the import path, so a folder holding `store/`, `vault/` or `crypto/` where a
+    command runs cannot shadow the project's packages.
+    """
+    return [sys.executable, "-P", *args]
 
 
 def default_home() -> Path:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.clock import SYSTEM_CLOCK
-from vault.errors import AuthenticationFailed, InvalidRequest
+from vault.errors import AuthenticationFailed, InvalidRequest, NotConfigured
 from vault.site.config import SiteConfig, check_migrated, default_home, ensure_django, migrate
 
 log = logging.getLogger(__name__)
@@ -132,17 +132,58 @@ def _fmt(t: dt.datetime | None) -> str:
 # --- set-up ------------------------------------------------------------------------------------
 
 
+def _site_store(url: str, *, create: bool) -> str:
+    """Check the store `init` points the site at; the URL to write into site.toml.
+
+    The dock's rule: a missing or empty store folder (an unmounted disk looks like one)
+    or a missing bucket is made only with --create. A file store's URL is written with
+    its absolute path, so no later command depends on the folder it runs from.
+    """
+    from store import FileStore, StoreError, open_store
+    from store.file import STORE_MARKER
+
+    store = open_store(url, create=create)
+    try:
+        if isinstance(store, FileStore):
+            root = store.root
+            if root.exists() and not root.is_dir():
+                raise NotConfigured(f"--store {url}: {root} is a file, not a folder")
+            if not root.exists() and not create:
+                raise NotConfigured(
+                    f"--store {url}: the store's root folder {root} does not exist "
+                    "(is its disk mounted?); pass --create to make it"
+                )
+            if not create and not (root / STORE_MARKER).is_file():
+                hint = (
+                    "it holds other files: choose the store's folder"
+                    if any(root.iterdir())
+                    else "it is empty: is the store's disk mounted? pass --create to start "
+                    "a new store there"
+                )
+                raise NotConfigured(
+                    f"--store {url}: {root} is not a bodycam store (no {STORE_MARKER}); {hint}"
+                )
+            if create:
+                root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            store.check()
+        except StoreError as exc:
+            raise NotConfigured(f"--store {url}: {str(exc).splitlines()[0]}") from None
+        return store.url if isinstance(store, FileStore) else url
+    finally:
+        store.close()
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from crypto.keys import SigningKey, write_public_key
-    from store import open_store
 
     home = _home(args)
+    store_url = _site_store(args.store, create=args.create)
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    open_store(args.store).check()
     cfg = SiteConfig(
         home=home,
         site=args.site,
-        store=args.store,
+        store=store_url,
         vault_key=Path(args.vault_key).absolute() if args.vault_key else None,
     )
     key_path = cfg.path(cfg.registry_key)
@@ -671,6 +712,12 @@ def add_backoffice_commands(sub: Any) -> None:
         help="first administrator's user name (password: $BODYCAM_VAULT_PASSWORD or prompt)",
     )
     init.add_argument("--vault-key", default=None, help="vault.key that opens footage")
+    init.add_argument(
+        "--create",
+        action="store_true",
+        help="make the store if it is missing (a new store folder or bucket); without it a "
+        "missing or empty store is refused, as an unmounted disk looks like one",
+    )
     init.set_defaults(func=cmd_init)
     mig = sub.add_parser("migrate", help="bring the back-office database up to date")
     mig.add_argument("--home", default=None)

@@ -53,6 +53,7 @@ def test_the_back_office_from_the_command_line(
                 "admin",
                 "--vault-key",
                 str(tmp_path / "vault.key"),
+                "--create",  # a new store
             ]
         )
         == 0
@@ -206,6 +207,36 @@ def test_the_back_office_from_the_command_line(
     from vault.audit.models import AuditEntry
 
     assert AuditEntry.objects.filter(action="auth.login", actor="piet", result="refused").exists()
+
+
+def test_init_refuses_a_missing_or_empty_store_unless_told_to_create_one(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "disk" / "store"
+
+    def init(store: str, *extra: str) -> tuple[int, str]:
+        argv = ["vault", "init", "--home", str(home), "--store", store, "--policy", "heusden"]
+        code = main([*argv, "--admin", "admin", *extra])
+        return code, capsys.readouterr().err.strip()
+
+    # As the dock: a missing store folder is a disk that is not mounted, not a new store.
+    assert init(f"file://{root}") == (
+        1,
+        f"bodycam: error: --store file://{root}: the store's root folder {root} does not "
+        "exist (is its disk mounted?); pass --create to make it",
+    )
+    assert not root.exists() and not home.exists()
+    root.mkdir(parents=True)  # an empty mount point looks the same
+    code, err = init(f"file://{root}")
+    assert code == 1 and err.count("\n") == 0
+    assert "no .bodycam-store); it is empty: is the store's disk mounted? pass --create" in err
+    assert list(root.iterdir()) == [] and not home.exists()
+    # Asked to: made, and written down with its absolute path (the folder init ran from
+    # means nothing to a later command).
+    monkeypatch.chdir(tmp_path / "disk")
+    assert init("store", "--create")[0] == 0
+    assert (root / ".bodycam-store").is_file()
+    assert f'store = "file://{root}"' in (home / "site.toml").read_text()
 
 
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -42,11 +42,13 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _password(prompt: str, env: str = "BODYCAM_VAULT_PASSWORD") -> str:
+    """`$env`, else asked with `prompt` ("new password for cora: ") in a terminal."""
     value = os.environ.get(env)
     if value:
         return value
     if not sys.stdin.isatty():
-        raise AuthenticationFailed(f"no password: set ${env} or run in a terminal")
+        whose = prompt.strip().rstrip(":")
+        raise AuthenticationFailed(f"no {whose}: set ${env}, or run in a terminal to be asked")
     return getpass.getpass(prompt)
 
 

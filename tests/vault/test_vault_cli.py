@@ -32,7 +32,7 @@ def run(home: Path, user: str | None, *argv: Any) -> int:
 
 
 def test_the_back_office_from_the_command_line(
-    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site = Site.create(tmp_path / "site")
     site.vault_key.save(tmp_path / "vault.key")
@@ -59,6 +59,15 @@ def test_the_back_office_from_the_command_line(
         == 0
     )
     assert "municipalities heusden" in capsys.readouterr().out
+    # Not in a terminal and no new password given: the line says which variable to set.
+    monkeypatch.delenv("BODYCAM_VAULT_NEW_PASSWORD")
+    add_cora = ["user", "add", "cora", "--municipality", "heusden", "--role", "coordinator"]
+    assert run(home, "admin", *add_cora) == 1
+    assert capsys.readouterr().err == (
+        "bodycam: error: no new password for cora: set $BODYCAM_VAULT_NEW_PASSWORD, or run "
+        "in a terminal to be asked\n"
+    )
+    monkeypatch.setenv("BODYCAM_VAULT_NEW_PASSWORD", PASSWORD)
     for user, role in (
         ("cora", "coordinator"),
         ("piet", "privacy_officer"),
@@ -237,6 +246,14 @@ def test_init_refuses_a_missing_or_empty_store_unless_told_to_create_one(
     assert init("store", "--create")[0] == 0
     assert (root / ".bodycam-store").is_file()
     assert f'store = "file://{root}"' in (home / "site.toml").read_text()
+
+
+def test_the_set_up_in_the_readme_names_every_password_variable() -> None:
+    readme = (Path(__file__).parents[2] / "vault" / "README.md").read_text()
+    setup = readme.split("## Set up and use", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    before_user_add = setup.split("bodycam vault user add", 1)[0]
+    for variable in ("BODYCAM_VAULT_PASSWORD", "BODYCAM_VAULT_NEW_PASSWORD"):
+        assert f"${variable}" in before_user_add, variable
 
 
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -706,7 +706,8 @@ def add_backoffice_commands(sub: Any) -> None:
         "--policy",
         action="append",
         required=True,
-        help="shipped policy (heusden, utrecht, h2o) or TOML path; repeatable",
+        help="shipped policy name (heusden, utrecht, h2o) or a TOML file's path (with a / or "
+        "ending in .toml: ./mine.toml); repeatable",
     )
     init.add_argument(
         "--admin",

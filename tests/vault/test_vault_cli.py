@@ -14,6 +14,7 @@ import pytest
 from vault_support import PASSWORD, Site, make_ts
 
 from bodycam_cli import main
+from vault.policy import load_policy
 
 
 @pytest.fixture
@@ -243,6 +244,8 @@ def test_init_refuses_a_missing_or_empty_store_unless_told_to_create_one(
     # Asked to: made, and written down with its absolute path (the folder init ran from
     # means nothing to a later command).
     monkeypatch.chdir(tmp_path / "disk")
+    (tmp_path / "disk" / "heusden").mkdir()  # a name is a shipped policy, not this folder
+    load_policy.cache_clear()  # looked up again, from this folder
     assert init("store", "--create")[0] == 0
     assert (root / ".bodycam-store").is_file()
     assert f'store = "file://{root}"' in (home / "site.toml").read_text()

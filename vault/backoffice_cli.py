@@ -636,12 +636,15 @@ def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_camera_list(s: Session, args: argparse.Namespace) -> int:
-    from vault.registry.selectors import camera_list
+    from vault.web.reports import camera_overview
 
-    for c in camera_list(actor=s.actor, clock=s.clock, include_removed=args.all):
+    for row in camera_overview(actor=s.actor, clock=s.clock, include_removed=args.all):
+        c = row.camera
         removed = f"  removed {_fmt(c.removed_at)} by {c.removed_by}" if c.removed_at else ""
+        docked = _fmt(row.status.last_docked_at) if row.status else "-"
         print(
-            f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  added "
+            f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  worn by "
+            f"{row.officer.code if row.officer else '-':<12} last docked {docked}  added "
             f"{_fmt(c.added_at)} by {c.added_by}{removed}"
         )
     return 0
@@ -815,7 +818,13 @@ def add_backoffice_commands(sub: Any) -> None:
     p.add_argument("officer", help="officer code")
     p.add_argument("--start", type=_when, default=None, help="default: now")
     p.add_argument("--end", type=_when, default=None, help="end of the shift (default: standing)")
-    p = _leaf(csub, "list", cmd_camera_list, "registered cameras", auth)
+    p = _leaf(
+        csub,
+        "list",
+        cmd_camera_list,
+        "registered cameras: who wears each one now, when it last docked",
+        auth,
+    )
     p.add_argument("--all", action="store_true", help="removed ones too")
     _leaf(csub, "publish", cmd_camera_publish, "publish the signed registry for the docks", auth)
     dock = sub.add_parser("dock", help="docking stations trusted for ingest records")

@@ -118,8 +118,24 @@ def test_the_back_office_from_the_command_line(
 
     started = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     rid = site.record(cam.device_id, started, ts=make_ts(60))
+    # The camera's event log, offloaded when it docked after the recording.
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
+    from web_support import _event_log
+
+    stop = started.timestamp() + 60
+    _event_log(site, cam.device_id, [(rid, started.timestamp(), stop)])
     assert run(home, "timer", "sync") == 0
     assert "1 added" in capsys.readouterr().out
+    # Who wears each camera and when it last docked: what the cameras page shows.
+    from vault.backoffice_cli import _fmt
+
+    assert run(home, "cora", "camera", "list") == 0
+    docked = _fmt(dt.datetime.fromtimestamp(stop + 600, dt.UTC))  # the log's dock event
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"heusden    {cam.device_id}") and "added" in line
+    assert f" worn by boa-7        last docked {docked}  added " in line, line
     assert run(home, "piet", "list", "--camera", cam.device_id) == 0
     listing = capsys.readouterr().out
     assert rid in listing and "officer boa-7" in listing

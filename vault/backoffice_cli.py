@@ -101,7 +101,8 @@ class Session:
         if self._store is None:
             from store import open_store
 
-            self._store = open_store(self.config.store)
+            # Only `init --create` makes a store: an empty folder here is an unmounted disk.
+            self._store = open_store(self.config.store, create=False)
         return self._store
 
     def close(self) -> None:

@@ -265,6 +265,17 @@ def test_init_refuses_a_missing_or_empty_store_unless_told_to_create_one(
     assert init("store", "--create")[0] == 0
     assert (root / ".bodycam-store").is_file()
     assert f'store = "file://{root}"' in (home / "site.toml").read_text()
+    # Later commands never make one: the disk unmounted leaves an empty folder, and the
+    # registry the coordinator publishes is not written into it.
+    capsys.readouterr()
+    add = ["user", "add", "cora", "--municipality", "heusden", "--role", "coordinator"]
+    assert run(home, "admin", *add) == 0
+    (root / ".bodycam-store").unlink()
+    (root / ".staging").rmdir()
+    assert run(home, "cora", "camera", "publish") == 1
+    err = capsys.readouterr().err
+    assert "has no .bodycam-store: is the disk mounted?" in err and err.count("\n") == 1, err
+    assert list(root.iterdir()) == []
 
 
 def test_the_set_up_in_the_readme_names_every_password_variable() -> None:

@@ -286,6 +286,25 @@ def test_the_set_up_in_the_readme_names_every_password_variable() -> None:
         assert f"${variable}" in before_user_add, variable
 
 
+def test_a_store_written_as_a_relative_path_is_found_from_home_not_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.site.config import SiteConfig
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)  # the server runs from elsewhere (gunicorn --chdir)
+    for written, meant in (
+        ("store", f"file://{home}/store"),
+        ("./store", f"file://{home}/store"),
+        ("file:store", f"file://{home}/store"),
+        ("file:///srv/bodycam/store", "file:///srv/bodycam/store"),
+        ("s3://footage/site?endpoint=http://127.0.0.1:8333", None),
+    ):
+        (home / "site.toml").write_text(f'site = "s1"\nstore = "{written}"\n')
+        assert SiteConfig.load(home).store == (meant or written), written
+
+
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(home, "someone", "list") == 1
     assert "site.toml does not exist" in capsys.readouterr().err

@@ -25,12 +25,15 @@ def open_store(
     retry: RetryPolicy | None = None,
     clock: Callable[[], float] = time.time,
     fault: FaultHook | None = None,
+    create: bool = True,
 ) -> Store:
     """The store a URL names: file:///path (or a plain path) or s3://bucket/prefix?...
 
     S3 query parameters: endpoint (URL of the S3 server), region, retention_days
-    (default 28), create (1: create the bucket with Object Lock if missing; default 1),
-    connect_timeout, read_timeout (seconds). File stores take retention_days too.
+    (default 28), create (1: create the bucket with Object Lock if missing; default 1,
+    or 0 when `create` is false), connect_timeout, read_timeout (seconds). File stores
+    take retention_days too. `create` false: a missing store (a file store's folder or
+    its marker, a bucket) is refused rather than made.
     """
     parsed = urllib.parse.urlsplit(url)
     query = dict(urllib.parse.parse_qsl(parsed.query, keep_blank_values=True))
@@ -56,11 +59,11 @@ def open_store(
             raise StoreConfigError(f"store URL {url!r} has no path")
         if query:
             raise StoreConfigError(f"store URL {url!r}: unknown parameters {sorted(query)}")
-        return FileStore(path, retry=retry, retention_days=retention, fault=fault)
+        return FileStore(path, retry=retry, retention_days=retention, fault=fault, create=create)
     if parsed.scheme == "s3":
         endpoint = query.pop("endpoint", None)
         region = query.pop("region", None)
-        create = query.pop("create", "1") not in ("0", "false", "no")
+        create_bucket = query.pop("create", "1" if create else "0") not in ("0", "false", "no")
         connect_timeout = number("connect_timeout", 3.0)
         read_timeout = number("read_timeout", 30.0)
         if query:
@@ -74,7 +77,7 @@ def open_store(
             region=region,
             retention_days=retention,
             retry=retry,
-            create_bucket=create,
+            create_bucket=create_bucket,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             clock=clock,

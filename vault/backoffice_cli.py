@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.clock import SYSTEM_CLOCK
-from vault.errors import AuthenticationFailed, InvalidRequest
+from vault.errors import AuthenticationFailed, InvalidRequest, NotConfigured
 from vault.site.config import SiteConfig, check_migrated, default_home, ensure_django, migrate
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,13 @@ def _home(args: argparse.Namespace) -> Path:
 
 
 def _password(prompt: str, env: str = "BODYCAM_VAULT_PASSWORD") -> str:
+    """`$env`, else asked with `prompt` ("new password for cora: ") in a terminal."""
     value = os.environ.get(env)
     if value:
         return value
     if not sys.stdin.isatty():
-        raise AuthenticationFailed(f"no password: set ${env} or run in a terminal")
+        whose = prompt.strip().rstrip(":")
+        raise AuthenticationFailed(f"no {whose}: set ${env}, or run in a terminal to be asked")
     return getpass.getpass(prompt)
 
 
@@ -99,7 +101,8 @@ class Session:
         if self._store is None:
             from store import open_store
 
-            self._store = open_store(self.config.store)
+            # Only `init --create` makes a store: an empty folder here is an unmounted disk.
+            self._store = open_store(self.config.store, create=False)
         return self._store
 
     def close(self) -> None:
@@ -132,17 +135,58 @@ def _fmt(t: dt.datetime | None) -> str:
 # --- set-up ------------------------------------------------------------------------------------
 
 
+def _site_store(url: str, *, create: bool) -> str:
+    """Check the store `init` points the site at; the URL to write into site.toml.
+
+    The dock's rule: a missing or empty store folder (an unmounted disk looks like one)
+    or a missing bucket is made only with --create. A file store's URL is written with
+    its absolute path, so no later command depends on the folder it runs from.
+    """
+    from store import FileStore, StoreError, open_store
+    from store.file import STORE_MARKER
+
+    store = open_store(url, create=create)
+    try:
+        if isinstance(store, FileStore):
+            root = store.root
+            if root.exists() and not root.is_dir():
+                raise NotConfigured(f"--store {url}: {root} is a file, not a folder")
+            if not root.exists() and not create:
+                raise NotConfigured(
+                    f"--store {url}: the store's root folder {root} does not exist "
+                    "(is its disk mounted?); pass --create to make it"
+                )
+            if not create and not (root / STORE_MARKER).is_file():
+                hint = (
+                    "it holds other files: choose the store's folder"
+                    if any(root.iterdir())
+                    else "it is empty: is the store's disk mounted? pass --create to start "
+                    "a new store there"
+                )
+                raise NotConfigured(
+                    f"--store {url}: {root} is not a bodycam store (no {STORE_MARKER}); {hint}"
+                )
+            if create:
+                root.mkdir(mode=0o750, parents=True, exist_ok=True)
+        try:
+            store.check()
+        except StoreError as exc:
+            raise NotConfigured(f"--store {url}: {str(exc).splitlines()[0]}") from None
+        return store.url if isinstance(store, FileStore) else url
+    finally:
+        store.close()
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     from crypto.keys import SigningKey, write_public_key
-    from store import open_store
 
     home = _home(args)
+    store_url = _site_store(args.store, create=args.create)
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    open_store(args.store).check()
     cfg = SiteConfig(
         home=home,
         site=args.site,
-        store=args.store,
+        store=store_url,
         vault_key=Path(args.vault_key).absolute() if args.vault_key else None,
     )
     key_path = cfg.path(cfg.registry_key)
@@ -593,12 +637,15 @@ def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_camera_list(s: Session, args: argparse.Namespace) -> int:
-    from vault.registry.selectors import camera_list
+    from vault.web.reports import camera_overview
 
-    for c in camera_list(actor=s.actor, clock=s.clock, include_removed=args.all):
+    for row in camera_overview(actor=s.actor, clock=s.clock, include_removed=args.all):
+        c = row.camera
         removed = f"  removed {_fmt(c.removed_at)} by {c.removed_by}" if c.removed_at else ""
+        docked = _fmt(row.status.last_docked_at) if row.status else "-"
         print(
-            f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  added "
+            f"{c.municipality.code:<10} {c.device_id:<20} {c.public_key[:16]}...  worn by "
+            f"{row.officer.code if row.officer else '-':<12} last docked {docked}  added "
             f"{_fmt(c.added_at)} by {c.added_by}{removed}"
         )
     return 0
@@ -663,7 +710,8 @@ def add_backoffice_commands(sub: Any) -> None:
         "--policy",
         action="append",
         required=True,
-        help="shipped policy (heusden, utrecht, h2o) or TOML path; repeatable",
+        help="shipped policy name (heusden, utrecht, h2o) or a TOML file's path (with a / or "
+        "ending in .toml: ./mine.toml); repeatable",
     )
     init.add_argument(
         "--admin",
@@ -671,6 +719,12 @@ def add_backoffice_commands(sub: Any) -> None:
         help="first administrator's user name (password: $BODYCAM_VAULT_PASSWORD or prompt)",
     )
     init.add_argument("--vault-key", default=None, help="vault.key that opens footage")
+    init.add_argument(
+        "--create",
+        action="store_true",
+        help="make the store if it is missing (a new store folder or bucket); without it a "
+        "missing or empty store is refused, as an unmounted disk looks like one",
+    )
     init.set_defaults(func=cmd_init)
     mig = sub.add_parser("migrate", help="bring the back-office database up to date")
     mig.add_argument("--home", default=None)
@@ -765,7 +819,13 @@ def add_backoffice_commands(sub: Any) -> None:
     p.add_argument("officer", help="officer code")
     p.add_argument("--start", type=_when, default=None, help="default: now")
     p.add_argument("--end", type=_when, default=None, help="end of the shift (default: standing)")
-    p = _leaf(csub, "list", cmd_camera_list, "registered cameras", auth)
+    p = _leaf(
+        csub,
+        "list",
+        cmd_camera_list,
+        "registered cameras: who wears each one now, when it last docked",
+        auth,
+    )
     p.add_argument("--all", action="store_true", help="removed ones too")
     _leaf(csub, "publish", cmd_camera_publish, "publish the signed registry for the docks", auth)
     dock = sub.add_parser("dock", help="docking stations trusted for ingest records")

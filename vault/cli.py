@@ -120,7 +120,7 @@ def load_registry(args: argparse.Namespace) -> tuple[Registry, str] | None:
     cfg = SiteConfig.load(home)
     pub_path = cfg.path(cfg.registry_key).with_suffix(".pub")
     key = _registry_public(str(pub_path))
-    latest, problem = latest_registry(open_store(cfg.store), key)
+    latest, problem = latest_registry(open_store(cfg.store, create=False), key)
     if latest is None:
         raise RegistryError(
             f"no camera registry in the store of site {cfg.site} verifies"

@@ -309,21 +309,49 @@ def shipped_policies() -> list[str]:
     return sorted(p.stem for p in POLICY_DIR.glob("*.toml"))
 
 
+def is_policy_path(name_or_path: str) -> bool:
+    """A policy path looks like one: it contains a `/` or ends in `.toml` (`./h2o.toml`).
+    Anything else is a name, and a name is only ever one of the shipped policies: a file
+    or folder called `h2o` in the working folder is never read for it."""
+    return "/" in name_or_path or name_or_path.endswith(".toml")
+
+
+def policy_file(name_or_path: str) -> Path:
+    """The file a policy name or path stands for (PolicyError for an unknown name)."""
+    if is_policy_path(name_or_path):
+        return Path(name_or_path)
+    shipped = shipped_policies()
+    if name_or_path not in shipped:
+        raise PolicyError(
+            [
+                f"no policy {name_or_path!r}: shipped are {', '.join(shipped)}; a policy "
+                f"file is given as a path (./{name_or_path}.toml)"
+            ]
+        )
+    return POLICY_DIR / f"{name_or_path}.toml"
+
+
+def policy_reference(name_or_path: str) -> str:
+    """What a municipality keeps to find its policy again from any folder: the shipped
+    policy's name, or the file's absolute path."""
+    if not is_policy_path(name_or_path):
+        return name_or_path
+    return str(Path(name_or_path).absolute())
+
+
 @cache
 def load_policy(name_or_path: str) -> Policy:
     """A shipped policy by name (heusden, utrecht, h2o) or a TOML file by path."""
-    path = Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = POLICY_DIR / f"{name_or_path}.toml"
-        if not path.is_file():
-            raise PolicyError(
-                [
-                    f"no policy {name_or_path!r}: shipped are "
-                    f"{', '.join(shipped_policies())}, or give a .toml path"
-                ]
-            )
-    with open(path, "rb") as f:
-        data = f.read(MAX_POLICY_BYTES + 1)
+    path = policy_file(name_or_path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_POLICY_BYTES + 1)
+    except IsADirectoryError:
+        raise PolicyError([f"policy file {name_or_path}: is a folder, not a TOML file"]) from None
+    except FileNotFoundError:
+        raise PolicyError([f"policy file {name_or_path}: does not exist"]) from None
+    except OSError as exc:
+        raise PolicyError([f"policy file {name_or_path}: {exc.strerror}"]) from None
     policy = parse_policy(data, source=path.name)
     log.debug("policy %s v%d loaded from %s", policy.policy.name, policy.policy.version, path)
     return policy

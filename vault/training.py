@@ -94,9 +94,28 @@ def _access_request_references(recording: Recording) -> set[str]:
 def training_consent_record(
     *, actor: Actor, recording: Recording, reference: str, clock: Clock
 ) -> None:
-    """The officer concerned consents to training use of this recording."""
+    """The officer concerned consents to training use of this recording, where the
+    municipality's policy makes training copies at all."""
     ref = clean_reference(reference, "consent reference")
     muni = recording.municipality.code
+    rule = _learning_rule(actor, recording, CONSENT_ACTION, clock)
+    if not rule.anonymize_for_training:
+        # A consent to a copy that can never be made would read, later, as if one could.
+        also = (
+            f"; to consent to a learning viewing: bodycam vault viewing-consent {recording} "
+            "--purpose learning"
+            if rule.officer_consent
+            else ""
+        )
+        raise refuse(
+            actor=actor,
+            action=CONSENT_ACTION,
+            municipality=muni,
+            target=str(recording),
+            purpose=PURPOSE,
+            clock=clock,
+            reason=f"{_no_training_copies(recording)}, so no consent to one{also}",
+        )
     if not _is_officer_concerned(actor, recording):
         raise refuse(
             actor=actor,
@@ -128,6 +147,12 @@ def training_consent_record(
             detail={"reference": ref},
         )
     log.info("%s: training consent %s recorded by %s", recording, ref, actor.username)
+
+
+def _no_training_copies(recording: Recording) -> str:
+    """Why a municipality whose learning rule makes no copy refuses training copies."""
+    name = policy_of(recording.municipality).policy.name
+    return f"the {name} policy makes learning a viewing without a copy: no training copy"
 
 
 def _seated(actor: Actor, recording: Recording, rule: ViewingRule) -> bool:
@@ -232,10 +257,7 @@ def _authorize(
     policy = policy_of(muni)
     rule = _learning_rule(actor, recording, ACTION, clock)
     if not rule.anonymize_for_training:
-        raise no(
-            f"the {policy.policy.name} policy makes learning a viewing without a copy: "
-            "no training copy"
-        )
+        raise no(_no_training_copies(recording))
     if recording.officer is None:
         raise no(
             "training uses only the officer's own footage; this recording has no assigned officer"

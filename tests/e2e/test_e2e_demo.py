@@ -17,6 +17,7 @@ from pathlib import Path
 import av
 import pytest
 from e2e_support import assert_consecutive, ffprobe
+from shadowing import shadowing_folder
 
 from crypto.keys import SigningKey, VaultKey
 from sim.demo import MARKER, DemoError, prepare_out, run_demo
@@ -24,8 +25,11 @@ from sim.sensor import read_frame_counter
 
 
 def test_demo_runs_a_whole_shift_through_the_dock_into_a_playable_mp4(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Run from a folder holding look-alikes of the project's packages (`/srv/bodycam`
+    # with its `store/`): the back office's seeding, a child Python, must not import them.
+    monkeypatch.chdir(shadowing_folder(tmp_path / "cwd"))
     out = tmp_path / "demo"
     said = io.StringIO()
     caplog.set_level(logging.DEBUG)

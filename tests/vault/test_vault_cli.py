@@ -14,6 +14,7 @@ import pytest
 from vault_support import PASSWORD, Site, make_ts
 
 from bodycam_cli import main
+from vault.policy import load_policy
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def run(home: Path, user: str | None, *argv: Any) -> int:
 
 
 def test_the_back_office_from_the_command_line(
-    home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     site = Site.create(tmp_path / "site")
     site.vault_key.save(tmp_path / "vault.key")
@@ -53,11 +54,21 @@ def test_the_back_office_from_the_command_line(
                 "admin",
                 "--vault-key",
                 str(tmp_path / "vault.key"),
+                "--create",  # a new store
             ]
         )
         == 0
     )
     assert "municipalities heusden" in capsys.readouterr().out
+    # Not in a terminal and no new password given: the line says which variable to set.
+    monkeypatch.delenv("BODYCAM_VAULT_NEW_PASSWORD")
+    add_cora = ["user", "add", "cora", "--municipality", "heusden", "--role", "coordinator"]
+    assert run(home, "admin", *add_cora) == 1
+    assert capsys.readouterr().err == (
+        "bodycam: error: no new password for cora: set $BODYCAM_VAULT_NEW_PASSWORD, or run "
+        "in a terminal to be asked\n"
+    )
+    monkeypatch.setenv("BODYCAM_VAULT_NEW_PASSWORD", PASSWORD)
     for user, role in (
         ("cora", "coordinator"),
         ("piet", "privacy_officer"),
@@ -107,8 +118,24 @@ def test_the_back_office_from_the_command_line(
 
     started = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
     rid = site.record(cam.device_id, started, ts=make_ts(60))
+    # The camera's event log, offloaded when it docked after the recording.
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
+    from web_support import _event_log
+
+    stop = started.timestamp() + 60
+    _event_log(site, cam.device_id, [(rid, started.timestamp(), stop)])
     assert run(home, "timer", "sync") == 0
     assert "1 added" in capsys.readouterr().out
+    # Who wears each camera and when it last docked: what the cameras page shows.
+    from vault.backoffice_cli import _fmt
+
+    assert run(home, "cora", "camera", "list") == 0
+    docked = _fmt(dt.datetime.fromtimestamp(stop + 600, dt.UTC))  # the log's dock event
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"heusden    {cam.device_id}") and "added" in line
+    assert f" worn by boa-7        last docked {docked}  added " in line, line
     assert run(home, "piet", "list", "--camera", cam.device_id) == 0
     listing = capsys.readouterr().out
     assert rid in listing and "officer boa-7" in listing
@@ -206,6 +233,76 @@ def test_the_back_office_from_the_command_line(
     from vault.audit.models import AuditEntry
 
     assert AuditEntry.objects.filter(action="auth.login", actor="piet", result="refused").exists()
+
+
+def test_init_refuses_a_missing_or_empty_store_unless_told_to_create_one(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "disk" / "store"
+
+    def init(store: str, *extra: str) -> tuple[int, str]:
+        argv = ["vault", "init", "--home", str(home), "--store", store, "--policy", "heusden"]
+        code = main([*argv, "--admin", "admin", *extra])
+        return code, capsys.readouterr().err.strip()
+
+    # As the dock: a missing store folder is a disk that is not mounted, not a new store.
+    assert init(f"file://{root}") == (
+        1,
+        f"bodycam: error: --store file://{root}: the store's root folder {root} does not "
+        "exist (is its disk mounted?); pass --create to make it",
+    )
+    assert not root.exists() and not home.exists()
+    root.mkdir(parents=True)  # an empty mount point looks the same
+    code, err = init(f"file://{root}")
+    assert code == 1 and err.count("\n") == 0
+    assert "no .bodycam-store); it is empty: is the store's disk mounted? pass --create" in err
+    assert list(root.iterdir()) == [] and not home.exists()
+    # Asked to: made, and written down with its absolute path (the folder init ran from
+    # means nothing to a later command).
+    monkeypatch.chdir(tmp_path / "disk")
+    (tmp_path / "disk" / "heusden").mkdir()  # a name is a shipped policy, not this folder
+    load_policy.cache_clear()  # looked up again, from this folder
+    assert init("store", "--create")[0] == 0
+    assert (root / ".bodycam-store").is_file()
+    assert f'store = "file://{root}"' in (home / "site.toml").read_text()
+    # Later commands never make one: the disk unmounted leaves an empty folder, and the
+    # registry the coordinator publishes is not written into it.
+    capsys.readouterr()
+    add = ["user", "add", "cora", "--municipality", "heusden", "--role", "coordinator"]
+    assert run(home, "admin", *add) == 0
+    (root / ".bodycam-store").unlink()
+    (root / ".staging").rmdir()
+    assert run(home, "cora", "camera", "publish") == 1
+    err = capsys.readouterr().err
+    assert "has no .bodycam-store: is the disk mounted?" in err and err.count("\n") == 1, err
+    assert list(root.iterdir()) == []
+
+
+def test_the_set_up_in_the_readme_names_every_password_variable() -> None:
+    readme = (Path(__file__).parents[2] / "vault" / "README.md").read_text()
+    setup = readme.split("## Set up and use", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    before_user_add = setup.split("bodycam vault user add", 1)[0]
+    for variable in ("BODYCAM_VAULT_PASSWORD", "BODYCAM_VAULT_NEW_PASSWORD"):
+        assert f"${variable}" in before_user_add, variable
+
+
+def test_a_store_written_as_a_relative_path_is_found_from_home_not_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.site.config import SiteConfig
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.chdir(tmp_path)  # the server runs from elsewhere (gunicorn --chdir)
+    for written, meant in (
+        ("store", f"file://{home}/store"),
+        ("./store", f"file://{home}/store"),
+        ("file:store", f"file://{home}/store"),
+        ("file:///srv/bodycam/store", "file:///srv/bodycam/store"),
+        ("s3://footage/site?endpoint=http://127.0.0.1:8333", None),
+    ):
+        (home / "site.toml").write_text(f'site = "s1"\nstore = "{written}"\n')
+        assert SiteConfig.load(home).store == (meant or written), written
 
 
 def test_commands_need_a_set_up_site(home: Path, capsys: pytest.CaptureFixture[str]) -> None:

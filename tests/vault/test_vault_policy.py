@@ -18,6 +18,7 @@ from vault.policy import (
     PolicyError,
     load_policy,
     parse_policy,
+    policy_reference,
 )
 
 
@@ -133,3 +134,35 @@ def test_actions_in_shipped_policies_are_known_and_syntax_errors_are_named(tmp_p
         load_policy(str(bad))
     with pytest.raises(PolicyError, match="no policy 'amsterdam': shipped are h2o, heusden"):
         load_policy("amsterdam")
+
+
+def test_a_policy_name_is_a_shipped_policy_whatever_the_working_folder_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "h2o").mkdir()
+    (tmp_path / "heusden").write_text("[policy]\nname = 'not the shipped one'\n")
+    (tmp_path / "mine.toml").write_bytes((POLICY_DIR / "utrecht.toml").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    load_policy.cache_clear()  # what earlier tests loaded must not answer for this folder
+    try:
+        assert load_policy("h2o").policy.name == "h2o"
+        assert load_policy("heusden").policy.name == "heusden"
+        # A path looks like one: with a `/` or ending in `.toml`.
+        assert load_policy("mine.toml").policy.name == "utrecht"
+        with pytest.raises(PolicyError) as folder:
+            load_policy("./h2o")
+        assert str(folder.value) == "policy file ./h2o: is a folder, not a TOML file"
+        with pytest.raises(PolicyError) as missing:
+            load_policy("./amsterdam.toml")
+        assert str(missing.value) == "policy file ./amsterdam.toml: does not exist"
+        with pytest.raises(PolicyError) as unknown:
+            load_policy("h2o-2027")
+        assert str(unknown.value) == (
+            "no policy 'h2o-2027': shipped are h2o, heusden, utrecht; a policy file is given "
+            "as a path (./h2o-2027.toml)"
+        )
+    finally:
+        load_policy.cache_clear()
+    # What a municipality keeps of it finds the same policy from any folder.
+    assert policy_reference("h2o") == "h2o"
+    assert policy_reference("./mine.toml") == str(tmp_path / "mine.toml")

@@ -228,15 +228,30 @@ def test_not_escalated_and_a_policy_without_training_copies_are_refused(
 
 
 def test_heusden_keeps_learning_a_viewing_without_a_copy(
-    db: str, tmp_path: Path, clock: Any
+    db: str,
+    tmp_path: Path,
+    clock: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    from vault.training import consent_references
+
     w = make_world(tmp_path, clock, "heusden")
     make_user("boa7", {w.muni: ["officer"]}, officer=w.officer)
-    from vault.training import training_consent_record
-
-    training_consent_record(
-        actor=actor("boa7"), recording=w.recording, reference=CONSENT, clock=clock
+    monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
+    home = site_home(w, tmp_path / "home")
+    # No consent is recorded to a copy the policy never makes: one line, audited.
+    consent = ["vault", "training-consent", str(w.recording), "--home", str(home)]
+    assert main([*consent, "--user", "boa7", "--reference", CONSENT]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"bodycam: error: boa7 may not training.consent {w.recording}: the heusden policy "
+        "makes learning a viewing without a copy: no training copy, so no consent to one; "
+        f"to consent to a learning viewing: bodycam vault viewing-consent {w.recording} "
+        "--purpose learning\n"
     )
+    assert consent_references(w.recording) == []
+    assert len(entries("training.consent", "refused")) == 1
     with pytest.raises(PermissionRefused, match="viewing without a copy"):
         export(w, "boa7", tmp_path / "t.mp4")
     assert len(entries("training.export", "refused")) == 1

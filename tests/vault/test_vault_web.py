@@ -529,7 +529,7 @@ def test_the_mark_and_the_camera_stamp_survive_the_viewing_stream(
 
 
 def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_submits(
-    office: Any, site: Site, clock: Any
+    office: Any, site: Site, clock: Any, browser_session: Any
 ) -> None:
     import sys
 
@@ -548,6 +548,14 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     assert [i["indicator"] for i in rep.indicators] == ["led", "beep", "led"]
     status = CameraStatus.objects.get(device_id="CAM-1")
     assert status.profile_version == "heusden v3" and status.health == "ok"
+    # The cameras page and `vault camera list` read it back through one selector.
+    from vault.web.reports import camera_overview
+
+    (row,) = camera_overview(actor=actor("cora"), clock=clock)
+    assert (row.camera.device_id, row.officer.code if row.officer else None) == ("CAM-1", "boa-1")
+    assert row.status == status and status.last_docked_at is not None
+    page = browser_session.get("/cameras/", secure=True).content.decode()
+    assert "<td>boa-1</td>" in page
     assert list(unsubmitted(actor=actor("olaf"))) == [rep]
     assert list(unsubmitted(actor=actor("cora"))) == [rep]  # flagged to the coordinator too
     assert list(unsubmitted(actor=actor("saf"))) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from shadowing import shadowing_folder
 from web_support import LONG, NO_PICTURE, PASSWORD, REPO, Server, WebSite, axe_source, cli
 
 DOCS = REPO / "vault" / "docs"
@@ -228,6 +229,23 @@ def test_a_stream_that_fails_part_of_the_way_is_said_on_the_viewing_page(
         page.context.close()
     finally:
         bounded.stop()
+
+
+def test_the_back_office_runs_from_a_folder_holding_its_package_names(
+    browser: Any, web_site: WebSite, tmp_path: Path
+) -> None:
+    # `bodycam vault serve` started in `/srv/bodycam` (its `store/`, the README's layout):
+    # gunicorn imports the project's packages, not the folder's look-alikes.
+    here = shadowing_folder(tmp_path / "cwd")
+    served = Server(web_site.home, tmp_path / "server.log", cwd=here)  # its /login/ answers 200
+    try:
+        page = signed_in(browser, served, "cees")
+        shown = page.goto(f"/recordings/{web_site.recent}/")
+        assert shown is not None and shown.status == 200, page.content()[:2000]
+        page.context.close()
+    finally:
+        served.stop()
+    assert "of the working folder was imported" not in (tmp_path / "server.log").read_text()
 
 
 def test_an_access_request_hold_blocks_the_purge_until_closed(

@@ -270,17 +270,28 @@ def free_port() -> int:
 
 
 class Server:
-    """`bodycam vault serve` in a child process on 127.0.0.1."""
+    """`bodycam vault serve` in a child process on 127.0.0.1.
 
-    def __init__(self, home: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+    With `cwd`, the installed `bodycam` command run from that folder, as a user runs it.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        bodycam = [sys.executable, "-c", BODYCAM]
+        if cwd is not None:
+            bodycam = [str(Path(sys.executable).with_name("bodycam"))]
+            env = {**(env or {}), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-c",
-                BODYCAM,
+                *bodycam,
                 "vault",
                 "serve",
                 "--home",
@@ -292,6 +303,7 @@ class Server:
                 "4",
             ],
             env={**_env(home), **(env or {})},
+            cwd=cwd,
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -15,7 +15,9 @@ from django.db import models
 class Municipality(models.Model):
     code = models.SlugField(max_length=40, unique=True)
     name = models.CharField(max_length=100)
-    policy_name = models.CharField(max_length=40, help_text="shipped policy name or TOML path")
+    policy_name = models.CharField(
+        max_length=1024, help_text="shipped policy name or the TOML file's absolute path"
+    )
 
     class Meta:
         ordering = ["code"]

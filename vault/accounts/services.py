@@ -14,7 +14,7 @@ from vault.accounts.models import Membership, Municipality, Officer
 from vault.audit.services import audit_record
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
-from vault.policy import load_policy
+from vault.policy import load_policy, policy_reference
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def site_setup(
             raise InvalidRequest(f"policy {name} has no administrator role")
         for m in policy.municipality:
             muni, _ = Municipality.objects.get_or_create(
-                code=m.code, defaults={"name": m.name, "policy_name": name}
+                code=m.code, defaults={"name": m.name, "policy_name": policy_reference(name)}
             )
             made.append(muni)
     user = User.objects.create_user(admin_username, password=admin_password)

@@ -10,15 +10,18 @@ registry_key = "registry.key"        # Ed25519 key signing the camera registry (
 cache_dirs = []                      # folders holding per-recording copies to purge too
 ```
 
-Relative paths are relative to HOME. HOME is `--home`, else `$BODYCAM_VAULT_HOME`,
-else `~/.local/state/bodycam-vault`.
+Relative paths are relative to HOME, a store given as a relative path too (never to the
+folder a command runs from). HOME is `--home`, else `$BODYCAM_VAULT_HOME`, else
+`~/.local/state/bodycam-vault`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,9 +35,28 @@ SITE_FILE = "site.toml"
 MAX_SITE_FILE = 64 * 1024
 
 
+def python_argv(*args: str) -> list[str]:
+    """The command line of a child Python of this installation running `args`.
+
+    `-P`: the child does not put its working folder (or, for `-c`, the empty path) first
+    on the import path, so a folder holding `store/`, `vault/` or `crypto/` where a
+    command runs cannot shadow the project's packages.
+    """
+    return [sys.executable, "-P", *args]
+
+
 def default_home() -> Path:
     env = os.environ.get("BODYCAM_VAULT_HOME")
-    return Path(env) if env else Path.home() / ".local" / "state" / "bodycam-vault"
+    return Path(env).absolute() if env else Path.home() / ".local" / "state" / "bodycam-vault"
+
+
+def _store_url(home: Path, url: str) -> str:
+    """The site's store URL with a file store's relative path made relative to HOME."""
+    parts = urllib.parse.urlsplit(url)
+    path = urllib.parse.unquote(parts.path)
+    if parts.scheme in ("", "file") and not parts.netloc and path and not path.startswith("/"):
+        return f"file://{home.absolute() / path}"
+    return url
 
 
 @dataclass
@@ -70,7 +92,7 @@ class SiteConfig:
             cfg = cls(
                 home=home,
                 site=str(doc["site"]),
-                store=str(doc["store"]),
+                store=_store_url(home, str(doc["store"])),
                 vault_key=Path(doc["vault_key"]) if doc.get("vault_key") else None,
                 registry_key=Path(doc.get("registry_key", "registry.key")),
                 cache_dirs=[Path(p) for p in doc.get("cache_dirs", [])],

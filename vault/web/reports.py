@@ -9,6 +9,9 @@ press and stop times, pre-roll, the indicators the camera gave. The officer writ
 reason and circumstances, the warning given beforehand (or why not) and whether and how
 bystanders were informed, then submits. Drafts still open are flagged to the officer
 and to the coordinator. Nothing here counts or compares officers.
+
+`camera_overview` reads what that keeps per camera back beside the registry: who wears
+each camera now and when it last docked (the cameras page and `vault camera list`).
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from django.db.models import Q, QuerySet
 from firmware.eventlog import Event, EventLogError, read_events, verify_event_log
 from store import Store
 from vault.access import Actor, audit_ok, authorize_any, refuse
+from vault.accounts.models import Officer
 from vault.catalog.models import Recording
 from vault.catalog.services import MAX_EVENT_PIECE, store_inventory
 from vault.clock import Clock, from_epoch
 from vault.errors import InvalidRequest, NotFound
-from vault.registry.models import Camera
+from vault.registry.models import Assignment, Camera
 from vault.web.models import CameraStatus, ShiftReport
 
 log = logging.getLogger(__name__)
@@ -111,6 +115,37 @@ def _status(device: str, events: list[Event], now: dt.datetime) -> None:
             "updated_at": now,
         },
     )
+
+
+@dataclass(frozen=True)
+class CameraRow:
+    """A registered camera, the officer it is assigned to now, and what its latest event
+    log said (last docking, profile version, health); `status` None: never docked."""
+
+    camera: Camera
+    officer: Officer | None
+    status: CameraStatus | None
+
+
+def camera_overview(
+    *, actor: Actor, clock: Clock, include_removed: bool = False
+) -> list[CameraRow]:
+    """The cameras `camera_list` shows this user, each with its wearer and its status."""
+    from vault.registry.selectors import camera_list
+
+    cams = list(camera_list(actor=actor, clock=clock, include_removed=include_removed))
+    status = {
+        s.device_id: s
+        for s in CameraStatus.objects.filter(device_id__in=[c.device_id for c in cams])
+    }
+    now = clock.now()
+    worn: dict[int, Officer] = {}
+    current = Assignment.objects.filter(camera__in=cams, starts_at__lte=now).filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now)
+    )
+    for a in current.select_related("officer").order_by("starts_at", "id"):
+        worn[a.camera_id] = a.officer  # the latest that started wins, as in `officer_at`
+    return [CameraRow(c, worn.get(c.pk), status.get(c.device_id)) for c in cams]
 
 
 def _draft(rec: Recording, events: list[Event], verified: bool, now: dt.datetime) -> bool:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from vault.clock import SYSTEM_CLOCK, Clock
+from vault.site.config import python_argv
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class BackOffice:
             BODYCAM_VAULT_PASSWORD=self.password,
         )
         return subprocess.run(
-            [sys.executable, "-c", BODYCAM, "vault", *args],
+            python_argv("-c", BODYCAM, "vault", *args),
             env=env,
             capture_output=True,
             text=True,
@@ -266,7 +267,7 @@ def seed_demo(
         ],
     }
     proc = subprocess.run(
-        [sys.executable, "-m", "vault.web.seed"],
+        python_argv("-m", "vault.web.seed"),
         input=json.dumps(spec),
         env=_child_env(),
         capture_output=True,

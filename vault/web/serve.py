@@ -22,14 +22,19 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_BIND = "127.0.0.1:8000"
+# gunicorn changes to its --chdir and puts that folder first on the import path: the
+# folder the project's packages are installed in, never the one `bodycam` runs from.
+PACKAGES_DIR = Path(__file__).resolve().parents[2]
 
 
 def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
+    from vault.site.config import python_argv
+
     return [
-        sys.executable,
-        "-m",
-        "gunicorn",
+        *python_argv("-m", "gunicorn"),
         "vault.site.wsgi:application",
+        "--chdir",
+        str(PACKAGES_DIR),
         "--bind",
         bind,
         "--workers",
@@ -50,7 +55,7 @@ def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
 def cmd_serve(args: argparse.Namespace) -> int:
     from vault.site.config import SiteConfig, check_migrated, default_home, ensure_django
 
-    home = Path(args.home).absolute() if args.home else default_home()
+    home = (Path(args.home) if args.home else default_home()).absolute()  # gunicorn chdirs
     SiteConfig.load(home)  # a missing site is a one-line error, not a server that 500s
     ensure_django(home)
     check_migrated()

@@ -26,7 +26,7 @@ def site_config() -> SiteConfig:
 def site_store() -> Any:
     from store import open_store
 
-    return open_store(site_config().store)
+    return open_store(site_config().store, create=False)  # only `init --create` makes one
 
 
 def work_dir() -> Path:

@@ -44,7 +44,7 @@ from vault.errors import (
 )
 from vault.policy import PURPOSES
 from vault.web import casework, reports, viewings
-from vault.web.models import CameraStatus, CaseRequest, ShiftReport
+from vault.web.models import CaseRequest, ShiftReport
 from vault.web.signin import sign_in
 from vault.web.site import site_config, site_store, vault_key, work_dir
 
@@ -453,7 +453,6 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
 @page
 def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
     from vault.registry import services as reg
-    from vault.registry.selectors import camera_list
 
     error = ""
     if request.method == "POST":
@@ -489,24 +488,8 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
             raise
         except (VaultError, ValueError) as exc:
             error = str(exc)
-    cams = list(camera_list(actor=actor, clock=CLOCK))
-    status = {
-        s.device_id: s
-        for s in CameraStatus.objects.filter(device_id__in=[c.device_id for c in cams])
-    }
-    from vault.registry.models import Assignment
-
-    worn = {}
-    for a in (
-        Assignment.objects.filter(camera__in=cams, ends_at__isnull=True)
-        .select_related("officer")
-        .order_by("starts_at")
-    ):
-        worn[a.camera_id] = a.officer
-    rows = [
-        {"camera": c, "status": status.get(c.device_id), "officer": worn.get(c.pk)} for c in cams
-    ]
-    munis = sorted({c.municipality for c in cams}, key=lambda m: m.code) or list(
+    rows = reports.camera_overview(actor=actor, clock=CLOCK)
+    munis = sorted({r.camera.municipality for r in rows}, key=lambda m: m.code) or list(
         Municipality.objects.filter(code__in=list(actor.roles))
     )
     officers = Officer.objects.filter(municipality__code__in=list(actor.roles)).order_by("code")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bodycam_cli import main as bodycam
+from crypto.timestamps import utc_text
 from crypto.verify import verify_recording
 from sim.docking import publish_slot, withdraw_slot
 from sim.report import print_summary
@@ -130,6 +131,8 @@ def test_tiny_shift_in_fast_forward(tmp_path: Path) -> None:
     table = buf.getvalue()
     assert rec.recording_id in table and cut.recording_id in table
     assert "recovered" in table and f"{rec.duration_seconds:.1f} s" in table
+    assert rec.started_utc is not None
+    assert utc_text(round(rec.started_utc)) in table  # UTC with `Z`, as every command writes
 
 
 def test_shift_reuses_given_site_keys(tmp_path: Path) -> None:

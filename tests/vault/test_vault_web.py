@@ -614,3 +614,31 @@ def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
     direct = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.7")
     assert _remote(direct) == "198.51.100.4"  # not our proxy: its header is not believed
     assert _remote(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"
+
+
+def test_pages_show_times_in_the_municipality_zone_with_the_zone_named(
+    browser_session: Any, office: Any, clock: Any
+) -> None:
+    """Stored in UTC, shown in Europe/Amsterdam (the site's TIME_ZONE) with CET or CEST."""
+    from vault.web.local_time import local_text
+
+    rec = _rec(office["a"])
+    assert rec.record_pressed_at == T0 + dt.timedelta(hours=1)  # 09:00 UTC, winter
+    page = browser_session.get(f"/recordings/{rec.device_id}/{rec.recording_id}/", secure=True)
+    assert page.status_code == 200
+    assert "02-11-2026 10:00:00 CET" in page.content.decode()
+    summer = dt.datetime(2027, 7, 1, 12, 0, 5, tzinfo=dt.UTC)
+    clock.set(summer)
+    assert (
+        browser_session.get(
+            f"/recordings/{rec.device_id}/{rec.recording_id}/", secure=True
+        ).status_code
+        == 200
+    )
+    audit = browser_session.get("/audit/", secure=True).content.decode()
+    assert "01-07-2027 14:00:05 CEST" in audit, audit
+    # the filter's other precisions, and no time at all
+    assert local_text(summer, "date") == "01-07-2027"
+    assert local_text(summer, "minute") == "01-07-2027 14:00 CEST"
+    assert local_text(summer, "time") == "14:00:05 CEST"
+    assert local_text(None) == ""

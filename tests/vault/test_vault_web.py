@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import av
 import numpy as np
@@ -32,6 +33,7 @@ from vault.errors import AuthenticationFailed, InvalidRequest, NotFound, Permiss
 
 DAY = dt.timedelta(days=1)
 CAMERA = "BC-1A2B3C4D"  # a device id as cameras make them ("BC-" + 8 hex)
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 def camera_ts(size: tuple[int, int], first: int, frames: int, kbps: int) -> bytes:
@@ -89,7 +91,9 @@ def moved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def viewers_mark() -> Any:
     from vault.web.playback import Watermark
 
-    return Watermark.for_viewing(["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z")
+    return Watermark.for_viewing(
+        ["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z", zone=AMSTERDAM
+    )
 
 
 @pytest.fixture
@@ -642,3 +646,20 @@ def test_pages_show_times_in_the_municipality_zone_with_the_zone_named(
     assert local_text(summer, "minute") == "01-07-2027 14:00 CEST"
     assert local_text(summer, "time") == "14:00:05 CEST"
     assert local_text(None) == ""
+
+
+def test_the_viewers_mark_holds_the_start_in_utc_and_in_the_municipality_zone() -> None:
+    from vault.web.watermark import Watermark
+
+    winter = viewers_mark()  # T0: 08:00 UTC on 2 November
+    assert "viewed 2026-11-02T08:00:00Z  |  02-11-2026 09:00:00 CET" in winter.lines
+    assert winter.tile.endswith("2026-11-02T08:00:00Z")
+    summer = Watermark.for_viewing(
+        ["cees", "sam"],
+        "complaint",
+        dt.datetime(2027, 6, 30, 22, 30, tzinfo=dt.UTC),
+        f"{CAMERA}/20270630T220000Z",
+        zone=AMSTERDAM,
+    )
+    assert "viewed 2027-06-30T22:30:00Z  |  01-07-2027 00:30:00 CEST" in summer.lines
+    assert len(summer.lines) == len(winter.lines) == 3  # the band keeps its height

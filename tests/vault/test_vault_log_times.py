@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from local_zone import local_zone
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SERVER = """
@@ -41,3 +44,33 @@ def test_the_server_log_is_utc_with_z_in_a_process_set_to_amsterdam(tmp_path: Pa
     assert m, proc.stderr
     at = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.UTC)
     assert abs(at.timestamp() - time.time()) < 120, line
+
+
+def test_gunicorn_writes_its_server_and_access_log_times_in_utc_with_z(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gunicorn.config import Config
+
+    from vault.web.gunicorn_log import UtcLogger
+    from vault.web.serve import gunicorn_argv
+
+    argv = gunicorn_argv(bind="127.0.0.1:8000", threads=4, timeout=60)
+    assert argv[argv.index("--logger-class") + 1] == "vault.web.gunicorn_log.UtcLogger"
+    cfg = Config()
+    cfg.set("errorlog", "-")
+    with local_zone("Europe/Amsterdam"):
+        log = UtcLogger(cfg)
+        try:
+            log.info("Listening at: http://127.0.0.1:8000")
+            stamp = log.now()
+        finally:
+            for handler in log.error_log.handlers:
+                log.error_log.removeHandler(handler)
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    m = re.fullmatch(
+        r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z \[\d+\] \[INFO\] Listening at: \S+", line
+    )
+    assert m, line
+    at = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.UTC)
+    assert abs(at.timestamp() - time.time()) < 120, line
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z\]", stamp), stamp

@@ -663,3 +663,18 @@ def test_the_viewers_mark_holds_the_start_in_utc_and_in_the_municipality_zone() 
     )
     assert "viewed 2027-06-30T22:30:00Z  |  01-07-2027 00:30:00 CEST" in summer.lines
     assert len(summer.lines) == len(winter.lines) == 3  # the band keeps its height
+
+
+def test_a_time_typed_into_a_page_is_read_in_the_municipality_zone(
+    browser_session: Any, office: Any
+) -> None:
+    """The catalog's "From" at 10:00 on 2 November means 10:00 CET (09:00 UTC), the time
+    the recording page shows for recording a; read as UTC it would leave a out."""
+    a, b = _rec(office["a"]), _rec(office["b"])
+    assert (a.record_pressed_at.hour, b.record_pressed_at.hour) == (9, 10)  # UTC
+    page = browser_session.get("/recordings/?since=2026-11-02T10:00", secure=True)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert a.recording_id in text and b.recording_id in text
+    page = browser_session.get("/recordings/?since=2026-11-02T10:01", secure=True)
+    assert a.recording_id not in page.content.decode()

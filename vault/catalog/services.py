@@ -430,7 +430,7 @@ def hold_place(
     muni_code = recording.municipality.code
     now = clock.now()
     if recording.state == Recording.State.PURGED:
-        raise InvalidRequest(f"{target} was purged on {recording.tombstone.purged_at:%Y-%m-%d}")
+        raise InvalidRequest(f"{target} was purged on {utc_text(recording.tombstone.purged_at)}")
     answer_due = None
     if kind == "access_request":
         received = received_at or now

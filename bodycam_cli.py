@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from crypto.timestamps import log_to_stderr
+
 log = logging.getLogger("bodycam")
 
 # (module, function) pairs that add top-level command groups, in help order.
@@ -77,10 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
+    log_to_stderr(logging.INFO if args.verbose else logging.WARNING)
     func: Callable[[argparse.Namespace], Any] | None = getattr(args, "func", None)
     if func is None:
         parser.error(f"'{args.command}' needs a subcommand")

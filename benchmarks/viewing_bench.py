@@ -112,6 +112,7 @@ def watermark_cost(home: Path, seconds: int = 2) -> list[str]:
     """Per frame: the viewers' mark against decoding and encoding the frame without it."""
     import datetime as dt
     import io
+    from zoneinfo import ZoneInfo
 
     import av
     from vault_support import configure_django
@@ -123,7 +124,11 @@ def watermark_cost(home: Path, seconds: int = 2) -> list[str]:
     from vault.web.watermark import BurnIn, Watermark
 
     mark = Watermark.for_viewing(
-        ["cees", "sam"], "complaint", dt.datetime.now(dt.UTC), "BC-1A2B3C4D/20261124T093000Z"
+        ["cees", "sam"],
+        "complaint",
+        dt.datetime.now(dt.UTC),
+        "BC-1A2B3C4D/20261124T093000Z",
+        zone=ZoneInfo("Europe/Amsterdam"),
     )
     lines = []
     for width, height in WATERMARK_SIZES:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from crypto.timestamps import utc_text
 from dock.ledger import ROLES, Ledger
 from dock.preflight import default_ledger, resolve_ledger
 
@@ -293,7 +294,7 @@ def _ago(utc: float | None, now: float) -> str:
         return f"{seconds:.0f} s ago"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min ago"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(utc))
+    return utc_text(utc)
 
 
 def cmd_status(args: argparse.Namespace) -> int:

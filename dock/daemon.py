@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from crypto.timestamps import utc_stderr_handler, utc_text
 from dock.clock import SystemClock
 from dock.faults import fault_point
 from dock.ingest import CameraIngest, DockContext
@@ -781,8 +782,7 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": utc_text(record.created, millis=True),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -798,12 +798,10 @@ class JsonLogFormatter(logging.Formatter):
 
 
 def configure_logging(json_logs: bool, verbose: bool = True) -> None:
-    """Logs to stderr: JSON lines (--json-logs) or plain text, INFO and up."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Logs to stderr: JSON lines (--json-logs) or plain text, INFO and up; times in UTC (`Z`)."""
+    handler = utc_stderr_handler()
     if json_logs:
         handler.setFormatter(JsonLogFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from crypto.timestamps import utc_text
 
 if TYPE_CHECKING:
     from firmware.camera import Camera
@@ -252,7 +253,7 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
     table = Table(title=title)
     table.add_column("camera")
     table.add_column("recording", no_wrap=True)
-    table.add_column("start (UTC)")
+    table.add_column("start", no_wrap=True)
     table.add_column("duration", justify="right")
     table.add_column("pre-roll", justify="right", no_wrap=True)
     table.add_column("segments", justify="right")
@@ -262,11 +263,7 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
         if not cam.recordings:
             table.add_row(cam.name, "-", "-", "-", "-", "0", "0", "no recordings")
         for rec in cam.recordings:
-            start = (
-                datetime.fromtimestamp(round(rec.started_utc), UTC).strftime("%H:%M:%S")
-                if rec.started_utc is not None
-                else "-"
-            )
+            start = utc_text(round(rec.started_utc)) if rec.started_utc is not None else "-"
             duration = f"{rec.duration_seconds:.1f} s" if rec.duration_seconds is not None else "-"
             if rec.prerecord_covered is None:
                 preroll = "-"

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crypto.files import fsync_dir
+from crypto.timestamps import utc_text
 from store.base import Store
 from store.errors import StoreConfigError, StoreLocked
 from store.file import FileStore
@@ -158,7 +159,7 @@ def _locked_until(store: S3Store, full: str, version: Any) -> str:
         until = answer["Retention"]["RetainUntilDate"]
     except Exception:  # only a nicer message is lost
         return ""
-    return f"; locked until {until:%Y-%m-%d %H:%M:%S %Z}, the first purge after that removes it"
+    return f"; locked until {utc_text(until)}, the first purge after that removes it"
 
 
 def _delete_s3_object(store: S3Store, key: str) -> int:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
+from crypto.timestamps import utc_text
 from store.base import FaultHook, Store, StoredObject
 from store.errors import StoreConfigError, StoreFull, StoreIntegrityError
 from store.keys import DEFAULT_RETENTION_DAYS, check_key, check_sha, split_name
@@ -393,7 +394,7 @@ class S3Store(Store):
             key,
             size,
             self.url,
-            dt.datetime.fromtimestamp(until, dt.UTC).isoformat(),
+            utc_text(until),
         )
         return StoredObject(
             key,

@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from crypto.timestamps import utc_text
 from vault.clock import SYSTEM_CLOCK
 from vault.errors import AuthenticationFailed, InvalidRequest, NotConfigured
 from vault.site.config import SiteConfig, check_migrated, default_home, ensure_django, migrate
@@ -129,7 +130,7 @@ def _when(text: str) -> dt.datetime:
 
 
 def _fmt(t: dt.datetime | None) -> str:
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ") if t else "-"
+    return utc_text(t) if t else "-"
 
 
 # --- set-up ------------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ def cmd_list(s: Session, args: argparse.Namespace) -> int:
                         "device_id": r.device_id,
                         "recording_id": r.recording_id,
                         "municipality": r.municipality.code,
-                        "record_pressed_at": r.record_pressed_at.isoformat(),
+                        "record_pressed_at": utc_text(r.record_pressed_at),
                         "state": r.state,
                     }
                     for r in rows

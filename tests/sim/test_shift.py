@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bodycam_cli import main as bodycam
+from crypto.timestamps import utc_text
 from crypto.verify import verify_recording
 from sim.docking import publish_slot, withdraw_slot
 from sim.report import print_summary
@@ -130,6 +132,8 @@ def test_tiny_shift_in_fast_forward(tmp_path: Path) -> None:
     table = buf.getvalue()
     assert rec.recording_id in table and cut.recording_id in table
     assert "recovered" in table and f"{rec.duration_seconds:.1f} s" in table
+    assert rec.started_utc is not None
+    assert utc_text(round(rec.started_utc)) in table  # UTC with `Z`, as every command writes
 
 
 def test_shift_reuses_given_site_keys(tmp_path: Path) -> None:
@@ -266,3 +270,37 @@ def test_cli_sim_shift_refuses_a_bad_store_before_the_shift(
     err = capsys.readouterr().err.strip()
     assert err.startswith("bodycam: error:") and "ftp" in err and "\n" not in err
     assert not (out / "cameras").exists()
+
+
+def test_the_camera_and_simulator_log_in_utc_with_z_on_a_machine_in_amsterdam(
+    tmp_path: Path,
+) -> None:
+    """`bodycam -v sim shift` in its own process with TZ=Europe/Amsterdam: every log line
+    (the cameras' firmware, the simulator, the sealing) starts with the UTC time and `Z`."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    scenario = write(tmp_path, TINY)
+    proc = subprocess.run(
+        [sys.executable, "-P", "-m", "bodycam_cli", "-v", "sim", "shift", str(scenario)]
+        + ["--out", str(tmp_path / "out")],
+        cwd=root,
+        env=dict(os.environ, TZ="Europe/Amsterdam"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    loggers = set()
+    for line in lines:
+        m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z (\S+) [A-Z]+ ", line)
+        assert m, line
+        at = dt.datetime.fromisoformat(m.group(1)).replace(tzinfo=dt.UTC)
+        assert abs(at.timestamp() - time.time()) < 300, line
+        loggers.add(m.group(2).split(".")[0])
+    assert {"firmware", "sim"} <= loggers, lines

@@ -198,6 +198,20 @@ def test_purged_exactly_when_retention_ends_not_a_second_before(
     assert rec.tombstone.purged_at == T0 + 28 * DAY and "retention 28 days" in rec.tombstone.rule
     assert rec.tombstone.objects_removed == 5  # header, manifest, 2 segments, ingest record
     assert _sync(site, clock).added == 0  # a tombstone is not brought back
+    from vault.catalog.services import hold_place
+    from vault.errors import InvalidRequest
+
+    # when it went, in UTC with `Z` as every message a command prints (T0 + 28 days)
+    with pytest.raises(InvalidRequest, match=r"was purged on 2026-11-30T08:00:00Z$"):
+        hold_place(
+            actor=actor("secretary"),
+            recording=rec,
+            kind="complaint",
+            reference="Z-1",
+            reason="case",
+            store=site.store,
+            clock=clock,
+        )
 
 
 HOLDERS = {"access_request": "po-heusden", "complaint": "secretary", "prosecutor": "cm-heusden"}

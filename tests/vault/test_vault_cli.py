@@ -14,6 +14,7 @@ import pytest
 from vault_support import PASSWORD, Site, make_ts
 
 from bodycam_cli import main
+from crypto.timestamps import utc_text
 from vault.policy import load_policy
 
 
@@ -110,6 +111,8 @@ def test_the_back_office_from_the_command_line(
         )
         == 0
     )
+    # every time a command prints is UTC with `Z` (crypto/timestamps.py)
+    assert "from 2026-11-01T00:00:00Z, standing" in capsys.readouterr().out
     site.dock_key.save(tmp_path / "dock.key")
     assert run(home, "cora", "dock", "add", "dock-1", site.dock_key.public_bytes().hex()) == 0
     # A coordinator may not purge; refused, exit 1, one line.
@@ -142,6 +145,7 @@ def test_the_back_office_from_the_command_line(
     assert run(home, "piet", "show", rid) == 0
     shown = capsys.readouterr().out
     assert "pre-roll 30.0 s" in shown and "by dock-1" in shown and "seg-000000.bcs" in shown
+    assert f"record press   {utc_text(started)}" in shown, shown
     assert run(home, "piet", "verify", f"{cam.device_id}/{rid}") == 0
     assert capsys.readouterr().out.startswith("OK ")
 

@@ -4,6 +4,7 @@ of every object, and only once the Object Lock retention has expired."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 import sys
 import tempfile
@@ -98,7 +99,8 @@ def test_s3_holds_and_purge_of_every_version_after_the_lock(
         clock.set(T0 + dt.timedelta(days=28))
         early = retention_purge(actor=po, store=store, clock=clock)
         assert early.purged == [] and len(early.kept) == 1 and "still locked" in early.kept[0]
-        assert "locked until" in early.kept[0]  # the report says when it will go
+        # the report says when it will go, in UTC with `Z` as every command's output
+        assert re.search(r"locked until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ,", early.kept[0])
         assert Recording.objects.get(pk=rec.pk).state == "stored"
         deadline = time.monotonic() + 60
         while True:  # wait for the lock to expire (bounded), then the next run purges

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import av
 import numpy as np
@@ -32,6 +33,7 @@ from vault.errors import AuthenticationFailed, InvalidRequest, NotFound, Permiss
 
 DAY = dt.timedelta(days=1)
 CAMERA = "BC-1A2B3C4D"  # a device id as cameras make them ("BC-" + 8 hex)
+AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
 def camera_ts(size: tuple[int, int], first: int, frames: int, kbps: int) -> bytes:
@@ -89,7 +91,9 @@ def moved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def viewers_mark() -> Any:
     from vault.web.playback import Watermark
 
-    return Watermark.for_viewing(["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z")
+    return Watermark.for_viewing(
+        ["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z", zone=AMSTERDAM
+    )
 
 
 @pytest.fixture
@@ -622,3 +626,63 @@ def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
     direct = rf.get("/", REMOTE_ADDR="198.51.100.4", HTTP_X_FORWARDED_FOR="10.0.0.7")
     assert _remote(direct) == "198.51.100.4"  # not our proxy: its header is not believed
     assert _remote(rf.get("/", REMOTE_ADDR="127.0.0.1")) == "127.0.0.1"
+
+
+def test_pages_show_times_in_the_municipality_zone_with_the_zone_named(
+    browser_session: Any, office: Any, clock: Any
+) -> None:
+    """Stored in UTC, shown in Europe/Amsterdam (the site's TIME_ZONE) with CET or CEST."""
+    from vault.web.local_time import local_text
+
+    rec = _rec(office["a"])
+    assert rec.record_pressed_at == T0 + dt.timedelta(hours=1)  # 09:00 UTC, winter
+    page = browser_session.get(f"/recordings/{rec.device_id}/{rec.recording_id}/", secure=True)
+    assert page.status_code == 200
+    assert "02-11-2026 10:00:00 CET" in page.content.decode()
+    summer = dt.datetime(2027, 7, 1, 12, 0, 5, tzinfo=dt.UTC)
+    clock.set(summer)
+    assert (
+        browser_session.get(
+            f"/recordings/{rec.device_id}/{rec.recording_id}/", secure=True
+        ).status_code
+        == 200
+    )
+    audit = browser_session.get("/audit/", secure=True).content.decode()
+    assert "01-07-2027 14:00:05 CEST" in audit, audit
+    # the filter's other precisions, and no time at all
+    assert local_text(summer, "date") == "01-07-2027"
+    assert local_text(summer, "minute") == "01-07-2027 14:00 CEST"
+    assert local_text(summer, "time") == "14:00:05 CEST"
+    assert local_text(None) == ""
+
+
+def test_the_viewers_mark_holds_the_start_in_utc_and_in_the_municipality_zone() -> None:
+    from vault.web.watermark import Watermark
+
+    winter = viewers_mark()  # T0: 08:00 UTC on 2 November
+    assert "viewed 2026-11-02T08:00:00Z  |  02-11-2026 09:00:00 CET" in winter.lines
+    assert winter.tile.endswith("2026-11-02T08:00:00Z")
+    summer = Watermark.for_viewing(
+        ["cees", "sam"],
+        "complaint",
+        dt.datetime(2027, 6, 30, 22, 30, tzinfo=dt.UTC),
+        f"{CAMERA}/20270630T220000Z",
+        zone=AMSTERDAM,
+    )
+    assert "viewed 2027-06-30T22:30:00Z  |  01-07-2027 00:30:00 CEST" in summer.lines
+    assert len(summer.lines) == len(winter.lines) == 3  # the band keeps its height
+
+
+def test_a_time_typed_into_a_page_is_read_in_the_municipality_zone(
+    browser_session: Any, office: Any
+) -> None:
+    """The catalog's "From" at 10:00 on 2 November means 10:00 CET (09:00 UTC), the time
+    the recording page shows for recording a; read as UTC it would leave a out."""
+    a, b = _rec(office["a"]), _rec(office["b"])
+    assert (a.record_pressed_at.hour, b.record_pressed_at.hour) == (9, 10)  # UTC
+    page = browser_session.get("/recordings/?since=2026-11-02T10:00", secure=True)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert a.recording_id in text and b.recording_id in text
+    page = browser_session.get("/recordings/?since=2026-11-02T10:01", secure=True)
+    assert a.recording_id not in page.content.decode()

@@ -37,6 +37,7 @@ from crypto.format import (
     REC_HEADER_MAX,
     parse_manifest,
 )
+from crypto.timestamps import utc_text
 from crypto.verify import VerifiedRecording, check_manifest
 from dock.ingest_record import NAME as INGEST_NAME
 from dock.ingest_record import IngestRecordError, parse_ingest_record
@@ -429,7 +430,7 @@ def hold_place(
     muni_code = recording.municipality.code
     now = clock.now()
     if recording.state == Recording.State.PURGED:
-        raise InvalidRequest(f"{target} was purged on {recording.tombstone.purged_at:%Y-%m-%d}")
+        raise InvalidRequest(f"{target} was purged on {utc_text(recording.tombstone.purged_at)}")
     answer_due = None
     if kind == "access_request":
         received = received_at or now
@@ -514,7 +515,7 @@ def hold_lift(*, actor: Actor, hold: Hold, reason: str, store: Store, clock: Clo
         target=target,
     )
     if hold.lifted_at is not None:
-        raise InvalidRequest(f"hold {hold.id} was lifted on {hold.lifted_at:%Y-%m-%d %H:%M}")
+        raise InvalidRequest(f"hold {hold.id} was lifted on {utc_text(hold.lifted_at)}")
     with transaction.atomic():
         hold.lifted_at, hold.lifted_by, hold.lift_reason = clock.now(), actor.username, reason[:500]
         hold.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])

@@ -139,7 +139,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "vault.web.context.back_office",
-            ]
+            ],
+            # every page prints its times with `local_time` (the municipality's zone, shown)
+            "builtins": ["vault.web.templatetags.times"],
         },
     }
 ]

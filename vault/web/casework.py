@@ -23,6 +23,7 @@ from vault.catalog.models import Recording
 from vault.catalog.services import hold_lift, hold_place
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
+from vault.web.local_time import local_text
 from vault.web.models import CaseRequest
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ def request_close(
 
     Lifts every hold the request opened (each lift checks who may)."""
     if case.closed_at is not None:
-        raise InvalidRequest(f"request {case.reference} was closed on {case.closed_at:%Y-%m-%d}")
+        raise InvalidRequest(f"request {case.reference} was closed on {local_text(case.closed_at)}")
     if case.kind == CaseRequest.Kind.ACCESS_REQUEST and not case.decision:
         raise InvalidRequest(
             "an access request is closed when its decision has been carried "

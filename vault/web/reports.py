@@ -36,6 +36,7 @@ from vault.catalog.services import MAX_EVENT_PIECE, store_inventory
 from vault.clock import Clock, from_epoch
 from vault.errors import InvalidRequest, NotFound
 from vault.registry.models import Assignment, Camera
+from vault.web.local_time import local_text
 from vault.web.models import CameraStatus, ShiftReport
 
 log = logging.getLogger(__name__)
@@ -351,8 +352,8 @@ def report_pdf(report: ShiftReport) -> bytes:
         ("Municipality", report.recording.municipality.name),
         ("Officer", report.officer.name if report.officer else "-"),
         ("Camera", report.recording.device_id),
-        ("Record pressed", f"{report.pressed_at:%Y-%m-%d %H:%M:%S} UTC"),
-        ("Stopped", f"{report.stopped_at:%Y-%m-%d %H:%M:%S} UTC" if report.stopped_at else "-"),
+        ("Record pressed", local_text(report.pressed_at, "second")),
+        ("Stopped", local_text(report.stopped_at, "second") or "-"),
         ("Pre-roll", f"{report.preroll_seconds:.1f} s"),
         (
             "Indicators",
@@ -368,7 +369,7 @@ def report_pdf(report: ShiftReport) -> bytes:
             "State",
             report.state
             + (
-                f" on {report.submitted_at:%Y-%m-%d %H:%M} UTC by {report.submitted_by}"
+                f" on {local_text(report.submitted_at)} by {report.submitted_by}"
                 if report.submitted_at
                 else ""
             ),

@@ -330,5 +330,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.WARNING)
+    from crypto.timestamps import log_to_stderr
+
+    log_to_stderr(logging.WARNING)
     raise SystemExit(main())

@@ -47,6 +47,8 @@ def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
         str(timeout),
         "--access-logfile",
         "-",
+        "--logger-class",
+        "vault.web.gunicorn_log.UtcLogger",
         "--forwarded-allow-ips",
         "127.0.0.1",
     ]

@@ -43,6 +43,7 @@ from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
 from vault.media import MediaError
 from vault.viewing import viewing_pair_check
+from vault.web.local_time import municipality_zone
 from vault.web.playback import (
     GrowingMedia,
     check_playable,
@@ -171,7 +172,9 @@ def viewing_start(
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{recording} was purged: nothing is left to view")
     now = clock.now()
-    mark = Watermark.for_viewing([first.username, second.username], purpose, now, str(recording))
+    mark = Watermark.for_viewing(
+        [first.username, second.username], purpose, now, str(recording), zone=municipality_zone()
+    )
     t0 = time.perf_counter()
     try:
         plain = decrypt_to_memory(

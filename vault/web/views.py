@@ -44,6 +44,7 @@ from vault.errors import (
 )
 from vault.policy import PURPOSES
 from vault.web import casework, reports, viewings
+from vault.web.local_time import municipality_zone
 from vault.web.models import CaseRequest, ShiftReport
 from vault.web.signin import sign_in
 from vault.web.site import site_config, site_store, vault_key, work_dir
@@ -93,6 +94,7 @@ def page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBas
 
 
 def _when(text: str, field: str) -> dt.datetime | None:
+    """A time typed into a page: in the municipality's zone, as the pages show times."""
     if not text:
         return None
     try:
@@ -101,7 +103,7 @@ def _when(text: str, field: str) -> dt.datetime | None:
         raise VaultError(
             f"{field}: {text!r} is not a date/time (2026-11-02 or 2026-11-02T08:00)"
         ) from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return value if value.tzinfo else value.replace(tzinfo=municipality_zone())
 
 
 # --- signing in -------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ top left (`camera_stamp_area`). The mark leaves that as it is and covers the res
 - the viewers, the purpose and the day repeated diagonally over the whole picture,
   white on a dark edge, translucent so the footage stays visible under it;
 - a darkened band along the bottom with the viewers, the purpose, the recording, when
-  the viewing started and the running time of the footage.
+  the viewing started (in UTC and in the municipality's zone, named) and the running
+  time of the footage.
 
 A crop that keeps any useful part of the picture keeps the mark too. Everything but
 the running time is drawn once per frame size (`BurnIn` keeps it); a frame then costs
@@ -25,6 +26,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from crypto.timestamps import utc_text
+from vault.web.local_time import local_text
+
 
 @dataclass(frozen=True)
 class Watermark:
@@ -36,18 +40,26 @@ class Watermark:
 
     @classmethod
     def for_viewing(
-        cls, names: Sequence[str], purpose: str, started: dt.datetime, recording: str
+        cls,
+        names: Sequence[str],
+        purpose: str,
+        started: dt.datetime,
+        recording: str,
+        *,
+        zone: dt.tzinfo,
     ) -> Watermark:
-        utc = started.astimezone(dt.UTC)
+        """The mark of a viewing that started at `started`: in UTC, and in `zone` (the
+        municipality's) with the zone's name, as the pages show it."""
+        utc = utc_text(started)
         pair = " + ".join(names)
         return cls(
             (
-                f"VIEWING {pair}",
+                f"VIEWING {pair}  |  no copy",
                 f"purpose {purpose}  |  {recording}",
-                f"viewed {utc:%Y-%m-%d %H:%M:%S} UTC  |  no copy",
+                f"viewed {utc}  |  {local_text(started, 'second', zone)}",
             ),
             recording,
-            f"{pair}  {purpose}  {utc:%Y-%m-%d %H:%M} UTC",
+            f"{pair}  {purpose}  {utc}",
         )
 
 

@@ -30,7 +30,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from vault.access import Actor, actor_for, refuse
+from vault.access import SECTIONS, Actor, actor_for, open_sections, refuse
 from vault.accounts.models import Municipality, Officer
 from vault.catalog.models import Hold, Recording
 from vault.catalog.selectors import recording_custody, recording_list
@@ -92,6 +92,30 @@ def page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBas
     return wrapped
 
 
+def section(name: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """The view is the page of menu section `name`: whoever may not open it (the rule the
+    menu is built from, `vault.access.open_sections`) is refused, audited, before it runs."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def gated(request: HttpRequest, actor: Actor, *args: Any, **kwargs: Any) -> HttpResponse:
+            if name not in open_sections(actor):
+                rule = SECTIONS[name]
+                raise refuse(
+                    actor=actor,
+                    action=rule.action or f"{name}.list",
+                    target=name,
+                    clock=CLOCK,
+                    reason="the policies of your municipalities let none of your roles "
+                    f"({actor.describe() or 'none'}) open {name}",
+                )
+            return view(request, actor, *args, **kwargs)
+
+        return gated
+
+    return decorate
+
+
 def _when(text: str, field: str) -> dt.datetime | None:
     if not text:
         return None
@@ -141,16 +165,25 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @page
 def home(request: HttpRequest, actor: Actor) -> HttpResponse:
-    roles = {r for rs in actor.roles.values() for r in rs}
-    if roles <= {"officer"}:
-        return redirect("reports")
-    return redirect("catalog")
+    """The first page of the menu (the officer's: his shift reports)."""
+    sections = open_sections(actor)
+    if "catalog" in sections:
+        return redirect("catalog")
+    if sections:
+        return redirect(sections[0])
+    raise refuse(
+        actor=actor,
+        action="catalog.list",
+        clock=CLOCK,
+        reason=f"your roles ({actor.describe() or 'none'}) open none of the back office's pages",
+    )
 
 
 # --- catalog ------------------------------------------------------------------------------
 
 
 @page
+@section("catalog")
 def catalog(request: HttpRequest, actor: Actor) -> HttpResponse:
     q = request.GET
     error = ""
@@ -451,6 +484,7 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
 
 
 @page
+@section("cameras")
 def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
     from vault.registry import services as reg
     from vault.registry.selectors import camera_list
@@ -547,6 +581,7 @@ def sync(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 
 @page
+@section("requests")
 def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     error = ""
     if request.method == "POST":
@@ -635,6 +670,7 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
 
 
 @page
+@section("audit")
 def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     from vault.audit.selectors import audit_search
     from vault.audit.services import audit_verify
@@ -653,6 +689,7 @@ def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 
 @page
+@section("reports")
 def reports_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     rows = list(reports.report_list(actor=actor).order_by("state", "-pressed_at")[:300])
     return render(request, "web/reports.html", {"rows": rows})

@@ -28,12 +28,13 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from vault.access import SECTIONS, Actor, actor_for, open_sections, refuse
 from vault.accounts.models import Municipality, Officer
 from vault.catalog.models import Hold, Recording
-from vault.catalog.selectors import recording_custody, recording_list
+from vault.catalog.selectors import recording_custody, recording_get, recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
 from vault.errors import (
     AuthenticationFailed,
@@ -43,7 +44,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.policy import PURPOSES
-from vault.web import casework, reports, viewings
+from vault.web import casework, reports, viewings, words
 from vault.web.models import CameraStatus, CaseRequest, ShiftReport
 from vault.web.signin import sign_in
 from vault.web.site import site_config, site_store, vault_key, work_dir
@@ -57,6 +58,7 @@ MAX_CHUNK = 4 << 20  # one response never carries more than this of the stream
 STREAM_CHUNK = 256 << 10
 SHORT_RECORDING = 15.0  # seconds: encoded whole before the page shows (a second or so)
 STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
+REQUEST_CHOICES = 500  # recordings the requests form offers, newest first
 
 
 def _remote(request: HttpRequest) -> str:
@@ -123,7 +125,8 @@ def _when(text: str, field: str) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise VaultError(
-            f"{field}: {text!r} is not a date/time (2026-11-02 or 2026-11-02T08:00)"
+            _("%(field)s: %(text)r is not a date/time (2026-11-02 or 2026-11-02T08:00)")
+            % {"field": field, "text": text}
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
@@ -195,8 +198,8 @@ def catalog(request: HttpRequest, actor: Actor) -> HttpResponse:
             camera=q.get("camera") or None,
             officer=q.get("officer") or None,
             purpose=q.get("purpose", ""),
-            since=_when(q.get("since", ""), "from"),
-            until=_when(q.get("until", ""), "until"),
+            since=_when(q.get("since", ""), _("From")),
+            until=_when(q.get("until", ""), _("Until")),
             state=q.get("state") or None,
             hold=q.get("hold") or None,
         )
@@ -512,12 +515,12 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
                     actor=actor,
                     device_id=p.get("device_id", ""),
                     officer_code=p.get("officer", ""),
-                    starts_at=_when(p.get("starts_at", ""), "from") or CLOCK.now(),
-                    ends_at=_when(p.get("ends_at", ""), "until"),
+                    starts_at=_when(p.get("starts_at", ""), _("From")) or CLOCK.now(),
+                    ends_at=_when(p.get("ends_at", ""), _("Until")),
                     clock=CLOCK,
                 )
             else:
-                raise VaultError(f"unknown operation {op!r}")
+                raise VaultError(_("unknown operation %(op)r") % {"op": op})
             return redirect("cameras")
         except PermissionRefused:
             raise
@@ -589,10 +592,10 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
         try:
             muni = Municipality.objects.filter(code=p.get("municipality", "")).first()
             if muni is None or muni.code not in actor.roles:
-                raise VaultError("choose one of your municipalities")
-            from vault.catalog.selectors import recording_get
-
-            refs = [x for x in re.split(r"[\s,]+", p.get("recordings", "")) if x]
+                raise VaultError(_("choose one of your municipalities"))
+            refs = p.getlist("recordings")
+            if not refs:
+                raise VaultError(_("choose the recordings the request is about"))
             recs = [recording_get(actor=actor, ref=x, clock=CLOCK) for x in refs]
             case = casework.request_open(
                 actor=actor,
@@ -600,7 +603,7 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
                 kind=p.get("kind", ""),
                 reference=p.get("reference", ""),
                 description=p.get("description", ""),
-                received_at=_when(p.get("received_at", ""), "received") or CLOCK.now(),
+                received_at=_when(p.get("received_at", ""), _("Received")) or CLOCK.now(),
                 recordings=recs,
                 store=site_store(),
                 clock=CLOCK,
@@ -612,11 +615,16 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
             error = str(exc)
     cases = list(casework.request_list(actor=actor, clock=CLOCK, kind=request.GET.get("kind", "")))
     munis = Municipality.objects.filter(code__in=list(actor.roles))
+    # The form picks from the catalog: the recordings this user may list whose footage is kept.
+    shown = recording_list(actor=actor, clock=CLOCK).exclude(state=Recording.State.PURGED)
+    choices = [(f"{r.device_id}/{r.recording_id}", r) for r in shown[:REQUEST_CHOICES]]
     return render(
         request,
         "web/requests.html",
         {
             "cases": cases,
+            "choices": choices,
+            "picked": set(request.POST.getlist("recordings")),
             "error": error,
             "kinds": CaseRequest.Kind.choices,
             "municipalities": munis,
@@ -654,7 +662,7 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
                     clock=CLOCK,
                 )
             else:
-                raise VaultError(f"unknown operation {op!r}")
+                raise VaultError(_("unknown operation %(op)r") % {"op": op})
             return redirect("request", request_id=case.pk)
         except VaultError as exc:
             error = str(exc)
@@ -681,7 +689,13 @@ def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     return render(
         request,
         "web/audit.html",
-        {"entries": entries, "q": q, "report": report, "results": ["ok", "refused", "failed"]},
+        {
+            "entries": entries,
+            "q": q,
+            "report": report,
+            "results": ["ok", "refused", "failed"],
+            "purposes": list(words.PURPOSES),
+        },
     )
 
 

@@ -85,6 +85,23 @@ DETAIL_KEYS: dict[str, Promise] = {
     "until": gettext_lazy("until"),
 }
 
+# An audit entry's target when it is a part of the back office rather than one recording.
+TARGETS: dict[str, Promise] = {
+    "recordings": DETAIL_KEYS["recordings"],
+    "cameras": DETAIL_KEYS["cameras"],
+    "catalog": DETAIL_KEYS["recordings"],
+    "requests": gettext_lazy("requests"),
+    "reports": gettext_lazy("shift reports"),
+    "audit": gettext_lazy("audit log"),
+    "audit log": gettext_lazy("audit log"),
+}
+
+
+def target_in_words(target: Any) -> str:
+    """An audit target: a part of the back office in words, anything else as it is."""
+    text = str(target or "")
+    return str(TARGETS[text]) if text in TARGETS else text
+
 
 def _plain(identifier: str) -> str:
     return identifier.replace("_", " ")

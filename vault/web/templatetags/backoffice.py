@@ -54,3 +54,8 @@ def detail(value: Any) -> str:
 @register.filter
 def byte_count(value: Any) -> str:
     return words.bytes_in_words(value)
+
+
+@register.filter
+def target(value: Any) -> str:
+    return words.target_in_words(value)

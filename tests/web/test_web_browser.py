@@ -439,3 +439,33 @@ def test_every_page_carries_a_content_security_policy_and_the_viewing_still_play
         assert csp is not None, url
         assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp, (url, csp)
     assert blocked == []
+
+
+def test_the_recording_page_in_dutch_keeps_the_second_person_legend_in_its_box(
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
+    """The default language, as a browser without a choice gets it; the long legend of the
+    second person's sign-in wraps inside its fieldset instead of straddling its border."""
+    ctx = browser.new_context(viewport={"width": 700, "height": 900}, base_url=server.url)
+    page = ctx.new_page()
+    page.goto("/login/")
+    page.get_by_label("Gebruikersnaam").fill("cees")
+    page.get_by_label("Wachtwoord").fill(PASSWORD)
+    page.get_by_role("button", name="Aanmelden").click()
+    page.wait_for_load_state()
+    page.goto(f"/recordings/{web_site.recent}/")
+    assert page.locator("html").get_attribute("lang") == "nl"
+    fieldset = page.locator("#viewing-form fieldset")
+    box = fieldset.evaluate(
+        """f => { const b = f.getBoundingClientRect(), l = f.querySelector('legend')
+                   .getBoundingClientRect(), s = getComputedStyle(f);
+                 return {top: b.top + parseFloat(s.borderTopWidth), left: b.left,
+                         right: b.right, legendTop: l.top, legendLeft: l.left,
+                         legendRight: l.right, legendHeight: l.height}; }"""
+    )
+    assert box["legendHeight"] > 30, box  # the narrow page wraps it onto two lines
+    assert box["legendTop"] >= box["top"], box  # below the top border, not across it
+    assert box["left"] <= box["legendLeft"] and box["legendRight"] <= box["right"], box
+    assert "klacht: clustermanager + gemeentesecretaris" in page.get_by_label("Doel").inner_text()
+    fieldset.screenshot(path=str(shots(web_site) / "second-person.png"))
+    ctx.close()

@@ -4,10 +4,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The back office's translations: the .po is kept in git, the .mo compiled from it here.
+LOCALES := $(wildcard vault/web/locale/*/LC_MESSAGES/django.po)
+MESSAGES := $(LOCALES:.po=.mo)
+
 .PHONY: install test reliability fuzz demo bench lint clean system-deps
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
-SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl /usr/bin/chromium:chromium npm:npm
+SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl /usr/bin/chromium:chromium npm:npm \
+	msgfmt:gettext
 
 $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-deps
@@ -16,7 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(MESSAGES)
+
+%/LC_MESSAGES/django.mo: %/LC_MESSAGES/django.po $(STAMP)
+	@$(MAKE) --no-print-directory system-deps
+	cd vault/web && ../../$(BIN)/django-admin compilemessages --verbosity 0
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -32,17 +41,17 @@ system-deps:
 		echo "missing Debian packages:$$missing (install them as root)" >&2; exit 1; \
 	fi
 
-test: $(STAMP)
+test: install
 	$(BIN)/python -m pytest -q
 
 # The fault suite at full counts with a new seed each run (make test runs its short form with
 # a fixed seed, the same on every machine); BODYCAM_SEED=N repeats the run that printed N.
-reliability: $(STAMP)
+reliability: install
 	BODYCAM_SEED=$${BODYCAM_SEED:-fresh} BODYCAM_RELIABILITY=full \
 		$(BIN)/python -m pytest -q -p no:cacheprovider $(RELIABILITY_ARGS) tests/reliability
 
 # The property-based tests with fresh random examples (make test runs a fixed set).
-fuzz: $(STAMP)
+fuzz: install
 	BODYCAM_HYPOTHESIS=explore $(BIN)/python -m pytest -q $(FUZZ_ARGS) \
 		tests/ringbuffer tests/crypto tests/serial tests/sim/test_sensor.py tests/firmware/test_eventlog.py
 
@@ -52,7 +61,7 @@ demo:
 		echo "make demo: $$(( $$(date +%s) - start )) s in all, install included (exit $$rc)"; \
 		exit $$rc
 
-bench: $(STAMP)
+bench: install
 	@failed=""; for b in benchmarks/*_bench.py; do echo "== $$b"; \
 		$(BIN)/python $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "benchmarks that did not run:$$failed" >&2; exit 1; fi

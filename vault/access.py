@@ -141,6 +141,46 @@ def allowed_roles(actor: Actor, municipality: Municipality, action: str) -> list
     return sorted(r for r in actor.roles_in(municipality.code) if policy.allows(r, action))
 
 
+# The back office's sections (the web pages' menu). A section is open to an actor when a
+# policy of their municipalities allows its `action` to one of their roles (what the
+# section's selector asks `authorize_any`), or when they hold one of its `roles`. The menu
+# and the views both ask `may_open`, so a link is shown exactly when its page answers.
+SHIFT_REPORT_READERS = ("coordinator", "cluster_manager")  # who the reports are submitted to
+
+
+@dataclass(frozen=True)
+class Section:
+    action: str = ""
+    roles: frozenset[str] = frozenset()
+
+
+SECTIONS: dict[str, Section] = {
+    "catalog": Section(action="catalog.list"),
+    "requests": Section(action="catalog.list"),
+    "reports": Section(roles=frozenset({"officer", *SHIFT_REPORT_READERS})),
+    "cameras": Section(action="catalog.list"),
+    "audit": Section(action="audit.view"),
+}
+SECTION_ACTIONS = frozenset(rule.action for rule in SECTIONS.values() if rule.action)
+
+
+def open_sections(actor: Actor) -> list[str]:
+    """The sections the actor may open, in menu order."""
+    mine = list(Municipality.objects.filter(code__in=list(actor.roles)))
+    actions = {a for m in mine for a in SECTION_ACTIONS if allowed_roles(actor, m, a)}
+    held = {r for roles in actor.roles.values() for r in roles}
+    return [
+        name
+        for name, rule in SECTIONS.items()
+        if rule.roles & held or (rule.action and rule.action in actions)
+    ]
+
+
+def may_open(actor: Actor, section: str) -> bool:
+    """Whether the actor's menu shows `section` and its page lets them in."""
+    return section in open_sections(actor)
+
+
 def authorize(
     *,
     actor: Actor,

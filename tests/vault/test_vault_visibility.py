@@ -117,11 +117,11 @@ def test_an_auditor_sees_only_entries_of_their_own_municipality(
         actor="uma", action="auth.login", result="ok", clock=clock, detail={"remote": "10.9.9.9"}
     )
     assert legacy.municipality == ""
-    with pytest.raises(Exception, match="wrong password"):
+    with pytest.raises(Exception, match="verkeerd wachtwoord"):
         sign_in(username="uma", password="guess", clock=clock, remote="10.1.2.3")
     sign_in(username="uma", password=PASSWORD, clock=clock, remote="10.1.2.3")
     list(recording_list(actor=actor("ute"), clock=clock))
-    with pytest.raises(Exception, match="wrong password"):
+    with pytest.raises(Exception, match="verkeerd wachtwoord"):
         sign_in(username="nobody", password="guess", clock=clock, remote="10.4.4.4")
 
     new = AuditEntry.objects.filter(seq__gt=legacy.seq)

@@ -173,9 +173,9 @@ def test_sign_in_locks_a_name_after_repeated_failures_and_unlocks_later(
     from vault.web.signin import AccountLocked, sign_in
 
     for _ in range(settings.LOCKOUT_FAILURES):
-        with pytest.raises(AuthenticationFailed, match="wrong password"):
+        with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
             sign_in(username="sam", password="guess", clock=clock)
-    with pytest.raises(AccountLocked, match="locked"):
+    with pytest.raises(AccountLocked, match="geblokkeerd"):
         sign_in(username="sam", password=PASSWORD, clock=clock)  # right, but locked
     assert (
         AuditEntry.objects.filter(actor="sam", result="refused").count()
@@ -193,9 +193,9 @@ def test_failures_from_one_address_do_not_lock_the_name_for_another(
     from vault.web.signin import AccountLocked, sign_in
 
     for _ in range(settings.LOCKOUT_FAILURES):
-        with pytest.raises(AuthenticationFailed, match="wrong password"):
+        with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
             sign_in(username="sam", password="guess", clock=clock, remote="203.0.113.9")
-    with pytest.raises(AccountLocked, match="locked"):
+    with pytest.raises(AccountLocked, match="geblokkeerd"):
         sign_in(username="sam", password=PASSWORD, clock=clock, remote="203.0.113.9")
     # The colleague at their own desk signs in (e.g. as the second viewer) all the same.
     assert sign_in(username="sam", password=PASSWORD, clock=clock, remote="10.0.0.7")
@@ -213,14 +213,14 @@ def test_guessing_from_one_address_waits_longer_after_each_further_failure(
 
     guesser = "203.0.113.9"
     for _ in range(settings.LOCKOUT_FAILURES):
-        with pytest.raises(AuthenticationFailed, match="wrong password"):
+        with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
             sign_in(username="sam", password="guess", clock=clock, remote=guesser)
     clock.advance(seconds=settings.LOCKOUT_SECONDS + 1)
-    with pytest.raises(AuthenticationFailed, match="wrong password"):
+    with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
         sign_in(username="sam", password="guess again", clock=clock, remote=guesser)
     # One more failure doubles the wait: after the first wait it is still locked.
     clock.advance(seconds=settings.LOCKOUT_SECONDS + 1)
-    with pytest.raises(AccountLocked, match="try again in"):
+    with pytest.raises(AccountLocked, match="probeer het over"):
         sign_in(username="sam", password=PASSWORD, clock=clock, remote=guesser)
     clock.advance(seconds=settings.LOCKOUT_SECONDS)
     assert sign_in(username="sam", password=PASSWORD, clock=clock, remote=guesser)

@@ -27,8 +27,15 @@ def shots(site: WebSite) -> Path:
 VIEWPORT = {"width": 1200, "height": 800}
 
 
+def in_english(ctx: Any, server: Server) -> Any:
+    """These tests read the pages' English wording: chosen as the language switch does (its
+    cookie); the Dutch default is checked in tests/vault/test_vault_dutch.py."""
+    ctx.add_cookies([{"name": "django_language", "value": "en", "url": server.url}])
+    return ctx
+
+
 def signed_in(browser: Any, server: Server, user: str, **options: Any) -> Any:
-    ctx = browser.new_context(viewport=VIEWPORT, base_url=server.url, **options)
+    ctx = in_english(browser.new_context(viewport=VIEWPORT, base_url=server.url, **options), server)
     page = ctx.new_page()
     page.goto("/login/")
     page.get_by_label("User name").fill(user)
@@ -61,7 +68,7 @@ def png_array(data: bytes) -> np.ndarray:
 
 
 def test_sign_in_locks_after_repeated_failures(browser: Any, server: Server) -> None:
-    ctx = browser.new_context(base_url=server.url)
+    ctx = in_english(browser.new_context(base_url=server.url), server)
     page = ctx.new_page()
     for _ in range(5):
         page.goto("/login/")
@@ -255,7 +262,7 @@ def test_an_access_request_hold_blocks_the_purge_until_closed(
     page.goto("/requests/")
     page.get_by_label("Kind", exact=True).select_option("access_request")
     page.get_by_label("Reference").fill("AVG-2026-17")
-    page.get_by_label("Recordings (DEVICE/RECORDING, separated by spaces)").fill(web_site.old)
+    page.locator(f'input[name=recordings][value="{web_site.old}"]').check()
     page.get_by_label("Description").fill("citizen asks to see the recording of 27 October")
     with page.expect_navigation():
         page.get_by_role("button", name="Register and hold").click()
@@ -388,7 +395,9 @@ def test_every_page_passes_axe_core(browser: Any, server: Server, web_site: WebS
     assert "label" in {v["id"] for v in _axe(probe, source)}  # the check can fail
     probe.close()
     # axe-core is injected as an inline script, which the pages' own policy refuses.
-    anon = browser.new_context(viewport=VIEWPORT, base_url=server.url, bypass_csp=True).new_page()
+    anon = in_english(
+        browser.new_context(viewport=VIEWPORT, base_url=server.url, bypass_csp=True), server
+    ).new_page()
     anon.goto("/login/")
     problems = {"/login/": _axe(anon, source)}
     anon.context.close()
@@ -448,3 +457,33 @@ def test_every_page_carries_a_content_security_policy_and_the_viewing_still_play
         assert csp is not None, url
         assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp, (url, csp)
     assert blocked == []
+
+
+def test_the_recording_page_in_dutch_keeps_the_second_person_legend_in_its_box(
+    browser: Any, server: Server, web_site: WebSite
+) -> None:
+    """The default language, as a browser without a choice gets it; the long legend of the
+    second person's sign-in wraps inside its fieldset instead of straddling its border."""
+    ctx = browser.new_context(viewport={"width": 700, "height": 900}, base_url=server.url)
+    page = ctx.new_page()
+    page.goto("/login/")
+    page.get_by_label("Gebruikersnaam").fill("cees")
+    page.get_by_label("Wachtwoord").fill(PASSWORD)
+    page.get_by_role("button", name="Aanmelden").click()
+    page.wait_for_load_state()
+    page.goto(f"/recordings/{web_site.recent}/")
+    assert page.locator("html").get_attribute("lang") == "nl"
+    fieldset = page.locator("#viewing-form fieldset")
+    box = fieldset.evaluate(
+        """f => { const b = f.getBoundingClientRect(), l = f.querySelector('legend')
+                   .getBoundingClientRect(), s = getComputedStyle(f);
+                 return {top: b.top + parseFloat(s.borderTopWidth), left: b.left,
+                         right: b.right, legendTop: l.top, legendLeft: l.left,
+                         legendRight: l.right, legendHeight: l.height}; }"""
+    )
+    assert box["legendHeight"] > 30, box  # the narrow page wraps it onto two lines
+    assert box["legendTop"] >= box["top"], box  # below the top border, not across it
+    assert box["left"] <= box["legendLeft"] and box["legendRight"] <= box["right"], box
+    assert "klacht: clustermanager + gemeentesecretaris" in page.get_by_label("Doel").inner_text()
+    fieldset.screenshot(path=str(shots(web_site) / "second-person.png"))
+    ctx.close()

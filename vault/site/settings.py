@@ -105,7 +105,13 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
 TIME_ZONE = "Europe/Amsterdam"
-LANGUAGE_CODE = "en"
+# A Dutch municipality's back office: the pages in Dutch, English on the page's switch.
+LANGUAGE_CODE = "nl"
+LANGUAGES = [("nl", "Nederlands"), ("en", "English")]
+USE_I18N = True
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Strict"
 AUTH_PASSWORD_VALIDATORS = [
     {
         "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
@@ -116,6 +122,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # Deployment hardening (checked by `manage.py check --deploy`).
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+LANGUAGE_COOKIE_SECURE = not DEBUG
 SESSION_COOKIE_AGE = 8 * 3600
 SECURE_SSL_REDIRECT = os.environ.get("BODYCAM_VAULT_SSL_REDIRECT", "0" if DEBUG else "1") == "1"
 SECURE_HSTS_SECONDS = 0 if DEBUG else 31536000
@@ -171,9 +178,11 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 if os.environ.get("BODYCAM_VAULT_LOCAL_HTTP") == "1":
     # `bodycam vault serve --local-http`: plain HTTP on 127.0.0.1 for a demo or a test.
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = False
+    LANGUAGE_COOKIE_SECURE = False
     SECURE_HSTS_SECONDS = 0
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_PRELOAD = False
 MIDDLEWARE += [
+    "vault.web.middleware.SiteLanguageMiddleware",
     "vault.web.middleware.SessionIdleMiddleware",
     "vault.web.middleware.NoStoreMiddleware",
     "vault.web.middleware.ContentSecurityPolicyMiddleware",

@@ -12,7 +12,7 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
 
     if not request.user.is_authenticated:
         return {"time_zone": settings.TIME_ZONE}
-    from vault.access import actor_for
+    from vault.access import actor_for, open_sections
     from vault.web.reports import unsubmitted
 
     actor = actor_for(request.user)
@@ -22,5 +22,6 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
         "my_roles": roles,
         "my_municipalities": sorted(actor.roles),
         "open_reports": unsubmitted(actor=actor).count(),
+        "sections": open_sections(actor),
         "time_zone": settings.TIME_ZONE,
     }

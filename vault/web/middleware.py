@@ -1,4 +1,4 @@
-"""Session idle expiry, no-store caching and the Content-Security-Policy of every page."""
+"""The page language, session idle expiry, no-store caching and the Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -9,8 +9,33 @@ from collections.abc import Callable
 from django.conf import settings
 from django.contrib.auth import logout
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
+from django.utils.cache import patch_vary_headers
 
 log = logging.getLogger(__name__)
+
+
+class SiteLanguageMiddleware:
+    """The site's language (LANGUAGE_CODE, Dutch) unless the user chose another on the page.
+
+    Django's LocaleMiddleware would follow the browser's Accept-Language, and a
+    municipality's desktops often run an English browser for staff who work in Dutch: the
+    choice is the user's own, made with the page's switch (Django's `set_language`, which
+    keeps it in the language cookie).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        chosen = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+        language = chosen if chosen in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
+        response = self.get_response(request)
+        patch_vary_headers(response, ("Cookie",))
+        response.headers.setdefault("Content-Language", language)
+        return response
 
 
 class SessionIdleMiddleware:

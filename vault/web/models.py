@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from vault.accounts.models import Municipality, Officer
 from vault.catalog.models import Hold, Recording
@@ -26,14 +27,14 @@ class LoginFailure(models.Model):
 
 class CaseRequest(models.Model):
     class Kind(models.TextChoices):
-        ACCESS_REQUEST = "access_request", "Citizen access request (GDPR art. 15)"
-        COMPLAINT = "complaint", "Complaint"
-        PROSECUTOR = "prosecutor", "Police / prosecutor claim"
+        ACCESS_REQUEST = "access_request", _("Citizen access request (GDPR art. 15)")
+        COMPLAINT = "complaint", _("Complaint")
+        PROSECUTOR = "prosecutor", _("Police / prosecutor claim")
 
     class Decision(models.TextChoices):
-        PENDING = "", "pending"
-        GRANTED = "granted", "granted"
-        REFUSED = "refused", "refused"
+        PENDING = "", _("pending")
+        GRANTED = "granted", _("granted")
+        REFUSED = "refused", _("refused")
 
     municipality = models.ForeignKey(
         Municipality, on_delete=models.PROTECT, related_name="case_requests"

@@ -29,7 +29,7 @@ from django.db.models import Q, QuerySet
 
 from firmware.eventlog import Event, EventLogError, read_events, verify_event_log
 from store import Store
-from vault.access import Actor, audit_ok, authorize_any, refuse
+from vault.access import SHIFT_REPORT_READERS, Actor, audit_ok, authorize_any, refuse
 from vault.accounts.models import Officer
 from vault.catalog.models import Recording
 from vault.catalog.services import MAX_EVENT_PIECE, store_inventory
@@ -41,7 +41,7 @@ from vault.web.models import CameraStatus, ShiftReport
 
 log = logging.getLogger(__name__)
 
-READER_ROLES = ("coordinator", "cluster_manager")  # who the reports are submitted to
+READER_ROLES = SHIFT_REPORT_READERS  # who the reports are submitted to
 HEALTH_KINDS = ("fault", "storage_low", "recovery_failed", "event_log_reset")
 
 

@@ -21,6 +21,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
+from django.utils.translation import gettext, ngettext
 
 from vault.access import Actor, audit_ok, authenticate_actor, username_scopes
 from vault.audit.services import audit_record
@@ -103,7 +104,7 @@ def sign_in(
     name = username.strip()[:150]
     source = remote[:64]
     if not name or not password:
-        raise AuthenticationFailed("give a user name and a password")
+        raise AuthenticationFailed(gettext("give a user name and a password"))
     until = locked_until(name, source, clock)
     if until is not None:
         with transaction.atomic():
@@ -118,8 +119,14 @@ def sign_in(
                 )
         minutes = max(1, -(-int((until - clock.now()).total_seconds()) // 60))
         raise AccountLocked(
-            f"{name} is locked for sign-ins from this address after repeated failed"
-            f" sign-ins; try again in {minutes} minutes"
+            ngettext(
+                "%(name)s is locked for sign-ins from this address after repeated failed"
+                " sign-ins; try again in %(minutes)d minute",
+                "%(name)s is locked for sign-ins from this address after repeated failed"
+                " sign-ins; try again in %(minutes)d minutes",
+                minutes,
+            )
+            % {"name": name, "minutes": minutes}
         )
     try:
         actor = authenticate_actor(
@@ -127,7 +134,10 @@ def sign_in(
         )
     except AuthenticationFailed:
         _record_failure(name, source, clock)
-        raise
+        # Said on the page in the reader's language (the audit entry keeps its own words).
+        raise AuthenticationFailed(
+            gettext("user %(name)r: unknown, inactive or wrong password") % {"name": name}
+        ) from None
     # Only this address's failures: a right password here does not unlock a guesser elsewhere.
     LoginFailure.objects.filter(username=name, remote=source).delete()
     with transaction.atomic():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.urls import path
+from django.views.i18n import set_language
 
 from vault.web import views
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
+    path("language", set_language, name="set_language"),
     path("recordings/", views.catalog, name="catalog"),
     path("recordings/<str:device>/<str:rec>/", views.recording_page, name="recording"),
     path("recordings/<str:device>/<str:rec>/view", views.viewing_start, name="viewing_start"),

@@ -28,12 +28,13 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from vault.access import Actor, actor_for, refuse
+from vault.access import SECTIONS, Actor, actor_for, open_sections, refuse
 from vault.accounts.models import Municipality, Officer
 from vault.catalog.models import Hold, Recording
-from vault.catalog.selectors import recording_custody, recording_list
+from vault.catalog.selectors import recording_custody, recording_get, recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
 from vault.errors import (
     AuthenticationFailed,
@@ -43,7 +44,7 @@ from vault.errors import (
     VaultError,
 )
 from vault.policy import PURPOSES
-from vault.web import casework, reports, viewings
+from vault.web import casework, reports, viewings, words
 from vault.web.local_time import municipality_zone
 from vault.web.models import CaseRequest, ShiftReport
 from vault.web.signin import sign_in
@@ -58,6 +59,7 @@ MAX_CHUNK = 4 << 20  # one response never carries more than this of the stream
 STREAM_CHUNK = 256 << 10
 SHORT_RECORDING = 15.0  # seconds: encoded whole before the page shows (a second or so)
 STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
+REQUEST_CHOICES = 500  # recordings the requests form offers, newest first
 
 
 def _remote(request: HttpRequest) -> str:
@@ -93,6 +95,30 @@ def page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBas
     return wrapped
 
 
+def section(name: str) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """The view is the page of menu section `name`: whoever may not open it (the rule the
+    menu is built from, `vault.access.open_sections`) is refused, audited, before it runs."""
+
+    def decorate(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def gated(request: HttpRequest, actor: Actor, *args: Any, **kwargs: Any) -> HttpResponse:
+            if name not in open_sections(actor):
+                rule = SECTIONS[name]
+                raise refuse(
+                    actor=actor,
+                    action=rule.action or f"{name}.list",
+                    target=name,
+                    clock=CLOCK,
+                    reason="the policies of your municipalities let none of your roles "
+                    f"({actor.describe() or 'none'}) open {name}",
+                )
+            return view(request, actor, *args, **kwargs)
+
+        return gated
+
+    return decorate
+
+
 def _when(text: str, field: str) -> dt.datetime | None:
     """A time typed into a page: in the municipality's zone, as the pages show times."""
     if not text:
@@ -101,7 +127,8 @@ def _when(text: str, field: str) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise VaultError(
-            f"{field}: {text!r} is not a date/time (2026-11-02 or 2026-11-02T08:00)"
+            _("%(field)s: %(text)r is not a date/time (2026-11-02 or 2026-11-02T08:00)")
+            % {"field": field, "text": text}
         ) from None
     return value if value.tzinfo else value.replace(tzinfo=municipality_zone())
 
@@ -143,16 +170,25 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 
 @page
 def home(request: HttpRequest, actor: Actor) -> HttpResponse:
-    roles = {r for rs in actor.roles.values() for r in rs}
-    if roles <= {"officer"}:
-        return redirect("reports")
-    return redirect("catalog")
+    """The first page of the menu (the officer's: his shift reports)."""
+    sections = open_sections(actor)
+    if "catalog" in sections:
+        return redirect("catalog")
+    if sections:
+        return redirect(sections[0])
+    raise refuse(
+        actor=actor,
+        action="catalog.list",
+        clock=CLOCK,
+        reason=f"your roles ({actor.describe() or 'none'}) open none of the back office's pages",
+    )
 
 
 # --- catalog ------------------------------------------------------------------------------
 
 
 @page
+@section("catalog")
 def catalog(request: HttpRequest, actor: Actor) -> HttpResponse:
     q = request.GET
     error = ""
@@ -164,8 +200,8 @@ def catalog(request: HttpRequest, actor: Actor) -> HttpResponse:
             camera=q.get("camera") or None,
             officer=q.get("officer") or None,
             purpose=q.get("purpose", ""),
-            since=_when(q.get("since", ""), "from"),
-            until=_when(q.get("until", ""), "until"),
+            since=_when(q.get("since", ""), _("From")),
+            until=_when(q.get("until", ""), _("Until")),
             state=q.get("state") or None,
             hold=q.get("hold") or None,
         )
@@ -453,6 +489,7 @@ def viewing_event(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRe
 
 
 @page
+@section("cameras")
 def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
     from vault.registry import services as reg
 
@@ -479,12 +516,12 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
                     actor=actor,
                     device_id=p.get("device_id", ""),
                     officer_code=p.get("officer", ""),
-                    starts_at=_when(p.get("starts_at", ""), "from") or CLOCK.now(),
-                    ends_at=_when(p.get("ends_at", ""), "until"),
+                    starts_at=_when(p.get("starts_at", ""), _("From")) or CLOCK.now(),
+                    ends_at=_when(p.get("ends_at", ""), _("Until")),
                     clock=CLOCK,
                 )
             else:
-                raise VaultError(f"unknown operation {op!r}")
+                raise VaultError(_("unknown operation %(op)r") % {"op": op})
             return redirect("cameras")
         except PermissionRefused:
             raise
@@ -532,6 +569,7 @@ def sync(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 
 @page
+@section("requests")
 def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     error = ""
     if request.method == "POST":
@@ -539,10 +577,10 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
         try:
             muni = Municipality.objects.filter(code=p.get("municipality", "")).first()
             if muni is None or muni.code not in actor.roles:
-                raise VaultError("choose one of your municipalities")
-            from vault.catalog.selectors import recording_get
-
-            refs = [x for x in re.split(r"[\s,]+", p.get("recordings", "")) if x]
+                raise VaultError(_("choose one of your municipalities"))
+            refs = p.getlist("recordings")
+            if not refs:
+                raise VaultError(_("choose the recordings the request is about"))
             recs = [recording_get(actor=actor, ref=x, clock=CLOCK) for x in refs]
             case = casework.request_open(
                 actor=actor,
@@ -550,7 +588,7 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
                 kind=p.get("kind", ""),
                 reference=p.get("reference", ""),
                 description=p.get("description", ""),
-                received_at=_when(p.get("received_at", ""), "received") or CLOCK.now(),
+                received_at=_when(p.get("received_at", ""), _("Received")) or CLOCK.now(),
                 recordings=recs,
                 store=site_store(),
                 clock=CLOCK,
@@ -562,11 +600,16 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
             error = str(exc)
     cases = list(casework.request_list(actor=actor, clock=CLOCK, kind=request.GET.get("kind", "")))
     munis = Municipality.objects.filter(code__in=list(actor.roles))
+    # The form picks from the catalog: the recordings this user may list whose footage is kept.
+    shown = recording_list(actor=actor, clock=CLOCK).exclude(state=Recording.State.PURGED)
+    choices = [(f"{r.device_id}/{r.recording_id}", r) for r in shown[:REQUEST_CHOICES]]
     return render(
         request,
         "web/requests.html",
         {
             "cases": cases,
+            "choices": choices,
+            "picked": set(request.POST.getlist("recordings")),
             "error": error,
             "kinds": CaseRequest.Kind.choices,
             "municipalities": munis,
@@ -604,7 +647,7 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
                     clock=CLOCK,
                 )
             else:
-                raise VaultError(f"unknown operation {op!r}")
+                raise VaultError(_("unknown operation %(op)r") % {"op": op})
             return redirect("request", request_id=case.pk)
         except VaultError as exc:
             error = str(exc)
@@ -620,6 +663,7 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
 
 
 @page
+@section("audit")
 def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     from vault.audit.selectors import audit_search
     from vault.audit.services import audit_verify
@@ -630,7 +674,13 @@ def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     return render(
         request,
         "web/audit.html",
-        {"entries": entries, "q": q, "report": report, "results": ["ok", "refused", "failed"]},
+        {
+            "entries": entries,
+            "q": q,
+            "report": report,
+            "results": ["ok", "refused", "failed"],
+            "purposes": list(words.PURPOSES),
+        },
     )
 
 
@@ -638,6 +688,7 @@ def audit_page(request: HttpRequest, actor: Actor) -> HttpResponse:
 
 
 @page
+@section("reports")
 def reports_page(request: HttpRequest, actor: Actor) -> HttpResponse:
     rows = list(reports.report_list(actor=actor).order_by("state", "-pressed_at")[:300])
     return render(request, "web/reports.html", {"rows": rows})

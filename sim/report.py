@@ -243,7 +243,8 @@ def print_summary(result: ShiftResult, file: TextIO | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=file, width=120)
+    # Wide enough that the longest status ("taken by the dock") stays on its row's line.
+    console = Console(file=file, width=140)
     taken = sum(1 for r in result.recordings if r.taken_by_dock)
     title = f"Shift {result.scenario}: {len(result.recordings)} recordings"
     if result.docked_segments:

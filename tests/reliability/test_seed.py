@@ -53,6 +53,6 @@ def test_fresh_draws_a_new_seed_and_a_given_one_repeats(
 
 def test_make_reliability_explores_and_make_test_does_not() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    recipes = dict(re.findall(r"^(\w+): \$\(STAMP\)\n((?:\t.*\n)+)", makefile, re.M))
+    recipes = dict(re.findall(r"^(\w+): (?:\$\(STAMP\)|install)\n((?:\t.*\n)+)", makefile, re.M))
     assert f"{SEED_ENV}=$${{{SEED_ENV}:-fresh}}" in recipes["reliability"]
     assert SEED_ENV not in recipes["test"]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-UNITS = sorted([*ROOT.glob("*/*.service"), *ROOT.glob("*/systemd/*.service")])
+PACKAGES = ("dock", "firmware", "store", "vault", "sim")
+UNITS = sorted(unit for package in PACKAGES for unit in (ROOT / package).rglob("*.service"))
 MAX_EXPOSURE = 2.0
 
 
@@ -29,6 +30,14 @@ def _exposure(unit: Path) -> float:
 def test_units_are_shipped() -> None:
     assert ROOT / "dock" / "bodycam-dock.service" in UNITS
     assert ROOT / "vault" / "systemd" / "bodycam-vault-purge.service" in UNITS
+    assert ROOT / "vault" / "web" / "systemd" / "bodycam-vault-web.service" in UNITS
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_every_unit_needs_the_store_mounted(unit: Path) -> None:
+    """An unmounted store disk stops the unit instead of letting it work on an empty root."""
+    text = unit.read_text()
+    assert re.search(r"^RequiresMountsFor=.*/srv/bodycam/store", text, re.M), unit.name
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)

@@ -70,7 +70,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/mypy --strict firmware dock ringbuffer crypto sim store vault bodycam_cli.py
+	$(BIN)/mypy --strict formats firmware dock ringbuffer crypto sim store vault bodycam_cli.py
 	# test folders one at a time: each has its own conftest.py (the shared fakes: tests/fakes)
 	$(BIN)/mypy --strict tests/serial
 	$(BIN)/mypy --strict tests/dock

@@ -23,7 +23,7 @@ log = logging.getLogger("bodycam")
 # (module, function) pairs that add top-level command groups, in help order.
 _COMMAND_PROVIDERS: tuple[tuple[str, str], ...] = (
     ("crypto.cli", "add_subcommands"),  # keys
-    ("firmware.profile_cli", "add_subcommands"),  # profile validate
+    ("formats.profile_cli", "add_subcommands"),  # profile validate
     ("dock.profile_cli", "add_subcommands"),  # profile sign/flash/read
     ("sim.cli", "add_subcommands"),  # device run, sim shift
     ("dock.cli", "add_subcommands"),  # dock run/status/register

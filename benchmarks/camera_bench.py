@@ -152,7 +152,7 @@ def _profile(
     width: int, height: int, fps: int, audio: bool, prerecord: float | None = None
 ) -> tuple[bytes, Any]:
     from crypto.keys import SigningKey, VaultKey
-    from firmware.profile import default_profile, derive_profile
+    from formats.profile import default_profile, derive_profile
 
     base = default_profile(
         vault_recipients=[VaultKey.generate().public_bytes().hex()],

@@ -98,7 +98,7 @@ class BenchCamera:
         return {"state": "docked", "charging": True}
 
     def active_profile(self) -> tuple[bytes, Any]:
-        from firmware.profile import parse_profile
+        from formats.profile import parse_profile
 
         return self._raw, parse_profile(self._raw, source="bench profile")
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from crypto.keys import SigningKey
     from dock.link import CameraLink
-    from firmware.profile import default_profile, derive_profile
+    from formats.profile import default_profile, derive_profile
 
     total = args.mib * 1024 * 1024
     with tempfile.TemporaryDirectory(prefix="serial-bench-") as tmp:

@@ -138,9 +138,6 @@ class _Cursor:
     def u8(self) -> int:
         return self.take(1)[0]
 
-    def u16(self) -> int:
-        return int(struct.unpack(">H", self.take(2))[0])
-
     def u32(self) -> int:
         return int(struct.unpack(">I", self.take(4))[0])
 

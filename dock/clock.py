@@ -1,4 +1,4 @@
-"""The dock's time: the machine's clock behind the one clock protocol (`firmware.hardware.Clock`).
+"""The dock's time: the machine's clock behind the one clock protocol (`formats.clock.Clock`).
 
 Everything in the dock takes its time from an injected clock (`DockContext.clock`,
 `SlotWatcher(clock=...)`, `DockDaemon(clock=...)`), so a shift runs fast-forward in a

@@ -39,8 +39,8 @@ from dock.report import CameraReport
 from dock.slots import Slot, SlotProgress, SlotSnapshot, SlotState, remove_gone_slot
 from dock.spool import clean_spool_at_start
 from dock.watcher import SlotWatcher
-from firmware.hardware import Clock
-from firmware.protocol import Signer
+from formats.clock import Clock
+from formats.protocol import Signer
 from store import FileStore, RetryPolicy, Store, StoreError, open_store
 
 if TYPE_CHECKING:

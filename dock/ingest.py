@@ -77,8 +77,8 @@ from dock.sources import (
     VolumeSource,
 )
 from dock.spool import drop_if_shared, remove_spool_folder
-from firmware.hardware import Clock
-from firmware.protocol import Signer
+from formats.clock import Clock
+from formats.protocol import Signer
 from store import (
     Store,
     StoredObject,
@@ -368,7 +368,7 @@ class CameraIngest:
     def _sync_clock(self) -> None:
         """SET_TIME; a large or refused correction is logged and noted for the operator."""
         from dock.link import ClockRefused
-        from firmware.protocol import CLOCK_JUMP_SECONDS
+        from formats.protocol import CLOCK_JUMP_SECONDS
 
         try:
             drift = self._camera_link().set_time(self.ctx.clock.now())
@@ -437,7 +437,7 @@ class CameraIngest:
         sig = directory / f"{info.device_id}.toml.sig"
         if not profile.is_file():
             return
-        from firmware.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE
+        from formats.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE
 
         with open(profile, "rb") as f:
             data = f.read(MAX_PROFILE + 1)
@@ -892,7 +892,7 @@ class CameraIngest:
 
     def _release_now(self, rec_id: str, entry: ManifestEntry, key: str) -> None:
         from dock.link import ReceiptRejected, RemoteNotFound
-        from firmware.protocol import ReleaseReceipt
+        from formats.protocol import ReleaseReceipt
 
         ledger = self.ctx.ledger
         seg = ledger.segment(self.device_id, rec_id, entry.name)
@@ -1131,7 +1131,7 @@ class CameraIngest:
 
     def _settle_releases(self, lines: bytes) -> None:
         """Mark released what the camera's signed log says it deleted against a receipt."""
-        from firmware.eventlog import EventLogError, signed_by_device, verify_event_piece
+        from formats.eventlog import EventLogError, signed_by_device, verify_event_piece
 
         try:
             # Hashes and links of every line; the signature (~0.4 ms) only of lines used.

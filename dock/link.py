@@ -1,4 +1,4 @@
-"""The dock's client for a camera's serial control channel (protocol: firmware/PROTOCOL.md).
+"""The dock's client for a camera's serial control channel (protocol: formats/PROTOCOL.md).
 
 `CameraLink` opens any pyserial URL (a pty path such as /dev/pts/5, `socket://`,
 `loop://`) and offers one typed method per command. Every request carries a
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dock.names import CameraListing, ListingBounds, ListingBuilder
-from firmware.protocol import (
+from formats.protocol import (
     MAX_DATA,
     NONCE_SIZE,
     PROTOCOL_VERSION,
@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (bytes done, bytes total)
 DEFAULT_CHUNK = 1024  # profile chunks: small enough for a visible progress bar
-MAX_LISTED_KEY = 256  # `after` of LIST_RECORDINGS (firmware/PROTOCOL.md)
+MAX_LISTED_KEY = 256  # `after` of LIST_RECORDINGS (formats/PROTOCOL.md)
 
 
 class LinkError(Exception):

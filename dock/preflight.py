@@ -325,7 +325,7 @@ def load_registry_key(path: Path) -> bytes:
 
 def check_registry_key(path: Path, store_url: str) -> None:
     """--registry-key is a registry key, and verifies the registry the store holds (if any)."""
-    from dock.registry import unsigned_by
+    from formats.registry import unsigned_by
     from store import RetryPolicy, StoreError, open_store
 
     public = load_registry_key(path)

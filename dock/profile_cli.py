@@ -2,7 +2,7 @@
 
 They run on the host and talk to a camera through the host-side client, the
 dock's link (dock.link.CameraLink); `profile validate` needs no camera and stays
-with the profile model (firmware.profile_cli).
+with the profile model (formats.profile_cli).
 
 `add_profile_commands(profile_subparsers)` adds the three commands to the
 `profile` command group (where `profile validate` lives too);
@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firmware.profile_cli import profile_actions
-from firmware.profile_sign import (
+from formats.profile_cli import profile_actions
+from formats.profile_sign import (
     ProfileSignatureError,
     read_profile_file,
     read_signature_file,

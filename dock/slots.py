@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypedDict
 
-from firmware.hardware import Clock
+from formats.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,6 @@ class SlotProgress:
                 self.state = state
             for k, v in fields.items():
                 setattr(self, k, v)
-
-    def add_total(self, n: int) -> None:
-        with self._lock:
-            self.bytes_total += n
 
     def add_bytes(self, n: int) -> None:
         with self._lock:

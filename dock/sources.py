@@ -277,7 +277,7 @@ class SerialSource:
         on_chunk: Callable[[memoryview], None],
         limit: int,
     ) -> tuple[int, int]:
-        from firmware.protocol import MAX_DATA
+        from formats.protocol import MAX_DATA
 
         offset, size = start, start
         while offset < limit:

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Literal
 
 from dock.clock import SystemClock
 from dock.slots import Slot
-from firmware.hardware import Clock
+from formats.clock import Clock
 
 if TYPE_CHECKING:
     from watchdog.observers.api import BaseObserver

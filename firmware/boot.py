@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from firmware.eventlog import EventLog, EventLogError, WallClock, events_path
+from formats.eventlog import EventLog, EventLogError, WallClock, events_path
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey

@@ -26,7 +26,7 @@ media timestamps: pts = frame number * 90000 / fps) count frame periods since
 power-on, also across a dock: frame n is captured at boot time + n / fps.
 
 Every transition and every press, start, stop, indicator, dock, fault and boot
-step is a line in the signed event log (firmware.eventlog). Illegal actions are
+step is a line in the signed event log (formats.eventlog). Illegal actions are
 refused: buttons return a `PressResult` with `accepted=False` (a button press
 can always happen), the other actions raise `IllegalTransition`. The camera has
 no command that plays, decrypts or deletes footage: it holds only the vault's
@@ -54,10 +54,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware import boot
-from firmware.eventlog import EventLog
 from firmware.hardware import (
     Board,
-    Clock,
     IndicatorPanel,
     Microphone,
     Sensor,
@@ -67,7 +65,6 @@ from firmware.hardware import (
 )
 from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
 from firmware.pipeline import KeyframeWatch, NoKeyframe, PreRecordOutput, RecordingOutput
-from firmware.profile import profile_toml
 from firmware.recorder import (
     DEFAULT_CHUNK,
     DEFAULT_RESERVE,
@@ -86,11 +83,14 @@ from firmware.state import (
     StateMachine,
     Transition,
 )
+from formats.clock import Clock
+from formats.eventlog import EventLog
+from formats.profile import profile_toml
 from ringbuffer.packet import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
 
 if TYPE_CHECKING:
     from crypto.keys import SigningKey
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -351,9 +351,6 @@ class Camera:
     def boot_utc(self) -> float:
         """Wall time of frame 0 of this power-on (frame n was captured at boot_utc + n/fps)."""
         return self._boot_utc
-
-    def frame_utc(self, frame_number: int) -> float:
-        return self._boot_utc + frame_number / self.fps
 
     def active_profile(self) -> tuple[bytes, Profile]:
         """The profile in force as (TOML bytes, parsed)."""

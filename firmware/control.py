@@ -1,4 +1,4 @@
-"""The camera's serial command server: framing, sessions and dispatch (firmware/PROTOCOL.md).
+"""The camera's serial command server: framing, sessions and dispatch (formats/PROTOCOL.md).
 
 `CameraControlServer` serves the control channel on the board's serial port
 (firmware.hardware.SerialPort: the simulator's pty, sim/pty.py) or on any
@@ -37,9 +37,19 @@ from typing import Any
 
 from firmware.flashing import ProfileFlashing
 from firmware.hardware import LineReset, LineStopped, SerialLine, SerialPort
-from firmware.profile_sign import profile_identity, short_key
 from firmware.profile_store import FlashSession, ProfileStore, StoredProfile
-from firmware.protocol import (
+from firmware.release import release_segment, remove_recording_if_released
+from firmware.services import CameraServices, EventSink, record_event
+from firmware.transport import SerialLike, serial_port_for
+from firmware.volume_files import (
+    EVENT_LOG_PATH,
+    list_recordings,
+    read_bytes,
+    storage_summary,
+    volume_file,
+)
+from formats.profile_sign import profile_identity, short_key
+from formats.protocol import (
     CLOCK_JUMP_SECONDS,
     MAX_DATA,
     MAX_PATH,
@@ -69,16 +79,6 @@ from firmware.protocol import (
     encode_payload,
     error_payload,
     response_type,
-)
-from firmware.release import release_segment, remove_recording_if_released
-from firmware.services import CameraServices, EventSink, record_event
-from firmware.transport import SerialLike, serial_port_for
-from firmware.volume_files import (
-    EVENT_LOG_PATH,
-    list_recordings,
-    read_bytes,
-    storage_summary,
-    volume_file,
 )
 
 # CameraServices and the rest are defined beside their concern and named here too, so

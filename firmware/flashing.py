@@ -15,7 +15,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from firmware.profile_sign import ProfileSignatureError, profile_identity, verify_signature_file
 from firmware.profile_store import (
     FlashSession,
     FlashStateError,
@@ -23,14 +22,15 @@ from firmware.profile_store import (
     ProfileStore,
     StoredProfile,
 )
-from firmware.protocol import (
+from firmware.services import CameraServices, record_event
+from formats.profile_sign import ProfileSignatureError, profile_identity, verify_signature_file
+from formats.protocol import (
     MAX_PROFILE,
     MAX_SIGNATURE_FILE,
     ErrorCode,
     Fields,
     ProtocolError,
 )
-from firmware.services import CameraServices, record_event
 
 log = logging.getLogger(__name__)
 

@@ -27,22 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-
-@runtime_checkable
-class Clock(Protocol):
-    """The hardware clock: wall time, a monotonic clock for media timing, and sleeping."""
-
-    def now(self) -> float:
-        """Wall time, UTC epoch seconds."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds from an arbitrary origin; never goes backwards."""
-        ...
-
-    def sleep(self, seconds: float) -> None:
-        """Wait `seconds` (>= 0) of this clock's time."""
-        ...
+from formats.clock import Clock
 
 
 @runtime_checkable

@@ -1,4 +1,4 @@
-"""A/B profile store in the camera's home (layout: firmware/PROTOCOL.md section 7).
+"""A/B profile store in the camera's home (layout: formats/PROTOCOL.md section 7).
 
 A camera accepts flashed profiles only once an integrator key is provisioned
 (`bodycam device provision`); there is no trust on first use. A flashed
@@ -22,17 +22,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from crypto.files import atomic_write, fsync_dir
-from firmware.profile_sign import (
+from formats.profile_sign import (
     ProfileSignature,
     ProfileSignatureError,
     profile_identity,
     short_key,
     verify_signed_profile,
 )
-from firmware.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE
+from formats.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE
 
 if TYPE_CHECKING:
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class ProfileStore:
             )
         except ProfileSignatureError as exc:
             raise ProfileRejected(exc.reason) from None
-        except ValueError as exc:  # firmware.profile.ProfileError: invalid profile
+        except ValueError as exc:  # formats.profile.ProfileError: invalid profile
             raise ProfileRejected(f"profile is not valid: {exc}") from None
         name, version = profile_identity(verified.profile)
         if current is not None:

@@ -285,10 +285,6 @@ class Recorder:
 
     # --- writing -------------------------------------------------------------------------
 
-    @property
-    def open_segment(self) -> bool:
-        return self._mux is not None
-
     def mark_start(self, pts: int) -> None:
         """Where the recording will start (the pre-roll's first keyframe), known before the
         pre-roll is written: the press reports its coverage while a worker still writes it."""

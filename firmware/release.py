@@ -20,10 +20,10 @@ from typing import Any
 
 from crypto.files import fsync_dir
 from crypto.format import HEADER_NAME, MANIFEST_NAME, segment_index_of
-from firmware.profile_sign import short_key
-from firmware.protocol import ErrorCode, Fields, ProtocolError, ReleaseReceipt
 from firmware.services import CameraServices, record_event
 from firmware.volume_files import RECORDINGS_DIR, safe_listdir
+from formats.profile_sign import short_key
+from formats.protocol import ErrorCode, Fields, ProtocolError, ReleaseReceipt
 
 log = logging.getLogger(__name__)
 

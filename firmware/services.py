@@ -13,16 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware.hardware import SettableClock
-from firmware.protocol import Signer
+from formats.protocol import Signer
 
 if TYPE_CHECKING:
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
 
 class EventSink(Protocol):
-    """The camera's signed event log (firmware.eventlog)."""
+    """The camera's signed event log (formats.eventlog)."""
 
     def append(self, kind: str, **fields: Any) -> object: ...
 

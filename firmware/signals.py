@@ -12,10 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
-from firmware.hardware import Clock, IndicatorPanel
+from firmware.hardware import IndicatorPanel
+from formats.clock import Clock
 
 if TYPE_CHECKING:
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 

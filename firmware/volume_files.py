@@ -13,8 +13,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from firmware.eventlog import events_path
-from firmware.protocol import (
+from formats.eventlog import events_path
+from formats.protocol import (
     LIST_PAGE_ENTRIES,
     MAX_JSON,
     NAME_PATTERN,

@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 
 from firmware.hardware import (
-    Clock,
     IndicatorPanel,
     Microphone,
     Sensor,
@@ -25,6 +24,7 @@ from firmware.hardware import (
     SerialPort,
     StorageVolume,
 )
+from formats.clock import Clock
 from sim.audio import SyntheticMicrophone
 from sim.indicators import Indicators
 from sim.pty import PtySerialPort

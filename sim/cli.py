@@ -182,7 +182,7 @@ def cmd_device_provision(args: argparse.Namespace) -> int:
 
 def cmd_device_run(args: argparse.Namespace) -> int:
     from firmware.camera import Camera
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
     from sim.board import SimBoard
     from sim.clock import RealClock
     from sim.terminal import run_device

@@ -24,7 +24,7 @@ import math
 import threading
 import time
 
-from firmware.hardware import Clock
+from formats.clock import Clock
 
 __all__ = ["DEFAULT_START_UTC", "Clock", "FastForwardClock", "RealClock"]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from firmware.hardware import Clock
+from formats.clock import Clock
 
 log = logging.getLogger(__name__)
 

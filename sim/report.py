@@ -139,7 +139,7 @@ class ShiftResult:
 
 def camera_result(name: str, cam: Camera, refused: list[str]) -> CameraResult:
     """What `cam` recorded in the shift: what its volume holds and what a dock already took."""
-    from firmware.eventlog import events_path, verify_event_log
+    from formats.eventlog import events_path, verify_event_log
 
     identity = cam.identity
     profile = cam.profile

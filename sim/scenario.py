@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 if TYPE_CHECKING:
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def ensure_site_keys(directory: Path) -> SiteKeyInfo:
 
 def build_profile(spec: CameraSpec, scenario_dir: Path, keys: SiteKeyInfo) -> tuple[bytes, Profile]:
     """The TOML bytes and parsed profile one scenario camera runs with."""
-    from firmware.profile import default_profile, derive_profile, load_profile, merge_sections
+    from formats.profile import default_profile, derive_profile, load_profile, merge_sections
 
     site_keys = {
         "vault_recipients": [keys.vault_public.hex()],

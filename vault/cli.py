@@ -39,7 +39,7 @@ from crypto.verify import (
     verify_manifest,
     verify_recording,
 )
-from dock.registry import MAX_REGISTRY, Registry, RegistryError, latest_registry, parse_registry
+from formats.registry import MAX_REGISTRY, Registry, RegistryError, latest_registry, parse_registry
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from fake_camera import FakeCamera
 from crypto.keys import VaultKey
 from crypto.open import decrypt_recording
 from firmware.control import CameraControlServer
-from firmware.profile import default_profile, derive_profile
+from formats.profile import default_profile, derive_profile
 from sim.pty import PtySerialPort
 
 

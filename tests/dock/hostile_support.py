@@ -20,7 +20,7 @@ from typing import Any
 from fake_camera import FakeCamera
 
 from firmware.control import CameraControlServer
-from firmware.protocol import LIST_PAGE_ENTRIES, MAX_JSON, Fields, MessageType
+from formats.protocol import LIST_PAGE_ENTRIES, MAX_JSON, Fields, MessageType
 from sim.pty import PtySerialPort
 
 PAGE_BUDGET = MAX_JSON - 2048  # JSON bytes of one LIST_RECORDINGS page

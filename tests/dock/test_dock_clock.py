@@ -17,7 +17,7 @@ from fake_camera import FakeCamera
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
 from dock.slots import Slot
-from firmware.eventlog import events_path, verify_event_log
+from formats.eventlog import events_path, verify_event_log
 from sim.clock import FastForwardClock
 from store import FileStore
 

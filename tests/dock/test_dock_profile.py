@@ -11,8 +11,8 @@ from fake_camera import FakeCamera
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
 from dock.slots import Slot
-from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
+from formats.profile_sign import sign_profile
 from store import FileStore
 
 

@@ -239,7 +239,7 @@ def test_a_missing_bucket_is_created_only_with_create(
 def registry_site(site: Path, dock_keys: Any) -> dict[str, Any]:
     """A store holding a registry signed by the back office; its registry.pub; site keys."""
     from crypto.keys import SigningKey, write_public_key
-    from dock.registry import publish_registry
+    from formats.registry import publish_registry
     from store import FileStore
 
     registry = SigningKey.generate(kind="registry")
@@ -324,12 +324,12 @@ def test_a_forged_newer_registry_is_logged_once_by_name_and_the_good_one_kept(
     site: Path, registry_site: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     from crypto.keys import SigningKey
-    from dock.registry import latest_registry, publish_registry
+    from formats.registry import latest_registry, publish_registry
 
     forged, _ = publish_registry(
         registry_site["store"], SigningKey.generate(), version=2, site="s", cameras=[], now=2.0
     )
-    with caplog.at_level("ERROR", logger="dock.registry"):
+    with caplog.at_level("ERROR", logger="formats.registry"):
         reg, problem = latest_registry(
             registry_site["store"], registry_site["registry"].public_bytes()
         )

@@ -22,7 +22,7 @@ import pytest
 from dock_support import Dock
 
 from crypto.keys import SigningKey, write_public_key
-from dock.registry import publish_registry
+from formats.registry import publish_registry
 from store import FileStore
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,7 +14,7 @@ import numpy as np
 
 from crypto.keys import SigningKey, VaultKey
 from crypto.open import decrypt_recording
-from firmware.profile import Profile, default_profile, derive_profile
+from formats.profile import Profile, default_profile, derive_profile
 from sim.sensor import FrameCounterError, read_frame_counter
 
 START = 1_790_000_000.0

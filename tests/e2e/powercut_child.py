@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from firmware.camera import Camera  # noqa: E402
-from firmware.profile import parse_profile  # noqa: E402
+from formats.profile import parse_profile  # noqa: E402
 from sim.board import SimBoard  # noqa: E402
 from sim.clock import FastForwardClock  # noqa: E402
 

@@ -25,7 +25,7 @@ from e2e_support import START, Site, assert_consecutive, decode, decrypt, scan_v
 
 from crypto.verify import verify_recording
 from firmware.camera import Camera
-from firmware.eventlog import events_path, verify_event_log
+from formats.eventlog import events_path, verify_event_log
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
 
@@ -42,7 +42,7 @@ def sealed_segments(volume: Path) -> dict[str, str]:
 
 def boot_and_check(home: Path, site: Site, raw: bytes, before: dict[str, str]) -> list[int]:
     """Boot a camera on `home`, let it recover, check every recording; returns frame counters."""
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     cam = Camera(
         home,
@@ -170,7 +170,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Site, bytes, Pat
 
 
 def _record_once(home: Path, raw: bytes) -> None:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     cam = Camera(
         home,
@@ -224,7 +224,7 @@ def test_power_cut_injected_at_every_write(
 
 
 def _boot_only(home: Path, raw: bytes) -> None:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     cam = Camera(
         home,
@@ -272,7 +272,7 @@ class PowerFailsInWorker:
 def test_power_cut_while_the_worker_writes_the_preroll(
     tmp_path: Path, prepared: tuple[Site, bytes, Path]
 ) -> None:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     site, raw, base = prepared
     home = tmp_path / "home"

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 from crypto.format import segment_name
 from crypto.keys import SigningKey, VaultKey
 from crypto.seal import RecordingSealer
-from firmware.eventlog import EventLog, events_path, verify_event_log
 from firmware.identity import DeviceIdentity, load_or_provision
-from firmware.profile import Profile, parse_profile
+from formats.eventlog import EventLog, events_path, verify_event_log
+from formats.profile import Profile, parse_profile
 
 if TYPE_CHECKING:
     from firmware.hardware import SettableClock

@@ -16,9 +16,9 @@ from crypto.keys import SigningKey, VaultKey
 from crypto.verify import verify_recording
 from firmware.camera import Camera, CameraClock, CameraOff
 from firmware.encoder import H264Encoder
-from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import Profile, default_profile, derive_profile
 from firmware.state import CameraState, FaultKind, IllegalTransition
+from formats.eventlog import events_path, verify_event_log
+from formats.profile import Profile, default_profile, derive_profile
 from ringbuffer.packet import EncodedPacket
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
@@ -425,7 +425,7 @@ def test_profile_flashed_while_docked_applies_at_undock(tmp_path: Path, site: Si
 
 
 def test_active_profile_round_trips_through_toml(tmp_path: Path, site: Site) -> None:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     _, profile = site.profile()
     cam = Camera(tmp_path / "home", profile, SimBoard(FastForwardClock(START)))

@@ -12,10 +12,10 @@ from crypto.keys import SigningKey, VaultKey
 from dock.link import CameraLink
 from firmware.camera import Camera
 from firmware.control import CameraControlServer
-from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import default_profile, derive_profile
-from firmware.protocol import ReleaseReceipt
 from firmware.state import CameraState
+from formats.eventlog import events_path, verify_event_log
+from formats.profile import default_profile, derive_profile
+from formats.protocol import ReleaseReceipt
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crypto.keys import SigningKey
-from firmware.eventlog import (
+from formats.eventlog import (
     GENESIS,
     EventLog,
     EventLogError,

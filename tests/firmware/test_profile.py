@@ -1,4 +1,4 @@
-"""firmware.profile and `bodycam profile validate`: good profiles pass, bad ones name the field.
+"""formats.profile and `bodycam profile validate`: good profiles pass, bad ones name the field.
 
 Each file in tests/firmware/bad_profiles/ starts with `# expect: MESSAGE`; loading it must
 give an error line that reads `<file>: MESSAGE...` (file, field, value, allowed range).
@@ -13,8 +13,8 @@ import pydantic
 import pytest
 import tomli_w
 
-from firmware import profile_cli
-from firmware.profile import (
+from formats import profile_cli
+from formats.profile import (
     MAX_PROFILE_BYTES,
     Profile,
     ProfileError,

@@ -28,7 +28,7 @@ from dock.ledger import Ledger
 from dock.slots import Slot
 from firmware.camera import Camera
 from firmware.control import CameraControlServer
-from firmware.profile import parse_profile
+from formats.profile import parse_profile
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from store import FileStore, fetch_recording, object_key

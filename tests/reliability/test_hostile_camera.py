@@ -270,7 +270,7 @@ class EndlessEventLog(CameraControlServer):
         self.served = 0
 
     def _event_log(self, fields: Any, blob: bytes) -> tuple[dict[str, Any], bytes]:
-        from firmware.protocol import MAX_DATA
+        from formats.protocol import MAX_DATA
 
         length = fields.integer("length", 1, MAX_DATA)
         if self.served >= self.cap:
@@ -289,7 +289,7 @@ def test_event_log_offload_reads_at_most_its_limit(
     tally: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from firmware.protocol import MAX_DATA
+    from formats.protocol import MAX_DATA
 
     # the dock's limit per docking (64 MiB), made small so the test moves little data: the
     # module's constant, or the context's setting where the dock has one
@@ -327,7 +327,7 @@ def test_listing_across_page_bounds_is_ingested_whole(
     tmp_path: Path, docks: Dock, make_cam: Any, site_keys: Any, tally: Any
 ) -> None:
     """More files than one LIST_RECORDINGS page holds: every one is taken, none twice."""
-    from firmware.protocol import LIST_PAGE_ENTRIES
+    from formats.protocol import LIST_PAGE_ENTRIES
 
     cam: FakeCamera = make_cam("cam-p", transfer="serial")
     ledger = Ledger(tmp_path / "state" / "ledger.sqlite")

@@ -11,8 +11,8 @@ from serial_support import FakeCamera, Keys, profile_toml
 
 from dock.link import CameraLink
 from firmware.control import CameraControlServer
-from firmware.profile_sign import sign_profile
 from firmware.profile_store import ProfileStore
+from formats.profile_sign import sign_profile
 from sim.pty import PtySerialPort
 
 

@@ -25,8 +25,8 @@ from fake_camera import FakeCamera, FakeClock
 
 from crypto.format import segment_name
 from crypto.keys import SigningKey
-from firmware.profile import default_profile, derive_profile
-from firmware.protocol import Frame, FrameDecoder, FrameError, encode_frame
+from formats.profile import default_profile, derive_profile
+from formats.protocol import Frame, FrameDecoder, FrameError, encode_frame
 
 __all__ = [
     "FakeCamera",

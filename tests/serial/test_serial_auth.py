@@ -8,7 +8,7 @@ import pytest
 from serial_support import FakeCamera, Keys
 
 from dock.link import AuthFailed, CameraLink, LinkError
-from firmware.protocol import ErrorCode, MessageType, auth_transcript, dock_auth_message
+from formats.protocol import ErrorCode, MessageType, auth_transcript, dock_auth_message
 
 
 def test_trusted_dock_and_real_camera_authenticate(

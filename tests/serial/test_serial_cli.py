@@ -10,7 +10,7 @@ from serial_support import FakeCamera, Keys, profile_toml
 
 from dock import profile_cli
 from firmware.control import CameraControlServer
-from firmware.profile_sign import ProfileSignatureError
+from formats.profile_sign import ProfileSignatureError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -124,7 +124,7 @@ def test_commands_join_an_existing_profile_group() -> None:
     sub = parser.add_subparsers(dest="command")
     group = sub.add_parser("profile")
     profile_sub = group.add_subparsers(dest="profile_command")
-    profile_sub.add_parser("validate")  # what firmware/profile_cli.py registers
+    profile_sub.add_parser("validate")  # what formats/profile_cli.py registers
     profile_cli.add_subcommands(sub)
     assert set(profile_sub.choices) == {"validate", "sign", "flash", "read"}
 

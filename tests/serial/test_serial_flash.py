@@ -13,9 +13,9 @@ from serial_support import FakeCamera, Keys, profile_toml
 
 from dock.link import CameraLink, LinkClosed, LinkError, ProfileRefused
 from firmware.control import CameraControlServer
-from firmware.profile_sign import ProfileSignature, profile_message
 from firmware.profile_store import FAULT_POINTS, ProfileStore
-from firmware.protocol import ErrorCode, MessageType
+from formats.profile_sign import ProfileSignature, profile_message
+from formats.protocol import ErrorCode, MessageType
 from sim.pty import PtySerialPort
 
 MakeProfile = Callable[..., tuple[bytes, bytes]]

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware.protocol import (
+from formats.protocol import (
     MAX_ENCODED_FRAME,
     MAX_JSON,
     MAX_PAYLOAD,

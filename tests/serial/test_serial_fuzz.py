@@ -17,7 +17,7 @@ from serial_support import FakeCamera, Keys, RawPort
 
 from dock.link import CameraLink, LinkError
 from firmware.control import CameraControlServer
-from firmware.protocol import (
+from formats.protocol import (
     MAX_ENCODED_FRAME,
     MAX_PAYLOAD,
     SEQUENCE_WINDOW,
@@ -240,7 +240,7 @@ def test_bad_crc_is_answered_bad_frame_with_seq_zero(raw: RawPort) -> None:
 
 
 def test_error_frames_are_never_answered(camera: FakeCamera) -> None:
-    from firmware.protocol import decode_frame, error_payload
+    from formats.protocol import decode_frame, error_payload
 
     server = CameraControlServer(camera)  # handle() alone: no port needed
     wire = encode_frame(MessageType.ERROR, 0, error_payload(ErrorCode.BAD_FRAME, "x"))
@@ -295,7 +295,7 @@ def test_sequence_rules_match_the_spec_model(
     camera: FakeCamera, steps: list[tuple[bool, int]]
 ) -> None:
     """Random HELLO/STATUS frames with colliding sequence numbers, against PROTOCOL.md 4."""
-    from firmware.protocol import decode_frame
+    from formats.protocol import decode_frame
 
     server = CameraControlServer(camera)  # not started: handle() alone is the logic under test
     last: int | None = None

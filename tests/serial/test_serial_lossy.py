@@ -12,7 +12,7 @@ from serial_support import FakeCamera, Keys, LossyPort, random_recording
 
 from dock.link import CameraLink, LinkTimeout
 from firmware.control import CameraControlServer
-from firmware.protocol import MessageType, ReleaseReceipt, encode_frame, encode_payload
+from formats.protocol import MessageType, ReleaseReceipt, encode_frame, encode_payload
 from sim.pty import PtySerialPort
 
 
@@ -112,7 +112,7 @@ def test_a_retried_request_is_answered_from_the_cache(camera: FakeCamera) -> Non
     # Feed the same frame twice straight into a (not started) server: same reply, one run.
     import os
 
-    from firmware.protocol import decode_frame, derive_session_keys
+    from formats.protocol import decode_frame, derive_session_keys
 
     server = CameraControlServer(camera, PtySerialPort())
     keys = derive_session_keys(os.urandom(32), b"transcript")

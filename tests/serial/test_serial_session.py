@@ -17,7 +17,7 @@ from serial_support import FakeCamera, Keys, RawPort, profile_toml
 
 from dock.link import CameraLink, ClockRefused, LinkError, LinkTampered, SessionLost
 from firmware.control import NOT_AUTHENTICATED_MESSAGE, CameraControlServer
-from firmware.protocol import (
+from formats.protocol import (
     HEADER_SIZE,
     SESSION_IDLE_SECONDS,
     SESSION_MAX_SECONDS,
@@ -313,7 +313,7 @@ def _reencode(body: bytes, payload: bytes, tag: bytes) -> bytes:
 
 
 def _replace_utc(wire: bytes, utc: float) -> bytes:
-    from firmware.protocol import decode_frame
+    from formats.protocol import decode_frame
 
     frame = decode_frame(wire[1:-1])
     body = _reencode(frame.body, encode_payload({"utc": utc}), frame.tag)
@@ -473,7 +473,7 @@ def test_tags_are_hmac_sha256_as_specified() -> None:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-    from firmware.protocol import derive_session_keys, frame_body
+    from formats.protocol import derive_session_keys, frame_body
 
     shared, message = bytes(range(1, 33)), b"bodycam-auth-dock-v2\0transcript"
     keys = derive_session_keys(shared, message)

@@ -12,7 +12,7 @@ from serial_support import FakeCamera, Keys, random_recording
 
 from dock.link import CameraLink, LinkClosed, LinkError, ReceiptRejected, RemoteNotFound
 from firmware.control import CameraControlServer
-from firmware.protocol import MAX_DATA, ErrorCode, ReleaseReceipt
+from formats.protocol import MAX_DATA, ErrorCode, ReleaseReceipt
 from sim.pty import PtySerialPort
 
 
@@ -62,7 +62,7 @@ def test_read_returns_ranges_and_short_reads_at_the_end(
 
 
 def test_read_length_is_bounded_by_the_camera(session: CameraLink) -> None:
-    from firmware.protocol import MessageType
+    from formats.protocol import MessageType
 
     with pytest.raises(LinkError) as exc:
         session.call(MessageType.READ, {"path": "x", "offset": 0, "length": MAX_DATA + 1})
@@ -148,7 +148,7 @@ def test_read_refuses_links_out_of_the_volume_and_non_files(
 def test_event_log_is_read_whole_and_verifies(
     session: CameraLink, camera: FakeCamera, keys: Keys, tmp_path: Path
 ) -> None:
-    from firmware.eventlog import verify_event_log
+    from formats.eventlog import verify_event_log
 
     for i in range(90):  # > 2 READ-sized pages of signed events
         camera.event_log.append("indicator", n=i, note="x" * 1500)

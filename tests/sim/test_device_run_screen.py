@@ -23,8 +23,8 @@ from test_shift_device_terminal import ROOT, SMALL, _bodycam, _read_until, profi
 
 from crypto.format import SEG_HEADER_MAX, TAG_SIZE
 from crypto.keys import SigningKey, VaultKey, write_public_key
-from firmware.profile import default_profile, derive_profile
 from firmware.recorder import DEFAULT_CHUNK
+from formats.profile import default_profile, derive_profile
 
 
 def _set_width(fd: int, columns: int) -> None:
@@ -168,7 +168,7 @@ def test_docked_screen_shows_a_flashed_profile_and_a_killed_camera_leaves_no_slo
 ) -> None:
     from dock.link import CameraLink
     from firmware.identity import read_device_info
-    from firmware.profile_sign import sign_profile
+    from formats.profile_sign import sign_profile
 
     dock, integrator = SigningKey.generate("dock"), SigningKey.generate("integrator")
     base = default_profile(
@@ -278,7 +278,7 @@ def test_docked_screen_follows_the_offload_to_the_release(tmp_path: Path) -> Non
     from crypto.keys import init_site_keys
     from firmware.camera import Camera
     from firmware.control import CameraControlServer
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
     from sim.board import SimBoard
     from sim.clock import FastForwardClock
     from sim.docking import ingest_docked

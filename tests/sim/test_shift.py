@@ -178,7 +178,7 @@ def test_a_profile_given_as_scenario_is_named_in_one_short_line() -> None:
 
 
 def test_bad_profile_override_is_reported(tmp_path: Path) -> None:
-    from firmware.profile import ProfileError
+    from formats.profile import ProfileError
 
     text = TINY.replace("prerecord = { seconds = 30 }", "prerecord = { seconds = 7 }", 1)
     with pytest.raises(ProfileError, match="seconds"):

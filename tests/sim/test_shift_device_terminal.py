@@ -16,8 +16,8 @@ import pytest
 from crypto.keys import SigningKey, VaultKey
 from crypto.verify import verify_recording
 from firmware.camera import Camera
-from firmware.eventlog import events_path, verify_event_log
-from firmware.profile import default_profile, derive_profile
+from formats.eventlog import events_path, verify_event_log
+from formats.profile import default_profile, derive_profile
 from sim.board import SimBoard
 from sim.clock import FastForwardClock
 from sim.terminal import run_device, status_line
@@ -50,7 +50,7 @@ class FakeServer:
 
 
 def test_commands_by_line_in_fast_forward(tmp_path: Path) -> None:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     raw = profile_bytes()
     cam = Camera(

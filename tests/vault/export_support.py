@@ -61,7 +61,7 @@ def record_recovered(site: Site, device_id: str, started: dt.datetime, ts: bytes
     without an end time), stored and ingest-recorded as a dock does."""
     from crypto.recovery import recover_recording
     from crypto.seal import RecordingSealer
-    from dock.ingest_record import write_ingest_record
+    from formats.ingest_record import write_ingest_record
     from store import object_key
 
     cam = site.camera(device_id)

@@ -20,7 +20,8 @@ from dock_support import Dock, make_camera  # noqa: E402
 from crypto.keys import SigningKey, VaultKey, write_public_key  # noqa: E402
 from dock.daemon import DaemonConfig, DockDaemon  # noqa: E402
 from dock.ledger import Ledger  # noqa: E402
-from dock.registry import RegistryError, publish_registry, refresh_ledger  # noqa: E402
+from dock.registry import refresh_ledger  # noqa: E402
+from formats.registry import RegistryError, publish_registry  # noqa: E402
 from store import FileStore  # noqa: E402
 
 

@@ -569,7 +569,7 @@ def test_the_spec_checks_the_camera_key_against_the_published_registry(
     from vault_support import actor
 
     from crypto.keys import SigningKey, write_public_key
-    from dock.registry import MAX_REGISTRY
+    from formats.registry import MAX_REGISTRY
     from vault.registry.services import registry_publish
 
     publication = registry_publish(

@@ -11,7 +11,7 @@ from bodycam_cli import main
 from crypto.device_info import device_id_for, device_info_bytes
 from crypto.keys import SigningKey, VaultKey, write_public_key
 from crypto.seal import RecordingSealer
-from dock.registry import MAX_REGISTRY, publish_registry
+from formats.registry import MAX_REGISTRY, publish_registry
 from store import open_store
 
 T0 = 1_795_371_300.0

@@ -163,7 +163,7 @@ class Site:
     ) -> str:
         """Seal a recording as the camera would and store it as the dock would."""
         from crypto.seal import RecordingSealer
-        from dock.ingest_record import write_ingest_record
+        from formats.ingest_record import write_ingest_record
         from store import object_key
 
         cam = self.camera(device_id)

@@ -99,7 +99,7 @@ def make_ts(seconds: int, size: tuple[int, int] = (640, 360)) -> bytes:
 
 def _event_log(site_obj: Any, device_id: str, recordings: list[tuple[str, float, float]]) -> None:
     """The camera's signed event log for the shift, offloaded into the store as one piece."""
-    from firmware.eventlog import EventLog
+    from formats.eventlog import EventLog
     from store import events_key
 
     cam = site_obj.camera(device_id)

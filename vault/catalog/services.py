@@ -39,8 +39,8 @@ from crypto.format import (
 )
 from crypto.timestamps import utc_text
 from crypto.verify import VerifiedRecording, check_manifest
-from dock.ingest_record import NAME as INGEST_NAME
-from dock.ingest_record import IngestRecordError, parse_ingest_record
+from formats.ingest_record import NAME as INGEST_NAME
+from formats.ingest_record import IngestRecordError, parse_ingest_record
 from store import (
     Store,
     StoreError,

@@ -43,7 +43,7 @@ from django.db import transaction
 from crypto.keys import SigningKey, VaultKey, fingerprint, write_public_key
 from crypto.open import decrypt_recording
 from crypto.verify import verify_recording
-from dock.ingest_record import MAX_RECORD as MAX_INGEST_RECORD
+from formats.ingest_record import MAX_RECORD as MAX_INGEST_RECORD
 from store import Store
 from vault.access import Actor, audit_ok, policy_of, refuse
 from vault.audit.models import AuditEntry, AuditHead

@@ -46,7 +46,7 @@ from crypto.errors import FormatError, Tampered
 from crypto.keys import VaultKey, fingerprint, verify_signature
 from crypto.open import decrypt_recording
 from crypto.verify import VerifiedRecording, verify_recording
-from dock.ingest_record import IngestRecordError, parse_ingest_record
+from formats.ingest_record import IngestRecordError, parse_ingest_record
 from vault.export import format as fmt
 from vault.media import Fingerprint, MediaError, MediaFacts, measure
 

@@ -9,7 +9,7 @@ from django.db.models import Q, QuerySet
 from vault.access import Actor, authorize_any
 from vault.accounts.models import Officer
 from vault.clock import Clock
-from vault.registry.models import Assignment, Camera, DockStation
+from vault.registry.models import Assignment, Camera
 
 
 def camera_registrations(device_id: str) -> list[Camera]:
@@ -31,10 +31,6 @@ def officer_at(camera: Camera, at: dt.datetime) -> Officer | None:
         .first()
     )
     return a.officer if a is not None else None
-
-
-def trusted_dock_keys() -> list[bytes]:
-    return [bytes.fromhex(k) for k in DockStation.objects.values_list("public_key", flat=True)]
 
 
 def camera_list(*, actor: Actor, clock: Clock, include_removed: bool = False) -> QuerySet[Camera]:

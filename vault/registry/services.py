@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from crypto.keys import SigningKey, check_ed25519_public
-from dock.registry import publish_registry
+from formats.registry import publish_registry
 from vault.access import Actor, audit_ok, authorize, authorize_any, refuse
 from vault.accounts.selectors import officer_by_code
 from vault.accounts.services import municipality_get

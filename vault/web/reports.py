@@ -27,7 +27,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from firmware.eventlog import Event, EventLogError, read_events, verify_event_log
+from formats.eventlog import Event, EventLogError, read_events, verify_event_log
 from store import Store
 from vault.access import SHIFT_REPORT_READERS, Actor, audit_ok, authorize_any, refuse
 from vault.accounts.models import Officer

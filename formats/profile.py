@@ -56,7 +56,7 @@ from pydantic_core import PydanticCustomError
 
 log = logging.getLogger(__name__)
 
-MAX_PROFILE_BYTES = 64 * 1024  # same bound as a profile sent over serial (firmware.protocol)
+MAX_PROFILE_BYTES = 64 * 1024  # same bound as a profile sent over serial (formats.protocol)
 MAX_VAULT_RECIPIENTS = 8
 MAX_TRUSTED_DOCKS = 64
 MAX_CLOCK_CORRECTION_SECONDS = 3_155_760_000  # 100 years: in effect no bound

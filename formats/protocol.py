@@ -1,4 +1,4 @@
-"""Wire format of the camera's serial control channel (spec: firmware/PROTOCOL.md).
+"""Wire format of the camera's serial control channel (spec: formats/PROTOCOL.md).
 
 Shared by the camera's server (`firmware.control`) and the dock's client
 (`dock.link`): COBS framing with a 0x00 delimiter, the frame header with
@@ -583,8 +583,3 @@ class ReleaseReceipt:
             dock_public=fields.hexbytes("dock_public", PUBLIC_KEY_SIZE),
             signature=fields.hexbytes("signature", SIGNATURE_SIZE),
         )
-
-
-def digests_equal(a: str, b: str) -> bool:
-    """Constant-time comparison of two hex digests."""
-    return hmac.compare_digest(a.encode("ascii", "replace"), b.encode("ascii", "replace"))

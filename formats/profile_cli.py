@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from firmware.profile import ProfileError, load_profile
+from formats.profile import ProfileError, load_profile
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Integrator signatures on configuration profiles (format: firmware/PROTOCOL.md section 6).
+"""Integrator signatures on configuration profiles (format: formats/PROTOCOL.md section 6).
 
 `bodycam profile sign FILE --key KEY` writes `FILE.sig`; the camera verifies it
 before it switches to a flashed profile. The signature binds the exact TOML
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crypto.files import atomic_write
-from firmware.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE, Signer
+from formats.protocol import MAX_PROFILE, MAX_SIGNATURE_FILE, Signer
 
 if TYPE_CHECKING:
-    from firmware.profile import Profile
+    from formats.profile import Profile
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +127,13 @@ def profile_identity(profile: Profile) -> tuple[str, int]:
 
 
 def _parse(data: bytes, source: str) -> Profile:
-    from firmware.profile import parse_profile
+    from formats.profile import parse_profile
 
     return parse_profile(data, source=source)
 
 
 def sign_profile(data: bytes, key: Signer, *, source: str = "<profile>") -> ProfileSignature:
-    """Sign profile bytes; the profile must be valid (raises firmware.profile.ProfileError)."""
+    """Sign profile bytes; the profile must be valid (raises formats.profile.ProfileError)."""
     if len(data) > MAX_PROFILE:
         raise ValueError(f"{source}: profile of {len(data)} bytes exceeds {MAX_PROFILE} bytes")
     name, version = profile_identity(_parse(data, source))

@@ -11,18 +11,15 @@ from __future__ import annotations
 import math
 import os
 import re
-import stat
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from Crypto.Cipher import AES
 from Crypto.Hash import SHA256
 from Crypto.Protocol.KDF import HKDF
 
 from crypto.errors import Tampered, Truncated, UnknownVersion, WrongKey
-from crypto.files import fsync_dir, write_all
 from crypto.keys import KEY_SIZE, fingerprint, x25519_exchange, x25519_public_from_private
 
 VERSION = 1
@@ -557,53 +554,3 @@ def parse_manifest(buf: bytes) -> list[ManifestRecord]:
         )
         for i in range(count)
     ]
-
-
-# --- files ------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: NAME.part, fsync, rename over NAME, fsync the directory."""
-    tmp = path.with_name(path.name + PART_SUFFIX)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def read_bounded(path: Path, limit: int, file: str) -> bytes:
-    """A whole small file, refusing (Tampered) files larger than `limit`; never follows links."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        raise Truncated(f"{file} is missing from {path.parent}") from None
-    except OSError as exc:
-        raise Tampered(file, None, f"cannot be opened as a regular file ({exc.strerror})") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Tampered(file, None, "not a regular file")
-        size = st.st_size
-        if size > limit:
-            raise Tampered(file, None, f"{size} bytes, larger than the format allows ({limit})")
-        # Ask for what the file holds (plus one byte to see growth), never the limit:
-        # os.read allocates the requested size up front.
-        want = min(limit, size) + 1
-        parts = []
-        total = 0
-        while total < want:
-            block = os.read(fd, want - total)
-            if not block:
-                break
-            parts.append(block)
-            total += len(block)
-        data = b"".join(parts)
-    finally:
-        os.close(fd)
-    if len(data) > limit:
-        raise Tampered(file, None, f"larger than the format allows ({limit} bytes)")
-    return data

@@ -18,9 +18,9 @@ from crypto.format import (
     entry_body,
     entry_message,
     manifest_bytes,
-    write_atomic,
 )
 from crypto.keys import SigningKey
+from crypto.sealed_files import write_atomic
 
 log = logging.getLogger(__name__)
 

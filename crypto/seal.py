@@ -40,11 +40,11 @@ from crypto.format import (
     check_text,
     segment_key,
     segment_name,
-    write_atomic,
 )
 from crypto.keys import KEY_SIZE, SigningKey, check_x25519_public
 from crypto.manifest import ManifestWriter, SealedSegmentInfo, SealerStateError
 from crypto.recovery import RecoveryReport, recover_recording, recover_recordings, salvage_part
+from crypto.sealed_files import write_atomic
 from crypto.stream import ChunkWriter
 
 __all__ = [

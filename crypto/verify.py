@@ -37,13 +37,13 @@ from crypto.format import (
     normal_chunk_count,
     parse_manifest,
     parse_recording_header,
-    read_bounded,
     read_segment_header,
     recovered_chunk_count,
     segment_index_of,
     segment_name,
 )
 from crypto.keys import fingerprint, verify_signature
+from crypto.sealed_files import read_bounded
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from firmware.connection import Connection
 from firmware.flashing import ProfileFlashing
 from firmware.hardware import LineReset, LineStopped, SerialLine, SerialPort
-from firmware.profile_store import FlashSession, ProfileStore, StoredProfile
+from firmware.profile_store import ProfileStore, StoredProfile
 from firmware.release import release_segment, remove_recording_if_released
 from firmware.services import CameraServices, EventSink, record_event
 from firmware.transport import SerialLike, serial_port_for
@@ -69,7 +70,6 @@ from formats.protocol import (
     FrameKey,
     MessageType,
     ProtocolError,
-    SessionKeys,
     auth_transcript,
     camera_auth_message,
     decode_payload,
@@ -108,43 +108,6 @@ NOT_AUTHENTICATED_MESSAGE = (
 )
 
 
-# --- per-connection state ----------------------------------------------------------------
-
-
-class _Connection:
-    """State of the client currently talking to the camera.
-
-    HELLO resets the session part; a connection reset (port opened or closed) replaces
-    the whole object, so no sequence number or cached answer outlives the client.
-    """
-
-    def __init__(self) -> None:
-        self.last_seq: int | None = None
-        self.last_body: bytes | None = None  # the last accepted request, byte for byte
-        self.last_response: bytes | None = None
-        self.keys: SessionKeys | None = None
-        self.dock_public: bytes | None = None
-        # dock public key, signed AUTH transcript, X25519 agreement: until AUTH_FINISH
-        self.challenge: tuple[bytes, bytes, bytes] | None = None
-        self.flash: FlashSession | None = None
-        self.opened_at = 0.0
-        self.last_used = 0.0
-        self.frames_refused = 0
-
-    @property
-    def authenticated(self) -> bool:
-        return self.keys is not None
-
-    def end_session(self) -> None:
-        self.keys = None
-        self.dock_public = None
-        self.challenge = None
-        self.frames_refused = 0
-        if self.flash is not None:
-            self.flash.abort()
-            self.flash = None
-
-
 _Handler = Callable[[Fields, bytes], tuple[dict[str, Any], bytes]]
 
 
@@ -174,7 +137,7 @@ class CameraControlServer:
         self._stop_r, self._stop_w = -1, -1
         self._line: SerialLine | None = None
         self._thread: threading.Thread | None = None
-        self._conn = _Connection()
+        self._conn = Connection()
         self.path: str | None = None
         self.frames_rejected = 0
         self.requests_served = 0
@@ -215,7 +178,7 @@ class CameraControlServer:
             self._close_stop_pipe()
             raise
         self.path = self._line.name
-        self._conn = _Connection()
+        self._conn = Connection()
         self._thread = threading.Thread(
             target=self._serve, name=f"camera-control-{self.services.device_id}", daemon=True
         )
@@ -375,7 +338,7 @@ class CameraControlServer:
         """A client opened or closed the port: nothing of the previous connection survives."""
         self.connection_resets += 1
         self._end_session("connection")
-        self._conn = _Connection()
+        self._conn = Connection()
 
     def _error(
         self,

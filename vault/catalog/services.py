@@ -64,6 +64,7 @@ from vault.access import (
 from vault.accounts.models import Municipality
 from vault.audit.services import audit_record
 from vault.catalog.models import Hold, Notification, Recording, Segment, Tombstone
+from vault.catalog.sync_lock import known_now, lock_for_this_transaction
 from vault.clock import Clock, from_epoch
 from vault.errors import InvalidRequest, OriginRefused
 from vault.policy import OFFICER_CONCERNED
@@ -364,8 +365,11 @@ def catalog_sync(
     report = SyncReport()
     items = sorted(groups.items())
     for start in range(0, len(items), max(1, commit_every)):
+        batch = items[start : start + max(1, commit_every)]
         with transaction.atomic():
-            for (site, dev, rec), keys in items[start : start + max(1, commit_every)]:
+            lock_for_this_transaction()  # other syncs may have catalogued some meanwhile
+            run.known.update(known_now(key for key, _ in batch))
+            for (site, dev, rec), keys in batch:
                 report.seen += 1
                 _sync_one(store, site, dev, rec, keys, run, clock, report, actor)
     with transaction.atomic():

@@ -163,7 +163,8 @@ def ingest_run(
     """(wall s, dock CPU s, wall s until the last byte was stored) for one ingest."""
     from dock_support import make_camera, register
 
-    from dock.daemon import DaemonConfig, DockDaemon
+    from dock.daemon import DockDaemon
+    from dock.daemon_config import DaemonConfig
     from dock.ingest import CameraIngest, DockContext
     from dock.ledger import Ledger
     from dock.slots import Slot, SlotProgress

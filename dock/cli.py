@@ -228,7 +228,9 @@ def _command(text: str | None) -> tuple[str, ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dock.daemon import DaemonConfig, DockDaemon, configure_logging
+    from dock.daemon import DockDaemon
+    from dock.daemon_config import DaemonConfig
+    from dock.logs import configure_logging
     from dock.preflight import check_start, store_url_for_run
 
     ledger = args.ledger or default_ledger()
@@ -298,7 +300,7 @@ def _ago(utc: float | None, now: float) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from dock.daemon import daemon_state, progress_cells
+    from dock.daemon_status import daemon_state, progress_cells
 
     path = _ledger_for(args, "status")
     if not path.exists():

@@ -18,23 +18,22 @@ is copying, nothing half-done is recorded or released, and the daemon exits 0.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from crypto.timestamps import utc_stderr_handler, utc_text
 from dock.clock import SystemClock
+from dock.daemon_config import DaemonConfig, DockBusy, load_dock_key
+from dock.daemon_status import LOCK_ATTEMPTS, progress_cells
 from dock.faults import fault_point
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import Ledger
+from dock.on_docked import OnDockedCommand
 from dock.report import CameraReport
 from dock.slots import Slot, SlotProgress, SlotSnapshot, SlotState, remove_gone_slot
 from dock.spool import clean_spool_at_start
@@ -48,49 +47,10 @@ if TYPE_CHECKING:
     from rich.live import Live
     from rich.table import Table
 
-    from crypto.keys import SigningKey
 
 log = logging.getLogger(__name__)
 
 STATUS_INTERVAL = 0.5  # seconds between progress writes to the ledger
-HEARTBEAT_STALE = 30.0  # seconds without a heartbeat before status calls a live daemon stuck
-LOCK_ATTEMPTS = 40  # x 25 ms: `dock status` probes the lock for a moment, never longer
-
-
-class DockBusy(RuntimeError):
-    """Another dock daemon already runs on this ledger."""
-
-
-@dataclass
-class DaemonConfig:
-    """Everything `bodycam dock run` takes; see dock/cli.py for the flags."""
-
-    slots: Path
-    store_url: str
-    ledger_path: Path
-    keys_dir: Path | None = None
-    state_dir: Path | None = None  # spool for stores without a local filesystem
-    profiles_dir: Path | None = None
-    site: str = "default"
-    once: bool = False
-    max_uploads: int = 2
-    max_slots: int = 8
-    settle: float = 1.0
-    rescan_interval: float = 5.0
-    retry_base: float = 5.0
-    retry_max: float = 300.0
-    once_attempts: int = 3
-    link_timeout: float = 2.0
-    live: bool | None = None  # rich live view; None: when stderr is a terminal
-    registry_key: Path | None = None  # back office's registry public key (dock/registry.py)
-    registry_interval: float = 60.0  # seconds between looks for a newer published registry
-    # `dock run` without --create: a file store's root is never made (unmounted disk)
-    create_store: bool = True
-    announce: bool = False  # leave a note of the ledger for `dock status` elsewhere
-    # A command run after a docking stored something (e.g. the back office's catalog
-    # sync); one at a time, later dockings coalesce into one more run. No shell.
-    on_docked: tuple[str, ...] = ()
-    on_docked_timeout: float = 600.0
 
 
 @dataclass
@@ -116,29 +76,6 @@ class DaemonResult:
     @property
     def exit_code(self) -> int:
         return 0 if all(r.ok for r in self.reports) else 1
-
-
-def load_dock_key(keys_dir: Path | None) -> SigningKey:
-    """The site's dock signing key (keys_dir/dock.key), made by `bodycam keys init`."""
-    from crypto.keys import SigningKey
-
-    if keys_dir is None:
-        env = os.environ.get("BODYCAM_DOCK_KEYS")
-        keys_dir = Path(env) if env else None
-    if keys_dir is None:
-        raise FileNotFoundError(
-            "no dock key: pass --keys DIR (the folder `bodycam keys init DIR` made, with "
-            "dock.key) or set BODYCAM_DOCK_KEYS"
-        )
-    if Path(keys_dir).exists() and not Path(keys_dir).is_dir():
-        raise NotADirectoryError(
-            f"--keys {keys_dir}: is a file, not a folder (the folder "
-            "`bodycam keys init DIR` made, with dock.key)"
-        )
-    path = Path(keys_dir) / "dock.key"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: `bodycam keys init {keys_dir}` makes it")
-    return SigningKey.load(path)
 
 
 class DockDaemon:
@@ -224,9 +161,7 @@ class DockDaemon:
         self._rows: dict[str, SlotSnapshot] = {}  # last state of slots no longer running
         self._unregistered: dict[str, str] = {}  # slot -> device refused as unknown
         self._registry_due = -1e18
-        self._hook: subprocess.Popen[bytes] | None = None  # the running --on-docked command
-        self._hook_started = 0.0
-        self._hook_pending: list[str] = []  # devices docked since the command last started
+        self.on_docked = OnDockedCommand(config.on_docked, config.on_docked_timeout, self.clock)
 
     # --- control -----------------------------------------------------------------------------
 
@@ -340,14 +275,14 @@ class DockDaemon:
                 self._handle_events()
                 self._reap()
                 self._refresh_registry()
-                self._after_docking()
+                self.on_docked.tick()
                 self._requeue_registered()
                 self._requeue_due()
                 self._start_sessions()
                 self._write_status()
                 if self.stop_event.is_set() and not self._sessions:
                     break
-                if cfg.once and self._drained() and not self._hook_busy():
+                if cfg.once and self._drained() and not self.on_docked.busy():
                     break
                 self.watcher.wait(0.2)
         finally:
@@ -355,61 +290,12 @@ class DockDaemon:
             for session in list(self._sessions.values()):
                 session.thread.join()
             self._reap()
-            self._finish_hook()
+            self.on_docked.finish()
             self.watcher.stop()
             self._stop_view()
             self.ledger.set_daemon(stopped_utc=self.clock.now(), heartbeat_utc=self.clock.now())
             log.info("dock stopped")
         return self.result
-
-    # --- the --on-docked command ----------------------------------------------------------
-
-    def _hook_busy(self) -> bool:
-        return self._hook is not None or bool(self._hook_pending)
-
-    def _after_docking(self) -> None:
-        """Reap the --on-docked command when it ends; start it again if footage came in."""
-        if self._hook is not None:
-            code = self._hook.poll()
-            if code is None:
-                if self.clock.monotonic() - self._hook_started > self.config.on_docked_timeout:
-                    log.error(
-                        "--on-docked command ran over %.0f s; killed", self.config.on_docked_timeout
-                    )
-                    self._hook.kill()
-                    self._hook.wait()
-                    self._hook = None
-                return
-            if code == 0:
-                log.info("--on-docked command done")
-            else:
-                log.error("--on-docked command failed with exit code %d", code)
-            self._hook = None
-        if not self._hook_pending:
-            return
-        devices, self._hook_pending = sorted(set(self._hook_pending)), []
-        env = {**os.environ, "BODYCAM_DOCKED_DEVICES": " ".join(devices)}
-        try:
-            self._hook = subprocess.Popen(
-                list(self.config.on_docked), env=env, stdin=subprocess.DEVNULL
-            )
-        except OSError as exc:
-            log.error("--on-docked command %r could not start: %s", self.config.on_docked[0], exc)
-            return
-        self._hook_started = self.clock.monotonic()
-        log.info("--on-docked command started for %s", ", ".join(devices))
-
-    def _finish_hook(self) -> None:
-        """At stop: let a running --on-docked command end (bounded), then stop waiting."""
-        if self._hook is None:
-            return
-        try:
-            self._hook.wait(timeout=min(60.0, self.config.on_docked_timeout))
-        except subprocess.TimeoutExpired:
-            log.error("--on-docked command still running at stop; killed")
-            self._hook.kill()
-            self._hook.wait()
-        self._hook = None
 
     def _drained(self) -> bool:
         return not (self._sessions or self._queue or self._retries or self.watcher.pending())
@@ -527,8 +413,8 @@ class DockDaemon:
             notes=report.notes,
             refused=report.refused,
         )
-        if self.config.on_docked and report.stored > 0 and report.device_id:
-            self._hook_pending.append(report.device_id)
+        if report.stored > 0 and report.device_id:
+            self.on_docked.docked(report.device_id)
         if report.store_problem is not None:  # cleared by the store's next answer
             with self._store_state_lock:
                 self._store_down = True
@@ -693,120 +579,3 @@ class DockDaemon:
         if self._store_trouble:
             table.caption = f"store {self._store_trouble}; everything stays on the cameras"
         return table
-
-
-def daemon_state(ledger_path: Path, row: dict[str, Any] | None, now: float) -> str:
-    """ "running", "not responding" (alive, no heartbeat) or "not running", for `dock status`.
-
-    A heartbeat alone says "running" for up to 30 s after a kill -9. The ledger lock is
-    the proof: the running daemon holds it and the kernel drops it the instant the
-    process dies. Where the lock cannot be probed (another user), the pid is checked.
-    """
-    if row is None or row.get("stopped_utc") is not None:
-        return "not running"
-    held = _lock_held(Path(f"{ledger_path}.lock"))
-    if held is False:
-        return "not running"
-    if held is None and not _pid_alive(row.get("pid")):
-        return "not running"
-    beat = row.get("heartbeat_utc")
-    if beat is None or now - beat >= HEARTBEAT_STALE:
-        return "not responding"
-    return "running"
-
-
-def ledger_locked(ledger_path: Path) -> bool:
-    """Whether a dock daemon runs on this ledger now (it holds LEDGER.lock)."""
-    return _lock_held(Path(f"{ledger_path}.lock")) is True
-
-
-def _lock_held(path: Path) -> bool | None:
-    """Whether some process holds the ledger lock; None if it cannot be probed."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return None
-    finally:
-        os.close(fd)  # closing drops the probe's shared lock at once
-    return False
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
-
-
-def progress_cells(snap: Mapping[str, Any]) -> list[str]:
-    """One row of the live view / `dock status` table: a slot's snapshot or ledger row."""
-    eta = snap.get("eta")
-    rate = snap.get("rate") or 0.0
-    return [
-        str(snap.get("slot", "")),
-        str(snap.get("device_id") or "-"),
-        str(snap.get("recording") or "-"),
-        str(snap.get("state", "")),
-        f"{human_bytes(snap.get('bytes_done', 0))} / {human_bytes(snap.get('bytes_total', 0))}",
-        f"{human_bytes(rate)}/s" if rate else "-",
-        f"{eta:.0f} s" if isinstance(eta, int | float) else "-",
-        str(snap.get("message") or ""),
-    ]
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and any extra fields."""
-
-    _standard = set(vars(logging.makeLogRecord({})))
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "time": utc_text(record.created, millis=True),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in self._standard and key not in doc and not key.startswith("_"):
-                doc[key] = (
-                    value if isinstance(value, str | int | float | bool | None) else str(value)
-                )
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
-        return json.dumps(doc, sort_keys=True)
-
-
-def configure_logging(json_logs: bool, verbose: bool = True) -> None:
-    """Logs to stderr: JSON lines (--json-logs) or plain text, INFO and up; times in UTC (`Z`)."""
-    handler = utc_stderr_handler()
-    if json_logs:
-        handler.setFormatter(JsonLogFormatter())
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(logging.INFO if verbose else logging.WARNING)
-    # boto3/urllib3 chatter is not the operator's business
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "watchdog"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -102,7 +102,7 @@ class RunningDock:
 
 def running_docks() -> list[RunningDock]:
     """Docks running now (their ledger lock is held), from the notes they left."""
-    from dock.daemon import ledger_locked
+    from dock.daemon_status import ledger_locked
 
     folder = runtime_dir()
     if not _own_private_dir(folder, create=False):
@@ -131,7 +131,7 @@ def resolve_ledger(explicit: Path | None, command: str) -> tuple[Path, str | Non
     if explicit is not None:
         return explicit, None
     default = default_ledger()
-    from dock.daemon import ledger_locked
+    from dock.daemon_status import ledger_locked
 
     if ledger_locked(default):
         return default, None

@@ -101,7 +101,8 @@ def ingest_docked(
     The cameras are registered in the ledger first (as the site's coordinator would
     with `bodycam dock register`); the dock signs receipts with KEYS_DIR/dock.key.
     """
-    from dock.daemon import DaemonConfig, DockDaemon
+    from dock.daemon import DockDaemon
+    from dock.daemon_config import DaemonConfig
     from dock.ledger import Ledger
 
     Path(ledger_path).parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,8 @@ from fake_camera import FakeCamera
 from rich.console import Console
 
 from dock.cli import main as dock_main
-from dock.daemon import DaemonConfig, DockDaemon
+from dock.daemon import DockDaemon
+from dock.daemon_config import DaemonConfig
 from dock.ledger import Ledger
 from store import FileStore
 
@@ -186,7 +187,7 @@ def test_a_second_daemon_on_the_same_ledger_is_refused(
     import fcntl
     import os
 
-    from dock.daemon import DockBusy
+    from dock.daemon_config import DockBusy
 
     lock_path = f"{ledger.path}.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT)

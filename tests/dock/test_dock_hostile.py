@@ -25,7 +25,8 @@ from rich.console import Console
 
 from crypto.names import NameRefused, check_file_name, check_recording_id
 from dock.cli import main as dock_main
-from dock.daemon import DaemonConfig, DockDaemon
+from dock.daemon import DockDaemon
+from dock.daemon_config import DaemonConfig
 from dock.ingest import CameraIngest, DockContext
 from dock.ledger import QUARANTINED, RELEASED, Ledger
 from dock.names import ListingBounds, display_path

@@ -29,7 +29,8 @@ from fake_camera import FakeCamera
 from fault_support import CHILD, FAULT_ENV
 from s3_support import WeedServer, s3_client
 
-from dock.daemon import DaemonConfig, DockDaemon
+from dock.daemon import DockDaemon
+from dock.daemon_config import DaemonConfig
 from dock.ledger import RELEASED, STORED, Ledger
 from store import FileStore, S3Store, StoreIntegrityError, open_store, split_name
 

@@ -117,11 +117,10 @@ def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_column
     path = tmp_path / "old.sqlite"
     # a ledger written before notes and refusals were kept
     db = sqlite3.connect(path)
-    from dock.ledger import _SCHEMA
+    from dock.ledger_db import SCHEMA_1
 
-    old_schema = _SCHEMA.replace(",\n    notes TEXT NOT NULL DEFAULT '[]',\n    refused TEXT", "")
-    assert "refused" not in old_schema
-    db.executescript(old_schema)
+    assert "refused" not in SCHEMA_1
+    db.executescript(SCHEMA_1)
     db.executescript(
         "INSERT INTO meta VALUES ('schema', '1');"
         "INSERT INTO sessions (slot, device_id, started_utc, ended_utc, ok, summary) "
@@ -149,3 +148,22 @@ def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_column
     assert by_device["BC-OLD00000"]["notes"] == []
     (refused,) = status["refused"]  # still there after the camera's next, good docking
     assert refused["notes"] == ["camera clock was off"] and "differs" in refused["refused"]
+
+
+def test_migrations_are_numbered_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
+    from dock.ledger_db import SCHEMA_VERSION
+
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as led:
+        led.record_session("s1", DEV, 10.0, True, "line", notes=["kept"])
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema'").fetchone() == (
+        str(SCHEMA_VERSION),
+    )
+    with Ledger(path) as again:  # opening again applies nothing twice
+        assert again.last_sessions()[0]["notes"] == ["kept"]
+    db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="written by a newer dock"):
+        Ledger(path)

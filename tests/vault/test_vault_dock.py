@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "dock"))
 from dock_support import Dock, make_camera  # noqa: E402
 
 from crypto.keys import SigningKey, VaultKey, write_public_key  # noqa: E402
-from dock.daemon import DaemonConfig, DockDaemon  # noqa: E402
+from dock.daemon import DockDaemon  # noqa: E402
+from dock.daemon_config import DaemonConfig  # noqa: E402
 from dock.ledger import Ledger  # noqa: E402
 from dock.registry import refresh_ledger  # noqa: E402
 from formats.registry import RegistryError, publish_registry  # noqa: E402

@@ -372,7 +372,7 @@ def cmd_sync(s: Session, args: argparse.Namespace) -> int:
         print(f"PROBLEM {line}")
     print(report.summary())
     # What docked since the last sync also gets its officers' draft reports.
-    from vault.web.reports import shift_sync
+    from vault.reports.services import shift_sync
 
     drafts = shift_sync(actor=s.actor, store=s.store, clock=s.clock)
     for line in drafts.problems:
@@ -638,7 +638,7 @@ def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_camera_list(s: Session, args: argparse.Namespace) -> int:
-    from vault.web.reports import camera_overview
+    from vault.reports.services import camera_overview
 
     for row in camera_overview(actor=s.actor, clock=s.clock, include_removed=args.all):
         c = row.camera

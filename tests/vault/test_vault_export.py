@@ -45,7 +45,7 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
 
     from vault.audit.models import AuditEntry
     from vault.catalog.models import Hold
-    from vault.viewing import viewing_pair_check
+    from vault.viewing.rules import viewing_pair_check
 
     # Viewed in a pair first: the custody record lists the viewing.
     viewing_pair_check(

@@ -33,6 +33,8 @@ from django.views.decorators.http import require_POST
 
 from vault.access import SECTIONS, Actor, actor_for, open_sections, refuse
 from vault.accounts.models import Municipality, Officer
+from vault.casework import services as casework
+from vault.casework.models import CaseRequest
 from vault.catalog.models import Hold, Recording
 from vault.catalog.selectors import recording_custody, recording_get, recording_list
 from vault.clock import SYSTEM_CLOCK, Clock
@@ -43,11 +45,13 @@ from vault.errors import (
     PermissionRefused,
     VaultError,
 )
+from vault.local_time import municipality_zone
 from vault.policy import PURPOSES
-from vault.web import casework, reports, viewings, words
-from vault.web.local_time import municipality_zone
-from vault.web.models import CaseRequest, ShiftReport
-from vault.web.signin import sign_in
+from vault.reports import services as reports
+from vault.reports.models import ShiftReport
+from vault.signin.services import sign_in
+from vault.viewing import services as viewings
+from vault.web import words
 from vault.web.site import site_config, site_store, vault_key, work_dir
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import datetime as dt
 
 from django import template
 
-from vault.web.local_time import local_text
+from vault.local_time import local_text
 
 register = template.Library()
 

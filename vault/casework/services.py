@@ -19,12 +19,12 @@ from django.db.models import QuerySet
 from store import Store
 from vault.access import Actor, audit_ok, authorize_any, authorize_hold, policy_of
 from vault.accounts.models import Municipality
+from vault.casework.models import CaseRequest
 from vault.catalog.models import Recording
 from vault.catalog.services import hold_lift, hold_place
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
-from vault.web.local_time import local_text
-from vault.web.models import CaseRequest
+from vault.local_time import local_text
 
 log = logging.getLogger(__name__)
 

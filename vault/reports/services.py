@@ -35,9 +35,9 @@ from vault.catalog.models import Recording
 from vault.catalog.services import MAX_EVENT_PIECE, store_inventory
 from vault.clock import Clock, from_epoch
 from vault.errors import InvalidRequest, NotFound
+from vault.local_time import local_text
 from vault.registry.models import Assignment, Camera
-from vault.web.local_time import local_text
-from vault.web.models import CameraStatus, ShiftReport
+from vault.reports.models import CameraStatus, ShiftReport
 
 log = logging.getLogger(__name__)
 

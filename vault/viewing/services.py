@@ -1,6 +1,6 @@
 """Viewing in pairs: the session that holds one viewing's watermarked stream in memory.
 
-`viewing_start` checks the pair with `vault.viewing.viewing_pair_check` (every refusal
+`viewing_start` checks the pair with `vault.viewing.rules.viewing_pair_check` (every refusal
 audited there; where the policy asks for the officer's consent, the consent the officer
 recorded beforehand, which the start entry refers to), decrypts
 in memory, checks that the result opens as video and starts burning the watermark in;
@@ -41,16 +41,16 @@ from vault.access import Actor, refuse
 from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
+from vault.local_time import municipality_zone
 from vault.media import MediaError
-from vault.viewing import viewing_pair_check
-from vault.web.local_time import municipality_zone
-from vault.web.playback import (
+from vault.viewing.playback import (
     GrowingMedia,
     check_playable,
     decrypt_to_memory,
     encode_in_background,
 )
-from vault.web.watermark import Watermark
+from vault.viewing.rules import viewing_pair_check
+from vault.viewing.watermark import Watermark
 
 log = logging.getLogger(__name__)
 

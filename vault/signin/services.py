@@ -27,7 +27,7 @@ from vault.access import Actor, audit_ok, authenticate_actor, username_scopes
 from vault.audit.services import audit_record
 from vault.clock import Clock
 from vault.errors import AuthenticationFailed
-from vault.web.models import LoginFailure
+from vault.signin.models import LoginFailure
 
 log = logging.getLogger(__name__)
 

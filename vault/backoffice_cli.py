@@ -638,7 +638,7 @@ def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
 
 
 def cmd_camera_list(s: Session, args: argparse.Namespace) -> int:
-    from vault.reports.services import camera_overview
+    from vault.reports.selectors import camera_overview
 
     for row in camera_overview(actor=s.actor, clock=s.clock, include_removed=args.all):
         c = row.camera

@@ -142,12 +142,12 @@ def browser_session(
     """Django's test client signed in as cees, the views on this test's store and clock."""
     from django.test import Client, override_settings
 
-    from vault.web import views
+    from vault.web.views import base
 
-    monkeypatch.setattr(views, "CLOCK", clock)
-    monkeypatch.setattr(views, "site_store", lambda: site.store)
-    monkeypatch.setattr(views, "vault_key", lambda: site.vault_key)
-    monkeypatch.setattr(views, "work_dir", lambda: tmp_path / "web-work")
+    monkeypatch.setattr(base, "CLOCK", clock)
+    monkeypatch.setattr(base, "site_store", lambda: site.store)
+    monkeypatch.setattr(base, "vault_key", lambda: site.vault_key)
+    monkeypatch.setattr(base, "work_dir", lambda: tmp_path / "web-work")
     client = Client()
     client.force_login(actor("cees").user)
     with override_settings(ALLOWED_HOSTS=["testserver"]):
@@ -542,7 +542,8 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     from web_support import _event_log
 
     from vault.reports.models import CameraStatus, ShiftReport
-    from vault.reports.services import report_complete, shift_sync, unsubmitted
+    from vault.reports.selectors import unsubmitted
+    from vault.reports.services import report_complete, shift_sync
 
     a = T0 + dt.timedelta(hours=1)
     _event_log(site, "CAM-1", [(office["a"], a.timestamp(), a.timestamp() + 20)])
@@ -554,7 +555,7 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     status = CameraStatus.objects.get(device_id="CAM-1")
     assert status.profile_version == "heusden v3" and status.health == "ok"
     # The cameras page and `vault camera list` read it back through one selector.
-    from vault.reports.services import camera_overview
+    from vault.reports.selectors import camera_overview
 
     (row,) = camera_overview(actor=actor("cora"), clock=clock)
     assert (row.camera.device_id, row.officer.code if row.officer else None) == ("CAM-1", "boa-1")
@@ -597,7 +598,7 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
         clock=clock,
     )
     assert rep.state == "submitted" and list(unsubmitted(actor=actor("cora"))) == []
-    from vault.reports.services import report_pdf
+    from vault.reports.pdf import report_pdf
 
     assert report_pdf(rep).startswith(b"%PDF")
 
@@ -619,7 +620,7 @@ def test_the_web_unit_runs_bodycam_vault_serve() -> None:
 def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
     from django.test import RequestFactory
 
-    from vault.web.views import _remote
+    from vault.web.views.base import _remote
 
     rf = RequestFactory()
     proxied = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")

@@ -43,6 +43,7 @@ from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
 from vault.local_time import municipality_zone
 from vault.media import MediaError
+from vault.signin.services import sign_in
 from vault.viewing.playback import (
     GrowingMedia,
     check_playable,
@@ -353,3 +354,36 @@ def viewing_end_all_for_session(
 def open_viewings() -> int:
     with _lock:
         return len(_viewings)
+
+
+def viewing_second_person(
+    *,
+    actor: Actor,
+    recording: Recording,
+    purpose: str,
+    username: str,
+    password: str,
+    remote: str,
+    clock: Clock,
+) -> Actor:
+    """The second viewer, signed in here with their own credentials (audited in the
+    recording's municipality); without them the viewing is refused before it starts."""
+    if not username or not password:
+        raise refuse(
+            actor=actor,
+            action="viewing.start",
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            reason="always at least two people view together: the second person "
+            "signs in here with their own credentials",
+        )
+    return sign_in(
+        username=username,
+        password=password,
+        clock=clock,
+        remote=remote,
+        action="viewing.second",
+        municipality=recording.municipality.code,
+    )

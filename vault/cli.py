@@ -227,7 +227,9 @@ def _summary(vr: VerifiedRecording) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from vault.backoffice_cli import _run, cmd_verify_store, is_local_path
+    from vault.backoffice_cli import is_local_path
+    from vault.commands.catalog import cmd_verify_store
+    from vault.commands.session import _run
 
     if args.paths and not any(is_local_path(str(p)) for p in args.paths):
         return _run(args, cmd_verify_store)
@@ -263,7 +265,9 @@ def _open_output(out: Path) -> tuple[int, Path]:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from vault.backoffice_cli import _run, cmd_decrypt_store, is_local_path
+    from vault.backoffice_cli import is_local_path
+    from vault.commands.catalog import cmd_decrypt_store
+    from vault.commands.session import _run
 
     if not is_local_path(str(args.recording_dir)):
         return _run(args, cmd_decrypt_store)

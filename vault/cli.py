@@ -412,7 +412,7 @@ def add_subcommands(subparsers: Any) -> None:
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
     add_backoffice_commands(sub)
-    from vault.export.cli import add_export_commands
+    from vault.commands.export import add_export_commands
 
     add_export_commands(sub)
     from vault.web.serve import add_web_commands

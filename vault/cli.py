@@ -2,7 +2,7 @@
 
 `verify` and `decrypt` take either a recording in the store (`RECORDING_ID` or
 `DEVICE_ID/RECORDING_ID`: an authenticated, audited back-office command that checks
-origin against the coordinator's registry, see vault/backoffice_cli.py) or a local
+origin against the coordinator's registry, see vault/commands/catalog.py) or a local
 recording folder (a path: an offline check of a camera volume or a rebuilt folder).
 
 Offline, origin is checked against the signed camera registry the back office

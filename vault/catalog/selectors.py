@@ -218,3 +218,11 @@ def recording_segments(*, recording: Recording) -> QuerySet[Segment]:
 def recording_holds(*, recording: Recording) -> QuerySet[Hold]:
     """Every hold a recording the user was given has had, oldest first."""
     return recording.holds.all().order_by("opened_at")
+
+
+def recording_choices(*, actor: Actor, clock: Clock, limit: int) -> list[Recording]:
+    """The recordings a form may name: those the user may list whose footage is kept,
+    newest first, at most `limit`."""
+    return list(
+        recording_list(actor=actor, clock=clock).exclude(state=Recording.State.PURGED)[:limit]
+    )

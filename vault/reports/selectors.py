@@ -69,6 +69,11 @@ def report_list(*, actor: Actor, state: str = "") -> QuerySet[ShiftReport]:
     return qs.select_related("recording", "recording__municipality", "officer", "recording__camera")
 
 
+def report_overview(*, actor: Actor, limit: int) -> list[ShiftReport]:
+    """The reports page: drafts first, then submitted ones, newest first, at most `limit`."""
+    return list(report_list(actor=actor).order_by("state", "-pressed_at")[:limit])
+
+
 def report_get(*, actor: Actor, report_id: int) -> ShiftReport:
     found = report_list(actor=actor).filter(pk=report_id).first()
     if found is None:

@@ -9,7 +9,7 @@ from vault.access import Actor
 from vault.errors import PermissionRefused, VaultError
 from vault.reports import services as reports
 from vault.reports.pdf import report_pdf as report_as_pdf
-from vault.reports.selectors import report_get, report_is_own, report_list
+from vault.reports.selectors import report_get, report_is_own, report_overview
 from vault.web.views import base
 from vault.web.views.base import page, section
 
@@ -17,7 +17,7 @@ from vault.web.views.base import page, section
 @page
 @section("reports")
 def reports_page(request: HttpRequest, actor: Actor) -> HttpResponse:
-    rows = list(report_list(actor=actor).order_by("state", "-pressed_at")[:300])
+    rows = report_overview(actor=actor, limit=300)
     return render(request, "web/reports.html", {"rows": rows})
 
 

@@ -11,8 +11,7 @@ from vault.accounts.selectors import actor_municipalities, actor_municipality
 from vault.casework import services as casework
 from vault.casework.models import CaseRequest
 from vault.casework.selectors import request_get, request_list
-from vault.catalog.models import Recording
-from vault.catalog.selectors import recording_get, recording_list
+from vault.catalog.selectors import recording_choices, recording_get
 from vault.errors import PermissionRefused, VaultError
 from vault.web.views import base
 from vault.web.views.base import page, section, when
@@ -51,8 +50,8 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
             error = str(exc)
     cases = list(request_list(actor=actor, clock=clock, kind=request.GET.get("kind", "")))
     # The form picks from the catalog: the recordings this user may list whose footage is kept.
-    shown = recording_list(actor=actor, clock=clock).exclude(state=Recording.State.PURGED)
-    choices = [(f"{r.device_id}/{r.recording_id}", r) for r in shown[:REQUEST_CHOICES]]
+    shown = recording_choices(actor=actor, clock=clock, limit=REQUEST_CHOICES)
+    choices = [(f"{r.device_id}/{r.recording_id}", r) for r in shown]
     return render(
         request,
         "web/requests.html",

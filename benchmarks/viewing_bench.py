@@ -118,10 +118,10 @@ def watermark_cost(home: Path, seconds: int = 2) -> list[str]:
     from vault_support import configure_django
     from web_support import make_ts
 
-    configure_django(home)  # vault.web.playback is part of the back office
+    configure_django(home)  # vault.viewing.playback is part of the back office
     from vault.media import reencode_video
-    from vault.web.playback import MP4_OPTIONS, X264_OPTIONS
-    from vault.web.watermark import BurnIn, Watermark
+    from vault.viewing.playback import MP4_OPTIONS, X264_OPTIONS
+    from vault.viewing.watermark import BurnIn, Watermark
 
     mark = Watermark.for_viewing(
         ["cees", "sam"],

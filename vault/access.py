@@ -181,6 +181,37 @@ def may_open(actor: Actor, section: str) -> bool:
     return section in open_sections(actor)
 
 
+def section_authorize(*, actor: Actor, section: str, clock: Clock) -> None:
+    """Refuse (audited) whoever may not open `section`: the rule the menu is built from."""
+    if section not in open_sections(actor):
+        rule = SECTIONS[section]
+        raise refuse(
+            actor=actor,
+            action=rule.action or f"{section}.list",
+            target=section,
+            clock=clock,
+            reason="the policies of your municipalities let none of your roles "
+            f"({actor.describe() or 'none'}) open {section}",
+        )
+
+
+def landing_section(*, actor: Actor, clock: Clock) -> str:
+    """The page a user lands on after signing in: the catalog where their roles open it,
+    else the first section they may open (the officer's: his shift reports); a user whose
+    roles open none is refused, audited."""
+    sections = open_sections(actor)
+    if "catalog" in sections:
+        return "catalog"
+    if sections:
+        return sections[0]
+    raise refuse(
+        actor=actor,
+        action="catalog.list",
+        clock=clock,
+        reason=f"your roles ({actor.describe() or 'none'}) open none of the back office's pages",
+    )
+
+
 def authorize(
     *,
     actor: Actor,

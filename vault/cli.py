@@ -2,7 +2,7 @@
 
 `verify` and `decrypt` take either a recording in the store (`RECORDING_ID` or
 `DEVICE_ID/RECORDING_ID`: an authenticated, audited back-office command that checks
-origin against the coordinator's registry, see vault/backoffice_cli.py) or a local
+origin against the coordinator's registry, see vault/commands/catalog.py) or a local
 recording folder (a path: an offline check of a camera volume or a rebuilt folder).
 
 Offline, origin is checked against the signed camera registry the back office
@@ -227,7 +227,9 @@ def _summary(vr: VerifiedRecording) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from vault.backoffice_cli import _run, cmd_verify_store, is_local_path
+    from vault.backoffice_cli import is_local_path
+    from vault.commands.catalog import cmd_verify_store
+    from vault.commands.session import _run
 
     if args.paths and not any(is_local_path(str(p)) for p in args.paths):
         return _run(args, cmd_verify_store)
@@ -263,7 +265,9 @@ def _open_output(out: Path) -> tuple[int, Path]:
 
 
 def cmd_decrypt(args: argparse.Namespace) -> int:
-    from vault.backoffice_cli import _run, cmd_decrypt_store, is_local_path
+    from vault.backoffice_cli import is_local_path
+    from vault.commands.catalog import cmd_decrypt_store
+    from vault.commands.session import _run
 
     if not is_local_path(str(args.recording_dir)):
         return _run(args, cmd_decrypt_store)
@@ -408,7 +412,7 @@ def add_subcommands(subparsers: Any) -> None:
     decrypt.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     decrypt.set_defaults(func=cmd_decrypt, parser=decrypt)
     add_backoffice_commands(sub)
-    from vault.export.cli import add_export_commands
+    from vault.commands.export import add_export_commands
 
     add_export_commands(sub)
     from vault.web.serve import add_web_commands

@@ -47,7 +47,7 @@ from vault.catalog.models import Hold, Recording
 from vault.clock import Clock
 from vault.errors import InvalidRequest, OriginRefused
 from vault.policy import OFFICER_CONCERNED, ViewingRule
-from vault.viewing import _fills, _is_officer_concerned, clean_reference
+from vault.viewing.rules import _fills, _is_officer_concerned, clean_reference
 
 log = logging.getLogger(__name__)
 

@@ -96,12 +96,12 @@ def test_sync_indexes_what_the_docks_stored_and_is_idempotent(
 def test_sync_resumes_after_an_interruption(
     office: Any, site: Site, clock: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import vault.catalog.services as services
+    import vault.catalog.sync as sync
     from vault.catalog.models import Recording
 
     for h in range(4):
         site.record("CAM-heusden-1", T0 + dt.timedelta(hours=h))
-    real = services.verify_origin
+    real = sync.verify_origin
     calls = {"n": 0}
 
     def dies_on_third(*a: Any, **kw: Any) -> Any:
@@ -110,11 +110,11 @@ def test_sync_resumes_after_an_interruption(
             raise KeyboardInterrupt("power cut")
         return real(*a, **kw)
 
-    monkeypatch.setattr(services, "verify_origin", dies_on_third)
+    monkeypatch.setattr(sync, "verify_origin", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         _sync(site, clock, commit_every=1)
     assert Recording.objects.count() == 2
-    monkeypatch.setattr(services, "verify_origin", real)
+    monkeypatch.setattr(sync, "verify_origin", real)
     report = _sync(site, clock)
     assert (report.added, report.unchanged) == (2, 2)
 
@@ -560,7 +560,7 @@ def test_purge_exits_non_zero_when_something_due_could_not_be_deleted(
     import argparse
     from types import SimpleNamespace
 
-    from vault.backoffice_cli import cmd_purge
+    from vault.commands.catalog import cmd_purge
 
     rid = site.record("CAM-heusden-1", T0)
     _sync(site, clock)

@@ -132,7 +132,7 @@ def test_the_back_office_from_the_command_line(
     assert run(home, "timer", "sync") == 0
     assert "1 added" in capsys.readouterr().out
     # Who wears each camera and when it last docked: what the cameras page shows.
-    from vault.backoffice_cli import _fmt
+    from vault.commands.session import _fmt
 
     assert run(home, "cora", "camera", "list") == 0
     docked = _fmt(dt.datetime.fromtimestamp(stop + 600, dt.UTC))  # the log's dock event

@@ -93,9 +93,9 @@ def casework(office: dict[str, str], site: Site, clock: Any) -> dict[str, str]: 
     sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
     from web_support import _event_log
 
-    from vault.web.casework import request_open
-    from vault.web.models import ShiftReport
-    from vault.web.reports import shift_sync
+    from vault.casework.services import request_open
+    from vault.reports.models import ShiftReport
+    from vault.reports.services import shift_sync
 
     rec = _rec(office["a"])
     case = request_open(

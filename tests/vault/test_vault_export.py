@@ -45,7 +45,7 @@ def test_privacy_officer_hands_over_a_package_that_verifies_on_its_own(
 
     from vault.audit.models import AuditEntry
     from vault.catalog.models import Hold
-    from vault.viewing import viewing_pair_check
+    from vault.viewing.rules import viewing_pair_check
 
     # Viewed in a pair first: the custody record lists the viewing.
     viewing_pair_check(
@@ -602,13 +602,13 @@ def test_the_spec_checks_the_camera_key_against_the_published_registry(
 
 
 def test_the_spec_states_the_bounds_the_verifier_applies() -> None:
-    from vault.export import verify
+    from vault.export import verify_mp4
 
     spec = " ".join(_spec().split())
     assert f"that span plus {fmt.MAX_SEGMENT_SECONDS} s" in spec
-    assert f"with {verify.DURATION_SLACK:g} s slack" in spec
-    assert f"times may differ by {verify.TIME_SLACK_MICROSECONDS // 1000} ms" in spec
-    assert f"within {verify.SECONDS_SLACK:g} s" in spec
+    assert f"with {verify_mp4.DURATION_SLACK:g} s slack" in spec
+    assert f"times may differ by {verify_mp4.TIME_SLACK_MICROSECONDS // 1000} ms" in spec
+    assert f"within {verify_mp4.SECONDS_SLACK:g} s" in spec
     assert f"more than {fmt.MAX_FILES:,} entries" in spec
     assert "more bytes than export.json lists for it" in spec
 
@@ -777,7 +777,7 @@ def test_the_printed_export_key_is_what_verify_export_takes(
 def test_a_zip_bomb_is_refused_by_name_before_more_than_the_signed_bytes_are_written(
     package: Path, world: World, tmp_path: Path
 ) -> None:
-    from vault.export.verify import ExportReport, _extract
+    from vault.export.package import ExportReport, _extract
 
     signed = {
         f["path"]: f["size"] for f in json.loads((package / fmt.MANIFEST).read_text())["files"]
@@ -831,20 +831,20 @@ def test_the_decrypted_originals_never_have_a_name_in_the_temp_folder(
     decrypted MPEG-TS is decoded, no file in the temp folder holds it."""
     import tempfile
 
-    from vault.export import verify
+    from vault.export import verify_mp4
 
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
     seen: list[list[str]] = []
-    real = verify.measure
+    real = verify_mp4.measure
 
     def watching(source: Any, **kw: Any) -> Any:
         if kw.get("container_format") == "mpegts":
             seen.append([p.name for p in temp.rglob("*")])
         return real(source, **kw)
 
-    monkeypatch.setattr(verify, "measure", watching)
+    monkeypatch.setattr(verify_mp4, "measure", watching)
     report = verify_export(
         package, expected_key=world.export_key.public_bytes(), vault_key=world.site.vault_key
     )

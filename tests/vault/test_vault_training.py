@@ -263,7 +263,7 @@ def test_the_officer_records_consent_to_a_viewing_through_the_cli(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from vault.viewing import officer_consent_for
+    from vault.viewing.rules import officer_consent_for
 
     monkeypatch.setenv("BODYCAM_VAULT_PASSWORD", PASSWORD)
     home = site_home(world, tmp_path / "home")

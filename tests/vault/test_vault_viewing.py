@@ -62,7 +62,7 @@ def rec(db: str, clock: Any) -> Any:
 
 def check(rec: Any, purpose: str, a: str, b: str, clock: Any, consent: bool = False) -> Any:
     """The pair check; with `consent`, the officer concerned records their consent first."""
-    from vault.viewing import viewing_consent_record, viewing_pair_check
+    from vault.viewing.rules import viewing_consent_record, viewing_pair_check
 
     if consent:
         viewing_consent_record(
@@ -174,7 +174,7 @@ def test_utrecht_complaint_consent_is_the_officers_own_record_for_that_purpose(
     rec: Any, clock: Any
 ) -> None:
     from vault.audit.models import AuditEntry
-    from vault.viewing import viewing_consent_record, viewing_pair_check
+    from vault.viewing.rules import viewing_consent_record, viewing_pair_check
 
     r = rec["utrecht"]
 

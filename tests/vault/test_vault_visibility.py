@@ -110,7 +110,7 @@ def test_an_auditor_sees_only_entries_of_their_own_municipality(
     from vault.audit.selectors import audit_list
     from vault.audit.services import audit_record, audit_verify
     from vault.catalog.selectors import recording_list
-    from vault.web.signin import sign_in
+    from vault.signin.services import sign_in
 
     # Written before entries carried a municipality: it stays as it is and still verifies.
     legacy = audit_record(
@@ -164,7 +164,7 @@ def test_a_ticked_consent_box_no_longer_starts_a_viewing_that_needs_the_officers
     clock: Any,
 ) -> None:
     from vault.audit.models import AuditEntry
-    from vault.web import viewings
+    from vault.viewing import services as viewings
 
     rec = _rec(office["a"])
     cora = _client("cora", browser_session)
@@ -182,7 +182,7 @@ def test_a_ticked_consent_box_no_longer_starts_a_viewing_that_needs_the_officers
     assert "records it first" in json.loads(refused.detail)["reason"]
     assert viewings.open_viewings() == 0
 
-    from vault.viewing import viewing_consent_record
+    from vault.viewing.rules import viewing_consent_record
 
     with pytest.raises(PermissionRefused, match="only the officer who made the recording"):
         viewing_consent_record(

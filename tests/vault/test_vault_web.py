@@ -89,7 +89,7 @@ def moved(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def viewers_mark() -> Any:
-    from vault.web.playback import Watermark
+    from vault.viewing.playback import Watermark
 
     return Watermark.for_viewing(
         ["cees", "sam"], "complaint", T0, f"{CAMERA}/20261102T080000Z", zone=AMSTERDAM
@@ -142,12 +142,12 @@ def browser_session(
     """Django's test client signed in as cees, the views on this test's store and clock."""
     from django.test import Client, override_settings
 
-    from vault.web import views
+    from vault.web.views import base
 
-    monkeypatch.setattr(views, "CLOCK", clock)
-    monkeypatch.setattr(views, "site_store", lambda: site.store)
-    monkeypatch.setattr(views, "vault_key", lambda: site.vault_key)
-    monkeypatch.setattr(views, "work_dir", lambda: tmp_path / "web-work")
+    monkeypatch.setattr(base, "CLOCK", clock)
+    monkeypatch.setattr(base, "site_store", lambda: site.store)
+    monkeypatch.setattr(base, "vault_key", lambda: site.vault_key)
+    monkeypatch.setattr(base, "work_dir", lambda: tmp_path / "web-work")
     client = Client()
     client.force_login(actor("cees").user)
     with override_settings(ALLOWED_HOSTS=["testserver"]):
@@ -170,7 +170,7 @@ def test_sign_in_locks_a_name_after_repeated_failures_and_unlocks_later(
     from django.conf import settings
 
     from vault.audit.models import AuditEntry
-    from vault.web.signin import AccountLocked, sign_in
+    from vault.signin.services import AccountLocked, sign_in
 
     for _ in range(settings.LOCKOUT_FAILURES):
         with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
@@ -190,7 +190,7 @@ def test_failures_from_one_address_do_not_lock_the_name_for_another(
 ) -> None:
     from django.conf import settings
 
-    from vault.web.signin import AccountLocked, sign_in
+    from vault.signin.services import AccountLocked, sign_in
 
     for _ in range(settings.LOCKOUT_FAILURES):
         with pytest.raises(AuthenticationFailed, match="verkeerd wachtwoord"):
@@ -209,7 +209,7 @@ def test_guessing_from_one_address_waits_longer_after_each_further_failure(
 ) -> None:
     from django.conf import settings
 
-    from vault.web.signin import AccountLocked, sign_in
+    from vault.signin.services import AccountLocked, sign_in
 
     guesser = "203.0.113.9"
     for _ in range(settings.LOCKOUT_FAILURES):
@@ -230,8 +230,8 @@ def test_stored_sign_in_failures_are_capped(office: Any, clock: Any) -> None:
     from django.conf import settings
     from django.test import override_settings
 
-    from vault.web.models import LoginFailure
-    from vault.web.signin import sign_in
+    from vault.signin.models import LoginFailure
+    from vault.signin.services import sign_in
 
     with override_settings(LOGIN_FAILURES_KEPT=20):
         for n in range(60):
@@ -248,9 +248,9 @@ def test_stored_sign_in_failures_are_capped(office: Any, clock: Any) -> None:
 def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle_it(
     office: Any, site: Site, clock: Any
 ) -> None:
+    from vault.casework.services import request_close, request_decide, request_open
     from vault.catalog.models import Hold, Recording
     from vault.catalog.services import retention_purge
-    from vault.web.casework import request_close, request_decide, request_open
 
     muni = _rec(office["a"]).municipality
     recs = [_rec(office["a"]), _rec(office["b"])]
@@ -300,8 +300,8 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
     office: Any, site: Site, clock: Any, tmp_path: Path
 ) -> None:
     from vault.audit.models import AuditEntry
-    from vault.viewing import viewing_consent_record
-    from vault.web import viewings
+    from vault.viewing import services as viewings
+    from vault.viewing.rules import viewing_consent_record
 
     rec = _rec(office["a"])
     work = tmp_path / "work"
@@ -351,8 +351,8 @@ def test_a_viewing_records_consent_first_streams_from_memory_and_is_gone_when_en
 def test_learning_without_consent_or_with_someone_else_is_refused(
     office: Any, site: Site, clock: Any
 ) -> None:
-    from vault.viewing import viewing_consent_record
-    from vault.web import viewings
+    from vault.viewing import services as viewings
+    from vault.viewing.rules import viewing_consent_record
 
     rec = _rec(office["a"])
     for first, second, consent, why in (
@@ -382,7 +382,7 @@ def test_footage_without_a_picture_fails_the_start_and_the_page_says_why(
 ) -> None:
     from vault.audit.models import AuditEntry
     from vault.catalog.services import catalog_sync
-    from vault.web import viewings
+    from vault.viewing import services as viewings
 
     # Decrypts and verifies, but the MPEG-TS inside holds sound and no video stream.
     rec_id = site.record("CAM-1", T0 + dt.timedelta(hours=3), ts=sound_only_ts())
@@ -405,7 +405,8 @@ def test_a_stream_that_fails_while_it_is_encoded_is_audited_and_said_to_the_view
     office: Any, clock: Any, browser_session: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from vault.audit.models import AuditEntry
-    from vault.web import playback, viewings
+    from vault.viewing import playback
+    from vault.viewing import services as viewings
 
     # The encoder's bound on the length of any one viewing, lowered below this 60-frame
     # recording: encoding stops part of the way with the error any longer one gets.
@@ -450,7 +451,7 @@ def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
     size: tuple[int, int],
 ) -> None:
     from sim.sensor import SyntheticSensor, read_frame_counter
-    from vault.web.playback import burn_in
+    from vault.viewing.playback import burn_in
 
     sensor = SyntheticSensor(*size, CAMERA)
     frame = sensor.capture(4321, 1_790_000_000.0)
@@ -476,7 +477,7 @@ def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
 @pytest.mark.parametrize("device_id", [CAMERA, "X" * 24])
 def test_the_area_kept_clear_holds_the_camera_stamp_at_every_size(device_id: str) -> None:
     from sim.sensor import SyntheticSensor
-    from vault.web.watermark import camera_stamp_area
+    from vault.viewing.watermark import camera_stamp_area
 
     for size in ((64, 48), (160, 120), (320, 180), (640, 480), (1280, 720), (3840, 2160)):
         osd = SyntheticSensor(*size, device_id)._overlay  # the sensor's own on-screen display
@@ -492,7 +493,7 @@ def test_the_mark_and_the_camera_stamp_survive_the_viewing_stream(
 ) -> None:
     from sim.sensor import read_frame_counter
     from vault.media import reencode_video
-    from vault.web.playback import (
+    from vault.viewing.playback import (
         MP4_OPTIONS,
         X264_OPTIONS,
         GrowingMedia,
@@ -540,8 +541,9 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     sys.path.insert(0, str(Path(__file__).parents[1] / "web"))
     from web_support import _event_log
 
-    from vault.web.models import CameraStatus, ShiftReport
-    from vault.web.reports import report_complete, shift_sync, unsubmitted
+    from vault.reports.models import CameraStatus, ShiftReport
+    from vault.reports.selectors import unsubmitted
+    from vault.reports.services import report_complete, shift_sync
 
     a = T0 + dt.timedelta(hours=1)
     _event_log(site, "CAM-1", [(office["a"], a.timestamp(), a.timestamp() + 20)])
@@ -553,7 +555,7 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
     status = CameraStatus.objects.get(device_id="CAM-1")
     assert status.profile_version == "heusden v3" and status.health == "ok"
     # The cameras page and `vault camera list` read it back through one selector.
-    from vault.web.reports import camera_overview
+    from vault.reports.selectors import camera_overview
 
     (row,) = camera_overview(actor=actor("cora"), clock=clock)
     assert (row.camera.device_id, row.officer.code if row.officer else None) == ("CAM-1", "boa-1")
@@ -596,7 +598,7 @@ def test_the_officer_report_is_drafted_from_the_event_log_and_only_the_officer_s
         clock=clock,
     )
     assert rep.state == "submitted" and list(unsubmitted(actor=actor("cora"))) == []
-    from vault.web.reports import report_pdf
+    from vault.reports.pdf import report_pdf
 
     assert report_pdf(rep).startswith(b"%PDF")
 
@@ -618,7 +620,7 @@ def test_the_web_unit_runs_bodycam_vault_serve() -> None:
 def test_the_address_behind_our_proxy_is_the_hop_it_added(office: Any) -> None:
     from django.test import RequestFactory
 
-    from vault.web.views import _remote
+    from vault.web.views.base import _remote
 
     rf = RequestFactory()
     proxied = rf.get("/", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 203.0.113.9")
@@ -632,7 +634,7 @@ def test_pages_show_times_in_the_municipality_zone_with_the_zone_named(
     browser_session: Any, office: Any, clock: Any
 ) -> None:
     """Stored in UTC, shown in Europe/Amsterdam (the site's TIME_ZONE) with CET or CEST."""
-    from vault.web.local_time import local_text
+    from vault.local_time import local_text
 
     rec = _rec(office["a"])
     assert rec.record_pressed_at == T0 + dt.timedelta(hours=1)  # 09:00 UTC, winter
@@ -657,7 +659,7 @@ def test_pages_show_times_in_the_municipality_zone_with_the_zone_named(
 
 
 def test_the_viewers_mark_holds_the_start_in_utc_and_in_the_municipality_zone() -> None:
-    from vault.web.watermark import Watermark
+    from vault.viewing.watermark import Watermark
 
     winter = viewers_mark()  # T0: 08:00 UTC on 2 November
     assert "viewed 2026-11-02T08:00:00Z  |  02-11-2026 09:00:00 CET" in winter.lines

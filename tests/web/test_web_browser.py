@@ -206,7 +206,7 @@ def test_a_stream_that_fails_part_of_the_way_is_said_on_the_viewing_page(
     config = tmp_path / "viewing_bound.py"
     config.write_text(
         "def post_worker_init(worker):\n"
-        "    from vault.web import playback\n\n"
+        "    from vault.viewing import playback\n\n"
         f"    playback.MAX_FRAMES = {BOUND_FRAMES}\n"
     )
     bounded = Server(

@@ -16,7 +16,7 @@ from django.db.models import Exists, OuterRef, QuerySet
 from vault.access import Actor, audit_ok, authorize_any, refuse
 from vault.accounts.models import Municipality
 from vault.audit.models import AuditEntry
-from vault.catalog.models import Hold, Recording
+from vault.catalog.models import Hold, Recording, Segment
 from vault.clock import Clock
 from vault.errors import InvalidRequest, NotFound
 from vault.policy import PURPOSES
@@ -199,3 +199,30 @@ def recording_detail(*, actor: Actor, ref: str, clock: Clock) -> Recording:
         clock=clock,
     )
     return r
+
+
+def recordings_held(*, recordings: list[Recording]) -> set[int]:
+    """Which of `recordings` (already visible to the user) an open hold covers, by pk."""
+    return set(
+        Hold.objects.filter(recording__in=recordings, lifted_at__isnull=True).values_list(
+            "recording_id", flat=True
+        )
+    )
+
+
+def recording_segments(*, recording: Recording) -> QuerySet[Segment]:
+    """The stored segments of a recording the user was given (`recording_detail`)."""
+    return recording.segments.all()
+
+
+def recording_holds(*, recording: Recording) -> QuerySet[Hold]:
+    """Every hold a recording the user was given has had, oldest first."""
+    return recording.holds.all().order_by("opened_at")
+
+
+def recording_choices(*, actor: Actor, clock: Clock, limit: int) -> list[Recording]:
+    """The recordings a form may name: those the user may list whose footage is kept,
+    newest first, at most `limit`."""
+    return list(
+        recording_list(actor=actor, clock=clock).exclude(state=Recording.State.PURGED)[:limit]
+    )

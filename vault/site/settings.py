@@ -87,6 +87,9 @@ INSTALLED_APPS = [
     "vault.registry.apps.Config",
     "vault.catalog.apps.Config",
     "vault.audit.apps.Config",
+    "vault.signin.apps.Config",
+    "vault.casework.apps.Config",
+    "vault.reports.apps.Config",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -1,8 +1,8 @@
 """The back office in the browser: server-rendered pages over the service layer.
 
-Sign-in with lock-out, the catalog and recording page, viewing in pairs with a
-watermarked stream decrypted in memory, the requests register (each request opens and
-closes its hold), the audit page, cameras and officers, and the officer's shift report.
-Rules live in the services (`vault.*.services`, `vault.web.*` modules other than
-`views`); the views only call them.
+The pages (`views/`, one module per section of the menu), their templates, translations
+and static files, the menu's words, the site the views run in and the server. Rules live
+in the services and selectors of the back office's apps (`vault.catalog`,
+`vault.casework`, `vault.reports`, `vault.signin`, `vault.viewing`, ...); the views only
+call them.
 """

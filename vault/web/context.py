@@ -13,7 +13,7 @@ def back_office(request: HttpRequest) -> dict[str, Any]:
     if not request.user.is_authenticated:
         return {"time_zone": settings.TIME_ZONE}
     from vault.access import actor_for, open_sections
-    from vault.web.reports import unsubmitted
+    from vault.reports.selectors import unsubmitted
 
     actor = actor_for(request.user)
     roles = sorted({r for rs in actor.roles.values() for r in rs})

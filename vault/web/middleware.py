@@ -50,7 +50,7 @@ class SessionIdleMiddleware:
             now = time.time()
             last = request.session.get("last_seen")
             if isinstance(last, (int, float)) and now - last > settings.SESSION_IDLE_SECONDS:
-                from vault.web.viewings import viewing_end_all_for_session
+                from vault.viewing.services import viewing_end_all_for_session
 
                 viewing_end_all_for_session(request.session.session_key or "", reason="idle")
                 logout(request)

@@ -95,7 +95,7 @@ def seed_back_office(
         dock_station_add,
         registry_publish,
     )
-    from vault.web.reports import shift_sync
+    from vault.reports.services import shift_sync
 
     muni = load_policy(policy).municipality[0].code
     if not User.objects.exists():

@@ -75,8 +75,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_createsuperuser(args: argparse.Namespace) -> int:
-    from vault.backoffice_cli import _password
     from vault.clock import SYSTEM_CLOCK
+    from vault.commands.session import _password
     from vault.site.config import SiteConfig, default_home, ensure_django, migrate
 
     home = Path(args.home).absolute() if args.home else default_home()

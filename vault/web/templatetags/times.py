@@ -9,14 +9,14 @@ import datetime as dt
 
 from django import template
 
-from vault.web.local_time import local_text
+from vault.local_time import local_text
 
 register = template.Library()
 
 
 @register.filter
 def local_time(value: object, precision: str = "minute") -> str:
-    """The time in the municipality's zone with the zone shown (vault/web/local_time.py).
+    """The time in the municipality's zone with the zone shown (vault/local_time.py).
 
     Like Django's `date` filter, anything but a time (None, a missing attribute's "")
     shows as "", so `|default:"-"` still applies.

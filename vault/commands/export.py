@@ -145,7 +145,7 @@ def cmd_training_consent(s: Any, args: argparse.Namespace) -> int:
 
 def cmd_viewing_consent(s: Any, args: argparse.Namespace) -> int:
     from vault.catalog.selectors import recording_get
-    from vault.viewing import CONSENT_ACTION, viewing_consent_record
+    from vault.viewing.rules import CONSENT_ACTION, viewing_consent_record
 
     r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=CONSENT_ACTION)
     consent = viewing_consent_record(

@@ -10,8 +10,8 @@ reason and circumstances, the warning given beforehand (or why not) and whether 
 bystanders were informed, then submits. Drafts still open are flagged to the officer
 and to the coordinator. Nothing here counts or compares officers.
 
-`camera_overview` reads what that keeps per camera back beside the registry: who wears
-each camera now and when it last docked (the cameras page and `vault camera list`).
+Reading them back (`report_list`, `camera_overview`: who wears each camera now and when
+it last docked) is in `vault.reports.selectors`; the PDF in `vault.reports.pdf`.
 """
 
 from __future__ import annotations
@@ -22,26 +22,22 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from django.db import transaction
-from django.db.models import Q, QuerySet
 
 from formats.eventlog import Event, EventLogError, read_events, verify_event_log
 from store import Store
-from vault.access import SHIFT_REPORT_READERS, Actor, audit_ok, authorize_any, refuse
-from vault.accounts.models import Officer
+from vault.access import Actor, audit_ok, authorize_any, refuse
 from vault.catalog.models import Recording
 from vault.catalog.services import MAX_EVENT_PIECE, store_inventory
 from vault.clock import Clock, from_epoch
-from vault.errors import InvalidRequest, NotFound
-from vault.registry.models import Assignment, Camera
-from vault.web.local_time import local_text
-from vault.web.models import CameraStatus, ShiftReport
+from vault.errors import InvalidRequest
+from vault.registry.models import Camera
+from vault.reports.models import CameraStatus, ShiftReport
+from vault.reports.selectors import report_is_own
 
 log = logging.getLogger(__name__)
 
-READER_ROLES = SHIFT_REPORT_READERS  # who the reports are submitted to
 HEALTH_KINDS = ("fault", "storage_low", "recovery_failed", "event_log_reset")
 
 
@@ -116,37 +112,6 @@ def _status(device: str, events: list[Event], now: dt.datetime) -> None:
             "updated_at": now,
         },
     )
-
-
-@dataclass(frozen=True)
-class CameraRow:
-    """A registered camera, the officer it is assigned to now, and what its latest event
-    log said (last docking, profile version, health); `status` None: never docked."""
-
-    camera: Camera
-    officer: Officer | None
-    status: CameraStatus | None
-
-
-def camera_overview(
-    *, actor: Actor, clock: Clock, include_removed: bool = False
-) -> list[CameraRow]:
-    """The cameras `camera_list` shows this user, each with its wearer and its status."""
-    from vault.registry.selectors import camera_list
-
-    cams = list(camera_list(actor=actor, clock=clock, include_removed=include_removed))
-    status = {
-        s.device_id: s
-        for s in CameraStatus.objects.filter(device_id__in=[c.device_id for c in cams])
-    }
-    now = clock.now()
-    worn: dict[int, Officer] = {}
-    current = Assignment.objects.filter(camera__in=cams, starts_at__lte=now).filter(
-        Q(ends_at__isnull=True) | Q(ends_at__gt=now)
-    )
-    for a in current.select_related("officer").order_by("starts_at", "id"):
-        worn[a.camera_id] = a.officer  # the latest that started wins, as in `officer_at`
-    return [CameraRow(c, worn.get(c.pk), status.get(c.device_id)) for c in cams]
 
 
 def _draft(rec: Recording, events: list[Event], verified: bool, now: dt.datetime) -> bool:
@@ -238,43 +203,6 @@ def shift_sync(*, actor: Actor, store: Store, clock: Clock) -> ShiftSyncReport:
     return report
 
 
-# --- reading and completing --------------------------------------------------------------
-
-
-def _reader_municipalities(actor: Actor) -> list[str]:
-    return [m for m, roles in actor.roles.items() if roles & set(READER_ROLES)]
-
-
-def report_list(*, actor: Actor, state: str = "") -> QuerySet[ShiftReport]:
-    """The officer's own reports, and every report of the coordinator's municipality."""
-    mine = Q(officer__user_id=actor.user.pk) if actor.user is not None else Q(pk__in=[])
-    qs = ShiftReport.objects.filter(
-        mine | Q(recording__municipality__code__in=_reader_municipalities(actor))
-    )
-    if state:
-        qs = qs.filter(state=state)
-    return qs.select_related("recording", "recording__municipality", "officer", "recording__camera")
-
-
-def report_get(*, actor: Actor, report_id: int) -> ShiftReport:
-    found = report_list(actor=actor).filter(pk=report_id).first()
-    if found is None:
-        raise NotFound(f"no report {report_id} visible to {actor.username}")
-    return found
-
-
-def unsubmitted(*, actor: Actor) -> QuerySet[ShiftReport]:
-    return report_list(actor=actor, state=ShiftReport.State.DRAFT)
-
-
-def _own(actor: Actor, report: ShiftReport) -> bool:
-    return (
-        report.officer is not None
-        and actor.user is not None
-        and report.officer.user_id == actor.user.pk
-    )
-
-
 def report_complete(
     *,
     actor: Actor,
@@ -288,7 +216,7 @@ def report_complete(
 ) -> ShiftReport:
     """The officer fills in the report; with `submit` it goes to the coordinator."""
     muni = report.recording.municipality.code
-    if not _own(actor, report):
+    if not report_is_own(actor=actor, report=report):
         raise refuse(
             actor=actor,
             action="report.complete",
@@ -330,54 +258,3 @@ def report_complete(
             detail={"report": report.pk},
         )
     return report
-
-
-def _latin1(text: Any) -> str:
-    return str(text).encode("latin-1", "replace").decode("latin-1")
-
-
-def report_pdf(report: ShiftReport) -> bytes:
-    """The report as a PDF (fpdf2, built-in fonts)."""
-    from fpdf import FPDF
-
-    pdf = FPDF(format="A4")
-    pdf.set_title(f"Shift report {report.recording}")
-    pdf.add_page()
-    pdf.set_font("Helvetica", "B", 15)
-    pdf.cell(
-        0, 10, _latin1(f"Officer's report - {report.recording}"), new_x="LMARGIN", new_y="NEXT"
-    )
-    pdf.set_font("Helvetica", "", 10)
-    rows = [
-        ("Municipality", report.recording.municipality.name),
-        ("Officer", report.officer.name if report.officer else "-"),
-        ("Camera", report.recording.device_id),
-        ("Record pressed", local_text(report.pressed_at, "second")),
-        ("Stopped", local_text(report.stopped_at, "second") or "-"),
-        ("Pre-roll", f"{report.preroll_seconds:.1f} s"),
-        (
-            "Indicators",
-            "; ".join(f"{i.get('indicator')} ({i.get('reason')})" for i in report.indicators)
-            or "-",
-        ),
-        ("Event log", "verified" if report.events_verified else "not verified"),
-        ("Reason and circumstances", report.reason or "-"),
-        ("Warning given", {True: "yes", False: "no", None: "-"}[report.warning_given]),
-        ("Warning note", report.warning_note or "-"),
-        ("Bystanders informed", report.bystanders_informed or "-"),
-        (
-            "State",
-            report.state
-            + (
-                f" on {local_text(report.submitted_at)} by {report.submitted_by}"
-                if report.submitted_at
-                else ""
-            ),
-        ),
-    ]
-    for label, value in rows:
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(55, 7, _latin1(label))
-        pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(0, 7, _latin1(value), new_x="LMARGIN", new_y="NEXT")
-    return bytes(pdf.output())

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from crypto.timestamps import utc_text
-from vault.web.local_time import local_text
+from vault.local_time import local_text
 
 
 @dataclass(frozen=True)

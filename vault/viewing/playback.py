@@ -3,7 +3,7 @@
 The recording is assembled (still encrypted) in a private work folder, verified and
 decrypted into memory, and the folder is removed at once; no plaintext byte is ever
 written to disk. The video is re-encoded with the viewers' mark burned into every frame
-(`vault.web.watermark`: OpenCV draws, PyAV/x264 encodes) into a fragmented MP4 held in
+(`vault.viewing.watermark`: OpenCV draws, PyAV/x264 encodes) into a fragmented MP4 held in
 memory; audio is copied as it is. When the viewing ends the buffer is dropped;
 a restart of the server loses it with the process.
 """
@@ -24,8 +24,8 @@ from store import Store
 from vault.catalog.custody import _assemble, _workdir
 from vault.catalog.models import Recording
 from vault.media import FRAGMENTED_MP4, MediaError, open_recording, reencode_video
-from vault.web.watermark import BurnIn, Watermark
-from vault.web.watermark import burn_in as burn_in  # one frame, for callers of this module
+from vault.viewing.watermark import BurnIn, Watermark
+from vault.viewing.watermark import burn_in as burn_in  # one frame, for callers of this module
 
 log = logging.getLogger(__name__)
 

@@ -14,40 +14,18 @@ import datetime as dt
 import logging
 
 from django.db import transaction
-from django.db.models import QuerySet
 
 from store import Store
-from vault.access import Actor, audit_ok, authorize_any, authorize_hold, policy_of
+from vault.access import Actor, audit_ok, authorize_hold, policy_of
 from vault.accounts.models import Municipality
+from vault.casework.models import CaseRequest
 from vault.catalog.models import Recording
 from vault.catalog.services import hold_lift, hold_place
 from vault.clock import Clock
-from vault.errors import InvalidRequest, NotFound
-from vault.web.local_time import local_text
-from vault.web.models import CaseRequest
+from vault.errors import InvalidRequest
+from vault.local_time import local_text
 
 log = logging.getLogger(__name__)
-
-
-def request_list(
-    *, actor: Actor, clock: Clock, kind: str = "", open_only: bool = False
-) -> QuerySet[CaseRequest]:
-    munis = authorize_any(actor=actor, action="catalog.list", clock=clock, target="requests")
-    qs = CaseRequest.objects.filter(municipality__in=munis)
-    if kind:
-        if kind not in CaseRequest.Kind.values:
-            raise InvalidRequest(f"kind {kind!r}: one of {', '.join(CaseRequest.Kind.values)}")
-        qs = qs.filter(kind=kind)
-    if open_only:
-        qs = qs.filter(closed_at__isnull=True)
-    return qs.select_related("municipality").prefetch_related("recordings", "holds")
-
-
-def request_get(*, actor: Actor, request_id: int, clock: Clock) -> CaseRequest:
-    found = request_list(actor=actor, clock=clock).filter(pk=request_id).first()
-    if found is None:
-        raise NotFound(f"no request {request_id} visible to {actor.username}")
-    return found
 
 
 def request_open(

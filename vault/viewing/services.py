@@ -1,6 +1,6 @@
 """Viewing in pairs: the session that holds one viewing's watermarked stream in memory.
 
-`viewing_start` checks the pair with `vault.viewing.viewing_pair_check` (every refusal
+`viewing_start` checks the pair with `vault.viewing.rules.viewing_pair_check` (every refusal
 audited there; where the policy asks for the officer's consent, the consent the officer
 recorded beforehand, which the start entry refers to), decrypts
 in memory, checks that the result opens as video and starts burning the watermark in;
@@ -41,16 +41,17 @@ from vault.access import Actor, refuse
 from vault.catalog.models import Recording
 from vault.clock import Clock
 from vault.errors import FootageUnavailable, InvalidRequest, NotFound, OriginRefused
+from vault.local_time import municipality_zone
 from vault.media import MediaError
-from vault.viewing import viewing_pair_check
-from vault.web.local_time import municipality_zone
-from vault.web.playback import (
+from vault.signin.services import sign_in
+from vault.viewing.playback import (
     GrowingMedia,
     check_playable,
     decrypt_to_memory,
     encode_in_background,
 )
-from vault.web.watermark import Watermark
+from vault.viewing.rules import viewing_pair_check
+from vault.viewing.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -353,3 +354,36 @@ def viewing_end_all_for_session(
 def open_viewings() -> int:
     with _lock:
         return len(_viewings)
+
+
+def viewing_second_person(
+    *,
+    actor: Actor,
+    recording: Recording,
+    purpose: str,
+    username: str,
+    password: str,
+    remote: str,
+    clock: Clock,
+) -> Actor:
+    """The second viewer, signed in here with their own credentials (audited in the
+    recording's municipality); without them the viewing is refused before it starts."""
+    if not username or not password:
+        raise refuse(
+            actor=actor,
+            action="viewing.start",
+            municipality=recording.municipality.code,
+            target=str(recording),
+            purpose=purpose,
+            clock=clock,
+            reason="always at least two people view together: the second person "
+            "signs in here with their own credentials",
+        )
+    return sign_in(
+        username=username,
+        password=password,
+        clock=clock,
+        remote=remote,
+        action="viewing.second",
+        municipality=recording.municipality.code,
+    )

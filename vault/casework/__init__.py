@@ -1,0 +1,1 @@
+"""The requests register: access requests, complaints and claims, and the holds they open."""

@@ -1,0 +1,1 @@
+"""The officer's shift reports and each camera's status, from the signed event logs."""

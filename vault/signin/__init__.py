@@ -1,0 +1,1 @@
+"""Signing in: Django's password check behind a lock-out per user name and address."""

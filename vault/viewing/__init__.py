@@ -1,0 +1,1 @@
+"""Viewing in pairs: the policy's pair rules and consent, and the watermarked session."""

@@ -546,6 +546,26 @@ def test_a_start_while_every_encoder_is_busy_answers_503_with_when_to_try_again(
     assert page.status_code == 302
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be from 1 to 64, got 0"),
+        ("many", "must be a whole number from 1 to 64, got many"),
+        ("65", "must be from 1 to 64, got 65"),
+    ],
+)
+def test_serve_workers_outside_their_range_are_one_line_naming_it(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bodycam_cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["vault", "serve", "--workers", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: argument --workers: {message}\n"), err
+
+
 @pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (320, 240), (1280, 720)])
 def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
     size: tuple[int, int],

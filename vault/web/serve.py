@@ -53,7 +53,7 @@ def _count(top: int) -> Any:
     return parse
 
 
-def gunicorn_argv(*, bind: str, workers: int, threads: int, timeout: int) -> list[str]:
+def gunicorn_argv(*, bind: str, threads: int, timeout: int, workers: int = 1) -> list[str]:
     from vault.site.config import python_argv
 
     return [

@@ -160,9 +160,11 @@ def build_site(
     size: tuple[int, int] = (640, 360),
     ts: bytes | None = None,
     extra: dict[str, bytes] | None = None,
+    database: str | None = None,
 ) -> WebSite:
     """The seeded back office; `extra` adds CAM-A recordings of the given MPEG-TS, by label
-    (not in the camera's event log: they get no shift report)."""
+    (not in the camera's event log: they get no shift report). `database`: a URL
+    (PostgreSQL) instead of the home's SQLite file."""
     from vault_support import Site
 
     site_obj = Site.create(root / "site")
@@ -219,24 +221,26 @@ def build_site(
             },
         ],
     }
-    seed(spec, recordings=3 + len(added))
+    seed(spec, recordings=3 + len(added), database=database)
     return WebSite(
         root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}", extra=added
     )
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, database: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
     env["BODYCAM_VAULT_HOME"] = str(home)
+    if database is not None:
+        env["BODYCAM_VAULT_DATABASE"] = database
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def seed(spec: dict[str, Any], recordings: int = 3) -> dict[str, Any]:
+def seed(spec: dict[str, Any], recordings: int = 3, database: str | None = None) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "vault.web.seed"],
         input=json.dumps(spec),
-        env=_env(Path(spec["home"])),
+        env=_env(Path(spec["home"]), database),
         capture_output=True,
         text=True,
         timeout=300,
@@ -272,7 +276,8 @@ def free_port() -> int:
 class Server:
     """`bodycam vault serve` in a child process on 127.0.0.1.
 
-    With `cwd`, the installed `bodycam` command run from that folder, as a user runs it.
+    With `cwd`, the installed `bodycam` command run from that folder, as a user runs it;
+    `workers`: its --workers (default: the command's own default, the cores).
     """
 
     def __init__(
@@ -281,6 +286,7 @@ class Server:
         log_path: Path,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        workers: int | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -301,6 +307,7 @@ class Server:
                 "--local-http",
                 "--threads",
                 "4",
+                *(["--workers", str(workers)] if workers is not None else []),
             ],
             env={**_env(home), **(env or {})},
             cwd=cwd,

@@ -173,6 +173,10 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
     if failure:
         return _failed_stream(failure)
     media = _media(v)
+    if not media.done and 0 < viewing_duration(viewing=v) <= SHORT_RECORDING:
+        # Its page plays it as a finished file: a worker that is still building its own
+        # copy answers once it is finished too, with the same length as the others.
+        media.wait_done(timeout=STREAM_WAITS)
     if not media.done and (m is None or (m[1] in ("", "0") and not m[2])):
         resp: HttpResponseBase = StreamingHttpResponse(_grow(media), content_type="video/mp4")
     else:

@@ -10,22 +10,18 @@ recordings (4 s of 320x180) keep this module short.
 
 from __future__ import annotations
 
-import http.cookiejar
 import io
 import json
 import re
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from pg_support import PgCluster, start_cluster
-from web_support import PASSWORD, Server, WebSite, build_site
+from web_support import PASSWORD, HttpSession, Server, WebSite, build_site
 
 SECONDS, SIZE = 4, (320, 180)
 FRAMES = SECONDS * 30
@@ -176,60 +172,11 @@ def test_a_viewing_started_through_one_server_plays_through_both_and_ends_on_bot
     page.context.close()
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-class Session:
-    """A signed-in browser session without a browser (urllib with a cookie jar)."""
-
-    def __init__(self, base: str, user: str) -> None:
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
-        )
-        self.post("/login/", {"username": user, "password": PASSWORD}, expect=302)
-
-    def csrf(self) -> str:
-        for c in self.jar:
-            if c.name == "csrftoken":
-                return str(c.value)
-        self.request("GET", "/login/")
-        return self.csrf()
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        data: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(self.base + path, data=data, method=method)
-        for k, v in (headers or {}).items():
-            req.add_header(k, v)
-        try:
-            with self.opener.open(req, timeout=60) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
-
-    def post(self, path: str, form: dict[str, str], expect: int | None = None) -> Any:
-        body = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": self.csrf()}).encode()
-        status, headers, data = self.request(
-            "POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}
-        )
-        if expect is not None:
-            assert status == expect, (path, status, data[:500])
-        return status, headers, data
-
-
 def test_eight_viewings_at_once_on_one_host_complete_and_are_audited(region: Region) -> None:
     import av
 
     a = region.a
-    session = Session(a.url, "cees")
+    session = HttpSession(a.url, "cees")
     form = {"purpose": "complaint", "second_username": "sam", "second_password": PASSWORD}
     path = f"/recordings/{region.site.recent}/view"
     started: list[str] = []

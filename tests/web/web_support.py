@@ -6,6 +6,7 @@
   `make demo` does.
 - `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after
   (`env` adds to its environment, e.g. GUNICORN_CMD_ARGS for a gunicorn config file).
+- `HttpSession`: a signed-in session over plain HTTP (urllib), for many requests at once.
 - `chromium()`: Debian's Chromium under Playwright; every thread it uses starts before
   the browser is handed out and is joined after it closed.
 - `axe_source()`: axe-core from the npm registry (`npm pack`), cached once per machine.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import http.cookiejar
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -337,6 +341,56 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log.close()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class HttpSession:
+    """A signed-in browser session without a browser (urllib with a cookie jar), for
+    many requests at once; redirects are answers, not followed."""
+
+    def __init__(self, base: str, user: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
+        )
+        self.post("/login/", {"username": user, "password": PASSWORD}, expect=302)
+
+    def csrf(self) -> str:
+        for c in self.jar:
+            if c.name == "csrftoken":
+                return str(c.value)
+        self.request("GET", "/login/")
+        return self.csrf()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with self.opener.open(req, timeout=60) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def post(self, path: str, form: dict[str, str], expect: int | None = None) -> Any:
+        body = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": self.csrf()}).encode()
+        status, headers, data = self.request(
+            "POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        if expect is not None:
+            assert status == expect, (path, status, data[:500])
+        return status, headers, data
 
 
 @contextmanager

@@ -16,7 +16,7 @@ Each figure for 2 and 4 workers is reported as a multiple of the 1-worker figure
 same run. The goal is scaling with the cores there are: at least 0.7 x min(workers,
 cores) of the 1-worker figure, printed as met or MISSED (never an exit code).
 
-Usage: python benchmarks/web_bench.py [--workers 1,2,4] [--clients 8] [--starts 12]
+Usage: python benchmarks/web_bench.py [--workers 1,2,4] [--clients 8] [--starts 8]
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workers", default="1,2,4")
     ap.add_argument("--clients", type=int, default=8)
-    ap.add_argument("--starts", type=int, default=12)
+    ap.add_argument("--starts", type=int, default=8)
     ap.add_argument("--dir", default=None)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -198,6 +198,7 @@ class StreamCache:
             evicted = []
             while len(self._streams) > self.bound:
                 evicted.append(self._streams.popitem(last=False))
+                self._building.pop(evicted[-1][0], None)
         if old is not None:
             _release(old)
         for vid, s in evicted:

@@ -546,6 +546,21 @@ def test_a_start_while_every_encoder_is_busy_answers_503_with_when_to_try_again(
     assert page.status_code == 302
 
 
+def test_a_growing_stream_being_sent_stops_once_its_row_says_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long recording's stream is sent as it is encoded; ended through another worker
+    meanwhile, the bytes stop at the next look at the row."""
+    from vault.viewing.playback import GrowingMedia
+    from vault.web.views import viewing as pages
+
+    monkeypatch.setattr(pages, "ROW_CHECK_SECONDS", 0.0)
+    media = GrowingMedia()
+    media.write(b"x" * (3 * pages.STREAM_CHUNK))
+    answers = iter([True, False])
+    assert list(pages._grow(media, lambda: next(answers))) == [b"x" * pages.STREAM_CHUNK]
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

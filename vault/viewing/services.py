@@ -424,6 +424,15 @@ def viewing_get(
     raise NotFound("no such viewing open in this session (it ended or expired)")
 
 
+def viewing_still_open(*, viewing: Viewing) -> bool:
+    """Whether the viewing's row is still open (a stream being sent asks again and again:
+    ended through another worker, its bytes stop here too)."""
+    if ViewingRow.objects.filter(pk=viewing.id, ended_at__isnull=True).exists():
+        return True
+    STREAMS.drop(viewing.id)
+    return False
+
+
 def viewing_failure(*, viewing: Viewing, clock: Clock) -> str:
     """Why the viewing's stream could not be prepared; "" while nothing went wrong.
 

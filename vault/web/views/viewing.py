@@ -11,6 +11,8 @@ worker is busy answers 503 with Retry-After and a page that says when to try aga
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.http import (
@@ -36,6 +38,7 @@ MAX_CHUNK = 4 << 20  # one response never carries more than this of the stream
 STREAM_CHUNK = 256 << 10
 SHORT_RECORDING = 15.0  # seconds: encoded whole before the page shows (a second or so)
 STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
+ROW_CHECK_SECONDS = 1.0  # a growing stream being sent asks its row this often
 
 
 @page
@@ -178,7 +181,9 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
         # copy answers once it is finished too, with the same length as the others.
         media.wait_done(timeout=STREAM_WAITS)
     if not media.done and (m is None or (m[1] in ("", "0") and not m[2])):
-        resp: HttpResponseBase = StreamingHttpResponse(_grow(media), content_type="video/mp4")
+        resp: HttpResponseBase = StreamingHttpResponse(
+            _grow(media, lambda: viewings.viewing_still_open(viewing=v)), content_type="video/mp4"
+        )
     else:
         resp = _ranged(media, m, bool(header))
         failure = viewings.viewing_failure(viewing=v, clock=base.CLOCK)
@@ -197,9 +202,15 @@ def _failed_stream(failure: str) -> HttpResponse:
     return resp
 
 
-def _grow(media: Any) -> Any:
+def _grow(media: Any, still_open: Callable[[], bool]) -> Any:
+    """The stream as it grows; stops when the viewing ends anywhere (its row, each second)."""
     pos, idle = 0, 0
+    checked = time.monotonic()
     while idle < STREAM_WAITS:
+        if time.monotonic() - checked >= ROW_CHECK_SECONDS:
+            if not still_open():
+                return
+            checked = time.monotonic()
         chunk = media.read(pos, pos + STREAM_CHUNK - 1, timeout=1.0)
         if chunk:
             pos, idle = pos + len(chunk), 0

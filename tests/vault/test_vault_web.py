@@ -446,6 +446,141 @@ def test_a_stream_that_fails_while_it_is_encoded_is_audited_and_said_to_the_view
     assert viewings.open_viewings() == 0
 
 
+def _start(rec_id: str, site: Site, clock: Any, session_key: str = "s1") -> Any:
+    from vault.viewing import services as viewings
+
+    return viewings.viewing_start(
+        recording=_rec(rec_id),
+        purpose="complaint",
+        first=actor("cees"),
+        second=actor("sam"),
+        session_key=session_key,
+        store=site.store,
+        vault_key=site.vault_key,
+        clock=clock,
+    )
+
+
+def test_two_independent_builds_of_one_viewing_are_byte_identical(
+    office: Any, site: Site, clock: Any
+) -> None:
+    """What lets any worker answer any byte range: the stream another worker builds from
+    the viewing's row (after reading it back from the database) is the same bytes."""
+    from vault.viewing import services as viewings
+    from vault.viewing.streams import STREAMS
+
+    v = _start(office["a"], site, clock)
+    assert v.media.wait_done(timeout=60) and not v.media.error
+    first = v.media.value()
+    assert len(first) > 1000 and b"moof" in first
+    again = viewings.viewing_stream_bytes(viewing=v, store=site.store, vault_key=site.vault_key)
+    assert again == first
+    # Another worker: no stream in its memory, only the row.
+    STREAMS.clear()
+    other = viewings.viewing_get(viewing_id=v.id, session_key="s1", clock=clock)
+    assert other.media is None and other.row is not v.row
+    media = viewings.viewing_media(viewing=other, store=site.store, vault_key=site.vault_key)
+    assert media.wait_done(timeout=60) and not media.error
+    assert media.value() == first
+    viewings.viewing_end(viewing_id=v.id, session_key="s1", clock=clock)
+    assert STREAMS.get(v.id) is None
+
+
+def test_a_viewing_ended_in_its_row_ends_in_every_worker_and_idle_ones_end_once(
+    office: Any, site: Site, clock: Any
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.viewing import services as viewings
+    from vault.viewing.models import Viewing
+    from vault.viewing.streams import STREAMS
+
+    v = _start(office["a"], site, clock)
+    assert STREAMS.get(v.id) is not None
+    row = Viewing.objects.get(pk=v.id)
+    assert (row.first, row.second, row.pair, row.purpose) == (
+        "cees",
+        "sam",
+        ["cluster_manager", "municipal_secretary"],
+        "complaint",
+    )
+    assert row.session_hash != "s1" and len(row.session_hash) == 64  # never the key itself
+    # Another worker ends it (the end button there): this worker's copy goes at its next
+    # request, and the stream is refused.
+    Viewing.objects.filter(pk=v.id).update(ended_at=clock.now(), ended_reason="ended")
+    with pytest.raises(NotFound):
+        viewings.viewing_get(viewing_id=v.id, session_key="s1", clock=clock)
+    assert STREAMS.get(v.id) is None and v.media.size() == 0
+    # Idle: ended by whichever request comes first after 30 minutes, audited once.
+    w = _start(office["a"], site, clock, session_key="s2")
+    clock.advance(minutes=31)
+    for _ in range(2):
+        with pytest.raises(NotFound):
+            viewings.viewing_get(viewing_id=w.id, session_key="s2", clock=clock)
+    ends = AuditEntry.objects.filter(action="viewing.end")
+    assert [json.loads(e.detail)["reason"] for e in ends] == ["idle"]
+    assert Viewing.objects.get(pk=w.id).ended_reason == "idle"
+    assert viewings.open_viewings() == 0 and STREAMS.get(w.id) is None
+
+
+def test_a_start_while_every_encoder_is_busy_answers_503_with_when_to_try_again(
+    office: Any, browser_session: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vault.audit.models import AuditEntry
+    from vault.viewing import services as viewings
+    from vault.viewing.streams import EncoderPool
+
+    full = EncoderPool(1)
+    assert full.reserve() and not full.reserve()
+    monkeypatch.setattr(viewings, "POOL", full)
+    page = browser_session.post(f"/recordings/CAM-1/{office['a']}/view", start_form(), secure=True)
+    assert page.status_code == 503
+    assert page["Retry-After"].isdigit() and 1 <= int(page["Retry-After"]) <= 60
+    html = page.content.decode()
+    assert f"over {page['Retry-After']} seconde" in html  # Dutch by default
+    assert f'href="/recordings/CAM-1/{office["a"]}/"' in html
+    start = AuditEntry.objects.get(action="viewing.start")
+    assert start.result == "failed" and "ViewingBusy" in json.loads(start.detail)["error"]
+    assert viewings.open_viewings() == 0 and full.active() == 1  # nothing taken, nothing lost
+    full.release()
+    page = browser_session.post(f"/recordings/CAM-1/{office['a']}/view", start_form(), secure=True)
+    assert page.status_code == 302
+
+
+def test_a_growing_stream_being_sent_stops_once_its_row_says_ended(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A long recording's stream is sent as it is encoded; ended through another worker
+    meanwhile, the bytes stop at the next look at the row."""
+    from vault.viewing.playback import GrowingMedia
+    from vault.web.views import viewing as pages
+
+    monkeypatch.setattr(pages, "ROW_CHECK_SECONDS", 0.0)
+    media = GrowingMedia()
+    media.write(b"x" * (3 * pages.STREAM_CHUNK))
+    answers = iter([True, False])
+    assert list(pages._grow(media, lambda: next(answers))) == [b"x" * pages.STREAM_CHUNK]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "must be from 1 to 64, got 0"),
+        ("many", "must be a whole number from 1 to 64, got many"),
+        ("65", "must be from 1 to 64, got 65"),
+    ],
+)
+def test_serve_workers_outside_their_range_are_one_line_naming_it(
+    value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bodycam_cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["vault", "serve", "--workers", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: argument --workers: {message}\n"), err
+
+
 @pytest.mark.parametrize("size", [(640, 360), (1920, 1080), (320, 240), (1280, 720)])
 def test_the_viewers_mark_leaves_the_camera_stamp_and_covers_every_quadrant(
     size: tuple[int, int],

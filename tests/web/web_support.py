@@ -6,6 +6,7 @@
   `make demo` does.
 - `Server`: `bodycam vault serve --local-http` on a free 127.0.0.1 port, stopped after
   (`env` adds to its environment, e.g. GUNICORN_CMD_ARGS for a gunicorn config file).
+- `HttpSession`: a signed-in session over plain HTTP (urllib), for many requests at once.
 - `chromium()`: Debian's Chromium under Playwright; every thread it uses starts before
   the browser is handed out and is joined after it closed.
 - `axe_source()`: axe-core from the npm registry (`npm pack`), cached once per machine.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import http.cookiejar
 import json
 import os
 import shutil
@@ -26,6 +28,8 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -160,9 +164,11 @@ def build_site(
     size: tuple[int, int] = (640, 360),
     ts: bytes | None = None,
     extra: dict[str, bytes] | None = None,
+    database: str | None = None,
 ) -> WebSite:
     """The seeded back office; `extra` adds CAM-A recordings of the given MPEG-TS, by label
-    (not in the camera's event log: they get no shift report)."""
+    (not in the camera's event log: they get no shift report). `database`: a URL
+    (PostgreSQL) instead of the home's SQLite file."""
     from vault_support import Site
 
     site_obj = Site.create(root / "site")
@@ -219,24 +225,26 @@ def build_site(
             },
         ],
     }
-    seed(spec, recordings=3 + len(added))
+    seed(spec, recordings=3 + len(added), database=database)
     return WebSite(
         root=root, home=root / "home", recent=f"CAM-A/{recent}", old=f"CAM-A/{old}", extra=added
     )
 
 
-def _env(home: Path) -> dict[str, str]:
+def _env(home: Path, database: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BODYCAM_VAULT", "DJANGO_"))}
     env["BODYCAM_VAULT_HOME"] = str(home)
+    if database is not None:
+        env["BODYCAM_VAULT_DATABASE"] = database
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def seed(spec: dict[str, Any], recordings: int = 3) -> dict[str, Any]:
+def seed(spec: dict[str, Any], recordings: int = 3, database: str | None = None) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, "-m", "vault.web.seed"],
         input=json.dumps(spec),
-        env=_env(Path(spec["home"])),
+        env=_env(Path(spec["home"]), database),
         capture_output=True,
         text=True,
         timeout=300,
@@ -272,7 +280,8 @@ def free_port() -> int:
 class Server:
     """`bodycam vault serve` in a child process on 127.0.0.1.
 
-    With `cwd`, the installed `bodycam` command run from that folder, as a user runs it.
+    With `cwd`, the installed `bodycam` command run from that folder, as a user runs it;
+    `workers`: its --workers (default: the command's own default, the cores).
     """
 
     def __init__(
@@ -281,6 +290,7 @@ class Server:
         log_path: Path,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        workers: int | None = None,
     ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -301,6 +311,7 @@ class Server:
                 "--local-http",
                 "--threads",
                 "4",
+                *(["--workers", str(workers)] if workers is not None else []),
             ],
             env={**_env(home), **(env or {})},
             cwd=cwd,
@@ -330,6 +341,56 @@ class Server:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.log.close()
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class HttpSession:
+    """A signed-in browser session without a browser (urllib with a cookie jar), for
+    many requests at once; redirects are answers, not followed."""
+
+    def __init__(self, base: str, user: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect()
+        )
+        self.post("/login/", {"username": user, "password": PASSWORD}, expect=302)
+
+    def csrf(self) -> str:
+        for c in self.jar:
+            if c.name == "csrftoken":
+                return str(c.value)
+        self.request("GET", "/login/")
+        return self.csrf()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with self.opener.open(req, timeout=60) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def post(self, path: str, form: dict[str, str], expect: int | None = None) -> Any:
+        body = urllib.parse.urlencode({**form, "csrfmiddlewaretoken": self.csrf()}).encode()
+        status, headers, data = self.request(
+            "POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        if expect is not None:
+            assert status == expect, (path, status, data[:500])
+        return status, headers, data
 
 
 @contextmanager

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "vault.signin.apps.Config",
     "vault.casework.apps.Config",
     "vault.reports.apps.Config",
+    "vault.viewing.apps.Config",
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

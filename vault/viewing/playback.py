@@ -6,6 +6,11 @@ written to disk. The video is re-encoded with the viewers' mark burned into ever
 (`vault.viewing.watermark`: OpenCV draws, PyAV/x264 encodes) into a fragmented MP4 held in
 memory; audio is copied as it is. When the viewing ends the buffer is dropped;
 a restart of the server loses it with the process.
+
+The encoding is deterministic: the same footage and the same mark give the same bytes
+in every process on every host running these packages (x264 on a fixed number of
+threads, which its output depends on; no wall-clock time in the container), so any
+worker can answer any byte range of a viewing (`vault.viewing.streams`).
 """
 
 from __future__ import annotations
@@ -23,17 +28,20 @@ from crypto.open import decrypt_recording
 from store import Store
 from vault.catalog.custody import _assemble, _workdir
 from vault.catalog.models import Recording
-from vault.media import FRAGMENTED_MP4, MediaError, open_recording, reencode_video
+from vault.media import FRAGMENTED_MP4, open_recording, reencode_video
 from vault.viewing.watermark import BurnIn, Watermark
 from vault.viewing.watermark import burn_in as burn_in  # one frame, for callers of this module
 
 log = logging.getLogger(__name__)
 
-# One keyframe a second so a seek lands close to where it was asked.
+# One keyframe a second so a seek lands close to where it was asked. x264's output
+# depends on its thread count (slices per frame): fixed here, never "auto" (the cores of
+# whichever host encodes), so every worker produces the same bytes.
+ENCODER_THREADS = 2
 X264_OPTIONS = {
     "preset": "ultrafast",
     "tune": "zerolatency",
-    "x264-params": "keyint=30:min-keyint=15:scenecut=0",
+    "x264-params": f"keyint=30:min-keyint=15:scenecut=0:threads={ENCODER_THREADS}",
 }
 # Small fragments (a quarter second) so the first frame reaches the browser early.
 MP4_OPTIONS = {**FRAGMENTED_MP4, "frag_duration": "250000"}
@@ -53,12 +61,15 @@ class GrowingMedia:
         self._cond = threading.Condition()
         self.done = False
         self.error: str = ""
+        self.stopped = False  # dropped on purpose (ended, evicted): its error is no failure
         self.frames = 0
         self.started = time.perf_counter()
 
     # -- the encoder's side (a non-seekable file for PyAV) --
     def write(self, data: bytes) -> int:
         with self._cond:
+            if self.stopped:  # dropped: the encoder stops at its next frame
+                return len(data)
             if not self._buf and self.started:
                 log.info(
                     "viewing stream: first bytes %.3f s after the start",
@@ -177,38 +188,9 @@ def encode_watermarked(
         max_frames=MAX_FRAMES,
     )
     if stop is not None and stop.is_set():
-        raise _Stopped()
+        raise Stopped()
     return frames
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """The viewing ended while its stream was still being prepared."""
-
-
-def encode_in_background(
-    ts: bytes, mark: Watermark
-) -> tuple[GrowingMedia, threading.Thread, threading.Event]:
-    """Start encoding on a thread; the media grows as it runs and is finished either way."""
-    media = GrowingMedia()
-    stop = threading.Event()
-
-    def run() -> None:
-        t0 = time.perf_counter()
-        try:
-            encode_watermarked(ts, mark, media, stop)
-            log.info(
-                "viewing stream encoded: %d frames in %.2f s",
-                media.frames,
-                time.perf_counter() - t0,
-            )
-        except _Stopped:
-            media.finish("ended before the stream was complete")
-        except MediaError as exc:
-            log.warning("viewing stream failed: %s", exc)
-            media.finish(str(exc))
-        else:
-            media.finish()
-
-    thread = threading.Thread(target=run, name="viewing-encoder", daemon=True)
-    thread.start()
-    return media, thread, stop

@@ -20,5 +20,5 @@ def viewing_rules(*, recording: Recording) -> dict[str, ViewingRule]:
 
 def viewing_duration(*, viewing: Viewing) -> float:
     """Seconds of footage the viewing's recording holds (0 while it has no end)."""
-    r = Recording.objects.filter(pk=viewing.recording_pk).first()
+    r = viewing.row.recording  # read with the row
     return (r.ended_at - r.footage_start_at).total_seconds() if r and r.ended_at else 0.0

@@ -1,10 +1,13 @@
 """`bodycam vault serve`: the back office's web pages under gunicorn.
 
-One gunicorn worker with threads: a viewing's decrypted, watermarked stream lives in
-that worker's memory only (never on disk), so every request of a viewing must reach
-the same process. Static files come from the same process (whitenoise). It listens on
-127.0.0.1:8000 by default, meant to sit behind a TLS-terminating reverse proxy that
-sets X-Forwarded-Proto; `--local-http` is for a demo on this machine only.
+`--workers N` gunicorn worker processes (default: the number of cores), each with
+threads. Any worker answers any request: sessions and viewings are database rows, and a
+worker asked for a viewing's stream it does not hold builds the same bytes in its own
+memory (`vault.viewing.streams`), so neither sticky sessions nor a shared cache are
+needed, and several hosts can serve one site behind one proxy (vault/README.md). Static
+files come from the same processes (whitenoise). It listens on 127.0.0.1:8000 by default,
+meant to sit behind a TLS-terminating reverse proxy that sets X-Forwarded-Proto;
+`--local-http` is for a demo on this machine only.
 
 `bodycam vault createsuperuser --admin NAME` is `init`'s set-up of the first
 administrator as one command on a site whose store is already configured.
@@ -22,12 +25,35 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_BIND = "127.0.0.1:8000"
+MAX_WORKERS = 64
+MAX_THREADS = 256
 # gunicorn changes to its --chdir and puts that folder first on the import path: the
 # folder the project's packages are installed in, never the one `bodycam` runs from.
 PACKAGES_DIR = Path(__file__).resolve().parents[2]
 
 
-def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
+def default_workers() -> int:
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+
+
+def _count(top: int) -> Any:
+    """An argparse type: a whole number 1..top; argparse names the option in its error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from 1 to {top}, got {text}"
+            ) from None
+        if not 1 <= value <= top:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {top}, got {text}")
+        return value
+
+    return parse
+
+
+def gunicorn_argv(*, bind: str, threads: int, timeout: int, workers: int = 1) -> list[str]:
     from vault.site.config import python_argv
 
     return [
@@ -38,7 +64,7 @@ def gunicorn_argv(*, bind: str, threads: int, timeout: int) -> list[str]:
         "--bind",
         bind,
         "--workers",
-        "1",
+        str(workers),
         "--worker-class",
         "gthread",
         "--threads",
@@ -68,8 +94,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         env["BODYCAM_VAULT_LOCAL_HTTP"] = "1"
     host = args.bind.rsplit(":", 1)[0]
     env.setdefault("BODYCAM_VAULT_HOSTS", f"{host},localhost,127.0.0.1")
-    argv = gunicorn_argv(bind=args.bind, threads=args.threads, timeout=args.timeout)
-    print(f"back office on http://{args.bind}/ (home {home})", flush=True)
+    argv = gunicorn_argv(
+        bind=args.bind, workers=args.workers, threads=args.threads, timeout=args.timeout
+    )
+    print(f"back office on http://{args.bind}/ (home {home}, {args.workers} workers)", flush=True)
     os.execve(sys.executable, argv, env)
     return 0  # not reached
 
@@ -102,7 +130,18 @@ def add_web_commands(sub: Any) -> None:
     p = sub.add_parser("serve", help="the web pages (gunicorn, default 127.0.0.1:8000)")
     p.add_argument("--home", default=None)
     p.add_argument("--bind", default=DEFAULT_BIND, help="HOST:PORT (default %(default)s)")
-    p.add_argument("--threads", type=int, default=8)
+    p.add_argument(
+        "--workers",
+        type=_count(MAX_WORKERS),
+        default=default_workers(),
+        help="worker processes (default: the number of cores, here %(default)s)",
+    )
+    p.add_argument(
+        "--threads",
+        type=_count(MAX_THREADS),
+        default=8,
+        help="threads per worker (default %(default)s)",
+    )
     p.add_argument(
         "--timeout",
         type=int,

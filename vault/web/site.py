@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,16 +31,43 @@ def site_store() -> Any:
 
 
 def work_dir() -> Path:
-    """The web process's own private work folder (never shared with CLI commands)."""
-    return settings.HOME / "web-work"
+    """This web worker's own private work folder (never shared with CLI commands or with
+    the other workers: one worker starting up never removes another's files)."""
+    return settings.HOME / "web-work" / str(os.getpid())
 
 
 def wipe_work_dir() -> None:
-    path = work_dir()
-    if path.exists():
-        shutil.rmtree(path)
-        log.info("removed what a previous server left in %s", path)
-    path.mkdir(mode=0o700, parents=True)
+    """Remove what stopped workers left (sealed files only: nothing decrypted is written).
+
+    Every worker's folder but those of processes still running goes: a worker starting
+    up, or a second server on the same home, never removes a running worker's files.
+    """
+    root = settings.HOME / "web-work"
+    if root.exists():
+        for path in root.iterdir():
+            if path.is_dir() and not path.is_symlink() and _running(path.name):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            log.info("removed what a previous server left in %s", path)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    work_dir().mkdir(mode=0o700, exist_ok=True)
+
+
+def _running(name: str) -> bool:
+    if not name.isdigit():
+        return False
+    if int(name) == os.getpid():
+        return False  # a folder of this process's number is a previous process's
+    try:
+        os.kill(int(name), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def vault_key() -> VaultKey:

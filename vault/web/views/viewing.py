@@ -2,12 +2,17 @@
 viewing's page, its watermarked stream with byte ranges, seeks and the end.
 
 The session and its rules are in `vault.viewing`; here only the HTTP: a range asked
-for while the stream is still being encoded is answered with the bytes that exist.
+for while the stream is still being encoded is answered with the bytes that exist. Any
+worker answers any of these requests: the viewing is a database row, and a worker
+without the stream builds the same bytes itself. A start while every encoder of the
+worker is busy answers 503 with Retry-After and a page that says when to try again.
 """
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from django.http import (
@@ -33,6 +38,7 @@ MAX_CHUNK = 4 << 20  # one response never carries more than this of the stream
 STREAM_CHUNK = 256 << 10
 SHORT_RECORDING = 15.0  # seconds: encoded whole before the page shows (a second or so)
 STREAM_WAITS = 60  # seconds a reader waits for the encoder before giving up
+ROW_CHECK_SECONDS = 1.0  # a growing stream being sent asks its row this often
 
 
 @page
@@ -72,6 +78,15 @@ def viewing_start(request: HttpRequest, actor: Actor, device: str, rec: str) -> 
             error=str(exc),
             status=403,
         )
+    except viewings.ViewingBusy as exc:  # audited as a failed start; try again shortly
+        resp = render(
+            request,
+            "web/busy.html",
+            {"message": str(exc), "retry_after": exc.retry_after, "back": request.path[:-4]},
+            status=503,
+        )
+        resp["Retry-After"] = str(exc.retry_after)
+        return resp
     except FootageUnavailable as exc:  # audited as a failed start; said on the same page
         return recording_page.__wrapped__(  # type: ignore[attr-defined]
             request,
@@ -102,6 +117,13 @@ def _viewing(request: HttpRequest, actor: Actor, viewing_id: str) -> viewings.Vi
     )
 
 
+def _media(v: viewings.Viewing) -> Any:
+    """This worker's copy of the stream (built here if another worker started it)."""
+    return viewings.viewing_media(
+        viewing=v, store=base.site_store(), vault_key=base.vault_key(), work_dir=base.work_dir()
+    )
+
+
 @page
 def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
     v = _viewing(request, actor, viewing_id)
@@ -109,8 +131,9 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
     # file with byte ranges. A long one starts playing while it is encoded (Media Source
     # Extensions fed from the growing stream), seeking within what has arrived.
     duration = viewing_duration(viewing=v)
-    complete = v.media.wait_done(timeout=10.0 if 0 < duration <= SHORT_RECORDING else 0)
-    mime = "" if complete else v.media.mime_codecs(timeout=10)
+    media = _media(v)
+    complete = media.wait_done(timeout=10.0 if 0 < duration <= SHORT_RECORDING else 0)
+    mime = "" if complete else media.mime_codecs(timeout=10)
     # A stream that failed by now is said on the page; a later failure, by its script.
     failure = viewings.viewing_failure(viewing=v, clock=base.CLOCK)
     return render(
@@ -130,8 +153,9 @@ def viewing_page(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpRes
 def viewing_status(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpResponse:
     """Whether the stream is complete, and why it could not be prepared if it failed."""
     v = _viewing(request, actor, viewing_id)
+    media = _media(v)
     failure = viewings.viewing_failure(viewing=v, clock=base.CLOCK)
-    resp = JsonResponse({"done": v.media.done, "error": failure})
+    resp = JsonResponse({"done": media.done, "error": failure})
     resp["Cache-Control"] = "no-store"
     return resp
 
@@ -146,14 +170,20 @@ def viewing_stream(request: HttpRequest, actor: Actor, viewing_id: str) -> HttpR
     prepared answers 500 with the reason as text.
     """
     v = _viewing(request, actor, viewing_id)
-    media = v.media
     header = request.headers.get("Range", "").strip()
     m = RANGE.fullmatch(header)
     failure = viewings.viewing_failure(viewing=v, clock=base.CLOCK)
     if failure:
         return _failed_stream(failure)
+    media = _media(v)
+    if not media.done and 0 < viewing_duration(viewing=v) <= SHORT_RECORDING:
+        # Its page plays it as a finished file: a worker that is still building its own
+        # copy answers once it is finished too, with the same length as the others.
+        media.wait_done(timeout=STREAM_WAITS)
     if not media.done and (m is None or (m[1] in ("", "0") and not m[2])):
-        resp: HttpResponseBase = StreamingHttpResponse(_grow(media), content_type="video/mp4")
+        resp: HttpResponseBase = StreamingHttpResponse(
+            _grow(media, lambda: viewings.viewing_still_open(viewing=v)), content_type="video/mp4"
+        )
     else:
         resp = _ranged(media, m, bool(header))
         failure = viewings.viewing_failure(viewing=v, clock=base.CLOCK)
@@ -172,9 +202,15 @@ def _failed_stream(failure: str) -> HttpResponse:
     return resp
 
 
-def _grow(media: Any) -> Any:
+def _grow(media: Any, still_open: Callable[[], bool]) -> Any:
+    """The stream as it grows; stops when the viewing ends anywhere (its row, each second)."""
     pos, idle = 0, 0
+    checked = time.monotonic()
     while idle < STREAM_WAITS:
+        if time.monotonic() - checked >= ROW_CHECK_SECONDS:
+            if not still_open():
+                return
+            checked = time.monotonic()
         chunk = media.read(pos, pos + STREAM_CHUNK - 1, timeout=1.0)
         if chunk:
             pos, idle = pos + len(chunk), 0

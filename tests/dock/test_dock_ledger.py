@@ -149,3 +149,23 @@ def test_session_notes_and_refusals_persist_and_an_older_ledger_gains_the_column
     assert by_device["BC-OLD00000"]["notes"] == []
     (refused,) = status["refused"]  # still there after the camera's next, good docking
     assert refused["notes"] == ["camera clock was off"] and "differs" in refused["refused"]
+
+
+def test_copies_recorded_together_are_all_or_nothing(tmp_path: Path) -> None:
+    from dock.ledger import StoredSegment
+
+    def seg(i: int) -> StoredSegment:
+        return StoredSegment(DEV, REC, f"seg-00000{i}.bcs", SHA, 10, f"k{i}", "{}")
+
+    with Ledger(tmp_path / "l.sqlite") as led:
+        rows = led.mark_stored_many([seg(0), seg(1)])
+        assert [r.state for r in rows] == [STORED, STORED]
+        led.mark_quarantined(DEV, REC, "seg-000003.bcs", SHA, 10, "tampered", "quarantine/x")
+        with pytest.raises(TransitionRefused, match="quarantined"):
+            led.mark_stored_many([seg(2), seg(3)])
+        assert led.segment(DEV, REC, "seg-000002.bcs") is None  # the whole batch rolled back
+    with Ledger(tmp_path / "l.sqlite") as led:  # what was committed survives a reopen
+        assert {s.name for s in led.segments(DEV) if s.state == STORED} == {
+            "seg-000000.bcs",
+            "seg-000001.bcs",
+        }

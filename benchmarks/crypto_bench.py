@@ -7,12 +7,14 @@ in the same run: 1 / (1/a + 1/b) with a = `openssl speed -evp aes-256-gcm` and
 b = `openssl speed -evp sha256`, both on 64 KiB blocks (the default chunk size). OpenSSL
 divides by its CPU time, so this product figure is CPU time too (time.process_time).
 
-Workload: 10 s segments of 4 Mbit/s video (5,000,000 bytes), 64 KiB chunks, files in
-/dev/shm (the figure is CPU cost, not the disk). Rows:
+Workload: 10 s segments of 4 Mbit/s video (5,000,000 bytes) sealed in the chunk size the
+camera's recorder uses (firmware.recorder.DEFAULT_CHUNK), files in /dev/shm (the figure is
+CPU cost, not the disk). Rows:
 - seal, muxer writes: what the camera does. The write sizes are recorded from the real
   MPEG-TS muxer (firmware/encoder.py) fed by the real encoder at the start of the run,
   then replayed: many small writes per second into the sealing writer.
 - seal, one 5 MB write: the same with a single write (no per-write overhead).
+- seal, muxer writes at 64 KiB chunks: the format's default chunk size, for comparison.
 - open: the back office path (authenticate and decrypt every chunk, SHA-256 against the
   signed manifest).
 Rounds are interleaved (openssl, then each product path, repeated); medians of the
@@ -43,10 +45,12 @@ from crypto.keys import SigningKey, VaultKey, verify_signature  # noqa: E402
 from crypto.open import OpenedRecording  # noqa: E402
 from crypto.seal import RecordingSealer  # noqa: E402
 from crypto.verify import verify_manifest  # noqa: E402
+from firmware.recorder import DEFAULT_CHUNK  # noqa: E402
 
 SEGMENT_BYTES = 4_000_000 * 10 // 8  # 10 s of 4 Mbit/s video
 BLOCK = 65536
 GOAL = 0.50
+CAMERA_CHUNK = DEFAULT_CHUNK  # what the camera's recorder seals with
 T0 = 1_795_371_300.0
 
 
@@ -159,18 +163,29 @@ def main(argv: list[str] | None = None) -> int:
     view = memoryview(payload)
     sizes, writes_per_s = muxer_write_sizes()
 
-    rates: dict[str, list[float]] = {k: [] for k in ("gcm", "sha", "limit", "mux", "big", "open")}
-    walls: dict[str, list[float]] = {k: [] for k in ("mux", "big", "open")}
+    rates: dict[str, list[float]] = {
+        k: [] for k in ("gcm", "sha", "limit", "mux", "big", "mux64", "open")
+    }
+    walls: dict[str, list[float]] = {k: [] for k in ("mux", "big", "mux64", "open")}
     with tempfile.TemporaryDirectory(prefix="crypto-bench-", dir=base_dir) as tmp:
-        folder = Path(tmp) / "20261122T181500Z-be0c"
-        sealer = RecordingSealer(
-            folder, "BC-BE0C0001", folder.name, device, [vault.public_bytes()], T0
-        )
-        index = [0]
+        sealers = {
+            size: RecordingSealer(
+                Path(tmp) / f"20261122T181500Z-{size:x}",
+                "BC-BE0C0001",
+                f"20261122T181500Z-{size:x}",
+                device,
+                [vault.public_bytes()],
+                T0,
+                chunk_size=size,
+            )
+            for size in sorted({CAMERA_CHUNK, BLOCK})
+        }
+        indexes = dict.fromkeys(sealers, 0)
 
-        def seal(pattern: list[int]) -> None:
-            i = index[0]
-            index[0] += 1
+        def seal(pattern: list[int], chunk: int = CAMERA_CHUNK) -> None:
+            sealer = sealers[chunk]
+            i = indexes[chunk]
+            indexes[chunk] += 1
             with sealer.begin_segment(i, "video/mp2t", i * 900_000, T0 + 10 * i) as seg:
                 off, k = 0, 0
                 while off < SEGMENT_BYTES:
@@ -182,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         paths: dict[str, Callable[[], None]] = {
             "mux": lambda: seal(sizes),
             "big": lambda: seal([SEGMENT_BYTES]),
+            "mux64": lambda: seal(sizes, BLOCK),
         }
         for _ in range(args.rounds):
             a = openssl_speed("aes-256-gcm", args.openssl_seconds)
@@ -199,19 +215,27 @@ def main(argv: list[str] | None = None) -> int:
                     cpu, wall = cpu + c, wall + w
                 rates[name].append(args.segments * SEGMENT_BYTES / cpu)
                 walls[name].append(args.segments * SEGMENT_BYTES / wall)
-                for info in sealer.segments:  # keep /dev/shm small; not timed
-                    info.path.unlink(missing_ok=True)
-        sealer.finish(T0 + 10 * index[0])
+                for sealer in sealers.values():  # keep /dev/shm small; not timed
+                    for info in sealer.segments:
+                        info.path.unlink(missing_ok=True)
+        for chunk, sealer in sealers.items():
+            sealer.finish(T0 + 10 * indexes[chunk])
 
         # A recording of its own for the open path.
         folder = Path(tmp) / "20261122T183000Z-be0c"
-        sealer = RecordingSealer(
-            folder, "BC-BE0C0001", folder.name, device, [vault.public_bytes()], T0
+        sealers[CAMERA_CHUNK] = RecordingSealer(
+            folder,
+            "BC-BE0C0001",
+            folder.name,
+            device,
+            [vault.public_bytes()],
+            T0,
+            chunk_size=CAMERA_CHUNK,
         )
-        index[0] = 0
+        indexes[CAMERA_CHUNK] = 0
         for _ in range(min(args.rounds, 5)):
             seal([SEGMENT_BYTES])
-        sealer.finish(T0 + 10 * index[0])
+        sealers[CAMERA_CHUNK].finish(T0 + 10 * indexes[CAMERA_CHUNK])
         vr = verify_manifest(folder, device.public_bytes())
         entries = vr.segments
         with OpenedRecording(folder, vault, device.public_bytes()) as rec:
@@ -242,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     medw = {k: statistics.median(v) for k, v in walls.items()}
     limit = med["limit"]
     print(
-        f"workload: {SEGMENT_BYTES:,} B segments (10 s at 4 Mbit/s), 64 KiB chunks, files in "
+        f"workload: {SEGMENT_BYTES:,} B segments (10 s at 4 Mbit/s), the camera's "
+        f"{CAMERA_CHUNK // 1024} KiB chunks (and the format's default 64 KiB), files in "
         f"{base_dir or tempfile.gettempdir()}; {args.rounds} interleaved rounds x "
         f"{args.segments} segments, medians"
     )
@@ -256,9 +281,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(rounds: {', '.join(f'{x / 1e9:.2f}' for x in rates['limit'])})"
     )
     print(f"{'path':34} {'GB/s CPU':>9} {'ms CPU/seg':>11} {'of limit':>9} {'GB/s wall':>10}")
+    kib = CAMERA_CHUNK // 1024
     rows = [
-        ("seal, muxer writes", "mux"),
-        ("seal, one 5 MB write", "big"),
+        (f"seal, muxer writes ({kib} KiB chunks)", "mux"),
+        (f"seal, one 5 MB write ({kib} KiB)", "big"),
+        ("seal, muxer writes (64 KiB chunks)", "mux64"),
         ("open (decrypt + verify)", "open"),
     ]
     ok = True
@@ -266,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         share = med[key] / limit
         mark = ""
         if key in ("mux", "big"):
-            mark = "  ok" if share >= GOAL else f"  BELOW GOAL {GOAL:.0%}"
+            mark = "  met" if share >= GOAL else f"  MISSED (goal {GOAL:.0%})"
             ok &= share >= GOAL
         print(
             f"{label:34} {med[key] / 1e9:9.2f} {SEGMENT_BYTES / med[key] * 1e3:11.2f} "
@@ -278,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "verdict:",
-        f"sealing meets the {GOAL:.0%} goal" if ok else f"sealing is BELOW the {GOAL:.0%} goal",
+        f"sealing meets the {GOAL:.0%} goal (met)"
+        if ok
+        else f"sealing is below the {GOAL:.0%} goal: MISSED",
     )
     return 0
 

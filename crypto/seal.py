@@ -130,7 +130,8 @@ class SegmentWriter:
         A chunk is written once more data follows it, so the final chunk can carry
         the last-chunk flag; at most `chunk_size` bytes wait in memory.
         """
-        self._check()
+        if self._error is not None or self._done:
+            self._check()
         try:
             self._stream.write(data)
         except BaseException as exc:

@@ -91,6 +91,24 @@ class ChunkWriter:
 
     def write(self, data: Buffer) -> None:
         """Encrypt `data`; every chunk that more data follows reaches the sink now."""
+        # The muxer's writes are a few hundred bytes: most only join the chunk being
+        # filled, so that case is one copy and no more (no view, no loop).
+        kind = type(data)
+        if (
+            self._error is None
+            and not self._closed
+            and (
+                kind is bytes
+                or kind is bytearray
+                or (kind is memoryview and data.ndim == 1 and data.itemsize == 1)  # type: ignore[union-attr]
+            )
+            and self._pending_len + len(data) < self._chunk_size
+        ):
+            pending = self._pending_len
+            self._pending[pending : pending + len(data)] = data
+            self._pending_len = pending + len(data)
+            self.plaintext_bytes += len(data)
+            return
         self._check()
         view = memoryview(data).cast("B")
         size = len(view)

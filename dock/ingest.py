@@ -64,7 +64,7 @@ from crypto.verify import ManifestEntry, VerifiedRecording, open_listed_segment,
 from dock.clock import SystemClock
 from dock.faults import fault_point
 from dock.ingest_record import write_for_recording
-from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, TransitionRefused
+from dock.ledger import QUARANTINED, RELEASED, STORED, Ledger, StoredSegment, TransitionRefused
 from dock.names import ListingBounds, ListingRefused, display_path
 from dock.release import ReleaseWorker
 from dock.report import CameraReport
@@ -80,6 +80,7 @@ from dock.spool import drop_if_shared, remove_spool_folder
 from formats.clock import Clock
 from formats.protocol import Signer
 from store import (
+    DurableBatch,
     Store,
     StoredObject,
     StoreError,
@@ -164,6 +165,34 @@ class DockContext:
         from dock.link import CameraLink
 
         return CameraLink(port, timeout=self.link_timeout)
+
+
+# Segments stored before their folders and the ledger are synced for all of them at once.
+SETTLE_SEGMENTS = 8
+SETTLE_BYTES = 64 << 20
+
+
+class _Stored:
+    """Segments of one recording in the store, not yet durable, recorded or released."""
+
+    def __init__(self) -> None:
+        self.durable = DurableBatch()
+        self.segments: list[StoredSegment] = []
+        self.entries: list[ManifestEntry] = []
+        self.bytes = 0
+
+    def add(self, segment: StoredSegment, entry: ManifestEntry) -> None:
+        self.segments.append(segment)
+        self.entries.append(entry)
+        self.bytes += segment.size
+
+    def full(self) -> bool:
+        return len(self.segments) >= SETTLE_SEGMENTS or self.bytes >= SETTLE_BYTES
+
+    def take(self) -> tuple[list[StoredSegment], list[ManifestEntry]]:
+        out = self.segments, self.entries
+        self.segments, self.entries, self.bytes = [], [], 0
+        return out
 
 
 def _sha_of(data: bytes) -> str:
@@ -622,8 +651,10 @@ class CameraIngest:
         )
         # Header and manifest first: without them no stored segment could be opened.
         with self.ctx.uploads:
-            self.ctx.store.put_bytes(header_key, header, retain_until=until)
-            self.ctx.store.put_bytes(manifest_key, manifest, retain_until=until)
+            both = DurableBatch()  # two objects in one folder: its entries synced once
+            self.ctx.store.put_bytes(header_key, header, retain_until=until, batch=both)
+            self.ctx.store.put_bytes(manifest_key, manifest, retain_until=until, batch=both)
+        both.commit()
         ledger.note_recording(
             self.device_id,
             rec_id,
@@ -646,10 +677,26 @@ class CameraIngest:
             if present:
                 self._hold.add((rec_id, present[-1]))
         all_durable = True
-        for entry in vr.segments:
-            self.check_alive()
-            if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until):
-                all_durable = False
+        batch = _Stored()
+        try:
+            for entry in vr.segments:
+                self.check_alive()
+                if not self._ingest_segment(vr, entry, files.get(entry.name), spool, until, batch):
+                    all_durable = False
+                if batch.full():
+                    self._settle(batch)
+        except BaseException:
+            # Undocked, stopping, a failing link: what is already in the store is still
+            # made durable and recorded (the next docking releases it without copying it
+            # again); nothing is released now.
+            try:
+                self._settle(batch, release=False)
+            except Exception as exc:  # the first error is the one to report
+                log.error(
+                    "camera %s: recording the stored segments failed: %s", self.device_id, exc
+                )
+            raise
+        self._settle(batch)
         if all_durable:  # the chain of custody, signed by this dock, next to the footage
             with self.ctx.uploads:
                 write_for_recording(self.ctx, vr, header, manifest, until)
@@ -715,8 +762,10 @@ class CameraIngest:
         camera_size: int | None,
         spool: Path,
         until: float,
+        batch: _Stored,
     ) -> bool:
-        """Copy, verify, store, record, release one segment. True when it is durable."""
+        """Copy, verify and store one segment. True when it is durable, or will be once
+        `batch` is settled (which records and releases it)."""
         ledger, store = self.ctx.ledger, self.ctx.store
         rec_id, name = vr.recording_id, entry.name
         key = object_key(self.ctx.site, self.device_id, rec_id, name, entry.sha256)
@@ -793,7 +842,13 @@ class CameraIngest:
             with self.ctx.uploads:
                 self.check_alive()
                 stored = store.put_file(
-                    key, part, sha256=sha, size=size, retain_until=until, consume=True
+                    key,
+                    part,
+                    sha256=sha,
+                    size=size,
+                    retain_until=until,
+                    consume=True,
+                    batch=batch.durable,
                 )
         except StoreIntegrityError as exc:
             # The store holds other bytes under this content's name and cannot replace them
@@ -803,11 +858,28 @@ class CameraIngest:
             )
             return False
         fault_point("after-store")
-        ledger.mark_stored(self.device_id, rec_id, name, sha, size, key, stored.to_json())
-        self.report.stored += 1
-        fault_point("after-ledger")
-        self._release(rec_id, entry, key)
+        batch.add(
+            StoredSegment(self.device_id, rec_id, name, sha, size, key, stored.to_json()), entry
+        )
         return True
+
+    def _settle(self, batch: _Stored, *, release: bool = True) -> None:
+        """Make the batch's objects durable, record them stored, then release them.
+
+        In that order, for all of them at once: the folders they were named in are
+        fsynced (one fsync each, not two per object), one ledger transaction records
+        every copy (one fsync), and only then is any of them released.
+        """
+        if not batch.segments:
+            return
+        batch.durable.commit()
+        segments, entries = batch.take()
+        self.ctx.ledger.mark_stored_many(segments)
+        for seg, entry in zip(segments, entries, strict=True):
+            self.report.stored += 1
+            fault_point("after-ledger")
+            if release:
+                self._release(seg.recording_id, entry, seg.store_key)
 
     def _intact(self, key: str) -> bool:
         """Whether the store holds `key` with the content its name promises (hash checked)."""

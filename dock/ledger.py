@@ -24,6 +24,7 @@ from dock.ledger_segments import (
     STORED,
     RecordingRow,
     SegmentRecord,
+    StoredSegment,
     TransitionRefused,
 )
 from dock.ledger_status import DockStatus, status_json
@@ -46,6 +47,7 @@ __all__ = [
     "NotCoordinator",
     "RecordingRow",
     "SegmentRecord",
+    "StoredSegment",
     "TransitionRefused",
     "check_role",
     "status_json",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import NamedTuple, TypedDict
 
 from dock.ledger_db import LedgerDB, LedgerError
 
@@ -52,6 +52,18 @@ class RecordingRow(TypedDict):
     manifest_key: str | None
     quarantine_reason: str | None
     updated_utc: float
+
+
+class StoredSegment(NamedTuple):
+    """One durable copy to record (`mark_stored_many`)."""
+
+    device_id: str
+    recording_id: str
+    name: str
+    sha256: str
+    size: int
+    store_key: str
+    receipt: str
 
 
 class SegmentStates(LedgerDB):
@@ -195,36 +207,51 @@ class SegmentStates(LedgerDB):
         receipt: str,
     ) -> SegmentRecord:
         """Record a durable copy; call only with the store's receipt in hand."""
+        return self.mark_stored_many(
+            [StoredSegment(device_id, recording_id, name, sha256, size, store_key, receipt)]
+        )[0]
+
+    def mark_stored_many(self, stored: list[StoredSegment]) -> list[SegmentRecord]:
+        """Record several durable copies in one transaction: one fsync for all of them.
+
+        Call only with every receipt in hand (for a batch: after its commit). All or none
+        is recorded; a quarantined segment refuses the whole transaction.
+        """
         with self._tx() as db:
-            row = self._current(db, device_id, recording_id, name, sha256)
-            now = self._clock()
-            if row is None:
-                db.execute(
-                    "INSERT INTO segments (device_id, recording_id, name, sha256, size, state, "
-                    "store_key, receipt, copied_utc, stored_utc) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        device_id,
-                        recording_id,
-                        name,
-                        sha256,
-                        size,
-                        STORED,
-                        store_key,
-                        receipt,
-                        now,
-                        now,
-                    ),
-                )
-            elif row["state"] == QUARANTINED:
-                raise TransitionRefused(f"{device_id}/{recording_id}/{name} is quarantined")
-            elif _RANK[row["state"]] < _RANK[STORED]:
-                db.execute(
-                    "UPDATE segments SET state=?, store_key=?, receipt=?, stored_utc=? "
-                    "WHERE device_id=? AND recording_id=? AND name=?",
-                    (STORED, store_key, receipt, now, device_id, recording_id, name),
-                )
-        return self._must(device_id, recording_id, name)
+            for s in stored:
+                self._mark_stored(db, s)
+        return [self._must(s.device_id, s.recording_id, s.name) for s in stored]
+
+    def _mark_stored(self, db: sqlite3.Connection, s: StoredSegment) -> None:
+        device_id, recording_id, name = s.device_id, s.recording_id, s.name
+        row = self._current(db, device_id, recording_id, name, s.sha256)
+        now = self._clock()
+        if row is None:
+            db.execute(
+                "INSERT INTO segments (device_id, recording_id, name, sha256, size, state, "
+                "store_key, receipt, copied_utc, stored_utc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    device_id,
+                    recording_id,
+                    name,
+                    s.sha256,
+                    s.size,
+                    STORED,
+                    s.store_key,
+                    s.receipt,
+                    now,
+                    now,
+                ),
+            )
+        elif row["state"] == QUARANTINED:
+            raise TransitionRefused(f"{device_id}/{recording_id}/{name} is quarantined")
+        elif _RANK[row["state"]] < _RANK[STORED]:
+            db.execute(
+                "UPDATE segments SET state=?, store_key=?, receipt=?, stored_utc=? "
+                "WHERE device_id=? AND recording_id=? AND name=?",
+                (STORED, s.store_key, s.receipt, now, device_id, recording_id, name),
+            )
 
     def mark_released(
         self, device_id: str, recording_id: str, name: str, sha256: str, how: str = "receipt"

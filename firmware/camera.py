@@ -49,6 +49,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -86,6 +87,7 @@ from firmware.state import (
 from formats.clock import Clock
 from formats.eventlog import EventLog
 from formats.profile import profile_toml
+from ringbuffer.buffer import FrozenPreRoll
 from ringbuffer.packet import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
 
 if TYPE_CHECKING:
@@ -560,9 +562,10 @@ class Camera:
         """The officer presses record (`gesture`: "press"/"long-press"; default the mapped one).
 
         Returns at once: the pre-roll is written by the recording output's worker while
-        capture goes on (see firmware.pipeline).
+        capture goes on (see firmware.pipeline). The events of the press (button, state,
+        recording, indicators) reach the disk together, in one flush.
         """
-        with self._lock:
+        with self._lock, self._events_together():
             mapped = str(self._profile.buttons.record)
             gesture = gesture or mapped
             refusal = self._button_refusal("record", gesture, mapped, Action.RECORD)
@@ -581,7 +584,9 @@ class Camera:
                 return self._refused("record", gesture, f"cannot start a recording: {exc}")
             self._machine.move(Action.RECORD, "record pressed", utc)
             live_pts = self._pts_of_frame(self._next_frame)
-            pre = self._prerecord.take_preroll() if self._prerecord is not None else []
+            pre: FrozenPreRoll | list[EncodedPacket] = (
+                self._prerecord.take_preroll() if self._prerecord is not None else []
+            )
             counters = self._prerecord.counters() if self._prerecord is not None else {}
             recording.start(pre, live_pts)
             self._recording = recording
@@ -620,7 +625,7 @@ class Camera:
 
     def press_stop(self, gesture: str | None = None) -> PressResult:
         """The officer stops the recording (the profile may require a long press)."""
-        with self._lock:
+        with self._lock, self._events_together():
             mapped = str(self._profile.buttons.stop)
             gesture = gesture or mapped
             refusal = self._button_refusal("stop", gesture, mapped, Action.STOP)
@@ -994,6 +999,10 @@ class Camera:
             action=transition.action.value,
             reason=transition.reason,
         )
+
+    def _events_together(self) -> AbstractContextManager[None]:
+        """Events logged inside are flushed to disk once, at the end (EventLog.group)."""
+        return self._log.group() if self._log is not None else nullcontext()
 
     def _event(self, kind: str, **fields: Any) -> None:
         if self._log is None:

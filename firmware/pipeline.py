@@ -3,12 +3,12 @@
 ```
 standby = PreRecordOutput(PreRecordBuffer(...), keep_audio=False)
 standby.write(packets)                       # the encoder's packets of one frame
-pre_roll = standby.take_preroll()            # record pressed
+pre_roll = standby.take_preroll()            # record pressed: frozen, not copied
 recording = RecordingOutput(recorder, sealed, keep_audio=True, max_pending_frames=120)
 recording.start(pre_roll, live_pts)          # returns at once: a worker writes the pre-roll
 recording.write(packets)                     # live frames queue behind the pre-roll
 summary = recording.finish(utc, "stop pressed")  # drains the queue, seals, joins the worker
-standby.write(recording.carry)               # the group of pictures in progress
+standby.write(recording.carry)               # the group of pictures in progress (pre-roll released)
 ```
 
 The encoder does not know where its packets go; the camera hands each frame's
@@ -17,10 +17,16 @@ capture timestamps.
 
 `RecordingOutput` muxes and seals on a worker thread of its own, so a record
 press with 120 s of pre-roll does not hold the capture loop while that pre-roll
-is written: the press only takes the buffer's packet list and starts the
-worker; live frames queue behind the pre-roll in capture order (bounded: when
-the worker is `max_pending_frames` behind, capture waits for it rather than
-growing without bound). The worker touches only the recorder; what it learns
+is written: the press only freezes the buffer (no copy: the packets are views
+into its arena, made as the worker reads them; the buffer takes no packet until
+the worker has written them and released it), copies the group of pictures in
+progress for after the recording, and starts the worker. The worker opens the
+sealed recording (key wrapping, header, signed manifest start) and drains the
+pre-roll in slices, handing the interpreter lock back to capture after every
+packet and sleeping a moment after every slice, at a lower OS priority. Live
+frames queue behind the pre-roll in capture order (bounded: when the worker is
+`max_pending_frames` behind, capture waits for it rather than growing without
+bound). The worker touches only the recorder; what it learns
 (segments sealed, a failure) the capture thread picks up, so the event log and
 the state machine are driven from one thread. A failure on the worker is
 re-raised on the capture thread by the next `write()`/`check()`/`finish()`;
@@ -40,11 +46,12 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from firmware.state import CameraError
+from ringbuffer.buffer import FrozenPreRoll
 from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 
 if TYPE_CHECKING:
@@ -59,6 +66,9 @@ _REPORT_AT = frozenset(10**k for k in range(10))
 # The recording worker's nice value relative to capture: muxing and sealing can wait
 # (the queue holds seconds of frames), a late frame cannot.
 WORKER_NICE = 5
+# The worker drains a pre-roll this many packets at a time, pausing between slices.
+PREROLL_SLICE = 32
+PREROLL_PAUSE = 0.0005
 
 
 class Output(Protocol):
@@ -140,14 +150,14 @@ class PreRecordOutput:
                         "pre-record buffer refused a packet (%d so far): %s", self.refused, exc
                     )
 
-    def take_preroll(self) -> list[EncodedPacket]:
-        """Everything buffered, in capture order from a keyframe; the buffer is left empty.
+    def take_preroll(self) -> FrozenPreRoll:
+        """Everything buffered, in capture order from a keyframe, frozen (not copied).
 
-        The one place the camera reads the buffer. The packets are views into its arena:
-        valid until its next append, which comes only after the recording that takes
-        them has finished (the camera seeds the buffer then).
+        The one place the camera reads the buffer. The packets are views into its arena;
+        the buffer refuses packets until the recording that takes them releases it
+        (`RecordingOutput` does, once its worker has written them).
         """
-        return list(self._buffer.drain())
+        return self._buffer.freeze()
 
     def clear(self) -> None:
         self._buffer.clear()
@@ -204,6 +214,9 @@ class RecordingOutput:
         self.carry: list[EncodedPacket] = []
         self.worker_seconds = 0.0
         self.preroll_packets = 0
+        self.preroll_written = 0  # pre-roll packets the worker has written so far
+        self._frozen: FrozenPreRoll | None = None
+        self._preroll_done = threading.Event()
 
     @property
     def summary(self) -> RecordingSummary:
@@ -211,26 +224,40 @@ class RecordingOutput:
 
     # --- capture thread -------------------------------------------------------------------
 
-    def start(self, preroll: Sequence[EncodedPacket], live_pts: int) -> None:
-        """Hand over the pre-roll and start the worker; returns without writing anything."""
-        packets = [p for p in preroll if p.stream != STREAM_AUDIO or self._keep_audio]
-        first_key = next((p for p in packets if p.stream == STREAM_VIDEO and p.keyframe), None)
-        if first_key is not None:
-            self.recorder.mark_start(first_key.pts)
+    def start(self, preroll: FrozenPreRoll | Sequence[EncodedPacket], live_pts: int) -> None:
+        """Hand over the pre-roll and start the worker; returns without writing anything.
+
+        A `FrozenPreRoll` is released by the worker once written (or by `finish()` /
+        `abandon()`), so the buffer takes packets again only after the recording.
+        """
+        if isinstance(preroll, FrozenPreRoll):
+            keys = preroll.keyframes()
+            if keys:
+                self.recorder.mark_start(preroll.pts(keys[0]))
+            self.preroll_packets = preroll.count(None if self._keep_audio else STREAM_VIDEO)
+            tail: Sequence[EncodedPacket] = preroll.packets(keys[-1]) if keys else []
+            self._frozen = preroll
+        else:
+            packets = [p for p in preroll if p.stream != STREAM_AUDIO or self._keep_audio]
+            first = next((p for p in packets if p.stream == STREAM_VIDEO and p.keyframe), None)
+            if first is not None:
+                self.recorder.mark_start(first.pts)
+            self.preroll_packets = len(packets)
+            last_key = max(
+                (i for i, p in enumerate(packets) if p.stream == STREAM_VIDEO and p.keyframe),
+                default=None,
+            )
+            tail = packets[last_key:] if last_key is not None else []
+            preroll = packets
         self.recorder.mark_live(live_pts)
-        self.preroll_packets = len(packets)
         # The group of pictures in progress, copied: the pre-roll's views die with the
         # buffer's next append, and these packets seed the buffer after the recording.
-        last_key = max(
-            (i for i, p in enumerate(packets) if p.stream == STREAM_VIDEO and p.keyframe),
-            default=None,
-        )
-        if last_key is not None:
-            for pkt in packets[last_key:]:
+        for pkt in tail:
+            if pkt.stream != STREAM_AUDIO or self._keep_audio:
                 self._carry(pkt)
         self._thread = threading.Thread(
             target=self._work,
-            args=(packets,),
+            args=(preroll,),
             name=f"camera-recording-{self.recorder.summary.recording_id}",
             daemon=True,
         )
@@ -282,18 +309,30 @@ class RecordingOutput:
 
     # --- worker ---------------------------------------------------------------------------
 
-    def _work(self, preroll: list[EncodedPacket]) -> None:
+    @property
+    def preroll_done(self) -> bool:
+        """The worker has written the whole pre-roll (and released a frozen buffer)."""
+        return self._preroll_done.is_set()
+
+    def _work(self, preroll: Iterable[EncodedPacket]) -> None:
         _lower_priority()
         try:
             started = time.perf_counter()
             self.recorder.open()
-            for pkt in preroll:
+            for n, pkt in enumerate(preroll, 1):
                 if self._cut:
                     return
+                if pkt.stream == STREAM_AUDIO and not self._keep_audio:
+                    continue
                 self.recorder.write(pkt)
+                self.preroll_written += 1
                 # Hand the interpreter lock to the capture thread if it waits for it: a
                 # 120 s pre-roll is seconds of muxing, capture must not queue behind it.
-                time.sleep(0)
+                # Every slice also pauses a moment, so capture (encoding on the other
+                # core) finds the lock free rather than waiting out a switch interval.
+                time.sleep(PREROLL_PAUSE if n % PREROLL_SLICE == 0 else 0)
+            self._release_preroll()
+            self._preroll_done.set()
             self.worker_seconds += time.perf_counter() - started
             while True:
                 with self._cond:
@@ -310,6 +349,7 @@ class RecordingOutput:
                     self.recorder.write(pkt)
                 self.worker_seconds += time.perf_counter() - started
         except BaseException as exc:  # handed to the capture thread; nothing is lost silently
+            self._release_preroll()
             if not isinstance(exc, Exception):
                 log.warning("recording worker stopped: %r", exc)
             with self._cond:
@@ -326,6 +366,12 @@ class RecordingOutput:
         if thread is not None:
             thread.join()
             self._thread = None
+        self._release_preroll()
+
+    def _release_preroll(self) -> None:
+        frozen, self._frozen = self._frozen, None
+        if frozen is not None:
+            frozen.release()
 
     def _raise_failure(self) -> None:
         if self._error is not None:

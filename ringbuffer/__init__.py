@@ -5,6 +5,8 @@ from ringbuffer import PreRecordBuffer, STREAM_VIDEO
 buf = PreRecordBuffer(seconds=60, time_base=Fraction(1, 90000), bitrate_bps=4_000_000)
 buf.append(data, pts=pts, duration=3000, stream=STREAM_VIDEO, keyframe=True)
 pre_roll = buf.drain()   # capture order, original pts, first packet a video keyframe
+frame = buf.freeze()     # the same without a copy: views into the buffer until released
+frame.release()
 ```
 
 Pure library: no I/O, no threads of its own, no knowledge of cameras. See
@@ -19,9 +21,16 @@ from ringbuffer.buffer import (
     STREAM_AUDIO,
     STREAM_VIDEO,
     BufferedPacket,
+    FrozenPreRoll,
     PreRecordBuffer,
 )
-from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
+from ringbuffer.errors import (
+    BufferConfigError,
+    BufferFrozen,
+    InvalidPacket,
+    NonMonotonicPts,
+    PacketTooLarge,
+)
 
 __all__ = [
     "FLAG_KEYFRAME",
@@ -31,7 +40,9 @@ __all__ = [
     "STREAM_AUDIO",
     "STREAM_VIDEO",
     "BufferConfigError",
+    "BufferFrozen",
     "BufferedPacket",
+    "FrozenPreRoll",
     "InvalidPacket",
     "NonMonotonicPts",
     "PacketTooLarge",

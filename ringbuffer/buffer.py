@@ -36,6 +36,13 @@ Reading. `snapshot()` and `drain()` copy the held bytes out in one piece (one co
 most two runs) and hand out read-only views into that private copy: what a reader got
 never changes, however many packets arrive afterwards, so a stale read cannot happen.
 
+`freeze()` is the record press's read: no copy at all (a 120 s pre-roll at 1080p is about
+100 MB, whose copy alone stalls a capture loop for a tenth of a second). It hands out a
+`FrozenPreRoll` whose packets are read-only views straight into the arena, and the buffer
+refuses every append (`BufferFrozen`) until `FrozenPreRoll.release()` empties it, so the
+views cannot go stale either; memory still never grows. The packets are made lazily, as
+the reader iterates, so the press itself costs a copy of the (small) index only.
+
 Thread safety: one lock guards every method, for one writer (the encoder) and any number
 of readers (the record trigger, status).
 """
@@ -47,13 +54,20 @@ import math
 import operator
 import struct
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from numbers import Rational
 
 import numpy as np
 import numpy.typing as npt
 
-from ringbuffer.errors import BufferConfigError, InvalidPacket, NonMonotonicPts, PacketTooLarge
+from ringbuffer.errors import (
+    BufferConfigError,
+    BufferFrozen,
+    InvalidPacket,
+    NonMonotonicPts,
+    PacketTooLarge,
+)
 from ringbuffer.packet import STREAM_AUDIO as STREAM_AUDIO  # re-exported by ringbuffer/__init__
 from ringbuffer.packet import STREAM_VIDEO as STREAM_VIDEO
 from ringbuffer.packet import EncodedPacket
@@ -201,6 +215,7 @@ class PreRecordBuffer:
         self._index_bytes = self._index.view(np.uint8).data
         self._gops = np.zeros(slots, dtype=np.int32)  # ring of index slots, one per GOP
         self._lock = threading.Lock()
+        self._frozen: FrozenPreRoll | None = None
 
         self.undersized_evictions = 0
         self.dropped_before_keyframe = 0
@@ -303,6 +318,11 @@ class PreRecordBuffer:
         _check_packet(size, self._cap, pts, duration, stream)
         video = stream == STREAM_VIDEO
         with self._lock:
+            if self._frozen is not None:
+                raise BufferFrozen(
+                    "the pre-record buffer is frozen: a recording still reads its pre-roll "
+                    "(release() the FrozenPreRoll first)"
+                )
             last = self._last_pts[stream]
             if pts <= last:
                 kind = "video" if video else "audio"
@@ -447,6 +467,11 @@ class PreRecordBuffer:
         )
         return lagging
 
+    def _held_records(self) -> Records:
+        """A copy of the index records handed out (lagging audio left out), capture order."""
+        records = np.concatenate(self._records())
+        return records[~self._lagging(records)]
+
     def _copy_out(self) -> list[BufferedPacket]:
         """The packets handed out, backed by one private copy of the held bytes."""
         if self._count == 0:
@@ -495,8 +520,107 @@ class PreRecordBuffer:
             self._last_pts = [_NO_PTS, _NO_PTS]
             return packets
 
-    def clear(self) -> None:
-        """Drop everything buffered; the counters keep their totals."""
+    def freeze(self) -> FrozenPreRoll:
+        """The buffered pre-roll without copying it; the buffer takes no packet until released.
+
+        Like `drain()` (capture order, original pts, first packet a video keyframe, the
+        buffer empty afterwards) except that the packets are views into the arena, valid
+        until `release()`; until then `append()` raises `BufferFrozen`.
+        """
         with self._lock:
+            if self._frozen is not None:
+                raise BufferFrozen("the pre-record buffer is already frozen")
+            records = self._held_records() if self._count else np.zeros(0, INDEX_DTYPE)
+            arena = self._arena.data.toreadonly()
+            frozen = FrozenPreRoll(self, records, arena)
+            self._frozen = frozen
+            # Empty from now on, as after a drain; nothing is written until the release.
             self._make_empty()
             self._last_pts = [_NO_PTS, _NO_PTS]
+            return frozen
+
+    @property
+    def frozen(self) -> bool:
+        """A `FrozenPreRoll` is out: appends are refused until it is released."""
+        with self._lock:
+            return self._frozen is not None
+
+    def _thaw(self, frozen: FrozenPreRoll) -> None:
+        with self._lock:
+            if self._frozen is not frozen:
+                return  # released before, or the buffer was cleared meanwhile
+            self._frozen = None
+
+    def clear(self) -> None:
+        """Drop everything buffered (and a freeze); the counters keep their totals.
+
+        A caller that clears a frozen buffer must be done with the frozen packets.
+        """
+        with self._lock:
+            self._frozen = None
+            self._make_empty()
+            self._last_pts = [_NO_PTS, _NO_PTS]
+
+
+class FrozenPreRoll:
+    """A frozen buffer's pre-roll: packets as views into the arena, made as they are read.
+
+    Sized and indexable without making packet objects; `release()` empties the buffer and
+    lets it take packets again (after which the views must not be used).
+    """
+
+    def __init__(self, buffer: PreRecordBuffer, records: Records, arena: memoryview) -> None:
+        self._buffer: PreRecordBuffer | None = buffer
+        self._records = records
+        self._arena = arena
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def _packets(self, records: Records) -> list[BufferedPacket]:
+        arena = self._arena
+        return [
+            BufferedPacket(
+                arena[offset : offset + size], pts, duration, stream, bool(flags & FLAG_KEYFRAME)
+            )
+            for offset, size, pts, duration, stream, flags in records.tolist()
+        ]
+
+    def __iter__(self) -> Iterator[BufferedPacket]:
+        # In slices: a reader on another thread gets going at once and makes the packet
+        # objects of 120 s a few hundred at a time.
+        for start in range(0, len(self._records), 256):
+            yield from self._packets(self._records[start : start + 256])
+
+    def packets(self, start: int = 0, stop: int | None = None) -> list[BufferedPacket]:
+        """The packets `start:stop` (capture order)."""
+        return self._packets(self._records[start:stop])
+
+    def count(self, stream: int | None = None) -> int:
+        """Packets held, or those of one stream."""
+        if stream is None:
+            return len(self._records)
+        return int(np.count_nonzero(self._records["stream"] == stream))
+
+    def keyframes(self) -> list[int]:
+        """Positions of the video keyframes, in order."""
+        r = self._records
+        mask = (r["stream"] == STREAM_VIDEO) & ((r["flags"] & FLAG_KEYFRAME) != 0)
+        return [int(i) for i in np.flatnonzero(mask)]
+
+    def pts(self, position: int) -> int:
+        return int(self._records[position]["pts"])
+
+    @property
+    def released(self) -> bool:
+        return self._buffer is None
+
+    def release(self) -> None:
+        """Done with the packets: the buffer is emptied and takes packets again. Idempotent."""
+        buffer, self._buffer = self._buffer, None
+        if buffer is not None:
+            buffer._thaw(self)
+
+    def __repr__(self) -> str:
+        state = "released" if self._buffer is None else "frozen"
+        return f"FrozenPreRoll({len(self._records)} packets, {state})"

@@ -17,3 +17,7 @@ class NonMonotonicPts(ValueError):
 
 class InvalidPacket(ValueError):
     """A packet is empty, or its stream id, duration or pts is out of range."""
+
+
+class BufferFrozen(ValueError):
+    """A packet for a buffer whose pre-roll is frozen (a recording still reads it)."""

@@ -14,7 +14,7 @@ docks or people. Modules: `keys` (layout, Object Lock dates), `base` (`Store`,
 back office's retention purge), `errors`.
 """
 
-from store.base import FaultHook, Store, StoredObject
+from store.base import DurableBatch, FaultHook, Store, StoredObject
 from store.delete import delete_object, delete_objects, keys_to_purge, s3_object_versions
 from store.errors import (
     StoreConfigError,
@@ -45,6 +45,7 @@ from store.url import open_store
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
+    "DurableBatch",
     "QUARANTINE_PREFIX",
     "FaultHook",
     "FileStore",

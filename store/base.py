@@ -69,6 +69,43 @@ class StoredObject:
         )
 
 
+class DurableBatch:
+    """Objects put with `batch=` are durable once `commit()` returns, not before.
+
+    A store that makes each object durable on its own (S3: the PUT's answer) has nothing
+    to do here. The file store collects the directories whose entries it changed and
+    fsyncs each of them once at `commit()`, instead of twice per object: a recording's
+    segments share one folder. Nothing may rely on a batched object (record it as
+    stored, release it) before `commit()`.
+    """
+
+    def __init__(self) -> None:
+        self._first: list[Path] = []  # names that must be gone (spool folders)
+        self._then: list[Path] = []  # new folders, top down, then the objects' folders
+
+    def gone_from(self, directory: Path) -> None:
+        if directory not in self._first:
+            self._first.append(directory)
+
+    def named_in(self, directory: Path) -> None:
+        if directory not in self._then:
+            self._then.append(directory)
+
+    @property
+    def pending(self) -> int:
+        """Directories still to be made durable."""
+        return len(self._first) + len(self._then)
+
+    def commit(self) -> None:
+        """Make every batched object durable: one fsync per directory changed."""
+        from crypto.files import fsync_dir
+
+        while self._first:
+            fsync_dir(self._first.pop(0))
+        while self._then:
+            fsync_dir(self._then.pop(0))
+
+
 class Store(ABC):
     """Where verified footage goes. Thread-safe: slots upload concurrently."""
 
@@ -101,9 +138,17 @@ class Store(ABC):
 
     @abstractmethod
     def put_bytes(
-        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: float | None = None,
+        legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
-        """Store small bytes (headers, manifests, event log pieces, reason files)."""
+        """Store small bytes (headers, manifests, event log pieces, reason files).
+
+        With `batch`, durable once `batch.commit()` returns (see DurableBatch)."""
 
     @abstractmethod
     def put_file(
@@ -116,11 +161,13 @@ class Store(ABC):
         retain_until: float | None = None,
         consume: bool = False,
         legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         """Store the file's bytes under `key` durably; idempotent for identical content.
 
         `consume=True` lets the store take the file over (rename instead of copy) and
-        removes it once stored.
+        removes it once stored. With `batch`, the object is durable once `batch.commit()`
+        returns, not when this does.
         """
 
     def verified(self, key: str) -> StoredObject | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from crypto.files import fsync_dir, sha256_file
-from store.base import FaultHook, Store, StoredObject
+from store.base import DurableBatch, FaultHook, Store, StoredObject
 from store.errors import StoreConfigError, StoreFull, StoreIntegrityError, StoreUnavailable
 from store.keys import (
     DEFAULT_RETENTION_DAYS,
@@ -230,7 +230,13 @@ class FileStore(Store):
         return removed
 
     def put_bytes(
-        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: float | None = None,
+        legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         self.check()
         with self._staging_folder() as folder:
@@ -245,9 +251,10 @@ class FileStore(Store):
                 retain_until=retain_until,
                 consume=True,
                 legal_hold=legal_hold,
+                batch=batch,
             )
 
-    def _make_parents(self, directory: Path) -> None:
+    def _make_parents(self, directory: Path, batch: DurableBatch | None = None) -> None:
         missing: list[Path] = []
         d = directory
         while not d.is_dir():
@@ -258,7 +265,10 @@ class FileStore(Store):
                 m.mkdir(mode=0o750)
             except FileExistsError:
                 pass
-            fsync_dir(m.parent)
+            if batch is None:
+                fsync_dir(m.parent)
+            else:
+                batch.named_in(m.parent)
 
     def put_file(
         self,
@@ -270,6 +280,7 @@ class FileStore(Store):
         retain_until: float | None = None,
         consume: bool = False,
         legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         check_sha(sha256)
         if split_name(key)[1] != sha256:
@@ -277,7 +288,7 @@ class FileStore(Store):
         self.check()
         dest = self._path(key)
         try:
-            stored = self._put(key, dest, Path(path), sha256, size, consume, legal_hold)
+            stored = self._put(key, dest, Path(path), sha256, size, consume, legal_hold, batch)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise StoreFull(f"store {self.root} is full writing {key}: free space") from exc
@@ -297,6 +308,7 @@ class FileStore(Store):
         size: int,
         consume: bool,
         legal_hold: bool,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         if dest.exists():
             try:
@@ -316,7 +328,9 @@ class FileStore(Store):
                 f"{size} needed plus a reserve of {self.min_free_bytes}: free space"
             )
         with self._staging_folder() as folder:
-            result = self._link_new(key, dest, src, folder / "object.tmp", sha256, size, consume)
+            result = self._link_new(
+                key, dest, src, folder / "object.tmp", sha256, size, consume, batch
+            )
         if consume:
             src.unlink(missing_ok=True)
         if legal_hold:
@@ -325,7 +339,15 @@ class FileStore(Store):
         return result
 
     def _link_new(
-        self, key: str, dest: Path, src: Path, tmp: Path, sha256: str, size: int, consume: bool
+        self,
+        key: str,
+        dest: Path,
+        src: Path,
+        tmp: Path,
+        sha256: str,
+        size: int,
+        consume: bool,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         if consume and src.stat().st_dev == tmp.parent.stat().st_dev:
             # The spool file lives on this filesystem: move it here (its spool name is gone
@@ -342,15 +364,25 @@ class FileStore(Store):
                 os.close(fd)
             os.rename(src, tmp)
             if not (src.parent.parent == self.staging_dir and src.parent.name.startswith("w-")):
-                fsync_dir(src.parent)  # the spool name is durably gone before the final link
+                if batch is None:
+                    fsync_dir(src.parent)  # the spool name durably gone before the final link
+                else:
+                    # Made durable at the batch's commit, before the final folders. Until
+                    # then a power cut may leave the spool name as a second name of the
+                    # object: the dock never writes through such a name (it drops it,
+                    # dock.spool.drop_if_shared, and at start clean_spool_at_start).
+                    batch.gone_from(src.parent)
         else:
             self._copy_verified(src, tmp, sha256, size)
         try:
             os.chmod(tmp, 0o444)
-            self._make_parents(dest.parent)
+            self._make_parents(dest.parent, batch)
             try:
                 os.link(tmp, dest)
-                fsync_dir(dest.parent)
+                if batch is None:
+                    fsync_dir(dest.parent)
+                else:
+                    batch.named_in(dest.parent)
                 result = StoredObject(key, sha256, size, self.backend, str(dest))
             except FileExistsError:
                 # Another slot stored the same content a moment ago.

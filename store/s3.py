@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 from crypto.timestamps import utc_text
-from store.base import FaultHook, Store, StoredObject
+from store.base import DurableBatch, FaultHook, Store, StoredObject
 from store.errors import StoreConfigError, StoreFull, StoreIntegrityError
 from store.keys import DEFAULT_RETENTION_DAYS, check_key, check_sha, split_name
 from store.retry import RetryPolicy
@@ -271,7 +271,9 @@ class S3Store(Store):
         retain_until: float | None = None,
         consume: bool = False,
         legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
+        # Durable when the PUT is answered: a batch has nothing left to do.
         path = Path(path)
 
         def body() -> BinaryIO:
@@ -287,7 +289,13 @@ class S3Store(Store):
         return stored
 
     def put_bytes(
-        self, key: str, data: bytes, *, retain_until: float | None = None, legal_hold: bool = False
+        self,
+        key: str,
+        data: bytes,
+        *,
+        retain_until: float | None = None,
+        legal_hold: bool = False,
+        batch: DurableBatch | None = None,
     ) -> StoredObject:
         # Straight from memory: no temporary file anywhere that a kill could leave behind.
         return self._put(

@@ -167,3 +167,23 @@ def test_migrations_are_numbered_and_a_newer_ledger_is_refused(tmp_path: Path) -
     db.close()
     with pytest.raises(LedgerError, match="written by a newer dock"):
         Ledger(path)
+
+
+def test_copies_recorded_together_are_all_or_nothing(tmp_path: Path) -> None:
+    from dock.ledger import StoredSegment
+
+    def seg(i: int) -> StoredSegment:
+        return StoredSegment(DEV, REC, f"seg-00000{i}.bcs", SHA, 10, f"k{i}", "{}")
+
+    with Ledger(tmp_path / "l.sqlite") as led:
+        rows = led.mark_stored_many([seg(0), seg(1)])
+        assert [r.state for r in rows] == [STORED, STORED]
+        led.mark_quarantined(DEV, REC, "seg-000003.bcs", SHA, 10, "tampered", "quarantine/x")
+        with pytest.raises(TransitionRefused, match="quarantined"):
+            led.mark_stored_many([seg(2), seg(3)])
+        assert led.segment(DEV, REC, "seg-000002.bcs") is None  # the whole batch rolled back
+    with Ledger(tmp_path / "l.sqlite") as led:  # what was committed survives a reopen
+        assert {s.name for s in led.segments(DEV) if s.state == STORED} == {
+            "seg-000000.bcs",
+            "seg-000001.bcs",
+        }

@@ -515,3 +515,39 @@ def test_s3_without_credentials_says_what_to_set(
     with pytest.raises(StoreConfigError, match="AWS_ACCESS_KEY_ID"):
         store.check()
     store.close()
+
+
+def test_a_batch_syncs_each_folder_once_and_only_at_its_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from store import DurableBatch
+
+    store = FileStore(tmp_path / "store")
+    store.check()
+    spooled = tmp_path / "spool"
+    spooled.mkdir()
+    synced: list[Path] = []
+    from crypto.files import fsync_dir as real
+
+    def counting(directory: Path) -> None:
+        synced.append(Path(directory))
+        real(directory)
+
+    monkeypatch.setattr(store_mod, "fsync_dir", counting)
+    monkeypatch.setattr("crypto.files.fsync_dir", counting)
+    batch = DurableBatch()
+    datas = [secrets.token_bytes(1000 + i) for i in range(4)]
+    keys = [key_for(d, name=f"seg-00000{i}.bcs") for i, d in enumerate(datas)]
+    for i, (key, data) in enumerate(zip(keys, datas, strict=True)):
+        src = spool(spooled, data, f"seg-{i}.part")
+        store.put_file(key, src, sha256=sha(data), size=len(data), consume=True, batch=batch)
+        assert not src.exists()
+    assert synced == [] and batch.pending  # named, not yet made durable
+    batch.commit()
+    final = (store.root / keys[0]).parent
+    # The spool folder first (its names are gone), then new folders top down, then the
+    # objects' folder: each once, for four objects.
+    assert synced[0] == spooled and synced[-1] == final
+    assert len(synced) == len(set(synced)) and not batch.pending
+    for key, data in zip(keys, datas, strict=True):
+        assert store.verified(key) is not None and store.get_bytes(key) == data

@@ -233,3 +233,28 @@ def test_a_piece_cut_from_the_middle_verifies_alone(tmp_path: Path, key: Signing
     edited = lines[2] + json.dumps(doc).encode() + b"\n"
     with pytest.raises(EventLogError, match="hash does not match"):
         verify_event_piece(edited, key.public_bytes(), signatures=False)
+
+
+def test_a_group_of_events_is_flushed_once_at_its_end(
+    tmp_path: Path, key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import formats.eventlog as eventlog
+
+    path = tmp_path / "events" / "events.jsonl"
+    synced: list[int] = []
+    real_fsync = eventlog.os.fsync
+    with EventLog(path, key, StepClock()) as log:
+        monkeypatch.setattr(eventlog.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+        with log.group():
+            with log.group():  # nested: still one flush, at the outer end
+                log.append("button", button="record")
+                log.append("state", to="recording")
+            log.append("record_start", recording_id="r")
+            assert synced == []  # written, not yet flushed
+            # Written in order: a reader (or the next open) sees every line so far.
+            assert [e.kind for e in read_events(path)] == ["button", "state", "record_start"]
+        assert len(synced) == 1
+        log.append("indicator", indicator="led")  # outside a group: flushed on its own
+        assert len(synced) == 2
+    report = verify_event_log(path, key.public_bytes())
+    assert [e.seq for e in report.events] == [1, 2, 3, 4]

@@ -41,8 +41,10 @@ system-deps:
 		echo "missing Debian packages:$$missing (install them as root)" >&2; exit 1; \
 	fi
 
+# Two workers (pytest-xdist), each test file whole on one of them: its module fixtures
+# (a shift's corpus, a server) are built once. TEST_ARGS adds to it, e.g. TEST_ARGS=-n0.
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(TEST_ARGS)
 
 # The fault suite at full counts with a new seed each run (make test runs its short form with
 # a fixed seed, the same on every machine); BODYCAM_SEED=N repeats the run that printed N.

@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,7 +94,49 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = os.environ.get(MODE_ENV, "short")
     if mode not in ("short", "full"):
         raise pytest.UsageError(f"{MODE_ENV} must be 'short' or 'full', not {mode!r}")
+    given = getattr(config, "workerinput", {}).get(_SEED_KEY)
+    if given is not None:  # a pytest-xdist worker: the seed its controller drew
+        seed, origin = given
+        config.stash[_TALLY] = Tally(int(seed), str(origin), mode)
+        return
     config.stash[_TALLY] = Tally(_seed(), seed_origin(), mode)
+
+
+# Under pytest-xdist (`make test` runs two workers) every worker uses the controller's
+# seed, and the controller adds up what each worker did for the one summary.
+_SEED_KEY = "bodycam_seed"
+_TALLY_KEY = "bodycam_tally"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    tally = node.config.stash[_TALLY]
+    node.workerinput[_SEED_KEY] = (tally.seed, tally.origin)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    tally = session.config.stash.get(_TALLY, None)
+    if output is not None and tally is not None and tally.used:
+        output[_TALLY_KEY] = {
+            "faults": tally.faults,
+            "bad_inputs": tally.bad_inputs,
+            "segments_checked": tally.segments_checked,
+            "segments_lost": tally.segments_lost,
+            "false_releases": tally.false_releases,
+        }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    done = getattr(node, "workeroutput", {}).get(_TALLY_KEY)
+    if done is None:
+        return
+    tally = node.config.stash[_TALLY]
+    for kind, n in done["faults"].items():
+        tally.fault(kind, n)
+    tally.bad_inputs += done["bad_inputs"]
+    tally.checked(done["segments_checked"], done["segments_lost"], done["false_releases"])
 
 
 def pytest_report_header(config: pytest.Config) -> str:

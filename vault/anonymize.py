@@ -119,8 +119,8 @@ class FaceModelError(AnonymizeError):
 class DetectorSettings:
     """How faces are searched for. A lower `threshold` finds more (and more walls)."""
 
-    # Pictures are scaled (up or down, at most 2x up) to this width before a whole-picture
-    # search. At 640 wide, 1280x720 footage's faces of 30 px (15 px to the network) are
+    # Wider pictures are scaled down to this width before a whole-picture search (never
+    # up: the network finds faces of 15 px). At 640 wide, 1280x720 footage's faces of 30 px (15 px to the network) are
     # found in the test scenes as at 1280, for a third of the cost; windows around tracked
     # faces are searched at higher resolution where the face is small (WINDOW_FACE).
     detect_width: int = 640
@@ -157,6 +157,10 @@ class AnonymizeSettings:
     # search is most of the anonymizer's cost; a face is found sooner the more often it runs.
     detect_every: int = 1
     full_scan_every: int | None = 3
+    # While no face is in view (no track), the whole picture is searched every this many
+    # frames instead (at most once per hold_seconds): a face coming in is then found
+    # within 0.2 s at 30 fps, and footage of empty streets costs half as much.
+    idle_scan_every: int | None = 6
     hold_seconds: float = 0.5  # a track covers this long before its first/after its last hit
     # The head around a detected face: its box widened by head_pad of its size on every
     # side, plus up to small_pad for faces smaller than small_face pixels, plus up to
@@ -182,6 +186,8 @@ class AnonymizeSettings:
             raise AnonymizeError(f"detect_every {self.detect_every} out of range 1..30")
         if self.full_scan_every is not None and not 1 <= self.full_scan_every <= 30:
             raise AnonymizeError(f"full_scan_every {self.full_scan_every} out of range 1..30")
+        if self.idle_scan_every is not None and not 1 <= self.idle_scan_every <= 30:
+            raise AnonymizeError(f"idle_scan_every {self.idle_scan_every} out of range 1..30")
         if not 0.0 <= self.hold_seconds <= 5.0:
             raise AnonymizeError(f"hold_seconds {self.hold_seconds} out of range 0..5")
         if not 0.0 <= self.margin <= 2.0:
@@ -292,7 +298,7 @@ class FaceDetector:
             dtype=np.uint8,
         )
         height, width = rgb.shape[:2]
-        scale = min(2.0, s.detect_width / width)
+        scale = min(1.0, s.detect_width / width)
         searches: list[tuple[tuple[int, int, int, int], float]] = []
         if near is None:
             searches = [((0, 0, width, height), scale)]
@@ -561,7 +567,10 @@ class FaceTracks:
                     overlap = 0.01  # centre inside the prediction: a scale change
                 if overlap > best_score:
                     best, best_score = track, overlap
-            if best is not None and best_score >= 0.01:
+            # A low-score detection joins a track only where it overlaps it well: otherwise a
+            # guess at the chin below a covered face would drag the face's track away.
+            needed = 0.01 if score >= self.confirm else 0.3
+            if best is not None and best_score >= needed:
                 best.add(frame, box, score)
             else:
                 self._tracks.append(_Track(frame, box, score))
@@ -766,6 +775,9 @@ def _transcode(
             f"fewer than full_scan_every {full_scan}: a face coming into view "
             "would not be covered before its first detection"
         )
+    # With no face in view, the whole picture is searched less often (at most once per hold).
+    idle_scan = max(full_scan, min(hold, settings.idle_scan_every or hold))
+    last_scan: int | None = None
     tracks = FaceTracks(hold, settings.grow_per_frame, settings.confirm_score)
     audio_dropped = len(recording.container.streams.audio)
 
@@ -811,14 +823,19 @@ def _transcode(
                 first_time = t
             pts = max(last_pts + 1, round((t - first_time) * float(fps)))
             last_pts = pts
-            if index % full_scan == 0 or index % settings.detect_every == 0:
+            near = tracks.boxes_at(index, guesses=True)
+            every = full_scan if near else idle_scan
+            whole = last_scan is None or index - last_scan >= every
+            if whole or (near and index % settings.detect_every == 0):
                 rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_YUV2RGB_I420), dtype=np.uint8)
-                near = None if index % full_scan == 0 else tracks.boxes_at(index, guesses=True)
                 # Window: how far a face moving a quarter of its size per frame (the cap the
                 # tracks extrapolate with) gets between two searches.
                 found = detector.detect_scored(
-                    rgb, near=near, reach=max(0.5, 0.25 * settings.detect_every)
+                    rgb,
+                    near=None if whole else near,
+                    reach=max(0.5, 0.25 * settings.detect_every),
                 )
+                last_scan = index if whole else last_scan
                 tracks.add(
                     index,
                     [head_box(f, width, height, settings) for f in found],

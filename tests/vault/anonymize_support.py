@@ -1,8 +1,8 @@
 """Moving test footage made of real photographs, with the true face boxes of every frame.
 
 The faces come from pictures scikit-image ships: `data.astronaut()` (Eileen Collins,
-frontal) and `data.camera()` (the cameraman, half in profile, shown mirrored; of the
-anonymizer's cascades only the profile one finds him). They are pasted onto the
+frontal) and `data.camera()` (the cameraman, half in profile, shown mirrored; of OpenCV's
+Haar cascades only the profile one finds him). They are pasted onto the
 simulated camera's street scene (burned-in device id, time and frame counter) and move,
 grow and shrink; a grey bar passes over the astronaut's face for a few frames. The clip
 is written the way the camera writes it: H.264 + AAC in MPEG-TS, timestamps in 1/90000 s
@@ -34,6 +34,44 @@ ASTRONAUT_FACE = (57, 46, 95, 95)
 CAMERAMAN_CROP = (100, 40, 320, 260)
 CAMERAMAN_FACE = (46, 41, 122, 122)
 FIRST_FRAME = 54_000  # the camera's frame numbers do not start at 0
+HAAR_FRONTAL = ("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml")
+HAAR_PROFILE = "haarcascade_profileface.xml"
+
+
+class HaarFaces:
+    """A face detector unrelated to the anonymizer's (OpenCV's Haar cascades), to check it.
+
+    Sensitive: full resolution, fine scale steps, small faces, a single neighbour is
+    enough, every frontal cascade OpenCV ships, and the profile one on the picture and on
+    its mirror image (faces turned the other way).
+    """
+
+    def __init__(self, min_face: int = 16, scale_factor: float = 1.1, neighbours: int = 1) -> None:
+        folder = Path(cv2.data.haarcascades)  # type: ignore[attr-defined]
+        self.frontal = [cv2.CascadeClassifier(str(folder / name)) for name in HAAR_FRONTAL]
+        self.profile = cv2.CascadeClassifier(str(folder / HAAR_PROFILE))
+        assert not any(c.empty() for c in [*self.frontal, self.profile]), "Haar cascades missing"
+        self.options: dict[str, Any] = {
+            "scaleFactor": scale_factor,
+            "minNeighbors": neighbours,
+            "minSize": (min_face, min_face),
+        }
+
+    def detect(self, grey: npt.NDArray[np.uint8]) -> list[Box]:
+        """Face boxes in a grayscale picture (histogram-equalized first)."""
+        grey = np.asarray(cv2.equalizeHist(grey), dtype=np.uint8)
+        found: list[Box] = []
+        for cascade in self.frontal:
+            found += [_box(b) for b in cascade.detectMultiScale(grey, **self.options)]
+        found += [_box(b) for b in self.profile.detectMultiScale(grey, **self.options)]
+        width = grey.shape[1]
+        for x, y, w, h in self.profile.detectMultiScale(cv2.flip(grey, 1), **self.options):
+            found.append((width - int(x) - int(w), int(y), int(w), int(h)))
+        return found
+
+
+def _box(b: Any) -> Box:
+    return int(b[0]), int(b[1]), int(b[2]), int(b[3])
 
 
 @dataclass

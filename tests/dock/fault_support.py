@@ -47,7 +47,7 @@ FAULT_ENV = "BODYCAM_DOCK_FAULT"  # "point:n": read by CHILD only (dock/faults.p
 KILL_ENV = "BODYCAM_TEST_KILL"  # "op:n": SIGKILL right after the n-th call of op
 PAUSE_ENV = "BODYCAM_TEST_PAUSE_DIR"  # where pause-put markers are written
 
-# What the child can be killed after. The dock's own fault points (dock.ingest.fault_point)
+# What the child can be killed after. The dock's own fault points (dock.faults.fault_point)
 # come first; a point this dock does not have is never reached, and its round simply runs
 # to the end without a kill.
 DOCK_FAULT_POINTS = ("after-store", "after-ledger", "after-release", "events-stored")

@@ -579,10 +579,10 @@ def test_quarantine_evidence_is_bounded_per_docking(
     dock_keys: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import dock.ingest
+    import dock.ingest_quarantine
 
     budget = 8000
-    monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_SESSION", budget)
+    monkeypatch.setattr(dock.ingest_quarantine, "MAX_EVIDENCE_PER_SESSION", budget)
     cam: FakeCamera = make_cam()
     recs = [cam.record(3) for _ in range(3)]
     register(ledger, cam)
@@ -621,10 +621,10 @@ def test_re_seating_a_forged_volume_cannot_fill_the_quarantine(
     """Volume-only docking knows a camera by its DEVICE.json, which anyone can copy: a
     volume with that file and forged recordings, seated again and again with new ones,
     stays within the camera's daily quarantine allowance, and the operator hears of it."""
-    import dock.ingest
+    import dock.ingest_quarantine
 
     allowance = 30_000
-    monkeypatch.setattr(dock.ingest, "MAX_EVIDENCE_PER_CAMERA_DAY", allowance, raising=False)
+    monkeypatch.setattr(dock.ingest_quarantine, "MAX_EVIDENCE_PER_CAMERA_DAY", allowance)
     cam: FakeCamera = make_cam()
     forger: FakeCamera = make_cam("forger")  # its own key: its manifests are not cam's
     register(ledger, cam)

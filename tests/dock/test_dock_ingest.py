@@ -386,11 +386,11 @@ def test_crash_at_each_window_resumes_without_duplicates_or_early_release(
                         assert held is not None and held.durable
                 raise Crash(name)
 
-    monkeypatch.setattr("dock.ingest.fault_point", crash_at)
+    monkeypatch.setattr("dock.faults.fault_point", crash_at)
     ctx = context(tmp_path, ledger, dock_keys, store=store)
     with pytest.raises(Crash):
         ingest(docks, "slot-1", ctx)
-    monkeypatch.setattr("dock.ingest.fault_point", lambda name: None)
+    monkeypatch.setattr("dock.faults.fault_point", lambda name: None)
     report = ingest(docks, "slot-1", context(tmp_path, ledger, dock_keys, store=store))
     assert report.ok, report.summary()
     assert cam.segment_files() == []

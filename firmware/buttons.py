@@ -17,7 +17,7 @@ from firmware.capture import CameraCapture
 from firmware.recorder import RecordingStorageFull, RecordingSummary
 from firmware.recording import CameraRecording
 from firmware.state import Action, CameraState, FaultKind, IllegalTransition
-from ringbuffer.buffer import FrozenPreRoll
+from ringbuffer.frozen import FrozenPreRoll
 from ringbuffer.packet import EncodedPacket
 
 

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from firmware.state import CameraError
-from ringbuffer.buffer import FrozenPreRoll
+from ringbuffer.frozen import FrozenPreRoll
 from ringbuffer.packet import STREAM_AUDIO, STREAM_VIDEO, EncodedPacket
 
 if TYPE_CHECKING:

@@ -14,14 +14,12 @@ Pure library: no I/O, no threads of its own, no knowledge of cameras. See
 """
 
 from ringbuffer.buffer import (
-    FLAG_KEYFRAME,
     INDEX_DTYPE,
     MAX_SECONDS,
     MIN_SECONDS,
     STREAM_AUDIO,
     STREAM_VIDEO,
     BufferedPacket,
-    FrozenPreRoll,
     PreRecordBuffer,
 )
 from ringbuffer.errors import (
@@ -31,6 +29,7 @@ from ringbuffer.errors import (
     NonMonotonicPts,
     PacketTooLarge,
 )
+from ringbuffer.frozen import FLAG_KEYFRAME, FrozenPreRoll
 
 __all__ = [
     "FLAG_KEYFRAME",

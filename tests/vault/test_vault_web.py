@@ -291,7 +291,7 @@ def test_a_request_holds_its_recordings_until_closed_and_only_named_roles_handle
     )
     request_close(actor=actor("priya"), case=case, reason="viewed", store=site.store, clock=clock)
     assert not Hold.objects.filter(lifted_at__isnull=True).exists()
-    assert case.executed_at == clock.now()
+    assert case.executed_at == clock.utc()
     report = retention_purge(actor=actor("cees"), store=site.store, clock=clock)
     assert sorted(report.purged) == sorted(str(r) for r in recs)
 
@@ -506,7 +506,7 @@ def test_a_viewing_ended_in_its_row_ends_in_every_worker_and_idle_ones_end_once(
     assert row.session_hash != "s1" and len(row.session_hash) == 64  # never the key itself
     # Another worker ends it (the end button there): this worker's copy goes at its next
     # request, and the stream is refused.
-    Viewing.objects.filter(pk=v.id).update(ended_at=clock.now(), ended_reason="ended")
+    Viewing.objects.filter(pk=v.id).update(ended_at=clock.utc(), ended_reason="ended")
     with pytest.raises(NotFound):
         viewings.viewing_get(viewing_id=v.id, session_key="s1", clock=clock)
     assert STREAMS.get(v.id) is None and v.media.size() == 0

@@ -60,7 +60,7 @@ def site_setup(
             )
             made.append(muni)
     user = User.objects.create_user(admin_username, password=admin_password)
-    now = clock.now()
+    now = clock.utc()
     for muni in made:
         Membership.objects.create(
             user=user,
@@ -115,7 +115,7 @@ def role_grant(
             user=user,
             municipality=muni,
             role=role,
-            defaults={"granted_at": clock.now(), "granted_by": actor.username},
+            defaults={"granted_at": clock.utc(), "granted_by": actor.username},
         )
         audit_ok(
             actor=actor,

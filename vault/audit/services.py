@@ -100,7 +100,7 @@ def audit_record(
             AuditHead.objects.get_or_create(pk=1, defaults={"seq": 0, "entry_hash": GENESIS})
             head = AuditHead.objects.select_for_update().get(pk=1)
         # Microseconds kept, timezone normalised: what is hashed is what is read back.
-        at = clock.now().astimezone(dt.UTC)
+        at = clock.utc().astimezone(dt.UTC)
         seq = head.seq + 1
         h = entry_hash(
             head.entry_hash,
@@ -207,7 +207,7 @@ def audit_anchor(*, store: Any, site: str, clock: Clock) -> AuditAnchor | None:
     last = AuditAnchor.objects.order_by("-seq").first()
     if last is not None and last.seq == head.seq:
         return last
-    now = clock.now()
+    now = clock.utc()
     doc = {
         "format": "bodycam-audit-anchor-v1",
         "site": site,

@@ -79,7 +79,7 @@ def request_open(
             received_at=received_at,
             within_window=within,
             opened_by=actor.username,
-            opened_at=clock.now(),
+            opened_at=clock.utc(),
         )
         case.recordings.set(recordings)
         for rec in recordings:
@@ -136,7 +136,7 @@ def request_decide(
     )
     with transaction.atomic():
         case.decision, case.decision_text = decision, text[:1000]
-        case.decided_by, case.decided_at = actor.username, clock.now()
+        case.decided_by, case.decided_at = actor.username, clock.utc()
         case.save(update_fields=["decision", "decision_text", "decided_by", "decided_at"])
         audit_ok(
             actor=actor,
@@ -165,7 +165,7 @@ def request_object(*, actor: Actor, case: CaseRequest, text: str, clock: Clock) 
         target=f"request {case.reference}",
     )
     with transaction.atomic():
-        case.objection_at, case.objection_text = clock.now(), text[:1000]
+        case.objection_at, case.objection_text = clock.utc(), text[:1000]
         case.save(update_fields=["objection_at", "objection_text"])
         audit_ok(
             actor=actor,
@@ -203,7 +203,7 @@ def request_close(
                 store=store,
                 clock=clock,
             )
-        now = clock.now()
+        now = clock.utc()
         if case.kind == CaseRequest.Kind.ACCESS_REQUEST:
             case.executed_at = now
         case.closed_at, case.closed_by, case.close_reason = now, actor.username, reason[:500]

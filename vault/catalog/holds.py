@@ -66,7 +66,7 @@ def hold_place(
     )
     policy = policy_of(recording.municipality)
     muni_code = recording.municipality.code
-    now = clock.now()
+    now = clock.utc()
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{target} was purged on {utc_text(recording.tombstone.purged_at)}")
     answer_due = None
@@ -155,7 +155,7 @@ def hold_lift(*, actor: Actor, hold: Hold, reason: str, store: Store, clock: Clo
     if hold.lifted_at is not None:
         raise InvalidRequest(f"hold {hold.id} was lifted on {utc_text(hold.lifted_at)}")
     with transaction.atomic():
-        hold.lifted_at, hold.lifted_by, hold.lift_reason = clock.now(), actor.username, reason[:500]
+        hold.lifted_at, hold.lifted_by, hold.lift_reason = clock.utc(), actor.username, reason[:500]
         hold.save(update_fields=["lifted_at", "lifted_by", "lift_reason"])
         still = Hold.objects.filter(recording=recording, lifted_at__isnull=True).exists()
         audit_ok(

@@ -82,7 +82,7 @@ def retention_purge(
 ) -> PurgeReport:
     munis = authorize_any(actor=actor, action="retention.purge", clock=clock, target=store.url)
     check_store_retention(store, munis)
-    now = clock.now()
+    now = clock.utc()
     report = PurgeReport(dry_run=dry_run)
     due = list(purge_candidates(munis, now))
     report.due = [str(r) for r in due]

@@ -207,7 +207,7 @@ def _sync_one(
             Recording.State.STORED if vr.complete and not missing else Recording.State.INCOMPLETE
         ),
         store_fingerprint=fingerprint,
-        synced_at=clock.now(),
+        synced_at=clock.utc(),
     )
     with transaction.atomic():
         if known is None:

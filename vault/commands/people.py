@@ -152,7 +152,7 @@ def cmd_camera_assign(s: Session, args: argparse.Namespace) -> int:
         actor=s.actor,
         device_id=args.device_id,
         officer_code=args.officer,
-        starts_at=args.start or s.clock.now(),
+        starts_at=args.start or s.clock.utc(),
         ends_at=args.end,
         clock=s.clock,
     )

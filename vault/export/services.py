@@ -308,7 +308,7 @@ def _build(
     remux_to_mp4(ts, mp4, name=str(recording))
     os.chmod(mp4, 0o600)
     facts, _ = measure(mp4)
-    now = clock.now()
+    now = clock.utc()
     _write(pkg / fmt.CUSTODY, _json(_custody(recording, camera_public.hex(), ingest_doc, now)))
     _write(pkg / fmt.PUBLIC_KEY, fmt.public_key_pem(export_key.public_bytes()))
     listed = sorted(p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file())
@@ -541,7 +541,7 @@ def recording_export(
         if out.suffix.lower() == ".zip":
             ready = staging / "package.zip"
             _zip(pkg, ready)
-        now = clock.now()
+        now = clock.utc()
         # Audited in the transaction that also shows the package: if the audit entry
         # cannot be written, the package is taken back.
         with transaction.atomic():

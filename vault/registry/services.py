@@ -82,7 +82,7 @@ def camera_register(
                 municipality=muni,
                 model=model[:64],
                 added_by=actor.username,
-                added_at=clock.now(),
+                added_at=clock.utc(),
             )
         except IntegrityError:
             raise InvalidRequest(f"{device_id} was registered at the same moment") from None
@@ -130,7 +130,7 @@ def camera_remove(*, actor: Actor, device_id: str, clock: Clock) -> Camera:
         target=target,
     )
     with transaction.atomic():
-        camera.removed_at = clock.now()
+        camera.removed_at = clock.utc()
         camera.removed_by = actor.username
         camera.save(update_fields=["removed_at", "removed_by"])
         audit_ok(
@@ -178,7 +178,7 @@ def camera_assign(
         starts_at=starts_at,
         ends_at=ends_at,
         assigned_by=actor.username,
-        assigned_at=clock.now(),
+        assigned_at=clock.utc(),
     )
     try:
         assignment.full_clean()
@@ -206,7 +206,7 @@ def dock_station_add(
     with transaction.atomic():
         station, created = DockStation.objects.get_or_create(
             public_key=public,
-            defaults={"name": name, "added_by": actor.username, "added_at": clock.now()},
+            defaults={"name": name, "added_by": actor.username, "added_at": clock.utc()},
         )
         if created:
             try:
@@ -244,7 +244,7 @@ def registry_publish(
             .select_related("municipality")
             .order_by("device_id")
         ]
-        now = clock.now()
+        now = clock.utc()
         key, sha = publish_registry(
             store,  # type: ignore[arg-type]
             signing_key,

@@ -44,7 +44,7 @@ def camera_overview(
         s.device_id: s
         for s in CameraStatus.objects.filter(device_id__in=[c.device_id for c in cams])
     }
-    now = clock.now()
+    now = clock.utc()
     worn: dict[int, Officer] = {}
     current = Assignment.objects.filter(camera__in=cams, starts_at__lte=now).filter(
         Q(ends_at__isnull=True) | Q(ends_at__gt=now)

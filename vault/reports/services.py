@@ -170,7 +170,7 @@ def shift_sync(*, actor: Actor, store: Store, clock: Clock) -> ShiftSyncReport:
     by_device: dict[str, list[str]] = {}
     for k in piece_keys:
         by_device.setdefault(k.split("/")[1], []).append(k)
-    now = clock.now()
+    now = clock.utc()
     for device, keys in sorted(by_device.items()):
         camera = Camera.objects.filter(
             device_id=device, removed_at__isnull=True, municipality__in=munis
@@ -246,7 +246,7 @@ def report_complete(
         if missing:
             raise InvalidRequest(f"to submit, fill in: {', '.join(missing)}")
         report.state = ShiftReport.State.SUBMITTED
-        report.submitted_at, report.submitted_by = clock.now(), actor.username
+        report.submitted_at, report.submitted_by = clock.utc(), actor.username
     with transaction.atomic():
         report.save()
         audit_ok(

@@ -18,7 +18,7 @@ LOCKOUT_KEPT_PER_SOURCE = 32
 
 
 def _failures(username: str, remote: str, clock: Clock) -> list[dt.datetime]:
-    since = clock.now() - dt.timedelta(seconds=settings.LOCKOUT_MAX_SECONDS)
+    since = clock.utc() - dt.timedelta(seconds=settings.LOCKOUT_MAX_SECONDS)
     rows = LoginFailure.objects.filter(username=username[:150], remote=remote[:64], at__gte=since)
     return list(rows.order_by("-at").values_list("at", flat=True)[:LOCKOUT_KEPT_PER_SOURCE])
 
@@ -38,7 +38,7 @@ def locked_until(username: str, remote: str, clock: Clock) -> dt.datetime | None
     if not seconds:
         return None
     until = times[0] + dt.timedelta(seconds=seconds)
-    return until if until > clock.now() else None
+    return until if until > clock.utc() else None
 
 
 def is_locked(username: str, clock: Clock, remote: str = "") -> bool:

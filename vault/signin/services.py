@@ -38,7 +38,7 @@ class AccountLocked(AuthenticationFailed):
 
 
 def _record_failure(name: str, remote: str, clock: Clock) -> None:
-    now = clock.now()
+    now = clock.utc()
     LoginFailure.objects.create(username=name, at=now, remote=remote)
     # Forget what can no longer lock anything, then keep the table bounded.
     LoginFailure.objects.filter(
@@ -87,7 +87,7 @@ def sign_in(
                     clock=clock,
                     detail={"reason": "locked after repeated failures", "remote": remote},
                 )
-        minutes = max(1, -(-int((until - clock.now()).total_seconds()) // 60))
+        minutes = max(1, -(-int((until - clock.utc()).total_seconds()) // 60))
         raise AccountLocked(
             ngettext(
                 "%(name)s is locked for sign-ins from this address after repeated failed"

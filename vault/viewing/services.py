@@ -227,7 +227,7 @@ def viewing_start(
     )
     if recording.state == Recording.State.PURGED:
         raise InvalidRequest(f"{recording} was purged: nothing is left to view")
-    now = clock.now()
+    now = clock.utc()
     if not POOL.reserve():
         busy = ViewingBusy(POOL.retry_after())
         _start_failed(
@@ -361,7 +361,7 @@ def _end_row(viewing_id: str, *, reason: str, clock: Clock) -> bool:
         )
         if row is None:
             return False
-        row.ended_at = clock.now()
+        row.ended_at = clock.utc()
         row.ended_reason = reason
         row.save(update_fields=["ended_at", "ended_reason"])
         _audit(row.first, row, "viewing.end", clock, reason=reason, seeks=row.seeks)
@@ -372,7 +372,7 @@ def _end_row(viewing_id: str, *, reason: str, clock: Clock) -> bool:
 
 def _expire(clock: Clock) -> None:
     """End every viewing idle for longer than IDLE_LIMIT; drop this worker's ended streams."""
-    now = clock.now()
+    now = clock.utc()
     for vid in ViewingRow.objects.filter(
         ended_at__isnull=True, last_seen_at__lt=now - IDLE_LIMIT
     ).values_list("id", flat=True):
@@ -407,7 +407,7 @@ def viewing_get(
         else None
     )
     if row is not None and secrets.compare_digest(row.session_hash, _session_hash(session_key)):
-        now = clock.now()
+        now = clock.utc()
         if now - row.last_seen_at >= LAST_SEEN_EVERY:
             ViewingRow.objects.filter(pk=row.pk).update(last_seen_at=now)
             row.last_seen_at = now

@@ -43,7 +43,7 @@ def cameras(request: HttpRequest, actor: Actor) -> HttpResponse:
                     actor=actor,
                     device_id=p.get("device_id", ""),
                     officer_code=p.get("officer", ""),
-                    starts_at=when(p.get("starts_at", ""), _("From")) or clock.now(),
+                    starts_at=when(p.get("starts_at", ""), _("From")) or clock.utc(),
                     ends_at=when(p.get("ends_at", ""), _("Until")),
                     clock=clock,
                 )

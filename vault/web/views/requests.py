@@ -38,7 +38,7 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
                 kind=p.get("kind", ""),
                 reference=p.get("reference", ""),
                 description=p.get("description", ""),
-                received_at=when(p.get("received_at", ""), _("Received")) or clock.now(),
+                received_at=when(p.get("received_at", ""), _("Received")) or clock.utc(),
                 recordings=recs,
                 store=base.site_store(),
                 clock=clock,
@@ -62,7 +62,7 @@ def requests_page(request: HttpRequest, actor: Actor) -> HttpResponse:
             "error": error,
             "kinds": CaseRequest.Kind.choices,
             "municipalities": actor_municipalities(actor=actor),
-            "now": clock.now(),
+            "now": clock.utc(),
             "p": request.POST,
         },
         status=400 if error else 200,
@@ -104,6 +104,6 @@ def request_page(request: HttpRequest, actor: Actor, request_id: int) -> HttpRes
     return render(
         request,
         "web/request.html",
-        {"case": case, "error": error, "now": clock.now()},
+        {"case": case, "error": error, "now": clock.utc()},
         status=400 if error else 200,
     )

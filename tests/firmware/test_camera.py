@@ -391,7 +391,10 @@ def test_power_cut_mid_recording_then_boot_recovers(tmp_path: Path, site: Site) 
     assert rec_id is not None
     verified = verify_recording(cam.recordings_root / rec_id, cam.device_public)
     assert verified.complete
-    assert len(verified.segments) >= 3
+    # 3 s of pre-roll and 9.3 s recorded; on a fast-forward clock the recording's worker
+    # may still hold up to RECORDING_QUEUE_SECONDS (4 s) of frames when the power goes,
+    # and those are lost, so at least 8.3 s (two segments) must have been recovered.
+    assert len(verified.segments) >= 2
 
 
 def test_set_time_moves_the_wall_clock_not_the_media_clock(tmp_path: Path, site: Site) -> None:

@@ -56,7 +56,7 @@ def scandir_count(root: Path) -> int:
 def build_store(root: Path, recordings: int, cameras: int, keys: dict[str, Any]) -> None:
     """Seal `recordings` small recordings and lay them out as docks store them (no fsync)."""
     from crypto.seal import RecordingSealer
-    from formats.ingest_record import canonical
+    from formats.signed_json import canonical
     from store import FileStore, object_key
 
     store = FileStore(root)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crypto.keys import SigningKey, verify_signature
+from formats.signed_json import canonical, signed_document
 from store import Store, object_key, split_name
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,6 @@ class IngestRecord:
     @property
     def ingested_utc(self) -> float:
         return float(self.record["ingested_utc"])
-
-
-def canonical(record: dict[str, Any]) -> bytes:
-    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def write_ingest_record(
@@ -99,8 +96,7 @@ def write_ingest_record(
         "manifest": manifest,
         "segments": segments,
     }
-    doc = {"format": FORMAT, "record": record, "signature": dock_key.sign(canonical(record)).hex()}
-    raw = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
+    raw = signed_document(FORMAT, "record", record, dock_key)
     key = object_key(site, device_id, recording_id, NAME, hashlib.sha256(raw).hexdigest())
     store.put_bytes(key, raw, retain_until=retain_until)
     log.info("ingest record for %s/%s stored as %s", device_id, recording_id, key)

@@ -25,9 +25,9 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from crypto.keys import SigningKey, verify_signature
+from formats.signed_json import canonical, signed_document
 from store import Store, StoreError, split_name
 
 log = logging.getLogger(__name__)
@@ -56,10 +56,6 @@ class Registry:
     cameras: dict[str, dict[str, str]]  # device_id -> {public_key, municipality, model}
 
 
-def canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
 def registry_key(version: int, sha256: str) -> str:
     return f"{PREFIX}cameras-{version:010d}.json.{sha256}"
 
@@ -80,8 +76,7 @@ def publish_registry(
         "site": site,
         "cameras": sorted(cameras, key=lambda c: c["device_id"]),
     }
-    doc = {"format": FORMAT, "registry": body, "signature": signing_key.sign(canonical(body)).hex()}
-    raw = json.dumps(doc, sort_keys=True, indent=1).encode("utf-8")
+    raw = signed_document(FORMAT, "registry", body, signing_key)
     sha = hashlib.sha256(raw).hexdigest()
     key = registry_key(version, sha)
     store.put_bytes(key, raw)

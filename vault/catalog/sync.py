@@ -77,7 +77,9 @@ class _SyncRun:
     allowed: set[int]
     deep: bool
     docks: dict[str, str]  # trusted dock public key (hex) -> station name
-    known: dict[tuple[str, str, str], tuple[str, str]]  # -> (state, store fingerprint)
+    # The batch's recordings already catalogued -> (state, store fingerprint), looked up
+    # under the sync lock as each batch starts (vault/catalog/sync_lock.py).
+    known: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
     registrations: dict[str, list[Camera]] = field(default_factory=dict)
 
     def cameras(self, device_id: str) -> list[Camera]:
@@ -247,12 +249,6 @@ def catalog_sync(
         allowed={m.id for m in munis},
         deep=deep,
         docks=dict(DockStation.objects.values_list("public_key", "name")),
-        known={
-            (r[0], r[1], r[2]): (r[3], r[4])
-            for r in Recording.objects.values_list(
-                "site", "device_id", "recording_id", "state", "store_fingerprint"
-            )
-        },
     )
     groups, _ = store_inventory(store)
     report = SyncReport()
@@ -261,7 +257,7 @@ def catalog_sync(
         batch = items[start : start + max(1, commit_every)]
         with transaction.atomic():
             lock_for_this_transaction()  # other syncs may have catalogued some meanwhile
-            run.known.update(known_now(key for key, _ in batch))
+            run.known = known_now(key for key, _ in batch)
             for (site, dev, rec), keys in batch:
                 report.seen += 1
                 _sync_one(store, site, dev, rec, keys, run, clock, report, actor)

@@ -121,13 +121,7 @@ def cmd_decrypt_store(s: Session, args: argparse.Namespace) -> int:
     from vault.catalog.custody import recording_decrypt
     from vault.catalog.selectors import recording_get
 
-    key_path = (
-        Path(args.key)
-        if args.key
-        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
-    )
-    if key_path is None:
-        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
+    key_path = s.vault_key_path(args.key)
     if not args.purpose:
         raise InvalidRequest(
             "a copy needs --purpose (criminal_investigation hands footage "

@@ -19,16 +19,9 @@ log = logging.getLogger(__name__)
 def cmd_export(s: Any, args: argparse.Namespace) -> int:
     from crypto.keys import VaultKey
     from vault.catalog.selectors import recording_get
-    from vault.errors import InvalidRequest
     from vault.export.services import export_key_ensure, recording_export
 
-    key_path = (
-        Path(args.key)
-        if args.key
-        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
-    )
-    if key_path is None:
-        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
+    key_path = s.vault_key_path(args.key)
     r = recording_get(
         actor=s.actor, ref=str(args.recording), clock=s.clock, action="recording.export"
     )
@@ -101,16 +94,9 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
 def cmd_training_export(s: Any, args: argparse.Namespace) -> int:
     from crypto.keys import VaultKey
     from vault.catalog.selectors import recording_get
-    from vault.errors import InvalidRequest
     from vault.training import ACTION, recording_training_export
 
-    key_path = (
-        Path(args.key)
-        if args.key
-        else (s.config.path(s.config.vault_key) if s.config.vault_key else None)
-    )
-    if key_path is None:
-        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
+    key_path = s.vault_key_path(args.key)
     r = recording_get(actor=s.actor, ref=str(args.recording), clock=s.clock, action=ACTION)
     result = recording_training_export(
         actor=s.actor,

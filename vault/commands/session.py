@@ -17,7 +17,7 @@ from typing import Any
 
 from crypto.timestamps import utc_text
 from vault.clock import SYSTEM_CLOCK
-from vault.errors import AuthenticationFailed
+from vault.errors import AuthenticationFailed, InvalidRequest
 from vault.site.config import SiteConfig, check_migrated, default_home, ensure_django
 
 MAX_CREDENTIALS = 4096
@@ -90,6 +90,14 @@ class Session:
             # Only `init --create` makes a store: an empty folder here is an unmounted disk.
             self._store = open_store(self.config.store, create=False)
         return self._store
+
+    def vault_key_path(self, given: str | None) -> Path:
+        """The vault key a command decrypts with: `--key`, else the site's `vault_key`."""
+        if given:
+            return Path(given)
+        if self.config.vault_key:
+            return self.config.path(self.config.vault_key)
+        raise InvalidRequest("no vault key: pass --key or set vault_key in site.toml")
 
     def close(self) -> None:
         if self._store is not None:
